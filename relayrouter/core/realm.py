@@ -1,0 +1,93 @@
+"""A realm: a routing and administrative domain with its own sessions,
+broker, dealer, authenticators and authorization."""
+
+from dataclasses import dataclass, field
+
+from .auth import Accept, AnonymousAuthenticator
+from .broker import Broker
+from .dealer import Dealer
+from .ids import global_id
+
+
+@dataclass(frozen=True, slots=True)
+class RealmPolicy:
+    """What a realm allows beyond routing, as configured."""
+
+    # Whether callers / publishers asking for disclosure (disclose_me) get it.
+    disclose_caller: bool = True
+    disclose_publisher: bool = True
+
+
+class AllowAll:
+    """The development default: every action on every URI."""
+
+    def authorize(self, session, action: str, uri: str) -> str | None:
+        return None
+
+
+class RealmObserver:
+    """Notified of what happens in a realm (meta events, metrics). Does nothing by default."""
+
+    def joined(self, session) -> None: ...
+    def left(self, session) -> None: ...
+    def subscribed(self, session, subscription, created: bool) -> None: ...
+    def unsubscribed(self, session, subscription, deleted: bool) -> None: ...
+    def registered(self, session, registration, created: bool) -> None: ...
+    def unregistered(self, session, registration, deleted: bool) -> None: ...
+
+
+class Realm:
+    def __init__(self, name: str, router, *, authenticators=None, authorizer=None,
+                 policy: RealmPolicy | None = None) -> None:
+        self.name = name
+        self.router = router
+        self.sessions: dict[int, object] = {}
+        self.authenticators: dict = (
+            authenticators if authenticators is not None
+            else {"anonymous": AnonymousAuthenticator()})
+        self.authorizer = authorizer or AllowAll()
+        self.policy = policy or RealmPolicy()
+        self.observer = RealmObserver()
+        self.broker = Broker(self)
+        self.dealer = Dealer(self)
+
+    def __repr__(self) -> str:
+        return f"<Realm {self.name} sessions={len(self.sessions)}>"
+
+    def now(self) -> float:
+        return self.router.clock()
+
+    # ---------------------------------------------------------------- sessions
+
+    def admission(self, session, accept: Accept) -> tuple[str, str] | None:
+        """Whether an authenticated session may join: None, or (reason, message)."""
+        return None
+
+    def attach(self, session) -> None:
+        session_id = global_id()
+        while session_id in self.sessions:
+            session_id = global_id()
+        session.session_id = session_id
+        session.realm = self
+        self.sessions[session_id] = session
+
+    def joined(self, session) -> None:
+        self.observer.joined(session)
+
+    def detach(self, session) -> None:
+        self.broker.remove_session(session)
+        self.dealer.remove_session(session)
+        if self.sessions.pop(session.session_id, None) is not None:
+            self.observer.left(session)
+
+    # ----------------------------------------------------------- authorization
+
+    def authorize(self, session, action: str, uri: str) -> str | None:
+        """None when allowed, else a message saying what was refused."""
+        return self.authorizer.authorize(session, action, uri)
+
+    def may_disclose_caller(self, session) -> bool:
+        return self.policy.disclose_caller
+
+    def may_disclose_publisher(self, session) -> bool:
+        return self.policy.disclose_publisher

@@ -1,0 +1,345 @@
+"""The router side of one WAMP session, as a state machine.
+
+Theory of operation
+-------------------
+A :class:`RouterSession` lives as long as its transport.  Every message the
+peer sends is looked up in ``_TABLE`` by ``(state, message type)``; the entry
+names the handler.  A message with no entry is a protocol violation: the spec
+says "a Peer MUST ... ABORT the session" and we do, with a message naming what
+was wrong.  Faults are split the h11 way: :class:`ProtocolViolation` is the
+peer's doing (ABORT), anything else raised while handling is ours (logged by
+the caller through ``on_internal_error``, answered with ABORT too, and never
+allowed to escape into the transport).
+
+States::
+
+    HELLO_WAIT --HELLO--> (AUTH_PENDING) --> CHALLENGED --AUTHENTICATE--> ESTABLISHED
+    ESTABLISHED --GOODBYE--> HELLO_WAIT   (the transport may carry a new session)
+    ESTABLISHED --router closes--> CLOSING --GOODBYE--> HELLO_WAIT
+    any --ABORT sent or received / transport lost--> CLOSED
+"""
+
+import enum
+from typing import Any, Callable
+
+from autobahn.wamp import message as m
+
+from . import errors
+from .auth import Accept, Challenge, Deny, JoinRequest
+from .codec import parse
+from .errors import InvalidUriRequest, ProtocolViolation
+from .ids import SequentialIds
+from .peer import Peer, TransportInfo
+
+
+class State(enum.Enum):
+    HELLO_WAIT = "hello-wait"
+    AUTH_PENDING = "auth-pending"  # an authenticator is deciding asynchronously
+    CHALLENGED = "challenged"
+    ESTABLISHED = "established"
+    CLOSING = "closing"  # we sent GOODBYE, waiting for the peer's
+    CLOSED = "closed"
+
+
+class RouterSession:
+    """One peer's session: authentication, then dispatch to its realm."""
+
+    __slots__ = (
+        "router", "peer", "transport", "state", "realm", "session_id",
+        "authid", "authrole", "authmethod", "authprovider", "authextra",
+        "permissions", "expires_at", "roles", "subscriptions", "registrations",
+        "invocations", "calls",
+        "_invocation_ids", "_join", "_authenticator", "_challenge_state",
+        "__weakref__",
+    )
+
+    def __init__(self, router, peer: Peer, transport: TransportInfo) -> None:
+        self.router = router
+        self.peer = peer
+        self.transport = transport
+        self.state = State.HELLO_WAIT
+        self.realm = None
+        self.session_id = 0
+        self.authid = self.authrole = self.authmethod = self.authprovider = None
+        self.authextra = None
+        self.permissions = None
+        self.expires_at = None
+        self.roles: dict = {}
+        # Owned by the broker and dealer of this session's realm.
+        self.subscriptions: set = set()
+        self.registrations: set = set()
+        self.invocations: dict = {}  # INVOCATION request ID -> PendingCall (as callee)
+        self.calls: dict = {}  # CALL request ID -> PendingCall (as caller)
+        # "INVOCATION.Request ... MUST be unique within the scope of the callee session"
+        self._invocation_ids = SequentialIds()
+        self._join: JoinRequest | None = None
+        self._authenticator = None
+        self._challenge_state = None
+
+    def __repr__(self) -> str:
+        return f"<RouterSession {self.session_id} {self.authid} {self.state.value}>"
+
+    # ------------------------------------------------------------------ input
+
+    def receive(self, raw: list) -> None:
+        """One decoded WAMP array from the peer."""
+        try:
+            message = parse(raw)
+        except InvalidUriRequest as e:
+            self._answer_invalid_uri(e)
+            return
+        except ProtocolViolation as e:
+            self.protocol_violation(str(e))
+            return
+        self.receive_message(message, raw)
+
+    def receive_message(self, message: m.Message, raw: list | None = None) -> None:
+        """One parsed message; ``raw`` carries options Autobahn's classes drop (disclose_me)."""
+        handler = _TABLE.get((self.state, message.MESSAGE_TYPE))
+        if handler is None:
+            self._unexpected(message)
+            return
+        try:
+            handler(self, message, raw)
+        except ProtocolViolation as e:
+            self.protocol_violation(str(e))
+        except Exception as e:  # our fault: never let it reach the transport
+            self.router.on_internal_error(self, e)
+            self.abort(errors.INTERNAL_ERROR, "the router failed to handle a message; see its log")
+
+    def transport_lost(self) -> None:
+        """The connection is gone, cleanly or not."""
+        self._leave_realm()
+        self.state = State.CLOSED
+
+    def protocol_violation(self, text: str) -> None:
+        """The peer broke the protocol: ABORT, and detach."""
+        self.router.on_protocol_violation(self, text)
+        self.abort(errors.PROTOCOL_VIOLATION, text)
+
+    def next_invocation_id(self) -> int:
+        return self._invocation_ids.next()
+
+    # ----------------------------------------------------------------- output
+
+    def abort(self, reason: str, text: str) -> None:
+        if self.state is State.CLOSED:
+            return
+        self.state = State.CLOSED
+        self._leave_realm()
+        self.peer.send(m.Abort(reason, text))
+        self.peer.close()
+
+    def goodbye(self, reason: str = errors.CLOSE_NORMAL, text: str | None = None) -> None:
+        """The router ends the session (kill, shutdown, revocation, ...)."""
+        if self.state is State.ESTABLISHED:
+            self.state = State.CLOSING
+            self._leave_realm()
+            self.peer.send(m.Goodbye(reason, text))
+        elif self.state in (State.HELLO_WAIT, State.CHALLENGED, State.AUTH_PENDING):
+            self.abort(reason, text or "the router is closing the connection")
+
+    # ------------------------------------------------------------ establishing
+
+    def _on_hello(self, hello: m.Hello, raw=None) -> None:
+        realm = self.router.realms.get(hello.realm)
+        if realm is None:
+            self.abort(errors.NO_SUCH_REALM, f"no realm named '{hello.realm}' on this router")
+            return
+        self._join = JoinRequest(
+            realm=hello.realm,
+            authmethods=tuple(hello.authmethods or ("anonymous",)),
+            authid=hello.authid,
+            authrole=hello.authrole,
+            authextra=hello.authextra or {},
+            transport=self.transport,
+        )
+        self.roles = hello.roles or {}
+        for method in self._join.authmethods:
+            authenticator = realm.authenticators.get(method)
+            if authenticator is not None:
+                self._authenticator = authenticator
+                self._decide(authenticator.hello(self._join))
+                return
+        offered = ", ".join(self._join.authmethods)
+        self.abort(errors.AUTHENTICATION_FAILED,
+                   f"none of the offered authmethods ({offered}) is enabled on realm '{hello.realm}'")
+
+    def _on_authenticate(self, authenticate: m.Authenticate, raw=None) -> None:
+        state, self._challenge_state = self._challenge_state, None
+        self._decide(self._authenticator.authenticate(
+            self._join, state, authenticate.signature, authenticate.extra or {}))
+
+    def _decide(self, decision: Any) -> None:
+        if hasattr(decision, "addBoth"):
+            self.state = State.AUTH_PENDING
+            decision.addBoth(self._decided_later)
+            return
+        if isinstance(decision, Accept):
+            self._welcome(decision)
+        elif isinstance(decision, Challenge):
+            self.state = State.CHALLENGED
+            self._challenge_state = decision.state
+            self.peer.send(m.Challenge(decision.method, decision.extra))
+        elif isinstance(decision, Deny):
+            self.router.on_auth_denied(self, decision)
+            self.abort(decision.reason, decision.message)
+        else:
+            raise TypeError(f"authenticator returned {decision!r}, not a decision")
+
+    def _decided_later(self, decision: Any) -> None:
+        if self.state is not State.AUTH_PENDING:
+            return  # the peer left while we were deciding
+        if not isinstance(decision, (Accept, Challenge, Deny)):
+            self.router.on_internal_error(self, decision)
+            decision = Deny("the router could not check the credentials; try again later")
+        self.state = State.HELLO_WAIT
+        self._decide(decision)
+
+    def _welcome(self, accept: Accept) -> None:
+        realm_name = accept.realm or self._join.realm
+        realm = self.router.realms.get(realm_name)
+        if realm is None:
+            self.abort(errors.NO_SUCH_REALM, f"no realm named '{realm_name}' on this router")
+            return
+        refusal = realm.admission(self, accept)
+        if refusal is not None:
+            self.abort(*refusal)
+            return
+        self.authid = accept.authid
+        self.authrole = accept.authrole
+        self.authmethod = accept.authmethod
+        self.authprovider = accept.authprovider
+        self.authextra = accept.authextra
+        self.permissions = accept.permissions
+        self.expires_at = accept.expires_at
+        self._join = self._authenticator = None
+        self.state = State.ESTABLISHED
+        realm.attach(self)
+        self.peer.send(m.Welcome(
+            self.session_id,
+            self.router.welcome_roles,
+            realm=realm.name,
+            authid=self.authid,
+            authrole=self.authrole,
+            authmethod=self.authmethod,
+            authprovider=self.authprovider,
+            authextra=self.authextra or None,
+        ))
+        realm.joined(self)
+
+    # ----------------------------------------------------------------- closing
+
+    def _on_goodbye(self, goodbye: m.Goodbye, raw=None) -> None:
+        # "the Peer receiving the GOODBYE ... replies with GOODBYE ... wamp.close.goodbye_and_out"
+        self._leave_realm()
+        self.state = State.HELLO_WAIT
+        self.peer.send(m.Goodbye(errors.CLOSE_GOODBYE_AND_OUT))
+
+    def _on_goodbye_reply(self, goodbye: m.Goodbye, raw=None) -> None:
+        self.state = State.HELLO_WAIT
+        self.peer.close()
+
+    def _on_abort(self, abort: m.Abort, raw=None) -> None:
+        self._leave_realm()
+        self.state = State.CLOSED
+        self.peer.close()
+
+    def _ignore(self, message: m.Message, raw=None) -> None:
+        """After we said GOODBYE the peer may still be sending; the spec lets us drop it."""
+
+    def _leave_realm(self) -> None:
+        realm, self.realm = self.realm, None
+        if realm is not None:
+            realm.detach(self)
+        self.session_id = 0
+
+    # ----------------------------------------------------- established: roles
+
+    def _on_subscribe(self, msg: m.Subscribe, raw=None) -> None:
+        self.realm.broker.subscribe(self, msg)
+
+    def _on_unsubscribe(self, msg: m.Unsubscribe, raw=None) -> None:
+        self.realm.broker.unsubscribe(self, msg)
+
+    def _on_publish(self, msg: m.Publish, raw=None) -> None:
+        self.realm.broker.publish(self, msg, _disclose_me(raw))
+
+    def _on_register(self, msg: m.Register, raw=None) -> None:
+        self.realm.dealer.register(self, msg)
+
+    def _on_unregister(self, msg: m.Unregister, raw=None) -> None:
+        self.realm.dealer.unregister(self, msg)
+
+    def _on_call(self, msg: m.Call, raw=None) -> None:
+        self.realm.dealer.call(self, msg, _disclose_me(raw))
+
+    def _on_cancel(self, msg: m.Cancel, raw=None) -> None:
+        self.realm.dealer.cancel(self, msg)
+
+    def _on_yield(self, msg: m.Yield, raw=None) -> None:
+        self.realm.dealer.yield_(self, msg)
+
+    def _on_error(self, msg: m.Error, raw=None) -> None:
+        if msg.request_type != m.Invocation.MESSAGE_TYPE:
+            raise ProtocolViolation(
+                f"ERROR may only answer an INVOCATION when sent to a router, not message type {msg.request_type}")
+        self.realm.dealer.invocation_error(self, msg)
+
+    # ------------------------------------------------------------------ faults
+
+    def _answer_invalid_uri(self, e: InvalidUriRequest) -> None:
+        if self.state is not State.ESTABLISHED:
+            self.protocol_violation(f"{e} (and the session is not established)")
+            return
+        self.peer.send(m.Error(e.request_type, e.request, errors.INVALID_URI, args=[str(e)]))
+
+    def _unexpected(self, message: m.Message) -> None:
+        name = type(message).__name__.upper()
+        if self.state is State.CLOSING:
+            return  # late traffic after our GOODBYE
+        if self.state is State.CLOSED:
+            return
+        if self.state is State.HELLO_WAIT:
+            text = f"{name} before HELLO: a session must start with HELLO"
+        elif message.MESSAGE_TYPE == m.Hello.MESSAGE_TYPE:
+            text = "HELLO received on a session that is already open or joining"
+        else:
+            text = f"{name} is not allowed while the session is {self.state.value}"
+        self.protocol_violation(text)
+
+
+def _disclose_me(raw: list | None) -> bool:
+    # PUBLISH and CALL carry Options at index 2; Autobahn's classes drop disclose_me.
+    if raw is None:
+        return False
+    options = raw[2]
+    return type(options) is dict and options.get("disclose_me") is True
+
+
+Handler = Callable[[RouterSession, Any, Any], None]
+_S = State
+_T = {cls.__name__: cls.MESSAGE_TYPE for cls in (
+    m.Hello, m.Authenticate, m.Abort, m.Goodbye, m.Error, m.Publish, m.Subscribe,
+    m.Unsubscribe, m.Call, m.Cancel, m.Register, m.Unregister, m.Yield)}
+
+_TABLE: dict[tuple[State, int], Handler] = {
+    (_S.HELLO_WAIT, _T["Hello"]): RouterSession._on_hello,
+    (_S.HELLO_WAIT, _T["Abort"]): RouterSession._on_abort,
+    (_S.AUTH_PENDING, _T["Abort"]): RouterSession._on_abort,
+    (_S.CHALLENGED, _T["Authenticate"]): RouterSession._on_authenticate,
+    (_S.CHALLENGED, _T["Abort"]): RouterSession._on_abort,
+    (_S.ESTABLISHED, _T["Subscribe"]): RouterSession._on_subscribe,
+    (_S.ESTABLISHED, _T["Unsubscribe"]): RouterSession._on_unsubscribe,
+    (_S.ESTABLISHED, _T["Publish"]): RouterSession._on_publish,
+    (_S.ESTABLISHED, _T["Register"]): RouterSession._on_register,
+    (_S.ESTABLISHED, _T["Unregister"]): RouterSession._on_unregister,
+    (_S.ESTABLISHED, _T["Call"]): RouterSession._on_call,
+    (_S.ESTABLISHED, _T["Cancel"]): RouterSession._on_cancel,
+    (_S.ESTABLISHED, _T["Yield"]): RouterSession._on_yield,
+    (_S.ESTABLISHED, _T["Error"]): RouterSession._on_error,
+    (_S.ESTABLISHED, _T["Goodbye"]): RouterSession._on_goodbye,
+    (_S.ESTABLISHED, _T["Abort"]): RouterSession._on_abort,
+    (_S.CLOSING, _T["Goodbye"]): RouterSession._on_goodbye_reply,
+    (_S.CLOSING, _T["Abort"]): RouterSession._on_abort,
+}

@@ -1,0 +1,69 @@
+"""In-memory peers for driving the core without sockets (used by our tests,
+and usable by anyone embedding the core)."""
+
+from autobahn.wamp import message as m
+
+from .core.peer import TransportInfo
+from .core.router import Router
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class MemoryPeer:
+    """Records what the router sends; ``closed`` tells whether it hung up."""
+
+    def __init__(self, serializer=None) -> None:
+        self.sent: list[m.Message] = []
+        self.closed = False
+        self.session = None
+        self._serializer = serializer
+
+    def send(self, message: m.Message) -> None:
+        if self._serializer is not None:
+            message.serialize(self._serializer)  # prove it serializes
+        self.sent.append(message)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def take(self) -> list[m.Message]:
+        sent, self.sent = self.sent, []
+        return sent
+
+    def last(self) -> m.Message:
+        return self.sent[-1]
+
+    def receive(self, raw: list) -> None:
+        """Deliver a raw WAMP array to the router, as a transport would."""
+        self.session.receive(raw)
+
+
+def make_router(*realms: str, clock=None) -> Router:
+    router = Router(clock or FakeClock())
+    for name in realms or ("realm1",):
+        router.add_realm(name)
+    return router
+
+
+def connect(router: Router, transport: TransportInfo | None = None, serializer=None) -> MemoryPeer:
+    peer = MemoryPeer(serializer)
+    peer.session = router.session(peer, transport or TransportInfo())
+    return peer
+
+
+ALL_ROLES = {"subscriber": {}, "publisher": {}, "caller": {}, "callee": {}}
+
+
+def join(router: Router, realm: str = "realm1", serializer=None, **details) -> MemoryPeer:
+    """A peer with an established anonymous session; its WELCOME already taken."""
+    peer = connect(router, serializer=serializer)
+    peer.receive([1, realm, {"roles": ALL_ROLES, **details}])
+    welcome = peer.take()
+    assert isinstance(welcome[-1], m.Welcome), welcome
+    return peer
