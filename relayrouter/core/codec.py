@@ -36,6 +36,8 @@ def parse(raw) -> m.Message:
     cls = INBOUND.get(mtype) if type(mtype) is int else None
     if cls is None:
         raise ProtocolViolation(_unexpected_type(mtype))
+    if mtype in _PATTERN_REQUESTS:
+        raw = _match_null_is_exact(raw)
     try:
         return cls.parse(raw)
     except InvalidUriError as e:
@@ -46,6 +48,17 @@ def parse(raw) -> m.Message:
         raise ProtocolViolation(f"malformed {cls.__name__.upper()}: {_short(e)}") from None
     except Exception as e:  # Autobahn's parsers assert and index freely
         raise ProtocolViolation(f"malformed {cls.__name__.upper()} message ({type(e).__name__})") from None
+
+
+_PATTERN_REQUESTS = {m.Subscribe.MESSAGE_TYPE, m.Register.MESSAGE_TYPE}
+
+
+def _match_null_is_exact(raw: list) -> list:
+    # Some clients send "match": null for exact matching; Autobahn's parser refuses it.
+    if len(raw) > 2 and type(raw[2]) is dict and "match" in raw[2] and raw[2]["match"] is None:
+        options = {k: v for k, v in raw[2].items() if k != "match"}
+        return [raw[0], raw[1], options, *raw[3:]]
+    return raw
 
 
 def _unexpected_type(mtype) -> str:

@@ -25,14 +25,12 @@ def _welcome_roles() -> dict:
         publisher_exclusion=True,
         publisher_identification=True,
         subscriber_blackwhite_listing=True,
-        payload_transparency=True,
     )
     dealer = RoleDealerFeatures(
         pattern_based_registration=True,
         shared_registration=True,
         caller_identification=True,
         progressive_call_results=True,
-        payload_transparency=True,
     )
     return {"broker": broker, "dealer": dealer}
 

@@ -35,6 +35,7 @@ class RouterWebSocketProtocol(WampWebSocketServerProtocol):
                                 self._write_wamp, factory.outbound_limits, hello_timer)
         # Autobahn's isOpen() checks this attribute.
         self._session = self._conn
+        factory.connections.add(self._conn)
 
     def _hello_deadline(self) -> None:
         if self._conn is not None:
@@ -55,6 +56,7 @@ class RouterWebSocketProtocol(WampWebSocketServerProtocol):
         conn, self._conn = self._conn, None
         self._session = None
         if conn is not None:
+            self.factory.connections.discard(conn)
             conn.lost()
 
     def _write_wamp(self, data: bytes) -> None:
@@ -79,6 +81,7 @@ class RouterWebSocketFactory(WampWebSocketServerFactory):
         self.clock = clock
         self.outbound_limits = outbound_limits
         self.hello_timeout = hello_timeout
+        self.connections: set[Connection] = set()
         self.setProtocolOptions(
             maxMessagePayloadSize=max_message_size,
             maxFramePayloadSize=max_message_size,
