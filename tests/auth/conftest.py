@@ -28,7 +28,7 @@ class Wire:
         if authextra is not None:
             details["authextra"] = authextra
         self.peer.receive([1, realm, details])
-        return self.peer.last()
+        return self.peer.sent[-1] if self.peer.sent else None
 
     def authenticate(self, signature: str, extra=None) -> m.Message:
         self.peer.receive([5, signature, extra or {}])
