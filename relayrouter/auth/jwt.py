@@ -40,7 +40,8 @@ ALGORITHMS_BY_FAMILY = {
     "OKP": ("EdDSA",),
 }
 ALL_ALGORITHMS = frozenset(a for algs in ALGORITHMS_BY_FAMILY.values() for a in algs)
-MIN_HMAC_SECRET = 32  # bytes; RFC 7518 3.2: a key at least as long as the hash
+# RFC 7518 3.2: "a key of the same size as the hash output ... or larger MUST be used"
+MIN_HMAC_SECRET = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 UNKNOWN_KEY = "token signed with an unknown key"
 BAD_SIGNATURE = "token signature invalid"
@@ -76,9 +77,14 @@ class JwtKey:
         secret = secret.encode("utf8") if isinstance(secret, str) else bytes(secret)
         if b"-----BEGIN" in secret:
             raise ValueError(f"the HMAC secret for kid {kid!r} looks like a PEM key; configure it as a public key")
-        if len(secret) < MIN_HMAC_SECRET:
-            raise ValueError(f"the HMAC secret for kid {kid!r} is {len(secret)} bytes; use at least {MIN_HMAC_SECRET}")
-        return cls(secret, "oct", kid, tuple(algorithms))
+        long_enough = tuple(a for a, n in MIN_HMAC_SECRET.items() if len(secret) >= n)
+        algorithms = tuple(algorithms) or long_enough
+        short = [a for a in algorithms if a in MIN_HMAC_SECRET and a not in long_enough]
+        if not algorithms or short:
+            alg = short[0] if short else "HS256"
+            raise ValueError(f"the HMAC secret for kid {kid!r} is {len(secret)} bytes; "
+                             f"{alg} needs at least {MIN_HMAC_SECRET[alg]}")
+        return cls(secret, "oct", kid, algorithms)
 
     @classmethod
     def from_pem(cls, pem: bytes | str, kid: str | None = None, algorithms: Iterable[str] = ()) -> "JwtKey":

@@ -18,7 +18,7 @@ POLICY = JwtPolicy(algorithms=("RS256", "HS256"), authrole="user")
 
 def jwks(kid="k1") -> dict:
     public = json.loads(pyjwt.algorithms.RSAAlgorithm.to_jwk(RSA_KEY.public_key()))
-    oct_key = json.loads(pyjwt.algorithms.HMACAlgorithm.to_jwk(b"s" * 32))
+    oct_key = json.loads(pyjwt.algorithms.HMACAlgorithm.to_jwk(b"s" * 64))
     return {"keys": [{**public, "kid": kid, "use": "sig"},
                      {**oct_key, "kid": "shared"},
                      {**public, "kid": "enc", "use": "enc"},

@@ -160,6 +160,9 @@ def test_denials_never_echo_the_token(clock):
 def test_short_or_pem_hmac_secret_is_a_config_error():
     with pytest.raises(ValueError, match="10 bytes"):
         JwtKey.hmac(b"0123456789")
+    with pytest.raises(ValueError, match="HS512 needs at least 64"):
+        JwtKey.hmac(SECRET, algorithms=("HS512",))
+    assert JwtKey.hmac(SECRET).algorithms == ("HS256",)  # only what the length allows
     with pytest.raises(ValueError, match="PEM"):
         JwtKey.hmac(pem(RSA_KEY))
 
