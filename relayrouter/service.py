@@ -51,7 +51,7 @@ def _as_failure(error):
 
 
 def build_router(config: Config, clock) -> Router:
-    router = Router(clock=clock.seconds, observer=LoggingObserver())
+    router = Router(clock=clock, observer=LoggingObserver())
     for realm in config.realms:
         authenticators = {}
         if realm.anonymous:
