@@ -33,6 +33,8 @@ class FakeClock:
     def seconds(self) -> float:
         return self.now
 
+    __call__ = seconds  # authenticators take a plain "now" callable
+
     def callLater(self, delay: float, fn, *args) -> FakeTimer:
         timer = FakeTimer(self, self.now + delay, fn, args)
         self.timers.append(timer)
