@@ -3,6 +3,9 @@
 import txaio
 
 txaio.use_twisted()
+# Autobahn logs every frame at debug level; formatting those events for the
+# log file would cost more than routing the message.
+txaio.set_global_log_level("info")
 
 from twisted.application import service  # noqa: E402
 import signal  # noqa: E402
