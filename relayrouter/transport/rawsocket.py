@@ -8,9 +8,10 @@ from ..core.peer import TransportInfo
 from .connection import Connection
 
 
-class RouterRawSocketProtocol(WampRawSocketServerProtocol):
-    log = Logger()
+log = Logger(namespace="relayrouter.rawsocket")
 
+
+class RouterRawSocketProtocol(WampRawSocketServerProtocol):
     _conn: Connection | None = None
 
     def connectionMade(self) -> None:
@@ -71,7 +72,7 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
         self.sendString(data)
 
     def _oversized(self, size: int) -> None:
-        self.log.warn("Not sending a {size}-byte message to {peer}: it accepts at most {limit}",
+        log.warn("Not sending a {size}-byte message to {peer}: it accepts at most {limit}",
                       size=size, peer=self._conn.info.peer, limit=self._max_len_send)
 
     def close_after_flush(self) -> None:

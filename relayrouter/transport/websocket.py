@@ -12,7 +12,6 @@ import struct
 
 from autobahn.twisted.websocket import WampWebSocketServerFactory, WampWebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
-from twisted.logger import Logger
 
 from ..core.peer import TransportInfo
 from .connection import Connection
@@ -25,8 +24,6 @@ _HEADER64 = struct.Struct("!BBQ").pack
 
 
 class RouterWebSocketProtocol(WampWebSocketServerProtocol):
-    log = Logger()
-
     _conn: Connection | None = None
     # Autobahn's WAMP mixin reads these on the handler; we never use its handler path.
     _authid = None
@@ -56,6 +53,16 @@ class RouterWebSocketProtocol(WampWebSocketServerProtocol):
     def _hello_deadline(self) -> None:
         if self._conn is not None:
             self._conn.hello_deadline_passed()
+
+    # Autobahn's versions of these two evaluate debug-log arguments and fire
+    # observer signals for every message; we need neither.
+    def dataReceived(self, data: bytes) -> None:
+        self._dataReceived(data)
+
+    def onMessageEnd(self) -> None:
+        if not self.failedByMe:
+            self.onMessage(b"".join(self.message_data), self.message_is_binary)
+        self.message_data = None
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         conn = self._conn
