@@ -14,7 +14,10 @@ from autobahn.twisted.websocket import WampWebSocketServerFactory, WampWebSocket
 from autobahn.websocket.protocol import WebSocketProtocol
 
 from ..core.peer import TransportInfo
+from . import masking
 from .connection import Connection
+
+masking.install()
 
 
 _OPEN = WebSocketProtocol.STATE_OPEN
