@@ -112,9 +112,11 @@ class RouterService(service.MultiService):
         return [c for factory in self.wamp_factories for c in factory.connections]
 
     def startService(self) -> None:
-        super().startService()
+        # Before the listeners start: their "listening" lines, which scripts
+        # wait for, come after our signal handlers are in place.
         if self.handle_signals:
             self.reactor.callWhenRunning(self._install_signal_handlers)
+        super().startService()
 
     # ---------------------------------------------------------- shutdown
 
@@ -174,7 +176,7 @@ class ListenerService(service.Service):
 
     def _listening(self, port):
         self.port = port
-        self._announce(port)
+        self.reactor.callWhenRunning(self._announce, port)
         self.ready.callback(port)
 
     def _failed(self, failure):
