@@ -42,8 +42,9 @@ class RouterWebSocketProtocol(WampWebSocketServerProtocol):
             is_secure=bool(details.is_secure),
             peer_cert=details.peer_cert,
             channel_id=details.channel_id or {},
-            http_headers=dict(self.http_headers or {}),
-            http_query={k: v for k, v in (self.http_request_params or {}).items()},
+            # Autobahn's own dicts, shared rather than copied (memory per session).
+            http_headers=self.http_headers or {},
+            http_query=self.http_request_params or {},
         )
         self._binary = self._serializer._serializer.BINARY
         hello_timer = factory.clock.callLater(factory.hello_timeout, self._hello_deadline)
