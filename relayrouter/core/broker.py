@@ -120,7 +120,8 @@ class Broker:
                 enc_key=msg.enc_key,
                 enc_serializer=msg.enc_serializer,
             )
-            for receiver in subscription.subscribers:
+            # A snapshot: a receiver may leave while we send (its transport failing).
+            for receiver in tuple(subscription.subscribers):
                 if receiver is session and exclude_me:
                     continue
                 if receivers_filter is not None and not receivers_filter.admits(receiver):

@@ -136,8 +136,11 @@ class Connection:
             return
         if self._paused or self._queue:
             self._enqueue(data, type(message) is _EVENT)
-        else:
+            return
+        try:
             self._write(data)
+        except Exception as e:  # one receiver's broken transport must not reach the sender
+            self._write_failed(e)
 
     def close(self) -> None:
         """Hang up once what was sent before has gone out."""
@@ -219,11 +222,21 @@ class Connection:
             "Disconnecting slow consumer {session} ({peer}): {n} messages / {b} bytes waiting",
             session=self.session.session_id, peer=self.info.peer,
             n=len(self._queue), b=self._queued_bytes)
+        self._cut(errors.CLOSE_SLOW_CONSUMER)
+
+    def _cut(self, reason: str) -> None:
+        """Drop the connection now.  The core hears of it from connectionLost,
+        a moment later: never while the broker or dealer is mid-way through
+        sending to this peer."""
         self._gone = True
         self._queue.clear()
         self._queued_bytes = 0
-        self.session.transport_lost()
-        self._proto.drop_now(errors.CLOSE_SLOW_CONSUMER)
+        self._proto.drop_now(reason)
+
+    def _write_failed(self, error: Exception) -> None:
+        self.log.warn("Cannot write to {peer}, dropping the connection: {error}",
+                      peer=self.info.peer, error=error)
+        self._cut(errors.INTERNAL_ERROR)
 
     def _unserializable(self, message: m.Message, error: Exception) -> None:
         self.counters.unserializable += 1

@@ -179,3 +179,55 @@ def test_every_websocket_frame_length_encoding(running, serializer):
     for size in (0, 1, 100, 125, 126, 127, 1000, 65535, 65536, 70_000, 1_000_000):
         text = "x" * size
         assert (yield caller.call("com.example.echo", text)) == text
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_event_is_serialized_once_per_serializer(running):
+    subscribers = []
+    for serializer in ("msgpack", "msgpack", "msgpack", "json", "json"):
+        subscribers.append((yield connect_ws(running, serializer)))
+    subscribers.append((yield connect_rawsocket(running, "msgpack")))
+    received = []
+    for s in subscribers:
+        yield s.subscribe(lambda x: received.append(x), "com.example.fan")
+    publisher = yield connect_ws(running, "cbor")
+    calls = {}
+    for serializer in running.service.serializers:
+        objser = serializer._serializer
+        original = objser.serialize
+
+        def counting(obj, original=original, name=serializer.SERIALIZER_ID):
+            if obj[0] == 36:  # EVENT
+                calls[name] = calls.get(name, 0) + 1
+            return original(obj)
+
+        objser.serialize = counting
+    yield publisher.publish("com.example.fan", "hello", options=PublishOptions(acknowledge=True))
+    yield publisher.call("com.example.nothing").addErrback(lambda f: None)  # a round trip
+    from ..support import eventually
+    yield eventually(lambda: len(received) == 6)
+    # Three WebSocket and one RawSocket msgpack receivers: one msgpack encoding.
+    assert calls == {"msgpack": 1, "json": 1}
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_broken_receiver_does_not_disturb_the_publisher_or_others(running):
+    good = yield connect_ws(running, "json")
+    broken = yield connect_ws(running, "json")
+    publisher = yield connect_ws(running, "msgpack")
+    got = []
+    yield good.subscribe(lambda x: got.append(x), "com.example.t")
+    yield broken.subscribe(lambda x: None, "com.example.t")
+    broken_session = next(s for s in running.realm().sessions.values()
+                          if s.session_id == broken.details.session)
+
+    def explode(data):
+        raise RuntimeError("socket on fire")
+
+    broken_session.peer._write = explode
+    for i in range(3):
+        yield publisher.publish("com.example.t", i, options=PublishOptions(acknowledge=True))
+    from ..support import eventually
+    yield eventually(lambda: got == [0, 1, 2])
+    assert broken.details.session not in running.realm().sessions
+    assert (yield publisher.publish("com.example.t", 3, options=PublishOptions(acknowledge=True)))
