@@ -2,8 +2,7 @@
 
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
-from autobahn.wamp.types import PublishOptions, SubscribeOptions
-from twisted.internet import defer
+from autobahn.wamp.types import SubscribeOptions
 
 from ..support import connect_raw, connect_rawsocket, connect_ws, within
 from .test_advanced_pubsub import collector, until
