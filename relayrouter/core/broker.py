@@ -8,13 +8,17 @@ serialization per serializer in use, not N.
 
 from autobahn.wamp import message as m
 
-from . import errors
+from . import errors, messages
 from .ids import SequentialIds, global_id
-from .matching import EXACT, UriIndex
+from .matching import EXACT, UriIndex, pattern_matches
+from .messages import ppt_options
 from .uri import pattern_problem
 
 PUBLISH = "publish"
 SUBSCRIBE = "subscribe"
+PPT_FEATURE = "payload_passthru_mode"
+
+_NO_OPTIONS: dict = {}
 
 
 class Subscription:
@@ -34,6 +38,9 @@ class Broker:
         self.realm = realm
         self.subscriptions = UriIndex[Subscription]()
         self.subscriptions_by_id: dict[int, Subscription] = {}
+        # topic -> (Publication, publication ID): the retained event of each
+        # topic, oldest first, at most realm.policy.max_retained_events.
+        self.retained: dict[str, tuple] = {}
         self._ids = SequentialIds()
 
     # ------------------------------------------------------------ subscribing
@@ -62,6 +69,8 @@ class Broker:
         session.peer.send(m.Subscribed(msg.request, subscription.id))
         if fresh:
             self.realm.observer.subscribed(session, subscription, created)
+        if msg.get_retained and self.retained:
+            self._send_retained(session, subscription)
 
     def unsubscribe(self, session, msg: m.Unsubscribe) -> None:
         subscription = self.subscriptions_by_id.get(msg.subscription)
@@ -87,46 +96,128 @@ class Broker:
 
     # ------------------------------------------------------------- publishing
 
-    def publish(self, session, msg: m.Publish, disclose_me: bool = False) -> None:
+    def publish(self, session, msg: m.Publish, options: dict = _NO_OPTIONS) -> None:
+        """A PUBLISH from ``session``; ``options`` is its raw Options dict."""
         refusal = self.realm.authorize(session, PUBLISH, msg.topic)
         if refusal is not None:
             if msg.acknowledge:
                 _error(session, msg, errors.NOT_AUTHORIZED, refusal)
             return
-        publication = global_id()
-        matches = self.subscriptions.match(msg.topic)
-        if matches:
-            self._dispatch(session, msg, publication, matches, disclose_me)
+        ppt = ppt_options(options)
+        if ppt is not None and not session.supports("publisher", PPT_FEATURE):
+            raise errors.ProtocolViolation(
+                "PUBLISH uses payload passthru mode (ppt_scheme) but the session did not "
+                "announce payload_passthru_mode for its publisher role")
+        disclose = options.get("disclose_me") is True
+        if disclose and not self.realm.may_disclose_publisher(session):
+            # "a Broker may deny a Publisher's request to disclose its identity"
+            if msg.acknowledge:
+                _error(session, msg, errors.DISCLOSE_ME_DISALLOWED,
+                       "this realm does not let publishers disclose their identity")
+            return
+        publication = self._route(Publication(msg, session, disclose, ppt))
         if msg.acknowledge:
             session.peer.send(m.Published(msg.request, publication))
 
-    def _dispatch(self, session, msg: m.Publish, publication: int, matches: list, disclose_me: bool) -> None:
-        # Publisher exclusion: "exclude_me ... defaults to true"
-        exclude_me = msg.exclude_me is not False
-        disclose = disclose_me and self.realm.may_disclose_publisher(session)
-        receivers_filter = _ReceiverFilter.of(msg)
+    def publish_for(self, session, msg: m.Publish) -> None:
+        """Publish on behalf of a session that is leaving (a testament); never disclosed."""
+        self._route(Publication(msg, session, False, None, excludable=False))
+
+    def _route(self, publication: "Publication") -> int:
+        publication_id = global_id()
+        msg = publication.msg
+        matches = self.subscriptions.match(msg.topic)
+        if matches:
+            self._dispatch(publication, publication_id, matches)
+        # "A Publisher can request storage of a new Retained Event by setting Publish.Options.retain"
+        if msg.retain:
+            self._retain(msg.topic, publication, publication_id)
+        return publication_id
+
+    def _dispatch(self, publication: "Publication", publication_id: int, matches: list) -> None:
         for subscription in matches:
-            event = m.Event(
-                subscription.id,
-                publication,
-                args=msg.args,
-                kwargs=msg.kwargs,
-                payload=msg.payload,
-                publisher=session.session_id if disclose else None,
-                publisher_authid=session.authid if disclose else None,
-                publisher_authrole=session.authrole if disclose else None,
-                topic=msg.topic if subscription.match != EXACT else None,
-                enc_algo=msg.enc_algo,
-                enc_key=msg.enc_key,
-                enc_serializer=msg.enc_serializer,
-            )
+            event = publication.event(subscription, publication_id)
             # A snapshot: a receiver may leave while we send (its transport failing).
             for receiver in tuple(subscription.subscribers):
-                if receiver is session and exclude_me:
-                    continue
-                if receivers_filter is not None and not receivers_filter.admits(receiver):
-                    continue
+                if publication.admits(receiver):
+                    receiver.peer.send(event)
+
+    def publish_meta(self, matches: list, topic: str, args: list) -> None:
+        """A meta event published by the router itself to ``matches`` (from
+        ``subscriptions.match(topic)``, which the caller checked first)."""
+        publication_id = global_id()
+        for subscription in matches:
+            event = m.Event(subscription.id, publication_id, args=args,
+                            topic=topic if subscription.match != EXACT else None)
+            for receiver in tuple(subscription.subscribers):
                 receiver.peer.send(event)
+
+    # --------------------------------------------------------------- retention
+
+    def _retain(self, topic: str, publication: "Publication", publication_id: int) -> None:
+        retained = self.retained
+        retained.pop(topic, None)
+        retained[topic] = (publication, publication_id)
+        # Memory stays bounded: the oldest retained topic goes first.
+        limit = self.realm.policy.max_retained_events
+        while len(retained) > limit:
+            retained.pop(next(iter(retained)))
+            self.realm.counters["retained_events_evicted"] += 1
+
+    def _send_retained(self, session, subscription: Subscription) -> None:
+        # "the Broker MUST send the Subscriber the most recent Retained Event that
+        # they would have received if they were subscribing when it was published"
+        if subscription.match == EXACT:
+            found = self.retained.get(subscription.uri)
+            candidates = [found] if found is not None else []
+        else:
+            candidates = [entry for topic, entry in self.retained.items()
+                          if pattern_matches(subscription.uri, subscription.match, topic)]
+        for publication, publication_id in candidates:
+            if publication.admits(session):
+                session.peer.send(publication.event(subscription, publication_id, retained=True))
+
+
+class Publication:
+    """What a publication needs to become EVENTs, now or later (retained)."""
+
+    __slots__ = ("msg", "publisher", "disclose", "ppt", "exclude_me", "receivers")
+
+    def __init__(self, msg: m.Publish, publisher, disclose: bool, ppt: dict | None,
+                 excludable: bool = True) -> None:
+        self.msg = msg
+        self.publisher = publisher
+        self.disclose = disclose
+        self.ppt = ppt
+        # Publisher exclusion: "exclude_me ... defaults to true"
+        self.exclude_me = excludable and msg.exclude_me is not False
+        self.receivers = _ReceiverFilter.of(msg)
+
+    def admits(self, receiver) -> bool:
+        if receiver is self.publisher and self.exclude_me:
+            return False
+        return self.receivers is None or self.receivers.admits(receiver)
+
+    def event(self, subscription: Subscription, publication_id: int, retained: bool = False) -> m.Event:
+        msg = self.msg
+        disclose = self.disclose
+        publisher = self.publisher
+        return messages.event(
+            self.ppt,
+            subscription.id,
+            publication_id,
+            args=msg.args,
+            kwargs=msg.kwargs,
+            payload=msg.payload,
+            publisher=publisher.session_id if disclose else None,
+            publisher_authid=publisher.authid if disclose else None,
+            publisher_authrole=publisher.authrole if disclose else None,
+            topic=msg.topic if subscription.match != EXACT else None,
+            retained=True if retained else None,
+            enc_algo=msg.enc_algo,
+            enc_key=msg.enc_key,
+            enc_serializer=msg.enc_serializer,
+        )
 
 
 class _ReceiverFilter:

@@ -17,13 +17,24 @@ import random
 
 from autobahn.wamp import message as m
 
-from . import errors
+from . import errors, messages
 from .ids import SequentialIds
+from .messages import ppt_options
 from .matching import EXACT, UriIndex
 from .uri import pattern_problem
 
 CALL = "call"
 REGISTER = "register"
+
+PPT_FEATURE = "payload_passthru_mode"
+CANCELING_FEATURE = "call_canceling"
+
+# CANCEL.Options.mode
+SKIP = "skip"
+KILL = "kill"
+KILLNOWAIT = "killnowait"
+
+_NO_OPTIONS: dict = {}
 
 SINGLE = "single"
 INVOKE_POLICIES = (SINGLE, "roundrobin", "random", "first", "last")
@@ -58,7 +69,7 @@ class Registration:
 
 class PendingCall:
     __slots__ = ("caller", "call_request", "callee", "invocation", "registration",
-                 "receive_progress", "timer")
+                 "receive_progress", "timer", "interrupted")
 
     def __init__(self, caller, call_request, callee, invocation, registration, receive_progress):
         self.caller = caller
@@ -67,7 +78,8 @@ class PendingCall:
         self.invocation = invocation
         self.registration = registration
         self.receive_progress = receive_progress
-        self.timer = None
+        self.timer = None  # the router's CALL.Options.timeout, while it runs
+        self.interrupted = False  # INTERRUPT (mode kill) sent, waiting for the callee
 
 
 class Dealer:
@@ -93,6 +105,10 @@ class Dealer:
         refusal = self.realm.authorize(session, REGISTER, msg.procedure)
         if refusal is not None:
             _error(session, msg, errors.NOT_AUTHORIZED, refusal)
+            return
+        if match == EXACT and msg.procedure in self.realm.meta.procedures:
+            _error(session, msg, errors.PROCEDURE_ALREADY_EXISTS,
+                   f"'{msg.procedure}' is a meta procedure the router implements")
             return
         registration = self.registrations.get(msg.procedure, match)
         if registration is not None:
@@ -130,32 +146,55 @@ class Dealer:
 
     # ----------------------------------------------------------------- calling
 
-    def call(self, session, msg: m.Call, disclose_me: bool = False) -> None:
-        registration = self.registrations.best(msg.procedure)
-        if registration is None:
-            _error(session, msg, errors.NO_SUCH_PROCEDURE,
-                   f"no callee has registered '{msg.procedure}'")
+    def call(self, session, msg: m.Call, options: dict = _NO_OPTIONS) -> None:
+        """A CALL from ``session``; ``options`` is its raw Options dict."""
+        if msg.request in session.calls:
+            raise errors.ProtocolViolation(f"CALL request ID {msg.request} is already in use by a pending call")
+        ppt = ppt_options(options)
+        if ppt is not None and not session.supports("caller", PPT_FEATURE):
+            raise errors.ProtocolViolation(
+                "CALL uses payload passthru mode (ppt_scheme) but the session did not "
+                "announce payload_passthru_mode for its caller role")
+        procedure = self.realm.meta.procedures.get(msg.procedure)
+        registration = None if procedure is not None else self.registrations.best(msg.procedure)
+        if procedure is None and registration is None:
+            _error(session, msg, errors.NO_SUCH_PROCEDURE, f"no callee has registered '{msg.procedure}'")
             return
         refusal = self.realm.authorize(session, CALL, msg.procedure)
         if refusal is not None:
             _error(session, msg, errors.NOT_AUTHORIZED, refusal)
             return
-        if msg.request in session.calls:
-            raise errors.ProtocolViolation(f"CALL request ID {msg.request} is already in use by a pending call")
+        disclose = options.get("disclose_me") is True
+        if disclose and not self.realm.may_disclose_caller(session):
+            _error(session, msg, errors.DISCLOSE_ME_DISALLOWED,
+                   "this realm does not let callers disclose their identity")
+            return
+        if procedure is not None:
+            self.realm.meta.call(session, msg, procedure)
+            return
+        self._invoke(session, msg, registration, disclose, ppt)
+
+    def _invoke(self, session, msg: m.Call, registration: Registration, disclose: bool, ppt) -> None:
         callee = registration.pick()
+        if ppt is not None and not callee.supports("callee", PPT_FEATURE):
+            _error(session, msg, errors.FEATURE_NOT_SUPPORTED,
+                   f"the callee of '{msg.procedure}' does not support payload passthru mode")
+            return
         invocation = callee.next_invocation_id()
-        disclose = disclose_me and self.realm.may_disclose_caller(session)
         pending = PendingCall(session, msg.request, callee, invocation, registration,
                               bool(msg.receive_progress))
         session.calls[msg.request] = pending
         callee.invocations[invocation] = pending
-        callee.peer.send(m.Invocation(
+        if msg.timeout:
+            # "CALL.Options.timeout|integer in ms. A timeout value of 0 deactivates automatic call timeout"
+            pending.timer = self.realm.router.clock.callLater(msg.timeout / 1000.0, self._timed_out, pending)
+        callee.peer.send(messages.Invocation(
             invocation,
             registration.id,
             args=msg.args,
             kwargs=msg.kwargs,
             payload=msg.payload,
-            timeout=msg.timeout,
+            timeout=msg.timeout or None,
             receive_progress=msg.receive_progress or None,
             caller=session.session_id if disclose else None,
             caller_authid=session.authid if disclose else None,
@@ -164,18 +203,22 @@ class Dealer:
             enc_algo=msg.enc_algo,
             enc_key=msg.enc_key,
             enc_serializer=msg.enc_serializer,
+            extra=ppt,
         ))
 
-    def yield_(self, session, msg: m.Yield) -> None:
+    def yield_(self, session, msg: m.Yield, options: dict = _NO_OPTIONS) -> None:
         pending = session.invocations.get(msg.request)
         if pending is None:
             return  # the call was canceled or its caller left: late answers are dropped
+        ppt = ppt_options(options)
+        if ppt is not None and not self._ppt_yield_allowed(session, msg, pending):
+            return
         progress = bool(msg.progress)
         if progress and not pending.receive_progress:
             return  # the caller did not ask for progressive results
         if not progress:
             self._forget(pending)
-        pending.caller.peer.send(m.Result(
+        pending.caller.peer.send(messages.Result(
             pending.call_request,
             args=msg.args,
             kwargs=msg.kwargs,
@@ -184,27 +227,63 @@ class Dealer:
             enc_algo=msg.enc_algo,
             enc_key=msg.enc_key,
             enc_serializer=msg.enc_serializer,
+            extra=ppt,
         ))
 
-    def invocation_error(self, session, msg: m.Error) -> None:
+    def _ppt_yield_allowed(self, session, msg: m.Yield, pending: PendingCall) -> bool:
+        if not session.supports("callee", PPT_FEATURE):
+            raise errors.ProtocolViolation(
+                "YIELD uses payload passthru mode (ppt_scheme) but the session did not "
+                "announce payload_passthru_mode for its callee role")
+        if not pending.caller.supports("caller", PPT_FEATURE):
+            # "the Dealer MUST respond to the Callee with a wamp.error.feature_not_supported"
+            session.peer.send(m.Error(m.Yield.MESSAGE_TYPE, msg.request, errors.FEATURE_NOT_SUPPORTED,
+                                      args=["the caller does not support payload passthru mode"]))
+            return False
+        return True
+
+    def invocation_error(self, session, msg: m.Error, details: dict = _NO_OPTIONS) -> None:
         pending = session.invocations.get(msg.request)
         if pending is None:
             return
         self._forget(pending)
-        pending.caller.peer.send(m.Error(
+        pending.caller.peer.send(messages.Error(
             m.Call.MESSAGE_TYPE, pending.call_request, msg.error,
             args=msg.args, kwargs=msg.kwargs, payload=msg.payload,
             enc_algo=msg.enc_algo, enc_key=msg.enc_key, enc_serializer=msg.enc_serializer,
+            extra=ppt_options(details),
         ))
+
+    # --------------------------------------------------------------- canceling
 
     def cancel(self, session, msg: m.Cancel) -> None:
         pending = session.calls.get(msg.request)
         if pending is None:
             return  # already answered: "the Dealer ... MUST ignore the CANCEL"
+        mode = msg.mode or KILLNOWAIT
+        # "If the callee does not support call canceling, then behavior is skip."
+        if not pending.callee.supports("callee", CANCELING_FEATURE):
+            mode = SKIP
+        if mode == KILL:
+            # "ERROR is not returned to the caller until after the callee has responded"
+            if not pending.interrupted:
+                pending.interrupted = True
+                pending.callee.peer.send(m.Interrupt(pending.invocation, mode=KILL))
+            return
+        self._end_canceled(pending, mode, "the call was canceled by its caller")
+
+    def _timed_out(self, pending: PendingCall) -> None:
+        pending.timer = None
+        mode = KILLNOWAIT if pending.callee.supports("callee", CANCELING_FEATURE) else SKIP
+        self._end_canceled(pending, mode, "the call timed out (CALL.Options.timeout)")
+
+    def _end_canceled(self, pending: PendingCall, mode: str, text: str) -> None:
+        """skip / killnowait: the caller hears at once; any later answer is dropped."""
         self._forget(pending)
+        if mode == KILLNOWAIT:
+            pending.callee.peer.send(m.Interrupt(pending.invocation, mode=KILLNOWAIT))
         pending.caller.peer.send(m.Error(
-            m.Call.MESSAGE_TYPE, pending.call_request, errors.CANCELED,
-            args=["the call was canceled by its caller"]))
+            m.Call.MESSAGE_TYPE, pending.call_request, errors.CANCELED, args=[text]))
 
     # ---------------------------------------------------------------- leaving
 

@@ -20,6 +20,8 @@ UNAVAILABLE = "wamp.error.unavailable"
 NO_AVAILABLE_CALLEE = "wamp.error.no_available_callee"
 OPTION_NOT_ALLOWED = "wamp.error.option_not_allowed"
 PAYLOAD_SIZE_EXCEEDED = "wamp.error.payload_size_exceeded"
+FEATURE_NOT_SUPPORTED = "wamp.error.feature_not_supported"
+DISCLOSE_ME_DISALLOWED = "wamp.error.option_disallowed.disclose_me"
 
 # Our own.
 INTERNAL_ERROR = "relayrouter.error.internal"

@@ -208,3 +208,14 @@ class UriIndex(Generic[T]):
         yield from node.entries.values()
         for child in node.children.values():
             yield from self._iter_trie(child)
+
+
+def pattern_matches(pattern: str, match: str, uri: str) -> bool:
+    """Whether one (pattern, match) entry matches the concrete ``uri``."""
+    if match == EXACT:
+        return pattern == uri
+    if match == PREFIX:
+        return uri.startswith(pattern)
+    parts = uri.split(".")
+    wanted = pattern.split(".")
+    return len(parts) == len(wanted) and all(w == "" or w == p for w, p in zip(wanted, parts))

@@ -8,6 +8,8 @@ from .auth import Accept, AnonymousAuthenticator
 from .broker import Broker
 from .dealer import Dealer
 from .ids import global_id
+from .meta import MetaApi, MetaEvents
+from .realm_observer import RealmObserver  # noqa: F401 (part of this module's API)
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +22,8 @@ class RealmPolicy:
     # How much may wait for a subscriber that is not reading, and the policy
     # then; applied by the transport (an OutboundLimits), None for its default.
     outbound: object = None
+    # Retained events kept (one per topic, the oldest topic evicted first).
+    max_retained_events: int = 10_000
 
 
 class AllowAll:
@@ -27,17 +31,6 @@ class AllowAll:
 
     def authorize(self, session, action: str, uri: str) -> str | None:
         return None
-
-
-class RealmObserver:
-    """Notified of what happens in a realm (meta events, metrics). Does nothing by default."""
-
-    def joined(self, session) -> None: ...
-    def left(self, session) -> None: ...
-    def subscribed(self, session, subscription, created: bool) -> None: ...
-    def unsubscribed(self, session, subscription, deleted: bool) -> None: ...
-    def registered(self, session, registration, created: bool) -> None: ...
-    def unregistered(self, session, registration, deleted: bool) -> None: ...
 
 
 class Realm:
@@ -51,7 +44,9 @@ class Realm:
             else {"anonymous": AnonymousAuthenticator()})
         self.authorizer = authorizer or AllowAll()
         self.policy = policy or RealmPolicy()
-        self.observer = RealmObserver()
+        # Meta events (wamp.session.on_join, ...) come from these hooks.
+        self.observer = MetaEvents(self)
+        self.meta = MetaApi(self)
         # What was refused or dropped in this realm, by kind; read by metrics.
         self.counters: Counter = Counter()
         self.broker = Broker(self)
@@ -84,6 +79,10 @@ class Realm:
         self.broker.remove_session(session)
         self.dealer.remove_session(session)
         if self.sessions.pop(session.session_id, None) is not None:
+            # Testaments: "published ... once either the WAMP session has detached
+            # or the client connection has been lost" (GOODBYE included).
+            if session.testaments:
+                self.meta.publish_testaments(session)
             self.observer.left(session)
 
     # ----------------------------------------------------------- authorization

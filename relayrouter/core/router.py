@@ -29,22 +29,44 @@ class RouterObserver:
     def auth_denied(self, session, deny) -> None: ...
 
 
+# What WELCOME announces, exactly what is implemented.  Autobahn's role
+# classes accept unknown feature names but drop them, so they are set as
+# attributes, which Welcome.marshal writes out.
+BROKER_FEATURES = (
+    "pattern_based_subscription",
+    "publisher_exclusion",
+    "publisher_identification",
+    "subscriber_blackwhite_listing",
+    "session_meta_api",
+    "subscription_meta_api",
+    "event_retention",
+    "payload_passthru_mode",
+)
+DEALER_FEATURES = (
+    "pattern_based_registration",
+    "shared_registration",
+    "caller_identification",
+    "progressive_call_results",
+    "call_canceling",
+    "call_timeout",
+    "session_meta_api",
+    "registration_meta_api",
+    "testament_meta_api",
+    "payload_passthru_mode",
+)
+
+
+def _features(role_class, names):
+    role = role_class()
+    for name in names:
+        setattr(role, name, True)
+    return role
+
+
 def _welcome_roles() -> dict:
-    # "WELCOME.Details.roles ... MUST" announce the router's roles; features
-    # list only what is implemented.
-    broker = RoleBrokerFeatures(
-        pattern_based_subscription=True,
-        publisher_exclusion=True,
-        publisher_identification=True,
-        subscriber_blackwhite_listing=True,
-    )
-    dealer = RoleDealerFeatures(
-        pattern_based_registration=True,
-        shared_registration=True,
-        caller_identification=True,
-        progressive_call_results=True,
-    )
-    return {"broker": broker, "dealer": dealer}
+    # "WELCOME.Details.roles ... MUST" announce the router's roles.
+    return {"broker": _features(RoleBrokerFeatures, BROKER_FEATURES),
+            "dealer": _features(RoleDealerFeatures, DEALER_FEATURES)}
 
 
 class Router:

@@ -47,8 +47,8 @@ class RouterSession:
     __slots__ = (
         "router", "peer", "transport", "state", "realm", "session_id",
         "authid", "authrole", "authmethod", "authprovider", "authextra",
-        "permissions", "expires_at", "roles", "subscriptions", "registrations",
-        "invocations", "calls",
+        "permissions", "expires_at", "roles", "features", "subscriptions", "registrations",
+        "invocations", "calls", "testaments",
         "_invocation_ids", "_join", "_authenticator", "_challenge_state",
         "__weakref__",
     )
@@ -65,11 +65,16 @@ class RouterSession:
         self.permissions = None
         self.expires_at = None
         self.roles: dict = {}
+        # role -> the feature names the peer announced as true, from the raw
+        # HELLO (Autobahn's role classes drop features they do not know).
+        self.features: dict[str, frozenset] = {}
         # Owned by the broker and dealer of this session's realm.
         self.subscriptions: set = set()
         self.registrations: set = set()
         self.invocations: dict = {}  # INVOCATION request ID -> PendingCall (as callee)
         self.calls: dict = {}  # CALL request ID -> PendingCall (as caller)
+        # Owned by the realm's meta API: scope ("detached"/"destroyed") -> [Publish]
+        self.testaments: dict = {}
         # "INVOCATION.Request ... MUST be unique within the scope of the callee session"
         self._invocation_ids = SequentialIds()
         self._join: JoinRequest | None = None
@@ -120,6 +125,10 @@ class RouterSession:
     def next_invocation_id(self) -> int:
         return self._invocation_ids.next()
 
+    def supports(self, role: str, feature: str) -> bool:
+        """Whether the peer announced ``feature`` for ``role`` in its HELLO."""
+        return feature in self.features.get(role, ())
+
     # ----------------------------------------------------------------- output
 
     def abort(self, reason: str, text: str) -> None:
@@ -155,6 +164,7 @@ class RouterSession:
             transport=self.transport,
         )
         self.roles = hello.roles or {}
+        self.features = _announced_features(raw)
         for method in self._join.authmethods:
             authenticator = realm.authenticators.get(method)
             if authenticator is not None:
@@ -263,7 +273,7 @@ class RouterSession:
         self.realm.broker.unsubscribe(self, msg)
 
     def _on_publish(self, msg: m.Publish, raw=None) -> None:
-        self.realm.broker.publish(self, msg, _disclose_me(raw))
+        self.realm.broker.publish(self, msg, _options(raw, 2))
 
     def _on_register(self, msg: m.Register, raw=None) -> None:
         self.realm.dealer.register(self, msg)
@@ -272,19 +282,19 @@ class RouterSession:
         self.realm.dealer.unregister(self, msg)
 
     def _on_call(self, msg: m.Call, raw=None) -> None:
-        self.realm.dealer.call(self, msg, _disclose_me(raw))
+        self.realm.dealer.call(self, msg, _options(raw, 2))
 
     def _on_cancel(self, msg: m.Cancel, raw=None) -> None:
         self.realm.dealer.cancel(self, msg)
 
     def _on_yield(self, msg: m.Yield, raw=None) -> None:
-        self.realm.dealer.yield_(self, msg)
+        self.realm.dealer.yield_(self, msg, _options(raw, 2))
 
     def _on_error(self, msg: m.Error, raw=None) -> None:
         if msg.request_type != m.Invocation.MESSAGE_TYPE:
             raise ProtocolViolation(
                 f"ERROR may only answer an INVOCATION when sent to a router, not message type {msg.request_type}")
-        self.realm.dealer.invocation_error(self, msg)
+        self.realm.dealer.invocation_error(self, msg, _options(raw, 3))
 
     # ------------------------------------------------------------------ faults
 
@@ -309,12 +319,29 @@ class RouterSession:
         self.protocol_violation(text)
 
 
-def _disclose_me(raw: list | None) -> bool:
-    # PUBLISH and CALL carry Options at index 2; Autobahn's classes drop disclose_me.
-    if raw is None:
-        return False
-    options = raw[2]
-    return type(options) is dict and options.get("disclose_me") is True
+_NO_OPTIONS: dict = {}
+
+
+def _options(raw: list | None, index: int) -> dict:
+    """The raw Options/Details dict of a message: Autobahn's classes drop what
+    they do not know (disclose_me, ppt_*), so the roles read those from here."""
+    if raw is None or len(raw) <= index:
+        return _NO_OPTIONS
+    options = raw[index]
+    return options if type(options) is dict else _NO_OPTIONS
+
+
+def _announced_features(raw: list | None) -> dict[str, frozenset]:
+    details = raw[2] if raw is not None and len(raw) > 2 else None
+    roles = details.get("roles") if type(details) is dict else None
+    if type(roles) is not dict:
+        return {}
+    announced = {}
+    for role, info in roles.items():
+        features = info.get("features") if type(info) is dict else None
+        if type(features) is dict:
+            announced[role] = frozenset(k for k, v in features.items() if v is True)
+    return announced
 
 
 Handler = Callable[[RouterSession, Any, Any], None]

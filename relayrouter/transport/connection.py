@@ -30,7 +30,8 @@ from ..core import errors
 from ..core.peer import TransportInfo
 from ..core.session import State
 
-_EVENT = m.Event
+# By type number, so subclasses (core.messages.Event, carrying ppt_* details) count too.
+_EVENT_TYPE = m.Event.MESSAGE_TYPE
 
 DROP_OLDEST = "drop-oldest"
 DROP_NEWEST = "drop-newest"
@@ -135,7 +136,7 @@ class Connection:
             self._unserializable(message, e)
             return
         if self._paused or self._queue:
-            self._enqueue(data, type(message) is _EVENT)
+            self._enqueue(data, message.MESSAGE_TYPE == _EVENT_TYPE)
             return
         try:
             self._write(data)

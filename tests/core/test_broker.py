@@ -88,8 +88,11 @@ def test_disclose_me_is_honoured_per_realm_policy():
     from dataclasses import replace
     realm = router.realms["realm1"]
     realm.policy = replace(realm.policy, disclose_publisher=False)
-    pub.receive([16, 3, {"disclose_me": True}, "com.t"])
-    assert a.take()[0].publisher is None
+    # "a Broker may deny a Publisher's request to disclose its identity": refused, not delivered
+    pub.receive([16, 3, {"disclose_me": True, "acknowledge": True}, "com.t"])
+    assert a.take() == []
+    [error] = pub.take()
+    assert error.error == "wamp.error.option_disallowed.disclose_me"
 
 
 def test_leaving_removes_subscriptions():

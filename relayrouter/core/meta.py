@@ -1,0 +1,408 @@
+"""The WAMP meta API of a realm: meta procedures the router answers itself,
+meta events it publishes, and session testaments.
+
+Theory of operation
+-------------------
+Meta procedures (``wamp.session.*``, ``wamp.subscription.*``,
+``wamp.registration.*``) are not registrations: the dealer looks a called
+URI up in :attr:`MetaApi.procedures` before its registration index, after the
+same ``realm.authorize(session, "call", uri)`` as any call, and the handler
+answers at once with RESULT or ERROR.  Clients cannot register those URIs.
+
+Meta events come from the realm's :class:`RealmObserver` hooks.  Each hook
+first asks the broker's index whether anyone subscribes to the meta topic and
+builds nothing otherwise, so meta events cost one index lookup when nobody
+listens.  Subscriptions and registrations of ``wamp.*`` URIs raise no meta
+events (the meta API does not report on itself).
+
+Testaments (``wamp.session.add_testament``) are parsed and authorized when
+added, kept on the session per scope, and published by the broker when the
+session leaves the realm in any way (GOODBYE, kill, transport lost): this
+router has no session resumption, so a session is detached and destroyed at
+once, and "detached"-scope testaments go first, as the spec requires.
+"""
+
+from datetime import datetime, timezone
+
+from autobahn.wamp import message as m
+from autobahn.wamp.exception import InvalidUriError, ProtocolError
+
+from . import errors
+from .matching import EXACT, MATCH_POLICIES
+from .realm_observer import RealmObserver
+from .uri import uri_problem
+
+PUBLISH = "publish"
+
+# Testament scopes: "Default MUST be destroyed"; detached ones are sent first.
+DETACHED = "detached"
+DESTROYED = "destroyed"
+SCOPES = (DETACHED, DESTROYED)
+MAX_TESTAMENTS = 64  # per session and scope: bounded memory whatever clients do
+
+
+class MetaError(Exception):
+    """A meta procedure refuses: answered with ERROR ``uri``."""
+
+    def __init__(self, uri: str, text: str) -> None:
+        super().__init__(text)
+        self.uri = uri
+        self.text = text
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def iso8601(seconds: float) -> str:
+    stamp = datetime.fromtimestamp(seconds, timezone.utc)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
+
+
+def session_details(session) -> dict:
+    transport = session.transport
+    return {
+        "session": session.session_id,
+        "authid": session.authid,
+        "authrole": session.authrole,
+        "authmethod": session.authmethod,
+        "authprovider": session.authprovider,
+        "transport": {"type": transport.kind, "peer": transport.peer,
+                      "serializer": transport.serializer, "is_secure": transport.is_secure},
+    }
+
+
+def subscription_details(subscription) -> dict:
+    return {"id": subscription.id, "created": iso8601(subscription.created),
+            "uri": subscription.uri, "match": subscription.match}
+
+
+def registration_details(registration) -> dict:
+    return {"id": registration.id, "created": iso8601(registration.created),
+            "uri": registration.uri, "match": registration.match, "invoke": registration.invoke}
+
+
+def _arg(args: list, index: int, kind, name: str, optional: bool = False):
+    if len(args) <= index or (optional and args[index] is None):
+        if optional:
+            return None
+        raise MetaError(errors.INVALID_ARGUMENT, f"missing argument {index + 1}: {name}")
+    value = args[index]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise MetaError(errors.INVALID_ARGUMENT, f"argument {index + 1} ({name}) has the wrong type")
+    return value
+
+
+def _kwarg(kwargs: dict, name: str, kind, default):
+    value = kwargs.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, kind):
+        raise MetaError(errors.INVALID_ARGUMENT, f"keyword argument '{name}' has the wrong type")
+    return value
+
+
+def _match_option(options) -> str:
+    match = (options or {}).get("match") or EXACT
+    if match not in MATCH_POLICIES:
+        raise MetaError(errors.INVALID_ARGUMENT, f"unknown match policy '{match}'")
+    return match
+
+
+def _by_policy(entries) -> dict:
+    lists = {policy: [] for policy in MATCH_POLICIES}
+    for entry in entries:
+        lists[entry.match].append(entry.id)
+    return lists
+
+
+# ------------------------------------------------------------ the procedures
+
+
+class MetaApi:
+    """The meta procedures of one realm."""
+
+    def __init__(self, realm) -> None:
+        self.realm = realm
+        self.procedures = {uri: handler for uri, handler in _PROCEDURES.items()}
+
+    def call(self, session, msg: m.Call, handler) -> None:
+        try:
+            result = handler(self.realm, session, list(msg.args or ()), dict(msg.kwargs or {}))
+        except MetaError as e:
+            session.peer.send(m.Error(m.Call.MESSAGE_TYPE, msg.request, e.uri, args=[e.text]))
+            return
+        session.peer.send(m.Result(msg.request, args=result))
+
+    def publish_testaments(self, session) -> None:
+        testaments, session.testaments = session.testaments, {}
+        broker = self.realm.broker
+        for scope in SCOPES:  # "MUST send detached-scope Testaments before destroyed-scope"
+            for publish in testaments.get(scope, ()):
+                broker.publish_for(session, publish)
+
+
+def _session(realm, caller, args) -> object:
+    session_id = _arg(args, 0, int, "session")
+    session = realm.sessions.get(session_id)
+    if session is None:
+        raise MetaError(errors.NO_SUCH_SESSION, f"no session {session_id} in realm '{realm.name}'")
+    return session
+
+
+def _sessions_with_roles(realm, args) -> list:
+    roles = _arg(args, 0, list, "filter_authroles", optional=True)
+    sessions = realm.sessions.values()
+    if roles is None:
+        return list(sessions)
+    return [s for s in sessions if s.authrole in roles]
+
+
+def session_count(realm, caller, args, kwargs):
+    return [len(_sessions_with_roles(realm, args))]
+
+
+def session_list(realm, caller, args, kwargs):
+    return [[s.session_id for s in _sessions_with_roles(realm, args)]]
+
+
+def session_get(realm, caller, args, kwargs):
+    return [session_details(_session(realm, caller, args))]
+
+
+def _close_reason(kwargs) -> tuple[str, str | None]:
+    # "if not provided the reason defaults to wamp.close.normal"
+    reason = _kwarg(kwargs, "reason", str, errors.CLOSE_NORMAL)
+    if not reason or uri_problem(reason) is not None:
+        raise MetaError(errors.INVALID_URI, f"'{reason}' is not a valid close reason URI")
+    return reason, _kwarg(kwargs, "message", str, None)
+
+
+def _kill(sessions, kwargs) -> int:
+    reason, text = _close_reason(kwargs)
+    for session in sessions:
+        session.goodbye(reason, text)
+    return len(sessions)
+
+
+def session_kill(realm, caller, args, kwargs):
+    target = _session(realm, caller, args)
+    # "Specifying the caller's own session will result in a wamp.error.no_such_session"
+    if target is caller:
+        raise MetaError(errors.NO_SUCH_SESSION, "a session cannot kill itself; send GOODBYE instead")
+    _kill([target], kwargs)
+    return None
+
+
+def session_kill_by_authid(realm, caller, args, kwargs):
+    authid = _arg(args, 0, str, "authid")
+    targets = [s for s in realm.sessions.values() if s.authid == authid and s is not caller]
+    return [_kill(targets, kwargs)]
+
+
+def session_kill_by_authrole(realm, caller, args, kwargs):
+    authrole = _arg(args, 0, str, "authrole")
+    targets = [s for s in realm.sessions.values() if s.authrole == authrole and s is not caller]
+    return [_kill(targets, kwargs)]
+
+
+def add_testament(realm, caller, args, kwargs):
+    topic = _arg(args, 0, str, "topic")
+    event_args = _arg(args, 1, list, "args", optional=True)
+    event_kwargs = _arg(args, 2, dict, "kwargs", optional=True)
+    options = dict(_kwarg(kwargs, "publish_options", dict, {}))
+    scope = _scope(kwargs)
+    options.pop("acknowledge", None)  # "The Router MAY ignore publish options that do not make sense"
+    try:
+        payload = [event_args or [], event_kwargs] if event_kwargs else ([event_args] if event_args else [])
+        publish = m.Publish.parse([m.Publish.MESSAGE_TYPE, 1, options, topic, *payload])
+    except InvalidUriError:
+        raise MetaError(errors.INVALID_URI, f"'{topic}' is not a valid topic URI") from None
+    except (ProtocolError, ValueError, TypeError, AssertionError) as e:
+        raise MetaError(errors.INVALID_ARGUMENT, f"bad publish_options: {e}") from None
+    refusal = realm.authorize(caller, PUBLISH, topic)
+    if refusal is not None:
+        raise MetaError(errors.NOT_AUTHORIZED, refusal)
+    bucket = caller.testaments.setdefault(scope, [])
+    if len(bucket) >= MAX_TESTAMENTS:
+        raise MetaError(errors.INVALID_ARGUMENT, f"at most {MAX_TESTAMENTS} testaments per scope")
+    bucket.append(publish)
+    return None
+
+
+def flush_testaments(realm, caller, args, kwargs):
+    caller.testaments.pop(_scope(kwargs), None)
+    return None
+
+
+def _scope(kwargs) -> str:
+    scope = _kwarg(kwargs, "scope", str, DESTROYED)
+    if scope not in SCOPES:
+        raise MetaError(errors.INVALID_ARGUMENT, f"scope must be 'detached' or 'destroyed', not '{scope}'")
+    return scope
+
+
+def _subscription(realm, args):
+    subscription_id = _arg(args, 0, int, "subscription")
+    subscription = realm.broker.subscriptions_by_id.get(subscription_id)
+    if subscription is None:
+        raise MetaError(errors.NO_SUCH_SUBSCRIPTION, f"no subscription {subscription_id}")
+    return subscription
+
+
+def subscription_list(realm, caller, args, kwargs):
+    return [_by_policy(realm.broker.subscriptions_by_id.values())]
+
+
+def subscription_lookup(realm, caller, args, kwargs):
+    topic = _arg(args, 0, str, "topic")
+    options = _arg(args, 1, dict, "options", optional=True)
+    subscription = realm.broker.subscriptions.get(topic, _match_option(options))
+    return [subscription.id if subscription is not None else None]
+
+
+def subscription_match(realm, caller, args, kwargs):
+    matches = realm.broker.subscriptions.match(_arg(args, 0, str, "topic"))
+    return [[s.id for s in matches] if matches else None]
+
+
+def subscription_get(realm, caller, args, kwargs):
+    return [subscription_details(_subscription(realm, args))]
+
+
+def subscription_list_subscribers(realm, caller, args, kwargs):
+    return [[s.session_id for s in _subscription(realm, args).subscribers]]
+
+
+def subscription_count_subscribers(realm, caller, args, kwargs):
+    return [len(_subscription(realm, args).subscribers)]
+
+
+def _registration(realm, args):
+    registration_id = _arg(args, 0, int, "registration")
+    registration = realm.dealer.registrations_by_id.get(registration_id)
+    if registration is None:
+        raise MetaError(errors.NO_SUCH_REGISTRATION, f"no registration {registration_id}")
+    return registration
+
+
+def registration_list(realm, caller, args, kwargs):
+    return [_by_policy(realm.dealer.registrations_by_id.values())]
+
+
+def registration_lookup(realm, caller, args, kwargs):
+    procedure = _arg(args, 0, str, "procedure")
+    options = _arg(args, 1, dict, "options", optional=True)
+    registration = realm.dealer.registrations.get(procedure, _match_option(options))
+    return [registration.id if registration is not None else None]
+
+
+def registration_match(realm, caller, args, kwargs):
+    registration = realm.dealer.registrations.best(_arg(args, 0, str, "procedure"))
+    return [registration.id if registration is not None else None]
+
+
+def registration_get(realm, caller, args, kwargs):
+    return [registration_details(_registration(realm, args))]
+
+
+def registration_list_callees(realm, caller, args, kwargs):
+    return [[s.session_id for s in _registration(realm, args).callees]]
+
+
+def registration_count_callees(realm, caller, args, kwargs):
+    return [len(_registration(realm, args).callees)]
+
+
+_PROCEDURES = {
+    "wamp.session.count": session_count,
+    "wamp.session.list": session_list,
+    "wamp.session.get": session_get,
+    "wamp.session.kill": session_kill,
+    "wamp.session.kill_by_authid": session_kill_by_authid,
+    "wamp.session.kill_by_authrole": session_kill_by_authrole,
+    "wamp.session.add_testament": add_testament,
+    "wamp.session.flush_testaments": flush_testaments,
+    "wamp.subscription.list": subscription_list,
+    "wamp.subscription.lookup": subscription_lookup,
+    "wamp.subscription.match": subscription_match,
+    "wamp.subscription.get": subscription_get,
+    "wamp.subscription.list_subscribers": subscription_list_subscribers,
+    "wamp.subscription.count_subscribers": subscription_count_subscribers,
+    "wamp.registration.list": registration_list,
+    "wamp.registration.lookup": registration_lookup,
+    "wamp.registration.match": registration_match,
+    "wamp.registration.get": registration_get,
+    "wamp.registration.list_callees": registration_list_callees,
+    "wamp.registration.count_callees": registration_count_callees,
+}
+
+
+# ---------------------------------------------------------------- the events
+
+
+def _is_meta(uri: str) -> bool:
+    return uri.startswith("wamp.")
+
+
+class MetaEvents(RealmObserver):
+    """Publishes the spec's meta events on the realm's broker, as the router.
+
+    Each hook looks the meta topic up first and builds its payload only when
+    someone subscribes to it."""
+
+    def __init__(self, realm) -> None:
+        self.realm = realm
+
+    def _matches(self, topic: str) -> list:
+        return self.realm.broker.subscriptions.match(topic)
+
+    def _publish(self, matches: list, topic: str, args: list) -> None:
+        self.realm.broker.publish_meta(matches, topic, args)
+
+    def joined(self, session) -> None:
+        matches = self._matches("wamp.session.on_join")
+        if matches:
+            self._publish(matches, "wamp.session.on_join", [session_details(session)])
+
+    def left(self, session) -> None:
+        matches = self._matches("wamp.session.on_leave")
+        if matches:
+            self._publish(matches, "wamp.session.on_leave",
+                          [session.session_id, session.authid, session.authrole])
+
+    def subscribed(self, session, subscription, created: bool) -> None:
+        if not _is_meta(subscription.uri):
+            self._lifecycle("wamp.subscription", "on_subscribe", session, subscription,
+                            subscription_details if created else None)
+
+    def unsubscribed(self, session, subscription, deleted: bool) -> None:
+        if not _is_meta(subscription.uri):
+            self._lifecycle("wamp.subscription", "on_unsubscribe", session, subscription, None, deleted)
+
+    def registered(self, session, registration, created: bool) -> None:
+        if not _is_meta(registration.uri):
+            self._lifecycle("wamp.registration", "on_register", session, registration,
+                            registration_details if created else None)
+
+    def unregistered(self, session, registration, deleted: bool) -> None:
+        if not _is_meta(registration.uri):
+            self._lifecycle("wamp.registration", "on_unregister", session, registration, None, deleted)
+
+    def _lifecycle(self, prefix: str, event: str, session, entry, created_details=None,
+                   deleted: bool = False) -> None:
+        # "on_subscribe MUST always be fired subsequent to on_create";
+        # "on_delete MUST always be preceded by on_unsubscribe"
+        if created_details is not None:
+            topic = f"{prefix}.on_create"
+            matches = self._matches(topic)
+            if matches:
+                self._publish(matches, topic, [session.session_id, created_details(entry)])
+        topic = f"{prefix}.{event}"
+        matches = self._matches(topic)
+        if matches:
+            self._publish(matches, topic, [session.session_id, entry.id])
+        if deleted:
+            topic = f"{prefix}.on_delete"
+            matches = self._matches(topic)
+            if matches:
+                self._publish(matches, topic, [session.session_id, entry.id])
