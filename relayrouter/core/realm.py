@@ -1,7 +1,8 @@
 """A realm: a routing and administrative domain with its own sessions,
 broker, dealer, authenticators and authorization."""
 
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 
 from .auth import Accept, AnonymousAuthenticator
 from .broker import Broker
@@ -16,6 +17,9 @@ class RealmPolicy:
     # Whether callers / publishers asking for disclosure (disclose_me) get it.
     disclose_caller: bool = True
     disclose_publisher: bool = True
+    # How much may wait for a subscriber that is not reading, and the policy
+    # then; applied by the transport (an OutboundLimits), None for its default.
+    outbound: object = None
 
 
 class AllowAll:
@@ -48,6 +52,8 @@ class Realm:
         self.authorizer = authorizer or AllowAll()
         self.policy = policy or RealmPolicy()
         self.observer = RealmObserver()
+        # What was refused or dropped in this realm, by kind; read by metrics.
+        self.counters: Counter = Counter()
         self.broker = Broker(self)
         self.dealer = Dealer(self)
 

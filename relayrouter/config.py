@@ -1,0 +1,195 @@
+"""The router's configuration: a TOML file, command-line options on top.
+
+Everything is validated at start; a bad value stops the router with an error
+that names the key (``realms[1].name: ...``).  See README for every key.
+"""
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .transport.connection import SLOW_CONSUMER_POLICIES, OutboundLimits
+
+DEFAULT_WEBSOCKET = "tcp:8080:interface=127.0.0.1"
+DEFAULT_REALM = "realm1"
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    kind: str  # "websocket" or "rawsocket"
+    endpoint: str
+    path: str = "ws"  # WebSocket only: the URL path of the WAMP endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class RealmConfig:
+    name: str
+    anonymous: bool = True
+    anonymous_role: str = "anonymous"
+    disclose_caller: bool = True
+    disclose_publisher: bool = True
+    outbound: OutboundLimits = field(default_factory=OutboundLimits)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    hello_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    listeners: tuple[Listener, ...] = ()
+    realms: tuple[RealmConfig, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    state_dir: str = "./relayrouter-state"
+
+    def with_defaults(self) -> "Config":
+        """Fill what neither the file nor the command line gave."""
+        listeners = self.listeners or (Listener("websocket", DEFAULT_WEBSOCKET),)
+        realms = self.realms or (RealmConfig(DEFAULT_REALM),)
+        return replace(self, listeners=listeners, realms=realms)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load(path: str | Path) -> Config:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    return parse(data)
+
+
+def parse(data: dict) -> Config:
+    _only(data, "", {"listeners", "realms", "limits", "state_dir"})
+    return Config(
+        listeners=tuple(_listener(item, f"listeners[{i}]")
+                        for i, item in enumerate(_list(data, "listeners"))),
+        realms=_realms(_list(data, "realms")),
+        limits=_limits(data.get("limits", {}), "limits"),
+        state_dir=_get(data, "state_dir", str, "./relayrouter-state", ""),
+    )
+
+
+def _listener(item: Any, key: str) -> Listener:
+    _table(item, key)
+    _only(item, key, {"type", "endpoint", "path"})
+    kind = _get(item, "type", str, None, key)
+    if kind not in ("websocket", "rawsocket"):
+        raise ConfigError(f"{key}.type: must be 'websocket' or 'rawsocket', not {kind!r}")
+    endpoint = _get(item, "endpoint", str, None, key)
+    path = _get(item, "path", str, "ws", key).strip("/")
+    return Listener(kind, endpoint, path)
+
+
+def _realms(items: list) -> tuple[RealmConfig, ...]:
+    realms = tuple(_realm(item, f"realms[{i}]") for i, item in enumerate(items))
+    seen: set[str] = set()
+    for i, realm in enumerate(realms):
+        if realm.name in seen:
+            raise ConfigError(f"realms[{i}].name: realm '{realm.name}' is configured twice")
+        seen.add(realm.name)
+    return realms
+
+
+def _realm(item: Any, key: str) -> RealmConfig:
+    _table(item, key)
+    _only(item, key, {"name", "anonymous", "anonymous_role", "disclose_caller",
+                      "disclose_publisher", "outbound"})
+    name = _get(item, "name", str, None, key)
+    if not name or any(c.isspace() for c in name) or "#" in name:
+        raise ConfigError(f"{key}.name: {name!r} is not a valid realm name")
+    return RealmConfig(
+        name=name,
+        anonymous=_get(item, "anonymous", bool, True, key),
+        anonymous_role=_get(item, "anonymous_role", str, "anonymous", key),
+        disclose_caller=_get(item, "disclose_caller", bool, True, key),
+        disclose_publisher=_get(item, "disclose_publisher", bool, True, key),
+        outbound=_outbound(item.get("outbound", {}), f"{key}.outbound"),
+    )
+
+
+def _outbound(item: Any, key: str) -> OutboundLimits:
+    _table(item, key)
+    _only(item, key, {"max_messages", "max_bytes", "policy"})
+    default = OutboundLimits()
+    policy = _get(item, "policy", str, default.policy, key)
+    if policy not in SLOW_CONSUMER_POLICIES:
+        raise ConfigError(f"{key}.policy: must be one of {', '.join(SLOW_CONSUMER_POLICIES)}, not {policy!r}")
+    return OutboundLimits(
+        max_messages=_positive(item, "max_messages", default.max_messages, key),
+        max_bytes=_positive(item, "max_bytes", default.max_bytes, key),
+        policy=policy,
+    )
+
+
+def _limits(item: Any, key: str) -> Limits:
+    _table(item, key)
+    _only(item, key, {"max_message_size", "hello_timeout"})
+    default = Limits()
+    size = _positive(item, "max_message_size", default.max_message_size, key)
+    if size < 512:
+        raise ConfigError(f"{key}.max_message_size: must be at least 512 bytes")
+    timeout = _get(item, "hello_timeout", (int, float), default.hello_timeout, key)
+    if timeout <= 0:
+        raise ConfigError(f"{key}.hello_timeout: must be a positive number of seconds")
+    return Limits(max_message_size=size, hello_timeout=float(timeout))
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _name(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _table(item: Any, key: str) -> None:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{key}: must be a table")
+
+
+def _only(item: dict, key: str, allowed: set[str]) -> None:
+    for name in item:
+        if name not in allowed:
+            raise ConfigError(f"{_name(key, name)}: unknown key (expected one of {', '.join(sorted(allowed))})")
+
+
+def _list(data: dict, name: str) -> list:
+    value = data.get(name, [])
+    if not isinstance(value, list):
+        raise ConfigError(f"{name}: must be an array of tables ([[{name}]])")
+    return value
+
+
+_MISSING = object()
+
+
+def _get(item: dict, name: str, kind, default: Any, key: str) -> Any:
+    value = item.get(name, _MISSING)
+    if value is _MISSING:
+        if default is None:
+            raise ConfigError(f"{_name(key, name)}: required")
+        return default
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
+        expected = " or ".join(k.__name__ for k in kinds)
+        raise ConfigError(f"{_name(key, name)}: must be {expected}, not {type(value).__name__}")
+    return value
+
+
+def _positive(item: dict, name: str, default: int, key: str) -> int:
+    value = _get(item, name, int, default, key)
+    if value <= 0:
+        raise ConfigError(f"{_name(key, name)}: must be positive")
+    return value

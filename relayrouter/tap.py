@@ -1,0 +1,72 @@
+"""``twistd relayrouter``: options and the service maker."""
+
+from twisted.python import usage
+
+from . import config as cfg
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run the relayrouter WAMP router. With no options: WebSocket at "
+        "ws://127.0.0.1:8080/ws, realm 'realm1' open to anonymous clients "
+        "(a local development default)."
+    )
+    optParameters = [
+        ["config", "c", None, "TOML configuration file (listeners, realms, limits)."],
+        ["state-dir", None, None, "Directory for what the router persists (default ./relayrouter-state)."],
+        ["max-message-size", None, None, "Largest WAMP message accepted, in bytes (default 16 MiB)."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["websocket"] = []
+        self["rawsocket"] = []
+        self["realm"] = []
+
+    def opt_websocket(self, endpoint: str) -> None:
+        """A WebSocket listener as a Twisted endpoint string, e.g. tcp:8080:interface=127.0.0.1. Repeatable; replaces the default."""
+        self["websocket"].append(endpoint)
+
+    def opt_rawsocket(self, endpoint: str) -> None:
+        """A RawSocket listener as a Twisted endpoint string (tcp:..., unix:..., ssl:...). Repeatable."""
+        self["rawsocket"].append(endpoint)
+
+    def opt_realm(self, name: str) -> None:
+        """A realm open to anonymous clients. Repeatable; replaces the default realm1."""
+        self["realm"].append(name)
+
+    def postOptions(self) -> None:
+        try:
+            self["parsed_config"] = build_config(self)
+        except cfg.ConfigError as e:
+            raise usage.UsageError(f"configuration error: {e}") from None
+
+
+def build_config(options) -> cfg.Config:
+    config = cfg.load(options["config"]) if options["config"] else cfg.Config()
+    listeners = [cfg.Listener("websocket", e) for e in options["websocket"]]
+    listeners += [cfg.Listener("rawsocket", e) for e in options["rawsocket"]]
+    if listeners:
+        config = cfg.replace(config, listeners=tuple(listeners))
+    if options["realm"]:
+        known = {r.name for r in config.realms}
+        extra = tuple(cfg.RealmConfig(n) for n in dict.fromkeys(options["realm"]) if n not in known)
+        config = cfg.replace(config, realms=config.realms + extra)
+    if options["state-dir"]:
+        config = cfg.replace(config, state_dir=options["state-dir"])
+    if options["max-message-size"]:
+        try:
+            size = int(options["max-message-size"])
+        except ValueError:
+            raise cfg.ConfigError("--max-message-size: must be a whole number of bytes") from None
+        if size < 512:
+            raise cfg.ConfigError("--max-message-size: must be at least 512 bytes")
+        config = cfg.replace(config, limits=cfg.replace(config.limits, max_message_size=size))
+    return config.with_defaults()
+
+
+def makeService(options):
+    from .service import RouterService
+
+    return RouterService(options["parsed_config"])

@@ -1,0 +1,1 @@
+"""The Twisted side: WebSocket and RawSocket listeners feeding the sans-IO core."""

@@ -1,0 +1,36 @@
+"""The HTTP site on the WebSocket port: the WAMP endpoint and /health."""
+
+import json
+
+from autobahn.twisted.resource import WebSocketResource
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+
+class Health(Resource):
+    isLeaf = True
+
+    def __init__(self, router) -> None:
+        super().__init__()
+        self._router = router
+
+    def render_GET(self, request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        realms = {name: len(realm.sessions) for name, realm in self._router.realms.items()}
+        return json.dumps({"status": "ok", "realms": realms}).encode()
+
+
+def build_site(router, ws_factory, path: str) -> Site:
+    root = Resource()
+    parts = [p.encode() for p in path.split("/") if p]
+    parent = root
+    for part in parts[:-1]:
+        child = Resource()
+        parent.putChild(part, child)
+        parent = child
+    parent.putChild(parts[-1] if parts else b"", WebSocketResource(ws_factory))
+    root.putChild(b"health", Health(router))
+    site = Site(root)
+    site.noisy = False
+    site.displayTracebacks = False
+    return site
