@@ -41,6 +41,7 @@ class RealmConfig:
 class Limits:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     hello_timeout: float = 10.0
+    shutdown_timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,15 +137,16 @@ def _outbound(item: Any, key: str) -> OutboundLimits:
 
 def _limits(item: Any, key: str) -> Limits:
     _table(item, key)
-    _only(item, key, {"max_message_size", "hello_timeout"})
+    _only(item, key, {"max_message_size", "hello_timeout", "shutdown_timeout"})
     default = Limits()
     size = _positive(item, "max_message_size", default.max_message_size, key)
     if size < 512:
         raise ConfigError(f"{key}.max_message_size: must be at least 512 bytes")
-    timeout = _get(item, "hello_timeout", (int, float), default.hello_timeout, key)
-    if timeout <= 0:
-        raise ConfigError(f"{key}.hello_timeout: must be a positive number of seconds")
-    return Limits(max_message_size=size, hello_timeout=float(timeout))
+    return Limits(
+        max_message_size=size,
+        hello_timeout=_seconds(item, "hello_timeout", default.hello_timeout, key),
+        shutdown_timeout=_seconds(item, "shutdown_timeout", default.shutdown_timeout, key),
+    )
 
 
 # ---------------------------------------------------------------- helpers
@@ -186,6 +188,13 @@ def _get(item: dict, name: str, kind, default: Any, key: str) -> Any:
         expected = " or ".join(k.__name__ for k in kinds)
         raise ConfigError(f"{_name(key, name)}: must be {expected}, not {type(value).__name__}")
     return value
+
+
+def _seconds(item: dict, name: str, default: float, key: str) -> float:
+    value = _get(item, name, (int, float), default, key)
+    if value <= 0:
+        raise ConfigError(f"{_name(key, name)}: must be a positive number of seconds")
+    return float(value)
 
 
 def _positive(item: dict, name: str, default: int, key: str) -> int:

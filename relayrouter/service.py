@@ -3,12 +3,18 @@
 import txaio
 
 txaio.use_twisted()
+# Autobahn logs every frame at debug level; formatting those events for the
+# log file would cost more than routing the message.
+txaio.set_global_log_level("info")
 
 from twisted.application import service  # noqa: E402
-from twisted.internet import defer, endpoints  # noqa: E402
+import signal  # noqa: E402
+
+from twisted.internet import defer, endpoints, task  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 
 from .config import Config, Listener  # noqa: E402
+from .core import errors  # noqa: E402
 from .core.auth import AnonymousAuthenticator  # noqa: E402
 from .core.realm import RealmPolicy  # noqa: E402
 from .core.router import Router, RouterObserver  # noqa: E402
@@ -48,7 +54,7 @@ def _as_failure(error):
 
 
 def build_router(config: Config, clock) -> Router:
-    router = Router(clock=clock.seconds, observer=LoggingObserver())
+    router = Router(clock=clock, observer=LoggingObserver())
     for realm in config.realms:
         authenticators = {}
         if realm.anonymous:
@@ -68,12 +74,15 @@ def build_router(config: Config, clock) -> Router:
 class RouterService(service.MultiService):
     """The router and its listeners, as one Twisted service."""
 
-    def __init__(self, config: Config, reactor=None) -> None:
+    def __init__(self, config: Config, reactor=None, handle_signals: bool = False) -> None:
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
         self.config = config
         self.reactor = reactor
+        self.handle_signals = handle_signals
+        self.wamp_factories: list = []
+        self._stopping = False
         self.router = build_router(config, reactor)
         self.serializers = router_serializers()
         self.listeners: list[ListenerService] = []
@@ -86,10 +95,11 @@ class RouterService(service.MultiService):
                       hello_timeout=limits.hello_timeout,
                       max_message_size=limits.max_message_size)
         if listener.kind == "websocket":
-            factory = RouterWebSocketFactory(self.router, self.serializers, **common)
-            factory = build_site(self.router, factory, listener.path)
+            wamp_factory = RouterWebSocketFactory(self.router, self.serializers, **common)
+            factory = build_site(self.router, wamp_factory, listener.path)
         else:
-            factory = RouterRawSocketFactory(self.router, self.serializers, **common)
+            factory = wamp_factory = RouterRawSocketFactory(self.router, self.serializers, **common)
+        self.wamp_factories.append(wamp_factory)
         listening = ListenerService(self.reactor, listener, factory, self.router)
         listening.setServiceParent(self)
         self.listeners.append(listening)
@@ -97,6 +107,52 @@ class RouterService(service.MultiService):
     def when_listening(self) -> defer.Deferred:
         """Fires with the listening ports, once all are bound."""
         return defer.gatherResults([s.ready for s in self.listeners], consumeErrors=True)
+
+    def connections(self) -> list:
+        return [c for factory in self.wamp_factories for c in factory.connections]
+
+    def startService(self) -> None:
+        super().startService()
+        if self.handle_signals:
+            self.reactor.callWhenRunning(self._install_signal_handlers)
+
+    # ---------------------------------------------------------- shutdown
+
+    def _install_signal_handlers(self) -> None:
+        # Replaces the reactor's own handlers, which stop at once (and make
+        # twistd exit with the signal): we say GOODBYE first, then exit 0.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.reactor.callFromThread(self._graceful_stop, signal.Signals(signum).name)
+
+    def _graceful_stop(self, why: str) -> None:
+        if self._stopping:
+            log.warn("Second {why}: stopping now", why=why)
+            self.reactor.stop()
+            return
+        log.info("{why} received: closing sessions (at most {t}s), then stopping",
+                 why=why, t=self.config.limits.shutdown_timeout)
+        self.shutdown().addBoth(lambda _: self.reactor.stop())
+
+    @defer.inlineCallbacks
+    def shutdown(self):
+        """Stop accepting, say GOODBYE (wamp.close.system_shutdown) to every
+        session, and wait a bounded time for them to go."""
+        self._stopping = True
+        yield defer.gatherResults(
+            [defer.maybeDeferred(s.stopService) for s in self.listeners], consumeErrors=True)
+        for connection in self.connections():
+            connection.session.goodbye(errors.CLOSE_SYSTEM_SHUTDOWN, "the router is shutting down")
+        deadline = self.reactor.seconds() + self.config.limits.shutdown_timeout
+        while self.connections() and self.reactor.seconds() < deadline:
+            yield task.deferLater(self.reactor, 0.05, lambda: None)
+        left = self.connections()
+        for connection in left:
+            connection.drop()
+        log.info("Shutdown: {closed} sessions closed cleanly, {dropped} dropped",
+                 closed="all" if not left else "some", dropped=len(left))
 
 
 class ListenerService(service.Service):

@@ -69,4 +69,4 @@ def build_config(options) -> cfg.Config:
 def makeService(options):
     from .service import RouterService
 
-    return RouterService(options["parsed_config"])
+    return RouterService(options["parsed_config"], handle_signals=True)

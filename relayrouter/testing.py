@@ -7,12 +7,49 @@ from .core.peer import TransportInfo
 from .core.router import Router
 
 
+class FakeTimer:
+    def __init__(self, clock: "FakeClock", when: float, fn, args) -> None:
+        self.clock, self.when, self.fn, self.args = clock, when, fn, args
+        self.cancelled = self.called = False
+
+    def cancel(self) -> None:
+        if not self.active():
+            raise ValueError("timer is not active")
+        self.cancelled = True
+        self.clock.timers.remove(self)
+
+    def active(self) -> bool:
+        return not (self.cancelled or self.called)
+
+
 class FakeClock:
+    """Time that moves only when a test says so (like twisted's task.Clock,
+    without importing Twisted into core tests)."""
+
     def __init__(self, now: float = 1_000_000.0) -> None:
         self.now = now
+        self.timers: list[FakeTimer] = []
 
-    def __call__(self) -> float:
+    def seconds(self) -> float:
         return self.now
+
+    __call__ = seconds  # authenticators take a plain "now" callable
+
+    def callLater(self, delay: float, fn, *args) -> FakeTimer:
+        timer = FakeTimer(self, self.now + delay, fn, args)
+        self.timers.append(timer)
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        while True:
+            due = [t for t in self.timers if t.when <= self.now]
+            if not due:
+                return
+            timer = min(due, key=lambda t: t.when)
+            self.timers.remove(timer)
+            timer.called = True
+            timer.fn(*timer.args)
 
 
 class MemoryPeer:

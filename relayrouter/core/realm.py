@@ -61,7 +61,7 @@ class Realm:
         return f"<Realm {self.name} sessions={len(self.sessions)}>"
 
     def now(self) -> float:
-        return self.router.clock()
+        return self.router.clock.seconds()
 
     # ---------------------------------------------------------------- sessions
 

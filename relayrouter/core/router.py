@@ -1,12 +1,24 @@
 """The router: realms, the roles it announces, and where it reports what peers did."""
 
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 from autobahn.wamp.role import RoleBrokerFeatures, RoleDealerFeatures
 
 from .peer import Peer, TransportInfo
 from .realm import Realm
 from .session import RouterSession
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+    def active(self) -> bool: ...
+
+
+class Clock(Protocol):
+    """Time, passed in: Twisted's reactor fits, and so does testing.FakeClock."""
+
+    def seconds(self) -> float: ...
+    def callLater(self, delay: float, fn: Callable[..., Any], *args: Any) -> Timer: ...
 
 
 class RouterObserver:
@@ -25,20 +37,18 @@ def _welcome_roles() -> dict:
         publisher_exclusion=True,
         publisher_identification=True,
         subscriber_blackwhite_listing=True,
-        payload_transparency=True,
     )
     dealer = RoleDealerFeatures(
         pattern_based_registration=True,
         shared_registration=True,
         caller_identification=True,
         progressive_call_results=True,
-        payload_transparency=True,
     )
     return {"broker": broker, "dealer": dealer}
 
 
 class Router:
-    def __init__(self, clock: Callable[[], float], observer: RouterObserver | None = None) -> None:
+    def __init__(self, clock: Clock, observer: RouterObserver | None = None) -> None:
         self.clock = clock
         self.observer = observer or RouterObserver()
         self.realms: dict[str, Realm] = {}

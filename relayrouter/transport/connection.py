@@ -84,7 +84,7 @@ class Connection:
         self._gone = False
         self._hello_timer = hello_timer
         self.session = router.session(self, info)
-        proto.transport.registerProducer(self, True)
+        _take_over_producer(proto.transport, self)
 
     # ------------------------------------------------------------ inbound
 
@@ -113,6 +113,10 @@ class Connection:
             self._hello_timer.cancel()
             self._hello_timer = None
         self.session.transport_lost()
+
+    def drop(self) -> None:
+        """Cut the connection now (shutdown deadline passed)."""
+        self._proto.drop_now(errors.CLOSE_SYSTEM_SHUTDOWN)
 
     def hello_deadline_passed(self) -> None:
         self._hello_timer = None
@@ -226,3 +230,13 @@ class Connection:
         self.log.warn("Cannot send {kind} to session {session} as {ser}: {error}",
                       kind=type(message).__name__.upper(), session=self.session.session_id,
                       ser=self.info.serializer, error=error)
+
+
+def _take_over_producer(transport, producer) -> None:
+    """Register as the transport's producer; a WebSocket upgraded from an HTTP
+    request still has twisted.web's channel registered there."""
+    try:
+        transport.registerProducer(producer, True)
+    except RuntimeError:
+        transport.unregisterProducer()
+        transport.registerProducer(producer, True)

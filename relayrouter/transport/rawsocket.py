@@ -8,9 +8,10 @@ from ..core.peer import TransportInfo
 from .connection import Connection
 
 
-class RouterRawSocketProtocol(WampRawSocketServerProtocol):
-    log = Logger()
+log = Logger(namespace="relayrouter.rawsocket")
 
+
+class RouterRawSocketProtocol(WampRawSocketServerProtocol):
     _conn: Connection | None = None
 
     def connectionMade(self) -> None:
@@ -34,6 +35,7 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
                                 self._write_wamp, factory.outbound_limits, self._hello_timer)
         self._hello_timer = None
         self._session = self._conn
+        factory.connections.add(self._conn)
 
     def _hello_deadline(self) -> None:
         if self._conn is not None:
@@ -60,6 +62,7 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
         conn, self._conn = self._conn, None
         self._session = None
         if conn is not None:
+            self.factory.connections.discard(conn)
             conn.lost()
 
     def _write_wamp(self, data: bytes) -> None:
@@ -69,7 +72,7 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
         self.sendString(data)
 
     def _oversized(self, size: int) -> None:
-        self.log.warn("Not sending a {size}-byte message to {peer}: it accepts at most {limit}",
+        log.warn("Not sending a {size}-byte message to {peer}: it accepts at most {limit}",
                       size=size, peer=self._conn.info.peer, limit=self._max_len_send)
 
     def close_after_flush(self) -> None:
@@ -89,5 +92,6 @@ class RouterRawSocketFactory(WampRawSocketServerFactory):
         self.clock = clock
         self.outbound_limits = outbound_limits
         self.hello_timeout = hello_timeout
+        self.connections: set[Connection] = set()
         # RawSocket announces its limit as a power of two, at most 2**24.
         self.setProtocolOptions(maxMessagePayloadSize=max(512, min(max_message_size, 2**24)))

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs, then run all of it.
+#   scripts/test.sh [pytest args]
+# Python packages come from PyPI, Node packages from npm, Chromium from Debian.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+"$PYTHON" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --config-settings editable_mode=strict -e '.[test]'
+
+if [ -f tests/js/package.json ]; then
+    command -v node >/dev/null || { echo "node is required for the autobahn-js tests" >&2; exit 1; }
+    npm install --prefix tests/js --no-audit --no-fund --silent
+    if ! command -v chromium >/dev/null; then
+        if [ "$(id -u)" = 0 ]; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        else
+            echo "Debian's chromium is required for the browser tests (apt-get install chromium)" >&2
+            exit 1
+        fi
+    fi
+fi
+
+exec "$PYTHON" -m pytest "$@"

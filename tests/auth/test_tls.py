@@ -1,0 +1,118 @@
+import datetime
+import ipaddress
+
+import pytest
+from autobahn.util import peer_certificate_details
+from autobahn.wamp import message as m
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from relayrouter.auth.tls import CertRule, TlsAuthenticator
+from relayrouter.core.auth import Accept, Deny
+from relayrouter.core.peer import TransportInfo
+
+from conftest import Wire, assert_abort, request
+
+CA_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def cert(cn: str, sans=(), issuer_cn="dev CA") -> dict:
+    """A real CA-signed certificate, as autobahn describes it in TransportDetails.peer_cert."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+               .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_cn)]))
+               .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=1))
+               .not_valid_after(now + datetime.timedelta(days=1)))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    return peer_certificate_details(builder.sign(CA_KEY, hashes.SHA256()))
+
+
+def tls(peer_cert) -> TransportInfo:
+    return TransportInfo(kind="websocket", is_secure=True, peer_cert=peer_cert)
+
+
+TENANT_RULE = CertRule(subject_cn=r"(?P<realm>[^:]+):(?P<authid>.+)", authrole="device")
+
+
+def test_cn_rule_maps_realm_and_authid():
+    decision = TlsAuthenticator([TENANT_RULE]).hello(request(transport=tls(cert("tenant:device-7"))))
+    assert isinstance(decision, Accept)
+    assert (decision.authid, decision.authrole, decision.realm) == ("device-7", "device", "tenant")
+    assert decision.authmethod == "tls"
+
+
+def test_first_matching_rule_wins():
+    rules = [CertRule(subject_cn=r"admin-.*", authrole="admin"), CertRule(subject_cn=r".*", authrole="user")]
+    decision = TlsAuthenticator(rules).hello(request(transport=tls(cert("admin-1"))))
+    assert (decision.authid, decision.authrole, decision.realm) == ("admin-1", "admin", "realm1")
+
+
+def test_san_rule_with_templates():
+    rule = CertRule(san=r"DNS:(?P<host>[a-z0-9-]+)\.gw\.example", authid="gw-{host}", authrole="gateway")
+    peer = cert("whatever", sans=[x509.DNSName("box-3.gw.example"), x509.IPAddress(ipaddress.ip_address("10.0.0.1"))])
+    decision = TlsAuthenticator([rule]).hello(request(transport=tls(peer)))
+    assert (decision.authid, decision.authrole) == ("gw-box-3", "gateway")
+
+
+def test_fingerprint_rule_accepts_with_or_without_colons():
+    peer = cert("pinned")
+    bare = peer["sha256"].replace(":", "").lower()
+    decision = TlsAuthenticator([CertRule(sha256=bare, authid="pinned-one", authrole="ops")]).hello(
+        request(transport=tls(peer)))
+    assert (decision.authid, decision.authrole) == ("pinned-one", "ops")
+    other = TlsAuthenticator([CertRule(sha256=bare, authrole="ops")]).hello(request(transport=tls(cert("pinned"))))
+    assert isinstance(other, Deny)
+
+
+def test_issuer_and_cn_must_both_match():
+    rule = CertRule(issuer_cn="partner CA", subject_cn=".*", authrole="partner")
+    assert isinstance(TlsAuthenticator([rule]).hello(request(transport=tls(cert("x", issuer_cn="partner CA")))), Accept)
+    assert isinstance(TlsAuthenticator([rule]).hello(request(transport=tls(cert("x")))), Deny)
+
+
+def test_cert_matching_no_rule_is_denied_clearly():
+    decision = TlsAuthenticator([TENANT_RULE]).hello(request(transport=tls(cert("no-colon"))))
+    assert decision == Deny("no identity rule matches the client certificate (CN 'no-colon')")
+
+
+def test_no_cert_on_insecure_transport_is_denied():
+    decision = TlsAuthenticator([TENANT_RULE]).hello(request(transport=TransportInfo()))
+    assert decision == Deny("TLS client-certificate authentication needs a TLS connection")
+
+
+def test_tls_without_client_cert_is_denied():
+    decision = TlsAuthenticator([TENANT_RULE]).hello(request(transport=tls(None)))
+    assert decision == Deny("no TLS client certificate was presented")
+
+
+def test_template_naming_a_missing_group_is_a_config_error():
+    with pytest.raises(ValueError, match="tenant"):
+        CertRule(subject_cn=r"(?P<authid>.+)", realm="{tenant}", authrole="x")
+
+
+def test_rule_without_matcher_is_a_config_error():
+    with pytest.raises(ValueError, match="matches nothing"):
+        CertRule(authrole="x")
+
+
+def test_bad_regex_names_the_pattern():
+    with pytest.raises(ValueError, match=r"\(unclosed"):
+        CertRule(subject_cn="(unclosed", authrole="x")
+
+
+def test_through_the_session_binds_the_realm():
+    wire = Wire({"tls": TlsAuthenticator([TENANT_RULE])}, tls(cert("tenant:device-7")), realms=("realm1", "tenant"))
+    welcome = wire.hello(["tls"])
+    assert isinstance(welcome, m.Welcome)
+    assert (welcome.realm, welcome.authid, welcome.authrole) == ("tenant", "device-7", "device")
+
+
+def test_through_the_session_without_cert_aborts():
+    wire = Wire({"tls": TlsAuthenticator([TENANT_RULE])}, TransportInfo())
+    assert_abort(wire.hello(["tls"]), "needs a TLS connection")

@@ -1,0 +1,111 @@
+"""``relayrouter pki`` run as a real subprocess; the chain checked with cryptography and pyOpenSSL."""
+
+import ipaddress
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from autobahn.util import peer_certificate_details
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.verification import PolicyBuilder, Store
+from OpenSSL import SSL
+
+from relayrouter.auth.tls import CertRule, TlsAuthenticator
+from relayrouter.core.auth import Accept, JoinRequest
+from relayrouter.core.peer import TransportInfo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "relayrouter.cli", "pki", *map(str, args)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+
+
+def ok(*args) -> None:
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("pki")
+    ok("ca", "--out", base / "ca")
+    ok("server", "--ca", base / "ca", "--name", "localhost", "--san", "DNS:localhost", "--san", "IP:127.0.0.1",
+       "--out", base / "server")
+    ok("client", "--ca", base / "ca", "--cn", "tenant:device-7", "--out", base / "device")
+    return base
+
+
+def load(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def test_keys_are_private_and_certs_readable(pki):
+    for key in ["ca/ca.key", "server/server.key", "device/client.key"]:
+        assert stat.S_IMODE((pki / key).stat().st_mode) == 0o600, key
+    for cert in ["ca/ca.crt", "server/server.crt", "device/client.crt"]:
+        assert load(pki / cert)
+
+
+def test_server_cert_chains_to_the_ca_for_its_sans(pki):
+    ca, server = load(pki / "ca/ca.crt"), load(pki / "server/server.crt")
+    store = Store([ca])
+    for name in [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]:
+        chain = PolicyBuilder().store(store).build_server_verifier(name).verify(server, [])
+        assert chain[-1] == ca
+    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert ExtendedKeyUsageOID.SERVER_AUTH in server.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+
+
+def test_client_cert_has_the_cn_and_chains_to_the_ca(pki):
+    ca, client = load(pki / "ca/ca.crt"), load(pki / "device/client.crt")
+    assert client.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "tenant:device-7"
+    client.verify_directly_issued_by(ca)
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in client.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    ca_constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+    assert ca_constraints.ca and not client.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+
+
+def test_pyopenssl_accepts_the_pairs_for_an_mtls_server(pki):
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.use_certificate_file(str(pki / "server/server.crt"))
+    context.use_privatekey_file(str(pki / "server/server.key"))
+    context.check_privatekey()
+    context.load_verify_locations(str(pki / "ca/ca.crt"))
+    client_context = SSL.Context(SSL.TLS_METHOD)
+    client_context.use_certificate_file(str(pki / "device/client.crt"))
+    client_context.use_privatekey_file(str(pki / "device/client.key"))
+    client_context.check_privatekey()
+
+
+def test_client_cert_maps_to_an_identity(pki):
+    details = peer_certificate_details(load(pki / "device/client.crt"))
+    transport = TransportInfo(kind="websocket", is_secure=True, peer_cert=details)
+    request = JoinRequest("realm1", ("tls",), None, None, {}, transport)
+    rule = CertRule(subject_cn=r"(?P<realm>[^:]+):(?P<authid>.+)", authrole="device")
+    decision = TlsAuthenticator([rule]).hello(request)
+    assert isinstance(decision, Accept) and (decision.realm, decision.authid) == ("tenant", "device-7")
+
+
+def test_existing_files_are_not_overwritten_without_force(pki):
+    before = (pki / "ca/ca.key").read_bytes()
+    result = cli("ca", "--out", pki / "ca")
+    assert result.returncode == 2 and "--force" in result.stderr
+    assert (pki / "ca/ca.key").read_bytes() == before
+
+
+def test_missing_ca_is_explained(tmp_path):
+    result = cli("client", "--ca", tmp_path / "nowhere", "--cn", "x", "--out", tmp_path / "out")
+    assert result.returncode == 2 and "relayrouter pki ca" in result.stderr
+
+
+def test_bad_san_names_the_value(pki, tmp_path):
+    result = cli("server", "--ca", pki / "ca", "--san", "IP:not-an-ip", "--out", tmp_path / "s")
+    assert result.returncode == 2 and "not-an-ip" in result.stderr

@@ -1,0 +1,208 @@
+"""The session state machine, driven directly with in-memory peers."""
+
+import pytest
+from autobahn.wamp import message as m
+
+from relayrouter.core.auth import Accept, Challenge, Deny
+from relayrouter.core.session import State
+from relayrouter.testing import ALL_ROLES, connect, join, make_router
+
+
+def hello(realm="realm1", **details):
+    return [1, realm, {"roles": ALL_ROLES, **details}]
+
+
+def test_welcome_carries_session_roles_and_auth():
+    router = make_router()
+    peer = connect(router)
+    peer.receive(hello())
+    [welcome] = peer.take()
+    assert isinstance(welcome, m.Welcome)
+    assert welcome.session in router.realms["realm1"].sessions
+    assert 1 <= welcome.session <= 2**53
+    assert welcome.authmethod == "anonymous" and welcome.authrole == "anonymous"
+    raw = welcome.marshal()
+    assert set(raw[2]["roles"]) == {"broker", "dealer"}
+    assert raw[2]["roles"]["broker"]["features"]["pattern_based_subscription"] is True
+
+
+def test_anonymous_authid_is_never_the_clients():
+    router = make_router()
+    peer = connect(router)
+    peer.receive(hello(authid="admin"))
+    assert peer.take()[0].authid != "admin"
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ([32, 1, {}, "t"], "before HELLO"),
+    ([70, 1, {}], "before HELLO"),
+    ([2, 1, {}], "never to them"),
+    ([1000], "unknown WAMP message type"),
+])
+def test_violations_before_hello(raw, fragment):
+    peer = connect(make_router())
+    peer.receive(raw)
+    [abort] = peer.take()
+    assert isinstance(abort, m.Abort) and abort.reason == "wamp.error.protocol_violation"
+    assert fragment in abort.message
+    assert peer.closed
+    assert peer.session.state is State.CLOSED
+
+
+def test_second_hello_is_a_violation_and_cleans_up():
+    router = make_router()
+    peer = join(router)
+    peer.receive([32, 1, {}, "com.t"])
+    peer.receive(hello())
+    assert isinstance(peer.last(), m.Abort)
+    assert "already open" in peer.last().message
+    realm = router.realms["realm1"]
+    assert realm.sessions == {} and len(realm.broker.subscriptions) == 0
+
+
+def test_nothing_is_handled_after_abort():
+    router = make_router()
+    peer = join(router)
+    peer.receive([99])
+    peer.take()
+    peer.receive([32, 1, {}, "com.t"])
+    assert peer.take() == []
+
+
+def test_no_such_realm_and_no_auth_method():
+    router = make_router()
+    peer = connect(router)
+    peer.receive(hello("elsewhere"))
+    assert peer.last().reason == "wamp.error.no_such_realm"
+    router.realms["realm1"].authenticators = {}
+    peer = connect(router)
+    peer.receive(hello(authmethods=["anonymous", "ticket"]))
+    assert peer.last().reason == "wamp.error.authentication_failed"
+    assert "anonymous, ticket" in peer.last().message
+
+
+def test_goodbye_then_a_new_session_on_the_same_transport():
+    router = make_router()
+    peer = join(router)
+    first = peer.session.session_id
+    peer.receive([6, {}, "wamp.close.normal"])
+    [goodbye] = peer.take()
+    assert goodbye.reason == "wamp.close.goodbye_and_out"
+    assert router.realms["realm1"].sessions == {}
+    peer.receive(hello())
+    [welcome] = peer.take()
+    assert isinstance(welcome, m.Welcome) and welcome.session != first
+
+
+def test_router_initiated_goodbye_waits_for_reply_and_ignores_late_traffic():
+    router = make_router()
+    peer = join(router)
+    peer.session.goodbye("wamp.close.system_shutdown", "bye")
+    assert peer.take()[0].reason == "wamp.close.system_shutdown"
+    peer.receive([16, 1, {}, "com.t"])  # late: ignored
+    assert peer.take() == [] and not peer.closed
+    peer.receive([6, {}, "wamp.close.goodbye_and_out"])
+    assert peer.closed
+
+
+class ScriptedAuthenticator:
+    authmethod = "ticket"
+
+    def __init__(self, secret):
+        self.secret = secret
+
+    def hello(self, request):
+        return Challenge("ticket", {}, state=request.authid)
+
+    def authenticate(self, request, state, signature, extra):
+        if signature == self.secret:
+            return Accept(authid=state, authrole="user", authmethod="ticket")
+        return Deny("invalid ticket")
+
+
+def test_challenge_accept_and_deny():
+    router = make_router()
+    router.realms["realm1"].authenticators = {"ticket": ScriptedAuthenticator("s3cret")}
+    ok = connect(router)
+    ok.receive(hello(authmethods=["ticket"], authid="alice"))
+    assert isinstance(ok.take()[0], m.Challenge)
+    ok.receive([5, "s3cret", {}])
+    welcome = ok.take()[0]
+    assert welcome.authid == "alice" and welcome.authrole == "user"
+    bad = connect(router)
+    bad.receive(hello(authmethods=["ticket"], authid="alice"))
+    bad.take()
+    bad.receive([5, "wrong", {}])
+    abort = bad.take()[0]
+    assert abort.reason == "wamp.error.authentication_failed" and "wrong" not in abort.message
+
+
+def test_authenticate_without_challenge_is_a_violation():
+    peer = connect(make_router())
+    peer.receive([5, "sig", {}])
+    assert peer.last().reason == "wamp.error.protocol_violation"
+
+
+class LaterDecision:
+    """A Deferred-like, as an authenticator waiting for a key fetch returns."""
+
+    def __init__(self):
+        self.callbacks = []
+
+    def addBoth(self, fn):
+        self.callbacks.append(fn)
+        return self
+
+    def fire(self, value):
+        for fn in self.callbacks:
+            fn(value)
+
+
+def test_asynchronous_decision_and_messages_while_pending():
+    router = make_router()
+    later = LaterDecision()
+
+    class Slow:
+        authmethod = "ticket"
+
+        def hello(self, request):
+            return later
+
+    router.realms["realm1"].authenticators = {"ticket": Slow()}
+    peer = connect(router)
+    peer.receive(hello(authmethods=["ticket"]))
+    assert peer.take() == [] and peer.session.state is State.AUTH_PENDING
+    later.fire(Accept(authid="bob", authrole="r", authmethod="ticket"))
+    assert isinstance(peer.take()[0], m.Welcome)
+
+
+def test_peer_leaving_while_decision_pending():
+    router = make_router()
+    later = LaterDecision()
+
+    class Slow:
+        authmethod = "ticket"
+
+        def hello(self, request):
+            return later
+
+    router.realms["realm1"].authenticators = {"ticket": Slow()}
+    peer = connect(router)
+    peer.receive(hello(authmethods=["ticket"]))
+    peer.session.transport_lost()
+    later.fire(Accept(authid="bob", authrole="r", authmethod="ticket"))
+    assert peer.take() == []
+    assert router.realms["realm1"].sessions == {}
+
+
+def test_internal_error_aborts_only_that_session_and_is_reported():
+    router = make_router()
+    errors = []
+    router.observer.internal_error = lambda session, error: errors.append(error)
+    a, b = join(router), join(router)
+    router.realms["realm1"].broker.publish = lambda *args: 1 / 0
+    a.receive([16, 1, {}, "com.t"])
+    assert a.last().reason == "relayrouter.error.internal"
+    assert isinstance(errors[0], ZeroDivisionError)
+    b.receive([32, 1, {}, "com.t"])
+    assert isinstance(b.last(), m.Subscribed)

@@ -1,0 +1,222 @@
+"""Helpers for integration tests: an in-process router on loopback port 0,
+Autobahn-Python clients, and a raw WAMP client for sending anything at all."""
+
+import json
+
+import txaio
+
+txaio.use_twisted()
+
+from autobahn.twisted.rawsocket import WampRawSocketClientFactory  # noqa: E402
+from autobahn.twisted.wamp import ApplicationSession  # noqa: E402
+from autobahn.twisted.websocket import (  # noqa: E402
+    WampWebSocketClientFactory,
+    WebSocketClientFactory,
+    WebSocketClientProtocol,
+)
+from autobahn.wamp import serializer as ser  # noqa: E402
+from autobahn.wamp.types import ComponentConfig  # noqa: E402
+from twisted.internet import defer, endpoints, reactor  # noqa: E402
+
+from relayrouter import config as cfg  # noqa: E402
+from relayrouter.service import RouterService  # noqa: E402
+
+TIMEOUT = 10
+
+SERIALIZERS = {
+    "json": ser.JsonSerializer,
+    "msgpack": ser.MsgPackSerializer,
+    "cbor": ser.CBORSerializer,
+}
+
+
+class RunningRouter:
+    def __init__(self, service: RouterService, ports) -> None:
+        self.service = service
+        self.router = service.router
+        self.ws_port = None
+        self.rawsocket_port = None
+        for listening, port in zip(service.listeners, ports):
+            if listening.listener.kind == "websocket" and self.ws_port is None:
+                self.ws_port = port.getHost().port
+            elif listening.listener.kind == "rawsocket" and self.rawsocket_port is None:
+                self.rawsocket_port = port.getHost().port
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ws_port}/ws"
+
+    def realm(self, name: str = "realm1"):
+        return self.router.realms[name]
+
+
+@defer.inlineCallbacks
+def start_router(config: cfg.Config | None = None):
+    config = config or cfg.Config(listeners=(
+        cfg.Listener("websocket", "tcp:0:interface=127.0.0.1"),
+        cfg.Listener("rawsocket", "tcp:0:interface=127.0.0.1"),
+    ))
+    service = RouterService(config.with_defaults(), reactor)
+    service.startService()
+    ports = yield service.when_listening()
+    return RunningRouter(service, ports)
+
+
+class Client(ApplicationSession):
+    """An Autobahn session that reports when it joined and left."""
+
+    def __init__(self, config=None) -> None:
+        super().__init__(config)
+        self.joined = defer.Deferred()
+        self.left = defer.Deferred()
+        self.disconnected = defer.Deferred()
+        self.details = None
+
+    def onConnect(self) -> None:
+        extra = self.config.extra or {}
+        self.join(self.config.realm, authmethods=extra.get("authmethods"),
+                  authid=extra.get("authid"))
+
+    def onJoin(self, details) -> None:
+        self.details = details
+        self.joined.callback(self)
+
+    def onLeave(self, details) -> None:
+        if not self.joined.called:
+            self.joined.errback(LeftBeforeJoining(details))
+        if not self.left.called:
+            self.left.callback(details)
+        self.disconnect()
+
+    def onDisconnect(self) -> None:
+        if not self.disconnected.called:
+            self.disconnected.callback(None)
+
+
+class LeftBeforeJoining(Exception):
+    def __init__(self, details) -> None:
+        super().__init__(f"{details.reason}: {details.message}")
+        self.reason = details.reason
+        self.message = details.message
+
+
+@defer.inlineCallbacks
+def connect_ws(running: RunningRouter, serializer: str = "json", realm: str = "realm1", **extra):
+    session = Client(ComponentConfig(realm, extra))
+    factory = WampWebSocketClientFactory(lambda: session, url=running.ws_url,
+                                         serializers=[SERIALIZERS[serializer]()])
+    endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", running.ws_port)
+    yield endpoint.connect(factory)
+    yield _within(session.joined)
+    return session
+
+
+@defer.inlineCallbacks
+def connect_rawsocket(running: RunningRouter, serializer: str = "json", realm: str = "realm1", **extra):
+    session = Client(ComponentConfig(realm, extra))
+    factory = WampRawSocketClientFactory(lambda: session, serializer=SERIALIZERS[serializer]())
+    endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", running.rawsocket_port)
+    yield endpoint.connect(factory)
+    yield _within(session.joined)
+    return session
+
+
+def _within(d: defer.Deferred, seconds: float = TIMEOUT) -> defer.Deferred:
+    return d.addTimeout(seconds, reactor)
+
+
+def within(d: defer.Deferred, seconds: float = TIMEOUT) -> defer.Deferred:
+    return _within(d, seconds)
+
+
+# ------------------------------------------------------------ raw client
+
+
+class RawProtocol(WebSocketClientProtocol):
+    """Sends whatever the test says; records every message and the close."""
+
+    def onOpen(self) -> None:
+        self.factory.opened.callback(self)
+
+    def onMessage(self, payload, isBinary) -> None:
+        factory = self.factory
+        message = json.loads(payload) if not isBinary else payload
+        if factory.waiting:
+            factory.waiting.pop(0).callback(message)
+        else:
+            factory.inbox.append(message)
+
+    def onClose(self, wasClean, code, reason) -> None:
+        self.factory.close_info = (wasClean, code, reason)
+        if not self.factory.closed.called:
+            self.factory.closed.callback((code, reason))
+        for waiting in self.factory.waiting:
+            waiting.errback(ConnectionClosed(code, reason))
+        self.factory.waiting = []
+
+
+class ConnectionClosed(Exception):
+    pass
+
+
+class RawClient:
+    """A WAMP-over-WebSocket JSON client with no protocol logic at all."""
+
+    def __init__(self, factory, protocol) -> None:
+        self.factory = factory
+        self.protocol = protocol
+
+    def send(self, raw) -> None:
+        self.protocol.sendMessage(json.dumps(raw).encode())
+
+    def send_bytes(self, payload: bytes, binary: bool = False) -> None:
+        self.protocol.sendMessage(payload, isBinary=binary)
+
+    def next(self) -> defer.Deferred:
+        if self.factory.inbox:
+            return defer.succeed(self.factory.inbox.pop(0))
+        if self.factory.closed.called:
+            return defer.fail(ConnectionClosed())
+        d = defer.Deferred()
+        self.factory.waiting.append(d)
+        return _within(d)
+
+    def closed(self) -> defer.Deferred:
+        return _within(self.factory.closed)
+
+    def drop(self) -> None:
+        self.protocol.dropConnection(abort=True)
+
+    @defer.inlineCallbacks
+    def hello(self, realm: str = "realm1", details=None):
+        self.send([1, realm, details or {"roles": {"subscriber": {}, "publisher": {},
+                                                     "caller": {}, "callee": {}}}])
+        welcome = yield self.next()
+        return welcome
+
+
+@defer.inlineCallbacks
+def connect_raw(running: RunningRouter, protocol: str = "wamp.2.json"):
+    factory = WebSocketClientFactory(running.ws_url, protocols=[protocol])
+    factory.protocol = RawProtocol
+    factory.opened = defer.Deferred()
+    factory.closed = defer.Deferred()
+    factory.inbox = []
+    factory.waiting = []
+    endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", running.ws_port)
+    yield endpoint.connect(factory)
+    protocol_instance = yield _within(factory.opened)
+    return RawClient(factory, protocol_instance)
+
+
+@defer.inlineCallbacks
+def eventually(predicate, seconds: float = TIMEOUT, step: float = 0.01):
+    """Wait, turn by turn of the reactor, until the router has caught up with an
+    event it learns about asynchronously (e.g. a peer's TCP reset)."""
+    from twisted.internet import task
+
+    deadline = reactor.seconds() + seconds
+    while not predicate():
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"condition not reached within {seconds}s")
+        yield task.deferLater(reactor, step, lambda: None)
