@@ -45,6 +45,14 @@ OBJECT_SERIALIZERS = {
     "msgpack": ser.MsgPackObjectSerializer(batched=False),
     "cbor": ser.CBORObjectSerializer(batched=False),
 }
+SERIALIZER_CLASSES = {"json": ser.JsonSerializer, "msgpack": ser.MsgPackSerializer, "cbor": ser.CBORSerializer}
+try:  # the JSON codec relayrouter's transport uses, when it has its own
+    from relayrouter.transport.serializers import FastJsonObjectSerializer, FastJsonSerializer
+except ImportError:
+    pass
+else:
+    OBJECT_SERIALIZERS["json-router"] = FastJsonObjectSerializer(batched=False)
+    SERIALIZER_CLASSES["json-router"] = FastJsonSerializer
 
 
 @dataclass
@@ -175,8 +183,7 @@ def serialize_case(name: str) -> Case:
 
 def unserialize_case(name: str) -> Case:
     """Decode one PUBLISH's bytes into Autobahn message objects (what the transport does)."""
-    serializer = {"json": ser.JsonSerializer, "msgpack": ser.MsgPackSerializer,
-                  "cbor": ser.CBORSerializer}[name]()
+    serializer = SERIALIZER_CLASSES[name]()
     data, _ = serializer.serialize(m.Publish(1, TOPIC, args=[PAYLOAD]))
     done = [0]
 
@@ -195,9 +202,12 @@ def cases(groups: set[str]) -> list[Callable[[], Case]]:
         out += [lambda: publish_case(1), lambda: publish_case(100),
                 lambda: publish_case(1, "json"), lambda: publish_case(100, "json"),
                 lambda: publish_case(1, "msgpack"), lambda: publish_case(100, "msgpack"),
+                *([lambda: publish_case(100, "json-router")] if "json-router" in OBJECT_SERIALIZERS else []),
                 lambda: publish_case(1, patterns=PATTERNS)]
     if "call" in groups:
         out += [lambda: call_case(), lambda: call_case("json"), lambda: call_case("msgpack")]
+        if "json-router" in OBJECT_SERIALIZERS:
+            out.append(lambda: call_case("json-router"))
     if "serialize" in groups:
         for name in OBJECT_SERIALIZERS:
             out += [lambda name=name: serialize_case(name), lambda name=name: unserialize_case(name)]

@@ -45,6 +45,7 @@ SCENARIOS = {
     "idle_sessions": ([("kb_per_session", "low"), ("establish_s", "low")], "router RSS KB per session, 5,000 sessions"),
 }
 BUSY = 90.0  # a process at or above this CPU% is the bottleneck
+NOISY = 20.0  # other processes together above this CPU% make a run suspect
 
 
 def log(*parts) -> None:
@@ -192,7 +193,7 @@ def tables(doc: dict) -> str:
         out.append(f"\n== {scenario}: {unit}")
         header = f"{'ser':<8}{'figure':<15}" + "".join(f"{n:>14}" for n in names)
         header += f"{'ratio rr/' + other:>20}" if other else ""
-        header += "  " + "  ".join(f"{n[:11] + ' cpu r/gen':>22} {'bound':>8}" for n in names)
+        header += "  " + "  ".join(f"{n[:11] + ' cpu r/gen/oth':>26} {'bound':>8}" for n in names)
         out.append(header)
         for ser in dict.fromkeys(r["ser"] for r in runs):
             for metric, better in metrics:
@@ -201,8 +202,8 @@ def tables(doc: dict) -> str:
     out.append(f"\n{meta.get('cpu')} x{meta.get('cores')}; Python {meta.get('python')}, Twisted {meta.get('twisted')}, "
                f"Autobahn {meta.get('autobahn')}, node {meta.get('node')}; relayrouter {meta.get('relayrouter_commit')}"
                + (f"; Crossbar.io {meta['crossbar']}" if meta.get("crossbar") else ""))
-    out.append("ratio = relayrouter / other (medians); cpu r/gen = router tree / generator CPU% (100 = one core); "
-               "bound: router or GEN is >= 90% busy.")
+    out.append("ratio = relayrouter / other (medians); cpu r/gen/oth = router tree / generator / all other processes "
+               f"CPU% (100 = one core; 'noisy' when others > {NOISY:.0f}% in a run); bound: who was >= {BUSY:.0f}% busy.")
     return "\n".join(out)
 
 
@@ -217,9 +218,11 @@ def row(runs, scenario, ser, metric, better, names, other) -> str:
         a, b = values["relayrouter"], values[other]
         text += f"{(f'{a / b:.2f}x' if a is not None and b else '-'):>20}"
     for n in names:
-        cpu = f"{number(median(chosen[n], 'router_cpu'))}/{number(median(chosen[n], 'generator_cpu'))}"
+        cpu = "/".join(number(median(chosen[n], key)) for key in ("router_cpu", "generator_cpu", "others_cpu"))
+        if any((r.get("others_cpu") or 0) > NOISY for r in chosen[n]):
+            cpu = "noisy " + cpu
         bounds = ",".join(sorted({r.get('bound', '?') for r in chosen[n]})) or "error"
-        text += f"  {cpu:>22} {bounds:>8}"
+        text += f"  {cpu:>26} {bounds:>8}"
     return text
 
 

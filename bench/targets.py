@@ -62,6 +62,7 @@ def relayrouter_command(ports: Ports) -> list[str]:
     """``twistd relayrouter`` from this checkout, with the interpreter running the suite."""
     twistd = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
     return [sys.executable, "-c", twistd, "-n", "--pidfile=", "relayrouter",
+            "--state-dir", str(CACHE / "relayrouter-state"),
             "--websocket", f"tcp:{ports.websocket}:interface=127.0.0.1",
             "--rawsocket", f"tcp:{ports.rawsocket}:interface=127.0.0.1"]
 
