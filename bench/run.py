@@ -26,7 +26,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: python bench/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import procstat  # noqa: E402
+from bench import procstat, profile  # noqa: E402
 from bench.targets import BENCH, CROSSBAR_VERSION, REPO, Target, ensure_crossbar  # noqa: E402
 
 ROUTER_CORE, GENERATOR_CORE = 0, 1
@@ -57,13 +57,16 @@ def log(*parts) -> None:
 def run_once(name: str, scenario: str, ser: str, args, log_path: Path) -> dict:
     target = Target(name, ROUTER_CORE, log_path, args.relayrouter_cmd if name == "relayrouter" else None)
     target.start()
+    profile_to = None
+    if args.profile and name == "relayrouter":
+        profile_to = log_path.with_name(log_path.name.replace("routers.log", f"profile-{scenario}-{ser}.txt"))
     try:
-        return drive(target, scenario, ser, args)
+        return drive(target, scenario, ser, args, profile_to)
     finally:
         target.stop()
 
 
-def drive(target: Target, scenario: str, ser: str, args) -> dict:
+def drive(target: Target, scenario: str, ser: str, args, profile_to: Path | None = None) -> dict:
     command = ["taskset", "-c", str(GENERATOR_CORE), "node", str(GENERATOR), "--scenario", scenario,
                "--ser", ser, "--url", target.ports.ws_url, "--raw", target.ports.raw_url,
                "--warmup", str(args.warmup), "--duration", str(args.duration)]
@@ -74,18 +77,26 @@ def drive(target: Target, scenario: str, ser: str, args) -> dict:
     limit = args.warmup + args.duration + 180 + (300 if scenario == "idle_sessions" else 0)
     watchdog = threading.Timer(limit, generator.kill)  # the generator stops itself; this is the backstop
     watchdog.start()
-    marks, result = {}, None
+    marks, result, sampler = {}, None, None
     try:
         for line in generator.stdout:
             message = json.loads(line)
             if "mark" in message:
                 marks[message["mark"]] = procstat.snapshot(router_pids, generator.pid)
+                if message["mark"] == "start" and profile_to is not None:
+                    sampler = profile.start(router_pids[0], args.duration, profile_to, GENERATOR_CORE)
             elif "result" in message:
                 result = message["result"]
         generator.wait()
     finally:
         watchdog.cancel()
-    return figures(result, marks, scenario, generator.returncode)
+        if sampler is not None:
+            sampler.wait(30)
+    out = figures(result, marks, scenario, generator.returncode)
+    if sampler is not None and profile_to.exists():
+        out["profile"] = str(profile_to)
+        log(profile.summarize(profile_to))
+    return out
 
 
 def figures(result: dict | None, marks: dict, scenario: str, returncode: int) -> dict:
@@ -239,6 +250,8 @@ def parse(argv):
     p.add_argument("--warmup", type=float)
     p.add_argument("--duration", type=float)
     p.add_argument("--relayrouter-cmd", help="start relayrouter with this instead; {ws} and {raw} are its ports")
+    p.add_argument("--profile", action="store_true",
+                   help="sample relayrouter with py-spy during each measured window (slows it; see profile.py)")
     p.add_argument("--report", type=Path, help="print the tables of a saved result file and exit")
     args = p.parse_args(argv)
     args.scenarios = args.scenarios.split(",")
@@ -268,6 +281,9 @@ def main(argv=None) -> int:
     ensure_node_modules()
     if args.against == "crossbar":
         ensure_crossbar()
+    if args.profile and not profile.available():
+        log("--profile needs py-spy: pip install py-spy")
+        return 2
     doc = run_suite(args)
     print(tables(doc))
     return 1 if any("error" in r for r in doc["runs"]) else 0
