@@ -1,0 +1,243 @@
+"""Micro-benchmarks of relayrouter's core alone: no sockets, no reactor.
+
+    python bench/micro.py [--seconds 1.0] [--only publish,call,serialize]
+
+Each case builds a router with in-memory counting peers, then times a loop
+of one operation: a PUBLISH routed to N subscribers, a call through the
+dealer (CALL -> INVOCATION -> YIELD -> RESULT), or one codec operation.
+Messages enter the core as decoded WAMP arrays, exactly as a transport hands
+them over, so parsing into Autobahn's message classes is part of the time.
+The figures are ops/s of this Python process; compare them before and after
+a change on the same machine, never across machines.
+"""
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import txaio
+
+# Autobahn's Serializer classes keep statistics with txaio's clock, bound at
+# import: a framework must be chosen first.  (The core itself needs none.)
+txaio.use_twisted()
+
+from autobahn.wamp import message as m  # noqa: E402
+from autobahn.wamp import serializer as ser  # noqa: E402
+
+if __package__ in (None, ""):  # run as a script: python bench/micro.py
+    sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.dirname(__file__)))
+
+from bench.counting import CountingPeer, join_counting  # noqa: E402
+from relayrouter.testing import make_router  # noqa: E402
+
+TOPIC = "bench.micro.topic"
+PROCEDURE = "bench.micro.echo"
+PAYLOAD = "p" * 200
+ARG = "x" * 100
+PATTERNS = 10_000
+
+PUBLISH, SUBSCRIBE, CALL, REGISTER, YIELD = 16, 32, 48, 64, 70
+
+OBJECT_SERIALIZERS = {
+    "json": ser.JsonObjectSerializer(batched=False),
+    "msgpack": ser.MsgPackObjectSerializer(batched=False),
+    "cbor": ser.CBORObjectSerializer(batched=False),
+}
+SERIALIZER_CLASSES = {"json": ser.JsonSerializer, "msgpack": ser.MsgPackSerializer, "cbor": ser.CBORSerializer}
+try:  # the JSON codec relayrouter's transport uses, when it has its own
+    from relayrouter.transport.serializers import FastJsonObjectSerializer, FastJsonSerializer
+except ImportError:
+    pass
+else:
+    OBJECT_SERIALIZERS["json-router"] = FastJsonObjectSerializer(batched=False)
+    SERIALIZER_CLASSES["json-router"] = FastJsonSerializer
+
+
+@dataclass
+class Case:
+    """One timed operation: ``step(i)`` does it once; ``delivered()`` counts what peers got."""
+
+    name: str
+    step: Callable[[int], None]
+    delivered: Callable[[], int]
+    per_op: int  # messages a correct router delivers per step
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    ops: int
+    seconds: float
+    delivered: int
+    expected: int
+
+    @property
+    def ops_per_s(self) -> float:
+        return self.ops / self.seconds if self.seconds > 0 else float("inf")
+
+
+def measure(case: Case, iterations: int) -> Result:
+    before = case.delivered()
+    step = case.step
+    start = time.perf_counter()
+    for i in range(1, iterations + 1):
+        step(i)
+    seconds = time.perf_counter() - start
+    return Result(case.name, iterations, seconds, case.delivered() - before, iterations * case.per_op)
+
+
+# ----------------------------------------------------------------- broker
+
+def _subscribe(peer: CountingPeer, topic: str, match: str | None = None) -> None:
+    options = {"match": match} if match else {}
+    peer.receive([SUBSCRIBE, peer.count + 1, options, topic])
+    if type(peer.last).__name__ != "Subscribed":
+        raise RuntimeError(f"subscribing to {topic!r} failed: {peer.last!r}")
+
+
+def publish_case(subscribers: int, serializer: str | None = None, patterns: int = 0) -> Case:
+    """One PUBLISH routed to ``subscribers`` exact subscribers.
+
+    With ``serializer``, each receiver makes the EVENT's bytes as a transport
+    would (Autobahn caches them per object serializer: one encoding per
+    publication).  With ``patterns``, that many prefix and wildcard
+    subscriptions that do not match the topic are present.
+    """
+    router = make_router()
+    obj_ser = OBJECT_SERIALIZERS[serializer] if serializer else None
+    receivers = [join_counting(router, serializer=obj_ser) for _ in range(subscribers)]
+    for peer in receivers:
+        _subscribe(peer, TOPIC)
+    if patterns:
+        _add_patterns(join_counting(router), patterns)
+    for peer in receivers:
+        peer.count = 0
+    publisher = join_counting(router)
+    receive = publisher.session.receive
+
+    def step(i: int) -> None:
+        receive([PUBLISH, i, {}, TOPIC, [PAYLOAD]])
+
+    label = f"publish -> {subscribers} subscriber{'s' if subscribers != 1 else ''}"
+    if serializer:
+        label += f" (+{serializer} bytes)"
+    if patterns:
+        label += f" ({patterns:,} patterns present)"
+    return Case(label, step, lambda: _count(receivers, m.Event), subscribers)
+
+
+def _add_patterns(holder: CountingPeer, count: int) -> None:
+    """Half prefix, half wildcard subscriptions that share the topic's first component."""
+    for i in range(count):
+        if i % 2:
+            _subscribe(holder, f"bench.p{i}.", "prefix")
+        else:
+            _subscribe(holder, f"bench..w{i}.topic", "wildcard")
+
+
+# ----------------------------------------------------------------- dealer
+
+def call_case(serializer: str | None = None) -> Case:
+    """One call through the dealer: CALL -> INVOCATION -> YIELD -> RESULT."""
+    router = make_router()
+    obj_ser = OBJECT_SERIALIZERS[serializer] if serializer else None
+    callee = join_counting(router, serializer=obj_ser)
+    callee.receive([REGISTER, 1, {}, PROCEDURE])
+    if type(callee.last).__name__ != "Registered":
+        raise RuntimeError(f"registering failed: {callee.last!r}")
+    caller = join_counting(router, serializer=obj_ser)
+    call, answer = caller.session.receive, callee.session.receive
+
+    def step(i: int) -> None:
+        call([CALL, i, {}, PROCEDURE, [ARG]])
+        answer([YIELD, callee.last.request, {}, [ARG]])
+
+    label = "call through the dealer" + (f" (+{serializer} bytes)" if serializer else "")
+    return Case(label, step, lambda: _count([caller], m.Result), 1)
+
+
+def _count(peers: list[CountingPeer], kind: type) -> int:
+    """Messages the peers got, or -1 when one's last message is of the wrong kind (an ERROR)."""
+    for peer in peers:
+        if peer.count and type(peer.last) is not kind:
+            return -1
+    return sum(peer.count for peer in peers)
+
+
+# ----------------------------------------------------------------- codecs
+
+def serialize_case(name: str) -> Case:
+    """Encode one EVENT (marshal + encode), bypassing Autobahn's per-object cache."""
+    obj_ser = OBJECT_SERIALIZERS[name]
+    event = m.Event(123456, 2**50 + 7, args=[PAYLOAD])
+    done = [0]
+
+    def step(i: int) -> None:
+        obj_ser.serialize(event.marshal())
+        done[0] += 1
+
+    return Case(f"serialize EVENT ({name})", step, lambda: done[0], 1)
+
+
+def unserialize_case(name: str) -> Case:
+    """Decode one PUBLISH's bytes into Autobahn message objects (what the transport does)."""
+    serializer = SERIALIZER_CLASSES[name]()
+    data, _ = serializer.serialize(m.Publish(1, TOPIC, args=[PAYLOAD]))
+    done = [0]
+
+    def step(i: int) -> None:
+        done[0] += len(serializer.unserialize(data))
+
+    return Case(f"unserialize PUBLISH ({name})", step, lambda: done[0], 1)
+
+
+# ----------------------------------------------------------------- running
+
+def cases(groups: set[str]) -> list[Callable[[], Case]]:
+    """Factories, so that a case's router is built only when it runs."""
+    out = []
+    if "publish" in groups:
+        out += [lambda: publish_case(1), lambda: publish_case(100),
+                lambda: publish_case(1, "json"), lambda: publish_case(100, "json"),
+                lambda: publish_case(1, "msgpack"), lambda: publish_case(100, "msgpack"),
+                *([lambda: publish_case(100, "json-router")] if "json-router" in OBJECT_SERIALIZERS else []),
+                lambda: publish_case(1, patterns=PATTERNS)]
+    if "call" in groups:
+        out += [lambda: call_case(), lambda: call_case("json"), lambda: call_case("msgpack")]
+        if "json-router" in OBJECT_SERIALIZERS:
+            out.append(lambda: call_case("json-router"))
+    if "serialize" in groups:
+        for name in OBJECT_SERIALIZERS:
+            out += [lambda name=name: serialize_case(name), lambda name=name: unserialize_case(name)]
+    return out
+
+
+def run(case: Case, seconds: float) -> Result:
+    """Calibrate on a short run, then time about ``seconds`` worth of iterations."""
+    probe = measure(case, 200)
+    iterations = max(200, int(probe.ops_per_s * seconds))
+    return measure(case, iterations)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=1.0, help="time per case (default 1.0)")
+    parser.add_argument("--only", default="publish,call,serialize",
+                        help="groups to run: publish, call, serialize (comma-separated)")
+    args = parser.parse_args(argv)
+    groups = set(args.only.split(","))
+    print(f"{'case':<52} {'ops/s':>12} {'µs/op':>9} {'delivered/op':>13}")
+    bad = 0
+    for factory in cases(groups):
+        result = run(factory(), args.seconds)
+        ok = result.delivered == result.expected
+        bad += not ok
+        print(f"{result.name:<52} {result.ops_per_s:>12,.0f} {1e6 / result.ops_per_s:>9.2f} "
+              f"{result.delivered / result.ops:>13g}{'' if ok else '  WRONG COUNT'}", flush=True)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
