@@ -161,7 +161,7 @@ def call_case(serializer: str | None = None) -> Case:
 def _count(peers: list[CountingPeer], kind: type) -> int:
     """Messages the peers got, or -1 when one's last message is of the wrong kind (an ERROR)."""
     for peer in peers:
-        if peer.count and type(peer.last) is not kind:
+        if peer.count and not isinstance(peer.last, kind):
             return -1
     return sum(peer.count for peer in peers)
 
