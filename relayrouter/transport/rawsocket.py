@@ -16,6 +16,11 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        # Small WAMP messages must not wait for Nagle's algorithm (Autobahn
+        # sets this for WebSocket, not for RawSocket).
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
         factory = self.factory
         # Covers peers that never complete the RawSocket handshake or never say HELLO.
         self._hello_timer = factory.clock.callLater(factory.hello_timeout, self._hello_deadline)
