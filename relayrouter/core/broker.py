@@ -65,7 +65,7 @@ class Broker:
         # with SUBSCRIBED and the existing Subscription|id"
         fresh = session not in subscription.subscribers
         subscription.subscribers[session] = None
-        session.subscriptions.add(subscription)
+        session.subscriptions.setdefault(subscription)
         session.peer.send(m.Subscribed(msg.request, subscription.id))
         if fresh:
             self.realm.observer.subscribed(session, subscription, created)
@@ -87,7 +87,7 @@ class Broker:
 
     def _drop(self, session, subscription: Subscription) -> None:
         del subscription.subscribers[session]
-        session.subscriptions.discard(subscription)
+        session.subscriptions.pop(subscription, None)
         deleted = not subscription.subscribers
         if deleted:
             self.subscriptions.remove(subscription.uri, subscription.match)

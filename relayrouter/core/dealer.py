@@ -122,7 +122,7 @@ class Dealer:
             self.registrations.add(msg.procedure, match, registration)
             self.registrations_by_id[registration.id] = registration
         registration.callees.append(session)
-        session.registrations.add(registration)
+        session.registrations.setdefault(registration)
         session.peer.send(m.Registered(msg.request, registration.id))
         self.realm.observer.registered(session, registration, created)
 
@@ -137,7 +137,7 @@ class Dealer:
 
     def _drop(self, session, registration: Registration) -> None:
         registration.callees.remove(session)
-        session.registrations.discard(registration)
+        session.registrations.pop(registration, None)
         deleted = not registration.callees
         if deleted:
             self.registrations.remove(registration.uri, registration.match)

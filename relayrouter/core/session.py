@@ -47,7 +47,7 @@ class RouterSession:
     __slots__ = (
         "router", "peer", "transport", "state", "realm", "session_id",
         "authid", "authrole", "authmethod", "authprovider", "authextra",
-        "permissions", "expires_at", "roles", "features", "subscriptions", "registrations",
+        "permissions", "expires_at", "features", "subscriptions", "registrations",
         "invocations", "calls", "testaments",
         "_invocation_ids", "_join", "_authenticator", "_challenge_state",
         "__weakref__",
@@ -64,13 +64,13 @@ class RouterSession:
         self.authextra = None
         self.permissions = None
         self.expires_at = None
-        self.roles: dict = {}
         # role -> the feature names the peer announced as true, from the raw
         # HELLO (Autobahn's role classes drop features they do not know).
         self.features: dict[str, frozenset] = {}
-        # Owned by the broker and dealer of this session's realm.
-        self.subscriptions: set = set()
-        self.registrations: set = set()
+        # Owned by the broker and dealer of this session's realm; dicts used as
+        # ordered sets (an empty dict is a quarter of an empty set's size).
+        self.subscriptions: dict = {}
+        self.registrations: dict = {}
         self.invocations: dict = {}  # INVOCATION request ID -> PendingCall (as callee)
         self.calls: dict = {}  # CALL request ID -> PendingCall (as caller)
         # Owned by the realm's meta API: scope ("detached"/"destroyed") -> [Publish]
@@ -163,7 +163,6 @@ class RouterSession:
             authextra=hello.authextra or {},
             transport=self.transport,
         )
-        self.roles = hello.roles or {}
         self.features = _announced_features(raw)
         for method in self._join.authmethods:
             authenticator = realm.authenticators.get(method)
@@ -331,17 +330,30 @@ def _options(raw: list | None, index: int) -> dict:
     return options if type(options) is dict else _NO_OPTIONS
 
 
+# Clients of one library announce the same features: share one copy of each
+# distinct announcement instead of keeping a few kilobytes per session.
+_SHARED_FEATURES: dict = {}
+_SHARED_FEATURES_MAX = 1000
+_NO_FEATURES: dict = {}
+
+
 def _announced_features(raw: list | None) -> dict[str, frozenset]:
     details = raw[2] if raw is not None and len(raw) > 2 else None
     roles = details.get("roles") if type(details) is dict else None
     if type(roles) is not dict:
-        return {}
+        return _NO_FEATURES
     announced = {}
     for role, info in roles.items():
         features = info.get("features") if type(info) is dict else None
         if type(features) is dict:
             announced[role] = frozenset(k for k, v in features.items() if v is True)
-    return announced
+    key = frozenset(announced.items())
+    shared = _SHARED_FEATURES.get(key)
+    if shared is None:
+        shared = announced
+        if len(_SHARED_FEATURES) < _SHARED_FEATURES_MAX:
+            _SHARED_FEATURES[key] = shared
+    return shared
 
 
 Handler = Callable[[RouterSession, Any, Any], None]

@@ -26,6 +26,15 @@ _HEADER16 = struct.Struct("!BBH").pack
 _HEADER64 = struct.Struct("!BBQ").pack
 
 
+class _SendQueue(list):
+    """The part of collections.deque Autobahn's send path uses."""
+
+    __slots__ = ()
+
+    def popleft(self):
+        return self.pop(0)
+
+
 class RouterWebSocketProtocol(WampWebSocketServerProtocol):
     _conn: Connection | None = None
     # Autobahn's WAMP mixin reads these on the handler; we never use its handler path.
@@ -52,11 +61,18 @@ class RouterWebSocketProtocol(WampWebSocketServerProtocol):
                                 self._write_wamp, factory.outbound_limits, hello_timer)
         # Autobahn's isOpen() checks this attribute.
         self._session = self._conn
+        self.http_request_data = None  # the raw upgrade request: parsed, no longer needed
         factory.connections.add(self._conn)
 
     def _hello_deadline(self) -> None:
         if self._conn is not None:
             self._conn.hello_deadline_passed()
+
+    def _connectionMade(self) -> None:
+        super()._connectionMade()
+        # Autobahn gives each connection a deque (~600 bytes) for sends it
+        # must pace; a list does for the rare times it is used.
+        self.send_queue = _SendQueue()
 
     # Autobahn's versions of these two evaluate debug-log arguments and fire
     # observer signals for every message; we need neither.
@@ -133,3 +149,23 @@ class RouterWebSocketFactory(WampWebSocketServerFactory):
             # decodes (the session is aborted); validating twice costs time.
             utf8validateIncoming=False,
         )
+
+    def setProtocolOptions(self, **options) -> None:
+        super().setProtocolOptions(**options)
+        self._options_as_class_attributes()
+
+    def _options_as_class_attributes(self) -> None:
+        """Autobahn copies each of ~40 options from the factory onto every new
+        connection unless the protocol class already has it; giving the
+        factory its own protocol subclass holding the current values keeps a
+        few kilobytes per connection out of the instance dicts."""
+        base = RouterWebSocketProtocol
+        options = {name: _as_class_attribute(getattr(self, name))
+                   for name in base.CONFIG_ATTRS if hasattr(self, name)}
+        self.protocol = type(base.__name__, (base,), options)
+
+
+def _as_class_attribute(value):
+    # A function stored on a class would become a method (e.g. the
+    # permessage-deflate accept callback); keep it a plain callable.
+    return staticmethod(value) if callable(value) else value
