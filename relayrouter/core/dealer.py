@@ -19,6 +19,7 @@ from autobahn.wamp import message as m
 
 from . import errors
 from .ids import SequentialIds
+from .limits import call_refused, refuse, registration_refused
 from .matching import EXACT, UriIndex
 from .uri import pattern_problem
 
@@ -100,6 +101,10 @@ class Dealer:
             if problem is not None:
                 _error(session, msg, errors.PROCEDURE_ALREADY_EXISTS, problem)
                 return
+        over = registration_refused(session)
+        if over is not None:
+            refuse(session, msg, "max_registrations", over)
+            return
         created = registration is None
         if created:
             registration = Registration(self._ids.next(), msg.procedure, match, invoke, self.realm.now())
@@ -142,6 +147,10 @@ class Dealer:
             return
         if msg.request in session.calls:
             raise errors.ProtocolViolation(f"CALL request ID {msg.request} is already in use by a pending call")
+        over = call_refused(session)
+        if over is not None:
+            refuse(session, msg, "max_pending_calls", over)
+            return
         callee = registration.pick()
         invocation = callee.next_invocation_id()
         disclose = disclose_me and self.realm.may_disclose_caller(session)

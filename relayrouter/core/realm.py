@@ -8,6 +8,7 @@ from .auth import Accept, AnonymousAuthenticator
 from .broker import Broker
 from .dealer import Dealer
 from .ids import global_id
+from .limits import SessionLimiter, SessionLimits, address_of, join_refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,8 @@ class RealmPolicy:
     # How much may wait for a subscriber that is not reading, and the policy
     # then; applied by the transport (an OutboundLimits), None for its default.
     outbound: object = None
+    # Sessions, subscriptions, registrations, pending calls and message rate.
+    limits: SessionLimits = SessionLimits()
 
 
 class AllowAll:
@@ -46,6 +49,7 @@ class Realm:
         self.name = name
         self.router = router
         self.sessions: dict[int, object] = {}
+        self.sessions_by_address: Counter = Counter()  # peer host -> sessions, for limits
         self.authenticators: dict = (
             authenticators if authenticators is not None
             else {"anonymous": AnonymousAuthenticator()})
@@ -67,7 +71,7 @@ class Realm:
 
     def admission(self, session, accept: Accept) -> tuple[str, str] | None:
         """Whether an authenticated session may join: None, or (reason, message)."""
-        return None
+        return join_refused(self, session)
 
     def attach(self, session) -> None:
         session_id = global_id()
@@ -75,7 +79,9 @@ class Realm:
             session_id = global_id()
         session.session_id = session_id
         session.realm = self
+        session.limiter = SessionLimiter(self.policy.limits, self.now())
         self.sessions[session_id] = session
+        self.sessions_by_address[address_of(session.transport)] += 1
 
     def joined(self, session) -> None:
         self.observer.joined(session)
@@ -84,6 +90,7 @@ class Realm:
         self.broker.remove_session(session)
         self.dealer.remove_session(session)
         if self.sessions.pop(session.session_id, None) is not None:
+            _forget_one(self.sessions_by_address, address_of(session.transport))
             self.observer.left(session)
 
     # ----------------------------------------------------------- authorization
@@ -97,3 +104,9 @@ class Realm:
 
     def may_disclose_publisher(self, session) -> bool:
         return self.policy.disclose_publisher
+
+
+def _forget_one(counter: Counter, key) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]

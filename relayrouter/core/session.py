@@ -29,6 +29,7 @@ from .auth import Accept, Challenge, Deny, JoinRequest
 from .codec import parse
 from .errors import InvalidUriRequest, ProtocolViolation
 from .ids import SequentialIds
+from .limits import admit_message
 from .peer import Peer, TransportInfo
 
 
@@ -48,7 +49,7 @@ class RouterSession:
         "router", "peer", "transport", "state", "realm", "session_id",
         "authid", "authrole", "authmethod", "authprovider", "authextra",
         "permissions", "expires_at", "roles", "subscriptions", "registrations",
-        "invocations", "calls",
+        "invocations", "calls", "limiter",
         "_invocation_ids", "_join", "_authenticator", "_challenge_state",
         "__weakref__",
     )
@@ -70,6 +71,7 @@ class RouterSession:
         self.registrations: set = set()
         self.invocations: dict = {}  # INVOCATION request ID -> PendingCall (as callee)
         self.calls: dict = {}  # CALL request ID -> PendingCall (as caller)
+        self.limiter = None  # limits.SessionLimiter, while established
         # "INVOCATION.Request ... MUST be unique within the scope of the callee session"
         self._invocation_ids = SequentialIds()
         self._join: JoinRequest | None = None
@@ -98,6 +100,8 @@ class RouterSession:
         handler = _TABLE.get((self.state, message.MESSAGE_TYPE))
         if handler is None:
             self._unexpected(message)
+            return
+        if self.limiter is not None and not admit_message(self, message):
             return
         try:
             handler(self, message, raw)
@@ -253,6 +257,7 @@ class RouterSession:
         if realm is not None:
             realm.detach(self)
         self.session_id = 0
+        self.limiter = None
 
     # ----------------------------------------------------- established: roles
 
