@@ -172,13 +172,18 @@ def _limits(item: Any, key: str) -> Limits:
     depth = _positive(item, "max_depth", default.max_depth, key)
     if not 3 <= depth <= 400:
         raise ConfigError(f"{key}.max_depth: must be between 3 and 400 (CBOR's own limit)")
+    interval = _seconds_or_off(item, "heartbeat_interval", default.heartbeat_interval, key)
+    timeout = _seconds(item, "heartbeat_timeout", default.heartbeat_timeout, key)
+    # Autobahn runs WebSocket ping timers on whole seconds.
+    if 0 < interval < 1 or timeout < 1:
+        raise ConfigError(f"{key}.heartbeat_interval/heartbeat_timeout: at least 1 second (or interval 0 for off)")
     return Limits(
         max_message_size=size,
         max_depth=depth,
         hello_timeout=_seconds(item, "hello_timeout", default.hello_timeout, key),
         shutdown_timeout=_seconds(item, "shutdown_timeout", default.shutdown_timeout, key),
-        heartbeat_interval=_seconds_or_off(item, "heartbeat_interval", default.heartbeat_interval, key),
-        heartbeat_timeout=_seconds(item, "heartbeat_timeout", default.heartbeat_timeout, key),
+        heartbeat_interval=interval,
+        heartbeat_timeout=timeout,
         rawsocket_ping=_get(item, "rawsocket_ping", bool, False, key),
     )
 

@@ -100,7 +100,7 @@ class RouterService(service.MultiService):
             factory = build_site(self.router, wamp_factory, listener.path)
             # twisted.web's idle timeout (12 h by default) is what closes a
             # connection that never finishes its HTTP request or upgrade.
-            factory.timeout = limits.hello_timeout
+            factory.timeOut = limits.hello_timeout
         else:
             factory = wamp_factory = RouterRawSocketFactory(
                 self.router, self.serializers, rawsocket_ping=limits.rawsocket_ping, **common)
@@ -120,9 +120,8 @@ class RouterService(service.MultiService):
     def _unestablished(self) -> list:
         """Transports with no WAMP connection yet (mid HTTP request or RawSocket handshake)."""
         protocols = [p for listener in self.listeners for p in listener.factory.protocols]
-        return [p.transport for p in protocols
-                if getattr(p, "_conn", None) is None and p.transport is not None
-                and getattr(p.transport, "connected", True)]
+        transports = [_transport_of(p) for p in protocols if getattr(p, "_conn", None) is None]
+        return [t for t in transports if t is not None and getattr(t, "connected", True)]
 
     def startService(self) -> None:
         if self.handle_signals:
@@ -222,6 +221,12 @@ class ListenerService(service.Service):
         else:
             log.info("relayrouter listening: {kind} on {address} (realms: {realms})",
                      kind=listener.kind, address=address, realms=", ".join(self.router.realms))
+
+
+def _transport_of(protocol):
+    # twisted.web wraps its HTTP channel; an upgraded channel has no transport left.
+    channel = getattr(protocol, "_channel", protocol)
+    return getattr(channel, "transport", None)
 
 
 def _track_connections(factory) -> None:

@@ -264,7 +264,8 @@ class RawTcp(Protocol):
             self._wake()
 
     def connectionLost(self, reason) -> None:
-        self.lost.callback(reason)
+        self.lost_reason = reason
+        self.lost.callback(None)
         self._wake()
 
     def _wake(self) -> None:
