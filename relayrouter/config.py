@@ -9,7 +9,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .core.limits import SessionLimits
 from .transport.connection import SLOW_CONSUMER_POLICIES, OutboundLimits
+from .transport.inbound import DEFAULT_MAX_DEPTH
 
 DEFAULT_WEBSOCKET = "tcp:8080:interface=127.0.0.1"
 DEFAULT_REALM = "realm1"
@@ -35,13 +37,20 @@ class RealmConfig:
     disclose_caller: bool = True
     disclose_publisher: bool = True
     outbound: OutboundLimits = field(default_factory=OutboundLimits)
+    limits: SessionLimits = field(default_factory=SessionLimits)
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    max_depth: int = DEFAULT_MAX_DEPTH
     hello_timeout: float = 10.0
     shutdown_timeout: float = 5.0
+    # Liveness: a ping every heartbeat_interval seconds; no answer (or nothing
+    # read by the peer) within heartbeat_timeout more and the connection is closed.
+    heartbeat_interval: float = 20.0
+    heartbeat_timeout: float = 20.0
+    rawsocket_ping: bool = False  # ping every RawSocket peer, not only those that ping us
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +116,7 @@ def _realms(items: list) -> tuple[RealmConfig, ...]:
 def _realm(item: Any, key: str) -> RealmConfig:
     _table(item, key)
     _only(item, key, {"name", "anonymous", "anonymous_role", "disclose_caller",
-                      "disclose_publisher", "outbound"})
+                      "disclose_publisher", "outbound", "limits"})
     name = _get(item, "name", str, None, key)
     if not name or any(c.isspace() for c in name) or "#" in name:
         raise ConfigError(f"{key}.name: {name!r} is not a valid realm name")
@@ -118,6 +127,7 @@ def _realm(item: Any, key: str) -> RealmConfig:
         disclose_caller=_get(item, "disclose_caller", bool, True, key),
         disclose_publisher=_get(item, "disclose_publisher", bool, True, key),
         outbound=_outbound(item.get("outbound", {}), f"{key}.outbound"),
+        limits=_session_limits(item.get("limits", {}), f"{key}.limits"),
     )
 
 
@@ -135,17 +145,46 @@ def _outbound(item: Any, key: str) -> OutboundLimits:
     )
 
 
+_SESSION_LIMIT_COUNTS = ("max_sessions", "max_sessions_per_address", "max_subscriptions",
+                         "max_registrations", "max_pending_calls")
+
+
+def _session_limits(item: Any, key: str) -> SessionLimits:
+    _table(item, key)
+    _only(item, key, {*_SESSION_LIMIT_COUNTS, "rate", "burst"})
+    default = SessionLimits()
+    counts = {name: _count(item, name, getattr(default, name), key) for name in _SESSION_LIMIT_COUNTS}
+    rate = _get(item, "rate", (int, float), default.rate, key)
+    if rate < 0:
+        raise ConfigError(f"{key}.rate: must be a number of messages per second, or 0 for no limit")
+    return SessionLimits(**counts, rate=float(rate),
+                         burst=_positive(item, "burst", default.burst, key))
+
+
 def _limits(item: Any, key: str) -> Limits:
     _table(item, key)
-    _only(item, key, {"max_message_size", "hello_timeout", "shutdown_timeout"})
+    _only(item, key, {"max_message_size", "max_depth", "hello_timeout", "shutdown_timeout",
+                      "heartbeat_interval", "heartbeat_timeout", "rawsocket_ping"})
     default = Limits()
     size = _positive(item, "max_message_size", default.max_message_size, key)
     if size < 512:
         raise ConfigError(f"{key}.max_message_size: must be at least 512 bytes")
+    depth = _positive(item, "max_depth", default.max_depth, key)
+    if not 3 <= depth <= 400:
+        raise ConfigError(f"{key}.max_depth: must be between 3 and 400 (CBOR's own limit)")
+    interval = _seconds_or_off(item, "heartbeat_interval", default.heartbeat_interval, key)
+    timeout = _seconds(item, "heartbeat_timeout", default.heartbeat_timeout, key)
+    # Autobahn runs WebSocket ping timers on whole seconds.
+    if 0 < interval < 1 or timeout < 1:
+        raise ConfigError(f"{key}.heartbeat_interval/heartbeat_timeout: at least 1 second (or interval 0 for off)")
     return Limits(
         max_message_size=size,
+        max_depth=depth,
         hello_timeout=_seconds(item, "hello_timeout", default.hello_timeout, key),
         shutdown_timeout=_seconds(item, "shutdown_timeout", default.shutdown_timeout, key),
+        heartbeat_interval=interval,
+        heartbeat_timeout=timeout,
+        rawsocket_ping=_get(item, "rawsocket_ping", bool, False, key),
     )
 
 
@@ -195,6 +234,20 @@ def _seconds(item: dict, name: str, default: float, key: str) -> float:
     if value <= 0:
         raise ConfigError(f"{_name(key, name)}: must be a positive number of seconds")
     return float(value)
+
+
+def _seconds_or_off(item: dict, name: str, default: float, key: str) -> float:
+    value = _get(item, name, (int, float), default, key)
+    if value < 0:
+        raise ConfigError(f"{_name(key, name)}: must be a number of seconds, or 0 for off")
+    return float(value)
+
+
+def _count(item: dict, name: str, default: int, key: str) -> int:
+    value = _get(item, name, int, default, key)
+    if value < 0:
+        raise ConfigError(f"{_name(key, name)}: must be a whole number, or 0 for no limit")
+    return value
 
 
 def _positive(item: dict, name: str, default: int, key: str) -> int:

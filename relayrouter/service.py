@@ -66,6 +66,7 @@ def build_router(config: Config, clock) -> Router:
                 disclose_caller=realm.disclose_caller,
                 disclose_publisher=realm.disclose_publisher,
                 outbound=realm.outbound,
+                limits=realm.limits,
             ),
         )
     return router
@@ -93,13 +94,21 @@ class RouterService(service.MultiService):
         limits = self.config.limits
         common = dict(clock=self.reactor, outbound_limits=OutboundLimits(),
                       hello_timeout=limits.hello_timeout,
-                      max_message_size=limits.max_message_size)
+                      max_message_size=limits.max_message_size,
+                      max_depth=limits.max_depth,
+                      heartbeat_interval=limits.heartbeat_interval,
+                      heartbeat_timeout=limits.heartbeat_timeout)
         if listener.kind == "websocket":
             wamp_factory = RouterWebSocketFactory(self.router, self.serializers, **common)
             factory = build_site(self.router, wamp_factory, listener.path)
+            # twisted.web's idle timeout (12 h by default) is what closes a
+            # connection that never finishes its HTTP request or upgrade.
+            factory.timeOut = limits.hello_timeout
         else:
-            factory = wamp_factory = RouterRawSocketFactory(self.router, self.serializers, **common)
+            factory = wamp_factory = RouterRawSocketFactory(
+                self.router, self.serializers, rawsocket_ping=limits.rawsocket_ping, **common)
         self.wamp_factories.append(wamp_factory)
+        _track_connections(factory)
         listening = ListenerService(self.reactor, listener, factory, self.router)
         listening.setServiceParent(self)
         self.listeners.append(listening)
@@ -111,10 +120,18 @@ class RouterService(service.MultiService):
     def connections(self) -> list:
         return [c for factory in self.wamp_factories for c in factory.connections]
 
+    def _unestablished(self) -> list:
+        """Transports with no WAMP connection yet (mid HTTP request or RawSocket handshake)."""
+        protocols = [p for listener in self.listeners for p in listener.factory.protocols]
+        transports = [_transport_of(p) for p in protocols if getattr(p, "_conn", None) is None]
+        return [t for t in transports if t is not None and getattr(t, "connected", True)]
+
     def startService(self) -> None:
-        # Before the listeners start: their "listening" lines, which scripts
-        # wait for, come after our signal handlers are in place.
         if self.handle_signals:
+            # Before the listeners are announced, so that a signal sent as soon
+            # as they are is ours; and again once the reactor runs, as it
+            # installs its own handlers when it starts.
+            self._install_signal_handlers()
             self.reactor.callWhenRunning(self._install_signal_handlers)
         super().startService()
 
@@ -145,6 +162,8 @@ class RouterService(service.MultiService):
         self._stopping = True
         yield defer.gatherResults(
             [defer.maybeDeferred(s.stopService) for s in self.listeners], consumeErrors=True)
+        for transport in self._unestablished():
+            transport.abortConnection()  # nothing to say GOODBYE to
         for connection in self.connections():
             connection.session.goodbye(errors.CLOSE_SYSTEM_SHUTDOWN, "the router is shutting down")
         deadline = self.reactor.seconds() + self.config.limits.shutdown_timeout
@@ -205,6 +224,29 @@ class ListenerService(service.Service):
         else:
             log.info("relayrouter listening: {kind} on {address} (realms: {realms})",
                      kind=listener.kind, address=address, realms=", ".join(self.router.realms))
+
+
+def _transport_of(protocol):
+    # twisted.web wraps its HTTP channel; an upgraded channel has no transport left.
+    channel = getattr(protocol, "_channel", protocol)
+    return getattr(channel, "transport", None)
+
+
+def _track_connections(factory) -> None:
+    """Keep ``factory.protocols``: every protocol it built that is still alive,
+    so that shutdown can close connections that never became WAMP sessions."""
+    import weakref
+
+    factory.protocols = weakref.WeakSet()
+    build = factory.buildProtocol
+
+    def build_and_track(addr):
+        protocol = build(addr)
+        if protocol is not None:
+            factory.protocols.add(protocol)
+        return protocol
+
+    factory.buildProtocol = build_and_track
 
 
 def _url_host(host: str) -> str:

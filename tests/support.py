@@ -17,6 +17,7 @@ from autobahn.twisted.websocket import (  # noqa: E402
 from autobahn.wamp import serializer as ser  # noqa: E402
 from autobahn.wamp.types import ComponentConfig  # noqa: E402
 from twisted.internet import defer, endpoints, reactor  # noqa: E402
+from twisted.internet.protocol import Protocol  # noqa: E402
 
 from relayrouter import config as cfg  # noqa: E402
 from relayrouter.service import RouterService  # noqa: E402
@@ -220,3 +221,103 @@ def eventually(predicate, seconds: float = TIMEOUT, step: float = 0.01):
         if reactor.seconds() > deadline:
             raise AssertionError(f"condition not reached within {seconds}s")
         yield task.deferLater(reactor, step, lambda: None)
+
+
+# ------------------------------------------------------ raw TCP clients
+
+
+class RawTcp(Protocol):
+    """A TCP client that sends bytes as told and records what comes back,
+    with RawSocket framing when asked (``rawsocket`` = serializer id)."""
+
+    def __init__(self, rawsocket: int | None = None, answer_pings: bool = True) -> None:
+        self.rawsocket = rawsocket
+        self.answer_pings = answer_pings
+        self.received = b""
+        self.frames: list[tuple[int, bytes]] = []  # (frame type, payload) after the handshake
+        self.handshake: bytes | None = None
+        self.lost = defer.Deferred()
+        self._waiting: list[defer.Deferred] = []
+
+    def connectionMade(self) -> None:
+        if self.rawsocket is not None:
+            # magic, max length 2**24 and the serializer, reserved
+            self.transport.write(bytes((0x7F, 0xF0 | self.rawsocket, 0, 0)))
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if self.rawsocket is None:
+            return
+        if self.handshake is None:
+            if len(self.received) < 4:
+                return
+            self.handshake, self.received = self.received[:4], self.received[4:]
+        while len(self.received) >= 4:
+            kind = self.received[0] & 0x07
+            length = int.from_bytes(self.received[1:4], "big")
+            if len(self.received) < 4 + length:
+                break
+            payload, self.received = self.received[4:4 + length], self.received[4 + length:]
+            if kind == 1 and self.answer_pings:
+                self.send_frame(payload, kind=2)
+            self.frames.append((kind, payload))
+            self._wake()
+
+    def connectionLost(self, reason) -> None:
+        self.lost_reason = reason
+        self.lost.callback(None)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def send_frame(self, payload: bytes, kind: int = 0) -> None:
+        self.transport.write(bytes((kind,)) + len(payload).to_bytes(3, "big") + payload)
+
+    def send_json(self, raw) -> None:
+        self.send_frame(json.dumps(raw).encode())
+
+    @defer.inlineCallbacks
+    def next_message(self, seconds: float = TIMEOUT):
+        """The next regular RawSocket frame, decoded as JSON."""
+        deadline = reactor.seconds() + seconds
+        while True:
+            for i, (kind, payload) in enumerate(self.frames):
+                if kind == 0:
+                    del self.frames[i]
+                    return json.loads(payload)
+            if self.lost.called:
+                raise ConnectionClosed("connection lost")
+            if reactor.seconds() > deadline:
+                raise AssertionError("no message in time")
+            d = defer.Deferred()
+            self._waiting.append(d)
+            yield _within(d, max(0.01, deadline - reactor.seconds()))
+
+
+@defer.inlineCallbacks
+def connect_tcp(port: int, rawsocket: int | None = None, answer_pings: bool = True):
+    protocol = RawTcp(rawsocket, answer_pings)
+    endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    yield endpoints.connectProtocol(endpoint, protocol)
+    return protocol
+
+
+@defer.inlineCallbacks
+def rawsocket_session(running: RunningRouter, realm: str = "realm1", answer_pings: bool = True):
+    """A joined JSON RawSocket session with no protocol logic; returns (client, WELCOME)."""
+    client = yield connect_tcp(running.rawsocket_port, rawsocket=1, answer_pings=answer_pings)
+    client.send_json([1, realm, {"roles": {"subscriber": {}, "publisher": {}, "caller": {}, "callee": {}}}])
+    welcome = yield client.next_message()
+    return client, welcome
+
+
+def rss_bytes() -> int:
+    """This process's resident set size."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")

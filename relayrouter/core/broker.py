@@ -10,6 +10,7 @@ from autobahn.wamp import message as m
 
 from . import errors, messages
 from .ids import SequentialIds, global_id
+from .limits import refuse, subscription_refused
 from .matching import EXACT, UriIndex, pattern_matches
 from .messages import ppt_options
 from .uri import pattern_problem
@@ -56,6 +57,11 @@ class Broker:
             _error(session, msg, errors.NOT_AUTHORIZED, refusal)
             return
         subscription = self.subscriptions.get(msg.topic, match)
+        if subscription is None or session not in subscription.subscribers:
+            over = subscription_refused(session)
+            if over is not None:
+                refuse(session, msg, "max_subscriptions", over)
+                return
         created = subscription is None
         if created:
             subscription = Subscription(self._ids.next(), msg.topic, match, self.realm.now())

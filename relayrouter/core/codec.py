@@ -35,12 +35,14 @@ def parse(raw) -> m.Message:
     if type(raw) is not list or not raw:
         raise ProtocolViolation("a WAMP message must be a non-empty array")
     mtype = raw[0]
+    if type(mtype) is not int:
+        raise ProtocolViolation(_unexpected_type(mtype))
     fast = _FAST.get(mtype)
     if fast is not None:
         message = fast(raw)
         if message is not None:
             return message
-    cls = INBOUND.get(mtype) if type(mtype) is int else None
+    cls = INBOUND.get(mtype)
     if cls is None:
         raise ProtocolViolation(_unexpected_type(mtype))
     if mtype in _PATTERN_REQUESTS:

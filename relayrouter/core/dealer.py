@@ -19,6 +19,7 @@ from autobahn.wamp import message as m
 
 from . import errors, messages
 from .ids import SequentialIds
+from .limits import call_refused, refuse, registration_refused
 from .messages import ppt_options
 from .matching import EXACT, UriIndex
 from .uri import pattern_problem
@@ -116,6 +117,10 @@ class Dealer:
             if problem is not None:
                 _error(session, msg, errors.PROCEDURE_ALREADY_EXISTS, problem)
                 return
+        over = registration_refused(session)
+        if over is not None:
+            refuse(session, msg, "max_registrations", over)
+            return
         created = registration is None
         if created:
             registration = Registration(self._ids.next(), msg.procedure, match, invoke, self.realm.now())
@@ -175,6 +180,10 @@ class Dealer:
         self._invoke(session, msg, registration, disclose, ppt)
 
     def _invoke(self, session, msg: m.Call, registration: Registration, disclose: bool, ppt) -> None:
+        over = call_refused(session)
+        if over is not None:
+            refuse(session, msg, "max_pending_calls", over)
+            return
         callee = registration.pick()
         if ppt is not None and not callee.supports("callee", PPT_FEATURE):
             _error(session, msg, errors.FEATURE_NOT_SUPPORTED,

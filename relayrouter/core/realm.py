@@ -10,6 +10,7 @@ from .dealer import Dealer
 from .ids import global_id
 from .meta import MetaApi, MetaEvents
 from .realm_observer import RealmObserver  # noqa: F401 (part of this module's API)
+from .limits import SessionLimiter, SessionLimits, address_of, join_refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,8 @@ class RealmPolicy:
     outbound: object = None
     # Retained events kept (one per topic, the oldest topic evicted first).
     max_retained_events: int = 10_000
+    # Sessions, subscriptions, registrations, pending calls and message rate.
+    limits: SessionLimits = SessionLimits()
 
 
 class AllowAll:
@@ -39,6 +42,7 @@ class Realm:
         self.name = name
         self.router = router
         self.sessions: dict[int, object] = {}
+        self.sessions_by_address: Counter = Counter()  # peer host -> sessions, for limits
         self.authenticators: dict = (
             authenticators if authenticators is not None
             else {"anonymous": AnonymousAuthenticator()})
@@ -62,7 +66,7 @@ class Realm:
 
     def admission(self, session, accept: Accept) -> tuple[str, str] | None:
         """Whether an authenticated session may join: None, or (reason, message)."""
-        return None
+        return join_refused(self, session)
 
     def attach(self, session) -> None:
         session_id = global_id()
@@ -70,7 +74,9 @@ class Realm:
             session_id = global_id()
         session.session_id = session_id
         session.realm = self
+        session.limiter = SessionLimiter(self.policy.limits, self.now())
         self.sessions[session_id] = session
+        self.sessions_by_address[address_of(session.transport)] += 1
 
     def joined(self, session) -> None:
         self.observer.joined(session)
@@ -83,6 +89,7 @@ class Realm:
             # or the client connection has been lost" (GOODBYE included).
             if session.testaments:
                 self.meta.publish_testaments(session)
+            _forget_one(self.sessions_by_address, address_of(session.transport))
             self.observer.left(session)
 
     # ----------------------------------------------------------- authorization
@@ -96,3 +103,9 @@ class Realm:
 
     def may_disclose_publisher(self, session) -> bool:
         return self.policy.disclose_publisher
+
+
+def _forget_one(counter: Counter, key) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]

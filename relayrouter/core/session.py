@@ -29,6 +29,7 @@ from .auth import Accept, Challenge, Deny, JoinRequest
 from .codec import parse
 from .errors import InvalidUriRequest, ProtocolViolation
 from .ids import SequentialIds
+from .limits import admit_message
 from .peer import Peer, TransportInfo
 
 
@@ -48,7 +49,7 @@ class RouterSession:
         "router", "peer", "transport", "state", "realm", "session_id",
         "authid", "authrole", "authmethod", "authprovider", "authextra",
         "permissions", "expires_at", "features", "subscriptions", "registrations",
-        "invocations", "calls", "testaments",
+        "invocations", "calls", "testaments", "limiter",
         "_invocation_ids", "_join", "_authenticator", "_challenge_state",
         "__weakref__",
     )
@@ -75,6 +76,7 @@ class RouterSession:
         self.calls: dict = {}  # CALL request ID -> PendingCall (as caller)
         # Owned by the realm's meta API: scope ("detached"/"destroyed") -> [Publish]
         self.testaments: dict = {}
+        self.limiter = None  # limits.SessionLimiter, while established
         # "INVOCATION.Request ... MUST be unique within the scope of the callee session"
         self._invocation_ids = SequentialIds()
         self._join: JoinRequest | None = None
@@ -103,6 +105,8 @@ class RouterSession:
         handler = _TABLE.get((self.state, message.MESSAGE_TYPE))
         if handler is None:
             self._unexpected(message)
+            return
+        if self.limiter is not None and not admit_message(self, message):
             return
         try:
             handler(self, message, raw)
@@ -262,6 +266,7 @@ class RouterSession:
         if realm is not None:
             realm.detach(self)
         self.session_id = 0
+        self.limiter = None
 
     # ----------------------------------------------------- established: roles
 

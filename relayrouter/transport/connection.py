@@ -29,8 +29,9 @@ from twisted.logger import Logger
 from ..core import errors
 from ..core.peer import TransportInfo
 from ..core.session import State
+from .inbound import DEFAULT_MAX_DEPTH, too_deep
 
-# By type number, so subclasses (core.messages.Event, carrying ppt_* details) count too.
+# By type number: events carrying ppt_* details are a subclass of m.Event.
 _EVENT_TYPE = m.Event.MESSAGE_TYPE
 
 DROP_OLDEST = "drop-oldest"
@@ -49,14 +50,20 @@ class OutboundLimits:
 
 
 class Counters:
-    """What a connection refused or dropped; read by metrics and the meta API."""
+    """What one connection refused or dropped; read by metrics and the meta API
+    (through ``session.peer.counters``).  Realm-wide sums are in ``realm.counters``
+    under the same names."""
 
-    __slots__ = ("events_dropped", "slow_consumer_disconnects", "unserializable")
+    __slots__ = ("events_dropped", "slow_consumer_disconnects", "stalled_disconnects",
+                 "heartbeat_timeouts", "hello_timeouts", "unserializable", "too_deep",
+                 "write_failures")
 
     def __init__(self) -> None:
-        self.events_dropped = 0
-        self.slow_consumer_disconnects = 0
-        self.unserializable = 0
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 class Connection:
@@ -66,12 +73,13 @@ class Connection:
 
     __slots__ = (
         "session", "info", "counters", "_proto", "_objser", "_write", "_limits",
-        "_paused", "_queue", "_queued_bytes", "_closing", "_gone", "_hello_timer",
-        "_realm_counters",
+        "_paused", "_front", "_queue", "_queued_bytes", "_closing", "_gone", "_hello_timer",
+        "_clock", "_max_depth", "_stall_timeout", "_stall_timer",
     )
 
     def __init__(self, router, proto, info: TransportInfo, objser, write, limits: OutboundLimits,
-                 hello_timer=None) -> None:
+                 hello_timer=None, *, max_depth: int = DEFAULT_MAX_DEPTH,
+                 stall_timeout: float | None = None) -> None:
         self.info = info
         self.counters = Counters()
         self._proto = proto
@@ -79,11 +87,18 @@ class Connection:
         self._write = write  # bytes -> None, the protocol's framing
         self._limits = limits
         self._paused = False
+        # What waits while the peer is not reading, in order: _front holds
+        # non-events that dropping older events moved past (they go first).
+        self._front: deque = deque()  # bytes
         self._queue: deque = deque()  # (bytes, is_event)
         self._queued_bytes = 0
         self._closing = False
         self._gone = False
         self._hello_timer = hello_timer
+        self._clock = router.clock
+        self._max_depth = max_depth
+        self._stall_timeout = stall_timeout
+        self._stall_timer = None
         self.session = router.session(self, info)
         _take_over_producer(proto.transport, self)
 
@@ -96,10 +111,15 @@ class Connection:
             self.session.protocol_violation(
                 f"cannot decode the message as {self.info.serializer} ({type(e).__name__}: {e})"[:300])
             return
+        problem = too_deep(payload, raws, self.info.serializer, self._max_depth)
+        if problem is not None:
+            self.count("too_deep")
+            self.session.protocol_violation(problem)
+            return
         session = self.session
         for raw in raws:
             session.receive(raw)
-            if self._closing:
+            if self._closing or self._gone:
                 break
         if self._hello_timer is not None and session.state is State.ESTABLISHED:
             self._hello_timer.cancel()
@@ -108,8 +128,7 @@ class Connection:
     def lost(self) -> None:
         """The transport is gone; let the core clean up."""
         self._gone = True
-        self._queue.clear()
-        self._queued_bytes = 0
+        self._forget_queue()
         if self._hello_timer is not None:
             self._hello_timer.cancel()
             self._hello_timer = None
@@ -122,8 +141,9 @@ class Connection:
     def hello_deadline_passed(self) -> None:
         self._hello_timer = None
         if self.session.state is not State.ESTABLISHED:
+            self.count("hello_timeouts")
             self.session.abort(errors.PROTOCOL_VIOLATION,
-                               "no session was established in time after connecting")
+                               "no session was established in time after connecting (limits.hello_timeout)")
 
     # ----------------------------------------------------------- outbound
 
@@ -135,7 +155,7 @@ class Connection:
         except Exception as e:
             self._unserializable(message, e)
             return
-        if self._paused or self._queue:
+        if self._paused or self._queue or self._front:
             self._enqueue(data, message.MESSAGE_TYPE == _EVENT_TYPE)
             return
         try:
@@ -146,21 +166,33 @@ class Connection:
     def close(self) -> None:
         """Hang up once what was sent before has gone out."""
         self._closing = True
-        if not self._queue:
+        if not self._queue and not self._front and not self._gone:
             self._proto.close_after_flush()
+
+    @property
+    def queued(self) -> tuple[int, int]:
+        """(messages, bytes) waiting for the peer to read."""
+        return len(self._front) + len(self._queue), self._queued_bytes
 
     # Twisted's IPushProducer: the transport tells us when the peer stops reading.
     def pauseProducing(self) -> None:
         self._paused = True
+        if self._stall_timeout is not None and self._stall_timer is None and not self._gone:
+            self._stall_timer = self._clock.callLater(self._stall_timeout, self._stalled)
 
     def resumeProducing(self) -> None:
         self._paused = False
-        queue = self._queue
+        self._cancel_stall_timer()
+        front, queue = self._front, self._queue
+        while front and not self._paused and not self._gone:
+            data = front.popleft()
+            self._queued_bytes -= len(data)
+            self._write(data)
         while queue and not self._paused and not self._gone:
             data, _ = queue.popleft()
             self._queued_bytes -= len(data)
             self._write(data)
-        if not queue and self._closing and not self._gone:
+        if not queue and not front and self._closing and not self._gone:
             self._proto.close_after_flush()
 
     def stopProducing(self) -> None:
@@ -174,73 +206,92 @@ class Connection:
             return realm.policy.outbound
         return self._limits
 
+    def _has_room(self, limits: OutboundLimits, size: int) -> bool:
+        return (len(self._front) + len(self._queue) < limits.max_messages
+                and self._queued_bytes + size <= limits.max_bytes)
+
     def _enqueue(self, data: bytes, is_event: bool) -> None:
         limits = self._limits_now()
-        if (len(self._queue) < limits.max_messages
-                and self._queued_bytes + len(data) <= limits.max_bytes):
-            self._queue.append((data, is_event))
-            self._queued_bytes += len(data)
+        if self._has_room(limits, len(data)):
+            self._append(data, is_event)
             return
         if is_event and limits.policy == DROP_NEWEST:
             self._count_drop()
             return
-        if is_event and limits.policy == DROP_OLDEST and self._drop_oldest_event(len(data)):
-            self._queue.append((data, is_event))
-            self._queued_bytes += len(data)
+        if is_event and limits.policy == DROP_OLDEST and self._drop_oldest_events(limits, len(data)):
+            self._append(data, is_event)
             return
-        self._disconnect_slow_consumer()
+        # Results, invocations and errors are never dropped: the session goes instead.
+        self._disconnect("slow_consumer_disconnects", errors.CLOSE_SLOW_CONSUMER,
+                         "Disconnecting slow consumer {session} ({peer}): {n} messages / {b} bytes waiting")
 
-    def _drop_oldest_event(self, room_needed: int) -> bool:
-        """Make room by dropping the oldest queued events; False if events alone cannot."""
-        limits = self._limits_now()
-        kept = deque()
-        queue = self._queue
-        while queue and (len(queue) + len(kept) >= limits.max_messages
-                         or self._queued_bytes + room_needed > limits.max_bytes):
+    def _append(self, data: bytes, is_event: bool) -> None:
+        self._queue.append((data, is_event))
+        self._queued_bytes += len(data)
+
+    def _drop_oldest_events(self, limits: OutboundLimits, room_needed: int) -> bool:
+        """Make room by dropping the oldest queued events; False if events alone cannot.
+
+        Non-events met on the way move to ``_front``, which is sent first, so the
+        order of what is kept does not change; each message moves at most once.
+        """
+        queue, front = self._queue, self._front
+        while queue and not self._has_room(limits, room_needed):
             data, is_event = queue.popleft()
             if is_event:
                 self._queued_bytes -= len(data)
                 self._count_drop()
             else:
-                kept.append((data, is_event))
-        kept.extend(queue)
-        self._queue = kept
-        return (len(kept) < limits.max_messages
-                and self._queued_bytes + room_needed <= limits.max_bytes)
+                front.append(data)
+        return self._has_room(limits, room_needed)
 
     def _count_drop(self) -> None:
-        self.counters.events_dropped += 1
+        self.count("events_dropped")
+
+    def count(self, name: str) -> None:
+        """One more of ``name`` in this connection's counters and its realm's."""
+        setattr(self.counters, name, getattr(self.counters, name) + 1)
         realm = self.session.realm
         if realm is not None:
-            realm.counters["events_dropped"] += 1
+            realm.counters[name] += 1
 
-    def _disconnect_slow_consumer(self) -> None:
-        self.counters.slow_consumer_disconnects += 1
-        realm = self.session.realm
-        if realm is not None:
-            realm.counters["slow_consumer_disconnects"] += 1
-        self.log.warn(
-            "Disconnecting slow consumer {session} ({peer}): {n} messages / {b} bytes waiting",
-            session=self.session.session_id, peer=self.info.peer,
-            n=len(self._queue), b=self._queued_bytes)
-        self._cut(errors.CLOSE_SLOW_CONSUMER)
+    def _stalled(self) -> None:
+        self._stall_timer = None
+        if self._paused and not self._gone:
+            self._disconnect("stalled_disconnects", errors.CLOSE_SLOW_CONSUMER,
+                             "Disconnecting {session} ({peer}): it has read nothing for "
+                             + f"{self._stall_timeout:g}s; {{n}} messages / {{b}} bytes waiting")
 
-    def _cut(self, reason: str) -> None:
-        """Drop the connection now.  The core hears of it from connectionLost,
-        a moment later: never while the broker or dealer is mid-way through
-        sending to this peer."""
-        self._gone = True
-        self._queue.clear()
-        self._queued_bytes = 0
-        self._proto.drop_now(reason)
+    def _cancel_stall_timer(self) -> None:
+        if self._stall_timer is not None:
+            if self._stall_timer.active():
+                self._stall_timer.cancel()
+            self._stall_timer = None
 
     def _write_failed(self, error: Exception) -> None:
-        self.log.warn("Cannot write to {peer}, dropping the connection: {error}",
-                      peer=self.info.peer, error=error)
-        self._cut(errors.INTERNAL_ERROR)
+        self._disconnect("write_failures", errors.INTERNAL_ERROR,
+                         "Cannot write to {session} ({peer}), dropping the connection: "
+                         + str(error).replace("{", "{{").replace("}", "}}")
+                         + "; {n} messages / {b} bytes waiting")
+
+    def _disconnect(self, counter: str, reason: str, text: str) -> None:
+        self.count(counter)
+        self.log.warn(text, session=self.session.session_id, peer=self.info.peer,
+                      n=len(self._front) + len(self._queue), b=self._queued_bytes)
+        self._gone = True
+        self._forget_queue()
+        # The core learns of it from lost(), once the transport is down: never
+        # from inside send(), where the core may be iterating over receivers.
+        self._proto.drop_now(reason)
+
+    def _forget_queue(self) -> None:
+        self._front.clear()
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._cancel_stall_timer()
 
     def _unserializable(self, message: m.Message, error: Exception) -> None:
-        self.counters.unserializable += 1
+        self.count("unserializable")
         self.log.warn("Cannot send {kind} to session {session} as {ser}: {error}",
                       kind=type(message).__name__.upper(), session=self.session.session_id,
                       ser=self.info.serializer, error=error)

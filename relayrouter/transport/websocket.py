@@ -10,12 +10,16 @@ falls back to ``sendMessage``.
 
 import struct
 
+from collections import Counter
+
 from autobahn.twisted.websocket import WampWebSocketServerFactory, WampWebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 
 from ..core.peer import TransportInfo
 from . import masking
 from .connection import Connection
+from .inbound import DEFAULT_MAX_DEPTH
+from .liveness import enable_tcp_keepalive
 
 masking.install()
 
@@ -58,7 +62,9 @@ class RouterWebSocketProtocol(WampWebSocketServerProtocol):
         self._binary = self._serializer._serializer.BINARY
         hello_timer = factory.clock.callLater(factory.hello_timeout, self._hello_deadline)
         self._conn = Connection(factory.router, self, info, self._serializer._serializer,
-                                self._write_wamp, factory.outbound_limits, hello_timer)
+                                self._write_wamp, factory.outbound_limits, hello_timer,
+                                max_depth=factory.max_depth, stall_timeout=factory.stall_timeout)
+        enable_tcp_keepalive(self.transport, factory.heartbeat_interval, factory.heartbeat_timeout)
         # Autobahn's isOpen() checks this attribute.
         self._session = self._conn
         self.http_request_data = None  # the raw upgrade request: parsed, no longer needed
@@ -83,6 +89,12 @@ class RouterWebSocketProtocol(WampWebSocketServerProtocol):
         if not self.failedByMe:
             self.onMessage(b"".join(self.message_data), self.message_is_binary)
         self.message_data = None
+
+    def onAutoPingTimeout(self) -> None:
+        self.factory.counters["heartbeat_timeouts"] += 1
+        if self._conn is not None:
+            self._conn.count("heartbeat_timeouts")
+        super().onAutoPingTimeout()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         conn = self._conn
@@ -133,13 +145,22 @@ class RouterWebSocketFactory(WampWebSocketServerFactory):
     protocol = RouterWebSocketProtocol
 
     def __init__(self, router, serializers, *, clock, outbound_limits, hello_timeout: float,
-                 max_message_size: int, url: str | None = None) -> None:
+                 max_message_size: int, url: str | None = None, max_depth: int = DEFAULT_MAX_DEPTH,
+                 heartbeat_interval: float = 0, heartbeat_timeout: float = 20.0) -> None:
         super().__init__(lambda: None, url=url, serializers=serializers)
         self.router = router
         self.clock = clock
         self.outbound_limits = outbound_limits
         self.hello_timeout = hello_timeout
+        self.max_depth = max_depth
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        # A peer that has read nothing for a ping interval and timeout is as dead
+        # as one that does not answer pings (its pings wait behind the queue).
+        self.stall_timeout = heartbeat_interval + heartbeat_timeout if heartbeat_interval else None
         self.connections: set[Connection] = set()
+        # What happened before a session existed (per-session counts are on the Connection).
+        self.counters: Counter = Counter()
         self.setProtocolOptions(
             maxMessagePayloadSize=max_message_size,
             maxFramePayloadSize=max_message_size,
@@ -149,6 +170,11 @@ class RouterWebSocketFactory(WampWebSocketServerFactory):
             # decodes (the session is aborted); validating twice costs time.
             utf8validateIncoming=False,
         )
+        if heartbeat_interval:
+            # Autobahn pings every interval and drops the connection when
+            # neither a PONG nor any other frame came back within the timeout.
+            self.setProtocolOptions(autoPingInterval=heartbeat_interval,
+                                    autoPingTimeout=heartbeat_timeout)
 
     def setProtocolOptions(self, **options) -> None:
         super().setProtocolOptions(**options)

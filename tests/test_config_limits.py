@@ -1,0 +1,41 @@
+"""The limit keys: the README example is valid and says the defaults; bad values are named."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from relayrouter import config as cfg
+from relayrouter.core.limits import SessionLimits
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_example_parses_and_shows_the_defaults():
+    block = re.search(r"```toml\n(.*?)```", README.read_text(), re.S).group(1)
+    config = cfg.parse(tomllib.loads(block))
+    assert config.limits == cfg.Limits()
+    assert config.realms[0].limits == SessionLimits()
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"limits": {"max_depth": 1000}}, "limits.max_depth: must be between 3 and 400"),
+    ({"limits": {"heartbeat_interval": 0.5}}, "at least 1 second"),
+    ({"limits": {"heartbeat_timeout": 0}}, "limits.heartbeat_timeout"),
+    ({"limits": {"rawsocket_ping": "yes"}}, "limits.rawsocket_ping: must be bool"),
+    ({"realms": [{"name": "r", "limits": {"rate": -1}}]}, "realms[0].limits.rate"),
+    ({"realms": [{"name": "r", "limits": {"max_sessions": -1}}]}, "realms[0].limits.max_sessions"),
+    ({"realms": [{"name": "r", "limits": {"burst": 0}}]}, "realms[0].limits.burst: must be positive"),
+    ({"realms": [{"name": "r", "limits": {"max_sesions": 1}}]}, "realms[0].limits.max_sesions: unknown key"),
+])
+def test_bad_limit_values_name_the_key(data, message):
+    with pytest.raises(cfg.ConfigError, match=re.escape(message)):
+        cfg.parse(data)
+
+
+def test_zero_turns_limits_and_heartbeats_off():
+    config = cfg.parse({"limits": {"heartbeat_interval": 0},
+                        "realms": [{"name": "r", "limits": {"rate": 0, "max_sessions": 0}}]})
+    assert config.limits.heartbeat_interval == 0
+    assert config.realms[0].limits.rate == 0 and config.realms[0].limits.max_sessions == 0

@@ -1,0 +1,201 @@
+"""The per-connection send path and decoding, driven without sockets."""
+
+import cbor2
+import msgpack
+import pytest
+from autobahn.wamp import message as m
+from autobahn.wamp.serializer import CBORObjectSerializer, MsgPackObjectSerializer
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from relayrouter.core.peer import TransportInfo
+from relayrouter.core.realm import RealmPolicy
+from relayrouter.core.router import Router, RouterObserver
+from relayrouter.testing import join
+from relayrouter.transport.connection import Connection, OutboundLimits
+from relayrouter.transport.serializers import FastJsonObjectSerializer
+
+ROLES = {"roles": {"subscriber": {}, "publisher": {}, "caller": {}, "callee": {}}}
+
+
+class FakeProto:
+    def __init__(self) -> None:
+        self.transport = StringTransport()
+        self.written: list[bytes] = []
+        self.dropped = None
+        self.closed = False
+
+    def drop_now(self, reason: str) -> None:
+        self.dropped = reason
+
+    def close_after_flush(self) -> None:
+        self.closed = True
+
+
+class Faults(RouterObserver):
+    def __init__(self) -> None:
+        self.internal = []
+
+    def internal_error(self, session, error) -> None:
+        self.internal.append(error)
+
+
+def make(limits=OutboundLimits()):
+    faults = Faults()
+    router = Router(Clock(), observer=faults)
+    router.add_realm("realm1", policy=RealmPolicy(outbound=limits))
+    return router, faults
+
+
+def connect(router, serializer="json", objser=None, **kwargs):
+    proto = FakeProto()
+    objser = objser if objser is not None else FastJsonObjectSerializer()
+    conn = Connection(router, proto, TransportInfo(kind="websocket", serializer=serializer),
+                      objser, proto.written.append, OutboundLimits(), **kwargs)
+    return conn, proto
+
+
+def joined(router, **kwargs):
+    conn, proto = connect(router, **kwargs)
+    conn.receive_payload(conn._objser.serialize([1, "realm1", ROLES]))
+    proto.written.clear()
+    return conn, proto
+
+
+def event(n: int) -> m.Event:
+    return m.Event(1, n, args=[n])
+
+
+def test_drop_oldest_keeps_order_and_results():
+    router, _ = make(OutboundLimits(max_messages=3, max_bytes=10_000, policy="drop-oldest"))
+    conn, proto = joined(router)
+    conn.pauseProducing()
+    conn.send(event(1))
+    conn.send(m.Result(7, args=["r"]))
+    conn.send(event(2))
+    conn.send(event(3))  # full: drops event 1; the result moves ahead of event 2, order kept
+    conn.send(event(4))  # drops event 2
+    assert conn.counters.events_dropped == 2
+    assert conn.queued[0] == 3
+    conn.resumeProducing()
+    sent = [FastJsonObjectSerializer().unserialize(d)[0] for d in proto.written]
+    assert [s[0] for s in sent] == [50, 36, 36]
+    assert [s[4][0] for s in sent[1:]] == [3, 4]
+    assert conn.queued == (0, 0)
+
+
+def test_drop_oldest_disconnects_when_only_results_wait():
+    router, _ = make(OutboundLimits(max_messages=2, max_bytes=10_000, policy="drop-oldest"))
+    conn, proto = joined(router)
+    conn.pauseProducing()
+    conn.send(m.Result(1))
+    conn.send(m.Result(2))
+    conn.send(event(1))
+    assert proto.dropped == "wamp.close.slow_consumer"
+    assert conn.counters.slow_consumer_disconnects == 1
+
+
+def test_drop_oldest_is_not_quadratic():
+    router, _ = make(OutboundLimits(max_messages=10_000, max_bytes=2**30, policy="drop-oldest"))
+    conn, _ = joined(router)
+    conn.pauseProducing()
+    conn.send(m.Result(1))  # a non-event at the head must not make every drop O(n)
+    events = [event(n) for n in range(60_000)]
+    for e in events:
+        conn.send(e)
+    assert conn.counters.events_dropped == 60_000 - 9_999
+    assert conn.queued[0] == 10_000
+
+
+def test_drop_newest():
+    router, _ = make(OutboundLimits(max_messages=2, max_bytes=10_000, policy="drop-newest"))
+    conn, proto = joined(router)
+    conn.pauseProducing()
+    for n in range(5):
+        conn.send(event(n))
+    conn.send(m.Result(1))  # never dropped: the session goes instead
+    assert conn.counters.events_dropped == 3
+    assert proto.dropped == "wamp.close.slow_consumer"
+    assert router.realms["realm1"].counters["events_dropped"] == 3
+
+
+def test_disconnecting_slow_receivers_during_fanout_does_not_disturb_the_publisher():
+    router, faults = make(OutboundLimits(max_messages=1, max_bytes=10_000, policy="disconnect"))
+    receivers = [joined(router) for _ in range(3)]
+    for conn, _ in receivers:
+        conn.receive_payload(b'[32, 1, {}, "com.t"]')
+        conn.pauseProducing()
+    publisher = join(router)
+    for n in range(3):
+        publisher.receive([16, n + 1, {"acknowledge": True}, "com.t", [n]])
+    assert faults.internal == []
+    assert all(isinstance(x, m.Published) for x in publisher.take())
+    assert all(proto.dropped == "wamp.close.slow_consumer" for _, proto in receivers)
+    for conn, _ in receivers:
+        conn.lost()  # the transport tells us later
+    assert len(router.realms["realm1"].sessions) == 1
+    assert not router.realms["realm1"].broker.subscriptions_by_id
+
+
+def test_a_peer_that_reads_nothing_for_the_stall_timeout_is_dropped():
+    router, _ = make()
+    conn, proto = joined(router, stall_timeout=40)
+    conn.pauseProducing()
+    router.clock.advance(30)
+    conn.resumeProducing()  # it read something: the clock restarts
+    conn.pauseProducing()
+    router.clock.advance(39)
+    assert proto.dropped is None
+    router.clock.advance(2)
+    assert proto.dropped == "wamp.close.slow_consumer"
+    assert conn.counters.stalled_disconnects == 1
+
+
+def test_hello_deadline_is_counted():
+    router, _ = make()
+    timer = router.clock.callLater(10, lambda: None)
+    conn, proto = connect(router, hello_timer=timer)
+    conn.hello_deadline_passed()
+    assert conn.counters.hello_timeouts == 1
+    assert b"limits.hello_timeout" in proto.written[-1]
+
+
+# ------------------------------------------------------------ nesting depth
+
+
+def nested(depth: int):
+    value = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+SERIALIZERS = {
+    "json": (FastJsonObjectSerializer, lambda o: FastJsonObjectSerializer().serialize(o)),
+    "msgpack": (MsgPackObjectSerializer, msgpack.packb),
+    "cbor": (CBORObjectSerializer, cbor2.dumps),
+}
+
+
+@pytest.mark.parametrize("name", SERIALIZERS)
+def test_depth_limit_for_every_serializer(name):
+    objser, dumps = SERIALIZERS[name]
+    router, _ = make()
+    conn, proto = joined(router, serializer=name, objser=objser(), max_depth=20)
+    ok = [16, 1, {"acknowledge": True}, "com.t", [nested(15)]]  # 1 + 1 + 16 = 18 levels
+    conn.receive_payload(dumps(ok))
+    assert conn.session.state.value == "established"
+    deep = [16, 2, {}, "com.t", [nested(30)]]
+    conn.receive_payload(dumps(deep))
+    assert conn.session.state.value == "closed"
+    assert conn.counters.too_deep == 1
+
+
+def test_cbor_cyclic_values_are_refused_quickly():
+    router, _ = make()
+    conn, proto = joined(router, serializer="cbor", objser=CBORObjectSerializer())
+    # [16, 1, {}, "com.t", X] where X = shareable [ref X, ref X]: a cycle
+    payload = bytes.fromhex("85 10 01 a0 65") + b"com.t" + bytes.fromhex("d81c 82 d81d00 d81d00")
+    conn.receive_payload(payload)
+    assert conn.session.state.value == "closed"
+    assert conn.counters.too_deep == 1
