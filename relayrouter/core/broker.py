@@ -44,7 +44,7 @@ class Broker:
         if problem is not None:
             _error(session, msg, errors.INVALID_URI, f"cannot subscribe: {problem}")
             return
-        refusal = self.realm.authorize(session, SUBSCRIBE, msg.topic)
+        refusal = self.realm.authorize(session, SUBSCRIBE, msg.topic, match)
         if refusal is not None:
             _error(session, msg, errors.NOT_AUTHORIZED, refusal)
             return
@@ -103,7 +103,7 @@ class Broker:
     def _dispatch(self, session, msg: m.Publish, publication: int, matches: list, disclose_me: bool) -> None:
         # Publisher exclusion: "exclude_me ... defaults to true"
         exclude_me = msg.exclude_me is not False
-        disclose = disclose_me and self.realm.may_disclose_publisher(session)
+        disclose = disclose_me and self.realm.may_disclose_publisher(session, msg.topic)
         receivers_filter = _ReceiverFilter.of(msg)
         for subscription in matches:
             event = m.Event(

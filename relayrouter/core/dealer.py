@@ -90,7 +90,7 @@ class Dealer:
             _error(session, msg, errors.INVALID_ARGUMENT,
                    f"unknown invoke policy '{invoke}' (use {', '.join(INVOKE_POLICIES)})")
             return
-        refusal = self.realm.authorize(session, REGISTER, msg.procedure)
+        refusal = self.realm.authorize(session, REGISTER, msg.procedure, match)
         if refusal is not None:
             _error(session, msg, errors.NOT_AUTHORIZED, refusal)
             return
@@ -131,6 +131,10 @@ class Dealer:
     # ----------------------------------------------------------------- calling
 
     def call(self, session, msg: m.Call, disclose_me: bool = False) -> None:
+        router_procedure = self.realm.router_procedures.get(msg.procedure)
+        if router_procedure is not None:
+            router_procedure(self.realm, session, msg)
+            return
         registration = self.registrations.best(msg.procedure)
         if registration is None:
             _error(session, msg, errors.NO_SUCH_PROCEDURE,
@@ -144,7 +148,7 @@ class Dealer:
             raise errors.ProtocolViolation(f"CALL request ID {msg.request} is already in use by a pending call")
         callee = registration.pick()
         invocation = callee.next_invocation_id()
-        disclose = disclose_me and self.realm.may_disclose_caller(session)
+        disclose = disclose_me and self.realm.may_disclose_caller(session, msg.procedure)
         pending = PendingCall(session, msg.request, callee, invocation, registration,
                               bool(msg.receive_progress))
         session.calls[msg.request] = pending
