@@ -19,6 +19,8 @@ from .transport.connection import OutboundLimits  # noqa: E402
 from .transport.http import build_site  # noqa: E402
 from .transport.rawsocket import RouterRawSocketFactory  # noqa: E402
 from .transport.serializers import router_serializers  # noqa: E402
+from .transport.tls import wrap as wrap_tls  # noqa: E402
+from .security import Security  # noqa: E402
 from .transport.websocket import RouterWebSocketFactory  # noqa: E402
 
 log = Logger(namespace="relayrouter")
@@ -81,6 +83,8 @@ class RouterService(service.MultiService):
         self.wamp_factories: list = []
         self._stopping = False
         self.router = build_router(config, reactor)
+        # Authenticators, roles, deny list, tickets: installed on the realms just built.
+        self.security = Security(config, self.router, reactor)
         self.serializers = router_serializers()
         self.listeners: list[ListenerService] = []
         for listener in config.listeners:
@@ -93,9 +97,12 @@ class RouterService(service.MultiService):
                       max_message_size=limits.max_message_size)
         if listener.kind == "websocket":
             wamp_factory = RouterWebSocketFactory(self.router, self.serializers, **common)
-            factory = build_site(self.router, wamp_factory, listener.path)
+            wamp_factory.origin_policy = self.security.origins
+            factory = build_site(self.router, wamp_factory, listener.path,
+                                 self.security.http_resources(listener.path))
         else:
             factory = wamp_factory = RouterRawSocketFactory(self.router, self.serializers, **common)
+        factory = wrap_tls(factory, listener.tls)
         self.wamp_factories.append(wamp_factory)
         listening = ListenerService(self.reactor, listener, factory, self.router)
         listening.setServiceParent(self)
@@ -105,11 +112,17 @@ class RouterService(service.MultiService):
         """Fires with the listening ports, once all are bound."""
         return defer.gatherResults([s.ready for s in self.listeners], consumeErrors=True)
 
+    def stopService(self):
+        d = defer.maybeDeferred(super().stopService)
+        d.addBoth(lambda result: (self.security.stop(), result)[1])
+        return d
+
     def connections(self) -> list:
         return [c for factory in self.wamp_factories for c in factory.connections]
 
     def startService(self) -> None:
         super().startService()
+        self.security.start()
         if self.handle_signals:
             self.reactor.callWhenRunning(self._install_signal_handlers)
 
