@@ -115,6 +115,8 @@ class Client(ApplicationSession):
         self.disconnect()
 
     def onDisconnect(self) -> None:
+        if not self.joined.called:
+            self.joined.errback(ConnectionClosed("disconnected before joining"))
         if not self.disconnected.called:
             self.disconnected.callback(None)
 

@@ -13,6 +13,9 @@ can carry TLS.
 import re
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import crypto
 from autobahn.twisted.util import extract_peer_certificate, transport_channel_id
 from twisted.internet import ssl
 from twisted.internet.interfaces import ISSLTransport
@@ -23,23 +26,40 @@ _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE----
 
 def server_options(tls) -> ssl.CertificateOptions:
     """``tls`` is an :class:`relayrouter.authconfig.TlsConfig`."""
-    chain = [ssl.Certificate.loadPEM(pem).original for pem in _certificates(tls.certificate)]
+    chain = [x509.load_pem_x509_certificate(pem) for pem in _certificates(tls.certificate)]
     if not chain:
         raise ValueError(f"no certificate in '{tls.certificate}'")
-    key = ssl.KeyPair.load(Path(tls.key).read_bytes(), ssl.FILETYPE_PEM).original
+    key = serialization.load_pem_private_key(Path(tls.key).read_bytes(), password=None)
     verify = tls.client_certificates != "none"
-    cas = [ssl.Certificate.loadPEM(pem).original for pem in _certificates(tls.ca)] if verify else None
+    cas = [_x509(pem) for pem in _certificates(tls.ca)] if verify else None
     if verify and not cas:
         raise ValueError(f"no CA certificate in '{tls.ca}'")
-    return ssl.CertificateOptions(
-        privateKey=key,
-        certificate=chain[0],
-        extraCertChain=chain[1:],
+    return _ServerOptions(
+        chain, key,
         verify=verify,
         caCerts=cas,
         requireCertificate=tls.client_certificates == "required",
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
     )
+
+
+class _ServerOptions(ssl.CertificateOptions):
+    """CertificateOptions that hands pyOpenSSL cryptography objects for our own
+    certificate and key (its X509/PKey wrappers are deprecated)."""
+
+    def __init__(self, chain: list, key, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._chain = chain
+        self._key = key
+
+    def _makeContext(self):  # noqa: N802 - Twisted's name
+        context = super()._makeContext()
+        context.use_certificate(self._chain[0])
+        context.use_privatekey(self._key)
+        for extra in self._chain[1:]:
+            context.add_extra_chain_cert(extra)
+        context.check_privatekey()
+        return context
 
 
 def wrap(factory, tls):
@@ -61,6 +81,10 @@ def tls_facts(transport) -> tuple[bool, dict | None, dict]:
     except Exception:
         channel = None
     return True, extract_peer_certificate(transport), ({"tls-unique": channel} if channel else {})
+
+
+def _x509(pem: bytes) -> crypto.X509:
+    return crypto.X509.from_cryptography(x509.load_pem_x509_certificate(pem))
 
 
 def _certificates(path: str) -> list[bytes]:
