@@ -3,6 +3,9 @@
 import txaio
 
 txaio.use_twisted()
+# Autobahn logs every frame at debug level; formatting those events for the
+# log file would cost more than routing the message.
+txaio.set_global_log_level("info")
 
 from twisted.application import service  # noqa: E402
 import signal  # noqa: E402
@@ -121,10 +124,12 @@ class RouterService(service.MultiService):
         return [c for factory in self.wamp_factories for c in factory.connections]
 
     def startService(self) -> None:
-        super().startService()
-        self.security.start()
+        # Before the listeners start: their "listening" lines, which scripts
+        # wait for, come after our signal handlers are in place.
         if self.handle_signals:
             self.reactor.callWhenRunning(self._install_signal_handlers)
+        super().startService()
+        self.security.start()
 
     # ---------------------------------------------------------- shutdown
 
@@ -184,7 +189,7 @@ class ListenerService(service.Service):
 
     def _listening(self, port):
         self.port = port
-        self._announce(port)
+        self.reactor.callWhenRunning(self._announce, port)
         self.ready.callback(port)
 
     def _failed(self, failure):

@@ -11,7 +11,7 @@ PYTHON="${PYTHON:-python3}"
 
 if [ -f tests/js/package.json ]; then
     command -v node >/dev/null || { echo "node is required for the autobahn-js tests" >&2; exit 1; }
-    npm install --prefix tests/js --no-audit --no-fund --silent
+    npm ci --prefix tests/js --no-audit --no-fund --silent
     if ! command -v chromium >/dev/null; then
         if [ "$(id -u)" = 0 ]; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null

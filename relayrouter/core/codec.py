@@ -1,5 +1,7 @@
 """Raw WAMP arrays to Autobahn message objects, with the peer's faults named."""
 
+import re
+
 from autobahn.wamp import message as m
 from autobahn.wamp.exception import InvalidUriError, ProtocolError
 
@@ -33,6 +35,11 @@ def parse(raw) -> m.Message:
     if type(raw) is not list or not raw:
         raise ProtocolViolation("a WAMP message must be a non-empty array")
     mtype = raw[0]
+    fast = _FAST.get(mtype)
+    if fast is not None:
+        message = fast(raw)
+        if message is not None:
+            return message
     cls = INBOUND.get(mtype) if type(mtype) is int else None
     if cls is None:
         raise ProtocolViolation(_unexpected_type(mtype))
@@ -49,6 +56,101 @@ def parse(raw) -> m.Message:
     except Exception as e:  # Autobahn's parsers assert and index freely
         raise ProtocolViolation(f"malformed {cls.__name__.upper()} message ({type(e).__name__})") from None
 
+
+# ---------------------------------------------------------------- fast path
+#
+# PUBLISH, CALL and YIELD carry the traffic.  In their common forms (plain
+# options, a URI seen before) we check what the router relies on and call the
+# message constructor directly; Autobahn's general parser re-validates every
+# option and the URI with a regular expression each time.  Anything unusual
+# returns None and takes the general path, which also words the errors.
+
+_MAX_ID = 2**53
+_KNOWN_URIS: dict[str, bool] = {}
+_KNOWN_URIS_MAX = 10_000
+_LOOSE_URI = re.compile(r"^([^\s.#]+\.)*([^\s.#]+)$")
+
+
+def _uri_ok(uri) -> bool:
+    if type(uri) is not str:
+        return False
+    known = _KNOWN_URIS.get(uri)
+    if known is None:
+        known = _LOOSE_URI.match(uri) is not None
+        if len(_KNOWN_URIS) < _KNOWN_URIS_MAX:
+            _KNOWN_URIS[uri] = known
+    return known
+
+
+def _simple_options(options, allowed: frozenset) -> bool:
+    if type(options) is not dict:
+        return False
+    for key, value in options.items():
+        if key not in allowed or type(value) is not bool:
+            return False
+    return True
+
+
+def _payload(raw: list, at: int):
+    """(args, kwargs) from raw[at:], or None when they are not list / dict."""
+    n = len(raw)
+    args = raw[at] if n > at else None
+    kwargs = raw[at + 1] if n > at + 1 else None
+    if n > at and type(args) is not list:
+        return None
+    if n > at + 1 and type(kwargs) is not dict:
+        return None
+    return args, kwargs
+
+
+_PUBLISH_OPTIONS = frozenset(("acknowledge", "exclude_me", "disclose_me"))
+_CALL_OPTIONS = frozenset(("receive_progress", "disclose_me"))
+_YIELD_OPTIONS = frozenset(("progress",))
+
+
+def _fast_publish(raw: list):
+    if not 4 <= len(raw) <= 6 or type(raw[1]) is not int or not 0 < raw[1] <= _MAX_ID:
+        return None
+    options = raw[2]
+    if not _simple_options(options, _PUBLISH_OPTIONS) or not _uri_ok(raw[3]):
+        return None
+    payload = _payload(raw, 4)
+    if payload is None:
+        return None
+    return m.Publish(raw[1], raw[3], args=payload[0], kwargs=payload[1],
+                     acknowledge=options.get("acknowledge"), exclude_me=options.get("exclude_me"))
+
+
+def _fast_call(raw: list):
+    if not 4 <= len(raw) <= 6 or type(raw[1]) is not int or not 0 < raw[1] <= _MAX_ID:
+        return None
+    options = raw[2]
+    if not _simple_options(options, _CALL_OPTIONS) or not _uri_ok(raw[3]):
+        return None
+    payload = _payload(raw, 4)
+    if payload is None:
+        return None
+    return m.Call(raw[1], raw[3], args=payload[0], kwargs=payload[1],
+                  receive_progress=options.get("receive_progress"))
+
+
+def _fast_yield(raw: list):
+    if not 3 <= len(raw) <= 5 or type(raw[1]) is not int or not 0 < raw[1] <= _MAX_ID:
+        return None
+    options = raw[2]
+    if not _simple_options(options, _YIELD_OPTIONS):
+        return None
+    payload = _payload(raw, 3)
+    if payload is None:
+        return None
+    return m.Yield(raw[1], args=payload[0], kwargs=payload[1], progress=options.get("progress"))
+
+
+_FAST = {
+    m.Publish.MESSAGE_TYPE: _fast_publish,
+    m.Call.MESSAGE_TYPE: _fast_call,
+    m.Yield.MESSAGE_TYPE: _fast_yield,
+}
 
 _PATTERN_REQUESTS = {m.Subscribe.MESSAGE_TYPE, m.Register.MESSAGE_TYPE}
 

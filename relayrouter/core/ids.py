@@ -9,12 +9,18 @@ import random
 
 MAX_ID = 2**53
 
-_rng = random.SystemRandom()
+# Uniform, seeded from the OS; IDs are identifiers, not secrets, and a
+# system call per publication would be a measurable cost.
+_rng = random.Random()
+_bits = _rng.getrandbits
 
 
 def global_id() -> int:
     """A random ID for the global scope (session and publication IDs)."""
-    return _rng.randint(1, MAX_ID)
+    value = _bits(53)
+    while value == 0:
+        value = _bits(53)
+    return value
 
 
 class SequentialIds:

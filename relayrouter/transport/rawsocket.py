@@ -9,9 +9,10 @@ from .connection import Connection
 from .tls import tls_facts
 
 
-class RouterRawSocketProtocol(WampRawSocketServerProtocol):
-    log = Logger()
+log = Logger(namespace="relayrouter.rawsocket")
 
+
+class RouterRawSocketProtocol(WampRawSocketServerProtocol):
     _conn: Connection | None = None
 
     def connectionMade(self) -> None:
@@ -74,7 +75,7 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
         self.sendString(data)
 
     def _oversized(self, size: int) -> None:
-        self.log.warn("Not sending a {size}-byte message to {peer}: it accepts at most {limit}",
+        log.warn("Not sending a {size}-byte message to {peer}: it accepts at most {limit}",
                       size=size, peer=self._conn.info.peer, limit=self._max_len_send)
 
     def close_after_flush(self) -> None:

@@ -1,18 +1,34 @@
-"""WAMP over WebSocket: Autobahn's protocol, with our decoding and send path."""
+"""WAMP over WebSocket: Autobahn's protocol, with our decoding and send path.
+
+Sending: a server's WebSocket frame is a 2-10 byte header and the payload,
+unmasked.  When no compression was negotiated and nothing else is in the
+middle of being sent, we frame the message ourselves and hand it to the TCP
+transport in one write; Autobahn's general path (per-frame logging arguments,
+statistics, chopping) costs more than routing the message.  Anything unusual
+falls back to ``sendMessage``.
+"""
+
+import struct
 
 from autobahn.twisted.websocket import WampWebSocketServerFactory, WampWebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
-from twisted.logger import Logger
 
 from ..core.peer import TransportInfo
+from . import masking
 from .connection import Connection
 from .tls import tls_facts
 
+masking.install()
+
+
+_OPEN = WebSocketProtocol.STATE_OPEN
+_GROUND = WebSocketProtocol.SEND_STATE_GROUND
+_HEADER16 = struct.Struct("!BBH").pack
+_HEADER64 = struct.Struct("!BBQ").pack
+
 
 class RouterWebSocketProtocol(WampWebSocketServerProtocol):
-    log = Logger()
-
     _conn: Connection | None = None
     # Autobahn's WAMP mixin reads these on the handler; we never use its handler path.
     _authid = None
@@ -35,8 +51,9 @@ class RouterWebSocketProtocol(WampWebSocketServerProtocol):
             is_secure=is_secure,
             peer_cert=peer_cert,
             channel_id=channel_id,
-            http_headers=dict(self.http_headers or {}),
-            http_query={k: v for k, v in (self.http_request_params or {}).items()},
+            # Autobahn's own dicts, shared rather than copied (memory per session).
+            http_headers=self.http_headers or {},
+            http_query=self.http_request_params or {},
         )
         self._binary = self._serializer._serializer.BINARY
         hello_timer = factory.clock.callLater(factory.hello_timeout, self._hello_deadline)
@@ -49,6 +66,16 @@ class RouterWebSocketProtocol(WampWebSocketServerProtocol):
     def _hello_deadline(self) -> None:
         if self._conn is not None:
             self._conn.hello_deadline_passed()
+
+    # Autobahn's versions of these two evaluate debug-log arguments and fire
+    # observer signals for every message; we need neither.
+    def dataReceived(self, data: bytes) -> None:
+        self._dataReceived(data)
+
+    def onMessageEnd(self) -> None:
+        if not self.failedByMe:
+            self.onMessage(b"".join(self.message_data), self.message_is_binary)
+        self.message_data = None
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         conn = self._conn
@@ -69,8 +96,23 @@ class RouterWebSocketProtocol(WampWebSocketServerProtocol):
             conn.lost()
 
     def _write_wamp(self, data: bytes) -> None:
-        if self.state == WebSocketProtocol.STATE_OPEN:
-            self.sendMessage(data, self._binary)
+        if (self.state != _OPEN or self._perMessageCompress is not None
+                or self.send_state != _GROUND or self.send_queue):
+            if self.state == _OPEN:
+                self.sendMessage(data, self._binary)
+            return
+        size = len(data)
+        first = 0x82 if self._binary else 0x81  # FIN + binary/text opcode
+        if size < 126:
+            header = bytes((first, size))
+        elif size < 65536:
+            header = _HEADER16(first, 126, size)
+        else:
+            header = _HEADER64(first, 127, size)
+        if size < 16384:
+            self.transport.write(header + data)
+        else:
+            self.transport.writeSequence((header, data))
 
     def close_after_flush(self) -> None:
         if self.state == WebSocketProtocol.STATE_OPEN:
@@ -96,4 +138,7 @@ class RouterWebSocketFactory(WampWebSocketServerFactory):
             maxFramePayloadSize=max_message_size,
             openHandshakeTimeout=hello_timeout,
             failByDrop=False,
+            # Text frames carry JSON, and orjson refuses invalid UTF-8 as it
+            # decodes (the session is aborted); validating twice costs time.
+            utf8validateIncoming=False,
         )

@@ -167,3 +167,15 @@ def test_goodbye_is_answered_and_cleans_up(running):
     assert realm.sessions == {}
     assert len(realm.broker.subscriptions) == 0
     assert len(realm.dealer.registrations) == 0
+
+
+@pytest.mark.parametrize("serializer", ["json", "msgpack"])
+@pytest_twisted.inlineCallbacks
+def test_every_websocket_frame_length_encoding(running, serializer):
+    # 7-bit, 16-bit and 64-bit payload lengths, at and around their edges.
+    callee = yield connect_ws(running, serializer)
+    caller = yield connect_ws(running, serializer)
+    yield callee.register(lambda text: text, "com.example.echo")
+    for size in (0, 1, 100, 125, 126, 127, 1000, 65535, 65536, 70_000, 1_000_000):
+        text = "x" * size
+        assert (yield caller.call("com.example.echo", text)) == text

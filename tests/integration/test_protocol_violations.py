@@ -82,6 +82,16 @@ def test_undecodable_json(running):
 
 
 @pytest_twisted.inlineCallbacks
+def test_invalid_utf8_in_a_text_frame(running):
+    pair = yield healthy_pair(running)
+    raw = yield connect_raw(running)
+    yield raw.hello()
+    raw.send_bytes(b'[16, 1, {}, "com.example.tick", ["\xff\xfe"]]')
+    yield expect_abort(raw, "cannot decode the message as json")
+    yield assert_still_healthy(pair)
+
+
+@pytest_twisted.inlineCallbacks
 def test_binary_frame_on_json_connection(running):
     pair = yield healthy_pair(running)
     raw = yield connect_raw(running)
