@@ -76,7 +76,7 @@ class Rule:
             uri = self.uri.format_map(values)
         actions = set(self.allow)
         for scope in scopes:
-            actions |= self.scopes.get(scope, ())
+            actions |= self.scopes.get(scope, frozenset())
         return Grant(uri, self.match, frozenset(actions), self.disclose_caller, self.disclose_publisher)
 
 

@@ -135,14 +135,15 @@ class Dealer:
         if router_procedure is not None:
             router_procedure(self.realm, session, msg)
             return
+        # Authorized first: a refused caller learns nothing of which procedures exist.
+        refusal = self.realm.authorize(session, CALL, msg.procedure)
+        if refusal is not None:
+            _error(session, msg, errors.NOT_AUTHORIZED, refusal)
+            return
         registration = self.registrations.best(msg.procedure)
         if registration is None:
             _error(session, msg, errors.NO_SUCH_PROCEDURE,
                    f"no callee has registered '{msg.procedure}'")
-            return
-        refusal = self.realm.authorize(session, CALL, msg.procedure)
-        if refusal is not None:
-            _error(session, msg, errors.NOT_AUTHORIZED, refusal)
             return
         if msg.request in session.calls:
             raise errors.ProtocolViolation(f"CALL request ID {msg.request} is already in use by a pending call")
