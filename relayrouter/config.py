@@ -27,6 +27,7 @@ class Listener:
     kind: str  # "websocket" or "rawsocket"
     endpoint: str
     path: str = "ws"  # WebSocket only: the URL path of the WAMP endpoint
+    tls: Any = None  # authconfig.TlsConfig, or None for plain TCP
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,8 @@ class RealmConfig:
     disclose_publisher: bool = True
     outbound: OutboundLimits = field(default_factory=OutboundLimits)
     limits: SessionLimits = field(default_factory=SessionLimits)
+    auth: Any = None  # authconfig.RealmAuth; None: the anonymous keys above decide
+    roles: Any = None  # tuple of core.authorization.Role; None: every action allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,7 @@ class Config:
     realms: tuple[RealmConfig, ...] = ()
     limits: Limits = field(default_factory=Limits)
     state_dir: str = "./relayrouter-state"
+    security: Any = None  # authconfig.SecurityConfig (http, revocation, auth_limits)
 
     def with_defaults(self) -> "Config":
         """Fill what neither the file nor the command line gave."""
@@ -82,8 +86,11 @@ def load(path: str | Path) -> Config:
 
 
 def parse(data: dict) -> Config:
-    _only(data, "", {"listeners", "realms", "limits", "state_dir"})
+    from . import authconfig
+
+    _only(data, "", {"listeners", "realms", "limits", "state_dir"} | authconfig.TOP_LEVEL_KEYS)
     return Config(
+        security=authconfig.security(data),
         listeners=tuple(_listener(item, f"listeners[{i}]")
                         for i, item in enumerate(_list(data, "listeners"))),
         realms=_realms(_list(data, "realms")),
@@ -94,13 +101,15 @@ def parse(data: dict) -> Config:
 
 def _listener(item: Any, key: str) -> Listener:
     _table(item, key)
-    _only(item, key, {"type", "endpoint", "path"})
+    _only(item, key, {"type", "endpoint", "path", "tls"})
     kind = _get(item, "type", str, None, key)
     if kind not in ("websocket", "rawsocket"):
         raise ConfigError(f"{key}.type: must be 'websocket' or 'rawsocket', not {kind!r}")
     endpoint = _get(item, "endpoint", str, None, key)
     path = _get(item, "path", str, "ws", key).strip("/")
-    return Listener(kind, endpoint, path)
+    from .authconfig import listener_tls
+
+    return Listener(kind, endpoint, path, listener_tls(item.get("tls"), f"{key}.tls"))
 
 
 def _realms(items: list) -> tuple[RealmConfig, ...]:
@@ -115,14 +124,20 @@ def _realms(items: list) -> tuple[RealmConfig, ...]:
 
 def _realm(item: Any, key: str) -> RealmConfig:
     _table(item, key)
+    from . import authconfig
+
     _only(item, key, {"name", "anonymous", "anonymous_role", "disclose_caller",
-                      "disclose_publisher", "outbound", "limits"})
+                      "disclose_publisher", "outbound", "limits"} | authconfig.REALM_KEYS)
     name = _get(item, "name", str, None, key)
     if not name or any(c.isspace() for c in name) or "#" in name:
         raise ConfigError(f"{key}.name: {name!r} is not a valid realm name")
+    auth = authconfig.realm_auth(item, key)
     return RealmConfig(
         name=name,
-        anonymous=_get(item, "anonymous", bool, True, key),
+        auth=auth,
+        roles=authconfig.realm_roles(item, key),
+        # With an auth section, anonymous is off unless [realms.auth.anonymous] says otherwise.
+        anonymous=_get(item, "anonymous", bool, auth is None, key),
         anonymous_role=_get(item, "anonymous_role", str, "anonymous", key),
         disclose_caller=_get(item, "disclose_caller", bool, True, key),
         disclose_publisher=_get(item, "disclose_publisher", bool, True, key),

@@ -9,6 +9,7 @@ txaio.set_global_log_level("info")
 
 from twisted.application import service  # noqa: E402
 import signal  # noqa: E402
+import weakref  # noqa: E402
 
 from twisted.internet import defer, endpoints, task  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
@@ -22,6 +23,8 @@ from .transport.connection import OutboundLimits  # noqa: E402
 from .transport.http import build_site  # noqa: E402
 from .transport.rawsocket import RouterRawSocketFactory  # noqa: E402
 from .transport.serializers import router_serializers  # noqa: E402
+from .transport.tls import wrap as wrap_tls  # noqa: E402
+from .security import Security  # noqa: E402
 from .transport.websocket import RouterWebSocketFactory  # noqa: E402
 
 log = Logger(namespace="relayrouter")
@@ -85,6 +88,8 @@ class RouterService(service.MultiService):
         self.wamp_factories: list = []
         self._stopping = False
         self.router = build_router(config, reactor)
+        # Authenticators, roles, deny list, tickets: installed on the realms just built.
+        self.security = Security(config, self.router, reactor)
         self.serializers = router_serializers()
         self.listeners: list[ListenerService] = []
         for listener in config.listeners:
@@ -100,13 +105,16 @@ class RouterService(service.MultiService):
                       heartbeat_timeout=limits.heartbeat_timeout)
         if listener.kind == "websocket":
             wamp_factory = RouterWebSocketFactory(self.router, self.serializers, **common)
-            factory = build_site(self.router, wamp_factory, listener.path)
+            wamp_factory.origin_policy = self.security.origins
+            factory = build_site(self.router, wamp_factory, listener.path,
+                                 self.security.http_resources(listener.path))
             # twisted.web's idle timeout (12 h by default) is what closes a
             # connection that never finishes its HTTP request or upgrade.
             factory.timeOut = limits.hello_timeout
         else:
             factory = wamp_factory = RouterRawSocketFactory(
                 self.router, self.serializers, rawsocket_ping=limits.rawsocket_ping, **common)
+        factory = wrap_tls(factory, listener.tls)
         self.wamp_factories.append(wamp_factory)
         _track_connections(factory)
         listening = ListenerService(self.reactor, listener, factory, self.router)
@@ -117,12 +125,17 @@ class RouterService(service.MultiService):
         """Fires with the listening ports, once all are bound."""
         return defer.gatherResults([s.ready for s in self.listeners], consumeErrors=True)
 
+    def stopService(self):
+        d = defer.maybeDeferred(super().stopService)
+        d.addBoth(lambda result: (self.security.stop(), result)[1])
+        return d
+
     def connections(self) -> list:
         return [c for factory in self.wamp_factories for c in factory.connections]
 
     def _unestablished(self) -> list:
         """Transports with no WAMP connection yet (mid HTTP request or RawSocket handshake)."""
-        protocols = [p for listener in self.listeners for p in listener.factory.protocols]
+        protocols = [p for listener in self.listeners for p in listener.factory.live_protocols]
         transports = [_transport_of(p) for p in protocols if getattr(p, "_conn", None) is None]
         return [t for t in transports if t is not None and getattr(t, "connected", True)]
 
@@ -134,6 +147,7 @@ class RouterService(service.MultiService):
             self._install_signal_handlers()
             self.reactor.callWhenRunning(self._install_signal_handlers)
         super().startService()
+        self.security.start()
 
     # ---------------------------------------------------------- shutdown
 
@@ -233,17 +247,17 @@ def _transport_of(protocol):
 
 
 def _track_connections(factory) -> None:
-    """Keep ``factory.protocols``: every protocol it built that is still alive,
-    so that shutdown can close connections that never became WAMP sessions."""
-    import weakref
+    """Keep ``factory.live_protocols``: every protocol it built that is still
+    alive, so that shutdown can close connections that never became WAMP
+    sessions.  (Not ``protocols``: Twisted's TLS wrapping factory has that.)"""
 
-    factory.protocols = weakref.WeakSet()
+    factory.live_protocols = weakref.WeakSet()
     build = factory.buildProtocol
 
     def build_and_track(addr):
         protocol = build(addr)
         if protocol is not None:
-            factory.protocols.add(protocol)
+            factory.live_protocols.add(protocol)
         return protocol
 
     factory.buildProtocol = build_and_track

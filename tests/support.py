@@ -2,6 +2,7 @@
 Autobahn-Python clients, and a raw WAMP client for sending anything at all."""
 
 import json
+import tempfile
 
 import txaio
 
@@ -14,6 +15,7 @@ from autobahn.twisted.websocket import (  # noqa: E402
     WebSocketClientFactory,
     WebSocketClientProtocol,
 )
+from autobahn.wamp import auth  # noqa: E402
 from autobahn.wamp import serializer as ser  # noqa: E402
 from autobahn.wamp.types import ComponentConfig  # noqa: E402
 from twisted.internet import defer, endpoints, reactor  # noqa: E402
@@ -47,6 +49,10 @@ class RunningRouter:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.ws_port}/ws"
 
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.ws_port}"
+
     def realm(self, name: str = "realm1"):
         return self.router.realms[name]
 
@@ -57,6 +63,8 @@ def start_router(config: cfg.Config | None = None):
         cfg.Listener("websocket", "tcp:0:interface=127.0.0.1"),
         cfg.Listener("rawsocket", "tcp:0:interface=127.0.0.1"),
     ))
+    if config.state_dir == cfg.Config().state_dir:
+        config = cfg.replace(config, state_dir=tempfile.mkdtemp(prefix="relayrouter-test-"))
     service = RouterService(config.with_defaults(), reactor)
     service.startService()
     ports = yield service.when_listening()
@@ -75,8 +83,26 @@ class Client(ApplicationSession):
 
     def onConnect(self) -> None:
         extra = self.config.extra or {}
+        authextra = dict(extra.get("authextra") or {})
+        if extra.get("key") is not None:
+            authextra.setdefault("pubkey", extra["key"].public_key())
         self.join(self.config.realm, authmethods=extra.get("authmethods"),
-                  authid=extra.get("authid"))
+                  authid=extra.get("authid"), authextra=authextra or None)
+
+    def onChallenge(self, challenge):
+        """Answers ticket (extra ticket=), wampcra (secret=) and cryptosign (key=) challenges."""
+        extra = self.config.extra or {}
+        if challenge.method in ("ticket", "jwt"):
+            return extra["ticket"]
+        if challenge.method == "wampcra":
+            key = extra["secret"]
+            if "salt" in challenge.extra:
+                key = auth.derive_key(key, challenge.extra["salt"], challenge.extra.get("iterations"),
+                                      challenge.extra.get("keylen"))
+            return auth.compute_wcs(key, challenge.extra["challenge"]).decode("ascii")
+        if challenge.method == "cryptosign":
+            return extra["key"].sign_challenge(challenge)
+        raise ValueError(f"test client cannot answer a {challenge.method} challenge")
 
     def onJoin(self, details) -> None:
         self.details = details
@@ -90,6 +116,8 @@ class Client(ApplicationSession):
         self.disconnect()
 
     def onDisconnect(self) -> None:
+        if not self.joined.called:
+            self.joined.errback(ConnectionClosed("disconnected before joining"))
         if not self.disconnected.called:
             self.disconnected.callback(None)
 
@@ -102,21 +130,29 @@ class LeftBeforeJoining(Exception):
 
 
 @defer.inlineCallbacks
-def connect_ws(running: RunningRouter, serializer: str = "json", realm: str = "realm1", **extra):
+def connect_ws(running: RunningRouter, serializer: str = "json", realm: str = "realm1",
+               url: str | None = None, tls=None, headers=None, **extra):
+    """A joined Autobahn session; ``tls``: client TLS options (wss), ``url``: e.g. with ?ticket=."""
     session = Client(ComponentConfig(realm, extra))
-    factory = WampWebSocketClientFactory(lambda: session, url=running.ws_url,
+    url = url or (running.ws_url.replace("ws://", "wss://") if tls is not None else running.ws_url)
+    factory = WampWebSocketClientFactory(lambda: session, url=url, headers=headers,
                                          serializers=[SERIALIZERS[serializer]()])
     endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", running.ws_port)
+    if tls is not None:
+        endpoint = endpoints.wrapClientTLS(tls, endpoint)
     yield endpoint.connect(factory)
     yield _within(session.joined)
     return session
 
 
 @defer.inlineCallbacks
-def connect_rawsocket(running: RunningRouter, serializer: str = "json", realm: str = "realm1", **extra):
+def connect_rawsocket(running: RunningRouter, serializer: str = "json", realm: str = "realm1",
+                      tls=None, **extra):
     session = Client(ComponentConfig(realm, extra))
     factory = WampRawSocketClientFactory(lambda: session, serializer=SERIALIZERS[serializer]())
     endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", running.rawsocket_port)
+    if tls is not None:
+        endpoint = endpoints.wrapClientTLS(tls, endpoint)
     yield endpoint.connect(factory)
     yield _within(session.joined)
     return session

@@ -52,7 +52,7 @@ class Broker:
         if problem is not None:
             _error(session, msg, errors.INVALID_URI, f"cannot subscribe: {problem}")
             return
-        refusal = self.realm.authorize(session, SUBSCRIBE, msg.topic)
+        refusal = self.realm.authorize(session, SUBSCRIBE, msg.topic, match)
         if refusal is not None:
             _error(session, msg, errors.NOT_AUTHORIZED, refusal)
             return
@@ -115,7 +115,7 @@ class Broker:
                 "PUBLISH uses payload passthru mode (ppt_scheme) but the session did not "
                 "announce payload_passthru_mode for its publisher role")
         disclose = options.get("disclose_me") is True
-        if disclose and not self.realm.may_disclose_publisher(session):
+        if disclose and not self.realm.may_disclose_publisher(session, msg.topic):
             # "a Broker may deny a Publisher's request to disclose its identity"
             if msg.acknowledge:
                 _error(session, msg, errors.DISCLOSE_ME_DISALLOWED,

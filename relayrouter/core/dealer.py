@@ -103,7 +103,7 @@ class Dealer:
             _error(session, msg, errors.INVALID_ARGUMENT,
                    f"unknown invoke policy '{invoke}' (use {', '.join(INVOKE_POLICIES)})")
             return
-        refusal = self.realm.authorize(session, REGISTER, msg.procedure)
+        refusal = self.realm.authorize(session, REGISTER, msg.procedure, match)
         if refusal is not None:
             _error(session, msg, errors.NOT_AUTHORIZED, refusal)
             return
@@ -155,22 +155,27 @@ class Dealer:
         """A CALL from ``session``; ``options`` is its raw Options dict."""
         if msg.request in session.calls:
             raise errors.ProtocolViolation(f"CALL request ID {msg.request} is already in use by a pending call")
+        router_procedure = self.realm.router_procedures.get(msg.procedure)
+        if router_procedure is not None:
+            router_procedure(self.realm, session, msg)
+            return
         ppt = ppt_options(options)
         if ppt is not None and not session.supports("caller", PPT_FEATURE):
             raise errors.ProtocolViolation(
                 "CALL uses payload passthru mode (ppt_scheme) but the session did not "
                 "announce payload_passthru_mode for its caller role")
+        # Authorized first: a refused caller learns nothing of which procedures exist.
+        refusal = self.realm.authorize(session, CALL, msg.procedure)
+        if refusal is not None:
+            _error(session, msg, errors.NOT_AUTHORIZED, refusal)
+            return
         procedure = self.realm.meta.procedures.get(msg.procedure)
         registration = None if procedure is not None else self.registrations.best(msg.procedure)
         if procedure is None and registration is None:
             _error(session, msg, errors.NO_SUCH_PROCEDURE, f"no callee has registered '{msg.procedure}'")
             return
-        refusal = self.realm.authorize(session, CALL, msg.procedure)
-        if refusal is not None:
-            _error(session, msg, errors.NOT_AUTHORIZED, refusal)
-            return
         disclose = options.get("disclose_me") is True
-        if disclose and not self.realm.may_disclose_caller(session):
+        if disclose and not self.realm.may_disclose_caller(session, msg.procedure):
             _error(session, msg, errors.DISCLOSE_ME_DISALLOWED,
                    "this realm does not let callers disclose their identity")
             return

@@ -11,6 +11,7 @@ from .ids import global_id
 from .meta import MetaApi, MetaEvents
 from .realm_observer import RealmObserver  # noqa: F401 (part of this module's API)
 from .limits import SessionLimiter, SessionLimits, address_of, join_refused
+from .revocation import NoGuard
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +31,16 @@ class RealmPolicy:
 
 
 class AllowAll:
-    """The development default: every action on every URI."""
+    """The development default: every action on every URI (realms with no roles)."""
 
-    def authorize(self, session, action: str, uri: str) -> str | None:
+    def authorize(self, session, action: str, uri: str, match: str = "exact") -> str | None:
         return None
+
+    def discloses(self, session, kind: str, uri: str) -> bool | None:
+        return None  # no opinion: the realm policy decides
+
+    def forget(self, session) -> None:
+        pass
 
 
 class Realm:
@@ -51,6 +58,11 @@ class Realm:
         # Meta events (wamp.session.on_join, ...) come from these hooks.
         self.observer = MetaEvents(self)
         self.meta = MetaApi(self)
+        # Admission, credential expiry and revocation (core/revocation.py), shared by all realms.
+        self.guard = NoGuard()
+        # Procedures the router itself implements, by URI (consulted by the dealer before
+        # registrations): uri -> handler(realm, session, msg); see core/router_procedures.py.
+        self.router_procedures: dict = {}
         # What was refused or dropped in this realm, by kind; read by metrics.
         self.counters: Counter = Counter()
         self.broker = Broker(self)
@@ -66,7 +78,8 @@ class Realm:
 
     def admission(self, session, accept: Accept) -> tuple[str, str] | None:
         """Whether an authenticated session may join: None, or (reason, message)."""
-        return join_refused(self, session)
+        refusal = self.guard.admission(self, session, accept)
+        return refusal if refusal is not None else join_refused(self, session)
 
     def attach(self, session) -> None:
         session_id = global_id()
@@ -80,6 +93,7 @@ class Realm:
 
     def joined(self, session) -> None:
         self.observer.joined(session)
+        self.guard.joined(session)
 
     def detach(self, session) -> None:
         self.broker.remove_session(session)
@@ -91,18 +105,22 @@ class Realm:
                 self.meta.publish_testaments(session)
             _forget_one(self.sessions_by_address, address_of(session.transport))
             self.observer.left(session)
+            self.guard.left(session)
+        self.authorizer.forget(session)
 
     # ----------------------------------------------------------- authorization
 
-    def authorize(self, session, action: str, uri: str) -> str | None:
+    def authorize(self, session, action: str, uri: str, match: str = "exact") -> str | None:
         """None when allowed, else a message saying what was refused."""
-        return self.authorizer.authorize(session, action, uri)
+        return self.authorizer.authorize(session, action, uri, match)
 
-    def may_disclose_caller(self, session) -> bool:
-        return self.policy.disclose_caller
+    def may_disclose_caller(self, session, uri: str | None = None) -> bool:
+        granted = None if uri is None else self.authorizer.discloses(session, "caller", uri)
+        return self.policy.disclose_caller if granted is None else granted
 
-    def may_disclose_publisher(self, session) -> bool:
-        return self.policy.disclose_publisher
+    def may_disclose_publisher(self, session, uri: str | None = None) -> bool:
+        granted = None if uri is None else self.authorizer.discloses(session, "publisher", uri)
+        return self.policy.disclose_publisher if granted is None else granted
 
 
 def _forget_one(counter: Counter, key) -> None:

@@ -1,4 +1,5 @@
-"""The HTTP site on the WebSocket port: the WAMP endpoint and /health."""
+"""The HTTP site on the WebSocket port: the WAMP endpoint, /health, and the
+resources other modules add (/ticket, /denylist: transport/tickets.py)."""
 
 import json
 
@@ -20,7 +21,14 @@ class Health(Resource):
         return json.dumps({"status": "ok", "realms": realms}).encode()
 
 
-def build_site(router, ws_factory, path: str) -> Site:
+def _access_line(timestamp: str, request) -> str:
+    # Twisted's combined format would log query strings, and ?ticket= is a credential.
+    path = request.uri.split(b"?", 1)[0].decode("ascii", "replace")
+    client = getattr(request.getClientAddress(), "host", "-")
+    return f'{client} - - [{timestamp}] "{request.method.decode("ascii", "replace")} {path}" {request.code}'
+
+
+def build_site(router, ws_factory, path: str, resources: dict | None = None) -> Site:
     root = Resource()
     parts = [p.encode() for p in path.split("/") if p]
     parent = root
@@ -30,7 +38,9 @@ def build_site(router, ws_factory, path: str) -> Site:
         parent = child
     parent.putChild(parts[-1] if parts else b"", WebSocketResource(ws_factory))
     root.putChild(b"health", Health(router))
-    site = Site(root)
+    for name, resource in (resources or {}).items():
+        root.putChild(name, resource)
+    site = Site(root, logFormatter=_access_line)
     site.noisy = False
     site.displayTracebacks = False
     return site

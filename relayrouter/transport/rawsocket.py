@@ -28,6 +28,7 @@ from ..core.peer import TransportInfo
 from .connection import Connection
 from .inbound import DEFAULT_MAX_DEPTH
 from .liveness import enable_tcp_keepalive
+from .tls import tls_facts
 
 FRAME_WAMP, FRAME_PING, FRAME_PONG = 0, 1, 2
 _MAX_CONTROL_PAYLOAD = 1024  # a PING larger than this is not a heartbeat
@@ -60,13 +61,15 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
     def _on_handshake_complete(self) -> None:
         factory = self.factory
         details = self._transport_details
+        # Read now: over TLS, Autobahn's details predate the handshake.
+        is_secure, peer_cert, channel_id = tls_facts(self.transport)
         info = TransportInfo(
             kind="rawsocket",
             peer=details.peer or "",
             serializer=self._serializer.SERIALIZER_ID.split(".")[0],
-            is_secure=bool(details.is_secure),
-            peer_cert=details.peer_cert,
-            channel_id=details.channel_id or {},
+            is_secure=is_secure,
+            peer_cert=peer_cert,
+            channel_id=channel_id,
         )
         self._conn = Connection(factory.router, self, info, self._serializer._serializer,
                                 self._write_wamp, factory.outbound_limits, self._hello_timer,

@@ -14,12 +14,14 @@ from collections import Counter
 
 from autobahn.twisted.websocket import WampWebSocketServerFactory, WampWebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.types import ConnectionDeny
 
 from ..core.peer import TransportInfo
 from . import masking
 from .connection import Connection
 from .inbound import DEFAULT_MAX_DEPTH
 from .liveness import enable_tcp_keepalive
+from .tls import tls_facts
 
 masking.install()
 
@@ -45,16 +47,23 @@ class RouterWebSocketProtocol(WampWebSocketServerProtocol):
     _authid = None
     _session_id = None
 
+    def onConnect(self, request):
+        origins = getattr(self.factory, "origin_policy", None)
+        if origins is not None and not origins.allows(request.headers.get("origin")):
+            raise ConnectionDeny(403, "origin not allowed")
+        return super().onConnect(request)
+
     def onOpen(self) -> None:
         factory = self.factory
         details = self._transport_details
+        is_secure, peer_cert, channel_id = tls_facts(self.transport)
         info = TransportInfo(
             kind="websocket",
             peer=details.peer or "",
             serializer=self._serializer.SERIALIZER_ID.split(".")[0],
-            is_secure=bool(details.is_secure),
-            peer_cert=details.peer_cert,
-            channel_id=details.channel_id or {},
+            is_secure=is_secure,
+            peer_cert=peer_cert,
+            channel_id=channel_id,
             # Autobahn's own dicts, shared rather than copied (memory per session).
             http_headers=self.http_headers or {},
             http_query=self.http_request_params or {},

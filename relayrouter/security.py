@@ -1,0 +1,159 @@
+"""Wiring of authentication, authorization and revocation into a running router.
+
+Built by :class:`relayrouter.service.RouterService` from the configuration:
+per realm the authenticators (each behind the failure rate limiter), the
+role authorizer, the one-time ticket vault and the deny-list procedures;
+router-wide the deny list (SQLite in the state directory) and the session
+guard; for the HTTP site the ticket and deny-list endpoints.
+"""
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from .auth.cryptosign import CryptosignAuthenticator
+from .auth.jwks import jwks_fetcher
+from .auth.jwt import FetchedKeys, JwtAuthenticator, StaticKeys
+from .auth.onetime import OneTimeTickets
+from .auth.ratelimit import FailureLimiter, RateLimited
+from .auth.ticket import TicketAuthenticator
+from .auth.ticketing import TicketMethods
+from .auth.tls import TlsAuthenticator
+from .auth.wampcra import WampCraAuthenticator
+from .authconfig import JwtConfig, SecurityConfig
+from .core.auth import AnonymousAuthenticator, Deny
+from .core.authorization import RoleAuthorizer
+from .core.revocation import DenyList, SessionGuard
+from .core.router_procedures import AdminPolicy, DenyListApi
+from .store.denylist import SqliteDenyListStore
+from .transport.origins import OriginPolicy
+from .transport.tickets import DenyListResource, TicketResource
+
+log = Logger(namespace="relayrouter")
+
+
+class CombinedKeys:
+    """Configured keys first, then those of a JWKS URL (which may refresh)."""
+
+    def __init__(self, static: StaticKeys | None, fetched: FetchedKeys) -> None:
+        self.static = static
+        self.fetched = fetched
+
+    def key_for(self, kid):
+        key = self.static.key_for(kid) if self.static is not None else None
+        return key if key is not None else self.fetched.key_for(kid)
+
+    def refresh(self):
+        return self.fetched.refresh()
+
+
+class Security:
+    def __init__(self, config, router, reactor, store=None) -> None:
+        self.config: SecurityConfig = config.security or SecurityConfig()
+        self.router = router
+        self.reactor = reactor
+        revocation = self.config.revocation
+        self.limiter = FailureLimiter(reactor.seconds, self.config.auth_limits)
+        self.origins = OriginPolicy(self.config.http.allowed_origins)
+        self.store = store if store is not None else SqliteDenyListStore.in_state_dir(config.state_dir)
+        self.denylist = DenyList(self.store, revocation.claims, reactor)
+        self.guard = SessionGuard(router, self.denylist, close_grace=revocation.close_grace)
+        self.denylist_api = DenyListApi(
+            self.guard, AdminPolicy(frozenset(revocation.admin_roles), revocation.admin_scope),
+            revocation.default_ttl)
+        self.jwt_by_realm: dict[str, JwtAuthenticator] = {}
+        self.tickets_by_realm: dict[str, OneTimeTickets] = {}
+        self.fetched_keys: list[FetchedKeys] = []
+        for realm_config in config.realms:
+            self._install(router.realms[realm_config.name], realm_config)
+        self.guard.revocation_listeners.append(self._void_tickets)
+
+    # -------------------------------------------------------------- realms
+
+    def _install(self, realm, rc) -> None:
+        methods = self._authenticators(rc)
+        realm.authenticators = {name: RateLimited(a, self.limiter) for name, a in methods.items()}
+        if rc.roles is not None:
+            realm.authorizer = RoleAuthorizer(rc.roles)
+        realm.guard = self.guard
+        realm.router_procedures.update(self.denylist_api.procedures())
+
+    def _authenticators(self, rc) -> dict:
+        auth = rc.auth
+        methods: dict[str, Any] = {}
+        anonymous_role = auth.anonymous_role if auth is not None else None
+        if rc.anonymous or anonymous_role:
+            methods["anonymous"] = AnonymousAuthenticator(anonymous_role or rc.anonymous_role)
+        if auth is None:
+            return methods
+        jwt = self._jwt(rc.name, auth.jwt, "jwt") if auth.jwt is not None else None
+        if jwt is not None:
+            methods["jwt"] = self.jwt_by_realm[rc.name] = jwt
+        one_time = None
+        if auth.one_time_ticket_lifetime is not None:
+            one_time = self.tickets_by_realm[rc.name] = OneTimeTickets(
+                self.reactor.seconds, lifetime=auth.one_time_ticket_lifetime)
+        ticket_jwt = self._jwt(rc.name, auth.jwt, "ticket") if auth.jwt and auth.jwt.as_ticket else None
+        static = TicketAuthenticator(auth.ticket) if auth.ticket else None
+        if static or ticket_jwt or one_time:
+            methods["ticket"] = TicketMethods(rc.name, static=static, jwt=ticket_jwt, one_time=one_time)
+        if auth.wampcra:
+            methods["wampcra"] = WampCraAuthenticator(auth.wampcra, clock=self.reactor.seconds)
+        if auth.cryptosign:
+            methods["cryptosign"] = CryptosignAuthenticator(
+                auth.cryptosign, require_channel_binding=auth.cryptosign_channel_binding)
+        if auth.tls:
+            methods["tls"] = TlsAuthenticator(auth.tls)
+        return methods
+
+    def _jwt(self, realm: str, jwt: JwtConfig, authmethod: str) -> JwtAuthenticator:
+        existing = self.jwt_by_realm.get(realm)
+        keys = existing.keys if existing is not None else self._keys(jwt)
+        return JwtAuthenticator(keys, jwt.policy, authmethod=authmethod, clock=self.reactor.seconds)
+
+    def _keys(self, jwt: JwtConfig):
+        static = StaticKeys(jwt.keys) if jwt.keys else None
+        if jwt.jwks_url is None:
+            return static
+        fetched = FetchedKeys(jwks_fetcher(jwt.jwks_url), clock=self.reactor.seconds,
+                              min_interval=jwt.refresh_interval)
+        self.fetched_keys.append(fetched)
+        return CombinedKeys(static, fetched)
+
+    def start(self) -> None:
+        """The first fetch of every JWKS URL; later ones happen on unknown kids."""
+        for fetched in self.fetched_keys:
+            fetched.refresh()
+
+    def stop(self) -> None:
+        self.store.close()
+
+    # ---------------------------------------------------------------- HTTP
+
+    def check_jwt(self, realm: str, token: str) -> defer.Deferred:
+        """Accept or Deny for a bearer token, by the realm's JWT settings."""
+        authenticator = self.jwt_by_realm.get(realm)
+        if authenticator is None:
+            return defer.succeed(Deny(f"realm '{realm}' takes no JWT"))
+        decision = authenticator.check(token)
+        if hasattr(decision, "addBoth") and not isinstance(decision, defer.Deferred):
+            d = defer.Deferred()
+            decision.addBoth(d.callback)
+            return d
+        return defer.maybeDeferred(lambda: decision)
+
+    def admin_realm(self) -> str | None:
+        configured = self.config.revocation.admin_realm
+        if configured is not None:
+            return configured
+        return next(iter(self.jwt_by_realm)) if len(self.jwt_by_realm) == 1 else None
+
+    def http_resources(self, ws_path: str) -> dict[bytes, Any]:
+        return {b"ticket": TicketResource(self, ws_path), b"denylist": DenyListResource(self)}
+
+    # ---------------------------------------------------------- revocation
+
+    def _void_tickets(self, entry) -> None:
+        for vault in self.tickets_by_realm.values():
+            vault.void(lambda grant: self.denylist.denies(entry, grant.authid, grant.claims))

@@ -1,0 +1,233 @@
+"""HTTP endpoints on the WebSocket port for browsers and administrators.
+
+``POST /ticket`` (``Authorization: Bearer <JWT>``) trades a JWT for a
+one-time ticket::
+
+    {"ticket": "rrt_...", "expires_in": 30, "realm": "realm1",
+     "url": "wss://host/ws", "ticket_url": "wss://host/ws?ticket=rrt_..."}
+
+The realm comes from ``?realm=`` or a JSON body ``{"realm": ...}``, else it is
+the one realm with one-time tickets on.  ``GET / POST / DELETE /denylist``
+administer the deny list with an admin JWT (see README).
+
+Every answer is JSON.  Refusals: 401 (no or bad token), 403 (origin not
+allowed, token revoked, not an admin, no such realm), 429 (too many failed
+attempts from the address).  Browsers get CORS headers for allowed origins
+and an answer to their OPTIONS preflight; other origins get 403.  Nothing
+here logs a token or a ticket.
+"""
+
+import json
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from ..auth.onetime import Grant, TooManyTickets
+from ..auth.ratelimit import address_of
+from ..core import errors
+from ..core.router_procedures import ProcedureError
+from .origins import cors_headers
+
+log = Logger(namespace="relayrouter.http")
+
+
+class HttpRefusal(Exception):
+    def __init__(self, code: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.error = error
+
+
+class _JsonResource(Resource):
+    """Origin check, CORS, bearer token, rate limit and JSON answers."""
+
+    isLeaf = True
+    methods = "OPTIONS"
+
+    def __init__(self, security) -> None:
+        super().__init__()
+        self.security = security
+
+    def render_OPTIONS(self, request) -> bytes:  # noqa: N802 - twisted.web's name
+        if not self._origin_ok(request):
+            return _json(request, 403, {"error": errors.NOT_AUTHORIZED, "message": "origin not allowed"})
+        request.setResponseCode(204)
+        return b""
+
+    def _origin_ok(self, request) -> bool:
+        origin = _header(request, b"origin")
+        if not self.security.origins.allows(origin):
+            return False
+        if origin is not None:
+            cors_headers(request, origin, self.methods)
+        return True
+
+    def _serve(self, request, handler) -> Any:
+        """Run ``handler(request)`` (may return a Deferred of a dict) and answer with JSON."""
+        if not self._origin_ok(request):
+            return _json(request, 403, {"error": errors.NOT_AUTHORIZED, "message": "origin not allowed"})
+        d = defer.maybeDeferred(handler, request)
+        d.addCallbacks(lambda body: _finish(request, 200, body), lambda f: self._refused(request, f))
+        return server.NOT_DONE_YET
+
+    def _refused(self, request, failure) -> None:
+        if failure.check(HttpRefusal):
+            e = failure.value
+            _finish(request, e.code, {"error": e.error, "message": str(e)})
+            return
+        if failure.check(ProcedureError):
+            _finish(request, 400, {"error": failure.value.uri, "message": str(failure.value)})
+            return
+        log.failure("HTTP {path} failed", failure=failure, path=request.path.decode("ascii", "replace"))
+        _finish(request, 500, {"error": errors.INTERNAL_ERROR, "message": "the router failed; see its log"})
+
+    @defer.inlineCallbacks
+    def _bearer_accept(self, request, realm: str):
+        """The Accept for the request's bearer JWT on ``realm``, or an HttpRefusal."""
+        address = address_of(_client(request))
+        limiter = self.security.limiter
+        wait = limiter.retry_after(address)
+        if wait is not None:
+            raise HttpRefusal(429, errors.AUTHENTICATION_FAILED,
+                              f"too many failed authentication attempts; try again in {max(1, round(wait))} s")
+        token = _bearer(request)
+        if token is None:
+            request.setHeader(b"www-authenticate", b'Bearer realm="relayrouter"')
+            raise HttpRefusal(401, errors.AUTHENTICATION_FAILED, "send Authorization: Bearer <JWT>")
+        decision = yield self.security.check_jwt(realm, token)
+        if not getattr(decision, "authid", None):
+            limiter.failed(address)
+            raise HttpRefusal(401, errors.AUTHENTICATION_FAILED, getattr(decision, "message", "token refused"))
+        if self.security.denylist.match(decision.authid, decision.permissions) is not None:
+            raise HttpRefusal(403, errors.NOT_AUTHORIZED, "this token has been revoked")
+        return decision
+
+
+class TicketResource(_JsonResource):
+    methods = "POST, OPTIONS"
+
+    def __init__(self, security, ws_path: str) -> None:
+        super().__init__(security)
+        self.ws_path = ws_path
+
+    def render_POST(self, request) -> Any:  # noqa: N802
+        return self._serve(request, self._mint)
+
+    @defer.inlineCallbacks
+    def _mint(self, request):
+        realm = self._realm(request)
+        accept = yield self._bearer_accept(request, realm)
+        vault = self.security.tickets_by_realm[realm]
+        try:
+            ticket = vault.mint(Grant(realm, accept.authid, accept.authrole, accept.permissions,
+                                      accept.expires_at))
+        except TooManyTickets as e:
+            raise HttpRefusal(503, errors.UNAVAILABLE, str(e)) from None
+        url = self._url(request)
+        request.setHeader(b"cache-control", b"no-store")
+        return {"ticket": ticket, "expires_in": vault.lifetime, "realm": realm,
+                "url": url, "ticket_url": f"{url}?ticket={ticket}"}
+
+    def _realm(self, request) -> str:
+        realm = _arg(request, "realm") or _body(request).get("realm")
+        offering = self.security.tickets_by_realm
+        if realm is None and len(offering) == 1:
+            realm = next(iter(offering))
+        if realm is None:
+            raise HttpRefusal(403, errors.NO_SUCH_REALM, "name the realm: ?realm=NAME")
+        if realm not in offering:
+            raise HttpRefusal(403, errors.NO_SUCH_REALM, f"realm '{realm}' does not issue one-time tickets")
+        return realm
+
+    def _url(self, request) -> str:
+        public = self.security.config.http.public_url
+        if public:
+            return public
+        scheme = "wss" if request.isSecure() else "ws"
+        host = (_header(request, b"host") or "localhost").strip()
+        return f"{scheme}://{host}/{self.ws_path}"
+
+
+class DenyListResource(_JsonResource):
+    methods = "GET, POST, DELETE, OPTIONS"
+
+    def render_GET(self, request) -> Any:  # noqa: N802
+        return self._serve(request, lambda r: self._admin(r, lambda api, fields: api.list(fields)))
+
+    def render_POST(self, request) -> Any:  # noqa: N802
+        return self._serve(request, lambda r: self._admin(r, lambda api, fields: api.add(fields)))
+
+    def render_DELETE(self, request) -> Any:  # noqa: N802
+        return self._serve(request, lambda r: self._admin(r, lambda api, fields: api.remove(fields)))
+
+    @defer.inlineCallbacks
+    def _admin(self, request, operation):
+        security = self.security
+        realm = security.admin_realm()
+        if realm is None:
+            raise HttpRefusal(403, errors.NOT_AUTHORIZED, "no realm verifies admin tokens (revocation.admin_realm)")
+        accept = yield self._bearer_accept(request, realm)
+        if not security.denylist_api.admin.admits(accept.authrole, accept.permissions):
+            raise HttpRefusal(403, errors.NOT_AUTHORIZED, "this token may not administer the deny list")
+        fields = dict(_body(request))
+        for name in ("claim", "value"):
+            value = _arg(request, name)
+            if value is not None:
+                fields.setdefault(name, value)
+        return operation(security.denylist_api, fields)
+
+
+# ------------------------------------------------------------------ helpers
+
+def _header(request, name: bytes) -> str | None:
+    value = request.getHeader(name)
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def _bearer(request) -> str | None:
+    value = _header(request, b"authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _arg(request, name: str) -> str | None:
+    values = request.args.get(name.encode())
+    return values[0].decode("utf8", "replace") if values else None
+
+
+def _body(request) -> dict:
+    raw = request.content.read() if request.content is not None else b""
+    request.content.seek(0) if request.content is not None else None
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise HttpRefusal(400, errors.INVALID_ARGUMENT, "the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise HttpRefusal(400, errors.INVALID_ARGUMENT, "the body must be a JSON object")
+    return body
+
+
+def _client(request) -> str:
+    address = request.getClientAddress()
+    host = getattr(address, "host", None)
+    return f"tcp4:{host}:0" if host and ":" not in host else f"tcp6:{host}:0" if host else str(address)
+
+
+def _json(request, code: int, body: dict) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    return json.dumps(body).encode()
+
+
+def _finish(request, code: int, body: dict) -> None:
+    if request.finished or getattr(request, "_disconnected", False):
+        return
+    request.write(_json(request, code, body))
+    request.finish()

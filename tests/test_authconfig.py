@@ -1,0 +1,45 @@
+"""Errors in the security configuration name the key, never a secret."""
+
+import pytest
+
+from relayrouter.config import ConfigError, parse
+
+
+def realm(auth=None, **extra):
+    return {"realms": [{"name": "r", **({"auth": auth} if auth is not None else {}), **extra}]}
+
+
+def principal(**kw):
+    return {"ticket": {"principals": [{"authid": "a", "role": "u", **kw}]}}
+
+
+@pytest.mark.parametrize("data, message", [
+    (realm(principal(secret_env="RELAYROUTER_TEST_UNSET")),
+     "realms[0].auth.ticket.principals[0].secret_env: environment variable RELAYROUTER_TEST_UNSET is not set"),
+    (realm(principal(secret="inline-value")), "inline secrets are not accepted"),
+    (realm(principal()), "give secret_env or secret_file"),
+    (realm({"jwt": {"algorithms": ["none"], "authrole": "x", "keys": [{"jwks_url": "https://x"}]}}),
+     "realms[0].auth.jwt: JWT algorithm 'none' is not supported"),
+    (realm({"jwt": {"algorithms": ["HS256"], "authrole": "x", "keys": [{"secret_env": "SHORT"}]}}),
+     "needs at least 32"),
+    (realm({"one_time_tickets": {}}), "needs [realms.auth.jwt]"),
+    (realm(roles=[{"name": "x", "rules": [{"uri": "a.b", "allow": ["read"]}]}]),
+     "realms[0].roles[0].rules[0].allow: unknown action 'read'"),
+    ({"listeners": [{"type": "websocket", "endpoint": "tcp:1",
+                     "tls": {"certificate": "c", "key": "k", "client_certificates": "required"}}]},
+     "listeners[0].tls.ca: required"),
+    ({"http": {"allowed_origins": ["app.example.com"]}}, "http.allowed_origins"),
+])
+def test_errors_name_the_key(monkeypatch, data, message):
+    monkeypatch.setenv("SHORT", "too-short")
+    with pytest.raises(ConfigError) as info:
+        parse(data)
+    assert message in str(info.value)
+    assert "inline-value" not in str(info.value) and "too-short" not in str(info.value)
+
+
+def test_auth_section_turns_anonymous_off_unless_configured(monkeypatch):
+    monkeypatch.setenv("T", "ticket-secret")
+    assert parse(realm(principal(secret_env="T"))).realms[0].anonymous is False
+    assert parse(realm({**principal(secret_env="T"), "anonymous": {"role": "guest"}})).realms[0].auth.anonymous_role == "guest"
+    assert parse(realm()).realms[0].anonymous is True
