@@ -35,13 +35,17 @@ LIMIT_EXCEEDED = "relayrouter.error.limit_exceeded"
 class SessionLimits:
     """A realm's limits on its sessions; 0 means no limit."""
 
-    max_sessions: int = 10_000  # sessions in the realm
-    max_sessions_per_address: int = 1_000  # sessions in the realm from one peer host
+    # Defaults bound what one misbehaving client can take without getting in
+    # the way of real deployments (a NAT or a test rig puts thousands of
+    # sessions behind one address; one session can stream tens of thousands
+    # of messages a second).  Tighten them per realm for untrusted clients.
+    max_sessions: int = 50_000  # sessions in the realm
+    max_sessions_per_address: int = 10_000  # sessions in the realm from one peer host
     max_subscriptions: int = 10_000  # per session
     max_registrations: int = 1_000  # per session
     max_pending_calls: int = 1_000  # per session, calls it made that are not answered yet
-    rate: float = 10_000.0  # messages per second per session
-    burst: int = 20_000  # messages a session may send at once above the rate
+    rate: float = 100_000.0  # messages per second per session
+    burst: int = 100_000  # messages a session may send at once above the rate
 
 
 class SessionLimiter:
