@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-from .matching import EXACT, PREFIX, WILDCARD, UriIndex
+from .matching import EXACT, PREFIX, UriIndex
 
 ACTIONS = ("call", "register", "publish", "subscribe")
 CACHE_LIMIT = 1024

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 
 from ..core import errors
 from ..core.peer import TransportInfo
+from .tls import tls_facts
 from ..core.session import State
 from .inbound import DEFAULT_MAX_DEPTH, too_deep
 
@@ -74,7 +75,7 @@ class Connection:
     __slots__ = (
         "session", "info", "counters", "_proto", "_objser", "_write", "_limits",
         "_paused", "_front", "_queue", "_queued_bytes", "_closing", "_gone", "_hello_timer",
-        "_clock", "_max_depth", "_stall_timeout", "_stall_timer",
+        "_clock", "_max_depth", "_stall_timeout", "_stall_timer", "_paused_at",
     )
 
     def __init__(self, router, proto, info: TransportInfo, objser, write, limits: OutboundLimits,
@@ -99,6 +100,7 @@ class Connection:
         self._max_depth = max_depth
         self._stall_timeout = stall_timeout
         self._stall_timer = None
+        self._paused_at = 0.0
         self.session = router.session(self, info)
         _take_over_producer(proto.transport, self)
 
@@ -177,12 +179,15 @@ class Connection:
     # Twisted's IPushProducer: the transport tells us when the peer stops reading.
     def pauseProducing(self) -> None:
         self._paused = True
+        self._paused_at = self._clock.seconds()
+        # One timer at a time, left running across resumes: a busy stream
+        # pauses and resumes for every large message, and scheduling and
+        # cancelling a timer each time would cost more than the message.
         if self._stall_timeout is not None and self._stall_timer is None and not self._gone:
             self._stall_timer = self._clock.callLater(self._stall_timeout, self._stalled)
 
     def resumeProducing(self) -> None:
         self._paused = False
-        self._cancel_stall_timer()
         front, queue = self._front, self._queue
         while front and not self._paused and not self._gone:
             data = front.popleft()
@@ -257,10 +262,15 @@ class Connection:
 
     def _stalled(self) -> None:
         self._stall_timer = None
-        if self._paused and not self._gone:
-            self._disconnect("stalled_disconnects", errors.CLOSE_SLOW_CONSUMER,
-                             "Disconnecting {session} ({peer}): it has read nothing for "
-                             + f"{self._stall_timeout:g}s; {{n}} messages / {{b}} bytes waiting")
+        if not self._paused or self._gone:
+            return
+        stalled_for = self._clock.seconds() - self._paused_at
+        if stalled_for < self._stall_timeout:  # it read something since; look again later
+            self._stall_timer = self._clock.callLater(self._stall_timeout - stalled_for, self._stalled)
+            return
+        self._disconnect("stalled_disconnects", errors.CLOSE_SLOW_CONSUMER,
+                         "Disconnecting {session} ({peer}): it has read nothing for "
+                         + f"{self._stall_timeout:g}s; {{n}} messages / {{b}} bytes waiting")
 
     def _cancel_stall_timer(self) -> None:
         if self._stall_timer is not None:
@@ -297,11 +307,44 @@ class Connection:
                       ser=self.info.serializer, error=error)
 
 
+# Twisted pauses a producer once more than this waits in the transport's own
+# buffer.  Its default (64 KiB) is one binary message: a stream would pause and
+# resume on every message.  Four of them keep a busy stream moving, and still
+# count as a few hundred kilobytes towards what a stuck peer can cost.
+TRANSPORT_BUFFER = 256 * 1024
+
+
 def _take_over_producer(transport, producer) -> None:
     """Register as the transport's producer; a WebSocket upgraded from an HTTP
     request still has twisted.web's channel registered there."""
+    if getattr(transport, "bufferSize", TRANSPORT_BUFFER) < TRANSPORT_BUFFER:
+        transport.bufferSize = TRANSPORT_BUFFER
     try:
         transport.registerProducer(producer, True)
     except RuntimeError:
         transport.unregisterProducer()
         transport.registerProducer(producer, True)
+
+
+def open_connection(proto, kind: str, hello_timer, **http) -> "Connection":
+    """The Connection for a WebSocket or RawSocket protocol whose opening
+    handshake just completed; ``http`` carries what only WebSocket knows."""
+    factory = proto.factory
+    serializer = proto._serializer
+    # Read now: over TLS, Autobahn's transport details predate the handshake.
+    is_secure, peer_cert, channel_id = tls_facts(proto.transport)
+    info = TransportInfo(
+        kind=kind,
+        peer=proto._transport_details.peer or "",
+        serializer=serializer.SERIALIZER_ID.split(".")[0],
+        is_secure=is_secure,
+        peer_cert=peer_cert,
+        channel_id=channel_id,
+        **http,
+    )
+    conn = Connection(factory.router, proto, info, serializer._serializer, proto._write_wamp,
+                      factory.outbound_limits, hello_timer,
+                      max_depth=factory.max_depth, stall_timeout=factory.stall_timeout)
+    proto._session = conn  # Autobahn's isOpen() checks this attribute
+    factory.connections.add(conn)
+    return conn

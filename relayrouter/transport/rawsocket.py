@@ -24,11 +24,9 @@ from autobahn.twisted.rawsocket import WampRawSocketServerFactory, WampRawSocket
 from twisted.logger import Logger
 
 from ..core import errors
-from ..core.peer import TransportInfo
-from .connection import Connection
+from .connection import Connection, open_connection
 from .inbound import DEFAULT_MAX_DEPTH
 from .liveness import enable_tcp_keepalive
-from .tls import tls_facts
 
 FRAME_WAMP, FRAME_PING, FRAME_PONG = 0, 1, 2
 _MAX_CONTROL_PAYLOAD = 1024  # a PING larger than this is not a heartbeat
@@ -60,23 +58,8 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
 
     def _on_handshake_complete(self) -> None:
         factory = self.factory
-        details = self._transport_details
-        # Read now: over TLS, Autobahn's details predate the handshake.
-        is_secure, peer_cert, channel_id = tls_facts(self.transport)
-        info = TransportInfo(
-            kind="rawsocket",
-            peer=details.peer or "",
-            serializer=self._serializer.SERIALIZER_ID.split(".")[0],
-            is_secure=is_secure,
-            peer_cert=peer_cert,
-            channel_id=channel_id,
-        )
-        self._conn = Connection(factory.router, self, info, self._serializer._serializer,
-                                self._write_wamp, factory.outbound_limits, self._hello_timer,
-                                max_depth=factory.max_depth, stall_timeout=factory.stall_timeout)
+        self._conn = open_connection(self, "rawsocket", self._hello_timer)
         self._hello_timer = None
-        self._session = self._conn
-        factory.connections.add(self._conn)
         if factory.rawsocket_ping:
             self._start_pinging()
 

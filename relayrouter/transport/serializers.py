@@ -8,7 +8,6 @@ back into bytes on the way in.
 """
 
 import base64
-import struct
 
 import orjson
 from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer, Serializer

@@ -16,12 +16,10 @@ from autobahn.twisted.websocket import WampWebSocketServerFactory, WampWebSocket
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 
-from ..core.peer import TransportInfo
 from . import masking
-from .connection import Connection
+from .connection import Connection, open_connection
 from .inbound import DEFAULT_MAX_DEPTH
 from .liveness import enable_tcp_keepalive
-from .tls import tls_facts
 
 masking.install()
 
@@ -55,29 +53,14 @@ class RouterWebSocketProtocol(WampWebSocketServerProtocol):
 
     def onOpen(self) -> None:
         factory = self.factory
-        details = self._transport_details
-        is_secure, peer_cert, channel_id = tls_facts(self.transport)
-        info = TransportInfo(
-            kind="websocket",
-            peer=details.peer or "",
-            serializer=self._serializer.SERIALIZER_ID.split(".")[0],
-            is_secure=is_secure,
-            peer_cert=peer_cert,
-            channel_id=channel_id,
-            # Autobahn's own dicts, shared rather than copied (memory per session).
-            http_headers=self.http_headers or {},
-            http_query=self.http_request_params or {},
-        )
         self._binary = self._serializer._serializer.BINARY
         hello_timer = factory.clock.callLater(factory.hello_timeout, self._hello_deadline)
-        self._conn = Connection(factory.router, self, info, self._serializer._serializer,
-                                self._write_wamp, factory.outbound_limits, hello_timer,
-                                max_depth=factory.max_depth, stall_timeout=factory.stall_timeout)
+        # Autobahn's own dicts, shared rather than copied (memory per session).
+        self._conn = open_connection(self, "websocket", hello_timer,
+                                     http_headers=self.http_headers or {},
+                                     http_query=self.http_request_params or {})
         enable_tcp_keepalive(self.transport, factory.heartbeat_interval, factory.heartbeat_timeout)
-        # Autobahn's isOpen() checks this attribute.
-        self._session = self._conn
         self.http_request_data = None  # the raw upgrade request: parsed, no longer needed
-        factory.connections.add(self._conn)
 
     def _hello_deadline(self) -> None:
         if self._conn is not None:

@@ -124,7 +124,6 @@ def test_cors_for_allowed_origins_and_403_for_others(router):
 
 @pytest_twisted.inlineCallbacks
 def test_websocket_upgrade_from_a_foreign_origin_is_refused(router):
-    from autobahn.twisted.websocket import WampWebSocketClientFactory  # noqa: F401
     with pytest.raises(Exception):
         yield connect_ws(router, headers={"Origin": "https://evil.example"}, authmethods=["ticket"], ticket=token())
     client = yield connect_ws(router, headers={"Origin": ORIGIN}, authmethods=["ticket"], ticket=token())

@@ -1,8 +1,6 @@
 """Property-based: bad bytes on the decode path (each serializer, RawSocket
 framing) only ever close the offending connection."""
 
-import cbor2
-import msgpack
 from autobahn.wamp.serializer import CBORObjectSerializer, MsgPackObjectSerializer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
