@@ -68,8 +68,7 @@ class Peer(ApplicationSession):
         if not self.joined.called:  # not already timed out
             self.joined.callback(None)
         try:
-            run = {"join": self.joined_only, "serve": self.serve, "drive": self.drive}[self.cfg["mode"]]
-            result = yield run()
+            result = yield self.modes()[self.cfg["mode"]]()
         except Exception as e:
             self._settle(e)
         else:
@@ -84,6 +83,10 @@ class Peer(ApplicationSession):
         self._settle(RuntimeError("disconnected before the test finished"))
         if not self.gone.called:
             self.gone.callback(None)
+
+    def modes(self) -> dict:
+        """mode name -> method returning a Deferred of the result (subclasses add modes)."""
+        return {"join": self.joined_only, "serve": self.serve, "drive": self.drive}
 
     def _settle(self, value) -> None:
         if not self.outcome.called:
@@ -151,13 +154,13 @@ def _call_result(res):
 
 
 @defer.inlineCallbacks
-def main(reactor, cfg):
+def main(reactor, cfg, session_class=None):
     url = urlparse(cfg["url"])
     signals = Signals()
     session = {}
 
     def make_session():
-        session["peer"] = Peer(ComponentConfig(realm=cfg.get("realm", "realm1")), cfg, signals)
+        session["peer"] = (session_class or Peer)(ComponentConfig(realm=cfg.get("realm", "realm1")), cfg, signals)
         return session["peer"]
 
     serializer = SERIALIZERS[cfg.get("serializer", "json")]()
@@ -187,7 +190,7 @@ def _run(reactor, cfg, factory, url, signals):
     return result
 
 
-def run() -> int:
+def run(session_class=None) -> int:
     cfg = json.loads(sys.argv[1])
     failed = []
 
@@ -196,7 +199,7 @@ def run() -> int:
         fail(f"{f.type.__name__}: {f.getErrorMessage()}")
 
     def go(reactor):
-        return main(reactor, cfg).addErrback(on_error)
+        return main(reactor, cfg, session_class).addErrback(on_error)
 
     try:
         task.react(go)

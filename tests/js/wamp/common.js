@@ -70,7 +70,10 @@ function connect(cfg, label) {
     realm: cfg.realm || 'realm1',
     max_retries: 0,
     retry_if_unreachable: false,
-    use_es6_promises: true,
+    // autobahn-js 22.11.1 delivers progressive call results with
+    // deferred.notify(), which only when.js deferreds have: a caller that wants
+    // progress sets cfg.when_promises (its calls then return when.js promises).
+    use_es6_promises: !cfg.when_promises,
   });
   connection.onopen = (session) => {
     opened = true;
