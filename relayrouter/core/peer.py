@@ -29,5 +29,7 @@ class TransportInfo:
     is_secure: bool = False
     peer_cert: dict | None = None
     channel_id: dict = field(default_factory=dict)  # {"tls-unique": bytes}
+    # WebSocket only: the upgrade request's host, origin, user-agent and
+    # x-forwarded-for / x-real-ip headers, and its query parameters.
     http_headers: dict = field(default_factory=dict)
     http_query: dict = field(default_factory=dict)

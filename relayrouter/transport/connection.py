@@ -90,8 +90,10 @@ class Connection:
         self._paused = False
         # What waits while the peer is not reading, in order: _front holds
         # non-events that dropping older events moved past (they go first).
-        self._front: deque = deque()  # bytes
-        self._queue: deque = deque()  # (bytes, is_event)
+        # Both start as an empty tuple and become deques when first needed:
+        # most peers keep up, and an empty deque is ~600 bytes per session.
+        self._front: deque | tuple = ()  # bytes
+        self._queue: deque | tuple = ()  # (bytes, is_event)
         self._queued_bytes = 0
         self._closing = False
         self._gone = False
@@ -231,6 +233,8 @@ class Connection:
                          "Disconnecting slow consumer {session} ({peer}): {n} messages / {b} bytes waiting")
 
     def _append(self, data: bytes, is_event: bool) -> None:
+        if not self._queue:
+            self._queue = deque()
         self._queue.append((data, is_event))
         self._queued_bytes += len(data)
 
@@ -240,6 +244,8 @@ class Connection:
         Non-events met on the way move to ``_front``, which is sent first, so the
         order of what is kept does not change; each message moves at most once.
         """
+        if not self._front:
+            self._front = deque()
         queue, front = self._queue, self._front
         while queue and not self._has_room(limits, room_needed):
             data, is_event = queue.popleft()
@@ -295,8 +301,8 @@ class Connection:
         self._proto.drop_now(reason)
 
     def _forget_queue(self) -> None:
-        self._front.clear()
-        self._queue.clear()
+        self._front = ()
+        self._queue = ()
         self._queued_bytes = 0
         self._cancel_stall_timer()
 

@@ -24,6 +24,10 @@ from .liveness import enable_tcp_keepalive
 masking.install()
 
 
+# Upgrade-request headers a session keeps in its TransportInfo (lower case).
+# Credentials (authorization, cookie) are deliberately not among them.
+KEPT_HEADERS = ("host", "origin", "user-agent", "x-forwarded-for", "x-real-ip")
+
 _OPEN = WebSocketProtocol.STATE_OPEN
 _GROUND = WebSocketProtocol.SEND_STATE_GROUND
 _HEADER16 = struct.Struct("!BBH").pack
@@ -55,9 +59,12 @@ class RouterWebSocketProtocol(WampWebSocketServerProtocol):
         factory = self.factory
         self._binary = self._serializer._serializer.BINARY
         hello_timer = factory.clock.callLater(factory.hello_timeout, self._hello_deadline)
-        # Autobahn's own dicts, shared rather than copied (memory per session).
+        # The upgrade request's headers were for the handshake; a session keeps
+        # the few that say who is calling (about a kilobyte less per session).
+        headers = self.http_headers or {}
+        self.http_headers = {k: headers[k] for k in KEPT_HEADERS if k in headers}
         self._conn = open_connection(self, "websocket", hello_timer,
-                                     http_headers=self.http_headers or {},
+                                     http_headers=self.http_headers,
                                      http_query=self.http_request_params or {})
         enable_tcp_keepalive(self.transport, factory.heartbeat_interval, factory.heartbeat_timeout)
         self.http_request_data = None  # the raw upgrade request: parsed, no longer needed
