@@ -20,7 +20,7 @@ Every drop and disconnect is counted.  A failure to send to one receiver never
 reaches the sender or other receivers.
 """
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 from autobahn.wamp import message as m
@@ -354,3 +354,24 @@ def open_connection(proto, kind: str, hello_timer, **http) -> "Connection":
     proto._session = conn  # Autobahn's isOpen() checks this attribute
     factory.connections.add(conn)
     return conn
+
+
+class ListenerSettings:
+    """What a WebSocket or RawSocket listener factory keeps for its connections
+    (a mixin: both factories take the same router settings)."""
+
+    def take_settings(self, router, *, clock, outbound_limits: OutboundLimits, hello_timeout: float,
+                      max_depth: int, heartbeat_interval: float, heartbeat_timeout: float) -> None:
+        self.router = router
+        self.clock = clock
+        self.outbound_limits = outbound_limits
+        self.hello_timeout = hello_timeout
+        self.max_depth = max_depth
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_timeout = heartbeat_timeout
+        # A peer that has read nothing for a ping interval and timeout is as dead
+        # as one that does not answer pings (its pings wait behind the queue).
+        self.stall_timeout = heartbeat_interval + heartbeat_timeout if heartbeat_interval else None
+        self.connections: set[Connection] = set()
+        # What happened before a session existed (per-session counts are on the Connection).
+        self.counters: Counter = Counter()

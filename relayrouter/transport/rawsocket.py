@@ -18,13 +18,12 @@ TCP keepalive tuned to the heartbeat, and a stalled send queue closes it
 """
 
 import os
-from collections import Counter
 
 from autobahn.twisted.rawsocket import WampRawSocketServerFactory, WampRawSocketServerProtocol
 from twisted.logger import Logger
 
 from ..core import errors
-from .connection import Connection, open_connection
+from .connection import Connection, ListenerSettings, open_connection
 from .inbound import DEFAULT_MAX_DEPTH
 from .liveness import enable_tcp_keepalive
 
@@ -195,7 +194,7 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
         self.transport.abortConnection()
 
 
-class RouterRawSocketFactory(WampRawSocketServerFactory):
+class RouterRawSocketFactory(ListenerSettings, WampRawSocketServerFactory):
     protocol = RouterRawSocketProtocol
 
     def __init__(self, router, serializers, *, clock, outbound_limits, hello_timeout: float,
@@ -203,17 +202,9 @@ class RouterRawSocketFactory(WampRawSocketServerFactory):
                  heartbeat_interval: float = 0, heartbeat_timeout: float = 20.0,
                  rawsocket_ping: bool = False) -> None:
         super().__init__(lambda: None, serializers=serializers)
-        self.router = router
-        self.clock = clock
-        self.outbound_limits = outbound_limits
-        self.hello_timeout = hello_timeout
-        self.max_depth = max_depth
-        self.heartbeat_interval = heartbeat_interval
-        self.heartbeat_timeout = heartbeat_timeout
+        self.take_settings(router, clock=clock, outbound_limits=outbound_limits,
+                           hello_timeout=hello_timeout, max_depth=max_depth,
+                           heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout)
         self.rawsocket_ping = rawsocket_ping
-        self.stall_timeout = heartbeat_interval + heartbeat_timeout if heartbeat_interval else None
-        self.connections: set[Connection] = set()
-        # What happened before a session existed (per-session counts are on the Connection).
-        self.counters: Counter = Counter()
         # RawSocket announces its limit as a power of two, at most 2**24.
         self.setProtocolOptions(maxMessagePayloadSize=max(512, min(max_message_size, 2**24)))

@@ -10,14 +10,13 @@ falls back to ``sendMessage``.
 
 import struct
 
-from collections import Counter
 
 from autobahn.twisted.websocket import WampWebSocketServerFactory, WampWebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 
 from . import masking
-from .connection import Connection, open_connection
+from .connection import Connection, ListenerSettings, open_connection
 from .inbound import DEFAULT_MAX_DEPTH
 from .liveness import enable_tcp_keepalive
 
@@ -140,26 +139,16 @@ class RouterWebSocketProtocol(WampWebSocketServerProtocol):
         self.dropConnection(abort=True)
 
 
-class RouterWebSocketFactory(WampWebSocketServerFactory):
+class RouterWebSocketFactory(ListenerSettings, WampWebSocketServerFactory):
     protocol = RouterWebSocketProtocol
 
     def __init__(self, router, serializers, *, clock, outbound_limits, hello_timeout: float,
                  max_message_size: int, url: str | None = None, max_depth: int = DEFAULT_MAX_DEPTH,
                  heartbeat_interval: float = 0, heartbeat_timeout: float = 20.0) -> None:
         super().__init__(lambda: None, url=url, serializers=serializers)
-        self.router = router
-        self.clock = clock
-        self.outbound_limits = outbound_limits
-        self.hello_timeout = hello_timeout
-        self.max_depth = max_depth
-        self.heartbeat_interval = heartbeat_interval
-        self.heartbeat_timeout = heartbeat_timeout
-        # A peer that has read nothing for a ping interval and timeout is as dead
-        # as one that does not answer pings (its pings wait behind the queue).
-        self.stall_timeout = heartbeat_interval + heartbeat_timeout if heartbeat_interval else None
-        self.connections: set[Connection] = set()
-        # What happened before a session existed (per-session counts are on the Connection).
-        self.counters: Counter = Counter()
+        self.take_settings(router, clock=clock, outbound_limits=outbound_limits,
+                           hello_timeout=hello_timeout, max_depth=max_depth,
+                           heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout)
         self.setProtocolOptions(
             maxMessagePayloadSize=max_message_size,
             maxFramePayloadSize=max_message_size,
