@@ -202,7 +202,8 @@ class Dealer:
         if msg.timeout:
             # "CALL.Options.timeout|integer in ms. A timeout value of 0 deactivates automatic call timeout"
             pending.timer = self.realm.router.clock.callLater(msg.timeout / 1000.0, self._timed_out, pending)
-        callee.peer.send(messages.Invocation(
+        callee.peer.send(messages.invocation(
+            ppt,
             invocation,
             registration.id,
             args=msg.args,
@@ -217,7 +218,6 @@ class Dealer:
             enc_algo=msg.enc_algo,
             enc_key=msg.enc_key,
             enc_serializer=msg.enc_serializer,
-            extra=ppt,
         ))
 
     def yield_(self, session, msg: m.Yield, options: dict = _NO_OPTIONS) -> None:
@@ -232,7 +232,8 @@ class Dealer:
             return  # the caller did not ask for progressive results
         if not progress:
             self._forget(pending)
-        pending.caller.peer.send(messages.Result(
+        pending.caller.peer.send(messages.result(
+            ppt,
             pending.call_request,
             args=msg.args,
             kwargs=msg.kwargs,
@@ -241,7 +242,6 @@ class Dealer:
             enc_algo=msg.enc_algo,
             enc_key=msg.enc_key,
             enc_serializer=msg.enc_serializer,
-            extra=ppt,
         ))
 
     def _ppt_yield_allowed(self, session, msg: m.Yield, pending: PendingCall) -> bool:
@@ -261,11 +261,11 @@ class Dealer:
         if pending is None:
             return
         self._forget(pending)
-        pending.caller.peer.send(messages.Error(
+        pending.caller.peer.send(messages.error(
+            ppt_options(details),
             m.Call.MESSAGE_TYPE, pending.call_request, msg.error,
             args=msg.args, kwargs=msg.kwargs, payload=msg.payload,
             enc_algo=msg.enc_algo, enc_key=msg.enc_key, enc_serializer=msg.enc_serializer,
-            extra=ppt_options(details),
         ))
 
     # --------------------------------------------------------------- canceling
