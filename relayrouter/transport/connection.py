@@ -375,3 +375,12 @@ class ListenerSettings:
         self.connections: set[Connection] = set()
         # What happened before a session existed (per-session counts are on the Connection).
         self.counters: Counter = Counter()
+
+
+def close_connection(proto) -> None:
+    """The counterpart of open_connection, once the protocol's transport is gone."""
+    conn, proto._conn = proto._conn, None
+    proto._session = None
+    if conn is not None:
+        proto.factory.connections.discard(conn)
+        conn.lost()

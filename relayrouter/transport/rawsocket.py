@@ -23,7 +23,7 @@ from autobahn.twisted.rawsocket import WampRawSocketServerFactory, WampRawSocket
 from twisted.logger import Logger
 
 from ..core import errors
-from .connection import Connection, ListenerSettings, open_connection
+from .connection import Connection, ListenerSettings, close_connection, open_connection
 from .inbound import DEFAULT_MAX_DEPTH
 from .liveness import enable_tcp_keepalive
 
@@ -171,11 +171,7 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
 
     def connectionLost(self, reason) -> None:
         self._stop_timers()
-        conn, self._conn = self._conn, None
-        self._session = None
-        if conn is not None:
-            self.factory.connections.discard(conn)
-            conn.lost()
+        close_connection(self)
 
     def _write_wamp(self, data: bytes) -> None:
         if 0 < self._max_len_send < len(data):

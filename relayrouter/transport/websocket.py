@@ -16,7 +16,7 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 
 from . import masking
-from .connection import Connection, ListenerSettings, open_connection
+from .connection import Connection, ListenerSettings, close_connection, open_connection
 from .inbound import DEFAULT_MAX_DEPTH
 from .liveness import enable_tcp_keepalive
 
@@ -106,11 +106,7 @@ class RouterWebSocketProtocol(WampWebSocketServerProtocol):
         conn.receive_payload(payload)
 
     def onClose(self, wasClean: bool, code, reason) -> None:
-        conn, self._conn = self._conn, None
-        self._session = None
-        if conn is not None:
-            self.factory.connections.discard(conn)
-            conn.lost()
+        close_connection(self)
 
     def _write_wamp(self, data: bytes) -> None:
         if (self.state != _OPEN or self._perMessageCompress is not None
