@@ -8,12 +8,17 @@ txaio.use_twisted()
 txaio.set_global_log_level("info")
 
 from twisted.application import service  # noqa: E402
+import platform  # noqa: E402
 import signal  # noqa: E402
 import weakref  # noqa: E402
+
+import autobahn  # noqa: E402
+import twisted  # noqa: E402
 
 from twisted.internet import defer, endpoints, task  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 
+from . import __version__  # noqa: E402
 from .config import Config, Listener  # noqa: E402
 from .core import errors  # noqa: E402
 from .core.auth import AnonymousAuthenticator  # noqa: E402
@@ -146,6 +151,9 @@ class RouterService(service.MultiService):
             # installs its own handlers when it starts.
             self._install_signal_handlers()
             self.reactor.callWhenRunning(self._install_signal_handlers)
+        log.info("relayrouter {version} starting (Python {python}, Twisted {twisted}, Autobahn {autobahn})",
+                 version=__version__, python=platform.python_version(),
+                 twisted=twisted.__version__, autobahn=autobahn.__version__)
         super().startService()
         self.security.start()
 

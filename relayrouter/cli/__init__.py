@@ -11,6 +11,8 @@ import argparse
 import sys
 from importlib import import_module
 
+from .. import __version__
+
 # name -> (module under relayrouter.cli, one-line help)
 COMMANDS = {
     "token": ("token", "mint a JWT for a client"),
@@ -25,6 +27,7 @@ class CliError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relayrouter", description="relayrouter tools",
                                      allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"relayrouter {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         module = import_module(f"{__name__}.{module_name}")

@@ -1,0 +1,150 @@
+"""What a new user does first, done the way they do it.
+
+README's first command is ``pip install . && twistd -n relayrouter``.  The
+rest of the suite imports the checkout, so it cannot notice a module that
+the built distribution leaves out; these tests build the sdist and the wheel
+(the wheel from the sdist, as pip does), install the wheel into a fresh
+virtualenv with nothing of the checkout on its path, and run the router from
+an empty directory with a real client.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from relayrouter import __version__
+
+from ..integration.test_twistd import read_until
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DIRS = ("relayrouter", "connectors", "twisted/plugins")
+LISTENING = re.compile(r"WebSocket at (ws://127\.0\.0\.1:\d+/ws)")
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def _run(argv, **kwargs):
+    result = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    assert result.returncode == 0, f"{argv} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _clean_env() -> dict:
+    """The environment of a user's shell: nothing that points into the checkout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# What a fresh clone does not have: build output and metadata left by earlier
+# builds and editable installs.  A stale SOURCES.txt in relayrouter.egg-info
+# makes setuptools ship modules that a clean build leaves out.
+NOT_IN_A_CLONE = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".tox",
+                                        ".venv", "node_modules", "relayrouter-state", ".pytest_cache",
+                                        ".hypothesis", "dropin.cache")
+
+
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory) -> dict:
+    clone = tmp_path_factory.mktemp("clone") / "relayrouter"
+    shutil.copytree(ROOT, clone, ignore=NOT_IN_A_CLONE)
+    out = tmp_path_factory.mktemp("dist")
+    _run([sys.executable, "-m", "build", "--outdir", str(out), str(clone)], env=_clean_env())
+    (wheel,) = out.glob("*.whl")
+    (sdist,) = out.glob("*.tar.gz")
+    return {"wheel": wheel, "sdist": sdist}
+
+
+@pytest.fixture(scope="module")
+def venv(dists, tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("venv")
+    _run([sys.executable, "-m", "venv", str(home)])
+    _run([str(home / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+          str(dists["wheel"])], env=_clean_env())
+    return home
+
+
+def _sources() -> set[str]:
+    """Every module of ours in the checkout, as a path relative to the root."""
+    found = set()
+    for top in PACKAGE_DIRS:
+        for path in (ROOT / top).rglob("*.py"):
+            if "__pycache__" not in path.parts:
+                found.add(path.relative_to(ROOT).as_posix())
+    return found
+
+
+def test_the_wheel_holds_every_module(dists):
+    names = set(zipfile.ZipFile(dists["wheel"]).namelist())
+    missing = sorted(_sources() - names)
+    assert not missing, f"the wheel leaves out {missing}"
+    assert "twisted/plugins/relayrouter_plugin.py" in names
+    # The plugin directory must stay a namespace: an __init__.py there would
+    # shadow Twisted's own twisted.plugins package.
+    assert "twisted/plugins/__init__.py" not in names and "twisted/__init__.py" not in names
+
+
+def test_the_sdist_holds_every_module(dists):
+    with tarfile.open(dists["sdist"]) as tar:
+        prefix = tar.getnames()[0].split("/")[0]
+        names = {n[len(prefix) + 1:] for n in tar.getnames()}
+    missing = sorted(_sources() - names)
+    assert not missing, f"the sdist leaves out {missing}"
+    assert {"setup.cfg", "README.md", "pyproject.toml"} <= names
+
+
+def test_version_command(venv):
+    result = _run([str(venv / "bin" / "relayrouter"), "--version"], env=_clean_env(), cwd=venv)
+    assert result.stdout.strip() == f"relayrouter {__version__}"
+
+
+def test_readme_first_command_runs_a_router_a_client_can_use(venv, tmp_path):
+    # The test runs what README says; if README changes, so must this test.
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install . && twistd -n relayrouter\n" in readme
+
+    workdir = tmp_path / "empty"
+    workdir.mkdir()
+    argv = [str(venv / "bin" / "twistd"), "-n", "relayrouter"]
+    if not _port_free(8080):
+        # Another program has the default port: the same router, on a port of ours.
+        argv += ["--websocket", "tcp:0:interface=127.0.0.1"]
+    proc = subprocess.Popen(argv, cwd=workdir, env=_clean_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        started, _ = read_until(proc, re.compile(rf"relayrouter {re.escape(__version__)} starting"), 60)
+        match, _ = read_until(proc, LISTENING, 30)
+        url = match.group(1)
+        if "--websocket" not in argv:
+            assert url == "ws://127.0.0.1:8080/ws"
+        client = _run([sys.executable, str(Path(__file__).with_name("first_client.py")), url, "realm1"],
+                      env=_clean_env(), timeout=120)
+        assert client.stdout.split() == ["called:5", "event:hello"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    rest = proc.stdout.read()
+    assert "Traceback" not in rest, rest
+    # The router kept its state where README says, inside the working directory.
+    assert (workdir / "relayrouter-state").is_dir()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
