@@ -17,6 +17,7 @@ from .. import __version__
 COMMANDS = {
     "token": ("token", "mint a JWT for a client"),
     "pki": ("pki", "create a development CA, server and client certificates"),
+    "keys": ("keys", "an organisation's end-to-end key pairs (X25519 + Ed25519)"),
 }
 
 
