@@ -24,8 +24,8 @@ from .auth.wampcra import WampCraAuthenticator
 from .authconfig import JwtConfig, SecurityConfig
 from .core.auth import AnonymousAuthenticator, Deny
 from .core.authorization import RoleAuthorizer
-from .core.revocation import DenyList, SessionGuard
-from .core.router_procedures import AdminPolicy, DenyListApi
+from .core.procedures import AdminPolicy
+from .core.revocation import DenyList, DenyListApi, SessionGuard
 from .store.denylist import SqliteDenyListStore
 from .transport.origins import OriginPolicy
 from .transport.tickets import DenyListResource, TicketResource
@@ -77,7 +77,7 @@ class Security:
         if rc.roles is not None:
             realm.authorizer = RoleAuthorizer(rc.roles)
         realm.guard = self.guard
-        realm.router_procedures.update(self.denylist_api.procedures())
+        self.denylist_api.add_procedures(realm.procedures)
 
     def _authenticators(self, rc) -> dict:
         auth = rc.auth

@@ -6,7 +6,8 @@ Indexes and who owns them
 * ``session.registrations``: the registrations a callee holds, for cleanup.
 * ``session.invocations[invocation_id]``: calls a callee has yet to answer,
   keyed by the INVOCATION request ID, which is in the callee's session scope.
-* ``session.calls[call_request_id]``: the same records from the caller's side.
+* ``session.calls[call_request_id]``: the same records from the caller's side,
+  and the :class:`ProcedureCall` of a router procedure that answers later.
 
 A record lives in both of the last two until the final YIELD or ERROR, a
 cancel, or either session leaving; whoever ends it removes it from both, so
@@ -21,6 +22,7 @@ from . import errors, messages
 from .ids import SequentialIds
 from .limits import call_refused, refuse, registration_refused
 from .messages import ppt_options
+from .procedures import ProcedureCall
 from .matching import EXACT, UriIndex
 from .uri import pattern_problem
 
@@ -107,9 +109,9 @@ class Dealer:
         if refusal is not None:
             _error(session, msg, errors.NOT_AUTHORIZED, refusal)
             return
-        if match == EXACT and msg.procedure in self.realm.meta.procedures:
+        if match == EXACT and msg.procedure in self.realm.procedures:
             _error(session, msg, errors.PROCEDURE_ALREADY_EXISTS,
-                   f"'{msg.procedure}' is a meta procedure the router implements")
+                   f"'{msg.procedure}' is a procedure the router implements")
             return
         registration = self.registrations.get(msg.procedure, match)
         if registration is not None:
@@ -155,10 +157,6 @@ class Dealer:
         """A CALL from ``session``; ``options`` is its raw Options dict."""
         if msg.request in session.calls:
             raise errors.ProtocolViolation(f"CALL request ID {msg.request} is already in use by a pending call")
-        router_procedure = self.realm.router_procedures.get(msg.procedure)
-        if router_procedure is not None:
-            router_procedure(self.realm, session, msg)
-            return
         ppt = ppt_options(options)
         if ppt is not None and not session.supports("caller", PPT_FEATURE):
             raise errors.ProtocolViolation(
@@ -169,7 +167,8 @@ class Dealer:
         if refusal is not None:
             _error(session, msg, errors.NOT_AUTHORIZED, refusal)
             return
-        procedure = self.realm.meta.procedures.get(msg.procedure)
+        # Router procedures first: no registration can shadow them.
+        procedure = self.realm.procedures.get(msg.procedure)
         registration = None if procedure is not None else self.registrations.best(msg.procedure)
         if procedure is None and registration is None:
             _error(session, msg, errors.NO_SUCH_PROCEDURE, f"no callee has registered '{msg.procedure}'")
@@ -179,16 +178,16 @@ class Dealer:
             _error(session, msg, errors.DISCLOSE_ME_DISALLOWED,
                    "this realm does not let callers disclose their identity")
             return
-        if procedure is not None:
-            self.realm.meta.call(session, msg, procedure)
-            return
-        self._invoke(session, msg, registration, disclose, ppt)
-
-    def _invoke(self, session, msg: m.Call, registration: Registration, disclose: bool, ppt) -> None:
         over = call_refused(session)
         if over is not None:
             refuse(session, msg, "max_pending_calls", over)
             return
+        if procedure is not None:
+            self.realm.procedures.run(procedure, ProcedureCall(self.realm, session, msg, options))
+            return
+        self._invoke(session, msg, registration, disclose, ppt)
+
+    def _invoke(self, session, msg: m.Call, registration: Registration, disclose: bool, ppt) -> None:
         callee = registration.pick()
         if ppt is not None and not callee.supports("callee", PPT_FEATURE):
             _error(session, msg, errors.FEATURE_NOT_SUPPORTED,
@@ -274,6 +273,9 @@ class Dealer:
         pending = session.calls.get(msg.request)
         if pending is None:
             return  # already answered: "the Dealer ... MUST ignore the CANCEL"
+        if type(pending) is ProcedureCall:
+            pending.cancel()  # the router is the callee: it always stops
+            return
         mode = msg.mode or KILLNOWAIT
         # "If the callee does not support call canceling, then behavior is skip."
         if not pending.callee.supports("callee", CANCELING_FEATURE):
@@ -310,7 +312,10 @@ class Dealer:
                 m.Call.MESSAGE_TYPE, pending.call_request, errors.CANCELED,
                 args=["the callee left before answering the call"]))
         for pending in list(session.calls.values()):
-            self._forget(pending)
+            if type(pending) is ProcedureCall:
+                pending.caller_left()
+            else:
+                self._forget(pending)
 
     def _forget(self, pending: PendingCall) -> None:
         pending.caller.calls.pop(pending.call_request, None)

@@ -4,10 +4,9 @@ meta events it publishes, and session testaments.
 Theory of operation
 -------------------
 Meta procedures (``wamp.session.*``, ``wamp.subscription.*``,
-``wamp.registration.*``) are not registrations: the dealer looks a called
-URI up in :attr:`MetaApi.procedures` before its registration index, after the
-same ``realm.authorize(session, "call", uri)`` as any call, and the handler
-answers at once with RESULT or ERROR.  Clients cannot register those URIs.
+``wamp.registration.*``) are router procedures (core/procedures.py): added
+to the realm's registry by :class:`MetaApi`, authorized like any call, and
+answered at once with RESULT or ERROR.  Clients cannot register those URIs.
 
 Meta events come from the realm's :class:`RealmObserver` hooks.  Each hook
 first asks the broker's index whether anyone subscribes to the meta topic and
@@ -28,6 +27,7 @@ from autobahn.wamp import message as m
 from autobahn.wamp.exception import InvalidUriError, ProtocolError
 
 from . import errors
+from .procedures import ProcedureError
 from .matching import EXACT, MATCH_POLICIES
 from .realm_observer import RealmObserver
 from .uri import uri_problem
@@ -39,15 +39,6 @@ DETACHED = "detached"
 DESTROYED = "destroyed"
 SCOPES = (DETACHED, DESTROYED)
 MAX_TESTAMENTS = 64  # per session and scope: bounded memory whatever clients do
-
-
-class MetaError(Exception):
-    """A meta procedure refuses: answered with ERROR ``uri``."""
-
-    def __init__(self, uri: str, text: str) -> None:
-        super().__init__(text)
-        self.uri = uri
-        self.text = text
 
 
 # ------------------------------------------------------------------ helpers
@@ -85,10 +76,10 @@ def _arg(args: list, index: int, kind, name: str, optional: bool = False):
     if len(args) <= index or (optional and args[index] is None):
         if optional:
             return None
-        raise MetaError(errors.INVALID_ARGUMENT, f"missing argument {index + 1}: {name}")
+        raise ProcedureError(errors.INVALID_ARGUMENT, f"missing argument {index + 1}: {name}")
     value = args[index]
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise MetaError(errors.INVALID_ARGUMENT, f"argument {index + 1} ({name}) has the wrong type")
+        raise ProcedureError(errors.INVALID_ARGUMENT, f"argument {index + 1} ({name}) has the wrong type")
     return value
 
 
@@ -97,14 +88,14 @@ def _kwarg(kwargs: dict, name: str, kind, default):
     if value is None:
         return default
     if not isinstance(value, kind):
-        raise MetaError(errors.INVALID_ARGUMENT, f"keyword argument '{name}' has the wrong type")
+        raise ProcedureError(errors.INVALID_ARGUMENT, f"keyword argument '{name}' has the wrong type")
     return value
 
 
 def _match_option(options) -> str:
     match = (options or {}).get("match") or EXACT
     if match not in MATCH_POLICIES:
-        raise MetaError(errors.INVALID_ARGUMENT, f"unknown match policy '{match}'")
+        raise ProcedureError(errors.INVALID_ARGUMENT, f"unknown match policy '{match}'")
     return match
 
 
@@ -123,15 +114,8 @@ class MetaApi:
 
     def __init__(self, realm) -> None:
         self.realm = realm
-        self.procedures = {uri: handler for uri, handler in _PROCEDURES.items()}
-
-    def call(self, session, msg: m.Call, handler) -> None:
-        try:
-            result = handler(self.realm, session, list(msg.args or ()), dict(msg.kwargs or {}))
-        except MetaError as e:
-            session.peer.send(m.Error(m.Call.MESSAGE_TYPE, msg.request, e.uri, args=[e.text]))
-            return
-        session.peer.send(m.Result(msg.request, args=result))
+        for uri, handler in PROCEDURES.items():
+            realm.procedures.add(uri, handler)
 
     def publish_testaments(self, session) -> None:
         testaments, session.testaments = session.testaments, {}
@@ -141,39 +125,39 @@ class MetaApi:
                 broker.publish_for(session, publish)
 
 
-def _session(realm, caller, args) -> object:
-    session_id = _arg(args, 0, int, "session")
-    session = realm.sessions.get(session_id)
+def _session(call) -> object:
+    session_id = _arg(call.args, 0, int, "session")
+    session = call.realm.sessions.get(session_id)
     if session is None:
-        raise MetaError(errors.NO_SUCH_SESSION, f"no session {session_id} in realm '{realm.name}'")
+        raise ProcedureError(errors.NO_SUCH_SESSION, f"no session {session_id} in realm '{call.realm.name}'")
     return session
 
 
-def _sessions_with_roles(realm, args) -> list:
-    roles = _arg(args, 0, list, "filter_authroles", optional=True)
-    sessions = realm.sessions.values()
+def _sessions_with_roles(call) -> list:
+    roles = _arg(call.args, 0, list, "filter_authroles", optional=True)
+    sessions = call.realm.sessions.values()
     if roles is None:
         return list(sessions)
     return [s for s in sessions if s.authrole in roles]
 
 
-def session_count(realm, caller, args, kwargs):
-    return [len(_sessions_with_roles(realm, args))]
+def session_count(call):
+    return len(_sessions_with_roles(call))
 
 
-def session_list(realm, caller, args, kwargs):
-    return [[s.session_id for s in _sessions_with_roles(realm, args)]]
+def session_list(call):
+    return [s.session_id for s in _sessions_with_roles(call)]
 
 
-def session_get(realm, caller, args, kwargs):
-    return [session_details(_session(realm, caller, args))]
+def session_get(call):
+    return session_details(_session(call))
 
 
 def _close_reason(kwargs) -> tuple[str, str | None]:
     # "if not provided the reason defaults to wamp.close.normal"
     reason = _kwarg(kwargs, "reason", str, errors.CLOSE_NORMAL)
     if not reason or uri_problem(reason) is not None:
-        raise MetaError(errors.INVALID_URI, f"'{reason}' is not a valid close reason URI")
+        raise ProcedureError(errors.INVALID_URI, f"'{reason}' is not a valid close reason URI")
     return reason, _kwarg(kwargs, "message", str, None)
 
 
@@ -184,28 +168,29 @@ def _kill(sessions, kwargs) -> int:
     return len(sessions)
 
 
-def session_kill(realm, caller, args, kwargs):
-    target = _session(realm, caller, args)
+def session_kill(call):
+    target = _session(call)
     # "Specifying the caller's own session will result in a wamp.error.no_such_session"
-    if target is caller:
-        raise MetaError(errors.NO_SUCH_SESSION, "a session cannot kill itself; send GOODBYE instead")
-    _kill([target], kwargs)
+    if target is call.session:
+        raise ProcedureError(errors.NO_SUCH_SESSION, "a session cannot kill itself; send GOODBYE instead")
+    _kill([target], call.kwargs)
     return None
 
 
-def session_kill_by_authid(realm, caller, args, kwargs):
-    authid = _arg(args, 0, str, "authid")
-    targets = [s for s in realm.sessions.values() if s.authid == authid and s is not caller]
-    return [_kill(targets, kwargs)]
+def session_kill_by_authid(call):
+    authid = _arg(call.args, 0, str, "authid")
+    targets = [s for s in call.realm.sessions.values() if s.authid == authid and s is not call.session]
+    return _kill(targets, call.kwargs)
 
 
-def session_kill_by_authrole(realm, caller, args, kwargs):
-    authrole = _arg(args, 0, str, "authrole")
-    targets = [s for s in realm.sessions.values() if s.authrole == authrole and s is not caller]
-    return [_kill(targets, kwargs)]
+def session_kill_by_authrole(call):
+    authrole = _arg(call.args, 0, str, "authrole")
+    targets = [s for s in call.realm.sessions.values() if s.authrole == authrole and s is not call.session]
+    return _kill(targets, call.kwargs)
 
 
-def add_testament(realm, caller, args, kwargs):
+def add_testament(call):
+    args, kwargs, caller = call.args, call.kwargs, call.session
     topic = _arg(args, 0, str, "topic")
     event_args = _arg(args, 1, list, "args", optional=True)
     event_kwargs = _arg(args, 2, dict, "kwargs", optional=True)
@@ -216,104 +201,106 @@ def add_testament(realm, caller, args, kwargs):
         payload = [event_args or [], event_kwargs] if event_kwargs else ([event_args] if event_args else [])
         publish = m.Publish.parse([m.Publish.MESSAGE_TYPE, 1, options, topic, *payload])
     except InvalidUriError:
-        raise MetaError(errors.INVALID_URI, f"'{topic}' is not a valid topic URI") from None
+        raise ProcedureError(errors.INVALID_URI, f"'{topic}' is not a valid topic URI") from None
     except (ProtocolError, ValueError, TypeError, AssertionError) as e:
-        raise MetaError(errors.INVALID_ARGUMENT, f"bad publish_options: {e}") from None
-    refusal = realm.authorize(caller, PUBLISH, topic)
+        raise ProcedureError(errors.INVALID_ARGUMENT, f"bad publish_options: {e}") from None
+    refusal = call.realm.authorize(caller, PUBLISH, topic)
     if refusal is not None:
-        raise MetaError(errors.NOT_AUTHORIZED, refusal)
+        raise ProcedureError(errors.NOT_AUTHORIZED, refusal)
     bucket = caller.testaments.setdefault(scope, [])
     if len(bucket) >= MAX_TESTAMENTS:
-        raise MetaError(errors.INVALID_ARGUMENT, f"at most {MAX_TESTAMENTS} testaments per scope")
+        raise ProcedureError(errors.INVALID_ARGUMENT, f"at most {MAX_TESTAMENTS} testaments per scope")
     bucket.append(publish)
     return None
 
 
-def flush_testaments(realm, caller, args, kwargs):
-    caller.testaments.pop(_scope(kwargs), None)
+def flush_testaments(call):
+    call.session.testaments.pop(_scope(call.kwargs), None)
     return None
 
 
 def _scope(kwargs) -> str:
     scope = _kwarg(kwargs, "scope", str, DESTROYED)
     if scope not in SCOPES:
-        raise MetaError(errors.INVALID_ARGUMENT, f"scope must be 'detached' or 'destroyed', not '{scope}'")
+        raise ProcedureError(errors.INVALID_ARGUMENT,
+                             f"scope must be 'detached' or 'destroyed', not '{scope}'")
     return scope
 
 
-def _subscription(realm, args):
-    subscription_id = _arg(args, 0, int, "subscription")
-    subscription = realm.broker.subscriptions_by_id.get(subscription_id)
+def _subscription(call):
+    subscription_id = _arg(call.args, 0, int, "subscription")
+    subscription = call.realm.broker.subscriptions_by_id.get(subscription_id)
     if subscription is None:
-        raise MetaError(errors.NO_SUCH_SUBSCRIPTION, f"no subscription {subscription_id}")
+        raise ProcedureError(errors.NO_SUCH_SUBSCRIPTION, f"no subscription {subscription_id}")
     return subscription
 
 
-def subscription_list(realm, caller, args, kwargs):
-    return [_by_policy(realm.broker.subscriptions_by_id.values())]
+def subscription_list(call):
+    return _by_policy(call.realm.broker.subscriptions_by_id.values())
 
 
-def subscription_lookup(realm, caller, args, kwargs):
-    topic = _arg(args, 0, str, "topic")
-    options = _arg(args, 1, dict, "options", optional=True)
-    subscription = realm.broker.subscriptions.get(topic, _match_option(options))
-    return [subscription.id if subscription is not None else None]
+def subscription_lookup(call):
+    topic = _arg(call.args, 0, str, "topic")
+    options = _arg(call.args, 1, dict, "options", optional=True)
+    subscription = call.realm.broker.subscriptions.get(topic, _match_option(options))
+    # RESULT.Arguments|list == [subscription|id] or [null]: answered explicitly, None included.
+    return call.result(subscription.id if subscription is not None else None)
 
 
-def subscription_match(realm, caller, args, kwargs):
-    matches = realm.broker.subscriptions.match(_arg(args, 0, str, "topic"))
-    return [[s.id for s in matches] if matches else None]
+def subscription_match(call):
+    matches = call.realm.broker.subscriptions.match(_arg(call.args, 0, str, "topic"))
+    return call.result([s.id for s in matches] if matches else None)
 
 
-def subscription_get(realm, caller, args, kwargs):
-    return [subscription_details(_subscription(realm, args))]
+def subscription_get(call):
+    return subscription_details(_subscription(call))
 
 
-def subscription_list_subscribers(realm, caller, args, kwargs):
-    return [[s.session_id for s in _subscription(realm, args).subscribers]]
+def subscription_list_subscribers(call):
+    return [s.session_id for s in _subscription(call).subscribers]
 
 
-def subscription_count_subscribers(realm, caller, args, kwargs):
-    return [len(_subscription(realm, args).subscribers)]
+def subscription_count_subscribers(call):
+    return len(_subscription(call).subscribers)
 
 
-def _registration(realm, args):
-    registration_id = _arg(args, 0, int, "registration")
-    registration = realm.dealer.registrations_by_id.get(registration_id)
+def _registration(call):
+    registration_id = _arg(call.args, 0, int, "registration")
+    registration = call.realm.dealer.registrations_by_id.get(registration_id)
     if registration is None:
-        raise MetaError(errors.NO_SUCH_REGISTRATION, f"no registration {registration_id}")
+        raise ProcedureError(errors.NO_SUCH_REGISTRATION, f"no registration {registration_id}")
     return registration
 
 
-def registration_list(realm, caller, args, kwargs):
-    return [_by_policy(realm.dealer.registrations_by_id.values())]
+def registration_list(call):
+    return _by_policy(call.realm.dealer.registrations_by_id.values())
 
 
-def registration_lookup(realm, caller, args, kwargs):
-    procedure = _arg(args, 0, str, "procedure")
-    options = _arg(args, 1, dict, "options", optional=True)
-    registration = realm.dealer.registrations.get(procedure, _match_option(options))
-    return [registration.id if registration is not None else None]
+def registration_lookup(call):
+    procedure = _arg(call.args, 0, str, "procedure")
+    options = _arg(call.args, 1, dict, "options", optional=True)
+    registration = call.realm.dealer.registrations.get(procedure, _match_option(options))
+    return call.result(registration.id if registration is not None else None)
 
 
-def registration_match(realm, caller, args, kwargs):
-    registration = realm.dealer.registrations.best(_arg(args, 0, str, "procedure"))
-    return [registration.id if registration is not None else None]
+def registration_match(call):
+    registration = call.realm.dealer.registrations.best(_arg(call.args, 0, str, "procedure"))
+    return call.result(registration.id if registration is not None else None)
 
 
-def registration_get(realm, caller, args, kwargs):
-    return [registration_details(_registration(realm, args))]
+def registration_get(call):
+    return registration_details(_registration(call))
 
 
-def registration_list_callees(realm, caller, args, kwargs):
-    return [[s.session_id for s in _registration(realm, args).callees]]
+def registration_list_callees(call):
+    return [s.session_id for s in _registration(call).callees]
 
 
-def registration_count_callees(realm, caller, args, kwargs):
-    return [len(_registration(realm, args).callees)]
+def registration_count_callees(call):
+    return len(_registration(call).callees)
 
 
-_PROCEDURES = {
+PROCEDURES = {
     "wamp.session.count": session_count,
     "wamp.session.list": session_list,
     "wamp.session.get": session_get,

@@ -10,6 +10,7 @@ from .dealer import Dealer
 from .ids import global_id
 from .meta import MetaApi, MetaEvents
 from .realm_observer import RealmObserver  # noqa: F401 (part of this module's API)
+from .procedures import ProcedureRegistry
 from .limits import SessionLimiter, SessionLimits, address_of, join_refused
 from .revocation import NoGuard
 
@@ -55,14 +56,14 @@ class Realm:
             else {"anonymous": AnonymousAuthenticator()})
         self.authorizer = authorizer or AllowAll()
         self.policy = policy or RealmPolicy()
+        # Procedures the router answers itself (meta API, deny list, ...): features add
+        # theirs with procedures.add(uri, handler); see core/procedures.py.
+        self.procedures = ProcedureRegistry()
         # Meta events (wamp.session.on_join, ...) come from these hooks.
         self.observer = MetaEvents(self)
         self.meta = MetaApi(self)
         # Admission, credential expiry and revocation (core/revocation.py), shared by all realms.
         self.guard = NoGuard()
-        # Procedures the router itself implements, by URI (consulted by the dealer before
-        # registrations): uri -> handler(realm, session, msg); see core/router_procedures.py.
-        self.router_procedures: dict = {}
         # What was refused or dropped in this realm, by kind; read by metrics.
         self.counters: Counter = Counter()
         self.broker = Broker(self)

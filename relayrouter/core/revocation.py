@@ -16,12 +16,17 @@ is added it ends every live session carrying it (GOODBYE
 ``wamp.close.revoked``) and tells its listeners (the one-time ticket vaults
 void their pending tickets).  A session that does not answer our GOODBYE
 within ``close_grace`` seconds is hung up on.
+
+The :class:`DenyListApi` is the administration of the list, for admins only
+(an :class:`AdminPolicy`): router procedures ``relayrouter.denylist.*`` and
+the same operations behind the HTTP ``/denylist`` endpoints.
 """
 
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from . import errors
+from .procedures import AdminPolicy, ProcedureError
 
 CLOSE_REVOKED = "wamp.close.revoked"
 CLOSE_TOKEN_EXPIRED = "wamp.close.token_expired"
@@ -192,3 +197,78 @@ def _hang_up_if_closing(session) -> None:
 
     if session.state is State.CLOSING:
         session.peer.close()
+
+
+# ------------------------------------------------------- administration API
+
+ADD = "relayrouter.denylist.add"
+REMOVE = "relayrouter.denylist.remove"
+LIST = "relayrouter.denylist.list"
+
+
+class DenyListApi:
+    """add / remove / list over the guard, with argument checks; shared by the
+    router procedures and the HTTP endpoints (transport/tickets.py)."""
+
+    def __init__(self, guard: SessionGuard, admin: AdminPolicy, default_ttl: float) -> None:
+        self.guard = guard
+        self.admin = admin
+        self.default_ttl = default_ttl
+
+    def add(self, fields: Mapping) -> dict:
+        claim, value = _claim_and_value(fields)
+        now = self.guard.router.clock.seconds()
+        expires_at = fields.get("expires_at")
+        if expires_at is None:
+            ttl = fields.get("ttl", self.default_ttl)
+            if not _number(ttl) or ttl <= 0:
+                raise ProcedureError(errors.INVALID_ARGUMENT, "ttl must be a positive number of seconds")
+            expires_at = now + ttl
+        elif not _number(expires_at):
+            raise ProcedureError(errors.INVALID_ARGUMENT, "expires_at must be seconds since the epoch")
+        reason = fields.get("reason", "")
+        if not isinstance(reason, str):
+            raise ProcedureError(errors.INVALID_ARGUMENT, "reason must be a string")
+        try:
+            entry, ended = self.guard.revoke(claim, value, float(expires_at), reason)
+        except DenyListError as e:
+            raise ProcedureError(errors.INVALID_ARGUMENT, str(e)) from None
+        return {"entry": entry.as_dict(), "sessions_closed": ended}
+
+    def remove(self, fields: Mapping) -> dict:
+        claim, value = _claim_and_value(fields)
+        return {"removed": self.guard.unrevoke(claim, value)}
+
+    def list(self, fields: Mapping | None = None) -> dict:
+        return {"entries": [e.as_dict() for e in self.guard.denylist.entries()]}
+
+    # ---------------------------------------------------- router procedures
+
+    def add_procedures(self, registry) -> None:
+        """Add relayrouter.denylist.* to a realm's ProcedureRegistry."""
+        for uri, operation in ((ADD, self.add), (REMOVE, self.remove), (LIST, self.list)):
+            registry.add(uri, self._handler(operation))
+
+    def _handler(self, operation: Callable[[Mapping], dict]) -> Callable:
+        def handle(call) -> dict:
+            session = call.session
+            if not self.admin.admits(session.authrole, session.permissions):
+                raise ProcedureError(errors.NOT_AUTHORIZED,
+                                     f"session '{session.authid}' with role '{session.authrole}' "
+                                     "may not administer the deny list")
+            fields = dict(call.kwargs)
+            for name, value in zip(("claim", "value"), call.args):
+                fields.setdefault(name, value)
+            return operation(fields)
+        return handle
+
+
+def _claim_and_value(fields: Mapping) -> tuple[str, str]:
+    claim, value = fields.get("claim"), fields.get("value")
+    if not isinstance(claim, str) or not claim or not isinstance(value, str) or not value:
+        raise ProcedureError(errors.INVALID_ARGUMENT, "give 'claim' and 'value' as non-empty strings")
+    return claim, value
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

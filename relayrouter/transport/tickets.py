@@ -28,7 +28,7 @@ from twisted.web.resource import Resource
 from ..auth.onetime import Grant, TooManyTickets
 from ..auth.ratelimit import address_of
 from ..core import errors
-from ..core.router_procedures import ProcedureError
+from ..core.procedures import ProcedureError
 from .origins import cors_headers
 
 log = Logger(namespace="relayrouter.http")

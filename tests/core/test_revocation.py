@@ -7,8 +7,8 @@ import pytest
 from autobahn.wamp import message as m
 
 from relayrouter.core.auth import Accept
-from relayrouter.core.revocation import DenyList, DenyListError, SessionGuard
-from relayrouter.core.router_procedures import AdminPolicy, DenyListApi
+from relayrouter.core.procedures import AdminPolicy
+from relayrouter.core.revocation import DenyList, DenyListApi, DenyListError, SessionGuard
 from relayrouter.store.denylist import MemoryDenyListStore
 from relayrouter.testing import ALL_ROLES, FakeClock, connect, make_router
 
@@ -32,7 +32,7 @@ def world():
     realm.guard = guard
     realm.authenticators = {"x": _Fixed()}
     api = DenyListApi(guard, AdminPolicy(frozenset({"admin"}), "relay:admin"), 3600)
-    realm.router_procedures.update(api.procedures())
+    api.add_procedures(realm.procedures)
     return clock, router, guard, realm
 
 
@@ -145,6 +145,9 @@ def test_router_procedures_cannot_be_registered_over(world):
     admin = join(realm, router, authid="ops", authrole="admin")
     admin.take()
     admin.receive([64, 1, {}, "relayrouter.denylist.list"])
-    admin.take()
+    [refused] = admin.take()
+    assert isinstance(refused, m.Error) and refused.error == "wamp.error.procedure_already_exists"
+    admin.receive([64, 3, {"match": "prefix"}, "relayrouter.denylist."])
+    assert isinstance(admin.take()[0], m.Registered)  # a pattern may be registered, but never shadows
     admin.receive([48, 2, {}, "relayrouter.denylist.list", [], {}])
     assert isinstance(admin.take()[0], m.Result)

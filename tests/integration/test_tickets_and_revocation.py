@@ -31,7 +31,9 @@ def config(monkeypatch, **top):
                                                           "allow": ["subscribe", "call"]}]},
                 {"name": "service", "rules": [{"uri": "com.", "match": "prefix",
                                                "allow": ["call", "register", "publish", "subscribe"]}]},
-                {"name": "admin", "rules": []},
+                # Router procedures are authorized like any call, then by revocation.admin_roles.
+                {"name": "admin", "rules": [{"uri": "relayrouter.denylist.", "match": "prefix",
+                                             "allow": ["call"]}]},
             ],
         }],
         "http": {"allowed_origins": [ORIGIN]},
