@@ -63,6 +63,7 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     state_dir: str = "./relayrouter-state"
     security: Any = None  # authconfig.SecurityConfig (http, revocation, auth_limits)
+    storage: Any = None  # durableconfig.StorageConfig
 
     def with_defaults(self) -> "Config":
         """Fill what neither the file nor the command line gave."""
@@ -86,11 +87,13 @@ def load(path: str | Path) -> Config:
 
 
 def parse(data: dict) -> Config:
-    from . import authconfig
+    from . import authconfig, durableconfig
 
-    _only(data, "", {"listeners", "realms", "limits", "state_dir"} | authconfig.TOP_LEVEL_KEYS)
+    _only(data, "", {"listeners", "realms", "limits", "state_dir"} | authconfig.TOP_LEVEL_KEYS
+          | durableconfig.TOP_LEVEL_KEYS)
     return Config(
         security=authconfig.security(data),
+        storage=durableconfig.storage(data),
         listeners=tuple(_listener(item, f"listeners[{i}]")
                         for i, item in enumerate(_list(data, "listeners"))),
         realms=_realms(_list(data, "realms")),

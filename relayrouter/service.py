@@ -30,6 +30,7 @@ from .transport.rawsocket import RouterRawSocketFactory  # noqa: E402
 from .transport.serializers import router_serializers  # noqa: E402
 from .transport.tls import wrap as wrap_tls  # noqa: E402
 from .security import Security  # noqa: E402
+from .durable import Durable  # noqa: E402
 from .transport.websocket import RouterWebSocketFactory  # noqa: E402
 
 log = Logger(namespace="relayrouter")
@@ -95,6 +96,8 @@ class RouterService(service.MultiService):
         self.router = build_router(config, reactor)
         # Authenticators, roles, deny list, tickets: installed on the realms just built.
         self.security = Security(config, self.router, reactor)
+        # The durable store, and history and mailboxes on the realms that have them.
+        self.durable = Durable(config, self.router, reactor)
         self.serializers = router_serializers()
         self.listeners: list[ListenerService] = []
         for listener in config.listeners:
@@ -132,7 +135,7 @@ class RouterService(service.MultiService):
 
     def stopService(self):
         d = defer.maybeDeferred(super().stopService)
-        d.addBoth(lambda result: (self.security.stop(), result)[1])
+        d.addBoth(lambda result: (self.security.stop(), self.durable.stop(), result)[2])
         return d
 
     def connections(self) -> list:

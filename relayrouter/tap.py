@@ -68,5 +68,10 @@ def build_config(options) -> cfg.Config:
 
 def makeService(options):
     from .service import RouterService
+    from .store import StoreError
 
-    return RouterService(options["parsed_config"], handle_signals=True)
+    try:
+        return RouterService(options["parsed_config"], handle_signals=True)
+    except StoreError as e:
+        # The database cannot be opened or upgraded: say so in one line, exit 1.
+        raise SystemExit(f"relayrouter: {e}") from None

@@ -1,6 +1,35 @@
-"""What the router persists, behind narrow interfaces: an in-memory version
-for tests and SQLite (stdlib ``sqlite3``) as the embedded default.
+"""What the router persists, behind narrow interfaces.
 
-Stores are read once at start and written on administrative changes only;
-nothing here runs on the publish/call path.
+* :mod:`.records`: the durable store's interface and values (history,
+  mailboxes); backends :mod:`.sql` over :mod:`.sqlite` (the embedded
+  default, a file in the state directory) or :mod:`.postgres`, and
+  :mod:`.memory` for tests.  All writes go through one writer thread per
+  database in group commits (:mod:`.writer`): nothing here runs on the
+  reactor thread's publish/call path.
+* :mod:`.denylist`: the deny list's own small SQLite file, read at start and
+  written on administrative changes only.
 """
+
+from pathlib import Path
+from typing import Callable
+
+from .records import Store, StoreError  # noqa: F401 (the package's API)
+
+
+def open_store(storage, state_dir: str | Path, deliver: Callable) -> "Store":
+    """The configured backend (not started): PostgreSQL when ``storage.dsn``
+    is set, else SQLite in ``state_dir``. ``deliver(fn, *args)`` runs
+    completions on the reactor thread (``reactor.callFromThread``)."""
+    from .sql import SqlStore
+
+    if storage is not None and storage.dsn:
+        from .postgres import PostgresDialect
+
+        dialect = PostgresDialect(storage.dsn)
+    else:
+        from .sqlite import FILENAME, SqliteDialect
+
+        synchronous = storage.synchronous if storage is not None else "full"
+        dialect = SqliteDialect(Path(state_dir) / FILENAME, synchronous)
+    max_batch = storage.max_batch if storage is not None else 4096
+    return SqlStore(dialect, deliver, max_batch=max_batch)

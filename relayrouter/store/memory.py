@@ -1,0 +1,125 @@
+"""The store in memory: for core tests, and routers that keep nothing.
+
+Completions are called at once, or, with ``hold=True``, only when the test
+calls :meth:`MemoryStore.flush` -- the way to see what a caller does
+between submitting work and its being durable.
+"""
+
+from dataclasses import replace
+
+from ..core.matching import EXACT
+from .records import (HistoryPage, HistoryQuery, MailboxMessage, MailboxState, StoredEvent,
+                      UnknownPublication, wanted)
+
+
+class MemoryStore:
+    def __init__(self, hold: bool = False) -> None:
+        self.hold = hold
+        self.events: list[StoredEvent] = []
+        self.messages: dict[tuple, MailboxMessage] = {}
+        self.next_id = 1
+        self.held: list = []
+        self._seq = 0
+        self.started = False
+
+    def describe(self) -> str:
+        return "memory"
+
+    def start(self) -> None:
+        self.started = True
+
+    def close(self) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        held, self.held = self.held, []
+        for done, outcome in held:
+            done(outcome)
+
+    def _complete(self, done, outcome) -> None:
+        if done is None:
+            return
+        if self.hold:
+            self.held.append((done, outcome))
+        else:
+            done(outcome)
+
+    # --------------------------------------------------------------- history
+
+    def history_append(self, event: StoredEvent, keep: int) -> None:
+        self._seq += 1
+        self.events.append(replace(event, seq=self._seq))
+        same = [e for e in self.events if e.realm == event.realm and e.topic == event.topic]
+        for old in same[:max(0, len(same) - keep)]:
+            self.events.remove(old)
+
+    def history_expire(self, realm: str, rule: str, before: float, done=None) -> None:
+        kept = [e for e in self.events if not (e.realm == realm and e.rule == rule and e.timestamp < before)]
+        removed = len(self.events) - len(kept)
+        self.events = kept
+        self._complete(done, removed)
+
+    def history_read(self, query: HistoryQuery, done) -> None:
+        try:
+            self._complete(done, self._read(query))
+        except UnknownPublication as e:
+            self._complete(done, e)
+
+    def _seq_of(self, realm: str, publication: int) -> int:
+        for event in reversed(self.events):
+            if event.realm == realm and event.publication == publication:
+                return event.seq
+        raise UnknownPublication(publication)
+
+    def _read(self, query: HistoryQuery) -> HistoryPage:
+        bounds = [(query.after, lambda s, b: s > b), (query.from_, lambda s, b: s >= b),
+                  (query.before, lambda s, b: s < b), (query.until, lambda s, b: s <= b)]
+        checks = [(self._seq_of(query.realm, p), test) for p, test in bounds if p is not None]
+        topic = query.topic if query.match == EXACT else query.only_topic
+        found = []
+        for event in (reversed(self.events) if query.reverse else self.events):
+            if event.realm != query.realm or (topic is not None and event.topic != topic):
+                continue
+            if not all(test(event.seq, bound) for bound, test in checks):
+                continue
+            if not _in_time(query, event.timestamp) or not wanted(query, event):
+                continue
+            found.append(event)
+            if len(found) > query.limit:
+                break
+        return HistoryPage(found[:query.limit], len(found) > query.limit)
+
+    # ------------------------------------------------------------- mailboxes
+
+    def mailbox_load(self) -> MailboxState:
+        messages = sorted(self.messages.values(), key=lambda m: (m.realm, m.mailbox, m.id))
+        next_id = max([self.next_id] + [m.id + 1 for m in messages])
+        return MailboxState([replace(m) for m in messages], next_id)
+
+    def mailbox_reserve(self, upto: int) -> None:
+        self.next_id = max(self.next_id, upto)
+
+    def mailbox_put(self, message: MailboxMessage, done) -> None:
+        self.messages[(message.realm, message.mailbox, message.id)] = replace(message)
+        self._complete(done, None)
+
+    def mailbox_delete(self, realm: str, mailbox: str, ids: list, done=None) -> None:
+        for message_id in ids:
+            self.messages.pop((realm, mailbox, message_id), None)
+        self._complete(done, None)
+
+    def mailbox_attempts(self, realm: str, mailbox: str, attempts: list) -> None:
+        for message_id, count in attempts:
+            message = self.messages.get((realm, mailbox, message_id))
+            if message is not None:
+                message.attempts = count
+
+
+def _in_time(query: HistoryQuery, timestamp: float) -> bool:
+    if query.time_min is not None:
+        if timestamp < query.time_min or (not query.time_min_inclusive and timestamp == query.time_min):
+            return False
+    if query.time_max is not None:
+        if timestamp > query.time_max or (not query.time_max_inclusive and timestamp == query.time_max):
+            return False
+    return True

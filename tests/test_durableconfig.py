@@ -1,0 +1,53 @@
+"""[storage], [[realms.history]] and [[realms.mailboxes]]: defaults, and bad values named."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from relayrouter import config as cfg
+from relayrouter.durableconfig import StorageConfig
+
+
+def test_storage_defaults_to_sqlite_with_full_sync():
+    assert cfg.parse({}).storage == StorageConfig()
+    assert cfg.parse({}).storage.dsn is None
+
+
+def test_storage_dsn_from_the_file_the_environment_or_a_file(tmp_path, monkeypatch):
+    assert cfg.parse({"storage": {"dsn": "postgresql://relay@db/relay"}}).storage.dsn == "postgresql://relay@db/relay"
+    monkeypatch.setenv("RR_DSN", "postgresql://relay:pw@db/relay")
+    config = cfg.parse({"storage": {"dsn_env": "RR_DSN"}})
+    assert config.storage.dsn == "postgresql://relay:pw@db/relay" and "pw" not in repr(config.storage)
+    path = tmp_path / "dsn"
+    path.write_text("postgresql://relay:pw@db/other\n")
+    assert cfg.parse({"storage": {"dsn_file": str(path)}}).storage.dsn.endswith("/other")
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"storage": {"dsn": "postgresql://u:secret@h/d"}}, "storage.dsn: has a password in it"),
+    ({"storage": {"dsn": "mysql://h/d"}}, "storage.dsn: must be a postgresql:// URL"),
+    ({"storage": {"dsn_env": "RR_SURELY_UNSET"}}, "storage.dsn_env: environment variable RR_SURELY_UNSET"),
+    ({"storage": {"dsn_file": "/nonexistent/dsn"}}, "storage.dsn_file: cannot read"),
+    ({"storage": {"dsn": "postgresql://h/d", "dsn_env": "X"}}, "storage: give one of dsn, dsn_env, dsn_file"),
+    ({"storage": {"synchronous": "off"}}, "storage.synchronous: must be 'full' or 'normal'"),
+    ({"storage": {"max_batch": 0}}, "storage.max_batch: must be positive"),
+    ({"storage": {"dns": "x"}}, "storage.dns: unknown key"),
+])
+def test_bad_storage_values_name_the_key(data, message):
+    with pytest.raises(cfg.ConfigError, match=re.escape(message)):
+        cfg.parse(data)
+
+
+def test_a_store_that_cannot_be_opened_stops_twistd_with_one_line(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[storage]\ndsn = "postgresql://nobody@127.0.0.1:1/none"\n'
+                      '[[listeners]]\ntype = "websocket"\nendpoint = "tcp:0:interface=127.0.0.1"\n')
+    run = subprocess.run([sys.executable, "-m", "twisted", "relayrouter", "--config", str(config),
+                          "--state-dir", str(tmp_path / "s")],
+                         capture_output=True, text=True, timeout=60)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "relayrouter: storage: cannot open PostgreSQL at postgresql://nobody@127.0.0.1:1/none" in output
+    assert "Traceback" not in output
