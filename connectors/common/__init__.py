@@ -1,0 +1,28 @@
+"""What every connector shares: the way out to the router, the state dir,
+the local HTTP helpers and the common options.
+
+* :class:`RouterConnection` / :class:`RouterSettings` (``router.py``): one
+  session to the router, kept up forever with jittered backoff; a refused
+  credential logged once and retried slowly.
+* :class:`Credentials`, :class:`TlsClient` (``credentials.py``).
+* :class:`StateStore` / :class:`Spool` (``state.py``): ``--state-dir``, 0700,
+  SQLite key/value and durable FIFO spools written off the reactor thread.
+* :class:`JsonResource`, :class:`StatusResource`, :func:`json_error`,
+  :class:`HttpError`, :class:`HttpService` (``http.py``).
+* :class:`ConnectorOptions` (``options.py``): the shared twistd options, each
+  with an environment variable.
+"""
+
+from .backoff import Backoff
+from .credentials import Credentials, TlsClient
+from .errors import ConfigError
+from .http import HttpError, HttpService, JsonResource, JsonRoot, StatusResource, json_error, json_response, read_body
+from .options import ConnectorOptions
+from .router import RouterConnection, RouterSettings
+from .state import Spool, SpoolItem, StateStore, open_state_dir
+
+__all__ = [
+    "Backoff", "ConfigError", "ConnectorOptions", "Credentials", "HttpError", "HttpService", "JsonResource",
+    "JsonRoot", "RouterConnection", "RouterSettings", "Spool", "SpoolItem", "StateStore", "StatusResource",
+    "TlsClient", "json_error", "json_response", "open_state_dir", "read_body",
+]

@@ -1,0 +1,173 @@
+"""The connector's local HTTP side: JSON in, JSON out, one way to say no.
+
+Every answer is JSON.  Errors are ``{"error": "<slug>", "message": "<what to
+do about it>"}`` with the status that fits (:func:`json_error`); a resource
+raises :class:`HttpError` (or returns a Deferred that fails with one) and
+:class:`JsonResource` renders it.  Unknown paths get a JSON 404 and wrong
+methods a JSON 405 with ``Allow``, never twisted.web's HTML pages.
+"""
+
+import json
+
+from twisted.application import service as service_module
+from twisted.internet import defer, endpoints
+from twisted.logger import Logger
+from twisted.web import resource, server
+
+log = Logger()
+
+SLUGS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+         405: "method_not_allowed", 409: "conflict", 413: "too_large", 415: "unsupported_media_type",
+         429: "too_many_requests", 500: "internal_error", 502: "bad_gateway", 503: "unavailable",
+         507: "insufficient_storage"}
+
+
+class HttpError(Exception):
+    def __init__(self, code: int, message: str, error: str | None = None, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.error = error or SLUGS.get(code, "error")
+        self.headers = headers or {}
+
+
+def json_response(request, body, code: int = 200) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-store")
+    return json.dumps(body, sort_keys=True).encode() + b"\n"
+
+
+def json_error(request, code: int, message: str, error: str | None = None) -> bytes:
+    """``{"error": ..., "message": ...}`` with status ``code``."""
+    return json_response(request, {"error": error or SLUGS.get(code, "error"), "message": message}, code)
+
+
+class JsonResource(resource.Resource):
+    """A leaf whose ``render_<METHOD>`` return a JSON-able value, a
+    ``(code, value)`` pair or a Deferred of either; they raise HttpError to refuse."""
+
+    isLeaf = True
+
+    def render(self, request):
+        method = request.method.decode("ascii", "replace")
+        handler = getattr(self, f"render_{method}", None)
+        if handler is None and method == "HEAD":
+            handler = getattr(self, "render_GET", None)
+        if handler is None:
+            allowed = sorted(m[len("render_"):] for m in dir(self) if m.startswith("render_") and m != "render_HEAD")
+            request.setHeader(b"allow", ", ".join(allowed).encode())
+            return json_error(request, 405, f"{method} is not allowed here; use {' or '.join(allowed)}")
+        d = defer.maybeDeferred(handler, request)
+        d.addCallbacks(self._answer, self._refuse, (request,), None, (request,), None)
+        d.addErrback(log.failure, "answering {uri}", uri=request.uri)
+        return server.NOT_DONE_YET
+
+    @staticmethod
+    def _answer(value, request) -> None:
+        code, body = value if isinstance(value, tuple) else (200, value)
+        _finish(request, json_response(request, body, code))
+
+    @staticmethod
+    def _refuse(failure, request) -> None:
+        if failure.check(HttpError):
+            e = failure.value
+            for name, value in e.headers.items():
+                request.setHeader(name.encode(), str(value).encode())
+            _finish(request, json_error(request, e.code, e.message, e.error))
+            return
+        log.failure("unexpected error answering {method} {path}", failure,
+                    method=request.method.decode("ascii", "replace"), path=request.path.decode("ascii", "replace"))
+        _finish(request, json_error(request, 500, "internal error; the connector's log has the details"))
+
+
+def _finish(request, body: bytes) -> None:
+    if request.finished or getattr(request, "_disconnected", False):
+        return
+    request.write(body)
+    request.finish()
+
+
+class JsonRoot(resource.Resource):
+    """A container that answers unknown paths with a JSON 404."""
+
+    def getChild(self, path, request):
+        return NotFound()
+
+    def render(self, request):
+        return NotFound().render(request)
+
+
+class NotFound(resource.Resource):
+    isLeaf = True
+
+    def render(self, request):
+        return json_error(request, 404, f"no resource at {request.path.decode('ascii', 'replace')}")
+
+
+class StatusResource(JsonResource):
+    """``GET /status``: whatever ``describe()`` returns, as JSON."""
+
+    def __init__(self, describe) -> None:
+        super().__init__()
+        self._describe = describe
+
+    def render_GET(self, request):
+        return self._describe()
+
+
+def read_body(request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes with a 413."""
+    length = request.getHeader("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise HttpError(413, f"body of {length} bytes is over the limit of {limit} bytes")
+    body = request.content.read(limit + 1)
+    if len(body) > limit:
+        raise HttpError(413, f"body is over the limit of {limit} bytes")
+    return body
+
+
+class HttpService(service_module.Service):
+    """Serves ``root`` on a Twisted endpoint string (``tcp:8081:interface=127.0.0.1``)
+    and logs the address it got (so ``tcp:0`` can be found)."""
+
+    log = Logger()
+
+    def __init__(self, description: str, root, name: str = "connector", reactor=None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
+        self.description = description
+        self.reactor = reactor
+        self.site = server.Site(root)
+        self.site.log = lambda request: None  # no access log: agents post often, the status says enough
+        self.name_for_log = name
+        self.port = None
+        self.listening = defer.Deferred()
+
+    def startService(self) -> None:
+        super().startService()
+        endpoint = endpoints.serverFromString(self.reactor, self.description)
+        d = endpoint.listen(self.site)
+        d.addCallbacks(self._listening, self._failed)
+
+    def _listening(self, port) -> None:
+        self.port = port
+        host = port.getHost()
+        self.log.info("{name} listening: http://{host}:{port}/", name=self.name_for_log,
+                      host=getattr(host, "host", host), port=getattr(host, "port", ""))
+        self.listening.callback(port)
+
+    def _failed(self, failure) -> None:
+        self.log.failure("{name}: cannot listen on {description}", failure, name=self.name_for_log,
+                         description=self.description)
+        self.listening.errback(failure)
+        from twisted.internet import reactor as global_reactor
+
+        if self.reactor is global_reactor and global_reactor.running:
+            global_reactor.stop()
+
+    def stopService(self):
+        super().stopService()
+        if self.port is not None:
+            return defer.maybeDeferred(self.port.stopListening)
+        return None
