@@ -1,0 +1,1 @@
+"""The IoT agent: devices over HTTP and MQTT into tenant realms (``twistd iot-agent``)."""
