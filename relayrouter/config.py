@@ -41,6 +41,8 @@ class RealmConfig:
     limits: SessionLimits = field(default_factory=SessionLimits)
     auth: Any = None  # authconfig.RealmAuth; None: the anonymous keys above decide
     roles: Any = None  # tuple of core.authorization.Role; None: every action allowed
+    history: Any = None  # tuple of core.history.HistoryRule; None: no event history
+    mailboxes: Any = None  # tuple of core.mailbox.MailboxRule; None: no mailboxes
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +129,11 @@ def _realms(items: list) -> tuple[RealmConfig, ...]:
 
 def _realm(item: Any, key: str) -> RealmConfig:
     _table(item, key)
-    from . import authconfig
+    from . import authconfig, durableconfig
 
     _only(item, key, {"name", "anonymous", "anonymous_role", "disclose_caller",
-                      "disclose_publisher", "outbound", "limits"} | authconfig.REALM_KEYS)
+                      "disclose_publisher", "outbound", "limits"} | authconfig.REALM_KEYS
+          | durableconfig.REALM_KEYS)
     name = _get(item, "name", str, None, key)
     if not name or any(c.isspace() for c in name) or "#" in name:
         raise ConfigError(f"{key}.name: {name!r} is not a valid realm name")
@@ -139,6 +142,7 @@ def _realm(item: Any, key: str) -> RealmConfig:
         name=name,
         auth=auth,
         roles=authconfig.realm_roles(item, key),
+        history=durableconfig.realm_history(item, key),
         # With an auth section, anonymous is off unless [realms.auth.anonymous] says otherwise.
         anonymous=_get(item, "anonymous", bool, auth is None, key),
         anonymous_role=_get(item, "anonymous_role", str, "anonymous", key),

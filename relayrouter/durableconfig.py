@@ -10,8 +10,12 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .config import ConfigError, _get, _name, _only, _positive, _table
+from .core.history import HistoryRule
+from .core.matching import MATCH_POLICIES
+from .core.uri import pattern_problem
 
 TOP_LEVEL_KEYS = {"storage"}
+REALM_KEYS = {"history", "mailboxes"}
 SYNCHRONOUS = ("full", "normal")
 
 
@@ -72,3 +76,51 @@ def _password(dsn: str) -> bool:
         return urlsplit(dsn).password is not None or "password=" in dsn
     except ValueError:
         return False
+
+
+# ------------------------------------------------------------------ history
+
+
+def realm_history(item: dict, key: str) -> tuple | None:
+    """``[[realms.history]]``: the realm's rules, or None when it keeps no history."""
+    rules = tuple(_history_rule(rule, f"{key}.history[{i}]")
+                  for i, rule in enumerate(_array(item, "history", key)))
+    seen: set = set()
+    for i, rule in enumerate(rules):
+        if rule.key in seen:
+            raise ConfigError(f"{key}.history[{i}].uri: '{rule.uri}' ({rule.match}) has a rule already")
+        seen.add(rule.key)
+    return rules or None
+
+
+def _history_rule(item, key: str) -> HistoryRule:
+    _table(item, key)
+    _only(item, key, {"uri", "match", "limit", "max_age"})
+    uri = _get(item, "uri", str, None, key)
+    match = _match(item, key)
+    problem = pattern_problem(uri, match)
+    if problem is not None:
+        raise ConfigError(f"{key}.uri: {problem}")
+    return HistoryRule(uri=uri, match=match, limit=_positive(item, "limit", 1000, key),
+                       max_age=_seconds_or_forever(item, "max_age", key))
+
+
+def _match(item: dict, key: str) -> str:
+    match = _get(item, "match", str, "exact", key)
+    if match not in MATCH_POLICIES:
+        raise ConfigError(f"{key}.match: must be exact, prefix or wildcard, not {match!r}")
+    return match
+
+
+def _seconds_or_forever(item: dict, name: str, key: str, default: float = 0.0) -> float:
+    value = _get(item, name, (int, float), default, key)
+    if value < 0:
+        raise ConfigError(f"{_name(key, name)}: must be a number of seconds, or 0 for no limit")
+    return float(value)
+
+
+def _array(item: dict, name: str, key: str) -> list:
+    value = item.get(name, [])
+    if not isinstance(value, list):
+        raise ConfigError(f"{_name(key, name)}: must be an array of tables ([[realms.{name}]])")
+    return value

@@ -159,6 +159,7 @@ class RouterService(service.MultiService):
                  twisted=twisted.__version__, autobahn=autobahn.__version__)
         super().startService()
         self.security.start()
+        self.durable.start()
 
     # ---------------------------------------------------------- shutdown
 

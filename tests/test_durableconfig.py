@@ -51,3 +51,28 @@ def test_a_store_that_cannot_be_opened_stops_twistd_with_one_line(tmp_path):
     assert run.returncode != 0
     assert "relayrouter: storage: cannot open PostgreSQL at postgresql://nobody@127.0.0.1:1/none" in output
     assert "Traceback" not in output
+
+
+def test_history_rules_parse_with_defaults():
+    from relayrouter.core.history import HistoryRule
+
+    config = cfg.parse({"realms": [{"name": "r", "history": [
+        {"uri": "sensor.", "match": "prefix", "limit": 50, "max_age": 3600},
+        {"uri": "chat.room1"}]}, {"name": "plain"}]})
+    assert config.realms[0].history == (HistoryRule("sensor.", "prefix", 50, 3600.0), HistoryRule("chat.room1"))
+    assert config.realms[1].history is None
+
+
+@pytest.mark.parametrize("rules, message", [
+    ([{"match": "exact"}], "realms[0].history[0].uri: required"),
+    ([{"uri": "a", "match": "fuzzy"}], "realms[0].history[0].match: must be exact, prefix or wildcard"),
+    ([{"uri": "a..b"}], "realms[0].history[0].uri:"),
+    ([{"uri": "a", "limit": 0}], "realms[0].history[0].limit: must be positive"),
+    ([{"uri": "a", "max_age": -1}], "realms[0].history[0].max_age: must be a number of seconds"),
+    ([{"uri": "a", "keep": 1}], "realms[0].history[0].keep: unknown key"),
+    ([{"uri": "a"}, {"uri": "a"}], "realms[0].history[1].uri: 'a' (exact) has a rule already"),
+    ({"uri": "a"}, "realms[0].history: must be an array of tables"),
+])
+def test_bad_history_rules_name_the_key(rules, message):
+    with pytest.raises(cfg.ConfigError, match=re.escape(message)):
+        cfg.parse({"realms": [{"name": "r", "history": rules}]})

@@ -42,6 +42,9 @@ class Broker:
         # topic -> (Publication, publication ID): the retained event of each
         # topic, oldest first, at most realm.policy.max_retained_events.
         self.retained: dict[str, tuple] = {}
+        # Event history (core/history.py) when the realm keeps any: told of
+        # every routed publication.
+        self.history = None
         self._ids = SequentialIds()
 
     # ------------------------------------------------------------ subscribing
@@ -138,6 +141,8 @@ class Broker:
         # "A Publisher can request storage of a new Retained Event by setting Publish.Options.retain"
         if msg.retain:
             self._retain(msg.topic, publication, publication_id)
+        if self.history is not None:
+            self.history.record(publication, publication_id)
         return publication_id
 
     def _dispatch(self, publication: "Publication", publication_id: int, matches: list) -> None:

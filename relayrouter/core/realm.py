@@ -66,6 +66,9 @@ class Realm:
         self.guard = NoGuard()
         # What was refused or dropped in this realm, by kind; read by metrics.
         self.counters: Counter = Counter()
+        # WELCOME's roles when this realm announces more than the router's
+        # (event history); None: the router's.
+        self.welcome_roles: dict | None = None
         self.broker = Broker(self)
         self.dealer = Dealer(self)
 

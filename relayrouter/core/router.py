@@ -63,10 +63,12 @@ def _features(role_class, names):
     return role
 
 
-def _welcome_roles() -> dict:
+def welcome_roles(broker_extra: tuple = (), dealer_extra: tuple = ()) -> dict:
+    """The roles WELCOME announces; a realm with more features (event history)
+    announces them on top of the router's."""
     # "WELCOME.Details.roles ... MUST" announce the router's roles.
-    return {"broker": _features(RoleBrokerFeatures, BROKER_FEATURES),
-            "dealer": _features(RoleDealerFeatures, DEALER_FEATURES)}
+    return {"broker": _features(RoleBrokerFeatures, BROKER_FEATURES + broker_extra),
+            "dealer": _features(RoleDealerFeatures, DEALER_FEATURES + dealer_extra)}
 
 
 class Router:
@@ -74,7 +76,7 @@ class Router:
         self.clock = clock
         self.observer = observer or RouterObserver()
         self.realms: dict[str, Realm] = {}
-        self.welcome_roles = _welcome_roles()
+        self.welcome_roles = welcome_roles()
 
     def add_realm(self, name: str, **options) -> Realm:
         if name in self.realms:

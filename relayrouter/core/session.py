@@ -231,7 +231,7 @@ class RouterSession:
         realm.attach(self)
         self.peer.send(m.Welcome(
             self.session_id,
-            self.router.welcome_roles,
+            realm.welcome_roles or self.router.welcome_roles,
             realm=realm.name,
             authid=self.authid,
             authrole=self.authrole,
