@@ -1,6 +1,6 @@
 """Micro-benchmarks of relayrouter's core alone: no sockets, no reactor.
 
-    python bench/micro.py [--seconds 1.0] [--only publish,call,serialize]
+    python bench/micro.py [--seconds 1.0] [--only publish,filters,call,serialize]
 
 Each case builds a router with in-memory counting peers, then times a loop
 of one operation: a PUBLISH routed to N subscribers, a call through the
@@ -137,6 +137,38 @@ def _add_patterns(holder: CountingPeer, count: int) -> None:
             _subscribe(holder, f"bench..w{i}.topic", "wildcard")
 
 
+def filtered_case(plain: int, filtered: int, same_topic: bool, distinct: int = 1) -> Case:
+    """``plain`` plain subscribers, plus ``filtered`` subscribers with ``_fields``/``_where``
+    (``distinct`` different filters among them) on the topic or on another one.
+
+    Each PUBLISH carries a device message that passes every filter, so a
+    correct router delivers ``plain`` events, plus ``filtered`` when they share
+    the topic."""
+    router = make_router()
+    receivers = [join_counting(router) for _ in range(plain)]
+    for peer in receivers:
+        _subscribe(peer, TOPIC)
+    others = [join_counting(router) for _ in range(filtered)]
+    for i, peer in enumerate(others):
+        options = {"_fields": "attrs/temperature,metadata", "_where": f"attrs.temperature=gte:{i % distinct};"}
+        peer.receive([SUBSCRIBE, 1, options, TOPIC if same_topic else TOPIC + ".other"])
+        if type(peer.last).__name__ != "Subscribed":
+            raise RuntimeError(f"filtered subscribe failed: {peer.last!r}")
+    for peer in receivers + others:
+        peer.count = 0
+    publisher = join_counting(router)
+    receive = publisher.session.receive
+    document = {"metadata": {"deviceid": "d1", "tenant": "t", "timestamp": 1}, "attrs": {"temperature": 99, "x": 1}}
+
+    def step(i: int) -> None:
+        receive([PUBLISH, i, {}, TOPIC, [document]])
+
+    where = "same topic" if same_topic else "another topic"
+    label = f"publish -> {plain} plain + {filtered} filtered ({distinct} filters, {where})"
+    counted = receivers + (others if same_topic else [])
+    return Case(label, step, lambda: _count(counted, m.Event), plain + (filtered if same_topic else 0))
+
+
 # ----------------------------------------------------------------- dealer
 
 def call_case(serializer: str | None = None) -> Case:
@@ -204,6 +236,10 @@ def cases(groups: set[str]) -> list[Callable[[], Case]]:
                 lambda: publish_case(1, "msgpack"), lambda: publish_case(100, "msgpack"),
                 *([lambda: publish_case(100, "json-router")] if "json-router" in OBJECT_SERIALIZERS else []),
                 lambda: publish_case(1, patterns=PATTERNS)]
+    if "filters" in groups:
+        out += [lambda: filtered_case(100, 0, True), lambda: filtered_case(100, 100, False, 10),
+                lambda: filtered_case(100, 10, True, 10), lambda: filtered_case(0, 100, True, 1),
+                lambda: filtered_case(0, 100, True, 100)]
     if "call" in groups:
         out += [lambda: call_case(), lambda: call_case("json"), lambda: call_case("msgpack")]
         if "json-router" in OBJECT_SERIALIZERS:
@@ -225,7 +261,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="time per case (default 1.0)")
     parser.add_argument("--only", default="publish,call,serialize",
-                        help="groups to run: publish, call, serialize (comma-separated)")
+                        help="groups to run: publish, filters, call, serialize (comma-separated)")
     args = parser.parse_args(argv)
     groups = set(args.only.split(","))
     print(f"{'case':<52} {'ops/s':>12} {'µs/op':>9} {'delivered/op':>13}")

@@ -4,11 +4,25 @@ One EVENT message is built per publication and matching subscription, and the
 same object goes to every receiver of that subscription: Autobahn caches its
 serialized bytes per serializer, so a publication to N subscribers costs one
 serialization per serializer in use, not N.
+
+Filtered subscriptions: a SUBSCRIBE with the custom options ``_fields`` and/or
+``_where`` (dojot's projection and conditions, :mod:`.filters`; custom
+attributes per the WAMP spec, "_" and at least three of [a-z0-9_]) gets a
+subscription of its own, a *variant* hung off the plain subscription of the
+same topic and match.  Equal filters share one variant (and its ID), so one
+filtered EVENT is built per variant, not per receiver.  A plain subscription
+pays one empty-attribute check per publication for this; its EVENT is never
+touched.  The filter reads the event's first positional argument when it is an
+object, otherwise its keyword arguments; an event the conditions reject is
+not sent (counted in ``filtered_out``), and payload-passthru events, which the
+router cannot read, never reach filtered subscribers (``filtered_opaque``).
 """
 
 from autobahn.wamp import message as m
 
 from . import errors, messages
+from .filters import INVALID_SYNTAX as INVALID_SYNTAX_KIND
+from .filters import ContentFilter, FilterError
 from .ids import SequentialIds, global_id
 from .limits import refuse, subscription_refused
 from .matching import EXACT, UriIndex, pattern_matches
@@ -20,18 +34,26 @@ SUBSCRIBE = "subscribe"
 PPT_FEATURE = "payload_passthru_mode"
 
 _NO_OPTIONS: dict = {}
+_SAME = object()  # Publication.event: the publication's own args/kwargs
+FIELDS_OPTION = "_fields"
+WHERE_OPTION = "_where"
 
 
 class Subscription:
-    __slots__ = ("id", "uri", "match", "subscribers", "created")
+    __slots__ = ("id", "uri", "match", "subscribers", "created", "filter", "variants")
 
-    def __init__(self, sub_id: int, uri: str, match: str, created: float) -> None:
+    def __init__(self, sub_id: int, uri: str, match: str, created: float,
+                 content_filter: ContentFilter | None = None) -> None:
         self.id = sub_id
         self.uri = uri
         self.match = match
         # Insertion-ordered set of subscribed sessions.
         self.subscribers: dict = {}
         self.created = created
+        self.filter = content_filter
+        # Filtered subscriptions on the same topic and match, by filter key
+        # (only on a plain subscription; None until the first one).
+        self.variants: dict | None = None
 
 
 class Broker:
@@ -49,7 +71,7 @@ class Broker:
 
     # ------------------------------------------------------------ subscribing
 
-    def subscribe(self, session, msg: m.Subscribe) -> None:
+    def subscribe(self, session, msg: m.Subscribe, options: dict = _NO_OPTIONS) -> None:
         match = msg.match or EXACT  # some clients send match: null for exact
         problem = pattern_problem(msg.topic, match)
         if problem is not None:
@@ -59,7 +81,13 @@ class Broker:
         if refusal is not None:
             _error(session, msg, errors.NOT_AUTHORIZED, refusal)
             return
-        subscription = self.subscriptions.get(msg.topic, match)
+        try:
+            content_filter = _content_filter(options)
+        except FilterError as e:
+            _error(session, msg, e.uri, f"cannot subscribe: {e.message}")
+            return
+        base = self.subscriptions.get(msg.topic, match)
+        subscription = base if content_filter is None else _variant(base, content_filter)
         if subscription is None or session not in subscription.subscribers:
             over = subscription_refused(session)
             if over is not None:
@@ -67,9 +95,7 @@ class Broker:
                 return
         created = subscription is None
         if created:
-            subscription = Subscription(self._ids.next(), msg.topic, match, self.realm.now())
-            self.subscriptions.add(msg.topic, match, subscription)
-            self.subscriptions_by_id[subscription.id] = subscription
+            subscription = self._create(msg.topic, match, base, content_filter)
         # "If the Subscriber is already subscribed ... the Broker SHOULD answer
         # with SUBSCRIBED and the existing Subscription|id"
         fresh = session not in subscription.subscribers
@@ -80,6 +106,21 @@ class Broker:
             self.realm.observer.subscribed(session, subscription, created)
         if msg.get_retained and self.retained:
             self._send_retained(session, subscription)
+
+    def _create(self, topic: str, match: str, base: Subscription | None,
+                content_filter: ContentFilter | None) -> Subscription:
+        if base is None:
+            base = Subscription(self._ids.next(), topic, match, self.realm.now())
+            self.subscriptions.add(topic, match, base)
+            self.subscriptions_by_id[base.id] = base
+        if content_filter is None:
+            return base
+        variant = Subscription(self._ids.next(), topic, match, self.realm.now(), content_filter)
+        if base.variants is None:
+            base.variants = {}
+        base.variants[content_filter.key] = variant
+        self.subscriptions_by_id[variant.id] = variant
+        return variant
 
     def unsubscribe(self, session, msg: m.Unsubscribe) -> None:
         subscription = self.subscriptions_by_id.get(msg.subscription)
@@ -99,8 +140,13 @@ class Broker:
         session.subscriptions.pop(subscription, None)
         deleted = not subscription.subscribers
         if deleted:
-            self.subscriptions.remove(subscription.uri, subscription.match)
-            del self.subscriptions_by_id[subscription.id]
+            base = self.subscriptions.get(subscription.uri, subscription.match)
+            if subscription is not base:
+                del base.variants[subscription.filter.key]
+                del self.subscriptions_by_id[subscription.id]
+            if not base.subscribers and not base.variants:
+                self.subscriptions.remove(base.uri, base.match)
+                self.subscriptions_by_id.pop(base.id, None)
         self.realm.observer.unsubscribed(session, subscription, deleted)
 
     # ------------------------------------------------------------- publishing
@@ -147,21 +193,51 @@ class Broker:
 
     def _dispatch(self, publication: "Publication", publication_id: int, matches: list) -> None:
         for subscription in matches:
-            event = publication.event(subscription, publication_id)
-            # A snapshot: a receiver may leave while we send (its transport failing).
-            for receiver in tuple(subscription.subscribers):
-                if publication.admits(receiver):
-                    receiver.peer.send(event)
+            if subscription.subscribers:
+                event = publication.event(subscription, publication_id)
+                # A snapshot: a receiver may leave while we send (its transport failing).
+                for receiver in tuple(subscription.subscribers):
+                    if publication.admits(receiver):
+                        receiver.peer.send(event)
+            if subscription.variants:
+                self._dispatch_filtered(publication, publication_id, subscription)
+
+    def _dispatch_filtered(self, publication: "Publication", publication_id: int, base: Subscription) -> None:
+        for variant in tuple(base.variants.values()):
+            event = self._filtered_event(publication, variant, publication_id)
+            if event is not None:
+                for receiver in tuple(variant.subscribers):
+                    if publication.admits(receiver):
+                        receiver.peer.send(event)
+
+    def _filtered_event(self, publication: "Publication", variant: Subscription, publication_id: int,
+                        retained: bool = False):
+        msg = publication.msg
+        if msg.payload is not None or publication.ppt is not None:
+            self.realm.counters["filtered_opaque"] += 1
+            return None
+        args, kwargs = _filtered_payload(variant.filter, msg.args, msg.kwargs)
+        if args is None and kwargs is None:
+            self.realm.counters["filtered_out"] += 1
+            return None
+        return publication.event(variant, publication_id, retained, args, kwargs)
 
     def publish_meta(self, matches: list, topic: str, args: list) -> None:
         """A meta event published by the router itself to ``matches`` (from
         ``subscriptions.match(topic)``, which the caller checked first)."""
         publication_id = global_id()
         for subscription in matches:
-            event = m.Event(subscription.id, publication_id, args=args,
-                            topic=topic if subscription.match != EXACT else None)
-            for receiver in tuple(subscription.subscribers):
-                receiver.peer.send(event)
+            targets = [(subscription, args)]
+            if subscription.variants:
+                targets += [(variant, _filtered_payload(variant.filter, args, None)[0])
+                            for variant in subscription.variants.values()]
+            for target, target_args in targets:
+                if target_args is None:
+                    continue
+                event = m.Event(target.id, publication_id, args=target_args,
+                                topic=topic if target.match != EXACT else None)
+                for receiver in tuple(target.subscribers):
+                    receiver.peer.send(event)
 
     # --------------------------------------------------------------- retention
 
@@ -185,8 +261,14 @@ class Broker:
             candidates = [entry for topic, entry in self.retained.items()
                           if pattern_matches(subscription.uri, subscription.match, topic)]
         for publication, publication_id in candidates:
-            if publication.admits(session):
-                session.peer.send(publication.event(subscription, publication_id, retained=True))
+            if not publication.admits(session):
+                continue
+            if subscription.filter is None:
+                event = publication.event(subscription, publication_id, retained=True)
+            else:
+                event = self._filtered_event(publication, subscription, publication_id, retained=True)
+            if event is not None:
+                session.peer.send(event)
 
 
 class Publication:
@@ -209,7 +291,8 @@ class Publication:
             return False
         return self.receivers is None or self.receivers.admits(receiver)
 
-    def event(self, subscription: Subscription, publication_id: int, retained: bool = False) -> m.Event:
+    def event(self, subscription: Subscription, publication_id: int, retained: bool = False,
+              args=_SAME, kwargs=_SAME) -> m.Event:
         msg = self.msg
         disclose = self.disclose
         publisher = self.publisher
@@ -217,8 +300,8 @@ class Publication:
             self.ppt,
             subscription.id,
             publication_id,
-            args=msg.args,
-            kwargs=msg.kwargs,
+            args=msg.args if args is _SAME else args,
+            kwargs=msg.kwargs if kwargs is _SAME else kwargs,
             payload=msg.payload,
             publisher=publisher.session_id if disclose else None,
             publisher_authid=publisher.authid if disclose else None,
@@ -267,6 +350,33 @@ class _ReceiverFilter:
         return (session.session_id not in self.exclude
                 and session.authid not in self.exclude_authid
                 and session.authrole not in self.exclude_authrole)
+
+
+def _content_filter(options: dict) -> ContentFilter | None:
+    fields = options.get(FIELDS_OPTION)
+    where = options.get(WHERE_OPTION)
+    if fields is None and where is None:
+        return None
+    for name, value in ((FIELDS_OPTION, fields), (WHERE_OPTION, where)):
+        if value is not None and not isinstance(value, str):
+            raise FilterError(INVALID_SYNTAX_KIND, f"SUBSCRIBE.Options.{name} must be a string, "
+                              f"not {type(value).__name__}")
+    return ContentFilter(fields or None, where or None)
+
+
+def _variant(base: Subscription | None, content_filter: ContentFilter) -> Subscription | None:
+    if base is None or base.variants is None:
+        return None
+    return base.variants.get(content_filter.key)
+
+
+def _filtered_payload(content_filter: ContentFilter, args, kwargs) -> tuple:
+    """(args, kwargs) of a filtered event, (None, None) when it is not sent."""
+    if args and isinstance(args[0], dict):
+        kept = content_filter.apply(args[0])
+        return (None, None) if kept is None else ([kept, *args[1:]], kwargs)
+    kept = content_filter.apply(kwargs or {})
+    return (None, None) if kept is None else (args, kept)
 
 
 def _as_set(values) -> set | None:

@@ -271,7 +271,7 @@ class RouterSession:
     # ----------------------------------------------------- established: roles
 
     def _on_subscribe(self, msg: m.Subscribe, raw=None) -> None:
-        self.realm.broker.subscribe(self, msg)
+        self.realm.broker.subscribe(self, msg, _options(raw, 2))
 
     def _on_unsubscribe(self, msg: m.Unsubscribe, raw=None) -> None:
         self.realm.broker.unsubscribe(self, msg)
