@@ -143,6 +143,7 @@ def _realm(item: Any, key: str) -> RealmConfig:
         auth=auth,
         roles=authconfig.realm_roles(item, key),
         history=durableconfig.realm_history(item, key),
+        mailboxes=durableconfig.realm_mailboxes(item, key),
         # With an auth section, anonymous is off unless [realms.auth.anonymous] says otherwise.
         anonymous=_get(item, "anonymous", bool, auth is None, key),
         anonymous_role=_get(item, "anonymous_role", str, "anonymous", key),

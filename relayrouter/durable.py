@@ -9,6 +9,8 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from .core.history import FEATURE as EVENT_HISTORY, History
+from .core.mailbox import Mailboxes, MessageIds
+from .core.procedures import AdminPolicy
 from .core.router import welcome_roles
 from .store import StoreError, open_store
 
@@ -32,9 +34,13 @@ class Durable:
                                  f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}") from None
             log.info("Durable store: {where}", where=self.store.describe())
         self.histories: list[History] = []
+        self.mailboxes_by_realm: dict[str, Mailboxes] = {}
         self._sweep = None
+        self._ids = None
         for realm_config in config.realms:
             self._install(router.realms[realm_config.name], realm_config)
+        if self.mailboxes_by_realm:
+            self._load_mailboxes()
 
     @staticmethod
     def needed(config) -> bool:
@@ -49,10 +55,47 @@ class Durable:
             # "A Broker that implements event history must indicate ... features.event_history"
             realm.welcome_roles = welcome_roles(broker_extra=(EVENT_HISTORY,))
             self.histories.append(history)
+        if rc.mailboxes:
+            if self._ids is None:
+                self._ids = MessageIds(self.store, 1)  # the real mark comes with the load
+            mailboxes = Mailboxes(realm, rc.mailboxes, self.store, self._ids, self._admin(),
+                                  _public_base(self.config))
+            mailboxes.report = lambda error, realm=realm.name: log.error(
+                "Mailboxes of realm {realm}: the store failed: {error}", realm=realm, error=str(error))
+            realm.broker.mailboxes = mailboxes
+            self.mailboxes_by_realm[realm.name] = mailboxes
+
+    def _admin(self) -> AdminPolicy:
+        security = self.config.security
+        revocation = getattr(security, "revocation", None)
+        if revocation is None:
+            return AdminPolicy()
+        return AdminPolicy(frozenset(revocation.admin_roles), revocation.admin_scope)
+
+    def _load_mailboxes(self) -> None:
+        state = self.store.mailbox_load()
+        self._ids.next_id = self._ids.reserved = state.next_id
+        orphans = 0
+        for message in state.messages:
+            mailboxes = self.mailboxes_by_realm.get(message.realm)
+            if mailboxes is None or not mailboxes.load(message):
+                orphans += 1
+        log.info("Mailboxes: {count} messages kept from before", count=len(state.messages) - orphans)
+        if orphans:
+            log.warn("Mailboxes: {orphans} stored messages belong to mailboxes no rule names now; "
+                     "left in the store untouched", orphans=orphans)
+
+    def http_resources(self) -> dict:
+        if not self.mailboxes_by_realm:
+            return {}
+        from .transport.mailbox_http import MailboxResource
+
+        return {b"mailbox": MailboxResource(self.mailboxes_by_realm)}
 
     def start(self) -> None:
-        """Periodic work: history expiry."""
+        """Periodic work: history and mailbox expiry."""
         ages = [rule.max_age for h in self.histories for rule in h.rules if rule.max_age]
+        ages += [rule.max_age for mbs in self.mailboxes_by_realm.values() for rule in mbs.rules if rule.max_age]
         if ages:
             self._sweep = task.LoopingCall(self._expire)
             self._sweep.clock = self.reactor
@@ -61,6 +104,8 @@ class Durable:
     def _expire(self) -> None:
         for history in self.histories:
             history.expire()
+        for mailboxes in self.mailboxes_by_realm.values():
+            mailboxes.expire()
 
     def stop(self) -> None:
         if self._sweep is not None and self._sweep.running:
@@ -69,3 +114,16 @@ class Durable:
         if self.store is not None:
             self.store.close()
             self.store = None
+
+
+def _public_base(config) -> str | None:
+    """https://host from http.public_url (wss://host/ws), for mailbox endpoint URLs."""
+    http = getattr(config.security, "http", None)
+    url = getattr(http, "public_url", None)
+    if not url:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    scheme = {"wss": "https", "ws": "http"}.get(parts.scheme, parts.scheme)
+    return f"{scheme}://{parts.netloc}"

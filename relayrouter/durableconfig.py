@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from .config import ConfigError, _get, _name, _only, _positive, _table
 from .core.history import HistoryRule
+from .core.mailbox import HTTP_MODES, OVERFLOW_POLICIES, MailboxRule, rule_problem
 from .core.matching import MATCH_POLICIES
 from .core.uri import pattern_problem
 
@@ -124,3 +125,79 @@ def _array(item: dict, name: str, key: str) -> list:
     if not isinstance(value, list):
         raise ConfigError(f"{_name(key, name)}: must be an array of tables ([[realms.{name}]])")
     return value
+
+
+# ---------------------------------------------------------------- mailboxes
+
+_MAILBOX_KEYS = {"uri", "max_messages", "max_bytes", "max_message_bytes", "max_age", "overflow",
+                 "visibility_timeout", "http", "token_secret_env", "token_secret_file"}
+
+
+def realm_mailboxes(item: dict, key: str) -> tuple | None:
+    """``[[realms.mailboxes]]``: the realm's mailbox rules, or None."""
+    rules = tuple(_mailbox_rule(rule, f"{key}.mailboxes[{i}]")
+                  for i, rule in enumerate(_array(item, "mailboxes", key)))
+    seen: set = set()
+    for i, rule in enumerate(rules):
+        if rule.uri in seen:
+            raise ConfigError(f"{key}.mailboxes[{i}].uri: '{rule.uri}' is configured twice")
+        seen.add(rule.uri)
+    return rules or None
+
+
+def _mailbox_rule(item, key: str) -> MailboxRule:
+    _table(item, key)
+    _only(item, key, _MAILBOX_KEYS)
+    default = MailboxRule("x.{authid}")
+    uri = _get(item, "uri", str, None, key)
+    problem = rule_problem(uri) or pattern_problem(_filled(uri), "exact")
+    if problem is not None:
+        raise ConfigError(f"{key}.uri: {problem}")
+    overflow = _get(item, "overflow", str, default.overflow, key)
+    if overflow not in OVERFLOW_POLICIES:
+        raise ConfigError(f"{key}.overflow: must be refuse or drop-oldest, not {overflow!r}")
+    http = _get(item, "http", str, default.http, key)
+    if http not in HTTP_MODES:
+        raise ConfigError(f"{key}.http: must be token, open or off, not {http!r}")
+    secret = _token_secret(item, key) if http == "token" else None
+    if http != "token" and ({"token_secret_env", "token_secret_file"} & set(item)):
+        raise ConfigError(f"{key}: token_secret_* is only for http = \"token\"")
+    max_bytes = _positive(item, "max_bytes", default.max_bytes, key)
+    max_message_bytes = _positive(item, "max_message_bytes", min(default.max_message_bytes, max_bytes), key)
+    if max_message_bytes > max_bytes:
+        raise ConfigError(f"{key}.max_message_bytes: larger than max_bytes ({max_bytes})")
+    visibility = _get(item, "visibility_timeout", (int, float), default.visibility_timeout, key)
+    if visibility <= 0:
+        raise ConfigError(f"{key}.visibility_timeout: must be a positive number of seconds")
+    return MailboxRule(
+        uri=uri, max_messages=_positive(item, "max_messages", default.max_messages, key),
+        max_bytes=max_bytes, max_message_bytes=max_message_bytes,
+        max_age=_seconds_or_forever(item, "max_age", key, default.max_age),
+        overflow=overflow, visibility_timeout=float(visibility), http=http, token_secret=secret)
+
+
+def _filled(uri: str) -> str:
+    import re
+
+    return re.sub(r"\{[A-Za-z_][A-Za-z0-9_]*\}", "owner", uri)
+
+
+def _token_secret(item: dict, key: str) -> bytes:
+    if "token_secret_env" in item:
+        var = _get(item, "token_secret_env", str, None, key)
+        value = os.environ.get(var, "")
+        if not value:
+            raise ConfigError(f"{key}.token_secret_env: environment variable {var} is not set or empty")
+    elif "token_secret_file" in item:
+        path = _get(item, "token_secret_file", str, None, key)
+        try:
+            with open(path, encoding="utf8") as f:
+                value = f.read().rstrip("\r\n")
+        except OSError as e:
+            raise ConfigError(f"{key}.token_secret_file: cannot read '{path}': {e.strerror}") from None
+    else:
+        raise ConfigError(f"{key}: http = \"token\" (the default) needs token_secret_env or "
+                          "token_secret_file (or http = \"open\" / \"off\")")
+    if len(value) < 16:
+        raise ConfigError(f"{key}: the token secret must be at least 16 characters")
+    return value.encode()

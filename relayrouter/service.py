@@ -114,8 +114,9 @@ class RouterService(service.MultiService):
         if listener.kind == "websocket":
             wamp_factory = RouterWebSocketFactory(self.router, self.serializers, **common)
             wamp_factory.origin_policy = self.security.origins
-            factory = build_site(self.router, wamp_factory, listener.path,
-                                 self.security.http_resources(listener.path))
+            resources = self.security.http_resources(listener.path)
+            resources.update(self.durable.http_resources())
+            factory = build_site(self.router, wamp_factory, listener.path, resources)
             # twisted.web's idle timeout (12 h by default) is what closes a
             # connection that never finishes its HTTP request or upgrade.
             factory.timeOut = limits.hello_timeout

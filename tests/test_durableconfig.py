@@ -76,3 +76,36 @@ def test_history_rules_parse_with_defaults():
 def test_bad_history_rules_name_the_key(rules, message):
     with pytest.raises(cfg.ConfigError, match=re.escape(message)):
         cfg.parse({"realms": [{"name": "r", "history": rules}]})
+
+
+def test_mailbox_rules_parse_with_defaults(monkeypatch):
+    from relayrouter.core.mailbox import MailboxRule
+
+    monkeypatch.setenv("RR_MB_SECRET", "a-long-enough-secret")
+    config = cfg.parse({"realms": [{"name": "r", "mailboxes": [
+        {"uri": "mailbox.{authid}", "token_secret_env": "RR_MB_SECRET"},
+        {"uri": "team.{team}.inbox", "http": "open", "overflow": "drop-oldest", "max_age": 0}]}]})
+    first, second = config.realms[0].mailboxes
+    assert first == MailboxRule("mailbox.{authid}", token_secret=b"a-long-enough-secret")
+    assert "a-long-enough-secret" not in repr(first)
+    assert (second.owner_field, second.http, second.overflow, second.max_age) == ("team", "open", "drop-oldest", 0.0)
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"uri": "mailbox.agent", "http": "open"}, "realms[0].mailboxes[0].uri: must hold exactly one placeholder"),
+    ({"uri": "a.{x}.{y}", "http": "open"}, "must hold exactly one placeholder"),
+    ({"uri": "mailbox..{authid}", "http": "open"}, "realms[0].mailboxes[0].uri:"),
+    ({"uri": "m.{authid}"}, "realms[0].mailboxes[0]: http = \"token\" (the default) needs token_secret_env"),
+    ({"uri": "m.{authid}", "http": "open", "token_secret_env": "X"}, "token_secret_* is only for"),
+    ({"uri": "m.{authid}", "http": "maybe"}, "realms[0].mailboxes[0].http: must be token, open or off"),
+    ({"uri": "m.{authid}", "http": "open", "overflow": "drop"}, "realms[0].mailboxes[0].overflow"),
+    ({"uri": "m.{authid}", "http": "open", "max_bytes": 10, "max_message_bytes": 11},
+     "realms[0].mailboxes[0].max_message_bytes: larger than max_bytes"),
+    ({"uri": "m.{authid}", "http": "open", "visibility_timeout": 0}, "visibility_timeout: must be a positive"),
+    ({"uri": "m.{authid}", "http": "open", "max_mesages": 1}, "realms[0].mailboxes[0].max_mesages: unknown key"),
+    ({"uri": "m.{authid}", "token_secret_env": "RR_MB_SHORT"}, "at least 16 characters"),
+])
+def test_bad_mailbox_rules_name_the_key(rule, message, monkeypatch):
+    monkeypatch.setenv("RR_MB_SHORT", "short")
+    with pytest.raises(cfg.ConfigError, match=re.escape(message)):
+        cfg.parse({"realms": [{"name": "r", "mailboxes": [rule]}]})

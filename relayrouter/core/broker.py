@@ -67,6 +67,9 @@ class Broker:
         # Event history (core/history.py) when the realm keeps any: told of
         # every routed publication.
         self.history = None
+        # Mailboxes (core/mailbox.py) when the realm has any: a PUBLISH to a
+        # mailbox URI is stored there instead of routed.
+        self.mailboxes = None
         self._ids = SequentialIds()
 
     # ------------------------------------------------------------ subscribing
@@ -169,6 +172,10 @@ class Broker:
             if msg.acknowledge:
                 _error(session, msg, errors.DISCLOSE_ME_DISALLOWED,
                        "this realm does not let publishers disclose their identity")
+            return
+        mailboxes = self.mailboxes
+        if mailboxes is not None and mailboxes.match(msg.topic) is not None:
+            mailboxes.publish(session, msg)  # PUBLISHED once durable
             return
         publication = self._route(Publication(msg, session, disclose, ppt))
         if msg.acknowledge:

@@ -1,0 +1,540 @@
+"""Mailboxes: durable, ordered, at-least-once queues, each owned by one identity.
+
+Theory of operation
+-------------------
+A ``[[realms.mailboxes]]`` rule names mailboxes by a URI pattern with one
+placeholder, ``{authid}`` or ``{<claim>}`` (one URI component): the session
+whose authid (or credential claim) fills it owns that mailbox.  A mailbox
+exists from its first message.
+
+*Put* (a PUBLISH to a mailbox URI, or ``POST /mailbox/{name}``): checked
+against the bounds (``max_messages``, ``max_bytes`` including puts not yet
+committed, ``max_message_bytes``), given the next message ID, and handed to
+the store.  Only the store's completion makes the message visible to takers
+and answers the sender (PUBLISHED, HTTP 202): what was acknowledged is
+durable.  At the bound, ``overflow = refuse`` answers
+``relayrouter.error.mailbox_full``; ``drop-oldest`` deletes the oldest
+messages (counted in ``drops``) to make room.
+
+*Take* (``relayrouter.mailbox.take``, a pending router procedure): each
+message goes to the owner as one progressive RESULT, lowest ID first, at
+most ``max_inflight`` unacknowledged at a time.  The messages a taker holds
+come back (and are delivered again, ``attempt`` + 1, ahead of newer ones)
+when it ends -- CANCEL, its session leaving, another take of the same
+mailbox -- or when one has waited ``visibility_timeout`` seconds unacked.
+
+*Ack* (``relayrouter.mailbox.ack``, by ``id`` or ``upto``): the messages
+leave memory at once (never delivered again) and the RESULT waits for the
+store's delete: an acked message does not come back after a crash.
+
+Indexes and who owns them: ``Mailboxes.mailboxes[uri]`` (this module);
+``Mailbox.messages[id]`` (committed, unacked, in ID order); ``Mailbox.fresh``
+(IDs never delivered, in order) and ``Mailbox.returned`` (a heap of IDs to
+deliver again); ``Taker.inflight[id]`` (delivered, unacked, with deadline).
+A message is in exactly one of fresh / returned / some taker's inflight.
+"""
+
+import hashlib
+import heapq
+import hmac
+import re
+from collections import deque
+from dataclasses import dataclass, field
+
+from autobahn.wamp import message as m
+
+from . import errors
+from .procedures import PENDING, AdminPolicy, ProcedureError
+from ..store.records import MailboxMessage, StoreError
+
+TAKE = "relayrouter.mailbox.take"
+ACK = "relayrouter.mailbox.ack"
+STATS = "relayrouter.mailbox.stats"
+ENDPOINT = "relayrouter.mailbox.endpoint"
+
+MAILBOX_FULL = "relayrouter.error.mailbox_full"
+TOO_LARGE = "relayrouter.error.mailbox_message_too_large"
+TAKEN_OVER = "relayrouter.error.mailbox_taken_over"
+STORE_FAILED = "relayrouter.error.store_failed"
+NO_SUCH_MAILBOX = "relayrouter.error.no_such_mailbox"
+
+REFUSE = "refuse"
+DROP_OLDEST = "drop-oldest"
+OVERFLOW_POLICIES = (REFUSE, DROP_OLDEST)
+HTTP_MODES = ("token", "open", "off")
+
+MAX_INFLIGHT = 1000
+_ID_BLOCK = 1000  # message IDs reserved in the store at a time
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxRule:
+    uri: str  # e.g. "mailbox.{authid}"
+    max_messages: int = 10_000
+    max_bytes: int = 64 * 1024 * 1024
+    max_message_bytes: int = 1024 * 1024
+    max_age: float = 7 * 86400.0  # seconds; 0 keeps messages until taken
+    overflow: str = REFUSE
+    visibility_timeout: float = 60.0
+    http: str = "token"  # POST /mailbox/{name}: token | open | off
+    token_secret: bytes | None = field(default=None, repr=False)
+
+    @property
+    def owner_field(self) -> str:
+        return _PLACEHOLDER.search(self.uri).group(1)
+
+    def pattern(self) -> re.Pattern:
+        before, after = _PLACEHOLDER.split(self.uri, maxsplit=1)[0::2]
+        return re.compile(re.escape(before) + r"([^.#\s]+)" + re.escape(after) + r"\Z")
+
+    def token(self, realm: str, uri: str) -> str | None:
+        """The credential HTTP senders need for this mailbox (None: not token mode)."""
+        if self.token_secret is None:
+            return None
+        return hmac.new(self.token_secret, f"{realm}\n{uri}".encode(), hashlib.sha256).hexdigest()
+
+
+def rule_problem(uri: str) -> str | None:
+    """Why a mailbox URI pattern is unusable, or None."""
+    found = _PLACEHOLDER.findall(uri)
+    if len(found) != 1:
+        return "must hold exactly one placeholder such as {authid} (or {<claim>})"
+    return None
+
+
+class Taker:
+    """One running ``take`` call."""
+
+    __slots__ = ("call", "mailbox", "max_inflight", "inflight", "timer")
+
+    def __init__(self, call, mailbox: "Mailbox", max_inflight: int) -> None:
+        self.call = call
+        self.mailbox = mailbox
+        self.max_inflight = max_inflight
+        self.inflight: dict[int, float] = {}  # id -> visibility deadline, in delivery order
+        self.timer = None
+
+
+class Mailbox:
+    def __init__(self, owner: "Mailboxes", uri: str, rule: MailboxRule, owner_value: str) -> None:
+        self.owner = owner
+        self.uri = uri
+        self.rule = rule
+        self.owner_value = owner_value
+        self.messages: dict[int, MailboxMessage] = {}
+        self.bytes = 0
+        self.fresh: deque = deque()
+        self.returned: list = []
+        self.pending = 0  # puts given to the store, not committed yet
+        self.pending_bytes = 0
+        self.taker: Taker | None = None
+        self.redeliveries = 0
+        self.drops = 0
+        self.expired = 0
+
+    # ------------------------------------------------------------------- put
+
+    def room_for(self, size: int) -> str | None:
+        """None when a message of ``size`` bytes fits (dropping the oldest if
+        the policy says so), else the refusal."""
+        rule = self.rule
+        if size > rule.max_message_bytes:
+            return f"{size} bytes is more than this mailbox's max_message_bytes ({rule.max_message_bytes})"
+        while self._over(size):
+            if rule.overflow != DROP_OLDEST or not self.messages:
+                return (f"mailbox '{self.uri}' is full ({len(self.messages) + self.pending} messages, "
+                        f"{self.bytes + self.pending_bytes} bytes; max_messages {rule.max_messages}, "
+                        f"max_bytes {rule.max_bytes})")
+            self.drop(next(iter(self.messages)), "drops")
+        return None
+
+    def _over(self, size: int) -> bool:
+        return (len(self.messages) + self.pending + 1 > self.rule.max_messages
+                or self.bytes + self.pending_bytes + size > self.rule.max_bytes)
+
+    def committed(self, message: MailboxMessage) -> None:
+        self.messages[message.id] = message
+        self.bytes += message.size
+        self.fresh.append(message.id)
+        self.pump()
+
+    def drop(self, message_id: int, counter: str) -> None:
+        message = self.forget(message_id)
+        if message is not None:
+            setattr(self, counter, getattr(self, counter) + 1)
+            self.owner.store.mailbox_delete(self.owner.realm.name, self.uri, [message_id])
+
+    def forget(self, message_id: int) -> MailboxMessage | None:
+        message = self.messages.pop(message_id, None)
+        if message is not None:
+            self.bytes -= message.size
+            if self.taker is not None:
+                self.taker.inflight.pop(message_id, None)
+        return message
+
+    # --------------------------------------------------------------- delivery
+
+    def next_available(self) -> int | None:
+        messages, fresh, returned = self.messages, self.fresh, self.returned
+        while returned and returned[0] not in messages:
+            heapq.heappop(returned)
+        while fresh and fresh[0] not in messages:
+            fresh.popleft()
+        if returned and (not fresh or returned[0] < fresh[0]):
+            return heapq.heappop(returned)
+        return fresh.popleft() if fresh else None
+
+    def pump(self) -> None:
+        taker = self.taker
+        if taker is None:
+            return
+        now = self.owner.realm.now()
+        deadline = now + self.rule.visibility_timeout
+        attempts = []
+        while len(taker.inflight) < taker.max_inflight:
+            message_id = self.next_available()
+            if message_id is None:
+                break
+            message = self.messages[message_id]
+            message.attempts += 1
+            if message.attempts > 1:
+                self.redeliveries += 1
+            taker.inflight[message_id] = deadline
+            attempts.append((message_id, message.attempts))
+            taker.call.progress({"id": message_id, "attempt": message.attempts,
+                                 "timestamp": message.timestamp, "args": list(message.args or ()),
+                                 "kwargs": dict(message.kwargs or {})})
+        if attempts:
+            self.owner.store.mailbox_attempts(self.owner.realm.name, self.uri, attempts)
+            self._arm(taker)
+
+    def _arm(self, taker: Taker) -> None:
+        if taker.timer is not None or not taker.inflight:
+            return
+        first_deadline = next(iter(taker.inflight.values()))
+        delay = max(0.0, first_deadline - self.owner.realm.now())
+        taker.timer = self.owner.realm.router.clock.callLater(delay, self._visibility, taker)
+
+    def _visibility(self, taker: Taker) -> None:
+        taker.timer = None
+        if self.taker is not taker:
+            return
+        now = self.owner.realm.now()
+        for message_id, deadline in list(taker.inflight.items()):
+            if deadline > now:
+                break
+            del taker.inflight[message_id]
+            heapq.heappush(self.returned, message_id)
+        self.pump()
+        self._arm(taker)
+
+    def release(self, taker: Taker) -> None:
+        """The taker ended: what it held comes back, ahead of newer messages."""
+        if taker.timer is not None:
+            taker.timer.cancel()
+            taker.timer = None
+        for message_id in taker.inflight:
+            if message_id in self.messages:
+                heapq.heappush(self.returned, message_id)
+        taker.inflight.clear()
+        if self.taker is taker:
+            self.taker = None
+
+    def ack(self, ids: list[int]) -> list[int]:
+        acked = [i for i in ids if i in self.messages and self.messages[i].attempts > 0]
+        for message_id in acked:
+            self.forget(message_id)
+        return acked
+
+    def delivered_upto(self, upto: int) -> list[int]:
+        return [i for i, message in self.messages.items() if i <= upto and message.attempts > 0]
+
+    # ------------------------------------------------------------------ stats
+
+    def stats(self) -> dict:
+        now = self.owner.realm.now()
+        oldest = next(iter(self.messages.values()), None)
+        return {"mailbox": self.uri, "depth": len(self.messages), "bytes": self.bytes,
+                "oldest_age": round(now - oldest.timestamp, 3) if oldest is not None else 0.0,
+                "inflight": len(self.taker.inflight) if self.taker is not None else 0,
+                "taking": self.taker is not None, "pending": self.pending,
+                "redeliveries": self.redeliveries, "drops": self.drops, "expired": self.expired}
+
+
+class MessageIds:
+    """Message IDs for a whole store: increasing, never handed out twice, even
+    across restarts (a block is reserved in the store before it is used)."""
+
+    def __init__(self, store, next_id: int) -> None:
+        self.store = store
+        self.next_id = next_id
+        self.reserved = next_id
+
+    def allocate(self) -> int:
+        message_id = self.next_id
+        self.next_id += 1
+        if self.next_id > self.reserved:
+            self.reserved = message_id + _ID_BLOCK
+            self.store.mailbox_reserve(self.reserved)
+        return message_id
+
+
+class Mailboxes:
+    """A realm's mailboxes and their procedures."""
+
+    def __init__(self, realm, rules, store, ids: MessageIds, admin: AdminPolicy | None = None,
+                 public_base: str | None = None) -> None:
+        self.realm = realm
+        self.rules = tuple(rules)
+        self.store = store
+        self.ids = ids
+        self.admin = admin or AdminPolicy()
+        self.public_base = public_base  # e.g. "https://relay.example.com", for endpoint URLs
+        self.patterns = [(rule, rule.pattern()) for rule in self.rules]
+        self.mailboxes: dict[str, Mailbox] = {}
+        self._rule_by_topic: dict[str, tuple | None] = {}
+        # Told of store failures (the Twisted side logs them); counted here.
+        self.report = lambda error: None
+        self.store_failures = 0
+        for uri, handler in ((TAKE, self.take), (ACK, self.ack), (STATS, self.stats),
+                             (ENDPOINT, self.endpoint)):
+            realm.procedures.add(uri, handler)
+
+    # ------------------------------------------------------------- lookup
+
+    def match(self, uri: str) -> tuple | None:
+        """(rule, owner value) of the mailbox ``uri`` names, or None."""
+        cache = self._rule_by_topic
+        try:
+            return cache[uri]
+        except KeyError:
+            pass
+        if len(cache) >= 10_000:
+            cache.clear()
+        found = None
+        for rule, pattern in self.patterns:
+            hit = pattern.match(uri)
+            if hit is not None:
+                found = (rule, hit.group(1))
+                break
+        cache[uri] = found
+        return found
+
+    def mailbox(self, uri: str, create: bool = True) -> Mailbox | None:
+        mailbox = self.mailboxes.get(uri)
+        if mailbox is None and create:
+            found = self.match(uri)
+            if found is None:
+                return None
+            mailbox = self.mailboxes[uri] = Mailbox(self, uri, found[0], found[1])
+        return mailbox
+
+    def load(self, message: MailboxMessage) -> bool:
+        """A message kept from before a restart; False if no rule names its mailbox now."""
+        mailbox = self.mailbox(message.mailbox)
+        if mailbox is None:
+            return False
+        mailbox.committed(message)
+        return True
+
+    def owns(self, session, mailbox_uri: str) -> bool:
+        found = self.match(mailbox_uri)
+        if found is None:
+            return False
+        rule, value = found
+        name = rule.owner_field
+        if name == "authid":
+            return session.authid == value
+        claims = session.permissions or {}
+        return isinstance(claims, dict) and str(claims.get(name, "")) == value and value != ""
+
+    def is_admin(self, session) -> bool:
+        return self.admin.admits(session.authrole, session.permissions)
+
+    # ----------------------------------------------------------------- put
+
+    def put(self, uri: str, args, kwargs, size: int, done) -> str | None:
+        """Store one message; ``done(message_id | StoreError)`` once durable.
+        Returns a refusal (and calls nothing) when the message cannot be taken."""
+        mailbox = self.mailbox(uri)
+        if mailbox is None:
+            return f"'{uri}' is not a mailbox of realm '{self.realm.name}'"
+        refusal = mailbox.room_for(size)
+        if refusal is not None:
+            return refusal
+        message = MailboxMessage(self.realm.name, uri, self.ids.allocate(), self.realm.now(),
+                                 args, kwargs, size)
+        mailbox.pending += 1
+        mailbox.pending_bytes += size
+
+        def stored(outcome) -> None:
+            mailbox.pending -= 1
+            mailbox.pending_bytes -= size
+            if isinstance(outcome, StoreError):
+                self._store_failed(outcome)
+                done(outcome)
+                return
+            mailbox.committed(message)
+            done(message.id)
+
+        self.store.mailbox_put(message, stored)
+        return None
+
+    def _store_failed(self, error: StoreError) -> None:
+        self.store_failures += 1
+        self.report(error)
+
+    def refusal_uri(self, text: str) -> str:
+        if "max_message_bytes" in text:
+            return TOO_LARGE
+        if "is not a mailbox" in text:
+            return NO_SUCH_MAILBOX
+        return MAILBOX_FULL
+
+    def publish(self, session, msg: m.Publish) -> None:
+        """A PUBLISH to a mailbox URI (the broker checked authorization)."""
+        args = [msg.payload] if msg.payload is not None else msg.args
+        size = _size(args, msg.kwargs)
+        acknowledge = msg.acknowledge
+        session_id = session.session_id
+
+        def done(outcome) -> None:
+            if not acknowledge or session.session_id != session_id:
+                return  # the publisher left meanwhile: nobody to answer
+            if isinstance(outcome, StoreError):
+                _publish_error(session, msg, STORE_FAILED, "the router could not store the message; see its log")
+            else:
+                # PUBLISHED only now: "acknowledge" means the message is durable.
+                session.peer.send(m.Published(msg.request, outcome))
+
+        refusal = self.put(msg.topic, args, msg.kwargs, size, done)
+        if refusal is not None:
+            self.realm.counters["mailbox_refused"] += 1
+            if acknowledge:
+                _publish_error(session, msg, self.refusal_uri(refusal), refusal)
+
+    def expire(self) -> None:
+        now = self.realm.now()
+        for mailbox in self.mailboxes.values():
+            max_age = mailbox.rule.max_age
+            if not max_age:
+                continue
+            for message_id, message in list(mailbox.messages.items()):
+                if now - message.timestamp < max_age:
+                    break
+                if mailbox.taker is None or message_id not in mailbox.taker.inflight:
+                    mailbox.drop(message_id, "expired")
+
+    # ----------------------------------------------------------- procedures
+
+    def _owned(self, call, uri) -> Mailbox:
+        if not isinstance(uri, str) or self.match(uri) is None:
+            raise ProcedureError(errors.INVALID_ARGUMENT, f"{uri!r} is not a mailbox URI of realm "
+                                 f"'{self.realm.name}' (see [[realms.mailboxes]])")
+        if not (self.owns(call.session, uri) or self.is_admin(call.session)):
+            raise ProcedureError(errors.NOT_AUTHORIZED, f"session '{call.session.authid}' does not own "
+                                 f"mailbox '{uri}'")
+        return self.mailbox(uri)
+
+    def take(self, call):
+        """``take(mailbox_uri, max_inflight=32)``, called with receive_progress."""
+        fields = _fields(call, ("mailbox_uri", "max_inflight"))
+        mailbox = self._owned(call, fields.get("mailbox_uri"))
+        max_inflight = fields.get("max_inflight", 32)
+        if not isinstance(max_inflight, int) or isinstance(max_inflight, bool) \
+                or not 1 <= max_inflight <= MAX_INFLIGHT:
+            raise ProcedureError(errors.INVALID_ARGUMENT, f"max_inflight must be 1 to {MAX_INFLIGHT}")
+        if not call.receive_progress:
+            raise ProcedureError(errors.INVALID_ARGUMENT, "call take with receive_progress: every "
+                                 "message arrives as a progressive result")
+        previous = mailbox.taker
+        if previous is not None:
+            mailbox.release(previous)
+            previous.call.error(TAKEN_OVER, f"another take of '{mailbox.uri}' started; this one ended")
+        taker = Taker(call, mailbox, max_inflight)
+        mailbox.taker = taker
+        call.on_cancel(lambda reason: mailbox.release(taker))
+        mailbox.pump()
+        return PENDING
+
+    def ack(self, call):
+        """``ack(mailbox_uri, id)`` or ``ack(mailbox_uri, upto=id)`` -> number acknowledged."""
+        fields = _fields(call, ("mailbox_uri", "id"))
+        mailbox = self._owned(call, fields.get("mailbox_uri"))
+        single, upto = fields.get("id"), fields.get("upto")
+        if (single is None) == (upto is None) or not _is_id(single if upto is None else upto):
+            raise ProcedureError(errors.INVALID_ARGUMENT, "give 'id' or 'upto', a message ID")
+        ids = mailbox.ack([single] if upto is None else mailbox.delivered_upto(upto))
+        if not ids:
+            return 0
+
+        def deleted(outcome) -> None:
+            if isinstance(outcome, StoreError):
+                self._store_failed(outcome)
+                call.error(STORE_FAILED, "the router could not record the acknowledgement; see its log")
+            else:
+                call.result(len(ids))
+
+        self.store.mailbox_delete(self.realm.name, mailbox.uri, ids, deleted)
+        mailbox.pump()
+        return PENDING
+
+    def stats(self, call):
+        """``stats(mailbox_uri=None)``: one mailbox, or every one the caller may see."""
+        fields = _fields(call, ("mailbox_uri",))
+        uri = fields.get("mailbox_uri")
+        if uri is not None:
+            self._owned(call, uri)
+            return self.mailbox(uri).stats()
+        admin = self.is_admin(call.session)
+        return {"mailboxes": [mb.stats() for uri, mb in sorted(self.mailboxes.items())
+                              if admin or self.owns(call.session, uri)]}
+
+    def endpoint(self, call):
+        """``endpoint(mailbox_uri)``: what HTTP senders need to post to it."""
+        fields = _fields(call, ("mailbox_uri",))
+        mailbox = self._owned(call, fields.get("mailbox_uri"))
+        return self.endpoint_of(mailbox.uri)
+
+    def endpoint_of(self, uri: str) -> dict:
+        rule = self.match(uri)[0]
+        if rule.http == "off":
+            raise ProcedureError(errors.INVALID_ARGUMENT, f"mailbox '{uri}' takes no HTTP posts (http = \"off\")")
+        token = rule.token(self.realm.name, uri)
+        path = f"/mailbox/{uri}?realm={self.realm.name}" + (f"&token={token}" if token else "")
+        return {"mailbox": uri, "realm": self.realm.name, "token": token, "path": path,
+                "url": self.public_base + path if self.public_base else None}
+
+
+def _size(args, kwargs) -> int:
+    """Bytes a message costs: payload bytes and strings, roughly for the rest."""
+    total = 0
+    stack = [args, kwargs]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, (bytes, str)):
+            total += len(value)
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+        elif value is not None:
+            total += 8
+    return total
+
+
+def _fields(call, names: tuple) -> dict:
+    fields = dict(call.kwargs)
+    for name, value in zip(names, call.args):
+        fields.setdefault(name, value)
+    return fields
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _publish_error(session, msg: m.Publish, uri: str, text: str) -> None:
+    session.peer.send(m.Error(m.Publish.MESSAGE_TYPE, msg.request, uri, args=[text]))

@@ -1,0 +1,246 @@
+"""Mailboxes end to end: a real router (in-process, and as a twistd process
+killed with -9), Autobahn-Python senders and owners, HTTP senders by treq."""
+
+import json
+import os
+import signal
+import tempfile
+
+import pytest
+import pytest_twisted
+import treq
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import CallOptions, PublishOptions
+from twisted.internet import defer, reactor, threads
+
+from relayrouter import config as cfg
+
+from ..support import Client, connect_ws, start_router, within
+from .test_twistd import read_until, stop, twistd, URL
+
+SECRETS = {"RR_TEST_SENDER": "sender-secret-1", "RR_TEST_AGENTB": "agentb-secret-1",
+           "RR_TEST_OPS": "ops-secret-12345", "RR_TEST_MAILBOX_SECRET": "mailbox-token-secret-0123456789"}
+
+
+def realm_config(**mailbox) -> dict:
+    rule = {"uri": "mailbox.{authid}", "token_secret_env": "RR_TEST_MAILBOX_SECRET", **mailbox}
+    return {"name": "realm1",
+            "auth": {"ticket": {"principals": [
+                {"authid": "sender", "role": "user", "secret_env": "RR_TEST_SENDER"},
+                {"authid": "agentb", "role": "user", "secret_env": "RR_TEST_AGENTB"},
+                {"authid": "ops", "role": "admin", "secret_env": "RR_TEST_OPS"}]}},
+            "mailboxes": [rule]}
+
+
+@pytest.fixture(autouse=True)
+def secrets(monkeypatch):
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+
+
+def as_user(running, authid, serializer="json"):
+    secret = SECRETS[f"RR_TEST_{authid.upper()}"]
+    return connect_ws(running, serializer, authmethods=["ticket"], authid=authid, ticket=secret)
+
+
+class Taker:
+    """Runs relayrouter.mailbox.take and collects what arrives."""
+
+    def __init__(self, session, mailbox="mailbox.agentb", max_inflight=32, ack=False):
+        self.session = session
+        self.mailbox = mailbox
+        self.received = []
+        self.acked_ids = []  # acknowledged, RESULT received
+        self.ack = ack
+        self.waiters = []
+        self.call = session.call("relayrouter.mailbox.take", mailbox, max_inflight=max_inflight,
+                                 options=CallOptions(on_progress=self._on_message))
+        self.call.addErrback(lambda f: None)  # ends with CANCEL, a takeover or a lost connection
+
+    def _on_message(self, message):
+        self.received.append(message)
+        if self.ack:
+            d = self.session.call("relayrouter.mailbox.ack", self.mailbox, message["id"])
+            d.addCallback(lambda count, i=message["id"]: self.acked_ids.append(i) if count else None)
+            d.addErrback(lambda f: None)  # the router may be gone (kill -9)
+        for count, d in list(self.waiters):
+            if len(self.received) >= count:
+                self.waiters.remove((count, d))
+                d.callback(None)
+
+    def until(self, count, seconds=20):
+        if len(self.received) >= count:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self.waiters.append((count, d))
+        return within(d, seconds)
+
+
+@defer.inlineCallbacks
+def started(realm: dict, state_dir=None):
+    data = {"listeners": [{"type": "websocket", "endpoint": "tcp:0:interface=127.0.0.1"}],
+            "realms": [realm], "revocation": {"admin_roles": ["admin"]}}
+    config = cfg.replace(cfg.parse(data), state_dir=state_dir or tempfile.mkdtemp(prefix="relayrouter-mb-"))
+    running = yield start_router(config)
+    return running
+
+
+@pytest_twisted.inlineCallbacks
+def test_acknowledged_publish_take_ack_and_stats_with_autobahn():
+    running = yield started(realm_config(max_messages=50))
+    try:
+        sender = yield as_user(running, "sender", "msgpack")
+        owner = yield as_user(running, "agentb", "cbor")
+        ids = []
+        for i in range(5):
+            published = yield sender.publish("mailbox.agentb", i, payload=b"\x00\xff" * i,
+                                             options=PublishOptions(acknowledge=True))
+            ids.append(published.id)
+        assert ids == sorted(ids)
+        taker = Taker(owner, max_inflight=3)
+        yield taker.until(3)
+        assert [m["id"] for m in taker.received] == ids[:3]
+        assert taker.received[1]["args"] == [1] and taker.received[1]["kwargs"] == {"payload": b"\x00\xff"}
+        assert all(m["attempt"] == 1 for m in taker.received)
+        count = yield owner.call("relayrouter.mailbox.ack", "mailbox.agentb", upto=ids[1])
+        assert count == 2
+        yield taker.until(5)
+        stats = yield owner.call("relayrouter.mailbox.stats", "mailbox.agentb")
+        assert stats["depth"] == 3 and stats["inflight"] == 3 and stats["taking"] is True
+        # Nobody else takes or inspects it.
+        with pytest.raises(ApplicationError) as refused:
+            yield sender.call("relayrouter.mailbox.stats", "mailbox.agentb")
+        assert refused.value.error == "wamp.error.not_authorized"
+        # Cancelling the take gives back the unacked, attempt + 1, in order.
+        taker.call.cancel()
+        again = Taker(owner)
+        yield again.until(3)
+        assert [(m["id"], m["attempt"]) for m in again.received] == [(i, 2) for i in ids[2:]]
+        ops = yield as_user(running, "ops")
+        everything = yield ops.call("relayrouter.mailbox.stats")
+        assert [(s["mailbox"], s["redeliveries"]) for s in everything["mailboxes"]] == [("mailbox.agentb", 3)]
+        for session in (sender, owner, ops):
+            session.leave()
+    finally:
+        yield running.service.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_post_to_a_mailbox_over_http():
+    running = yield started(realm_config(max_messages=2, max_message_bytes=1000))
+    try:
+        owner = yield as_user(running, "agentb")
+        endpoint = yield owner.call("relayrouter.mailbox.endpoint", "mailbox.agentb")
+        url = running.http_url + endpoint["path"]
+        body = b'{"protected": "...", "ciphertext": "\x00\x01"}'
+        response = yield treq.post(url, data=body, headers={"Content-Type": "application/didcomm-envelope-enc"})
+        assert response.code == 202
+        answer = json.loads((yield response.content()))
+        bare = f"{running.http_url}/mailbox/mailbox.agentb"
+        by_header = yield treq.post(bare, data=b"second", headers={"Authorization": f"Bearer {endpoint['token']}"})
+        assert by_header.code == 202
+        refusals = {
+            "no credential": (yield treq.post(bare, data=b"x")),
+            "wrong token": (yield treq.post(bare + "?token=" + "0" * 64, data=b"x")),
+            "not a mailbox": (yield treq.post(f"{running.http_url}/mailbox/other.agentb", data=b"x")),
+            "too large": (yield treq.post(url, data=b"x" * 1001)),
+            "full": (yield treq.post(url, data=b"x")),
+        }
+        codes = {why: r.code for why, r in refusals.items()}
+        assert codes == {"no credential": 401, "wrong token": 403, "not a mailbox": 404,
+                         "too large": 413, "full": 507}
+        full = json.loads((yield refusals["full"].content()))
+        assert full["error"] == "relayrouter.error.mailbox_full" and "max_messages 2" in full["message"]
+        taker = Taker(owner)
+        yield taker.until(2)
+        first = taker.received[0]
+        assert first["id"] == answer["id"]
+        assert first["args"] == [body] and first["kwargs"] == {"content_type": "application/didcomm-envelope-enc"}
+        assert taker.received[1]["kwargs"] == {"content_type": "application/octet-stream"}
+        owner.leave()
+    finally:
+        yield running.service.stopService()
+
+
+# ------------------------------------------------------------ kill -9
+
+
+def write_config(tmp_path) -> str:
+    realm = realm_config(max_messages=100000, max_bytes=500_000_000)
+    lines = ['[[listeners]]', 'type = "websocket"', 'endpoint = "tcp:0:interface=127.0.0.1"', "",
+             "[[realms]]", f'name = "{realm["name"]}"', "[realms.auth.ticket]"]
+    for p in realm["auth"]["ticket"]["principals"]:
+        lines += ["[[realms.auth.ticket.principals]]", f'authid = "{p["authid"]}"', f'role = "{p["role"]}"',
+                  f'secret_env = "{p["secret_env"]}"']
+    lines += ["[[realms.mailboxes]]", 'uri = "mailbox.{authid}"', "max_messages = 100000",
+              "max_bytes = 500000000", 'token_secret_env = "RR_TEST_MAILBOX_SECRET"']
+    path = tmp_path / "router.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@defer.inlineCallbacks
+def start_process(config_path, state_dir):
+    proc = twistd("--config", config_path, "--state-dir", state_dir)  # secrets: the env (fixture)
+    match, _ = yield threads.deferToThread(read_until, proc, URL)
+    return proc, int(match.group(2))
+
+
+class Address:
+    def __init__(self, port):
+        self.ws_port = port
+        self.ws_url = f"ws://127.0.0.1:{port}/ws"
+
+
+@pytest_twisted.inlineCallbacks
+def test_kill_minus_9_loses_nothing_acknowledged_and_brings_back_nothing_acked(tmp_path):
+    config_path = write_config(tmp_path)
+    state_dir = str(tmp_path / "state")
+    proc, port = yield start_process(config_path, state_dir)
+    try:
+        sender = yield as_user(Address(port), "sender")
+        owner = yield as_user(Address(port), "agentb")
+        taker = Taker(owner, max_inflight=16, ack=True)
+        published = {}  # seq -> message id, PUBLISHED received
+        killed = defer.Deferred()
+
+        def publish(seq):
+            d = sender.publish("mailbox.agentb", seq, options=PublishOptions(acknowledge=True))
+            d.addCallback(lambda p: published.__setitem__(seq, p.id))
+            d.addErrback(lambda f: None)  # in flight when the router died
+            return d
+
+        @defer.inlineCallbacks
+        def flood():
+            seq = 0
+            while not killed.called:
+                yield defer.DeferredList([publish(seq + i) for i in range(32)])
+                seq += 32
+                if len(published) >= 400 and len(taker.acked_ids) >= 100 and not killed.called:
+                    # Mid-stream: publishes and acks are in flight right now.
+                    for i in range(32):
+                        publish(seq + i)
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed.callback(None)
+
+        flood()
+        yield within(killed, 60)
+        yield threads.deferToThread(proc.wait, 20)
+        acked = set(taker.acked_ids)
+    finally:
+        stop(proc)
+    proc, port = yield start_process(config_path, state_dir)
+    try:
+        owner = yield as_user(Address(port), "agentb")
+        stats = yield owner.call("relayrouter.mailbox.stats", "mailbox.agentb")
+        after = Taker(owner, max_inflight=1000)
+        yield after.until(stats["depth"], 60)
+        came_back = {m["id"]: m["args"][0] for m in after.received}
+        assert not acked & set(came_back), "an acknowledged message came back"
+        still_expected = {seq for seq, message_id in published.items() if message_id not in acked}
+        assert still_expected <= set(came_back.values()), "a message acknowledged to its sender was lost"
+        ids = [m["id"] for m in after.received]
+        assert ids == sorted(ids)  # in order
+        owner.leave()
+    finally:
+        stop(proc)
