@@ -1,7 +1,20 @@
 import pytest
 import pytest_twisted
 
+from . import log_guard
 from .support import start_router
+
+
+@pytest.fixture(autouse=True)
+def logged_errors():
+    """Fails the test if anything logged an error or a traceback while it ran,
+    or left a Deferred failure unhandled (see log_guard; ``logged_errors.expect``
+    declares an error the test provokes on purpose)."""
+    observer = log_guard.watch()
+    yield observer
+    problems = log_guard.finish(observer)
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
 
 
 @pytest.fixture
@@ -11,3 +24,9 @@ def running():
     for session in list(running.router.sessions()):
         session.peer.close()
     pytest_twisted.blockon(running.service.stopService())
+
+
+def pytest_collection_finish(session):
+    # The guard collects garbage after every test; what import and collection
+    # built stays alive for the whole run, so take it out of those collections.
+    log_guard.freeze_the_old()

@@ -11,7 +11,10 @@ from .test_advanced_pubsub import PPT, PPT_ROLES
 
 
 class Stuck:
-    """A procedure that never answers, and records being interrupted."""
+    """A procedure that never answers, and records being interrupted.
+
+    Autobahn-Python logs the CancelledError of an interrupted invocation as a
+    user error: a test that interrupts one declares it (``expect_interrupt``)."""
 
     def __init__(self) -> None:
         self.invoked = defer.Deferred()
@@ -20,6 +23,10 @@ class Stuck:
     def __call__(self, *args):
         self.invoked.callback(args)
         return defer.Deferred(canceller=lambda d: self.interrupted.callback(None))
+
+
+def expect_interrupt(logged_errors) -> None:
+    logged_errors.expect(r'Client\.onUserError\(\): "CancelledError')
 
 
 @pytest_twisted.inlineCallbacks
@@ -99,7 +106,8 @@ def test_progressive_results(running):
 
 
 @pytest_twisted.inlineCallbacks
-def test_autobahn_cancel_interrupts_the_callee(running):
+def test_autobahn_cancel_interrupts_the_callee(running, logged_errors):
+    expect_interrupt(logged_errors)
     stuck = Stuck()
     callee = yield connect_ws(running)
     yield callee.register(stuck, "com.stuck")
@@ -113,7 +121,8 @@ def test_autobahn_cancel_interrupts_the_callee(running):
 
 
 @pytest_twisted.inlineCallbacks
-def test_cancel_modes_from_raw_caller(running):
+def test_cancel_modes_from_raw_caller(running, logged_errors):
+    expect_interrupt(logged_errors)
     stuck = Stuck()
     callee = yield connect_ws(running)
     yield callee.register(stuck, "com.stuck")
@@ -142,7 +151,8 @@ def test_cancel_modes_from_raw_caller(running):
 
 
 @pytest_twisted.inlineCallbacks
-def test_call_timeout_in_milliseconds(running):
+def test_call_timeout_in_milliseconds(running, logged_errors):
+    expect_interrupt(logged_errors)
     stuck = Stuck()
     callee = yield connect_rawsocket(running, "cbor")
     yield callee.register(stuck, "com.stuck")
