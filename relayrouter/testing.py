@@ -2,9 +2,18 @@
 and usable by anyone embedding the core)."""
 
 from autobahn.wamp import message as m
+from autobahn.wamp.serializer import CBORObjectSerializer, MsgPackObjectSerializer
 
 from .core.peer import TransportInfo
 from .core.router import Router
+from .transport.serializers import FastJsonObjectSerializer
+
+# The object serializers the router's listeners use, by WAMP name.
+SERIALIZERS = {
+    "json": FastJsonObjectSerializer,
+    "msgpack": MsgPackObjectSerializer,
+    "cbor": CBORObjectSerializer,
+}
 
 
 class FakeTimer:
@@ -53,17 +62,38 @@ class FakeClock:
 
 
 class MemoryPeer:
-    """Records what the router sends; ``closed`` tells whether it hung up."""
+    """Records what the router sends; ``closed`` tells whether it hung up.
+
+    With a serializer (a name of ``SERIALIZERS`` or an object serializer) every
+    message is turned into bytes and decoded again, as a real peer would
+    receive it: what cannot be serialized, or does not come back as it was
+    sent, is kept in ``unserializable`` (and, like a real transport, not
+    delivered) instead of raising into the core, which a peer never does.
+    ``MemoryPeer.default_serializer`` is used when none is given.
+    """
+
+    default_serializer = None
+    # When a list, every new peer appends itself (a test fixture checks them all).
+    created: list | None = None
 
     def __init__(self, serializer=None) -> None:
         self.sent: list[m.Message] = []
         self.closed = False
         self.session = None
+        self.unserializable: list[tuple[m.Message, str]] = []
+        serializer = serializer if serializer is not None else self.default_serializer
+        if isinstance(serializer, str):
+            serializer = SERIALIZERS[serializer]()
         self._serializer = serializer
+        if self.created is not None:
+            self.created.append(self)
 
     def send(self, message: m.Message) -> None:
         if self._serializer is not None:
-            message.serialize(self._serializer)  # prove it serializes
+            problem = _wire_problem(message, self._serializer)
+            if problem is not None:
+                self.unserializable.append((message, problem))
+                return
         self.sent.append(message)
 
     def close(self) -> None:
@@ -79,6 +109,32 @@ class MemoryPeer:
     def receive(self, raw: list) -> None:
         """Deliver a raw WAMP array to the router, as a transport would."""
         self.session.receive(raw)
+
+
+def _wire_problem(message: m.Message, serializer) -> str | None:
+    """Why ``message`` would not reach a peer intact over ``serializer``, or None."""
+    try:
+        data = message.serialize(serializer)
+        [decoded] = serializer.unserialize(data)
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+    sent = message.marshal()
+    if not _same(decoded, sent):
+        return f"decodes as {decoded!r}, sent {sent!r}"
+    return None
+
+
+def _same(decoded, sent) -> bool:
+    """Equal as a peer would see it: tuples arrive as lists, NaN is NaN."""
+    if isinstance(sent, (list, tuple)):
+        return (isinstance(decoded, list) and len(decoded) == len(sent)
+                and all(_same(d, s) for d, s in zip(decoded, sent)))
+    if isinstance(sent, dict):
+        return (isinstance(decoded, dict) and decoded.keys() == sent.keys()
+                and all(_same(decoded[k], v) for k, v in sent.items()))
+    if isinstance(sent, float) and sent != sent:
+        return isinstance(decoded, float) and decoded != decoded
+    return type(decoded) is type(sent) and decoded == sent
 
 
 def make_router(*realms: str, clock=None) -> Router:

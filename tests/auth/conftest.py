@@ -7,6 +7,13 @@ from relayrouter.core.auth import JoinRequest
 from relayrouter.core.peer import TransportInfo
 from relayrouter.testing import ALL_ROLES, FakeClock, connect, make_router
 
+from tests.memory_wire import call_directly, wire_serializer  # noqa: F401  (autouse)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    return call_directly(pyfuncitem)
+
 
 def request(authid=None, authextra=None, transport=None, realm="realm1", authmethods=("x",)):
     return JoinRequest(realm=realm, authmethods=tuple(authmethods), authid=authid, authrole=None,
@@ -19,7 +26,7 @@ class Wire:
     def __init__(self, authenticators: dict, transport: TransportInfo | None = None, realms=("realm1",)):
         self.router = make_router(*realms)
         self.router.realms["realm1"].authenticators = authenticators
-        self.peer = connect(self.router, transport, serializer=_json())
+        self.peer = connect(self.router, transport)
 
     def hello(self, authmethods, authid=None, authextra=None, realm="realm1") -> m.Message:
         details = {"roles": ALL_ROLES, "authmethods": list(authmethods)}
@@ -33,14 +40,6 @@ class Wire:
     def authenticate(self, signature: str, extra=None) -> m.Message:
         self.peer.receive([5, signature, extra or {}])
         return self.peer.last()
-
-
-def _json():
-    # Autobahn's serializers keep stats through txaio, which needs a framework.
-    import txaio
-    txaio.use_twisted()
-    from autobahn.wamp.serializer import JsonObjectSerializer
-    return JsonObjectSerializer()
 
 
 def assert_welcome(msg, authid, authrole, authmethod):
