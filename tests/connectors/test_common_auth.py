@@ -114,7 +114,9 @@ def test_tls_client_certificate(router, files, scheme):
 
 
 @pytest_twisted.inlineCallbacks
-def test_untrusted_router_certificate_is_a_connect_error(router, files):
+def test_untrusted_router_certificate_is_a_connect_error(router, files, logged_errors):
+    # Autobahn logs the failed handshake itself, at error level.
+    logged_errors.expect(r"SSL error: certificate verify failed")
     conn = RouterConnection(options("--router", router.urls["wss"], "--realm", "tenant", "--authid", "svc",
                                     "--retry-initial", "5", "--retry-max", "5",
                                     env={"TEST_CONNECTOR_TICKET": TICKET}))

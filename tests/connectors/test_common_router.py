@@ -112,7 +112,8 @@ def test_unreachable_router_is_retried_with_backoff_and_warned_once(router, logg
 
 
 @pytest_twisted.inlineCallbacks
-def test_wrong_credential_is_logged_once_and_retried_slowly(router, logged):
+def test_wrong_credential_is_logged_once_and_retried_slowly(router, logged, logged_errors):
+    logged_errors.expect(r"the router refused us: wamp\.error\.authentication_failed")
     conn = Recorded(settings(router, secret="wrong-ticket-value-never-logged", auth_retry=1.0))
     conn.startService()
     try:
@@ -132,7 +133,8 @@ def test_wrong_credential_is_logged_once_and_retried_slowly(router, logged):
 
 
 @pytest_twisted.inlineCallbacks
-def test_failing_on_join_is_retried_not_ready(router, logged):
+def test_failing_on_join_is_retried_not_ready(router, logged, logged_errors):
+    logged_errors.expect(r"on_join of the connector failed.*RuntimeError: not yet")
     calls = []
 
     def on_join(session, details):

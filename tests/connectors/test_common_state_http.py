@@ -119,7 +119,9 @@ def get(method, url, data=None):
 
 
 @pytest_twisted.inlineCallbacks
-def test_status_and_json_errors(site):
+def test_status_and_json_errors(site, logged_errors):
+    # the resource that raises is logged with its traceback; the client is not told
+    logged_errors.expect(r"RuntimeError: secret internal detail")
     code, headers, body = yield get("GET", site + "/status")
     assert (code, body) == (200, {"status": "ready", "depth": 3})
     assert headers.getRawHeaders("content-type") == ["application/json"]
