@@ -66,6 +66,7 @@ class Config:
     state_dir: str = "./relayrouter-state"
     security: Any = None  # authconfig.SecurityConfig (http, revocation, auth_limits)
     storage: Any = None  # durableconfig.StorageConfig
+    tenants: Any = None  # tenantconfig.TenantsConfig: realms made at run time
 
     def with_defaults(self) -> "Config":
         """Fill what neither the file nor the command line gave."""
@@ -89,16 +90,18 @@ def load(path: str | Path) -> Config:
 
 
 def parse(data: dict) -> Config:
-    from . import authconfig, durableconfig
+    from . import authconfig, durableconfig, tenantconfig
 
     _only(data, "", {"listeners", "realms", "limits", "state_dir"} | authconfig.TOP_LEVEL_KEYS
-          | durableconfig.TOP_LEVEL_KEYS)
+          | durableconfig.TOP_LEVEL_KEYS | tenantconfig.TOP_LEVEL_KEYS)
+    realms = _realms(_list(data, "realms"))
     return Config(
         security=authconfig.security(data),
         storage=durableconfig.storage(data),
+        tenants=tenantconfig.tenants(data, {r.name for r in realms}),
         listeners=tuple(_listener(item, f"listeners[{i}]")
                         for i, item in enumerate(_list(data, "listeners"))),
-        realms=_realms(_list(data, "realms")),
+        realms=realms,
         limits=_limits(data.get("limits", {}), "limits"),
         state_dir=_get(data, "state_dir", str, "./relayrouter-state", ""),
     )

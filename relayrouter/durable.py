@@ -45,8 +45,16 @@ class Durable:
     @staticmethod
     def needed(config) -> bool:
         storage = config.storage
+        templates = config.tenants.templates if config.tenants is not None else ()
         return bool(storage is not None and storage.dsn) or any(
-            r.history or r.mailboxes for r in config.realms)
+            r.history or r.mailboxes for r in (*config.realms, *templates))
+
+    def install_realm(self, realm, rc) -> None:
+        """History (and what else a template has) for a realm made at run time."""
+        self._install(realm, rc)
+
+    def forget_realm(self, realm) -> None:
+        self.histories = [h for h in self.histories if h.realm is not realm]
 
     def _install(self, realm, rc) -> None:
         if rc.history:

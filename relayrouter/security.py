@@ -71,6 +71,17 @@ class Security:
 
     # -------------------------------------------------------------- realms
 
+    def install_realm(self, realm, rc) -> None:
+        """Authenticators, roles and guard for a realm made at run time (a tenant)."""
+        before = len(self.fetched_keys)
+        self._install(realm, rc)
+        for fetched in self.fetched_keys[before:]:
+            fetched.refresh()
+
+    def forget_realm(self, name: str) -> None:
+        self.jwt_by_realm.pop(name, None)
+        self.tickets_by_realm.pop(name, None)
+
     def _install(self, realm, rc) -> None:
         methods = self._authenticators(rc)
         realm.authenticators = {name: RateLimited(a, self.limiter) for name, a in methods.items()}

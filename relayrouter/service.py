@@ -31,6 +31,7 @@ from .transport.serializers import router_serializers  # noqa: E402
 from .transport.tls import wrap as wrap_tls  # noqa: E402
 from .security import Security  # noqa: E402
 from .durable import Durable  # noqa: E402
+from .tenancy import TenancyWiring  # noqa: E402
 from .transport.websocket import RouterWebSocketFactory  # noqa: E402
 
 log = Logger(namespace="relayrouter")
@@ -65,20 +66,25 @@ def _as_failure(error):
 def build_router(config: Config, clock) -> Router:
     router = Router(clock=clock, observer=LoggingObserver())
     for realm in config.realms:
-        authenticators = {}
-        if realm.anonymous:
-            authenticators["anonymous"] = AnonymousAuthenticator(realm.anonymous_role)
-        router.add_realm(
-            realm.name,
-            authenticators=authenticators,
-            policy=RealmPolicy(
-                disclose_caller=realm.disclose_caller,
-                disclose_publisher=realm.disclose_publisher,
-                outbound=realm.outbound,
-                limits=realm.limits,
-            ),
-        )
+        add_configured_realm(router, realm)
     return router
+
+
+def add_configured_realm(router: Router, realm, name: str | None = None):
+    """A realm on ``router`` from its RealmConfig (or a template's, under ``name``)."""
+    authenticators = {}
+    if realm.anonymous:
+        authenticators["anonymous"] = AnonymousAuthenticator(realm.anonymous_role)
+    return router.add_realm(
+        name or realm.name,
+        authenticators=authenticators,
+        policy=RealmPolicy(
+            disclose_caller=realm.disclose_caller,
+            disclose_publisher=realm.disclose_publisher,
+            outbound=realm.outbound,
+            limits=realm.limits,
+        ),
+    )
 
 
 class RouterService(service.MultiService):
@@ -98,6 +104,8 @@ class RouterService(service.MultiService):
         self.security = Security(config, self.router, reactor)
         # The durable store, and history and mailboxes on the realms that have them.
         self.durable = Durable(config, self.router, reactor)
+        # Tenants: realms made and unmade at run time from [[realm_templates]].
+        self.tenancy = TenancyWiring(config, self.router, self.security, self.durable)
         self.serializers = router_serializers()
         self.listeners: list[ListenerService] = []
         for listener in config.listeners:
@@ -116,6 +124,7 @@ class RouterService(service.MultiService):
             wamp_factory.origin_policy = self.security.origins
             resources = self.security.http_resources(listener.path)
             resources.update(self.durable.http_resources())
+            resources.update(self.tenancy.http_resources())
             factory = build_site(self.router, wamp_factory, listener.path, resources)
             # twisted.web's idle timeout (12 h by default) is what closes a
             # connection that never finishes its HTTP request or upgrade.
@@ -136,7 +145,7 @@ class RouterService(service.MultiService):
 
     def stopService(self):
         d = defer.maybeDeferred(super().stopService)
-        d.addBoth(lambda result: (self.security.stop(), self.durable.stop(), result)[2])
+        d.addBoth(lambda result: (self.tenancy.stop(), self.security.stop(), self.durable.stop(), result)[3])
         return d
 
     def connections(self) -> list:

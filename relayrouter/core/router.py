@@ -85,6 +85,11 @@ class Router:
         self.realms[name] = realm
         return realm
 
+    def remove_realm(self, name: str) -> Realm:
+        """Take a realm off the router (no HELLO finds it); its sessions stay
+        until they are told to go (core/tenancy.py does)."""
+        return self.realms.pop(name)
+
     def session(self, peer: Peer, transport: TransportInfo) -> RouterSession:
         """A new session for a freshly connected peer, waiting for its HELLO."""
         return RouterSession(self, peer, transport)

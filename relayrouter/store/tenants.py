@@ -1,0 +1,53 @@
+"""Where tenants (realms made at run time) live between restarts: a small
+SQLite file in the state directory, written on each create or delete (an
+administrative action, rare) and read once at start."""
+
+import os
+import sqlite3
+from pathlib import Path
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS tenants (name TEXT PRIMARY KEY, template TEXT NOT NULL, created REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS tenancy (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+)
+
+
+class SqliteTenantStore:
+    FILENAME = "tenants.sqlite3"
+
+    def __init__(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = path
+        self._db = sqlite3.connect(os.fspath(path))  # DML opens a transaction: put/delete are atomic
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        for statement in _SCHEMA:
+            self._db.execute(statement)
+        self._db.commit()
+
+    @classmethod
+    def in_state_dir(cls, state_dir: str | Path) -> "SqliteTenantStore":
+        return cls(Path(state_dir) / cls.FILENAME)
+
+    def load(self) -> tuple[int, list[tuple[str, str, float]]]:
+        row = self._db.execute("SELECT value FROM tenancy WHERE key = 'seq'").fetchone()
+        rows = self._db.execute("SELECT name, template, created FROM tenants ORDER BY created, name").fetchall()
+        return (row[0] if row else 0), [tuple(r) for r in rows]
+
+    def put(self, name: str, template: str, created: float, seq: int) -> None:
+        with self._db:
+            self._db.execute("INSERT INTO tenants (name, template, created) VALUES (?, ?, ?)",
+                             (name, template, created))
+            self._seq(seq)
+
+    def delete(self, name: str, seq: int) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM tenants WHERE name = ?", (name,))
+            self._seq(seq)
+
+    def _seq(self, seq: int) -> None:
+        self._db.execute("INSERT OR REPLACE INTO tenancy (key, value) VALUES ('seq', ?)", (seq,))
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,139 @@
+"""Tenants end to end: realms made from a template over HTTP and WAMP, their
+sessions ended on delete, events with sequence numbers, restored at restart."""
+
+import pytest
+import pytest_twisted
+from autobahn.wamp.exception import ApplicationError
+from twisted.internet import defer
+
+from ..security_support import HS_SECRET, ISSUER, http, start, stop, token
+from ..support import LeftBeforeJoining, connect_ws, within
+
+JWT = {"algorithms": ["HS256"], "audience": "relayrouter", "issuer": ISSUER, "as_ticket": True,
+       "authrole_claim": "role", "authrole": "user", "keys": [{"secret_env": "JWT_SECRET"}]}
+
+
+def config(monkeypatch):
+    monkeypatch.setenv("JWT_SECRET", HS_SECRET)
+    return {
+        "realms": [{
+            "name": "management",
+            "auth": {"jwt": JWT},
+            "roles": [{"name": "admin", "rules": [
+                {"uri": "relayrouter.realm.", "match": "prefix", "allow": ["call", "subscribe"]}]},
+                {"name": "user", "rules": [{"uri": "relayrouter.realm.on_change", "allow": ["subscribe"]}]}],
+        }],
+        "realm_templates": [{
+            "name": "tenant",
+            "auth": {"jwt": JWT},
+            "roles": [{"name": "user", "rules": [{"uri": "app.", "match": "prefix",
+                                                 "allow": ["publish", "subscribe", "call", "register"]}]}],
+        }],
+        "tenants": {"admin_roles": ["admin"]},
+        "revocation": {"admin_realm": "management"},
+    }
+
+
+ADMIN = dict(role="admin", sub="ops")
+
+
+@pytest.fixture
+def state(tmp_path):
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def router(monkeypatch, state):
+    running = pytest_twisted.blockon(start(config(monkeypatch), state))
+    yield running
+    pytest_twisted.blockon(stop(running))
+
+
+def join(router, realm, **claims):
+    return connect_ws(router, realm=realm, authmethods=["ticket"], authid="x", ticket=token(**claims))
+
+
+@pytest_twisted.inlineCallbacks
+def test_http_create_list_delete(router):
+    url = f"{router.http_url}/realms"
+    code, _, body = yield http("POST", url, bearer=token(**ADMIN), body={"name": "acme"})
+    assert code == 200 and body == {"tenant": "acme", "template": "tenant", "seq": 1}
+    code, _, body = yield http("GET", url, bearer=token(**ADMIN))
+    assert code == 200 and body["tenants"] == ["acme"] and body["seq"] == 1
+    user = yield join(router, "acme")
+    yield user.subscribe(lambda *a: None, "app.data")
+    code, _, body = yield http("DELETE", f"{url}/acme?reason=closed", bearer=token(**ADMIN))
+    assert code == 200 and body == {"tenant": "acme", "seq": 2, "sessions_closed": 1}
+    details = yield within(user.left)
+    assert details.reason == "wamp.close.close_realm"
+    assert details.message == "realm 'acme' was deleted: closed"
+    with pytest.raises(LeftBeforeJoining) as caught:
+        yield join(router, "acme")
+    assert caught.value.reason == "wamp.error.no_such_realm"
+
+
+@pytest_twisted.inlineCallbacks
+def test_http_refusals(router):
+    url = f"{router.http_url}/realms"
+    code, _, body = yield http("POST", url, body={"name": "acme"})
+    assert code == 401
+    code, _, body = yield http("POST", url, bearer=token(role="user"), body={"name": "acme"})
+    assert code == 403 and "may not administer tenants" in body["message"]
+    code, _, body = yield http("POST", url, bearer=token(**ADMIN), body={"name": "Acme!"})
+    assert code == 400 and body["error"] == "wamp.error.invalid_argument"
+    code, _, body = yield http("POST", url, bearer=token(**ADMIN), body={"name": "x", "template": "gold"})
+    assert code == 400 and body["error"] == "relayrouter.error.no_such_template"
+    code, _, body = yield http("POST", url, bearer=token(**ADMIN), body={"name": "management"})
+    assert code == 409 and body["error"] == "relayrouter.error.realm_exists"
+    code, _, body = yield http("DELETE", f"{url}/nobody", bearer=token(**ADMIN))
+    assert code == 404 and body["error"] == "wamp.error.no_such_realm"
+
+
+@pytest_twisted.inlineCallbacks
+def test_wamp_procedures_events_and_bootstrap_without_race(router):
+    admin = yield join(router, "management", **ADMIN)
+    seen = []
+    got = defer.Deferred()
+
+    def on_change(event):
+        seen.append(event)
+        if len(seen) == 2:
+            got.callback(None)
+
+    yield admin.subscribe(on_change, "relayrouter.realm.on_change")  # subscribe first, then list
+    listed = yield admin.call("relayrouter.realm.list")
+    assert listed["tenants"] == [] and listed["seq"] == 0
+    created = yield admin.call("relayrouter.realm.create", "globex")
+    assert created["seq"] == 1
+    yield admin.call("relayrouter.realm.delete", "globex")
+    yield within(got)
+    assert seen == [{"type": "CREATE", "tenant": "globex", "seq": 1},
+                    {"type": "DELETE", "tenant": "globex", "seq": 2}]
+    user = yield join(router, "management", role="user")
+    with pytest.raises(ApplicationError) as caught:
+        yield user.call("relayrouter.realm.create", "evil")
+    assert caught.value.error == "wamp.error.not_authorized"
+
+
+@pytest_twisted.inlineCallbacks
+def test_tenants_survive_a_restart(monkeypatch, state):
+    first = yield start(config(monkeypatch), state)
+    try:
+        admin = yield join(first, "management", **ADMIN)
+        yield admin.call("relayrouter.realm.create", "acme")
+        yield admin.call("relayrouter.realm.create", "initech")
+        yield admin.call("relayrouter.realm.delete", "initech")
+    finally:
+        yield stop(first)
+    again = yield start(config(monkeypatch), state)
+    try:
+        admin = yield join(again, "management", **ADMIN)
+        listed = yield admin.call("relayrouter.realm.list")
+        assert listed["tenants"] == ["acme"] and listed["seq"] == 3
+        user = yield join(again, "acme")  # the template's JWT auth and roles came back with it
+        yield user.publish("app.hello", 1)
+        with pytest.raises(ApplicationError) as caught:
+            yield user.call("relayrouter.realm.list")
+        assert caught.value.error == "wamp.error.not_authorized"  # tenants get no management procedures
+    finally:
+        yield stop(again)
