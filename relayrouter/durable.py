@@ -55,6 +55,7 @@ class Durable:
 
     def forget_realm(self, realm) -> None:
         self.histories = [h for h in self.histories if h.realm is not realm]
+        self.mailboxes_by_realm.pop(realm.name, None)
 
     def _install(self, realm, rc) -> None:
         if rc.history:
@@ -94,7 +95,9 @@ class Durable:
                      "left in the store untouched", orphans=orphans)
 
     def http_resources(self) -> dict:
-        if not self.mailboxes_by_realm:
+        tenants = self.config.tenants
+        templated = tenants is not None and any(t.mailboxes for t in tenants.templates)
+        if not self.mailboxes_by_realm and not templated:
             return {}
         from .transport.mailbox_http import MailboxResource
 
