@@ -67,6 +67,7 @@ class Config:
     security: Any = None  # authconfig.SecurityConfig (http, revocation, auth_limits)
     storage: Any = None  # durableconfig.StorageConfig
     tenants: Any = None  # tenantconfig.TenantsConfig: realms made at run time
+    relay: Any = None  # relay.config.RelayConfig, or None: no raw relay
 
     def with_defaults(self) -> "Config":
         """Fill what neither the file nor the command line gave."""
@@ -92,7 +93,7 @@ def load(path: str | Path) -> Config:
 def parse(data: dict) -> Config:
     from . import authconfig, durableconfig, tenantconfig
 
-    _only(data, "", {"listeners", "realms", "limits", "state_dir"} | authconfig.TOP_LEVEL_KEYS
+    _only(data, "", {"listeners", "realms", "limits", "state_dir", "relay"} | authconfig.TOP_LEVEL_KEYS
           | durableconfig.TOP_LEVEL_KEYS | tenantconfig.TOP_LEVEL_KEYS)
     realms = _realms(_list(data, "realms"))
     return Config(
@@ -104,7 +105,17 @@ def parse(data: dict) -> Config:
         realms=realms,
         limits=_limits(data.get("limits", {}), "limits"),
         state_dir=_get(data, "state_dir", str, "./relayrouter-state", ""),
+        relay=_relay(data),
     )
+
+
+def _relay(data: dict):
+    """The [relay] table, checked against the (raw) realms and listeners it refers to."""
+    if "relay" not in data:
+        return None
+    from .relay import config as relay_config
+
+    return relay_config.parse(data["relay"], data)
 
 
 def _listener(item: Any, key: str) -> Listener:

@@ -106,6 +106,12 @@ class RouterService(service.MultiService):
         self.durable = Durable(config, self.router, reactor)
         # Tenants: realms made and unmade at run time from [[realm_templates]].
         self.tenancy = TenancyWiring(config, self.router, self.security, self.durable)
+        # The remote-lab relay (raw WebSocket streams, practable's access API), if configured.
+        self.relay = None
+        if config.relay is not None:
+            from .relay.hub import Relay
+
+            self.relay = Relay(config.relay, self.router, self.security, config.limits, reactor)
         self.serializers = router_serializers()
         self.listeners: list[ListenerService] = []
         for listener in config.listeners:
@@ -125,6 +131,8 @@ class RouterService(service.MultiService):
             resources = self.security.http_resources(listener.path)
             resources.update(self.durable.http_resources())
             resources.update(self.tenancy.http_resources())
+            if self.relay is not None:
+                resources.update(self.relay.http_resources())
             factory = build_site(self.router, wamp_factory, listener.path, resources)
             # twisted.web's idle timeout (12 h by default) is what closes a
             # connection that never finishes its HTTP request or upgrade.
@@ -145,6 +153,8 @@ class RouterService(service.MultiService):
 
     def stopService(self):
         d = defer.maybeDeferred(super().stopService)
+        if self.relay is not None:
+            self.relay.stop()
         d.addBoth(lambda result: (self.tenancy.stop(), self.security.stop(), self.durable.stop(), result)[3])
         return d
 
@@ -170,6 +180,8 @@ class RouterService(service.MultiService):
         super().startService()
         self.security.start()
         self.durable.start()
+        if self.relay is not None:
+            self.relay.start()
 
     # ---------------------------------------------------------- shutdown
 
@@ -202,6 +214,8 @@ class RouterService(service.MultiService):
             transport.abortConnection()  # nothing to say GOODBYE to
         for connection in self.connections():
             connection.session.goodbye(errors.CLOSE_SYSTEM_SHUTDOWN, "the router is shutting down")
+        for peer in list(self.relay.peers) if self.relay is not None else ():
+            peer.session.goodbye(errors.CLOSE_SYSTEM_SHUTDOWN, "the router is shutting down")
         deadline = self.reactor.seconds() + self.config.limits.shutdown_timeout
         while self.connections() and self.reactor.seconds() < deadline:
             yield task.deferLater(self.reactor, 0.05, lambda: None)

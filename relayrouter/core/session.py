@@ -152,6 +152,16 @@ class RouterSession:
         elif self.state in (State.HELLO_WAIT, State.CHALLENGED, State.AUTH_PENDING):
             self.abort(reason, text or "the router is closing the connection")
 
+    def join_authenticated(self, accept: Accept) -> bool:
+        """Join ``accept.realm`` without a HELLO, for a router-side bridge whose
+        peer authenticated some other way (the raw relay's one-time code).
+        Admission (deny list, expiry, limits) applies as to any session; a
+        refusal ABORTs to the peer.  True when the session is established."""
+        if self.state is not State.HELLO_WAIT or accept.realm is None:
+            raise ValueError("join_authenticated needs a fresh session and an Accept naming its realm")
+        self._welcome(accept)
+        return self.state is State.ESTABLISHED
+
     # ------------------------------------------------------------ establishing
 
     def _on_hello(self, hello: m.Hello, raw=None) -> None:

@@ -1,0 +1,194 @@
+"""The seed's HTTP API on the router's HTTP site.
+
+``POST /{prefix}/{topic}`` with ``Authorization: <JWT>`` (``Bearer`` optional)
+answers ``{"uri": "ws(s)://host/{prefix}/{topic}?code=..."}``; a GET upgrade
+on that URI is the raw WebSocket (raw.py).  ``/bids/deny`` and
+``/bids/allow`` (scope ``relay:admin``) administer booking ids on the
+router's deny list; ``GET /status`` (scope ``relay:stats``) reports the
+raw connections.  Answers are JSON ``{"error": ..., "message": ...}`` on
+refusal (401 bad token, 400 bad request or missing booking id, 403 denied
+booking id or missing scope, 404 unknown path).
+"""
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.web import server
+from twisted.web.pages import notFound
+from twisted.web.resource import Resource
+
+from ..auth.ratelimit import address_of
+from ..core import errors
+from ..transport.tickets import HttpRefusal, _arg, _client, _header, _JsonResource, _json
+
+NO_CONTENT = object()  # a handler's answer for 204
+
+
+class _RelayResource(_JsonResource):
+    def __init__(self, relay) -> None:
+        super().__init__(relay.security)
+        self.relay = relay
+
+    def _serve(self, request, handler) -> Any:
+        if not self._origin_ok(request):
+            return _json(request, 403, {"error": errors.NOT_AUTHORIZED, "message": "origin not allowed"})
+        d = defer.maybeDeferred(handler, request)
+        d.addCallbacks(lambda body: _answer(request, body), lambda f: self._refused(request, f))
+        return server.NOT_DONE_YET
+
+    @defer.inlineCallbacks
+    def _claims(self, request) -> Any:
+        """The verified claims of the request's token (``Authorization: <JWT>`` or ``Bearer <JWT>``)."""
+        address = address_of(_client(request))
+        limiter = self.security.limiter
+        wait = limiter.retry_after(address)
+        if wait is not None:
+            raise HttpRefusal(429, errors.AUTHENTICATION_FAILED,
+                              f"too many failed authentication attempts; try again in {max(1, round(wait))} s")
+        token = _token(request)
+        if token is None:
+            raise HttpRefusal(401, errors.AUTHENTICATION_FAILED, "send the token as Authorization: <JWT>")
+        decision = yield self.relay.check_token(token)
+        if not getattr(decision, "authid", None):
+            limiter.failed(address)
+            raise HttpRefusal(401, errors.AUTHENTICATION_FAILED,
+                              getattr(decision, "message", "token refused"))
+        return decision
+
+    @defer.inlineCallbacks
+    def _scoped(self, request, scope: str):
+        accept = yield self._claims(request)
+        if scope not in _scopes(accept.permissions):
+            raise HttpRefusal(403, errors.NOT_AUTHORIZED, f"the token lacks the '{scope}' scope")
+        return accept
+
+
+class PrefixResource(Resource):
+    """``/{prefix}``: each child is a topic."""
+
+    def __init__(self, relay, prefix: str) -> None:
+        super().__init__()
+        self.relay = relay
+        self.prefix = prefix
+
+    def getChild(self, path: bytes, request):  # noqa: N802 - twisted.web's name
+        topic = path.decode("utf8", "replace")
+        if not topic or request.postpath:
+            return notFound("No such topic", "use /{prefix}/{topic}")
+        return TopicResource(self.relay, self.prefix, topic)
+
+
+class TopicResource(_RelayResource):
+    """``POST`` for a code; ``GET`` with an upgrade for the raw WebSocket."""
+
+    methods = "GET, POST, OPTIONS"
+
+    def __init__(self, relay, prefix: str, topic: str) -> None:
+        super().__init__(relay)
+        self.prefix = prefix
+        self.topic = topic
+
+    def render_POST(self, request) -> Any:  # noqa: N802
+        return self._serve(request, self._access)
+
+    def render_GET(self, request) -> Any:  # noqa: N802
+        if (_header(request, b"upgrade") or "").lower() == "websocket":
+            return self.relay.ws_resource.render(request)
+        return _json(request, 400, {"error": errors.INVALID_ARGUMENT,
+                                    "message": "POST here with Authorization: <JWT> for a WebSocket URL"})
+
+    @defer.inlineCallbacks
+    def _access(self, request):
+        accept = yield self._claims(request)
+        code = self.relay.mint_code(self.prefix, self.topic, accept)  # raises HttpRefusal
+        request.setHeader(b"cache-control", b"no-store")
+        return {"uri": f"{self.relay.base_url(request)}/{self.prefix}/{self.topic}?code={code}"}
+
+
+class BidsResource(Resource):
+    def __init__(self, relay) -> None:
+        super().__init__()
+        self.putChild(b"deny", BidListResource(relay, deny=True))
+        self.putChild(b"allow", BidListResource(relay, deny=False))
+
+
+class BidListResource(_RelayResource):
+    """``/bids/deny`` and ``/bids/allow``: GET lists, POST ``?bid=&exp=`` changes."""
+
+    methods = "GET, POST, OPTIONS"
+
+    def __init__(self, relay, deny: bool) -> None:
+        super().__init__(relay)
+        self.deny = deny
+
+    def render_GET(self, request) -> Any:  # noqa: N802
+        return self._serve(request, self._list)
+
+    def render_POST(self, request) -> Any:  # noqa: N802
+        return self._serve(request, self._change)
+
+    @defer.inlineCallbacks
+    def _list(self, request):
+        yield self._scoped(request, self.relay.config.admin_scope)
+        bids = self.relay.denied_bids() if self.deny else self.relay.allowed_bids()
+        return {"booking_ids": bids}
+
+    @defer.inlineCallbacks
+    def _change(self, request):
+        yield self._scoped(request, self.relay.config.admin_scope)
+        bid = _arg(request, "bid")
+        if not bid:
+            raise HttpRefusal(400, errors.INVALID_ARGUMENT, "bid (booking id) missing: ?bid=...&exp=...")
+        try:
+            exp = int(_arg(request, "exp") or "")
+        except ValueError:
+            raise HttpRefusal(400, errors.INVALID_ARGUMENT,
+                              "exp missing or not a whole number of seconds since the epoch") from None
+        if self.deny:
+            self.relay.deny_bid(bid, exp)  # raises HttpRefusal for an exp in the past
+        else:
+            self.relay.allow_bid(bid, exp)
+        return NO_CONTENT
+
+
+class StatusResource(_RelayResource):
+    methods = "GET, OPTIONS"
+
+    def render_GET(self, request) -> Any:  # noqa: N802
+        return self._serve(request, self._status)
+
+    @defer.inlineCallbacks
+    def _status(self, request):
+        yield self._scoped(request, self.relay.config.stats_scope)
+        return self.relay.status_reports()
+
+
+# ------------------------------------------------------------------ helpers
+
+def _token(request) -> str | None:
+    value = (_header(request, b"authorization") or "").strip()
+    scheme, _, rest = value.partition(" ")
+    token = rest.strip() if scheme.lower() == "bearer" else value
+    return token or None
+
+
+def _scopes(claims) -> tuple:
+    scopes = (claims or {}).get("scopes")
+    if isinstance(scopes, str):
+        return tuple(scopes.split())
+    return tuple(s for s in scopes or () if isinstance(s, str)) if isinstance(scopes, (list, tuple)) else ()
+
+
+def _answer(request, body) -> None:
+    if request.finished or getattr(request, "_disconnected", False):
+        return
+    if body is NO_CONTENT:
+        request.setResponseCode(204)
+        request.finish()
+        return
+    import json
+
+    request.setResponseCode(200)
+    request.setHeader(b"content-type", b"application/json")
+    request.write(json.dumps(body).encode())
+    request.finish()

@@ -1,0 +1,94 @@
+"""Slow raw readers lose whole frames (counted) and stall nobody; role rules
+apply to raw sessions; relay configuration errors name the key."""
+
+import pytest
+import pytest_twisted
+
+from relayrouter import config as cfg
+
+from ..support import eventually
+from .support import connect_topic, relay_config, start, stop, RawRefused, post_access, practable_token, open_raw
+
+
+@pytest_twisted.inlineCallbacks
+def test_slow_reader_drops_oldest_frames_and_others_get_everything(monkeypatch, tmp_path):
+    router = yield start(relay_config(monkeypatch, stats_interval=0, buffer_messages=8,
+                                      buffer_bytes=1024 * 1024), tmp_path / "s")
+    try:
+        writer = yield connect_topic(router, scopes=("write",))
+        slow = yield connect_topic(router, scopes=("read",))
+        fast = yield connect_topic(router, scopes=("read",))
+        slow.proto.transport.pauseProducing()  # stops reading from its socket
+        chunk = bytes(range(256)) * 256  # 64 KiB
+        count = 200
+        got = []
+        for i in range(count):  # paced by the fast reader, which keeps up
+            writer.send_binary(i.to_bytes(4, "big") + chunk)
+            got.append((yield fast.next()))
+        assert [int.from_bytes(g[:4], "big") for g in got] == list(range(count))
+        relay = router.service.relay
+        slow_peer = next(p for p in relay.peers if p.grant.can_read and p.dropped)
+        assert slow_peer.queued[0] <= 8 and slow_peer.queued[1] <= 1024 * 1024 + 70000
+        slow.proto.transport.resumeProducing()
+        received = []
+        while True:
+            frame = yield slow.next()
+            received.append(int.from_bytes(frame[:4], "big"))
+            if received[-1] == count - 1:
+                break
+        # Whole frames, oldest dropped: what arrives is in order and ends with the newest.
+        assert received == sorted(received) and len(received) < count
+        assert slow_peer.dropped == count - len(received)
+        assert slow_peer.tx.messages == len(received)
+    finally:
+        yield stop(router)
+
+
+ROLES = [{"name": "relay", "rules": [
+    {"uri": "relay.session.", "match": "prefix", "allow": ["subscribe"]},
+    {"uri": "relay.session.pend00", "allow": ["subscribe", "publish"]},
+]}]
+
+
+@pytest_twisted.inlineCallbacks
+def test_role_rules_apply_to_raw_sessions(monkeypatch, tmp_path):
+    router = yield start(relay_config(monkeypatch, roles=ROLES, stats_interval=0), tmp_path / "s")
+    try:
+        a = yield connect_topic(router)
+        b = yield connect_topic(router)
+        a.send_text("allowed")
+        assert (yield b.next()) == "allowed"
+        # The realm's rules grant no publish on this topic: a writer is turned away at once.
+        code, body = yield post_access(router, "locked", practable_token(topic="locked"))
+        assert code == 200
+        locked = yield open_raw(router, body["uri"])
+        code, reason = yield locked.closed()
+        assert code == 1008 and "not authorized to publish 'relay.session.locked'" in reason
+        reader = yield connect_topic(router, topic="locked", scopes=("read",))
+        reader.send_text("ignored")  # no write scope
+        yield eventually(lambda: any(p.refused for p in router.service.relay.peers))
+    finally:
+        yield stop(router)
+
+
+@pytest.mark.parametrize("relay, message", [
+    ({"realm": "nope"}, "relay.realm: no realm named 'nope'"),
+    ({"realm": "lab", "prefixes": ["ws"]}, "relay.prefixes[0]: 'ws' is a path the router uses already"),
+    ({"realm": "lab", "prefixes": ["a/b"]}, "relay.prefixes[0]"),
+    ({"realm": "lab", "wamp_topic": "relay.x"}, "relay.wamp_topic: must contain {topic}"),
+    ({"realm": "lab", "buffer_messages": 0}, "relay.buffer_messages: must be positive"),
+    ({"realm": "lab", "public_url": "http://x"}, "relay.public_url"),
+    ({"realm": "lab", "stats_intervall": 3}, "relay.stats_intervall: unknown key"),
+])
+def test_relay_config_errors_name_the_key(monkeypatch, relay, message):
+    data = relay_config(monkeypatch)
+    data["relay"] = relay
+    with pytest.raises(cfg.ConfigError) as e:
+        cfg.parse(data)
+    assert message in str(e.value)
+
+
+def test_relay_needs_a_jwt_realm():
+    with pytest.raises(cfg.ConfigError) as e:
+        cfg.parse({"realms": [{"name": "open"}], "relay": {"realm": "open"}})
+    assert "relay.realm: realm 'open' has no [realms.auth.jwt]" in str(e.value)
