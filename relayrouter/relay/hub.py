@@ -25,7 +25,7 @@ from ..core import errors
 from ..core.auth import Accept, Deny
 from ..core.peer import TransportInfo
 from ..core.revocation import DenyListError
-from ..core.router_procedures import ProcedureError, procedure
+from ..core.procedures import ProcedureError
 from ..transport.tickets import HttpRefusal
 from . import frames
 from .access import BidsResource, PrefixResource, StatusResource, _scopes
@@ -122,7 +122,7 @@ class Relay:
         self._last_publish = float("-inf")
         self._stats_loop = None
         self.monitor = _Monitor(self)
-        self.realm.router_procedures[STATS_GET] = procedure(self._stats_procedure)
+        self.realm.procedures.add(STATS_GET, self._stats_procedure)
 
     # ------------------------------------------------------------- service
 
@@ -390,8 +390,8 @@ class Relay:
                 direction.mark(now)
         return True
 
-    def _stats_procedure(self, session, args: list, kwargs: dict) -> dict:
-        publish = kwargs.get("publish", False)
+    def _stats_procedure(self, call) -> dict:
+        publish = call.kwargs.get("publish", False)
         if not isinstance(publish, bool):
             raise ProcedureError(errors.INVALID_ARGUMENT, "publish must be true or false")
         report = self.report()
