@@ -167,7 +167,7 @@ class RawPeer:
 
 
 class RawRelayProtocol(WebSocketServerProtocol):
-    peer: RawPeer | None = None
+    raw_peer: RawPeer | None = None  # (Autobahn's own ``peer`` is the address string)
     _grant = None
 
     def onConnect(self, request):  # noqa: N802 - Autobahn's name
@@ -187,15 +187,15 @@ class RawRelayProtocol(WebSocketServerProtocol):
         info = TransportInfo(kind="relay", peer=details.peer or "", serializer="raw",
                              is_secure=bool(details.is_secure),
                              http_headers={"user-agent": self._user_agent})
-        self.peer = RawPeer(self, relay, self._grant, info)
-        relay.opened(self.peer)
+        self.raw_peer = RawPeer(self, relay, self._grant, info)
+        relay.opened(self.raw_peer)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802,N803
-        if self.peer is not None:
-            self.peer.received(payload, isBinary)
+        if self.raw_peer is not None:
+            self.raw_peer.received(payload, isBinary)
 
     def onClose(self, wasClean, code, reason) -> None:  # noqa: N802,N803
-        peer, self.peer = self.peer, None
+        peer, self.raw_peer = self.raw_peer, None
         if peer is not None:
             self.factory.relay.closed(peer)
             peer.lost()
