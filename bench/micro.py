@@ -1,6 +1,6 @@
 """Micro-benchmarks of relayrouter's core alone: no sockets, no reactor.
 
-    python bench/micro.py [--seconds 1.0] [--only publish,filters,call,serialize]
+    python bench/micro.py [--seconds 1.0] [--only publish,filters,call,serialize,parse]
 
 Each case builds a router with in-memory counting peers, then times a loop
 of one operation: a PUBLISH routed to N subscribers, a call through the
@@ -53,6 +53,18 @@ except ImportError:
 else:
     OBJECT_SERIALIZERS["json-router"] = FastJsonObjectSerializer(batched=False)
     SERIALIZER_CLASSES["json-router"] = FastJsonSerializer
+try:  # the router's MessagePack and CBOR codecs (JavaScript undefined understood)
+    from relayrouter.transport import serializers as _rr
+    OBJECT_SERIALIZERS["msgpack-router"] = _rr.MsgPackObjectSerializer(batched=False)
+    SERIALIZER_CLASSES["msgpack-router"] = _rr.RouterMsgPackSerializer
+    OBJECT_SERIALIZERS["cbor-router"] = _rr.CBORObjectSerializer(batched=False)
+    SERIALIZER_CLASSES["cbor-router"] = _rr.RouterCBORSerializer
+except AttributeError:
+    pass
+try:  # how the core reads JavaScript undefined in options
+    from relayrouter.core.codec import UNDEFINED
+except ImportError:
+    UNDEFINED = None
 
 
 @dataclass
@@ -225,6 +237,30 @@ def unserialize_case(name: str) -> Case:
     return Case(f"unserialize PUBLISH ({name})", step, lambda: done[0], 1)
 
 
+_PARSE_CASES = {
+    "PUBLISH": lambda i: [PUBLISH, i, {"exclude_me": True}, TOPIC, [PAYLOAD]],
+    "PUBLISH, an undefined option": lambda i: [PUBLISH, i, {"exclude_me": True, "_trace": UNDEFINED}, TOPIC,
+                                               [PAYLOAD]],
+    "SUBSCRIBE": lambda i: [SUBSCRIBE, i, {}, TOPIC],
+    "SUBSCRIBE, wampy's undefined options": lambda i: [SUBSCRIBE, i, {"match": UNDEFINED, "get_retained": UNDEFINED},
+                                                       TOPIC],
+}
+
+
+def parse_case(name: str) -> Case:
+    """Turn one decoded array (built fresh each time, as a decoder does) into a message."""
+    from relayrouter.core.codec import parse
+
+    build = _PARSE_CASES[name]
+    done = [0]
+
+    def step(i: int) -> None:
+        parse(build(i))
+        done[0] += 1
+
+    return Case(f"parse {name}", step, lambda: done[0], 1)
+
+
 # ----------------------------------------------------------------- running
 
 def cases(groups: set[str]) -> list[Callable[[], Case]]:
@@ -235,6 +271,7 @@ def cases(groups: set[str]) -> list[Callable[[], Case]]:
                 lambda: publish_case(1, "json"), lambda: publish_case(100, "json"),
                 lambda: publish_case(1, "msgpack"), lambda: publish_case(100, "msgpack"),
                 *([lambda: publish_case(100, "json-router")] if "json-router" in OBJECT_SERIALIZERS else []),
+                *([lambda: publish_case(100, "msgpack-router")] if "msgpack-router" in OBJECT_SERIALIZERS else []),
                 lambda: publish_case(1, patterns=PATTERNS)]
     if "filters" in groups:
         out += [lambda: filtered_case(100, 0, True), lambda: filtered_case(100, 100, False, 10),
@@ -244,9 +281,14 @@ def cases(groups: set[str]) -> list[Callable[[], Case]]:
         out += [lambda: call_case(), lambda: call_case("json"), lambda: call_case("msgpack")]
         if "json-router" in OBJECT_SERIALIZERS:
             out.append(lambda: call_case("json-router"))
+        if "msgpack-router" in OBJECT_SERIALIZERS:
+            out.append(lambda: call_case("msgpack-router"))
     if "serialize" in groups:
         for name in OBJECT_SERIALIZERS:
             out += [lambda name=name: serialize_case(name), lambda name=name: unserialize_case(name)]
+    if "parse" in groups:
+        out += [lambda name=name: parse_case(name) for name in _PARSE_CASES
+                if UNDEFINED is not None or "undefined" not in name]
     return out
 
 
@@ -260,8 +302,8 @@ def run(case: Case, seconds: float) -> Result:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="time per case (default 1.0)")
-    parser.add_argument("--only", default="publish,call,serialize",
-                        help="groups to run: publish, filters, call, serialize (comma-separated)")
+    parser.add_argument("--only", default="publish,call,serialize,parse",
+                        help="groups to run: publish, filters, call, serialize, parse (comma-separated)")
     args = parser.parse_args(argv)
     groups = set(args.only.split(","))
     print(f"{'case':<52} {'ops/s':>12} {'µs/op':>9} {'delivered/op':>13}")

@@ -3,6 +3,7 @@
 import re
 
 from autobahn.wamp import message as m
+from cbor2 import undefined as UNDEFINED
 from autobahn.wamp.exception import InvalidUriError, ProtocolError
 
 from .errors import InvalidUriRequest, ProtocolViolation
@@ -45,6 +46,7 @@ def parse(raw) -> m.Message:
     cls = INBOUND.get(mtype)
     if cls is None:
         raise ProtocolViolation(_unexpected_type(mtype))
+    _drop_undefined_options(raw)
     if mtype in _PATTERN_REQUESTS:
         raw = _match_null_is_exact(raw)
     try:
@@ -155,6 +157,44 @@ _FAST = {
 }
 
 _PATTERN_REQUESTS = {m.Subscribe.MESSAGE_TYPE, m.Register.MESSAGE_TYPE}
+
+# ------------------------------------------------------ JavaScript undefined
+#
+# JavaScript clients put `undefined` in options nobody set: wampy sends
+# SUBSCRIBE {"match": undefined, "get_retained": undefined}.  JSON drops such
+# keys, but MessagePack (msgpackr: extension type 0) and CBOR (simple value 23)
+# carry them; the transport decodes both to UNDEFINED, cbor2's singleton.  An
+# undefined option means the option is absent, in every options or details
+# dict of every message, nested dicts included (HELLO's roles and authextra).
+# The fast path never sees one: its options must all be booleans.
+
+# Where each inbound message keeps its options or details: type -> index.
+_OPTIONS_AT = {
+    m.Hello.MESSAGE_TYPE: 2, m.Authenticate.MESSAGE_TYPE: 2, m.Abort.MESSAGE_TYPE: 1,
+    m.Goodbye.MESSAGE_TYPE: 1, m.Error.MESSAGE_TYPE: 3, m.Publish.MESSAGE_TYPE: 2,
+    m.Subscribe.MESSAGE_TYPE: 2, m.Call.MESSAGE_TYPE: 2, m.Cancel.MESSAGE_TYPE: 2,
+    m.Register.MESSAGE_TYPE: 2, m.Yield.MESSAGE_TYPE: 2,
+}
+
+
+def _drop_undefined_options(raw: list) -> None:
+    """Remove undefined values from the message's options dict, in place (the
+    decoded array is the router's own, and the roles read options from it)."""
+    at = _OPTIONS_AT.get(raw[0])
+    if at is not None and len(raw) > at and type(raw[at]) is dict:
+        _drop_undefined(raw[at])
+
+
+def _drop_undefined(options: dict) -> None:
+    undefined = None
+    for key, value in options.items():
+        if value is UNDEFINED:
+            undefined = [key] if undefined is None else [*undefined, key]
+        elif type(value) is dict:
+            _drop_undefined(value)
+    if undefined is not None:
+        for key in undefined:
+            del options[key]
 
 
 def _match_null_is_exact(raw: list) -> list:

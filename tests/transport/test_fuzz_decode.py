@@ -1,7 +1,6 @@
 """Property-based: bad bytes on the decode path (each serializer, RawSocket
 framing) only ever close the offending connection."""
 
-from autobahn.wamp.serializer import CBORObjectSerializer, MsgPackObjectSerializer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
@@ -12,7 +11,8 @@ from relayrouter.core.router import Router
 from relayrouter.core.session import State
 from relayrouter.transport.connection import Connection, OutboundLimits
 from relayrouter.transport.rawsocket import RouterRawSocketFactory
-from relayrouter.transport.serializers import FastJsonObjectSerializer, router_serializers
+from relayrouter.transport.serializers import (CBORObjectSerializer, FastJsonObjectSerializer,
+                                               MsgPackObjectSerializer, router_serializers)
 
 from .test_connection import ROLES, Faults, FakeProto
 

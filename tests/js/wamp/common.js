@@ -19,8 +19,12 @@ function emit(obj) {
 }
 
 // Buffers (binary WAMP payloads) are printed as {"$bytes": "<hex>"} so the
-// pytest side can compare them with Python bytes.
+// pytest side can compare them with Python bytes. BigInts (msgpackr decodes
+// 64-bit integers, WAMP IDs above 2^32 included, to BigInt) print as numbers.
 function jsonSafe(key, value) {
+  if (typeof value === 'bigint') {
+    return Number.isSafeInteger(Number(value)) ? Number(value) : String(value);
+  }
   if (value && value.type === 'Buffer' && Array.isArray(value.data)) {
     return { $bytes: Buffer.from(value.data).toString('hex') };
   }
