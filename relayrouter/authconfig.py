@@ -109,8 +109,9 @@ def _http(item: Any, key: str) -> HttpConfig:
     _only(item, key, {"allowed_origins", "public_url"})
     origins = _strings(item, "allowed_origins", key, ["*"])
     for origin in origins:
-        if origin != "*" and "://" not in origin:
-            raise ConfigError(f"{key}.allowed_origins: '{origin}' is not an origin like https://app.example.com")
+        if origin not in ("*", "null") and "://" not in origin:
+            raise ConfigError(f"{key}.allowed_origins: '{origin}' is not an origin like https://app.example.com "
+                              "(or \"*\", or \"null\" for pages opened from a file)")
     public_url = item.get("public_url")
     if public_url is not None and not (isinstance(public_url, str) and public_url.startswith(("ws://", "wss://"))):
         raise ConfigError(f"{key}.public_url: must be a ws:// or wss:// URL")

@@ -50,8 +50,9 @@ class RouterWebSocketProtocol(WampWebSocketServerProtocol):
 
     def onConnect(self, request):
         origins = getattr(self.factory, "origin_policy", None)
-        if origins is not None and not origins.allows(request.headers.get("origin")):
-            raise ConnectionDeny(403, "origin not allowed")
+        origin = request.headers.get("origin")
+        if origins is not None and not origins.allows(origin):
+            raise ConnectionDeny(403, f"origin {_printable(origin)} not allowed (http.allowed_origins)")
         return super().onConnect(request)
 
     def onOpen(self) -> None:
@@ -135,6 +136,12 @@ class RouterWebSocketProtocol(WampWebSocketServerProtocol):
         self.dropConnection(abort=True)
 
 
+def _printable(value: str, limit: int = 100) -> str:
+    """A peer-supplied value, safe to quote in a status line or a log."""
+    text = "".join(c if " " <= c <= "~" else "?" for c in value[:limit])
+    return repr(text + ("..." if len(value) > limit else ""))
+
+
 class RouterWebSocketFactory(ListenerSettings, WampWebSocketServerFactory):
     protocol = RouterWebSocketProtocol
 
@@ -161,6 +168,11 @@ class RouterWebSocketFactory(ListenerSettings, WampWebSocketServerFactory):
                                     autoPingTimeout=heartbeat_timeout)
 
     def setProtocolOptions(self, **options) -> None:
+        # Autobahn's setProtocolOptions resets allowNullOrigin to False on every
+        # call unless it is passed, and then refuses `Origin: null` (a page
+        # opened from a file) with 400 before we are asked.  Autobahn admits
+        # every origin here; the listener's OriginPolicy decides in onConnect.
+        options.setdefault("allowNullOrigin", True)
         super().setProtocolOptions(**options)
         self._options_as_class_attributes()
 

@@ -17,7 +17,8 @@
     stepMs: Number(params.get('step_ms') || 5000),
   };
   const TOPIC = 'com.example.browser.topic';
-  const results = { serializers_available: Object.keys(autobahn.serializer) };
+  // self.origin is "null" for a page opened from a file: what Chromium sends as Origin.
+  const results = { serializers_available: Object.keys(autobahn.serializer), page_origin: self.origin };
 
   function withTimeout(promise, what) {
     let timer;
