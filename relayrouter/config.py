@@ -43,6 +43,7 @@ class RealmConfig:
     roles: Any = None  # tuple of core.authorization.Role; None: every action allowed
     history: Any = None  # tuple of core.history.HistoryRule; None: no event history
     mailboxes: Any = None  # tuple of core.mailbox.MailboxRule; None: no mailboxes
+    pairing: Any = None  # pairconfig.PairingConfig; None: no pairs in this realm
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +144,11 @@ def _realms(items: list) -> tuple[RealmConfig, ...]:
 
 def _realm(item: Any, key: str) -> RealmConfig:
     _table(item, key)
-    from . import authconfig, durableconfig
+    from . import authconfig, durableconfig, pairconfig
 
     _only(item, key, {"name", "anonymous", "anonymous_role", "disclose_caller",
                       "disclose_publisher", "outbound", "limits"} | authconfig.REALM_KEYS
-          | durableconfig.REALM_KEYS)
+          | durableconfig.REALM_KEYS | pairconfig.REALM_KEYS)
     name = _get(item, "name", str, None, key)
     if not name or any(c.isspace() for c in name) or "#" in name:
         raise ConfigError(f"{key}.name: {name!r} is not a valid realm name")
@@ -158,6 +159,7 @@ def _realm(item: Any, key: str) -> RealmConfig:
         roles=authconfig.realm_roles(item, key),
         history=durableconfig.realm_history(item, key),
         mailboxes=durableconfig.realm_mailboxes(item, key),
+        pairing=pairconfig.realm_pairing(item, key),
         # With an auth section, anonymous is off unless [realms.auth.anonymous] says otherwise.
         anonymous=_get(item, "anonymous", bool, auth is None, key),
         anonymous_role=_get(item, "anonymous_role", str, "anonymous", key),

@@ -29,6 +29,7 @@ from .transport.http import build_site  # noqa: E402
 from .transport.rawsocket import RouterRawSocketFactory  # noqa: E402
 from .transport.serializers import router_serializers  # noqa: E402
 from .transport.tls import wrap as wrap_tls  # noqa: E402
+from .pairing import Pairing  # noqa: E402
 from .security import Security  # noqa: E402
 from .durable import Durable  # noqa: E402
 from .tenancy import TenancyWiring  # noqa: E402
@@ -83,6 +84,7 @@ def add_configured_realm(router: Router, realm, name: str | None = None):
             disclose_publisher=realm.disclose_publisher,
             outbound=realm.outbound,
             limits=realm.limits,
+            pairing=realm.pairing.policy if realm.pairing is not None else None,
         ),
     )
 
@@ -112,6 +114,8 @@ class RouterService(service.MultiService):
             from .relay.hub import Relay
 
             self.relay = Relay(config.relay, self.router, self.security, config.limits, reactor)
+        # Gateway/manager pairs, and the Micronets endpoint for their legacy peers.
+        self.pairing = Pairing(config, self.router, self.security.denylist_api.admin)
         self.serializers = router_serializers()
         self.listeners: list[ListenerService] = []
         for listener in config.listeners:
@@ -133,6 +137,7 @@ class RouterService(service.MultiService):
             resources.update(self.tenancy.http_resources())
             if self.relay is not None:
                 resources.update(self.relay.http_resources())
+            resources.update(self.pairing.http_resources(self.reactor, limits.max_message_size))
             factory = build_site(self.router, wamp_factory, listener.path, resources)
             # twisted.web's idle timeout (12 h by default) is what closes a
             # connection that never finishes its HTTP request or upgrade.

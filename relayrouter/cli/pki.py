@@ -40,7 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     server.add_argument("--name", default="localhost", help="subject CN (default localhost)")
     server.add_argument("--days", type=int, default=825)
     client = kinds.add_parser("client", allow_abbrev=False, help="a client certificate signed by the CA (client.key, client.crt)")
-    client.add_argument("--cn", required=True, help="subject CN, e.g. tenant:device-7")
+    who = client.add_mutually_exclusive_group(required=True)
+    who.add_argument("--cn", help="subject CN, e.g. tenant:device-7")
+    who.add_argument("--pair", metavar="SUBSCRIBER/BOX",
+                     help="a pair's peer: CN <class>:<subscriber>:<box> and a SAN URI "
+                          "urn:relayrouter:pair:<class>:<subscriber>:<box> (give --class)")
+    client.add_argument("--class", dest="peer_class", choices=("gateway", "manager"),
+                        help="with --pair: which of the pair's two peers the certificate is for")
     client.add_argument("--days", type=int, default=825)
     for sub in (server, client):
         sub.add_argument("--ca", required=True, metavar="DIR", help="directory holding ca.key and ca.crt")
@@ -73,7 +79,25 @@ def _run_server(args) -> Issued:
 
 def _run_client(args) -> Issued:
     sans = [parse_san(s) for s in args.san]
-    return make_leaf(load_ca(Path(args.ca)), args.cn, sans, ExtendedKeyUsageOID.CLIENT_AUTH, args.days)
+    cn = args.cn
+    if args.pair is not None:
+        cn = pair_cn(args.pair, args.peer_class)
+        sans.append(x509.UniformResourceIdentifier(f"urn:relayrouter:pair:{cn}"))
+    elif args.peer_class is not None:
+        raise CliError("--class goes with --pair")
+    return make_leaf(load_ca(Path(args.ca)), cn, sans, ExtendedKeyUsageOID.CLIENT_AUTH, args.days)
+
+
+def pair_cn(pair: str, peer_class: str | None) -> str:
+    """``<class>:<subscriber>:<box>``, the CN a pairing realm's default rule reads."""
+    if peer_class is None:
+        raise CliError("--pair needs --class gateway or --class manager")
+    subscriber, sep, box = pair.partition("/")
+    for name, value in (("subscriber", subscriber), ("box", box)):
+        if not sep or not value or any(c in value for c in ".:#/ \t"):
+            raise CliError(f"--pair '{pair}': give SUBSCRIBER/BOX, each without '.', ':', '#', '/' "
+                           f"or spaces ({name} is {value!r})")
+    return f"{peer_class}:{subscriber}:{box}"
 
 
 _RUNNERS = {"ca": _run_ca, "server": _run_server, "client": _run_client}

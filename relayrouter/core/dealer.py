@@ -171,7 +171,9 @@ class Dealer:
         procedure = self.realm.procedures.get(msg.procedure)
         registration = None if procedure is not None else self.registrations.best(msg.procedure)
         if procedure is None and registration is None:
-            _error(session, msg, errors.NO_SUCH_PROCEDURE, f"no callee has registered '{msg.procedure}'")
+            absent = self.realm.pairs.absent_callee(msg.procedure) if self.realm.pairs else None
+            uri, text = absent or (errors.NO_SUCH_PROCEDURE, f"no callee has registered '{msg.procedure}'")
+            _error(session, msg, uri, text)
             return
         disclose = options.get("disclose_me") is True
         if disclose and not self.realm.may_disclose_caller(session, msg.procedure):

@@ -12,6 +12,7 @@ from .meta import MetaApi, MetaEvents
 from .realm_observer import RealmObserver  # noqa: F401 (part of this module's API)
 from .procedures import ProcedureRegistry
 from .limits import SessionLimiter, SessionLimits, address_of, join_refused
+from .pairs import NOT_MINE, PairTable
 from .revocation import NoGuard
 
 
@@ -29,6 +30,8 @@ class RealmPolicy:
     max_retained_events: int = 10_000
     # Sessions, subscriptions, registrations, pending calls and message rate.
     limits: SessionLimits = SessionLimits()
+    # Gateway/manager pairs (core/pairs.py PairPolicy), None when not configured.
+    pairing: object = None
 
 
 class AllowAll:
@@ -71,6 +74,7 @@ class Realm:
         self.welcome_roles: dict | None = None
         self.broker = Broker(self)
         self.dealer = Dealer(self)
+        self.pairs = PairTable(self, self.policy.pairing) if self.policy.pairing else None
 
     def __repr__(self) -> str:
         return f"<Realm {self.name} sessions={len(self.sessions)}>"
@@ -83,6 +87,8 @@ class Realm:
     def admission(self, session, accept: Accept) -> tuple[str, str] | None:
         """Whether an authenticated session may join: None, or (reason, message)."""
         refusal = self.guard.admission(self, session, accept)
+        if refusal is None and self.pairs is not None:
+            refusal = self.pairs.admission(session, accept)
         return refusal if refusal is not None else join_refused(self, session)
 
     def attach(self, session) -> None:
@@ -98,6 +104,8 @@ class Realm:
     def joined(self, session) -> None:
         self.observer.joined(session)
         self.guard.joined(session)
+        if self.pairs is not None:
+            self.pairs.joined(session)
 
     def detach(self, session) -> None:
         self.broker.remove_session(session)
@@ -110,12 +118,19 @@ class Realm:
             _forget_one(self.sessions_by_address, address_of(session.transport))
             self.observer.left(session)
             self.guard.left(session)
+            if self.pairs is not None:
+                self.pairs.left(session)
         self.authorizer.forget(session)
 
     # ----------------------------------------------------------- authorization
 
     def authorize(self, session, action: str, uri: str, match: str = "exact") -> str | None:
         """None when allowed, else a message saying what was refused."""
+        if self.pairs is not None:
+            # A pair's URIs are its two peers' alone, whatever the roles say.
+            verdict = self.pairs.authorize(session, action, uri, match)
+            if verdict is not NOT_MINE:
+                return verdict
         return self.authorizer.authorize(session, action, uri, match)
 
     def may_disclose_caller(self, session, uri: str | None = None) -> bool:
