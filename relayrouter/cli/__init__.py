@@ -17,6 +17,8 @@ from .. import __version__
 COMMANDS = {
     "token": ("token", "mint a JWT for a client"),
     "pki": ("pki", "create a development CA, server and client certificates"),
+    "host": ("host", "stream a command, TCP port, WebSocket, device or video to a relay topic"),
+    "file": ("file", "log a relay stream with timestamps; play .play scripts to it"),
     "keys": ("keys", "an organisation's end-to-end key pairs (X25519 + Ed25519)"),
 }
 

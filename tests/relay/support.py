@@ -128,3 +128,44 @@ def connect_topic(router, topic="pend00", scopes=("read", "write"), **kw):
     assert code == 200, body
     client = yield open_raw(router, body["uri"])
     return client
+
+
+# ----------------------------------------------------------------- tools
+
+class Tool:
+    """``relayrouter <command> ...`` as a child process; its stdout and stderr kept."""
+
+    def __init__(self, args, env_extra=None, cwd=None):
+        import os
+        import subprocess
+        import sys
+        import tempfile
+
+        self.out = tempfile.NamedTemporaryFile(prefix="relay-tool-", suffix=".out", delete=False)
+        self.err = tempfile.NamedTemporaryFile(prefix="relay-tool-", suffix=".err", delete=False)
+        env = dict(os.environ, **(env_extra or {}))
+        self.proc = subprocess.Popen([sys.executable, "-m", "relayrouter.cli", *args], stdout=self.out,
+                                     stderr=self.err, env=env, cwd=cwd)
+
+    def stdout(self) -> str:
+        with open(self.out.name, encoding="utf8", errors="replace") as f:
+            return f.read()
+
+    def stderr(self) -> str:
+        with open(self.err.name, encoding="utf8", errors="replace") as f:
+            return f.read()
+
+    def signal(self, signum) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self) -> int:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
