@@ -33,10 +33,10 @@ from urllib.parse import urlsplit
 
 from autobahn.twisted.component import Component
 from autobahn.twisted.wamp import Session
-from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.exception import ApplicationError, TransportLost
 from twisted.application import service
 from twisted.internet import defer, endpoints
-from twisted.logger import Logger, LogLevel
+from twisted.logger import Logger
 
 from .backoff import Backoff
 from .credentials import Credentials, TlsClient
@@ -138,6 +138,16 @@ class _ConnectorSession(Session):
 
     def onChallenge(self, challenge):
         return self.config.extra["credentials"].answer(challenge)
+
+    # Autobahn's Component session (the "shim") leaves calls, publishes and the
+    # like of a lost session waiting forever; fail them, as ApplicationSession does.
+    def onLeave(self, details):
+        self._errback_outstanding_requests(ApplicationError(details.reason, details.message))
+        return super().onLeave(details)
+
+    def onDisconnect(self):
+        self._errback_outstanding_requests(TransportLost())
+        return super().onDisconnect()
 
 
 class _DebugLog:
@@ -286,7 +296,6 @@ class RouterConnection(service.Service):
                 yield self._on_join(session, details)
         except Exception as e:
             self._setup_error = f"setting up the session failed: {_describe(e)}"
-            self.log.failure("on_join of the connector failed", level=LogLevel.debug)
             session.leave("wamp.close.normal", "connector setup failed")
             return
         if self.session is not session or not session.is_attached():

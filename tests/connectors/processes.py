@@ -6,6 +6,7 @@ The router starts on port 0 the first time and keeps the port it got across
 restarts, so a connector's configured URL stays right after ``kill -9``.
 """
 
+import json
 import os
 import queue
 import re
@@ -23,12 +24,16 @@ HTTP_LINE = re.compile(r"listening: http://127\.0\.0\.1:(\d+)/")
 _EOF = object()
 
 
-class Child:
-    """A ``twistd -n`` child whose output lines can be awaited."""
+def twistd(*args) -> list:
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", *args]
 
-    def __init__(self, name: str, args, env=None, cwd=None) -> None:
+
+class Child:
+    """A child process (``twistd -n ...`` by default) whose output lines can be awaited."""
+
+    def __init__(self, name: str, argv, env=None, cwd=None) -> None:
         self.name = name
-        self.args = [str(a) for a in args]
+        self.argv = [str(a) for a in argv]
         self.env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **(env or {}))
         self.cwd = cwd or ROOT
         self.proc = None
@@ -39,8 +44,7 @@ class Child:
         assert self.proc is None or self.proc.poll() is not None, f"{self.name} is running"
         self.lines: queue.Queue = queue.Queue()
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
-             *self.args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [str(a) for a in self.argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, encoding="utf-8", errors="replace", env=self.env, cwd=self.cwd, bufsize=1)
         threading.Thread(target=self._pump, args=(self.proc, self.lines), daemon=True).start()
 
@@ -111,7 +115,7 @@ class RouterProcess(Child):
     def start(self) -> None:
         config = self.dir / "router.toml"
         config.write_text(self.toml.replace("{port}", str(self.port)).replace("{state}", str(self.dir / "state")))
-        self.args = ["relayrouter", "--config", config]
+        self.argv = twistd("relayrouter", "--config", config)
         super().start()
         self.port = int(self.wait_for(WS_LINE).group(1))
 
@@ -126,3 +130,125 @@ class RouterProcess(Child):
 
 def listener(port_placeholder: str = "{port}") -> str:
     return f'state_dir = "{{state}}"\n\n[[listeners]]\ntype = "websocket"\nendpoint = "tcp:{port_placeholder}:interface=127.0.0.1"\n'
+
+
+class JsonLines(Child):
+    """A child that prints JSON event lines; ``events`` collects them across restarts."""
+
+    def __init__(self, name: str, argv, env=None) -> None:
+        super().__init__(name, argv, env=env)
+        self.events: list[dict] = []
+        self._changed = threading.Condition()
+
+    def _pump(self, proc, lines) -> None:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            self.tail.append(line)
+            self.all_output.append(line)
+            if line.startswith("{"):
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    event = None
+                if isinstance(event, dict):
+                    with self._changed:
+                        self.events.append(event)
+                        self._changed.notify_all()
+            lines.put(line)
+        lines.put(_EOF)
+
+    def wait_events(self, predicate, seconds: float = 30.0, what: str = "events"):
+        """Block until ``predicate(events)`` is true; returns the events."""
+        deadline = time.monotonic() + seconds
+        with self._changed:
+            while not predicate(self.events):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"{self.name}: no {what} within {seconds:.0f} s; got"
+                                         f" {self.events[-20:]}\n{self.describe()}")
+                self._changed.wait(min(left, 1.0))
+            return list(self.events)
+
+
+class AgentProcess(JsonLines):
+    """tests/connectors/agent.py: the twisted.web agent; keeps its port across restarts."""
+
+    def __init__(self) -> None:
+        super().__init__("agent", [])
+        self.port = 0
+
+    def start(self) -> None:
+        self.argv = [sys.executable, str(Path(__file__).with_name("agent.py")), str(self.port)]
+        super().start()
+        self.port = self.wait_events(lambda es: any(e.get("event") == "listening" for e in es[-1:]),
+                                     what="listening line")[-1]["port"]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/inbox"
+
+    def messages(self) -> list[dict]:
+        return [e for e in self.events if e.get("event") == "message"]
+
+    def wait_messages(self, predicate, seconds: float = 30.0, what: str = "messages") -> list[dict]:
+        self.wait_events(lambda es: predicate([e for e in es if e.get("event") == "message"]), seconds, what)
+        return self.messages()
+
+
+class ProxyProcess(Child):
+    """``twistd mediator-proxy``; its HTTP port is learnt from the log and kept across restarts."""
+
+    def __init__(self, tmp_path: Path, args=(), env=None) -> None:
+        super().__init__("mediator-proxy", [], env=env)
+        self.state_dir = tmp_path / "proxy-state"
+        self.args = list(args)
+        self.http_port = 0
+
+    def start(self, args=None, with_state_dir=True) -> None:
+        args = self.args if args is None else list(args)
+        if with_state_dir:
+            args += ["--state-dir", self.state_dir]
+        if "--listen" not in args and self.env.get("MEDIATOR_PROXY_LISTEN") is None:
+            args += ["--listen", f"tcp:{self.http_port}:interface=127.0.0.1"]
+        self.argv = twistd("mediator-proxy", *args)
+        super().start()
+        self.http_port = int(self.wait_for(HTTP_LINE).group(1))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def get(self, path: str):
+        return http_json("GET", self.url + path)
+
+    def status(self) -> dict:
+        return self.get("/status")[1]
+
+    def wait_status(self, predicate, seconds: float = 30.0, what: str = "status"):
+        deadline = time.monotonic() + seconds
+        while True:
+            status = self.status()
+            if predicate(status):
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"proxy status never showed {what}: {json.dumps(status, indent=1)}\n"
+                                     f"{self.describe()}")
+            time.sleep(0.05)
+
+
+def http_json(method: str, url: str, body: bytes | None = None, headers=None):
+    """(status, parsed JSON body or None, headers) with urllib, whatever the status."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            code, data, hdrs = response.status, response.read(), response.headers
+    except urllib.error.HTTPError as e:
+        code, data, hdrs = e.code, e.read(), e.headers
+    try:
+        parsed = json.loads(data) if data else None
+    except ValueError:
+        parsed = data
+    return code, parsed, hdrs

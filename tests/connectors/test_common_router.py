@@ -2,6 +2,7 @@
 reconnects after kill -9, a refused credential is logged once and retried slowly."""
 
 import pytest
+from autobahn.wamp.exception import ApplicationError
 import pytest_twisted
 from twisted.internet import defer, reactor, threads
 from twisted.logger import LogLevel, globalLogPublisher
@@ -168,3 +169,19 @@ class _Address:
     def __init__(self, router) -> None:
         self.ws_url = router.ws_url
         self.ws_port = router.port
+
+
+@pytest_twisted.inlineCallbacks
+def test_calls_in_flight_fail_when_the_router_goes_away(router):
+    conn = RouterConnection(settings(router))
+    conn.startService()
+    try:
+        session = yield within(conn.when_ready(), 20)
+        yield session.register(lambda: defer.Deferred(), "com.example.never")
+        outcome = []
+        session.call("com.example.never").addBoth(outcome.append)
+        yield threads.deferToThread(router.kill9)
+        yield eventually(lambda: outcome, 20)
+        assert outcome[0].check(ApplicationError) and outcome[0].value.error == "wamp.close.transport_lost"
+    finally:
+        yield conn.stopService()

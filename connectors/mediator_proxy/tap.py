@@ -1,0 +1,107 @@
+"""``twistd mediator-proxy``: options and the service maker.
+
+Every option has an environment variable ``MEDIATOR_PROXY_<OPTION>``; what
+was given (command line or environment) is remembered in ``--state-dir``, so
+a restart with no options resumes with the same configuration.  Secrets are
+never remembered: they come from the environment or from files each time.
+"""
+
+from twisted.python import usage
+
+from ..common import ConfigError, ConnectorOptions, StateStore
+from ..common.state import open_state_dir
+from .service import MediatorProxy, ProxyConfig
+
+PROXY_DEFAULTS = {
+    "agent-endpoint": (None, str),
+    "listen": ("tcp:8081:interface=127.0.0.1", str),
+    "mailbox": ("mailbox.{authid}", str),
+    "public-url": (None, str),
+    "max-attempts": (5, int),
+    "max-inflight": (32, int),
+    "agent-timeout": (30.0, float),
+    "agent-retry-initial": (0.5, float),
+    "agent-retry-max": (30.0, float),
+    "max-outbound-bytes": (1048576, int),
+}
+
+
+class Options(ConnectorOptions, usage.Options):
+    synopsis = "[options]"
+    longdesc = ("Deliver a relayrouter mailbox to a local agent that cannot poll: connect out to the router,"
+                " take the mailbox continuously, POST each message to --agent-endpoint, acknowledge after a 2xx."
+                " Every option also reads MEDIATOR_PROXY_<OPTION>; options given are remembered in --state-dir.")
+    env_prefix = "MEDIATOR_PROXY"
+    connector_defaults = PROXY_DEFAULTS
+    state_dir_default = "./mediator-proxy-state"
+
+    optParameters = [
+        ["agent-endpoint", None, None, "The agent's inbound HTTP URL, where messages are POSTed (required)."],
+        ["listen", None, None, "Local HTTP endpoint (status, public endpoint, outbound), a Twisted endpoint"
+                               " string (default tcp:8081:interface=127.0.0.1)."],
+        ["mailbox", None, None, "Mailbox URI to take; {authid} is our authid (default mailbox.{authid})."],
+        ["public-url", None, None, "The router's public http(s) base URL, if outside senders reach it by"
+                                   " another name than --router (default: what the router says, else --router)."],
+        ["max-attempts", None, None, "Refusals (4xx other than 408/425/429) before a message becomes a dead"
+                                     " letter (default 5)."],
+        ["max-inflight", None, None, "Messages the router may hand us ahead of their acknowledgement (default 32)."],
+        ["agent-timeout", None, None, "Seconds to wait for the agent's answer (default 30)."],
+        ["agent-retry-initial", None, None, "First delay before posting again to an agent that is down (default 0.5 s)."],
+        ["agent-retry-max", None, None, "Most seconds between posts to an agent that is down (default 30)."],
+        ["max-outbound-bytes", None, None, "Largest outbound message accepted on /outbound (default 1 MiB)."],
+    ]
+
+    def postOptions(self) -> None:
+        try:
+            self._build()
+        except ConfigError as e:
+            raise usage.UsageError(f"configuration error: {e}") from None
+
+    def _build(self) -> None:
+        persisted = _remembered_options(self._state_dir())
+        self.resolve(persisted)
+        for name in ("max-attempts", "max-inflight", "agent-timeout", "agent-retry-initial", "agent-retry-max",
+                     "max-outbound-bytes"):
+            if self[name] <= 0:
+                raise ConfigError(f"{self.describe_option(name)}: must be above 0")
+        if self["agent-retry-initial"] > self["agent-retry-max"]:
+            raise ConfigError(f"{self.describe_option('agent-retry-initial')}: above --agent-retry-max")
+        if not self["agent-endpoint"]:
+            raise ConfigError(f"{self.describe_option('agent-endpoint')}: required (the agent's inbound URL)")
+        if not self["agent-endpoint"].startswith(("http://", "https://")):
+            raise ConfigError(f"{self.describe_option('agent-endpoint')}: {self['agent-endpoint']!r} is not an"
+                              " http:// or https:// URL")
+        if self["public-url"] and not self["public-url"].startswith(("http://", "https://")):
+            raise ConfigError(f"{self.describe_option('public-url')}: must be an http:// or https:// URL")
+        self["config"] = ProxyConfig(
+            router=self.router_settings(), agent_endpoint=self["agent-endpoint"], state_dir=self["state-dir"],
+            listen=self["listen"], mailbox=self["mailbox"], public_url=self["public-url"],
+            max_attempts=self["max-attempts"], max_inflight=self["max-inflight"],
+            agent_timeout=self["agent-timeout"], agent_retry_initial=self["agent-retry-initial"],
+            agent_retry_max=self["agent-retry-max"], max_outbound_bytes=self["max-outbound-bytes"])
+        remembered = self.remembered()
+        remembered.pop("state-dir", None)
+        self["remembered"] = remembered
+
+    def _state_dir(self) -> str:
+        import os
+
+        return self["state-dir"] or os.environ.get(self.env_name("state-dir")) or self.state_dir_default
+
+
+def _remembered_options(state_dir: str) -> dict:
+    """The options a previous run was given, if its state directory exists."""
+    import os
+
+    if not os.path.exists(os.path.join(state_dir, "state.sqlite3")):
+        return {}
+    open_state_dir(state_dir)
+    store = StateStore(state_dir)
+    try:
+        return dict(store.get("options") or {})
+    finally:
+        store.close()
+
+
+def makeService(options):
+    return MediatorProxy(options["config"], remembered=options["remembered"])
