@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs, then run all of it.
 #   scripts/test.sh [pytest args]
-# Python packages come from PyPI, Node packages from npm, Chromium from Debian.
+# Python packages come from PyPI, Node packages from npm; Chromium, openssh and ffmpeg from Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,20 @@ if [ -f tests/js/package.json ]; then
             echo "Debian's chromium is required for the browser tests (apt-get install chromium)" >&2
             exit 1
         fi
+    fi
+fi
+
+# Debian packages for the relay tests: sshd and ssh (tunnel), ffmpeg (live video).
+missing=""
+[ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
+command -v ssh >/dev/null || missing="$missing openssh-client"
+command -v ffmpeg >/dev/null || missing="$missing ffmpeg"
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+    else
+        echo "Debian packages needed by the relay tests:$missing (apt-get install$missing)" >&2
+        exit 1
     fi
 fi
 

@@ -19,6 +19,7 @@ COMMANDS = {
     "pki": ("pki", "create a development CA, server and client certificates"),
     "host": ("host", "stream a command, TCP port, WebSocket, device or video to a relay topic"),
     "file": ("file", "log a relay stream with timestamps; play .play scripts to it"),
+    "tunnel": ("tunnel", "TCP over the router: ssh to a machine behind NAT"),
     "keys": ("keys", "an organisation's end-to-end key pairs (X25519 + Ed25519)"),
 }
 
