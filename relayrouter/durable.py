@@ -37,10 +37,18 @@ class Durable:
         self.mailboxes_by_realm: dict[str, Mailboxes] = {}
         self._sweep = None
         self._ids = None
+        # Kept messages by realm, until that realm's mailboxes exist (tenants come later).
+        self._kept: dict[str, list] = {}
+        if self.store is not None:
+            state = self.store.mailbox_load()
+            self._ids = MessageIds(self.store, state.next_id)
+            for message in state.messages:
+                self._kept.setdefault(message.realm, []).append(message)
         for realm_config in config.realms:
             self._install(router.realms[realm_config.name], realm_config)
-        if self.mailboxes_by_realm:
-            self._load_mailboxes()
+        if self._kept:
+            log.warn("Mailboxes: stored messages of realms with no mailboxes now ({realms}); "
+                     "left in the store untouched", realms=", ".join(sorted(self._kept)))
 
     @staticmethod
     def needed(config) -> bool:
@@ -65,14 +73,13 @@ class Durable:
             realm.welcome_roles = welcome_roles(broker_extra=(EVENT_HISTORY,))
             self.histories.append(history)
         if rc.mailboxes:
-            if self._ids is None:
-                self._ids = MessageIds(self.store, 1)  # the real mark comes with the load
             mailboxes = Mailboxes(realm, rc.mailboxes, self.store, self._ids, self._admin(),
                                   _public_base(self.config))
             mailboxes.report = lambda error, realm=realm.name: log.error(
                 "Mailboxes of realm {realm}: the store failed: {error}", realm=realm, error=str(error))
             realm.broker.mailboxes = mailboxes
             self.mailboxes_by_realm[realm.name] = mailboxes
+            self._load_kept(mailboxes)
 
     def _admin(self) -> AdminPolicy:
         security = self.config.security
@@ -81,18 +88,15 @@ class Durable:
             return AdminPolicy()
         return AdminPolicy(frozenset(revocation.admin_roles), revocation.admin_scope)
 
-    def _load_mailboxes(self) -> None:
-        state = self.store.mailbox_load()
-        self._ids.next_id = self._ids.reserved = state.next_id
-        orphans = 0
-        for message in state.messages:
-            mailboxes = self.mailboxes_by_realm.get(message.realm)
-            if mailboxes is None or not mailboxes.load(message):
-                orphans += 1
-        log.info("Mailboxes: {count} messages kept from before", count=len(state.messages) - orphans)
+    def _load_kept(self, mailboxes) -> None:
+        messages = self._kept.pop(mailboxes.realm.name, [])
+        orphans = sum(1 for message in messages if not mailboxes.load(message))
+        if messages:
+            log.info("Mailboxes of realm {realm}: {count} messages kept from before",
+                     realm=mailboxes.realm.name, count=len(messages) - orphans)
         if orphans:
-            log.warn("Mailboxes: {orphans} stored messages belong to mailboxes no rule names now; "
-                     "left in the store untouched", orphans=orphans)
+            log.warn("Mailboxes of realm {realm}: {orphans} stored messages belong to mailboxes no "
+                     "rule names now; left in the store untouched", realm=mailboxes.realm.name, orphans=orphans)
 
     def http_resources(self) -> dict:
         tenants = self.config.tenants
