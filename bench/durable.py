@@ -98,7 +98,7 @@ type = "websocket"
 endpoint = "tcp:{port}:interface=127.0.0.1"
 
 [storage]
-synchronous = "full"
+synchronous = "{synchronous}"
 
 [[realms]]
 name = "bench"
@@ -117,9 +117,9 @@ http = "open"
 """
 
 
-def start_router(state_dir: Path, port: int) -> subprocess.Popen:
+def start_router(state_dir: Path, port: int, synchronous: str) -> subprocess.Popen:
     config = state_dir / "bench.toml"
-    config.write_text(CONFIG.format(port=port))
+    config.write_text(CONFIG.format(port=port, synchronous=synchronous))
     env = dict(os.environ, PYTHONPATH=str(REPO), RR_BENCH_SECRET=SECRET)
     log_file = open(state_dir / "router.log", "wb")
     proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c",
@@ -143,7 +143,7 @@ def run_relayrouter(args) -> dict:
     """Runs the Twisted clients in a child process pinned to CPU 1 (the reactor runs once per process)."""
     tmp = Path(tempfile.mkdtemp(prefix="relayrouter-durable-bench-"))
     port = free_port()
-    proc = start_router(tmp, port)
+    proc = start_router(tmp, port, args.synchronous)
     try:
         out = subprocess.run(["taskset", "-c", "1", sys.executable, __file__, "--client", str(port),
                               "--router-pid", str(proc.pid),
@@ -422,6 +422,7 @@ def main() -> None:
     p.add_argument("--window", type=int, default=8, help="acknowledged publishes in flight per publisher")
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--against", choices=("rabbitmq", "none"), default="rabbitmq")
+    p.add_argument("--synchronous", choices=("full", "normal"), default="full", help="relayrouter's SQLite setting")
     p.add_argument("--rabbitmq", default="amqp://guest:guest@127.0.0.1:5672/%2F")
     p.add_argument("--client", type=int, help=argparse.SUPPRESS)  # internal: run the WAMP clients
     p.add_argument("--router-pid", type=int, help=argparse.SUPPRESS)
@@ -432,7 +433,7 @@ def main() -> None:
     results = {}
     log(f"relayrouter: {args.publishers} publishers x {args.window} in flight, {args.size} B, "
         f"{args.warmup}+{args.seconds} s")
-    results["relayrouter (SQLite, synchronous=full)"] = run_relayrouter(args)
+    results[f"relayrouter (SQLite, synchronous={args.synchronous})"] = run_relayrouter(args)
     if args.against == "rabbitmq":
         log("RabbitMQ: durable queue, persistent, confirms, manual batched acks")
         results["RabbitMQ (pika)"] = run_rabbitmq(args)
