@@ -60,7 +60,7 @@ class Taker:
     def _on_message(self, message):
         self.received.append(message)
         if self.ack:
-            d = self.session.call("relayrouter.mailbox.ack", self.mailbox, message["id"])
+            d = defer.maybeDeferred(self.session.call, "relayrouter.mailbox.ack", self.mailbox, message["id"])
             d.addCallback(lambda count, i=message["id"]: self.acked_ids.append(i) if count else None)
             d.addErrback(lambda f: None)  # the router may be gone (kill -9)
         for count, d in list(self.waiters):
@@ -205,7 +205,8 @@ def test_kill_minus_9_loses_nothing_acknowledged_and_brings_back_nothing_acked(t
         killed = defer.Deferred()
 
         def publish(seq):
-            d = sender.publish("mailbox.agentb", seq, options=PublishOptions(acknowledge=True))
+            d = defer.maybeDeferred(sender.publish, "mailbox.agentb", seq,
+                                    options=PublishOptions(acknowledge=True))
             d.addCallback(lambda p: published.__setitem__(seq, p.id))
             d.addErrback(lambda f: None)  # in flight when the router died
             return d
@@ -223,7 +224,7 @@ def test_kill_minus_9_loses_nothing_acknowledged_and_brings_back_nothing_acked(t
                     os.kill(proc.pid, signal.SIGKILL)
                     killed.callback(None)
 
-        flood()
+        flood().addErrback(lambda f: killed.called or killed.errback(f))
         yield within(killed, 60)
         yield threads.deferToThread(proc.wait, 20)
         acked = set(taker.acked_ids)
