@@ -1,6 +1,6 @@
 """Micro-benchmarks of relayrouter's core alone: no sockets, no reactor.
 
-    python bench/micro.py [--seconds 1.0] [--only publish,filters,call,serialize,parse]
+    python bench/micro.py [--seconds 1.0] [--only publish,filters,call,serialize,parse,login]
 
 Each case builds a router with in-memory counting peers, then times a loop
 of one operation: a PUBLISH routed to N subscribers, a call through the
@@ -261,6 +261,39 @@ def parse_case(name: str) -> Case:
     return Case(f"parse {name}", step, lambda: done[0], 1)
 
 
+# ----------------------------------------------------------------- logins
+
+def login_case(limited: bool, failing: bool = False) -> Case:
+    """One ticket login (HELLO, CHALLENGE, AUTHENTICATE, WELCOME or ABORT) from a
+    fresh session, optionally behind the failed-login limiter; ``failing``: a
+    wrong ticket from a new authid each time (address ceiling out of reach)."""
+    from relayrouter.auth.ratelimit import FailureLimiter, FailureLimits, RateLimited
+    from relayrouter.auth.ticket import TicketAuthenticator, TicketPrincipal
+    from relayrouter.core.peer import TransportInfo
+
+    router = make_router()
+    method = TicketAuthenticator({"alice": TicketPrincipal("alice-ticket", "user")})
+    if limited:
+        limits = FailureLimits(address_burst=10**9, max_entries=10**7)
+        method = RateLimited(method, FailureLimiter(router.clock, limits))
+    router.realms["realm1"].authenticators = {"ticket": method}
+    transport = TransportInfo(peer="tcp4:10.0.0.1:4000")
+    done = [0]
+    want = m.Abort if failing else m.Welcome
+
+    def step(i: int) -> None:
+        peer = CountingPeer()
+        peer.session = router.session(peer, transport)
+        authid = f"user{i}" if failing else "alice"
+        peer.receive([1, "realm1", {"roles": {"caller": {}}, "authmethods": ["ticket"], "authid": authid}])
+        peer.receive([5, "wrong" if failing else "alice-ticket", {}])
+        done[0] += type(peer.last) is want
+        peer.session.transport_lost()  # gone, so sessions per address stay at one
+
+    label = f"ticket login{', failing' if failing else ''}{' (failure limiter)' if limited else ''}"
+    return Case(label, step, lambda: done[0], 1)
+
+
 # ----------------------------------------------------------------- running
 
 def cases(groups: set[str]) -> list[Callable[[], Case]]:
@@ -286,6 +319,9 @@ def cases(groups: set[str]) -> list[Callable[[], Case]]:
     if "serialize" in groups:
         for name in OBJECT_SERIALIZERS:
             out += [lambda name=name: serialize_case(name), lambda name=name: unserialize_case(name)]
+    if "login" in groups:
+        out += [lambda: login_case(False), lambda: login_case(True),
+                lambda: login_case(False, failing=True), lambda: login_case(True, failing=True)]
     if "parse" in groups:
         out += [lambda name=name: parse_case(name) for name in _PARSE_CASES
                 if UNDEFINED is not None or "undefined" not in name]
@@ -302,8 +338,8 @@ def run(case: Case, seconds: float) -> Result:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="time per case (default 1.0)")
-    parser.add_argument("--only", default="publish,call,serialize,parse",
-                        help="groups to run: publish, filters, call, serialize, parse (comma-separated)")
+    parser.add_argument("--only", default="publish,call,serialize,parse,login",
+                        help="groups to run: publish, filters, call, serialize, parse, login (comma-separated)")
     args = parser.parse_args(argv)
     groups = set(args.only.split(","))
     print(f"{'case':<52} {'ops/s':>12} {'µs/op':>9} {'delivered/op':>13}")

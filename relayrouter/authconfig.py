@@ -134,10 +134,27 @@ def _revocation(item: Any, key: str) -> RevocationConfig:
 
 def _auth_limits(item: Any, key: str) -> FailureLimits:
     _table(item, key)
-    _only(item, key, {"burst", "per_minute"})
+    _only(item, key, {"burst", "per_minute", "address_burst", "address_per_minute", "remember_success",
+                      "max_entries"})
     default = FailureLimits()
-    return FailureLimits(burst=_positive(item, "burst", default.burst, key),
-                         per_minute=_seconds(item, "per_minute", default.per_minute, key))
+    limits = FailureLimits(
+        burst=_positive(item, "burst", default.burst, key),
+        per_minute=_per_minute(item, "per_minute", default.per_minute, key),
+        address_burst=_positive(item, "address_burst", default.address_burst, key),
+        address_per_minute=_per_minute(item, "address_per_minute", default.address_per_minute, key),
+        remember_success=_seconds(item, "remember_success", default.remember_success, key),
+        max_entries=_positive(item, "max_entries", default.max_entries, key))
+    if limits.address_burst < limits.burst:
+        raise ConfigError(f"{key}.address_burst: must be at least {key}.burst ({limits.burst}): it is the "
+                          "ceiling for all authids of an address together")
+    return limits
+
+
+def _per_minute(item: dict, name: str, default: float, key: str) -> float:
+    value = _get(item, name, (int, float), default, key)
+    if value <= 0:
+        raise ConfigError(f"{_name(key, name)}: must be a positive number of failures per minute")
+    return float(value)
 
 
 # ---------------------------------------------------------------- listeners

@@ -29,6 +29,12 @@ def principal(**kw):
                      "tls": {"certificate": "c", "key": "k", "client_certificates": "required"}}]},
      "listeners[0].tls.ca: required"),
     ({"http": {"allowed_origins": ["app.example.com"]}}, "http.allowed_origins"),
+    ({"auth_limits": {"burts": 5}}, "auth_limits.burts: unknown key"),
+    ({"auth_limits": {"burst": 0}}, "auth_limits.burst: must be positive"),
+    ({"auth_limits": {"address_per_minute": -1}}, "auth_limits.address_per_minute: must be a positive number"),
+    ({"auth_limits": {"per_minute": "10"}}, "auth_limits.per_minute: must be int or float, not str"),
+    ({"auth_limits": {"burst": 50, "address_burst": 20}}, "auth_limits.address_burst: must be at least"),
+    ({"auth_limits": {"remember_success": 0}}, "auth_limits.remember_success: must be a positive number"),
 ])
 def test_errors_name_the_key(monkeypatch, data, message):
     monkeypatch.setenv("SHORT", "too-short")
@@ -43,3 +49,14 @@ def test_auth_section_turns_anonymous_off_unless_configured(monkeypatch):
     assert parse(realm(principal(secret_env="T"))).realms[0].anonymous is False
     assert parse(realm({**principal(secret_env="T"), "anonymous": {"role": "guest"}})).realms[0].auth.anonymous_role == "guest"
     assert parse(realm()).realms[0].anonymous is True
+
+
+def test_auth_limits_defaults_and_values():
+    from relayrouter.auth.ratelimit import FailureLimits
+
+    assert parse({}).security.auth_limits == FailureLimits(
+        burst=10, per_minute=10.0, address_burst=100, address_per_minute=60.0, remember_success=86400.0,
+        max_entries=100_000)
+    given = {"burst": 5, "per_minute": 2, "address_burst": 500, "address_per_minute": 120,
+             "remember_success": 3600, "max_entries": 1000}
+    assert parse({"auth_limits": given}).security.auth_limits == FailureLimits(**given)

@@ -1,59 +1,161 @@
-"""Failed authentication attempts, rate-limited per client address.
+"""Failed authentication attempts, limited so that one user's mistakes lock
+out that user, not everyone behind the same address.
 
-Each address has a token bucket of ``burst`` failures refilled at ``per_minute``
-per minute.  A failure takes a token; with none left, the address is refused
-before its credentials are even looked at, until a token has grown back.  A
-success costs nothing.  Buckets that are full again are forgotten, so memory
-stays bounded by the addresses failing right now (and by ``max_addresses``).
+Theory of operation
+-------------------
+A lab, a school or an office reaches us through one NAT address, so the
+address alone cannot be the unit: ten typos by one person would lock out
+everyone there.  Failures (verified wrong credentials) spend two kinds of
+token bucket, each refilled as time passes:
+
+* one per ``(address, authid)``: ``burst`` failures, refilled at
+  ``per_minute``.  Spent, that authid is refused from that address before its
+  credentials are looked at, until a token has grown back.  Brute-forcing one
+  account is slowed, then refused; nobody else at the address notices.
+* one per address: ``address_burst`` failures across all authids, refilled at
+  ``address_per_minute``, a much larger ceiling for one client trying many
+  authids (enumeration, password spraying).  Spent, the address's attempts
+  are refused before their credentials are looked at, except for authids that
+  logged in from that address within ``remember_success`` seconds: those are
+  still checked, within their own budget.
+
+A success costs nothing, and an attempt refused by a limit spends nothing
+(hammering a locked account neither prolongs its lock nor brings the address
+nearer its ceiling).  So a successful login is refused only when its own
+``(address, authid)`` budget is spent, or while the address's ceiling is
+spent and the authid has not logged in from there lately.
+
+The authid is the one in HELLO; without one, the subject a JWT credential
+claims (read without verifying it: it only picks the bucket; a forged
+subject just lands in another bucket and spends the address's ceiling), and
+otherwise ``""``, shared by the credentials that name nobody.  Buckets that
+have refilled are forgotten, so memory follows the failing clients;
+``max_entries`` bounds each table (the oldest entries go first).
 """
 
+import base64
+import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..core.auth import Deny, JoinRequest
+from ..core.auth import Accept, Challenge, Deny, JoinRequest
+
+BY_AUTHID = "authid"
+BY_ADDRESS = "address"
 
 
 @dataclass(frozen=True, slots=True)
 class FailureLimits:
-    burst: int = 10
-    per_minute: float = 10.0
-    max_addresses: int = 100_000
+    burst: int = 10  # failures per (address, authid) at once ...
+    per_minute: float = 10.0  # ... refilled at this rate
+    address_burst: int = 100  # failures per address, across all authids ...
+    address_per_minute: float = 60.0  # ... refilled at this rate
+    remember_success: float = 86400.0  # s: a login keeps its authid checked past the address ceiling
+    max_entries: int = 100_000  # per table: pair buckets, address buckets, remembered logins
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An attempt refused before its credentials were looked at."""
+
+    by: str  # BY_AUTHID or BY_ADDRESS
+    retry_after: float  # seconds until a token has grown back
+
+    @property
+    def message(self) -> str:
+        wait = max(1, round(self.retry_after))
+        if self.by == BY_AUTHID:
+            return (f"too many failed authentication attempts for this authid from your address; "
+                    f"try again in {wait} s")
+        return (f"too many failed authentication attempts from your address, across many authids; "
+                f"try again in {wait} s")
+
+
+class _Buckets:
+    """Token buckets by key, spent by failures; a refilled bucket is forgotten."""
+
+    def __init__(self, clock: Callable[[], float], burst: int, per_minute: float, max_entries: int) -> None:
+        self.clock, self.burst, self.rate, self.max_entries = clock, burst, per_minute / 60.0, max_entries
+        self.tokens_by_key: dict[Any, tuple[float, float]] = {}  # key -> (tokens, at), oldest touched first
+
+    def wait(self, key) -> float | None:
+        """Seconds until ``key`` has a token, or None if it has one now."""
+        tokens = self._tokens(key)
+        return None if tokens >= 1 else (1 - tokens) / self.rate
+
+    def spend(self, key) -> None:
+        tokens = max(self._tokens(key) - 1, 0.0)
+        self.tokens_by_key.pop(key, None)  # re-insert: the dict stays in order of last use
+        if len(self.tokens_by_key) >= self.max_entries:
+            self._make_room()
+        self.tokens_by_key[key] = (tokens, self.clock())
+
+    def _tokens(self, key) -> float:
+        entry = self.tokens_by_key.get(key)
+        if entry is None:
+            return float(self.burst)
+        tokens, at = entry
+        tokens = min(float(self.burst), tokens + (self.clock() - at) * self.rate)
+        if tokens >= self.burst:
+            del self.tokens_by_key[key]
+        return tokens
+
+    def _make_room(self) -> None:
+        for key in list(self.tokens_by_key):
+            self._tokens(key)
+        while len(self.tokens_by_key) >= self.max_entries:
+            del self.tokens_by_key[next(iter(self.tokens_by_key))]
 
 
 class FailureLimiter:
+    """The failure budgets of one router (WAMP joins and the HTTP endpoints that take tokens).
+
+    ``counters``: ``failures`` (verified wrong credentials), ``refused_authid``
+    and ``refused_address`` (attempts refused by each limit, credentials
+    unchecked), ``successes``.
+    """
+
     def __init__(self, clock: Callable[[], float], limits: FailureLimits = FailureLimits()) -> None:
-        self.clock = clock
+        self.clock = clock  # read through the limiter, so a test may swap it
         self.limits = limits
-        self.buckets_by_address: dict[str, tuple[float, float]] = {}  # address -> (tokens, at)
-        self.refused = 0
+        now = lambda: self.clock()  # noqa: E731
+        self.pairs = _Buckets(now, limits.burst, limits.per_minute, limits.max_entries)
+        self.addresses = _Buckets(now, limits.address_burst, limits.address_per_minute, limits.max_entries)
+        self.logins_by_pair: dict[tuple[str, str], float] = {}  # (address, authid) -> last success
+        self.counters = {"failures": 0, "refused_authid": 0, "refused_address": 0, "successes": 0}
 
-    def retry_after(self, address: str) -> float | None:
-        """Seconds until ``address`` may try again, or None if it may now."""
-        tokens = self._tokens(address)
-        if tokens >= 1:
-            return None
-        self.refused += 1
-        return (1 - tokens) * 60.0 / self.limits.per_minute
+    @property
+    def refused(self) -> int:
+        return self.counters["refused_authid"] + self.counters["refused_address"]
 
-    def failed(self, address: str) -> None:
-        tokens = self._tokens(address) - 1
-        if len(self.buckets_by_address) >= self.limits.max_addresses:
-            self._forget_full()
-        self.buckets_by_address[address] = (max(tokens, 0.0), self.clock())
+    def check(self, address: str, authid: str) -> Refusal | None:
+        """Whether an attempt may have its credentials checked; a Refusal (counted) if not."""
+        wait = self.pairs.wait((address, authid))
+        if wait is not None:
+            self.counters["refused_authid"] += 1
+            return Refusal(BY_AUTHID, wait)
+        wait = self.addresses.wait(address)
+        if wait is not None and not self._logged_in_lately(address, authid):
+            self.counters["refused_address"] += 1
+            return Refusal(BY_ADDRESS, wait)
+        return None
 
-    def _tokens(self, address: str) -> float:
-        entry = self.buckets_by_address.get(address)
-        if entry is None:
-            return float(self.limits.burst)
-        tokens, at = entry
-        tokens = min(self.limits.burst, tokens + (self.clock() - at) * self.limits.per_minute / 60.0)
-        if tokens >= self.limits.burst:
-            del self.buckets_by_address[address]
-        return tokens
+    def failed(self, address: str, authid: str) -> None:
+        self.counters["failures"] += 1
+        self.pairs.spend((address, authid))
+        self.addresses.spend(address)
 
-    def _forget_full(self) -> None:
-        for address in list(self.buckets_by_address):
-            self._tokens(address)
+    def succeeded(self, address: str, authid: str) -> None:
+        self.counters["successes"] += 1
+        logins = self.logins_by_pair
+        logins.pop((address, authid), None)
+        if len(logins) >= self.limits.max_entries:
+            del logins[next(iter(logins))]  # the least recent login
+        logins[(address, authid)] = self.clock()
+
+    def _logged_in_lately(self, address: str, authid: str) -> bool:
+        at = self.logins_by_pair.get((address, authid))
+        return at is not None and self.clock() - at <= self.limits.remember_success
 
 
 def address_of(peer: str) -> str:
@@ -63,8 +165,31 @@ def address_of(peer: str) -> str:
     return peer
 
 
+_MAX_TOKEN = 16384
+
+
+def claimed_authid(credential: Any) -> str:
+    """The subject a JWT credential claims, unverified (it only picks a budget), or ""."""
+    if type(credential) is not str or len(credential) > _MAX_TOKEN or credential.count(".") != 2:
+        return ""
+    body = credential.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except ValueError:
+        return ""
+    sub = claims.get("sub") if type(claims) is dict else None
+    return sub if type(sub) is str else ""
+
+
 class RateLimited:
-    """Wraps an authenticator: refuses limited addresses, counts its denials."""
+    """Wraps an authenticator: refuses attempts over a budget, counts its decisions.
+
+    With an authid in HELLO the budgets are checked first.  Without one the
+    key is known only from the credential: a Challenge goes out unchecked and
+    the AUTHENTICATE that answers it is checked; a decision made on the HELLO
+    alone (TLS, a ticket in the URL) is checked under ``""`` before it is
+    returned.
+    """
 
     def __init__(self, inner, limiter: FailureLimiter) -> None:
         self.inner = inner
@@ -73,19 +198,36 @@ class RateLimited:
 
     def hello(self, request: JoinRequest) -> Any:
         address = address_of(request.transport.peer)
-        wait = self.limiter.retry_after(address)
-        if wait is not None:
-            return Deny(f"too many failed authentication attempts from your address; "
-                        f"try again in {max(1, round(wait))} s")
-        return self._counted(address, self.inner.hello(request))
+        if request.authid:
+            refusal = self.limiter.check(address, request.authid)
+            if refusal is not None:
+                return Deny(refusal.message)
+            return self._counted(address, request.authid, self.inner.hello(request))
+        return self._unnamed(address, self.inner.hello(request))
 
     def authenticate(self, request: JoinRequest, state, signature: str, extra: dict) -> Any:
-        return self._counted(address_of(request.transport.peer),
-                             self.inner.authenticate(request, state, signature, extra))
+        address = address_of(request.transport.peer)
+        authid = request.authid or claimed_authid(signature)
+        refusal = self.limiter.check(address, authid)
+        if refusal is not None:
+            return Deny(refusal.message)
+        return self._counted(address, authid, self.inner.authenticate(request, state, signature, extra))
 
-    def _counted(self, address: str, decision: Any) -> Any:
+    def _unnamed(self, address: str, decision: Any) -> Any:
         if hasattr(decision, "addBoth"):
-            return decision.addBoth(lambda d: self._counted(address, d))
+            return decision.addBoth(lambda d: self._unnamed(address, d))
+        if isinstance(decision, Challenge):
+            return decision
+        refusal = self.limiter.check(address, "")
+        if refusal is not None:
+            return Deny(refusal.message)
+        return self._counted(address, "", decision)
+
+    def _counted(self, address: str, authid: str, decision: Any) -> Any:
+        if hasattr(decision, "addBoth"):
+            return decision.addBoth(lambda d: self._counted(address, authid, d))
         if isinstance(decision, Deny):
-            self.limiter.failed(address)
+            self.limiter.failed(address, authid)
+        elif isinstance(decision, Accept):
+            self.limiter.succeeded(address, authid)
         return decision

@@ -17,7 +17,7 @@ from twisted.web import server
 from twisted.web.pages import notFound
 from twisted.web.resource import Resource
 
-from ..auth.ratelimit import address_of
+from ..auth.ratelimit import address_of, claimed_authid
 from ..core import errors
 from ..transport.tickets import HttpRefusal, _arg, _client, _header, _JsonResource, _json
 
@@ -41,18 +41,19 @@ class _RelayResource(_JsonResource):
         """The verified claims of the request's token (``Authorization: <JWT>`` or ``Bearer <JWT>``)."""
         address = address_of(_client(request))
         limiter = self.security.limiter
-        wait = limiter.retry_after(address)
-        if wait is not None:
-            raise HttpRefusal(429, errors.AUTHENTICATION_FAILED,
-                              f"too many failed authentication attempts; try again in {max(1, round(wait))} s")
         token = _token(request)
+        authid = claimed_authid(token)
+        refusal = limiter.check(address, authid)
+        if refusal is not None:
+            raise HttpRefusal(429, errors.AUTHENTICATION_FAILED, refusal.message)
         if token is None:
             raise HttpRefusal(401, errors.AUTHENTICATION_FAILED, "send the token as Authorization: <JWT>")
         decision = yield self.relay.check_token(token)
         if not getattr(decision, "authid", None):
-            limiter.failed(address)
+            limiter.failed(address, authid)
             raise HttpRefusal(401, errors.AUTHENTICATION_FAILED,
                               getattr(decision, "message", "token refused"))
+        limiter.succeeded(address, authid)
         return decision
 
     @defer.inlineCallbacks

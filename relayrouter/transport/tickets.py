@@ -26,7 +26,7 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from ..auth.onetime import Grant, TooManyTickets
-from ..auth.ratelimit import address_of
+from ..auth.ratelimit import address_of, claimed_authid
 from ..core import errors
 from ..core.procedures import ProcedureError
 from .origins import cors_headers
@@ -89,18 +89,19 @@ class _JsonResource(Resource):
         """The Accept for the request's bearer JWT on ``realm``, or an HttpRefusal."""
         address = address_of(_client(request))
         limiter = self.security.limiter
-        wait = limiter.retry_after(address)
-        if wait is not None:
-            raise HttpRefusal(429, errors.AUTHENTICATION_FAILED,
-                              f"too many failed authentication attempts; try again in {max(1, round(wait))} s")
         token = _bearer(request)
+        authid = claimed_authid(token)
+        refusal = limiter.check(address, authid)
+        if refusal is not None:
+            raise HttpRefusal(429, errors.AUTHENTICATION_FAILED, refusal.message)
         if token is None:
             request.setHeader(b"www-authenticate", b'Bearer realm="relayrouter"')
             raise HttpRefusal(401, errors.AUTHENTICATION_FAILED, "send Authorization: Bearer <JWT>")
         decision = yield self.security.check_jwt(realm, token)
         if not getattr(decision, "authid", None):
-            limiter.failed(address)
+            limiter.failed(address, authid)
             raise HttpRefusal(401, errors.AUTHENTICATION_FAILED, getattr(decision, "message", "token refused"))
+        limiter.succeeded(address, authid)
         if self.security.denylist.match(decision.authid, decision.permissions) is not None:
             raise HttpRefusal(403, errors.NOT_AUTHORIZED, "this token has been revoked")
         return decision

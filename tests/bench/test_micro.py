@@ -38,3 +38,15 @@ def test_codec_cases_run(name):
 def test_the_command_line_runs_every_case_briefly(capsys):
     assert micro.main(["--seconds", "0.01", "--only", "publish,call,serialize"]) == 0
     assert "call through the dealer" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("limited", [False, True])
+@pytest.mark.parametrize("failing", [False, True])
+def test_every_login_gets_its_answer(limited, failing):
+    result = micro.measure(micro.login_case(limited, failing), 30)
+    assert result.delivered == 30  # WELCOME each time, or ABORT each time when failing
+
+
+@pytest.mark.parametrize("name", list(micro._PARSE_CASES))
+def test_parse_cases_parse(name):
+    assert micro.measure(micro.parse_case(name), 5).delivered == 5
