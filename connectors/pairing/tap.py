@@ -1,0 +1,53 @@
+"""``twistd pairing-agent``: options (each with a PAIRING_AGENT_* environment variable) and the service."""
+
+from twisted.python import usage
+
+from connectors.common import ConfigError, ConnectorOptions
+
+from .service import PairingAgent
+
+
+class Options(ConnectorOptions, usage.Options):
+    env_prefix = "PAIRING_AGENT"
+    connector_defaults = {
+        "local-service": (None, str),
+        "listen": ("tcp:5001:interface=127.0.0.1", str),
+        "control": ("tcp:5002:interface=127.0.0.1", str),
+        "event-endpoint": (None, str),
+        "request-timeout": (30.0, float),
+        "max-body": (16 * 1024 * 1024, int),
+    }
+    state_dir_default = "./pairing-agent-state"
+    optParameters = ConnectorOptions.optParameters + [
+        ["local-service", None, None, "Base URL of the REST service beside this peer, which the other peer "
+                                      "calls (e.g. http://127.0.0.1:5000). Required."],
+        ["listen", None, None, "Endpoint of the local port whose requests go to the other peer's REST API "
+                               "(default tcp:5001:interface=127.0.0.1)."],
+        ["control", None, None, "Endpoint of GET /status and POST /events/<name> "
+                                "(default tcp:5002:interface=127.0.0.1)."],
+        ["event-endpoint", None, None, "URL that notifications from the other peer are POSTed to "
+                                       "(default: logged only)."],
+        ["request-timeout", None, None, "Seconds the local service has to answer (default 30): then 504."],
+        ["max-body", None, None, "Largest request or response body carried, in bytes (default 16 MiB)."],
+    ]
+
+    def postOptions(self) -> None:
+        try:
+            self.resolve()
+            if not self["local-service"]:
+                raise ConfigError(f"{self.describe_option('local-service')}: required: the URL of the REST "
+                                  "service beside this peer")
+            if not self["local-service"].startswith(("http://", "https://")):
+                raise ConfigError(f"{self.describe_option('local-service')}: {self['local-service']!r} is not "
+                                  "an http:// or https:// URL")
+            for name in ("request-timeout", "max-body"):
+                if self[name] <= 0:
+                    raise ConfigError(f"{self.describe_option(name)}: must be positive")
+            self.settings = self.router_settings()
+        except ConfigError as e:
+            raise usage.UsageError(f"configuration error: {e}") from None
+
+
+def makeService(options: Options):
+    return PairingAgent(options.settings, options["local-service"], options["listen"], options["control"],
+                        options["event-endpoint"], options["request-timeout"], options["max-body"])
