@@ -287,3 +287,13 @@ def test_pki_issues_pair_certificates_the_router_accepts(router, certs, tmp_path
                  "--class", "manager", "--out", str(tmp_path / "bad")]) == 2
     assert main(["pki", "client", "--ca", str(certs.root / "ca"), "--pair", f"{SUB}/{BOX}",
                  "--out", str(tmp_path / "bad")]) == 2
+
+
+@pytest.mark.parametrize("who, alert", [("stranger", "unknown ca"), ("expired", "certificate expired")])
+@pytest_twisted.inlineCallbacks
+def test_certificates_of_another_ca_or_expired_never_reach_a_meetup(router, certs, who, alert, logged_errors):
+    # The TLS handshake fails (the router's alert, logged by the client); no session, no relay.
+    logged_errors.expect(rf"SSL error: .*{alert}")
+    with pytest.raises(ConnectionClosed):
+        yield legacy_peer(router, certs, who)
+    assert list(router.router.sessions()) == []
