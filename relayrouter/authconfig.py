@@ -1,8 +1,8 @@
 """The security parts of the configuration file: authentication per realm,
 roles, TLS on listeners, browser origins, revocation and failure limits.
 
-Called from :mod:`relayrouter.config` (realms, listeners and the top level);
-every value is checked here and errors name the key, like the rest of the
+Called from :mod:`relayrouter.config` (realms, listeners and the top level),
+with the same checks (:mod:`relayrouter.configcheck`); every value is checked here and errors name the key, like the rest of the
 file.  Secrets are never inline: a ``secret_env`` names an environment
 variable, a ``secret_file`` a file, and both are read now, at start, so a
 missing one stops the router with an error naming the key (never the value).
@@ -21,7 +21,12 @@ from .auth.ratelimit import FailureLimits
 from .auth.ticket import TicketPrincipal
 from .auth.tls import CertRule
 from .auth.wampcra import Salt, WampCraPrincipal
-from .config import ConfigError, _get, _list, _name, _only, _positive, _seconds, _table
+from .configcheck import ConfigError
+from .configcheck import (  # the shared checks, under this module's private names
+    array as _list, get as _get, key_name as _name,
+    only as _only, positive as _positive, seconds as _seconds,
+    table as _table,
+)
 from .core.authorization import ACTIONS, Role, Rule
 from .core.matching import MATCH_POLICIES
 from .core.uri import pattern_problem

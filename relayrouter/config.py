@@ -9,17 +9,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from . import authconfig, durableconfig, pairconfig, tenantconfig
+from .configcheck import ConfigError  # noqa: F401 (part of this module's API)
+from .configcheck import (  # the shared checks, under this module's private names
+    array as _list, count as _count, get as _get,
+    only as _only, positive as _positive, seconds as _seconds,
+    seconds_or_off as _seconds_or_off, table as _table,
+)
 from .core.limits import SessionLimits
-from .transport.connection import SLOW_CONSUMER_POLICIES, OutboundLimits
+from .relay import config as relay_config
 from .transport.inbound import DEFAULT_MAX_DEPTH
+from .transport.outbound import SLOW_CONSUMER_POLICIES, OutboundLimits
 
 DEFAULT_WEBSOCKET = "tcp:8080:interface=127.0.0.1"
 DEFAULT_REALM = "realm1"
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
-
-
-class ConfigError(ValueError):
-    """A configuration value is wrong; the message names the key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +96,13 @@ def load(path: str | Path) -> Config:
 
 
 def parse(data: dict) -> Config:
-    from . import authconfig, durableconfig, tenantconfig
-
     _only(data, "", {"listeners", "realms", "limits", "state_dir", "relay"} | authconfig.TOP_LEVEL_KEYS
           | durableconfig.TOP_LEVEL_KEYS | tenantconfig.TOP_LEVEL_KEYS)
     realms = _realms(_list(data, "realms"))
     return Config(
         security=authconfig.security(data),
         storage=durableconfig.storage(data),
-        tenants=tenantconfig.tenants(data, {r.name for r in realms}),
+        tenants=tenantconfig.tenants(data, {r.name for r in realms}, _realm),
         listeners=tuple(_listener(item, f"listeners[{i}]")
                         for i, item in enumerate(_list(data, "listeners"))),
         realms=realms,
@@ -114,8 +116,6 @@ def _relay(data: dict):
     """The [relay] table, checked against the (raw) realms and listeners it refers to."""
     if "relay" not in data:
         return None
-    from .relay import config as relay_config
-
     return relay_config.parse(data["relay"], data)
 
 
@@ -127,9 +127,7 @@ def _listener(item: Any, key: str) -> Listener:
         raise ConfigError(f"{key}.type: must be 'websocket' or 'rawsocket', not {kind!r}")
     endpoint = _get(item, "endpoint", str, None, key)
     path = _get(item, "path", str, "ws", key).strip("/")
-    from .authconfig import listener_tls
-
-    return Listener(kind, endpoint, path, listener_tls(item.get("tls"), f"{key}.tls"))
+    return Listener(kind, endpoint, path, authconfig.listener_tls(item.get("tls"), f"{key}.tls"))
 
 
 def _realms(items: list) -> tuple[RealmConfig, ...]:
@@ -144,8 +142,6 @@ def _realms(items: list) -> tuple[RealmConfig, ...]:
 
 def _realm(item: Any, key: str) -> RealmConfig:
     _table(item, key)
-    from . import authconfig, durableconfig, pairconfig
-
     _only(item, key, {"name", "anonymous", "anonymous_role", "disclose_caller",
                       "disclose_publisher", "outbound", "limits"} | authconfig.REALM_KEYS
           | durableconfig.REALM_KEYS | pairconfig.REALM_KEYS)
@@ -225,72 +221,3 @@ def _limits(item: Any, key: str) -> Limits:
         heartbeat_timeout=timeout,
         rawsocket_ping=_get(item, "rawsocket_ping", bool, False, key),
     )
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _name(key: str, name: str) -> str:
-    return f"{key}.{name}" if key else name
-
-
-def _table(item: Any, key: str) -> None:
-    if not isinstance(item, dict):
-        raise ConfigError(f"{key}: must be a table")
-
-
-def _only(item: dict, key: str, allowed: set[str]) -> None:
-    for name in item:
-        if name not in allowed:
-            raise ConfigError(f"{_name(key, name)}: unknown key (expected one of {', '.join(sorted(allowed))})")
-
-
-def _list(data: dict, name: str) -> list:
-    value = data.get(name, [])
-    if not isinstance(value, list):
-        raise ConfigError(f"{name}: must be an array of tables ([[{name}]])")
-    return value
-
-
-_MISSING = object()
-
-
-def _get(item: dict, name: str, kind, default: Any, key: str) -> Any:
-    value = item.get(name, _MISSING)
-    if value is _MISSING:
-        if default is None:
-            raise ConfigError(f"{_name(key, name)}: required")
-        return default
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
-        expected = " or ".join(k.__name__ for k in kinds)
-        raise ConfigError(f"{_name(key, name)}: must be {expected}, not {type(value).__name__}")
-    return value
-
-
-def _seconds(item: dict, name: str, default: float, key: str) -> float:
-    value = _get(item, name, (int, float), default, key)
-    if value <= 0:
-        raise ConfigError(f"{_name(key, name)}: must be a positive number of seconds")
-    return float(value)
-
-
-def _seconds_or_off(item: dict, name: str, default: float, key: str) -> float:
-    value = _get(item, name, (int, float), default, key)
-    if value < 0:
-        raise ConfigError(f"{_name(key, name)}: must be a number of seconds, or 0 for off")
-    return float(value)
-
-
-def _count(item: dict, name: str, default: int, key: str) -> int:
-    value = _get(item, name, int, default, key)
-    if value < 0:
-        raise ConfigError(f"{_name(key, name)}: must be a whole number, or 0 for no limit")
-    return value
-
-
-def _positive(item: dict, name: str, default: int, key: str) -> int:
-    value = _get(item, name, int, default, key)
-    if value <= 0:
-        raise ConfigError(f"{_name(key, name)}: must be positive")
-    return value

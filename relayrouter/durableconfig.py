@@ -9,7 +9,11 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .config import ConfigError, _get, _name, _only, _positive, _table
+from .configcheck import ConfigError
+from .configcheck import (  # the shared checks, under this module's private names
+    get as _get, key_name as _name, only as _only,
+    positive as _positive, table as _table,
+)
 from .core.history import HistoryRule
 from .core.mailbox import HTTP_MODES, OVERFLOW_POLICIES, MailboxRule, rule_problem
 from .core.matching import MATCH_POLICIES

@@ -6,7 +6,8 @@ name the key, like the rest of the file.
 
 from dataclasses import dataclass
 
-from .config import ConfigError, _get, _only, _table
+from .configcheck import ConfigError
+from .configcheck import get as _get, only as _only, table as _table  # the shared checks
 from .core.pairs import DEFAULT_PEER, PairPolicy
 
 REALM_KEYS = {"pairing"}

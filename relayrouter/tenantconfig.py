@@ -2,7 +2,12 @@
 and ``[tenants]``.  See README, "Tenants"."""
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
+
+from .configcheck import ConfigError
+from .configcheck import (  # the shared checks, under this module's private names
+    array as _list, get as _get, only as _only, table as _table,
+)
 
 TOP_LEVEL_KEYS = {"realm_templates", "tenants"}
 
@@ -16,14 +21,13 @@ class TenantsConfig:
     management_realms: tuple[str, ...] | None = None  # None: every configured realm
 
 
-def tenants(data: dict, realm_names: set[str]) -> TenantsConfig | None:
-    from .config import ConfigError, _get, _list, _only, _realm, _table
-
+def tenants(data: dict, realm_names: set[str], parse_realm: Callable[[Any, str], Any]) -> TenantsConfig | None:
+    """The tenants section; ``parse_realm(item, key)`` reads a template as config.py reads a realm."""
     items = _list(data, "realm_templates")
     section = data.get("tenants")
     if not items and section is None:
         return None
-    templates = tuple(_realm(item, f"realm_templates[{i}]") for i, item in enumerate(items))
+    templates = tuple(parse_realm(item, f"realm_templates[{i}]") for i, item in enumerate(items))
     names = [t.name for t in templates]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -49,14 +53,10 @@ def tenants(data: dict, realm_names: set[str]) -> TenantsConfig | None:
 
 
 def _optional(item: dict, name: str, kind) -> Any:
-    from .config import _get
-
     return _get(item, name, kind, None, "tenants") if name in item else None
 
 
 def _strings(item: dict, name: str) -> tuple[str, ...] | None:
-    from .config import ConfigError
-
     if name not in item:
         return None
     value = item[name]

@@ -7,7 +7,10 @@ Checked at start like the rest of the file; errors name the key
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import ConfigError, _get, _only, _positive, _seconds, _table
+from ..configcheck import ConfigError
+from ..configcheck import (  # the shared checks, under this module's private names
+    get as _get, only as _only, positive as _positive, seconds as _seconds, table as _table,
+)
 
 DEFAULT_WAMP_TOPIC = "relay.{prefix}.{topic}"
 # Path parts the HTTP site uses already; a prefix may not take them.

@@ -21,7 +21,6 @@ reaches the sender or other receivers.
 """
 
 from collections import Counter, deque
-from dataclasses import dataclass
 
 from autobahn.wamp import message as m
 from twisted.logger import Logger
@@ -31,24 +30,10 @@ from ..core.peer import TransportInfo
 from .tls import tls_facts
 from ..core.session import State
 from .inbound import DEFAULT_MAX_DEPTH, too_deep
+from .outbound import DISCONNECT, DROP_NEWEST, DROP_OLDEST, OutboundLimits  # noqa: F401 (re-exported)
 
 # By type number: events carrying ppt_* details are a subclass of m.Event.
 _EVENT_TYPE = m.Event.MESSAGE_TYPE
-
-DROP_OLDEST = "drop-oldest"
-DROP_NEWEST = "drop-newest"
-DISCONNECT = "disconnect"
-SLOW_CONSUMER_POLICIES = (DROP_OLDEST, DROP_NEWEST, DISCONNECT)
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundLimits:
-    """How much may wait for a peer that is not reading, and what happens then."""
-
-    max_messages: int = 10_000
-    max_bytes: int = 4 * 1024 * 1024
-    policy: str = DROP_OLDEST
-
 
 class Counters:
     """What one connection refused or dropped; read by metrics and the meta API

@@ -1,0 +1,78 @@
+"""Loading the configuration is plain data: no Twisted, and no import cycle
+between config.py and the modules reading its sections."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CONFIG = '''
+state_dir = "state"
+[[listeners]]
+type = "websocket"
+endpoint = "tcp:0"
+[[listeners]]
+type = "rawsocket"
+endpoint = "tcp:0"
+[limits]
+max_message_size = 65536
+[http]
+allowed_origins = ["https://app.example.com"]
+[revocation]
+admin_roles = ["admin"]
+[auth_limits]
+burst = 5
+[[realms]]
+name = "lab"
+[realms.outbound]
+policy = "drop-newest"
+max_bytes = 100000
+[realms.limits]
+max_pending_calls = 10
+[realms.auth.ticket]
+principals = [{ authid = "dev", role = "device", secret_env = "CONFIG_TEST_SECRET" }]
+[[realms.roles]]
+name = "device"
+rules = [{ uri = "com.lab.", match = "prefix", allow = ["call", "subscribe"] }]
+'''
+
+
+def test_loading_and_parsing_the_config_loads_no_twisted(tmp_path):
+    path = tmp_path / "router.toml"
+    path.write_text(CONFIG)
+    code = ("import sys\n"
+            "import relayrouter.config as cfg\n"
+            f"c = cfg.load({str(path)!r})\n"
+            "assert c.realms[0].outbound.policy == 'drop-newest', c\n"
+            "assert c.realms[0].auth.ticket['dev'].authrole == 'device', c\n"
+            "assert c.security.auth_limits.burst == 5\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('twisted', 'treq')))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            timeout=60, env={"CONFIG_TEST_SECRET": "s3cret", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def _imports(module: Path) -> set[str]:
+    """The modules ``module`` imports, anywhere in it (lazy imports too), relative ones resolved."""
+    parts = module.relative_to(ROOT).with_suffix("").parts[:-1]  # its package, e.g. relayrouter.relay
+    names = set()
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = ".".join(parts[:len(parts) - node.level + 1]) if node.level else ""
+            base = ".".join(p for p in (base, node.module) if p)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_config_modules_import_each_other_one_way_only():
+    package = ROOT / "relayrouter"
+    for part in ("authconfig.py", "durableconfig.py", "tenantconfig.py", "pairconfig.py", "relay/config.py"):
+        assert "relayrouter.config" not in _imports(package / part), part
+    checks = _imports(package / "configcheck.py")
+    assert not {"relayrouter.config", "relayrouter.authconfig"} & checks
