@@ -1,4 +1,4 @@
-"""The meta API: meta procedures, meta events, testaments and WELCOME features."""
+"""The meta API: meta procedures, meta events and testaments (WELCOME's features: test_features)."""
 
 from autobahn.wamp import message as m
 
@@ -26,23 +26,6 @@ def result(peer, procedure, *args, **kwargs):
 def subscribe(peer, topic, request=1, **options):
     peer.receive([32, request, options, topic])
     return peer.take()[-1].subscription
-
-
-def test_welcome_announces_the_features_implemented():
-    router = make_router()
-    peer = join(router)
-    peer.receive([6, {}, "wamp.close.normal"])
-    fresh = __import__("relayrouter.testing", fromlist=["connect"]).connect(router)
-    fresh.receive([1, "realm1", {"roles": {"caller": {}}}])
-    roles = fresh.last().marshal()[2]["roles"]
-    assert roles["broker"]["features"] == dict.fromkeys((
-        "pattern_based_subscription", "publisher_exclusion", "publisher_identification",
-        "subscriber_blackwhite_listing", "session_meta_api", "subscription_meta_api",
-        "event_retention", "payload_passthru_mode"), True)
-    assert roles["dealer"]["features"] == dict.fromkeys((
-        "pattern_based_registration", "shared_registration", "caller_identification",
-        "progressive_call_results", "call_canceling", "call_timeout", "session_meta_api",
-        "registration_meta_api", "testament_meta_api", "payload_passthru_mode"), True)
 
 
 # ------------------------------------------------------------------ sessions
