@@ -69,12 +69,14 @@ except ImportError:
 
 @dataclass
 class Case:
-    """One timed operation: ``step(i)`` does it once; ``delivered()`` counts what peers got."""
+    """One timed operation: ``step(i)`` does it once; ``delivered()`` counts what peers got;
+    ``product()`` is what the last step made (a codec case's bytes or messages), for checking."""
 
     name: str
     step: Callable[[int], None]
     delivered: Callable[[], int]
     per_op: int  # messages a correct router delivers per step
+    product: Callable[[], object] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -216,25 +218,28 @@ def serialize_case(name: str) -> Case:
     """Encode one EVENT (marshal + encode), bypassing Autobahn's per-object cache."""
     obj_ser = OBJECT_SERIALIZERS[name]
     event = m.Event(123456, 2**50 + 7, args=[PAYLOAD])
+    made = [b""]
     done = [0]
 
     def step(i: int) -> None:
-        obj_ser.serialize(event.marshal())
+        made[0] = obj_ser.serialize(event.marshal())
         done[0] += 1
 
-    return Case(f"serialize EVENT ({name})", step, lambda: done[0], 1)
+    return Case(f"serialize EVENT ({name})", step, lambda: done[0], 1, lambda: made[0])
 
 
 def unserialize_case(name: str) -> Case:
     """Decode one PUBLISH's bytes into Autobahn message objects (what the transport does)."""
     serializer = SERIALIZER_CLASSES[name]()
     data, _ = serializer.serialize(m.Publish(1, TOPIC, args=[PAYLOAD]))
+    made = [[]]
     done = [0]
 
     def step(i: int) -> None:
-        done[0] += len(serializer.unserialize(data))
+        made[0] = serializer.unserialize(data)
+        done[0] += len(made[0])
 
-    return Case(f"unserialize PUBLISH ({name})", step, lambda: done[0], 1)
+    return Case(f"unserialize PUBLISH ({name})", step, lambda: done[0], 1, lambda: made[0])
 
 
 _PARSE_CASES = {
