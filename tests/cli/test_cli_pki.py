@@ -8,15 +8,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import pytest_twisted
 from autobahn.util import peer_certificate_details
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
-from OpenSSL import SSL
+from twisted.internet import ssl
 
 from relayrouter.auth.tls import CertRule, TlsAuthenticator
 from relayrouter.core.auth import Accept, JoinRequest
 from relayrouter.core.peer import TransportInfo
+
+from tests.security_support import start, stop
+from tests.support import connect_ws, within
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,16 +77,33 @@ def test_client_cert_has_the_cn_and_chains_to_the_ca(pki):
     assert ca_constraints.ca and not client.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
 
 
-def test_pyopenssl_accepts_the_pairs_for_an_mtls_server(pki):
-    context = SSL.Context(SSL.TLS_METHOD)
-    context.use_certificate_file(str(pki / "server/server.crt"))
-    context.use_privatekey_file(str(pki / "server/server.key"))
-    context.check_privatekey()
-    context.load_verify_locations(str(pki / "ca/ca.crt"))
-    client_context = SSL.Context(SSL.TLS_METHOD)
-    client_context.use_certificate_file(str(pki / "device/client.crt"))
-    client_context.use_privatekey_file(str(pki / "device/client.key"))
-    client_context.check_privatekey()
+def _client_tls(pki: Path, hostname: str):
+    pem = (pki / "device/client.key").read_bytes() + (pki / "device/client.crt").read_bytes()
+    return ssl.optionsForClientTLS(hostname, trustRoot=ssl.Certificate.loadPEM((pki / "ca/ca.crt").read_bytes()),
+                                   clientCertificate=ssl.PrivateCertificate.loadPEM(pem))
+
+
+@pytest.mark.parametrize("hostname", ["localhost", "127.0.0.1"])
+@pytest_twisted.inlineCallbacks
+def test_the_issued_files_make_an_mtls_handshake_with_the_router(pki, tmp_path, hostname):
+    # The router listens with the issued server pair and requires client
+    # certificates from the issued CA; the client checks the server's name
+    # (a DNS and an IP SAN) against the same CA and shows the issued client pair.
+    tls = {"certificate": str(pki / "server/server.crt"), "key": str(pki / "server/server.key"),
+           "ca": str(pki / "ca/ca.crt"), "client_certificates": "required"}
+    running = yield start({
+        "listeners": [{"type": "websocket", "endpoint": "tcp:0:interface=127.0.0.1", "tls": tls}],
+        "realms": [{"name": "tenant", "auth": {"tls": {"rules": [
+            {"subject_cn": "(?P<realm>[^:]+):(?P<authid>.+)", "role": "device"}]}}}],
+    }, tmp_path / "state")
+    try:
+        client = yield connect_ws(running, realm="tenant", authmethods=["tls"], tls=_client_tls(pki, hostname))
+        assert (client.details.realm, client.details.authid, client.details.authmethod) == \
+            ("tenant", "device-7", "tls")
+        yield client.leave()
+        yield within(client.left)
+    finally:
+        yield stop(running)
 
 
 def test_client_cert_maps_to_an_identity(pki):
