@@ -7,6 +7,7 @@ from autobahn.wamp import message as m
 from relayrouter.core.auth import Accept
 from relayrouter.core.authorization import RoleAuthorizer, Role, Rule
 from relayrouter.testing import ALL_ROLES, connect, make_router
+from tests.refusals import assert_refused
 
 
 class _Fixed:
@@ -130,4 +131,5 @@ def test_disclosure_per_rule():
     [x] = sub.take()
     assert x.publisher_authid == "p"
     # Disclosure not granted on com.y: the publication is refused, not sent anonymously.
-    assert pub.last().error == "wamp.error.option_disallowed.disclose_me"
+    assert_refused(pub.last(), "wamp.error.option_disallowed.disclose_me",
+                   "this realm does not let publishers disclose their identity")

@@ -1,6 +1,7 @@
 from autobahn.wamp import message as m
 
 from relayrouter.testing import join, make_router
+from tests.refusals import assert_refused
 
 
 def setup(n=3):
@@ -71,7 +72,8 @@ def test_match_null_is_exact_and_bad_patterns_are_invalid_uri():
     a.receive([32, 1, {"match": None}, "com.t"])
     assert isinstance(a.last(), m.Subscribed)
     a.receive([32, 2, {}, "com..t"])
-    assert a.last().error == "wamp.error.invalid_uri"
+    assert_refused(a.last(), "wamp.error.invalid_uri",
+                   "cannot subscribe: 'com..t' is not a valid URI for exact matching")
     a.receive([32, 3, {"match": "regex"}, "com.t"])
     assert a.last().reason == "wamp.error.protocol_violation"
     assert "regex" in a.last().message
@@ -92,7 +94,8 @@ def test_disclose_me_is_honoured_per_realm_policy():
     pub.receive([16, 3, {"disclose_me": True, "acknowledge": True}, "com.t"])
     assert a.take() == []
     [error] = pub.take()
-    assert error.error == "wamp.error.option_disallowed.disclose_me"
+    assert_refused(error, "wamp.error.option_disallowed.disclose_me",
+                   "this realm does not let publishers disclose their identity")
 
 
 def test_leaving_removes_subscriptions():

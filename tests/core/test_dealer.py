@@ -1,6 +1,7 @@
 from autobahn.wamp import message as m
 
 from relayrouter.testing import join, make_router
+from tests.refusals import assert_refused
 
 
 def setup(n=3):
@@ -96,7 +97,8 @@ def test_first_last_and_single():
     assert len(c1.take()) == 1 and len(c2.take()) == 1
     register(c1, "com.s", request=3)
     c2.receive([64, 4, {"invoke": "roundrobin"}, "com.s"])
-    assert c2.last().error == "wamp.error.procedure_already_exists"
+    assert_refused(c2.last(), "wamp.error.procedure_already_exists",
+                   "'com.s' is already registered by another callee")
 
 
 def test_when_a_shared_callee_leaves_the_others_take_over():
@@ -136,7 +138,8 @@ def test_reusing_a_pending_call_request_id_is_a_violation():
     register(callee, "com.p")
     caller.receive([48, 1, {}, "com.p"])
     caller.receive([48, 1, {}, "com.p"])
-    assert caller.last().reason == "wamp.error.protocol_violation"
+    assert_refused(caller.last(), "wamp.error.protocol_violation",
+                   "CALL request ID 1 is already in use by a pending call")
     assert callee.session.invocations == {}
 
 
@@ -152,7 +155,7 @@ def test_unregister_by_non_owner_fails():
     router, (a, b, _) = setup()
     reg = register(a, "com.p")
     b.receive([66, 5, reg])
-    assert b.last().error == "wamp.error.no_such_registration"
+    assert_refused(b.last(), "wamp.error.no_such_registration", "this session has no registration 1")
     a.receive([66, 6, reg])
     assert isinstance(a.last(), m.Unregistered)
     assert len(router.realms["realm1"].dealer.registrations) == 0

@@ -3,6 +3,7 @@
 from autobahn.wamp import message as m
 
 from relayrouter.testing import join, make_router
+from tests.refusals import assert_refused
 
 
 def setup(n=3):
@@ -42,8 +43,10 @@ def test_session_count_list_and_get():
     assert details["session"] == b.session.session_id
     assert details["authrole"] == "anonymous" and details["authmethod"] == "anonymous"
     assert details["transport"]["type"] == "memory"
-    assert call(a, "wamp.session.get", [12345]).error == "wamp.error.no_such_session"
-    assert call(a, "wamp.session.get", ["x"]).error == "wamp.error.invalid_argument"
+    assert_refused(call(a, "wamp.session.get", [12345]), "wamp.error.no_such_session",
+                   "no session 12345 in realm 'realm1'")
+    assert_refused(call(a, "wamp.session.get", ["x"]), "wamp.error.invalid_argument",
+                   "argument 1 (session) has the wrong type")
 
 
 def test_session_kill_sends_goodbye_with_reason_and_message():
@@ -59,9 +62,10 @@ def test_session_kill_sends_goodbye_with_reason_and_message():
 
 def test_session_kill_refuses_self_and_bad_reasons():
     router, (a, b, _) = setup()
-    assert call(a, "wamp.session.kill", [a.session.session_id]).error == "wamp.error.no_such_session"
+    assert_refused(call(a, "wamp.session.kill", [a.session.session_id]), "wamp.error.no_such_session",
+                   "a session cannot kill itself; send GOODBYE instead")
     reply = call(a, "wamp.session.kill", [b.session.session_id], {"reason": "not a uri"})
-    assert reply.error == "wamp.error.invalid_uri"
+    assert_refused(reply, "wamp.error.invalid_uri", "'not a uri' is not a valid close reason URI")
 
 
 def test_kill_by_authid_and_authrole_spare_the_caller():
@@ -98,14 +102,15 @@ def test_meta_procedures_go_through_authorization():
     seen = []
     realm.authorize = lambda session, action, uri: seen.append((action, uri)) or "admins only"
     reply = call(a, "wamp.session.count")
-    assert reply.error == "wamp.error.not_authorized"
+    assert_refused(reply, "wamp.error.not_authorized", "admins only")
     assert seen == [("call", "wamp.session.count")]
 
 
 def test_meta_procedures_cannot_be_registered():
     router, (a, _, _) = setup()
     a.receive([64, 1, {}, "wamp.session.count"])
-    assert a.last().error == "wamp.error.procedure_already_exists"
+    assert_refused(a.last(), "wamp.error.procedure_already_exists",
+                   "'wamp.session.count' is a procedure the router implements")
 
 
 # ------------------------------------------------------------- subscriptions
@@ -128,7 +133,8 @@ def test_subscription_meta_procedures():
     assert details["created"].endswith("Z") and "T" in details["created"]
     assert result(c, "wamp.subscription.list_subscribers", exact) == [a.session.session_id, b.session.session_id]
     assert result(c, "wamp.subscription.count_subscribers", exact) == 2
-    assert call(c, "wamp.subscription.get", [999]).error == "wamp.error.no_such_subscription"
+    assert_refused(call(c, "wamp.subscription.get", [999]), "wamp.error.no_such_subscription",
+                   "no subscription 999")
 
 
 def test_subscription_meta_events_in_spec_order():
@@ -193,7 +199,8 @@ def test_registration_meta_procedures_and_events():
     assert result(watcher, "wamp.registration.get", reg)["invoke"] == "roundrobin"
     assert result(watcher, "wamp.registration.list_callees", reg) == [a.session.session_id, b.session.session_id]
     assert result(watcher, "wamp.registration.count_callees", reg) == 2
-    assert call(watcher, "wamp.registration.count_callees", [0]).error == "wamp.error.no_such_registration"
+    assert_refused(call(watcher, "wamp.registration.count_callees", [0]), "wamp.error.no_such_registration",
+                   "no registration 0")
     a.session.transport_lost()
     b.session.transport_lost()
     topics = [e.topic for e in watcher.take()]
@@ -243,9 +250,11 @@ def test_testament_options_and_validation():
     subscribe(other, "com.gone")
     result(a, "wamp.session.add_testament", "com.gone", ["only you"], {},
            publish_options={"eligible": [watcher.session.session_id], "acknowledge": True, "retain": True})
-    assert call(a, "wamp.session.add_testament", ["bad uri!", [], {}]).error == "wamp.error.invalid_uri"
+    assert_refused(call(a, "wamp.session.add_testament", ["bad uri!", [], {}]), "wamp.error.invalid_uri",
+                   "'bad uri!' is not a valid topic URI")
     reply = call(a, "wamp.session.add_testament", ["com.gone", [], {}], {"scope": "forever"})
-    assert reply.error == "wamp.error.invalid_argument"
+    assert_refused(reply, "wamp.error.invalid_argument",
+                   "scope must be 'detached' or 'destroyed', not 'forever'")
     a.session.transport_lost()
     assert [e.args for e in watcher.take()] == [["only you"]]
     assert other.take() == []
@@ -257,4 +266,4 @@ def test_testament_topic_must_be_publishable():
     realm = router.realms["realm1"]
     realm.authorize = lambda session, action, uri: "no publishing" if action == "publish" else None
     reply = call(a, "wamp.session.add_testament", ["com.gone", [], {}])
-    assert reply.error == "wamp.error.not_authorized"
+    assert_refused(reply, "wamp.error.not_authorized", "no publishing")

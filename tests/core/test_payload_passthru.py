@@ -3,6 +3,7 @@
 from autobahn.wamp.serializer import CBORObjectSerializer, JsonObjectSerializer, MsgPackObjectSerializer
 
 from relayrouter.testing import join, make_router
+from tests.refusals import assert_refused
 
 PPT = {"ppt_scheme": "wamp.eth", "ppt_serializer": "cbor", "ppt_cipher": "xsalsa20poly1305",
        "ppt_keyid": "0x5eC0"}
@@ -62,7 +63,9 @@ def test_ppt_without_announcing_it_is_a_protocol_violation():
     assert "payload_passthru_mode" in plain.last().message
     caller = join(router)
     caller.receive([48, 1, dict(PPT), "com.t", [BLOB]])
-    assert caller.last().reason == "wamp.error.protocol_violation"
+    assert_refused(caller.last(), "wamp.error.protocol_violation",
+                   "CALL uses payload passthru mode (ppt_scheme) but the session did not announce "
+                   "payload_passthru_mode for its caller role")
 
 
 def test_ppt_call_to_a_callee_without_ppt_is_feature_not_supported():
@@ -72,7 +75,8 @@ def test_ppt_call_to_a_callee_without_ppt_is_feature_not_supported():
     callee.take()
     caller.receive([48, 3, dict(PPT), "com.rpc", [BLOB]])
     assert callee.take() == []
-    assert caller.last().error == "wamp.error.feature_not_supported"
+    assert_refused(caller.last(), "wamp.error.feature_not_supported",
+                   "the callee of 'com.rpc' does not support payload passthru mode")
 
 
 def test_ppt_yield_to_a_caller_without_ppt_is_refused_to_the_callee():

@@ -6,6 +6,7 @@ from autobahn.wamp import message as m
 from relayrouter.core.auth import Accept, Challenge, Deny
 from relayrouter.core.session import State
 from relayrouter.testing import ALL_ROLES, connect, join, make_router
+from tests.refusals import assert_refused
 
 
 def hello(realm="realm1", **details):
@@ -73,7 +74,7 @@ def test_no_such_realm_and_no_auth_method():
     router = make_router()
     peer = connect(router)
     peer.receive(hello("elsewhere"))
-    assert peer.last().reason == "wamp.error.no_such_realm"
+    assert_refused(peer.last(), "wamp.error.no_such_realm", "no realm named 'elsewhere' on this router")
     router.realms["realm1"].authenticators = {}
     peer = connect(router)
     peer.receive(hello(authmethods=["anonymous", "ticket"]))
@@ -140,7 +141,8 @@ def test_challenge_accept_and_deny():
 def test_authenticate_without_challenge_is_a_violation():
     peer = connect(make_router())
     peer.receive([5, "sig", {}])
-    assert peer.last().reason == "wamp.error.protocol_violation"
+    assert_refused(peer.last(), "wamp.error.protocol_violation",
+                   "AUTHENTICATE before HELLO: a session must start with HELLO")
 
 
 class LaterDecision:
@@ -202,7 +204,8 @@ def test_internal_error_aborts_only_that_session_and_is_reported():
     a, b = join(router), join(router)
     router.realms["realm1"].broker.publish = lambda *args: 1 / 0
     a.receive([16, 1, {}, "com.t"])
-    assert a.last().reason == "relayrouter.error.internal"
+    assert_refused(a.last(), "relayrouter.error.internal",
+                   "the router failed to handle a message; see its log")
     assert isinstance(errors[0], ZeroDivisionError)
     b.receive([32, 1, {}, "com.t"])
     assert isinstance(b.last(), m.Subscribed)

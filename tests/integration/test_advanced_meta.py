@@ -4,6 +4,7 @@ import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import SubscribeOptions
 
+from ..refusals import assert_refused
 from ..support import connect_raw, connect_rawsocket, connect_ws, within
 from .test_advanced_pubsub import collector, until
 
@@ -27,7 +28,7 @@ def test_session_meta_procedures_and_events(running):
         yield watcher.call("wamp.session.get", 1)
         raise AssertionError("no error for an unknown session")
     except ApplicationError as e:
-        assert e.error == "wamp.error.no_such_session"
+        assert_refused(e, "wamp.error.no_such_session", "no session 1 in realm 'realm1'")
     other_id = other._session_id
     yield watcher.call("wamp.session.kill", other_id, reason="wamp.close.killed", message="go")
     left = yield within(other.left)

@@ -9,6 +9,7 @@ from twisted.internet import defer
 from relayrouter.testing import SERIALIZERS
 
 from ..core.test_features import PROBES
+from ..refusals import assert_refused
 from ..support import connect_raw, connect_rawsocket, connect_ws, within
 
 WIRE_CODECS = {name: cls() for name, cls in SERIALIZERS.items()}
@@ -165,4 +166,6 @@ def test_payload_passthru_without_announcing_it_is_aborted(running):
     yield raw.hello()
     raw.send([16, 2, dict(PPT), "com.sealed", ["\u0000AA=="]])
     abort = yield raw.next()
-    assert abort[0] == 3 and abort[2] == "wamp.error.protocol_violation"
+    assert_refused(abort, "wamp.error.protocol_violation",
+                   "PUBLISH uses payload passthru mode (ppt_scheme) but the session did not announce "
+                   "payload_passthru_mode for its publisher role")

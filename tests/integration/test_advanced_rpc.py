@@ -6,6 +6,7 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CallDetails, CallOptions, RegisterOptions
 from twisted.internet import defer
 
+from ..refusals import assert_refused
 from ..support import connect_raw, connect_rawsocket, connect_ws, eventually, within
 from .test_advanced_pubsub import PPT, PPT_ROLES
 
@@ -46,7 +47,8 @@ def test_shared_registration_roundrobin_and_takeover(running):
         yield other.register(lambda: None, "com.shared", options=RegisterOptions(invoke="random"))
         raise AssertionError("a different invoke policy was accepted")
     except ApplicationError as e:
-        assert e.error == "wamp.error.procedure_already_exists"
+        assert_refused(e, "wamp.error.procedure_already_exists",
+                       "'com.shared' is registered with invoke policy 'roundrobin', not 'random'")
     # one callee says GOODBYE, another's connection is simply closed: the last takes over
     callees[0].leave()
     yield within(callees[0].left)
@@ -197,4 +199,6 @@ def test_payload_passthru_call_roundtrip(running):
     yield plain.register(lambda *a: None, "com.plain")
     caller.send([48, 8, dict(PPT), "com.plain", ["\u0000AAE="]])
     error = yield caller.next()
-    assert error[:3] == [8, 48, 8] and error[4] == "wamp.error.feature_not_supported"
+    assert error[:3] == [8, 48, 8]
+    assert_refused(error, "wamp.error.feature_not_supported",
+                   "the callee of 'com.plain' does not support payload passthru mode")

@@ -6,6 +6,7 @@ from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions
 from twisted.internet import defer
 
+from ..refusals import assert_refused
 from ..support import connect_rawsocket, connect_ws, within
 
 SERIALIZERS = ["json", "msgpack", "cbor"]
@@ -102,7 +103,8 @@ def test_errors_for_unknown_procedure_and_duplicate_registration(running):
     yield a.register(lambda: 1, "com.example.once")
     with pytest.raises(ApplicationError) as info:
         yield b.register(lambda: 2, "com.example.once")
-    assert info.value.error == "wamp.error.procedure_already_exists"
+    assert_refused(info.value, "wamp.error.procedure_already_exists",
+                   "'com.example.once' is already registered by another callee")
 
 
 @pytest_twisted.inlineCallbacks
@@ -117,7 +119,7 @@ def test_unsubscribe_and_unregister(running):
     yield b.publish("com.example.t", 1, options=PublishOptions(acknowledge=True))
     with pytest.raises(ApplicationError) as info:
         yield b.call("com.example.p")
-    assert info.value.error == "wamp.error.no_such_procedure"
+    assert_refused(info.value, "wamp.error.no_such_procedure", "no callee has registered 'com.example.p'")
     assert got == []
     broker = running.realm().broker
     assert len(broker.subscriptions) == 0 and broker.subscriptions_by_id == {}

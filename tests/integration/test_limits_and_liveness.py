@@ -11,6 +11,7 @@ from twisted.internet import defer, reactor, task
 from relayrouter import config as cfg
 from relayrouter.core.limits import SessionLimits
 
+from ..refusals import assert_refused
 from ..support import (
     connect_raw, connect_rawsocket, connect_tcp, connect_ws, eventually, rawsocket_session, rss_bytes,
     start_router, within,
@@ -121,7 +122,8 @@ def test_connections_that_never_join_are_closed_at_the_deadline():
         abort = yield client_abort(no_hello_rs)
         assert "limits.hello_timeout" in abort[1]["message"]
         ws_abort = no_hello_ws.factory.inbox[-1]
-        assert ws_abort[0] == 3 and ws_abort[2] == "wamp.error.protocol_violation"
+        assert_refused(ws_abort, "wamp.error.protocol_violation",
+                       "no session was established in time after connecting (limits.hello_timeout)")
     finally:
         yield stop_router(running)
 

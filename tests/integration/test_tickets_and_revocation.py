@@ -10,6 +10,7 @@ from autobahn.wamp.types import PublishOptions
 from twisted.internet import defer
 from twisted.logger import formatEvent, globalLogPublisher
 
+from ..refusals import assert_refused
 from ..security_support import HS_SECRET, ISSUER, http, start, stop, token
 from ..support import LeftBeforeJoining, connect_raw, connect_tcp, connect_ws, eventually, within
 
@@ -82,7 +83,7 @@ def test_replayed_ticket_is_refused(router):
     yield connect_ws(router, authmethods=["ticket"], ticket=body["ticket"])
     with pytest.raises(LeftBeforeJoining) as info:
         yield connect_ws(router, authmethods=["ticket"], ticket=body["ticket"])
-    assert info.value.reason == "wamp.error.authentication_failed"
+    assert_refused(info.value, "wamp.error.authentication_failed", "one-time ticket unknown, used or expired")
 
 
 @pytest_twisted.inlineCallbacks
@@ -127,7 +128,7 @@ def test_cors_for_allowed_origins_and_403_for_others(router):
 @pytest_twisted.inlineCallbacks
 def test_websocket_upgrade_from_a_foreign_origin_is_refused(router):
     status = yield upgrade_status(router, "https://evil.example")
-    assert status == "HTTP/1.1 403 origin not allowed"
+    assert status.startswith("HTTP/1.1 403 ") and "https://evil.example" in status, status
     client = yield connect_ws(router, headers={"Origin": ORIGIN}, authmethods=["ticket"], ticket=token())
     assert client.details.authid == "device-7"
 
@@ -190,10 +191,11 @@ def test_revoked_booking_id_while_connected_closes_the_session(router):
     assert bystander.is_attached()
     with pytest.raises(LeftBeforeJoining) as info:
         yield connect_ws(router, authmethods=["ticket"], ticket=token(bid="b-1"))
-    assert info.value.reason == "wamp.error.not_authorized"
+    assert_refused(info.value, "wamp.error.not_authorized", "this credential has been revoked")
     with pytest.raises(ApplicationError) as denied:
         yield bystander.call("relayrouter.denylist.list")
-    assert denied.value.error == "wamp.error.not_authorized"
+    assert_refused(denied.value, "wamp.error.not_authorized",
+                   "session 'other' with role 'device' is not authorized to call 'relayrouter.denylist.list'")
 
 
 @pytest_twisted.inlineCallbacks
