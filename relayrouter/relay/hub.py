@@ -9,6 +9,7 @@ publishes the ``relayrouter.stats`` reports.
 """
 
 import json
+import os
 import re
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
@@ -141,6 +142,7 @@ class Relay:
         resources = {p.encode(): PrefixResource(self, p) for p in self.config.prefixes}
         resources[b"bids"] = BidsResource(self)
         resources[b"status"] = StatusResource(self)
+        resources[b"relay"] = static_pages()
         return resources
 
     # -------------------------------------------------------------- access
@@ -454,6 +456,23 @@ class _TrustOne:
 
     def forget(self, session) -> None:
         self.inner.forget(session)
+
+
+STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
+
+
+def static_pages():
+    """``/relay/``: the video page and JSMpeg, no directory listings."""
+    from twisted.web import static
+    from twisted.web.pages import notFound
+
+    class Pages(static.File):
+        def directoryListing(self):  # noqa: N802 - twisted.web's name
+            return notFound()
+
+    pages = Pages(STATIC_DIR)
+    pages.indexNames = []
+    return pages
 
 
 def _template_pattern(template: str):
