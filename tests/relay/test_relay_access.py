@@ -188,3 +188,15 @@ def test_status_reports_connections(router):
     assert writer["stats"]["rx"]["size"] == 5.0 and writer["stats"]["rx"]["never"] is False
     code, _, _ = yield http("GET", f"{router.http_url}/status", headers={"Authorization": admin_token()})
     assert code == 403
+
+
+@pytest_twisted.inlineCallbacks
+def test_video_page_and_player_are_served_without_listings(router):
+    for path, kind in (("video.html", b"text/html"), ("jsmpeg.min.js", b"javascript"), ("video.js", b"javascript")):
+        response = yield treq.get(f"{router.http_url}/relay/{path}")
+        body = yield response.content()
+        assert response.code == 200 and body
+        assert kind in response.headers.getRawHeaders(b"content-type")[0]
+    response = yield treq.get(f"{router.http_url}/relay/")
+    yield response.content()
+    assert response.code == 404
