@@ -28,7 +28,8 @@ spent and the authid has not logged in from there lately.
 The authid is the one in HELLO; without one, the subject a JWT credential
 claims (read without verifying it: it only picks the bucket; a forged
 subject just lands in another bucket and spends the address's ceiling), and
-otherwise ``""``, shared by the credentials that name nobody.  Buckets that
+otherwise ``""``, shared by the credentials that name nobody.  Anonymous
+logins are passed through: there is nothing to guess.  Buckets that
 have refilled are forgotten, so memory follows the failing clients;
 ``max_entries`` bounds each table (the oldest entries go first).
 """
@@ -197,6 +198,8 @@ class RateLimited:
         self.authmethod = inner.authmethod
 
     def hello(self, request: JoinRequest) -> Any:
+        if self.authmethod == "anonymous":  # nothing to guess, nothing to limit
+            return self.inner.hello(request)
         address = address_of(request.transport.peer)
         if request.authid:
             refusal = self.limiter.check(address, request.authid)

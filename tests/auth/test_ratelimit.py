@@ -185,3 +185,30 @@ def test_without_an_authid_in_hello_the_jwt_subject_picks_the_budget():
         join("device-1", good=False)
     assert aborted(join("device-1", good=True), AUTHID_REFUSAL)
     assert welcomed(join("device-2", good=True), "device-2")
+
+
+def test_anonymous_logins_are_neither_limited_nor_counted():
+    from relayrouter.core.auth import AnonymousAuthenticator, Deny
+
+    clock = FakeClock(0.0)
+    limiter = FailureLimiter(clock, FailureLimits(burst=1, address_burst=1))
+
+    class Unnamed:  # a method deciding on HELLO alone, without an authid (like TLS)
+        authmethod = "tls"
+
+        def hello(self, request):
+            return Deny("no certificate")
+
+    router = make_router(clock=clock)
+    router.realms["realm1"].authenticators = {"tls": RateLimited(Unnamed(), limiter),
+                                              "anonymous": RateLimited(AnonymousAuthenticator(), limiter)}
+
+    def join(method):
+        peer = connect(router, TransportInfo(peer=f"{LAB}:2"))
+        peer.receive([1, "realm1", {"roles": ALL_ROLES, "authmethods": [method]}])
+        return peer.last()
+
+    assert aborted(join("tls"), "no certificate")
+    assert aborted(join("tls"), AUTHID_REFUSAL)  # both of its budgets spent
+    assert isinstance(join("anonymous"), m.Welcome)
+    assert limiter.counters == {"failures": 1, "refused_authid": 1, "refused_address": 0, "successes": 0}
