@@ -14,7 +14,7 @@ from pathlib import Path
 import jwt as pyjwt
 import pytest
 
-from ..processes import Child, RouterProcess
+from ..processes import Child, RouterProcess, twistd
 
 DYNSEC_PLUGIN_PATHS = ("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
                        "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
@@ -174,9 +174,10 @@ class Agent(Child):
     def start(self) -> None:
         mqtt = (["--mqtt-host", "127.0.0.1", "--mqtt-port", self.broker.port, "--mqtt-username", "admin"]
                 if self.broker is not None else ["--mqtt-host", ""])
-        self.args = ["iot-agent", "--router", self.router.ws_url, "--realm", "management", "--auth", "ticket",
+        self.argv = twistd("iot-agent", "--router", self.router.ws_url, "--realm", "management", "--auth", "ticket",
                      "--authid", "iot-agent", "--state-dir", self.state, "--listen",
-                     f"tcp:{self.port or 0}:interface=127.0.0.1", *map(str, mqtt), *self.extra]
+                     f"tcp:{self.port or 0}:interface=127.0.0.1", *map(str, mqtt), *self.extra)
+        self.argv = [str(a) for a in self.argv]
         super().start()
         self.port = int(self.wait_for(AGENT_LINE).group(1))
 
