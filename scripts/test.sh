@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs, then run all of it.
 #   scripts/test.sh [pytest args]
-# Python packages come from PyPI, Node packages from npm; Chromium, openssh and ffmpeg from Debian.
+# Python packages come from PyPI (ACA-Py into a virtualenv of its own), Node packages from npm;
+# Chromium, openssh and ffmpeg from Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,22 +23,29 @@ if [ -f tests/js/package.json ]; then
     fi
 fi
 
-# Debian packages: sshd and ssh (tunnel), ffmpeg (live video) for the relay tests;
-# mosquitto and mosquitto-clients (its dynamic-security plugin, mosquitto_ctrl)
-# for the IoT agent's tests, which start their own broker.
+# Debian packages for the relay tests: sshd and ssh (tunnel), ffmpeg (live video).
 missing=""
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
 command -v ssh >/dev/null || missing="$missing openssh-client"
 command -v ffmpeg >/dev/null || missing="$missing ffmpeg"
-command -v mosquitto >/dev/null || missing="$missing mosquitto"
-command -v mosquitto_ctrl >/dev/null || missing="$missing mosquitto-clients"
 if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
     else
-        echo "Debian packages needed by the tests:$missing (apt-get install$missing)" >&2
+        echo "Debian packages needed by the relay tests:$missing (apt-get install$missing)" >&2
         exit 1
     fi
 fi
+
+# ACA-Py for the mediator-proxy test with the agents the seed serves: its own
+# virtualenv (its pins are not ours), made once and reused (about a minute).
+ACAPY_VENV="${RELAYROUTER_ACAPY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/relayrouter/acapy-0.12.8}"
+if [ ! -f "$ACAPY_VENV/.installed" ]; then
+    rm -rf "$ACAPY_VENV"
+    "$PYTHON" -m venv "$ACAPY_VENV"
+    "$ACAPY_VENV/bin/pip" install --quiet --disable-pip-version-check 'aries-cloudagent[askar]==0.12.8'
+    touch "$ACAPY_VENV/.installed"
+fi
+export RELAYROUTER_ACAPY="$ACAPY_VENV/bin/aca-py"
 
 exec "$PYTHON" -m pytest "$@"

@@ -502,7 +502,9 @@ class Mailboxes:
         if rule.http == "off":
             raise ProcedureError(errors.INVALID_ARGUMENT, f"mailbox '{uri}' takes no HTTP posts (http = \"off\")")
         token = rule.token(self.realm.name, uri)
-        path = f"/mailbox/{uri}?realm={self.realm.name}" + (f"&token={token}" if token else "")
+        # The token as a path segment (it names the realm too): no '?' in the URL an
+        # agent advertises, which some DIDComm agents mangle in their signed DID docs.
+        path = f"/mailbox/{uri}/{token}" if token else f"/mailbox/{uri}?realm={self.realm.name}"
         return {"mailbox": uri, "realm": self.realm.name, "token": token, "path": path,
                 "url": self.public_base + path if self.public_base else None}
 

@@ -22,8 +22,11 @@ class Health(Resource):
 
 
 def _access_line(timestamp: str, request) -> str:
-    # Twisted's combined format would log query strings, and ?ticket= is a credential.
+    # Twisted's combined format would log query strings, and ?ticket= is a credential;
+    # so is the token segment of /mailbox/{name}/{token}.
     path = request.uri.split(b"?", 1)[0].decode("ascii", "replace")
+    if path.startswith("/mailbox/") and path.count("/") >= 3:
+        path = path.rsplit("/", 1)[0] + "/-"
     client = getattr(request.getClientAddress(), "host", "-")
     return f'{client} - - [{timestamp}] "{request.method.decode("ascii", "replace")} {path}" {request.code}'
 

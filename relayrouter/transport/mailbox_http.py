@@ -4,8 +4,11 @@ The body is kept opaque, with its Content-Type: the message is stored as
 ``args=[body]``, ``kwargs={"content_type": ...}``.  202 ``{"id": ...}`` is
 answered only once the message is durable.  The realm is ``?realm=``, or the
 one realm with mailboxes.  The credential (mailboxes with ``http =
-"token"``) is the mailbox's token, as ``Authorization: Bearer <token>`` or
-``?token=<token>`` (the access log never shows query strings).
+"token"``) is the mailbox's token, as ``Authorization: Bearer <token>``,
+``?token=<token>`` or a last path segment, ``POST /mailbox/{name}/{token}``;
+that form needs no realm (the token names it) and no query string, so it is
+the URL ``relayrouter.mailbox.endpoint`` hands out.  The access log shows
+neither query strings nor that segment.
 
 Refusals, JSON ``{"error": ..., "message": ...}``: 400 (realm ambiguous),
 401 (no credential), 403 (wrong credential, or HTTP posts off), 404 (no such
@@ -36,9 +39,12 @@ class MailboxResource(Resource):
 
     def render_POST(self, request):  # noqa: N802 - twisted.web's name
         try:
-            mailboxes, name = self._target(request)
-            rule = mailboxes.match(name)[0]
-            self._check_credential(request, mailboxes, rule, name)
+            if len(request.postpath) == 2:
+                mailboxes, name = self._target_by_token(request)
+            else:
+                mailboxes, name = self._target(request)
+                rule = mailboxes.match(name)[0]
+                self._check_credential(request, mailboxes, rule, name)
             body = request.content.read() if request.content is not None else b""
         except _Refusal as refusal:
             return _json(request, refusal.code, {"error": refusal.error, "message": str(refusal)})
@@ -80,6 +86,25 @@ class MailboxResource(Resource):
         if mailboxes.match(name) is None:
             raise _Refusal(404, mb.NO_SUCH_MAILBOX, f"'{name}' is not a mailbox of realm '{realm}'")
         return mailboxes, name
+
+    def _target_by_token(self, request) -> tuple:
+        """``/mailbox/{name}/{token}``: the realm is the one whose token for ``name`` this is."""
+        name = request.postpath[0].decode("utf8", "replace")
+        given = request.postpath[1].decode("utf8", "replace").encode("utf8")
+        wanted = _query(request, b"realm")
+        candidates = [(realm, mailboxes) for realm, mailboxes in sorted(self.mailboxes_by_realm.items())
+                      if (wanted is None or realm == wanted) and mailboxes.match(name) is not None]
+        if not candidates:
+            raise _Refusal(404, mb.NO_SUCH_MAILBOX, f"'{name}' is not a mailbox here")
+        found = None
+        for realm, mailboxes in candidates:  # every candidate compared, in constant time each
+            rule = mailboxes.match(name)[0]
+            token = rule.token(realm, name) if rule.http == "token" else None
+            if token is not None and hmac.compare_digest(given, token.encode()) and found is None:
+                found = (mailboxes, name)
+        if found is None:
+            raise _Refusal(403, "wamp.error.not_authorized", f"wrong token for mailbox '{name}'")
+        return found
 
     def _check_credential(self, request, mailboxes, rule, name: str) -> None:
         if rule.http == "off":

@@ -216,7 +216,7 @@ def test_endpoint_gives_the_token_and_path():
     answer = owner.take()[-1].args[0]
     token = mailboxes.rules[0].token("realm1", "mailbox.agentb")
     assert len(token) == 64 and answer["token"] == token
-    assert answer["path"] == f"/mailbox/mailbox.agentb?realm=realm1&token={token}" and answer["url"] is None
+    assert answer["path"] == f"/mailbox/mailbox.agentb/{token}" and answer["url"] is None
 
 
 def test_take_needs_receive_progress_and_good_arguments():

@@ -132,6 +132,8 @@ def test_post_to_a_mailbox_over_http():
         owner = yield as_user(running, "agentb")
         endpoint = yield owner.call("relayrouter.mailbox.endpoint", "mailbox.agentb")
         url = running.http_url + endpoint["path"]
+        # the token rides as the last path segment: no '?' in a URL an agent advertises
+        assert endpoint["path"] == f"/mailbox/mailbox.agentb/{endpoint['token']}"
         body = b'{"protected": "...", "ciphertext": "\x00\x01"}'
         response = yield treq.post(url, data=body, headers={"Content-Type": "application/didcomm-envelope-enc"})
         assert response.code == 202
@@ -142,13 +144,16 @@ def test_post_to_a_mailbox_over_http():
         refusals = {
             "no credential": (yield treq.post(bare, data=b"x")),
             "wrong token": (yield treq.post(bare + "?token=" + "0" * 64, data=b"x")),
+            "wrong token in the path": (yield treq.post(bare + "/" + "0" * 64, data=b"x")),
+            "token of another mailbox": (yield treq.post(f"{running.http_url}/mailbox/mailbox.agentc/"
+                                                         + endpoint["token"], data=b"x")),
             "not a mailbox": (yield treq.post(f"{running.http_url}/mailbox/other.agentb", data=b"x")),
             "too large": (yield treq.post(url, data=b"x" * 1001)),
             "full": (yield treq.post(url, data=b"x")),
         }
         codes = {why: r.code for why, r in refusals.items()}
-        assert codes == {"no credential": 401, "wrong token": 403, "not a mailbox": 404,
-                         "too large": 413, "full": 507}
+        assert codes == {"no credential": 401, "wrong token": 403, "wrong token in the path": 403,
+                         "token of another mailbox": 403, "not a mailbox": 404, "too large": 413, "full": 507}
         full = json.loads((yield refusals["full"].content()))
         assert full["error"] == "relayrouter.error.mailbox_full" and "max_messages 2" in full["message"]
         taker = Taker(owner)
@@ -160,6 +165,36 @@ def test_post_to_a_mailbox_over_http():
         owner.leave()
     finally:
         yield running.service.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_token_as_query_or_path_and_neither_in_the_access_log():
+    from relayrouter.transport.http import _access_line
+
+    running = yield started(realm_config())
+    try:
+        owner = yield as_user(running, "agentb")
+        token = (yield owner.call("relayrouter.mailbox.endpoint", "mailbox.agentb"))["token"]
+        bare = f"{running.http_url}/mailbox/mailbox.agentb"
+        by_query = yield treq.post(f"{bare}?realm=realm1&token={token}", data=b"q")
+        by_path = yield treq.post(f"{bare}/{token}?realm=realm1", data=b"p")
+        assert (by_query.code, by_path.code) == (202, 202)
+        stats = yield owner.call("relayrouter.mailbox.stats", "mailbox.agentb")
+        assert stats["depth"] == 2
+        owner.leave()
+    finally:
+        yield running.service.stopService()
+
+    class Request:
+        uri = f"/mailbox/mailbox.agentb/{token}?realm=realm1".encode()
+        method = b"POST"
+        code = 202
+
+        def getClientAddress(self):
+            return None
+
+    line = _access_line("now", Request())
+    assert token not in line and '"POST /mailbox/mailbox.agentb/-" 202' in line
 
 
 # ------------------------------------------------------------ kill -9
