@@ -23,16 +23,20 @@ if [ -f tests/js/package.json ]; then
     fi
 fi
 
-# Debian packages for the relay tests: sshd and ssh (tunnel), ffmpeg (live video).
+# Debian packages: sshd and ssh (tunnel), ffmpeg (live video) for the relay tests;
+# mosquitto and mosquitto-clients (its dynamic-security plugin, mosquitto_ctrl)
+# for the IoT agent's tests, which start their own broker.
 missing=""
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
 command -v ssh >/dev/null || missing="$missing openssh-client"
 command -v ffmpeg >/dev/null || missing="$missing ffmpeg"
+command -v mosquitto >/dev/null || missing="$missing mosquitto"
+command -v mosquitto_ctrl >/dev/null || missing="$missing mosquitto-clients"
 if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
     else
-        echo "Debian packages needed by the relay tests:$missing (apt-get install$missing)" >&2
+        echo "Debian packages needed by the tests:$missing (apt-get install$missing)" >&2
         exit 1
     fi
 fi

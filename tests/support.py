@@ -175,6 +175,10 @@ class RawProtocol(WebSocketClientProtocol):
     def onOpen(self) -> None:
         self.factory.opened.callback(self)
 
+    def onPing(self, payload) -> None:
+        self.factory.pings += 1  # then answered, as Autobahn does
+        super().onPing(payload)
+
     def onMessage(self, payload, isBinary) -> None:
         factory = self.factory
         message = json.loads(payload) if not isBinary else payload
@@ -239,6 +243,7 @@ def connect_raw(running: RunningRouter, protocol: str = "wamp.2.json"):
     factory.opened = defer.Deferred()
     factory.closed = defer.Deferred()
     factory.inbox = []
+    factory.pings = 0
     factory.waiting = []
     endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", running.ws_port)
     yield endpoint.connect(factory)

@@ -94,6 +94,11 @@ class Tables:
         cursor.execute(self._sql(statement), params)
         return cursor
 
+    def begin(self) -> None:
+        """An explicit transaction (SQLite), so that savepoints inside it never commit alone."""
+        if self.dialect == "sqlite" and not self.db.in_transaction:
+            self.db.execute("BEGIN")
+
     def commit(self) -> None:
         self.db.commit()
 

@@ -183,7 +183,8 @@ class Tenancy:
     def add_procedures(self, registry) -> None:
         registry.add(CREATE, self._admin_only(lambda call: self.create(*_args(call, ("name", "template")))))
         registry.add(DELETE, self._admin_only(lambda call: self.delete(*_args(call, ("name", "reason")))))
-        registry.add(LIST, self._admin_only(lambda call: self.list()))
+        # Components bootstrap from the list: the realm's role rules for `call` decide alone.
+        registry.add(LIST, lambda call: self.list())
 
     def _admin_only(self, operation: Callable) -> Callable:
         def handle(call):

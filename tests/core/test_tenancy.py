@@ -119,10 +119,13 @@ def test_procedures_are_admin_only():
                       "t", ("mgmt",))
     tenancy.add_procedures(router.realms["mgmt"].procedures)
     peer = join(router, "mgmt")
-    peer.receive([48, 1, {}, LIST])
+    peer.receive([48, 1, {}, "relayrouter.realm.create", ["acme"]])
     [error] = peer.take()
     assert isinstance(error, m.Error) and error.error == "wamp.error.not_authorized"
     assert "may not administer tenants" in error.args[0]
+    peer.receive([48, 2, {}, LIST])  # the list is for components too: the realm's rules decide
+    [listed] = peer.take()
+    assert isinstance(listed, m.Result) and listed.args[0]["tenants"] == []
 
 
 def test_procedures_over_wamp():

@@ -1,0 +1,100 @@
+"""From a device message to a stored, published dojot message.
+
+``accept(device, items)`` normalizes what a device sent (refusing it whole
+with ``Invalid`` when a value is bad), queues the messages for the next group
+commit and returns a Deferred that fires once they are durable — then each is
+published on ``device-data`` in its tenant's realm and handed to the
+Kafka-WS connections.  Callers answer the device only after that (HTTP 204,
+MQTT PUBACK): what a device was told is stored survives ``kill -9``.
+
+Messages queued during one turn of the reactor go to the store together (one
+``executemany``), and the store commits all that is queued at once.
+"""
+
+from collections import Counter
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from .normalize import Invalid, envelope, normalize
+from .registry import Tables
+
+log = Logger()
+
+DEVICE_DATA = "device-data"
+
+
+class Ingest:
+    def __init__(self, store, directory, reactor, publish=None, hub=None, max_batch: int = 5000) -> None:
+        self.store = store
+        self.directory = directory
+        self.reactor = reactor
+        self.publish = publish  # fn(tenant, topic, message) -> None; the tenant's session
+        self.hub = hub  # KafkaWsHub
+        self.max_batch = max_batch
+        self.counters: Counter = Counter()
+        self._pending: list[tuple[dict, defer.Deferred]] = []
+        self._flush_call = None
+
+    def now_ms(self) -> int:
+        return int(self.reactor.seconds() * 1000)
+
+    def accept(self, device: dict, bodies: list, envelope_only: bool = True) -> defer.Deferred:
+        """Normalize and queue; raises Invalid (nothing queued) when one body is bad."""
+        tenant, device_id = device["tenant"], device["id"]
+        types = self.directory.types.get((tenant, device_id))
+        now = self.now_ms()
+        messages = []
+        for index, body in enumerate(bodies):
+            try:
+                attrs, ts = envelope(body, now, envelope_only)
+                messages.append(normalize(tenant, device_id, attrs, ts, types))
+            except Invalid as e:
+                self.counters["refused_invalid"] += 1
+                raise Invalid(f"message {index}: {e}" if len(bodies) > 1 else str(e)) from None
+        return self._queue(messages)
+
+    def _queue(self, messages: list[dict]) -> defer.Deferred:
+        d = defer.Deferred()
+        for message in messages[:-1]:
+            self._pending.append((message, None))
+        self._pending.append((messages[-1], d))
+        if len(self._pending) >= self.max_batch:
+            self._flush()
+        elif self._flush_call is None:
+            self._flush_call = self.reactor.callLater(0, self._flush)
+        return d
+
+    def _flush(self) -> None:
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        messages = [message for message, _ in batch]
+        stored = self.store.run(Tables.insert_data, messages)
+        stored.addCallbacks(self._stored, self._not_stored, (batch,), None, (batch,), None)
+
+    def _stored(self, _, batch) -> None:
+        self.counters["stored"] += len(batch)
+        for message, d in batch:
+            tenant = message["metadata"]["tenant"]
+            if self.publish is not None:
+                if self.publish(tenant, DEVICE_DATA, message):
+                    self.counters["published"] += 1
+                else:
+                    self.counters["not_published_tenant_offline"] += 1
+            if self.hub is not None:
+                self.hub.deliver(tenant, DEVICE_DATA, message)
+        for _, d in batch:
+            if d is not None:
+                d.callback(None)
+
+    def _not_stored(self, failure, batch) -> None:
+        self.counters["store_failed"] += len(batch)
+        log.error("storing {count} device messages failed: {error}", count=len(batch),
+                  error=failure.getErrorMessage())
+        for _, d in batch:
+            if d is not None:
+                d.errback(failure)

@@ -1,0 +1,398 @@
+"""MQTT through paho-mqtt, driven by the Twisted reactor, and Mosquitto's
+dynamic-security plugin.
+
+paho-mqtt is the Eclipse project's client; it can run without its own
+network thread ("external event loop": socket callbacks and
+``loop_read``/``loop_write``/``loop_misc``).  :class:`ReactorMqtt` uses that:
+the client's socket is a Twisted file descriptor, every paho callback runs on
+the reactor thread, and nothing is shared with another thread — except the
+TCP connect itself, which paho does blocking, so it runs in the reactor's
+thread pool.  Reconnection uses the connectors' shared :class:`Backoff`.
+
+Sessions are MQTT 5 with ``clean_start=False`` and a session that never
+expires: what the broker accepted for us while we were away is delivered when
+we are back.  Messages are acknowledged by the caller (``manual_ack``), so a
+PUBACK goes back only once the message is persisted.
+"""
+
+import json
+import secrets
+
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from twisted.internet import defer, task, threads
+from twisted.logger import Logger
+from twisted.python.threadable import isInIOThread
+
+from connectors.common import Backoff
+
+log = Logger()
+
+DYNSEC_TOPIC = "$CONTROL/dynamic-security/v1"
+DYNSEC_RESPONSE = DYNSEC_TOPIC + "/response"
+DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+AGENT_ROLE = "iot-agent"
+
+
+class _Socket:
+    """paho's socket as a Twisted IReadWriteDescriptor."""
+
+    def __init__(self, owner, sock) -> None:
+        self.owner = owner
+        self.sock = sock
+        self._fileno = sock.fileno()
+
+    def fileno(self) -> int:
+        return self._fileno
+
+    def logPrefix(self) -> str:  # noqa: N802 - Twisted's name
+        return "mqtt"
+
+    def doRead(self):  # noqa: N802
+        self.owner._read()
+
+    def doWrite(self):  # noqa: N802
+        self.owner._write()
+
+    def connectionLost(self, reason) -> None:  # noqa: N802
+        self.owner._lost()
+
+
+class ReactorMqtt:
+    """One MQTT connection, kept up; ``on_message(msg)`` runs on the reactor thread."""
+
+    def __init__(self, reactor, host: str, port: int, client_id: str, username: str, password: str,
+                 on_message=None, on_connected=None, receive_maximum: int = 1000, name: str = "mqtt",
+                 tls_context=None) -> None:
+        self.reactor = reactor
+        self.host, self.port = host, port
+        self.client_id = client_id
+        self.name = name
+        self.on_message = on_message
+        self.on_connected = on_connected  # fn(self) -> Deferred or None, after each CONNACK success
+        self.receive_maximum = receive_maximum
+        self.backoff = Backoff(0.5, 15.0)
+        self.status = "init"
+        self.last_error = None
+        self.connected = False
+        self._running = False
+        self._socket = None
+        self._retry = None
+        self._published: dict[int, defer.Deferred] = {}
+        self._subscribed: dict[int, defer.Deferred] = {}
+        self._misc = task.LoopingCall(self._loop_misc)
+        self._misc.clock = reactor
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=paho.MQTTv5, manual_ack=True)
+        self.client.username_pw_set(username, password)
+        if tls_context is not None:
+            self.client.tls_set_context(tls_context)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_socket_open = self._socket_open
+        self.client.on_socket_close = self._socket_close
+        self.client.on_socket_register_write = self._register_write
+        self.client.on_socket_unregister_write = self._unregister_write
+
+    # ---------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        self._running = True
+        self._misc.start(1.0, now=False)
+        self._connect()
+
+    def stop(self) -> None:
+        self._running = False
+        if self._misc.running:
+            self._misc.stop()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        if self._socket is not None:
+            self.client.disconnect()
+            self._write()
+        self._forget_socket()
+        self.status = "stopped"
+
+    def _connect(self) -> None:
+        self._retry = None
+        if not self._running:
+            return
+        self.status = "connecting"
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0xFFFFFFFF  # never: the broker keeps our session and queue
+        props.ReceiveMaximum = self.receive_maximum
+        d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self.client.connect,
+                                      self.host, self.port, 30, clean_start=False, properties=props)
+        d.addErrback(self._connect_failed)
+
+    def _connect_failed(self, failure) -> None:
+        self._note_error(f"cannot connect to {self.host}:{self.port}: {failure.getErrorMessage()}")
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._running and (self._retry is None or not self._retry.active()):
+            self._retry = self.reactor.callLater(self.backoff.next(), self._connect)
+
+    def _note_error(self, text: str) -> None:
+        if text != self.last_error:
+            log.warn("{name}: {text}; retrying with backoff", name=self.name, text=text)
+        self.last_error = text
+
+    # ---------------------------------------------------- socket plumbing
+
+    def _socket_open(self, client, userdata, sock) -> None:
+        self.reactor.callFromThread(self._adopt, sock)
+
+    def _adopt(self, sock) -> None:
+        self._socket = _Socket(self, sock)
+        self.reactor.addReader(self._socket)
+        if self.client.want_write():
+            self.reactor.addWriter(self._socket)
+
+    def _socket_close(self, client, userdata, sock) -> None:
+        if not isInIOThread():
+            self.reactor.callFromThread(self._forget_socket)
+        else:
+            self._forget_socket()
+
+    def _register_write(self, client, userdata, sock) -> None:
+        if not isInIOThread():  # paho's connect runs in the thread pool
+            self.reactor.callFromThread(self._register_write, client, userdata, sock)
+        elif self._socket is not None:
+            self.reactor.addWriter(self._socket)
+
+    def _unregister_write(self, client, userdata, sock) -> None:
+        if not isInIOThread():
+            self.reactor.callFromThread(self._unregister_write, client, userdata, sock)
+        elif self._socket is not None:
+            self.reactor.removeWriter(self._socket)
+
+    def _forget_socket(self) -> None:
+        if self._socket is not None:
+            self.reactor.removeReader(self._socket)
+            self.reactor.removeWriter(self._socket)
+            self._socket = None
+
+    def _read(self) -> None:
+        rc = self.client.loop_read(max_packets=256)
+        if rc not in (paho.MQTT_ERR_SUCCESS, paho.MQTT_ERR_AGAIN) and self._socket is not None:
+            self._lost()
+
+    def _write(self) -> None:
+        self.client.loop_write()
+
+    def _lost(self) -> None:
+        self._forget_socket()
+
+    def _loop_misc(self) -> None:
+        if self._socket is not None:
+            self.client.loop_misc()
+
+    # ------------------------------------------------------------ events
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._note_error(f"the broker refused the connection: {reason_code}")
+            return  # paho closes; _on_disconnect schedules the retry
+        self.connected = True
+        self.status = "ready"
+        self.last_error = None
+        self.backoff.reset()
+        log.info("{name}: connected to {host}:{port} as {client_id} (session present: {present})",
+                 name=self.name, host=self.host, port=self.port, client_id=self.client_id,
+                 present=flags.session_present)
+        if self.on_connected is not None:
+            d = defer.maybeDeferred(self.on_connected, self)
+            d.addErrback(lambda f: log.failure("{name}: setting up after connect failed", f, name=self.name))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was = self.connected
+        self.connected = False
+        self._forget_socket()
+        for waiting in (self._published, self._subscribed):
+            pending = list(waiting.values())
+            waiting.clear()
+            for d in pending:
+                d.errback(ConnectionError("the MQTT connection was lost"))
+        if self._running:
+            self.status = "connecting"
+            if was:
+                self._note_error(f"connection lost ({reason_code})")
+            self._schedule()
+
+    def _on_message(self, client, userdata, message) -> None:
+        if self.on_message is not None:
+            self.on_message(self, message)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        d = self._published.pop(mid, None)
+        if d is not None:
+            d.callback(reason_code)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        d = self._subscribed.pop(mid, None)
+        if d is not None:
+            d.callback(reason_codes)
+
+    # ------------------------------------------------------------- calls
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> defer.Deferred:
+        """Fires with the broker's reason code once it acknowledged (QoS 1)."""
+        if not self.connected:
+            return defer.fail(ConnectionError("not connected to the MQTT broker"))
+        info = self.client.publish(topic, payload, qos=qos)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            return defer.fail(ConnectionError(f"publish failed: {paho.error_string(info.rc)}"))
+        d = defer.Deferred()
+        if qos == 0:
+            d.callback(None)
+        else:
+            self._published[info.mid] = d
+        return d
+
+    def subscribe(self, topics: list[tuple[str, int]]) -> defer.Deferred:
+        rc, mid = self.client.subscribe(topics)
+        if rc != paho.MQTT_ERR_SUCCESS:
+            return defer.fail(ConnectionError(f"subscribe failed: {paho.error_string(rc)}"))
+        d = defer.Deferred()
+        self._subscribed[mid] = d
+        return d
+
+    def ack(self, mid: int, qos: int) -> None:
+        if self.connected:
+            self.client.ack(mid, qos)
+
+
+class DynamicSecurity:
+    """Device accounts in Mosquitto's dynamic-security plugin, over the
+    agent's control connection (an account with the plugin's admin role)."""
+
+    def __init__(self, mqtt: ReactorMqtt, reactor, timeout: float = 10.0) -> None:
+        self.mqtt = mqtt
+        self.reactor = reactor
+        self.timeout = timeout
+        self._waiting: dict[str, tuple[defer.Deferred, int, list]] = {}
+
+    def on_response(self, payload: bytes) -> None:
+        try:
+            responses = json.loads(payload).get("responses", [])
+        except (ValueError, AttributeError):
+            return
+        for response in responses:
+            key, _, index = str(response.get("correlationData", "")).rpartition(".")
+            entry = self._waiting.get(key)
+            if entry is None or not index.isdigit():
+                continue
+            d, expected, got = entry
+            got.append((int(index), response))
+            if len(got) == expected:
+                del self._waiting[key]
+                d.callback([r for _, r in sorted(got, key=lambda item: item[0])])
+
+    def run(self, commands: list[dict]) -> defer.Deferred:
+        """Fires with one response per command, in order (each may carry ``error``)."""
+        key = secrets.token_hex(8)
+        for i, command in enumerate(commands):
+            command["correlationData"] = f"{key}.{i}"
+        d = defer.Deferred()
+        self._waiting[key] = (d, len(commands), [])
+        sent = self.mqtt.publish(DYNSEC_TOPIC, json.dumps({"commands": commands}).encode(), qos=1)
+        sent.addErrback(lambda f: self._fail(key, f))
+        d.addTimeout(self.timeout, self.reactor, onTimeoutCancel=lambda *_: self._timed_out(key))
+        return d
+
+    def _fail(self, key, failure) -> None:
+        entry = self._waiting.pop(key, None)
+        if entry is not None:
+            entry[0].errback(failure)
+
+    def _timed_out(self, key):
+        self._waiting.pop(key, None)
+        raise TimeoutError("the broker's dynamic-security plugin did not answer")
+
+    # --------------------------------------------------------- devices
+
+    @staticmethod
+    def topics(tenant: str, device_id: str) -> dict:
+        return {"attrs": [f"{tenant}:{device_id}/attrs", f"/{tenant}/{device_id}/attrs"],
+                "config": [f"{tenant}:{device_id}/config", f"/{tenant}/{device_id}/config"]}
+
+    def device_commands(self, tenant: str, device_id: str, password: str, set_password: bool = False) -> list[dict]:
+        topics = self.topics(tenant, device_id)
+        acls = [{"acltype": "publishClientSend", "topic": t, "allow": True} for t in topics["attrs"]]
+        for t in topics["config"]:
+            acls += [{"acltype": "subscribePattern", "topic": t, "allow": True},
+                     {"acltype": "publishClientReceive", "topic": t, "allow": True}]
+        role = _role(tenant, device_id)
+        username = f"{tenant}:{device_id}"
+        commands = [{"command": "createRole", "rolename": role, "acls": acls},
+                    {"command": "createClient", "username": username, "password": password,
+                     "roles": [{"rolename": role}]},
+                    {"command": "enableClient", "username": username}]
+        if set_password:  # a new credential (the broker disconnects the device's session)
+            commands.insert(2, {"command": "setClientPassword", "username": username, "password": password})
+        return commands
+
+    def provision(self, tenant: str, device_id: str, password: str, set_password: bool = False) -> defer.Deferred:
+        d = self.run(self.device_commands(tenant, device_id, password, set_password))
+        d.addCallback(_only_errors, allowed=("already exists",))
+        return d
+
+    def remove(self, tenant: str, device_id: str) -> defer.Deferred:
+        d = self.run([{"command": "deleteClient", "username": f"{tenant}:{device_id}"},
+                      {"command": "deleteRole", "rolename": _role(tenant, device_id)}])
+        d.addCallback(_only_errors, allowed=("not found",))
+        return d
+
+    def enable(self, tenant: str, device_ids, enabled: bool) -> defer.Deferred:
+        command = "enableClient" if enabled else "disableClient"
+        commands = [{"command": command, "username": f"{tenant}:{d}"} for d in device_ids]
+        if not commands:
+            return defer.succeed([])
+        d = self.run(commands)
+        d.addCallback(_only_errors, allowed=("not found",))
+        return d
+
+    @defer.inlineCallbacks
+    def grant_agent(self, username: str):
+        """The agent's own account may publish actuation and read device topics.
+
+        Giving an account a role makes the broker disconnect its sessions,
+        so this happens once: when the account lacks the role."""
+        [found] = yield self.run([{"command": "getClient", "username": username}])
+        roles = {r.get("rolename") for r in (found.get("data") or {}).get("client", {}).get("roles", [])}
+        if AGENT_ROLE in roles:
+            return False
+        acls = []
+        for topic in ("+/config", "/+/+/config"):
+            acls.append({"acltype": "publishClientSend", "topic": topic, "allow": True})
+        for topic in ("+/attrs", "/+/+/attrs", "$SYS/#"):
+            acls += [{"acltype": "subscribePattern", "topic": topic, "allow": True},
+                     {"acltype": "publishClientReceive", "topic": topic, "allow": True}]
+        responses = yield self.run([{"command": "createRole", "rolename": AGENT_ROLE, "acls": acls},
+                                    {"command": "addClientRole", "username": username, "rolename": AGENT_ROLE,
+                                     "priority": 10}])
+        _only_errors(responses, allowed=("already exists",))
+        log.info("mqtt: gave account {username} the role {role} (the broker reconnects it once)",
+                 username=username, role=AGENT_ROLE)
+        return True
+
+
+def _role(tenant: str, device_id: str) -> str:
+    return f"iot-device:{tenant}:{device_id}"
+
+
+class DynsecError(Exception):
+    pass
+
+
+def _only_errors(responses: list, allowed=()) -> list:
+    for response in responses:
+        error = response.get("error")
+        if error and not any(a in error.lower() for a in allowed):
+            raise DynsecError(f"{response.get('command')}: {error}")
+    return responses

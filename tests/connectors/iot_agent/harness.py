@@ -1,0 +1,192 @@
+"""Real parts for the IoT agent tests: a Mosquitto of the test's own (free
+port, generated config with the dynamic-security plugin, stopped by PID), the
+router (``twistd relayrouter``) with a management realm and a tenant
+template, and the agent (``twistd iot-agent``)."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import jwt as pyjwt
+import pytest
+
+from ..processes import Child, RouterProcess, twistd
+
+DYNSEC_PLUGIN_PATHS = ("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+                       "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+                       "/usr/lib/mosquitto_dynamic_security.so")
+JWT_SECRET = "iot-test-hmac-secret-0123456789abcdef-0123456789"
+ADMIN_PASSWORD = "dynsec-admin-secret-for-tests"
+AGENT_LINE = r"iot-agent listening: http://127\.0\.0\.1:(\d+)/"
+TLS_LINE = r"iot-agent device TLS listening: https://127\.0\.0\.1:(\d+)/"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dynsec_plugin() -> str:
+    for path in DYNSEC_PLUGIN_PATHS:
+        if os.path.exists(path):
+            return path
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail("Mosquitto's dynamic-security plugin is not installed (scripts/test.sh installs mosquitto)")
+    pytest.skip("Mosquitto's dynamic-security plugin is not installed (apt-get install mosquitto)")
+
+
+class Mosquitto:
+    """Our own broker: ``start()`` / ``stop()`` by PID; ``port``."""
+
+    def __init__(self, directory: Path, extra: str = "") -> None:
+        if shutil.which("mosquitto") is None or shutil.which("mosquitto_ctrl") is None:
+            dynsec_plugin()  # skips or fails with the install hint
+            pytest.skip("mosquitto and mosquitto_ctrl are required")
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.plugin = dynsec_plugin()
+        self.port = free_port()
+        self.extra = extra
+        self.proc = None
+        self.dynsec = self.dir / "dynamic-security.json"
+        subprocess.run(["mosquitto_ctrl", "dynsec", "init", str(self.dynsec), "admin", ADMIN_PASSWORD],
+                       check=True, capture_output=True, timeout=30)
+        self.log = self.dir / "mosquitto.log"
+
+    def start(self) -> None:
+        config = self.dir / "mosquitto.conf"
+        config.write_text(
+            "per_listener_settings false\n"
+            f"listener {self.port} 127.0.0.1\n"
+            f"plugin {self.plugin}\n"
+            f"plugin_opt_config_file {self.dynsec}\n"
+            "max_inflight_messages 1000\n"
+            "max_queued_messages 1000000\n"
+            "sys_interval 1\n"
+            "persistence false\n"
+            # Run as root (CI), mosquitto would switch to its own user, which
+            # cannot enter the test's private temporary directory.
+            + ("user root\n" if os.geteuid() == 0 else "")
+            +
+            f"log_dest file {self.log}\n"
+            "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
+            + self.extra)
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(config)], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"mosquitto exited: {self.proc.stderr.read().decode()} {self.describe()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)  # the broker binds its port; nothing else to wait on
+        raise AssertionError(f"mosquitto did not listen on {self.port}: {self.describe()}")
+
+    def describe(self) -> str:
+        return self.log.read_text()[-3000:] if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+ROUTER_TOML = """
+state_dir = "{state}"
+
+[[listeners]]
+type = "websocket"
+endpoint = "tcp:{port}:interface=127.0.0.1"
+
+[[realms]]
+name = "management"
+[realms.auth.jwt]
+algorithms = ["HS256"]
+as_ticket = true
+authrole_claim = "role"
+keys = [{secret_env = "IOT_TEST_JWT_SECRET"}]
+[[realms.roles]]
+name = "admin"
+rules = [{uri = "relayrouter.realm.", match = "prefix", allow = ["call", "subscribe"]}]
+[[realms.roles]]
+name = "agent"
+rules = [{uri = "relayrouter.realm.", match = "prefix", allow = ["call", "subscribe"]}]
+
+[[realm_templates]]
+name = "tenant"
+[realm_templates.auth.jwt]
+algorithms = ["HS256"]
+as_ticket = true
+authrole_claim = "role"
+keys = [{secret_env = "IOT_TEST_JWT_SECRET"}]
+[[realm_templates.roles]]
+name = "agent"
+rules = [{uri = "", match = "prefix", allow = ["call", "register", "publish", "subscribe"]}]
+[[realm_templates.roles]]
+name = "user"
+rules = [{uri = "", match = "prefix", allow = ["call", "subscribe"]}]
+
+[tenants]
+admin_roles = ["admin"]
+
+[revocation]
+admin_realm = "management"
+"""
+
+
+def token(lifetime: float = 3600, **claims) -> str:
+    now = int(time.time())
+    body = {"sub": claims.pop("sub", "tester"), "iat": now, "exp": now + int(lifetime), **claims}
+    return pyjwt.encode(body, JWT_SECRET, algorithm="HS256")
+
+
+def start_router(tmp_path: Path) -> RouterProcess:
+    router = RouterProcess(tmp_path, ROUTER_TOML, env={"IOT_TEST_JWT_SECRET": JWT_SECRET})
+    router.start()
+    return router
+
+
+class Agent(Child):
+    def __init__(self, tmp_path: Path, router: RouterProcess, broker: Mosquitto | None, *extra, env=None) -> None:
+        self.state = tmp_path / "agent-state"
+        self.dir = tmp_path
+        self.router = router
+        self.broker = broker
+        self.extra = [str(e) for e in extra]
+        agent_jwt = token(lifetime=24 * 3600, sub="iot-agent", role="agent")
+        env = {"IOT_AGENT_TICKET": agent_jwt, "IOT_AGENT_API_JWT_SECRET": JWT_SECRET,
+               "IOT_AGENT_MQTT_PASSWORD": ADMIN_PASSWORD, **(env or {})}
+        super().__init__("iot-agent", [], env=env)
+        self.port = None
+        self.tls_port = None
+
+    def start(self) -> None:
+        mqtt = (["--mqtt-host", "127.0.0.1", "--mqtt-port", self.broker.port, "--mqtt-username", "admin"]
+                if self.broker is not None else ["--mqtt-host", ""])
+        self.argv = twistd("iot-agent", "--router", self.router.ws_url, "--realm", "management", "--auth", "ticket",
+                     "--authid", "iot-agent", "--state-dir", self.state, "--listen",
+                     f"tcp:{self.port or 0}:interface=127.0.0.1", *map(str, mqtt), *self.extra)
+        self.argv = [str(a) for a in self.argv]
+        super().start()
+        self.port = int(self.wait_for(AGENT_LINE).group(1))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def status(self) -> dict:
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}/status", timeout=10) as r:
+            return json.load(r)

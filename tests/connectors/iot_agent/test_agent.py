@@ -1,0 +1,464 @@
+"""The IoT agent end to end: the real router, the real agent process, a real
+Mosquitto of our own, and real HTTP, MQTT, WAMP and WebSocket clients.
+
+Two tenants (acme, globex) exist before the agent starts; another is made
+while it runs.  Each test uses its own device ids.
+"""
+
+import base64
+import time
+from types import SimpleNamespace
+
+import pytest
+import pytest_twisted
+from autobahn.wamp.exception import ApplicationError
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography import x509
+from twisted.internet import defer, reactor, task
+
+from relayrouter.cli import pki
+
+from .clients import MqttDevice, blocking, http, http_sync, kafka_ws, tls_context, wamp
+from .harness import TLS_LINE, Agent, Mosquitto, start_router, token
+
+pytestmark = pytest.mark.timeout(180)
+
+ADMIN = token(role="admin", sub="ops")
+TYPES = [{"label": "temperature", "type": "float"}, {"label": "humidity", "type": "integer"},
+         {"label": "status", "type": "string"}]
+
+
+def make_tenant(router, name):
+    status, body = http_sync("POST", f"{router.http_url}/realms", {"name": name}, bearer=ADMIN)
+    assert status == 200, body
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("iot")
+    broker = Mosquitto(tmp / "mosquitto")
+    broker.start()
+    router = agent = None
+    try:
+        router = start_router(tmp)
+        for name in ("acme", "globex"):
+            make_tenant(router, name)
+        certs = _pki(tmp / "pki")
+        agent = Agent(tmp, router, broker, "--ticket-lifetime", "3", "--kafka-ws-max-lifetime", "4",
+                      "--device-tls-listen", "tcp:0:interface=127.0.0.1", "--device-tls-cert", certs.server_crt,
+                      "--device-tls-key", certs.server_key, "--device-tls-ca", certs.ca_crt)
+        agent.start()
+        agent.tls_port = int(agent.wait_for(TLS_LINE).group(1))
+        _wait_served(agent, {"acme", "globex"})
+        yield SimpleNamespace(broker=broker, router=router, agent=agent, certs=certs, tmp=tmp)
+    finally:
+        for part in (agent, router):
+            if part is not None:
+                part.stop()
+        broker.stop()
+
+
+def _pki(root):
+    root.mkdir(parents=True, exist_ok=True)
+    ca = pki.make_ca("iot test CA", 30)
+    pki.write(root / "ca", "ca", ca)
+    server = pki.make_leaf(ca, "localhost", [x509.DNSName("localhost")], ExtendedKeyUsageOID.SERVER_AUTH, 30)
+    server_key, server_crt = pki.write(root / "server", "server", server)
+    out = SimpleNamespace(ca_crt=root / "ca" / "ca.crt", server_key=server_key, server_crt=server_crt, clients={})
+    for cn in ("acme:tls1", "acme:nobody"):
+        key, crt = pki.write(root / cn.replace(":", "_"), "client",
+                             pki.make_leaf(ca, cn, [], ExtendedKeyUsageOID.CLIENT_AUTH, 30))
+        out.clients[cn] = (crt, key)
+    return out
+
+
+def _wait_served(agent, tenants, seconds=20.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        served = {t for t, s in agent.status()["router"]["tenants"].items() if s == "ready"}
+        if tenants <= served and agent.status()["mqtt"]["provisioned"]:
+            return
+        time.sleep(0.05)  # the agent reports through /status only
+    raise AssertionError(f"tenants {tenants} not served: {agent.status()}")
+
+
+def user(tenant):
+    return token(service=tenant, role="user", sub=f"user-{tenant}")
+
+
+@defer.inlineCallbacks
+def create(env, tenant, device_id, attrs=TYPES):
+    status, body = yield http("POST", f"{env.agent.url}/device", {"id": device_id, "label": device_id,
+                                                                   "attrs": attrs}, bearer=user(tenant))
+    assert status == 200, body
+    assert body["mqtt_provisioned"] is True
+    return body
+
+
+def basic(credentials) -> dict:
+    http_cred = credentials["http"]
+    value = base64.b64encode(f"{http_cred['username']}:{http_cred['password']}".encode()).decode()
+    return {"Authorization": f"Basic {value}"}
+
+
+def until(predicate, seconds=10.0, describe=None):
+    @defer.inlineCallbacks
+    def wait():
+        deadline = reactor.seconds() + seconds
+        while not predicate():
+            if reactor.seconds() > deadline:
+                raise AssertionError(f"condition not reached{': ' + describe() if describe else ''}")
+            yield task.deferLater(reactor, 0.02, lambda: None)
+    return wait()
+
+
+# ------------------------------------------------------------------ HTTP
+
+@pytest_twisted.inlineCallbacks
+def test_http_ingest_reaches_only_its_tenant_and_history_answers(env):
+    agent = env.agent
+    made = yield create(env, "acme", "h1")
+    yield create(env, "globex", "h1")  # the same id in another tenant
+    acme = yield wamp(env.router.ws_url, env.router.port, "acme", user("acme"))
+    globex = yield wamp(env.router.ws_url, env.router.port, "globex", user("globex"))
+    seen_acme, seen_globex = [], []
+    yield acme.subscribe(lambda msg: seen_acme.append(msg), "device-data")
+    yield globex.subscribe(lambda msg: seen_globex.append(msg), "device-data")
+    url = f"{agent.url}/http-agent/v1/incoming-messages"
+    status, _ = yield http("POST", url, {"ts": "2021-06-16T09:32:01.683000Z",
+                                          "data": {"temperature": 25.79, "humidity": 70}},
+                           headers=basic(made["credentials"]))
+    assert status == 204
+    many = [{"ts": f"2021-06-16T09:3{i}:00Z", "data": {"temperature": 20 + i, "status": f"s{i}"}}
+            for i in range(3, 6)]
+    status, _ = yield http("POST", url + "/create-many", many,
+                           headers={"Authorization": f"Bearer {made['credentials']['http']['token']}"})
+    assert status == 204
+    yield until(lambda: len(seen_acme) == 4)
+    assert seen_globex == []
+    first = seen_acme[0]
+    assert first == {"metadata": {"deviceid": "h1", "tenant": "acme", "timestamp": 1623835921683},
+                     "attrs": {"temperature": 25.79, "humidity": 70}}
+    assert [m["attrs"]["temperature"] for m in seen_acme[1:]] == [23.0, 24.0, 25.0]
+
+    bearer = user("acme")
+    status, body = yield http("GET", f"{agent.url}/tss/v1/devices/h1/data", bearer=bearer)
+    assert status == 200 and body["paging"]["totalItems"] == 4
+    assert [d["ts"] for d in body["data"]] == ["2021-06-16T09:35:00.000Z", "2021-06-16T09:34:00.000Z",
+                                               "2021-06-16T09:33:00.000Z", "2021-06-16T09:32:01.683Z"]
+    assert body["data"][-1]["attrs"] == [{"label": "temperature", "value": 25.79}, {"label": "humidity", "value": 70}]
+    status, body = yield http("GET", f"{agent.url}/tss/v1/devices/h1/data?order=asc&limit=2&page=2"
+                                     "&dateFrom=2021-06-16T09:32:00Z&dateTo=2021-06-16T09:36:00Z", bearer=bearer)
+    assert [d["ts"] for d in body["data"]] == ["2021-06-16T09:34:00.000Z", "2021-06-16T09:35:00.000Z"]
+    assert body["paging"]["previous"]["number"] == 1 and body["paging"]["next"] is None
+    assert body["paging"]["totalPages"] == 2 and body["paging"]["limitPerPage"] == 2
+    status, body = yield http("GET", f"{agent.url}/tss/v1/devices/h1/attrs/status/data?order=asc", bearer=bearer)
+    assert [d["value"] for d in body["data"]] == ["s3", "s4", "s5"]
+    status, body = yield http("GET", f"{agent.url}/history/device/h1/history?attr=temperature&lastN=2",
+                              bearer=bearer)
+    assert status == 200 and [p["value"] for p in body] == [25.0, 24.0]
+    assert body[0] == {"device_id": "h1", "attr": "temperature", "value": 25.0, "ts": "2021-06-16T09:35:00.000Z"}
+    status, body = yield http("GET", f"{agent.url}/history/device/h1/history?attr=temperature&firstN=1", bearer=bearer)
+    assert [p["value"] for p in body] == [25.79]
+    status, body = yield http("GET", f"{agent.url}/history/device/h1/history?attr=temperature&attr=humidity"
+                                     "&dateFrom=2021-06-16T09:32:00Z&dateTo=2021-06-16T09:33:30Z", bearer=bearer)
+    assert set(body) == {"temperature", "humidity"} and [p["value"] for p in body["temperature"]] == [23.0, 25.79]
+    status, body = yield http("GET", f"{agent.url}/history/device/h1/history?attr=nothing", bearer=bearer)
+    assert status == 404
+    status, body = yield http("GET", f"{agent.url}/tss/v1/devices/h1/data?limit=999", bearer=bearer)
+    assert status == 400 and "limit must be a whole number from 1 to 256" in body["message"]
+    # The same over WAMP, in the caller's tenant.
+    page = yield acme.call("iot_agent.history.device", "h1", order="asc", limit=1)
+    assert page["data"][0]["ts"] == "2021-06-16T09:32:01.683Z" and page["paging"]["totalItems"] == 4
+    legacy = yield acme.call("iot_agent.history.legacy", "h1", attr="status", last_n=1)
+    assert [p["value"] for p in legacy] == ["s5"]
+    points = yield acme.call("iot_agent.history.attr", "h1", "humidity")
+    assert [d["value"] for d in points["data"]] == [70]
+    other = yield globex.call("iot_agent.history.device", "h1")
+    assert other["paging"]["totalItems"] == 0  # globex's h1 sent nothing
+    acme.leave()
+    globex.leave()
+
+
+@pytest_twisted.inlineCallbacks
+def test_http_refusals_are_precise_and_counted(env):
+    agent = env.agent
+    made = yield create(env, "acme", "h2")
+    url = f"{agent.url}/http-agent/v1/incoming-messages"
+    before = agent.status()["counters"]
+    cases = [
+        ({"data": {"temperature": "hot"}}, 400, "attribute 'temperature' is float: not a number (got 'hot')"),
+        ({"data": {"pressure": 1}}, 400, "device 'h2' has no attribute 'pressure'"),
+        ({"temperature": 1}, 400, "unknown key 'temperature'"),
+        ({"data": {}, "ts": "noon"}, 400, "'ts' is not an ISO-8601 date and time"),
+    ]
+    for body, code, words in cases:
+        status, answer = yield http("POST", url, body, headers=basic(made["credentials"]))
+        assert status == code and words in answer["message"], answer
+    status, answer = yield http("POST", url, raw=b"{not json", headers=basic(made["credentials"]))
+    assert status == 400 and "not JSON" in answer["message"]
+    status, answer = yield http("POST", url + "/create-many", [{"data": {"temperature": 1}}, {"data": 5}],
+                                headers=basic(made["credentials"]))
+    assert status == 400 and answer["message"].startswith("message 1: 'data' must be an object")
+    wrong = {"http": {"username": "acme@h2", "password": "0" * 32}}
+    status, _ = yield http("POST", url, {"data": {}}, headers=basic(wrong))
+    assert status == 401
+    unknown = {"http": {"username": "acme@ghost", "password": "0" * 32}}
+    status, answer = yield http("POST", url, {"data": {}}, headers=basic(unknown))
+    assert status == 403 and "not a registered device" in answer["message"]
+    status, _ = yield http("POST", url, {"data": {}})
+    assert status == 401
+    after = agent.status()["counters"]
+    assert after.get("refused_unknown_device", 0) == before.get("refused_unknown_device", 0) + 1
+    assert after.get("refused_bad_credentials", 0) == before.get("refused_bad_credentials", 0) + 1
+    assert after.get("refused_invalid", 0) >= before.get("refused_invalid", 0) + 4
+    # Nothing of a refused message was stored.
+    status, body = yield http("GET", f"{agent.url}/tss/v1/devices/h2/data", bearer=user("acme"))
+    assert body["paging"]["totalItems"] == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_http_device_by_client_certificate(env):
+    agent, certs = env.agent, env.certs
+    yield create(env, "acme", "tls1")
+    url = f"https://127.0.0.1:{agent.tls_port}/http-agent/v1/incoming-messages"
+    crt, key = certs.clients["acme:tls1"]
+    status, _ = yield http("POST", url, {"data": {"temperature": 1.5}}, context=tls_context(certs.ca_crt, crt, key))
+    assert status == 204
+    crt, key = certs.clients["acme:nobody"]
+    status, answer = yield http("POST", url, {"data": {"temperature": 1.5}},
+                                context=tls_context(certs.ca_crt, crt, key))
+    assert status == 403 and "certificate CN 'acme:nobody'" in answer["message"]
+    with pytest.raises(Exception):  # no client certificate: the TLS handshake itself fails
+        yield http("POST", url, {"data": {}}, context=tls_context(certs.ca_crt))
+    status, body = yield http("GET", f"{agent.url}/tss/v1/devices/tls1/data", bearer=user("acme"))
+    assert body["paging"]["totalItems"] == 1
+
+
+# ------------------------------------------------------------------ MQTT
+
+@pytest_twisted.inlineCallbacks
+def test_mqtt_ingest_and_broker_side_refusals(env):
+    port = env.broker.port
+    made = yield create(env, "acme", "m1")
+    yield create(env, "acme", "m2")
+    acme = yield wamp(env.router.ws_url, env.router.port, "acme", user("acme"))
+    seen = []
+    yield acme.subscribe(lambda msg: seen.append(msg), "device-data")
+    mqtt = made["credentials"]["mqtt"]
+    device = MqttDevice(port, mqtt["username"], mqtt["password"], client_id=mqtt["client_id"])
+    rc = yield blocking(device.connect)
+    assert not rc.is_failure
+    rc = yield blocking(device.publish, "acme:m1/attrs", {"temperature": 30.5, "humidity": "41"})
+    assert not rc.is_failure
+    rc = yield blocking(device.publish, "/acme/m1/attrs", {"data": {"status": "ok"}, "ts": "2021-01-01T00:00:00Z"})
+    assert not rc.is_failure
+    # Another device's topic: the broker refuses (the ACL the agent provisioned).
+    rc = yield blocking(device.publish, "acme:m2/attrs", {"temperature": 1})
+    assert rc.is_failure and rc.value == 135  # Not authorized
+    rc = yield blocking(device.publish, "globex:m1/attrs", {"temperature": 1})
+    assert rc.is_failure
+    yield until(lambda: len(seen) == 2, describe=lambda: f"{seen} {env.agent.status()}")
+    assert seen[0]["attrs"] == {"temperature": 30.5, "humidity": 41}
+    assert seen[1]["attrs"] == {"status": "ok"} and seen[1]["metadata"]["timestamp"] == 1609459200000
+    # A bad value: refused and counted, nothing stored, the device still acknowledged.
+    before = env.agent.status()["counters"].get("mqtt_refused_invalid", 0)
+    rc = yield blocking(device.publish, "acme:m1/attrs", {"humidity": "lots"})
+    assert not rc.is_failure
+    yield until(lambda: env.agent.status()["counters"].get("mqtt_refused_invalid", 0) == before + 1)
+    # An unregistered device cannot even connect.
+    stranger = MqttDevice(port, "acme:ghost", "0" * 32)
+    rc = yield blocking(stranger.connect)
+    assert rc.is_failure
+    stranger.client.loop_stop()
+    # A deleted device is removed from the broker (and disconnected).
+    status, _ = yield http("DELETE", f"{env.agent.url}/device/m1", bearer=user("acme"))
+    assert status == 200
+    again = MqttDevice(port, mqtt["username"], mqtt["password"])
+    rc = yield blocking(again.connect)
+    assert rc.is_failure
+    again.client.loop_stop()
+    device.client.loop_stop()
+    status, body = yield http("GET", f"{env.agent.url}/tss/v1/devices/m2/data", bearer=user("acme"))
+    assert status == 200 and body["paging"]["totalItems"] == 0
+    acme.leave()
+
+
+@pytest_twisted.inlineCallbacks
+def test_actuation_over_wamp_and_http_reaches_the_device(env):
+    made = yield create(env, "acme", "a1")
+    mqtt = made["credentials"]["mqtt"]
+    device = MqttDevice(env.broker.port, mqtt["username"], mqtt["password"])
+    rc = yield blocking(device.connect)
+    assert not rc.is_failure
+    yield blocking(device.subscribe, "acme:a1/config")
+    acme = yield wamp(env.router.ws_url, env.router.port, "acme", user("acme"))
+    result = yield acme.call("iot_agent.device.actuate", "a1", {"status": "reboot"})
+    assert result["accepted"] is True
+    topic, payload = yield blocking(device.next_message)
+    assert topic == "acme:a1/config" and payload == b'{"status":"reboot"}'
+    status, body = yield http("PUT", f"{env.agent.url}/device/a1/actuate", {"attrs": {"temperature": "18"}},
+                              bearer=user("acme"))
+    assert status == 200 and body["accepted"] is True
+    topic, payload = yield blocking(device.next_message)
+    assert payload == b'{"temperature":18.0}'
+    with pytest.raises(ApplicationError) as caught:
+        yield acme.call("iot_agent.device.actuate", "a1", {"temperature": "warm"})
+    assert caught.value.error == "iot_agent.error.invalid_request" and "float" in caught.value.args[0]
+    with pytest.raises(ApplicationError) as caught:
+        yield acme.call("iot_agent.device.actuate", "nobody", {"x": 1})
+    assert caught.value.error == "iot_agent.error.no_such_device"
+    device.close()
+    acme.leave()
+
+
+# -------------------------------------------------------------- registry
+
+@pytest_twisted.inlineCallbacks
+def test_registry_over_wamp_with_events(env):
+    acme = yield wamp(env.router.ws_url, env.router.port, "acme", user("acme"))
+    events = []
+    yield acme.subscribe(lambda e: events.append(e), "iot_agent.device.on_change")
+    made = yield acme.call("iot_agent.device.create", {"id": "w1", "label": "pump",
+                                                        "attrs": [{"label": "on", "type": "bool"}]})
+    assert made["device"]["id"] == "w1" and made["credentials"]["mqtt"]["username"] == "acme:w1"
+    updated = yield acme.call("iot_agent.device.update", "w1", {"label": "big pump"})
+    assert updated["label"] == "big pump"
+    got = yield acme.call("iot_agent.device.get", "w1")
+    assert got["label"] == "big pump"
+    listed = yield acme.call("iot_agent.device.list")
+    assert "w1" in [d["id"] for d in listed]
+    with pytest.raises(ApplicationError) as caught:
+        yield acme.call("iot_agent.device.create", {"id": "w1", "label": "again"})
+    assert caught.value.error == "iot_agent.error.device_exists"
+    with pytest.raises(ApplicationError) as caught:
+        yield acme.call("iot_agent.device.create", {"label": "x", "attrs": [{"label": "t", "type": "kelvin"}]})
+    assert caught.value.error == "iot_agent.error.invalid_request" and "kelvin" in caught.value.args[0]
+    yield acme.call("iot_agent.device.delete", "w1")
+    yield until(lambda: len(events) == 3)
+    assert [e["event"] for e in events] == ["create", "update", "remove"]
+    assert events[0]["meta"]["service"] == "acme" and events[0]["data"]["id"] == "w1"
+    # HTTP: the tenant comes from the JWT; a JWT of no served tenant is refused.
+    status, body = yield http("GET", f"{env.agent.url}/device/w1", bearer=user("acme"))
+    assert status == 404
+    status, body = yield http("GET", f"{env.agent.url}/device", bearer=user("nobody"))
+    assert status == 403 and "not served" in body["message"]
+    status, body = yield http("GET", f"{env.agent.url}/device", bearer="not.a.jwt")
+    assert status == 401
+    acme.leave()
+
+
+# -------------------------------------------------------------- Kafka-WS
+
+@defer.inlineCallbacks
+def ticket(env, tenant):
+    status, body = yield http("GET", f"{env.agent.url}/kafka-ws/v1/ticket", bearer=user(tenant))
+    assert status == 200 and len(body["ticket"]) == 64 and int(body["ticket"], 16) >= 0
+    return body["ticket"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_kafka_ws_filters_tickets_and_close_codes(env):
+    agent = env.agent
+    made = yield create(env, "acme", "k1")
+    t = yield ticket(env, "acme")
+    stream = yield kafka_ws(agent.port, f"/kafka-ws/v1/topics/acme.device-data?ticket={t}"
+                                        "&fields=attrs/temperature,metadata/deviceid&where=attrs.temperature=gte:20;")
+    yield stream.opened
+    url = f"{agent.url}/http-agent/v1/incoming-messages"
+    for value in (10, 25):
+        status, _ = yield http("POST", url, {"data": {"temperature": value, "humidity": 5}},
+                               headers=basic(made["credentials"]))
+        assert status == 204
+    yield stream.wait_messages(1)
+    assert stream.messages == [{"attrs": {"temperature": 25.0}, "metadata": {"deviceid": "k1"}}]
+    # The ticket was used: 4401.
+    again = yield kafka_ws(agent.port, f"/kafka-ws/v1/topics/acme.device-data?ticket={t}")
+    code, reason = yield again.closed
+    assert code == 4401 and reason == "Invalid ticket"
+    missing = yield kafka_ws(agent.port, "/kafka-ws/v1/topics/acme.device-data")
+    assert (yield missing.closed) == (4401, "Missing ticket")
+    # Another tenant's topic: 4403.
+    t = yield ticket(env, "globex")
+    foreign = yield kafka_ws(agent.port, f"/kafka-ws/v1/topics/acme.device-data?ticket={t}")
+    code, _ = yield foreign.closed
+    assert code == 4403
+    # Each malformed expression, its code.
+    for query, code in (("where=x=1", 4000), ("where=x=foo:1;", 4001), ("where=x=in:%22%5Cq%22;", 4002),
+                        ("where=x=gt:1,2;", 4003), ("where=x=gt:abc;", 4004), ("fields=a(b", 4000)):
+        t = yield ticket(env, "acme")
+        bad = yield kafka_ws(agent.port, f"/kafka-ws/v1/topics/acme.device-data?ticket={t}&{query}")
+        closed_code, reason = yield bad.closed
+        assert closed_code == code, (query, reason)
+    # An expired ticket (lifetime 3 s here): 4401.
+    t = yield ticket(env, "acme")
+    yield task.deferLater(reactor, 3.5, lambda: None)  # the ticket's lifetime is the point
+    late = yield kafka_ws(agent.port, f"/kafka-ws/v1/topics/acme.device-data?ticket={t}")
+    assert (yield late.closed)[0] == 4401
+    # The first stream reached its lifetime (4 s here): 4408.
+    code, reason = yield stream.closed
+    assert code == 4408 and reason == "Connection lifetime"
+    status, _ = yield http("GET", f"{agent.url}/kafka-ws/v1/topics/acme.device-data")
+    assert status == 426
+
+
+# --------------------------------------------------------------- tenants
+
+@pytest_twisted.inlineCallbacks
+def test_tenant_made_at_run_time_is_served_within_a_second_and_a_deleted_one_detached(env):
+    agent = env.agent
+    started = time.monotonic()
+    yield blocking(make_tenant, env.router, "initech")
+    yield blocking(_wait_served, agent, {"initech"}, 5.0)
+    assert time.monotonic() - started < 1.5, "served later than a second after the router's answer"
+    made = yield create(env, "initech", "i1")
+    status, _ = yield http("POST", f"{agent.url}/http-agent/v1/incoming-messages", {"data": {"temperature": 1}},
+                           headers=basic(made["credentials"]))
+    assert status == 204
+    status, _ = yield http("DELETE", f"{env.router.http_url}/realms/initech", bearer=ADMIN)
+    assert status == 200
+    yield until(lambda: "initech" not in agent.status()["router"]["tenants"])
+    status, body = yield http("POST", f"{agent.url}/http-agent/v1/incoming-messages", {"data": {"temperature": 2}},
+                              headers=basic(made["credentials"]))
+    assert status == 403
+    mqtt = made["credentials"]["mqtt"]
+    device = MqttDevice(env.broker.port, mqtt["username"], mqtt["password"])
+    rc = yield blocking(device.connect)
+    assert rc.is_failure  # its broker account is disabled with the tenant
+    device.client.loop_stop()
+
+
+# --------------------------------------------------------------- restart
+
+@pytest_twisted.inlineCallbacks
+def test_restart_and_kill_lose_nothing_persisted(env):
+    agent = env.agent
+    made = yield create(env, "globex", "r1")
+    url = f"{agent.url}/http-agent/v1/incoming-messages"
+    for i in range(20):
+        status, _ = yield http("POST", url, {"data": {"humidity": i}}, headers=basic(made["credentials"]))
+        assert status == 204
+    mqtt = made["credentials"]["mqtt"]
+    device = MqttDevice(env.broker.port, mqtt["username"], mqtt["password"])
+    assert not (yield blocking(device.connect)).is_failure
+    yield blocking(agent.kill9)
+    # While the agent is gone the broker keeps what devices send for its persistent sessions.
+    for i in range(20, 30):
+        rc = yield blocking(device.publish, "globex:r1/attrs", {"humidity": i})
+        assert not rc.is_failure
+    yield blocking(agent.start)
+    yield blocking(_wait_served, agent, {"acme", "globex"})
+
+    @defer.inlineCallbacks
+    def stored():
+        status, body = yield http("GET", f"{agent.url}/tss/v1/devices/r1/attrs/humidity/data?order=asc",
+                                  bearer=user("globex"))
+        # Two connections share the subscription: arrival order (the timestamp) may differ from sending order.
+        return sorted(d["value"] for d in body["data"])
+    deadline = reactor.seconds() + 20
+    values = yield stored()
+    while values != list(range(30)) and reactor.seconds() < deadline:
+        yield task.deferLater(reactor, 0.1, lambda: None)
+        values = yield stored()
+    assert values == list(range(30))
+    device.close()
