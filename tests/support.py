@@ -362,3 +362,79 @@ def rss_bytes() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+# ------------------------------------------------- the router, from outside
+
+
+class MetaView:
+    """What the router says about a realm through the WAMP meta API, asked by a
+    session of its own (left out of what it reports).  Tests assert on this
+    rather than on the router's internals wherever the fact is visible here."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+
+    @defer.inlineCallbacks
+    def session_ids(self):
+        ids = yield self._client.call("wamp.session.list")
+        return sorted(set(ids) - {self._client.details.session})
+
+    @defer.inlineCallbacks
+    def session(self, session_id):
+        details = yield self._client.call("wamp.session.get", session_id)
+        return details
+
+    @defer.inlineCallbacks
+    def subscriptions(self):
+        """[(match, uri)] of every subscription of the realm."""
+        listed = yield self._client.call("wamp.subscription.list")
+        found = []
+        for ids in listed.values():
+            for sid in ids:
+                details = yield self._client.call("wamp.subscription.get", sid)
+                found.append((details["match"], details["uri"]))
+        return sorted(found)
+
+    @defer.inlineCallbacks
+    def registrations(self):
+        """[(match, uri)] of every registration of the realm."""
+        listed = yield self._client.call("wamp.registration.list")
+        found = []
+        for ids in listed.values():
+            for rid in ids:
+                details = yield self._client.call("wamp.registration.get", rid)
+                found.append((details["match"], details["uri"]))
+        return sorted(found)
+
+    @defer.inlineCallbacks
+    def callees(self, procedure: str):
+        registration = yield self._client.call("wamp.registration.lookup", procedure)
+        if registration is None:
+            return []
+        callees = yield self._client.call("wamp.registration.list_callees", registration)
+        return sorted(callees)
+
+    @defer.inlineCallbacks
+    def until(self, ask, check, seconds: float = TIMEOUT):
+        """Ask (``ask`` is one of the methods above, bound) until ``check(answer)``."""
+        from twisted.internet import task
+
+        deadline = reactor.seconds() + seconds
+        while True:
+            answer = yield ask()
+            if check(answer):
+                return answer
+            if reactor.seconds() > deadline:
+                raise AssertionError(f"the router still says {answer!r} after {seconds}s")
+            yield task.deferLater(reactor, 0.01, lambda: None)
+
+    def leave(self):
+        self._client.leave()
+        return within(self._client.left)
+
+
+@defer.inlineCallbacks
+def meta_view(running: RunningRouter, realm: str = "realm1", **extra):
+    client = yield connect_ws(running, realm=realm, **extra)
+    return MetaView(client)

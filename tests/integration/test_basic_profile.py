@@ -7,7 +7,7 @@ from autobahn.wamp.types import PublishOptions
 from twisted.internet import defer
 
 from ..refusals import assert_refused
-from ..support import connect_rawsocket, connect_ws, within
+from ..support import connect_rawsocket, connect_ws, meta_view, within
 
 SERIALIZERS = ["json", "msgpack", "cbor"]
 TRANSPORTS = {"websocket": connect_ws, "rawsocket": connect_rawsocket}
@@ -25,12 +25,14 @@ def test_join_announces_roles(running, transport, serializer):
     assert client.details.realm == "realm1"
     assert client.details.authmethod == "anonymous"
     assert client.details.authrole == "anonymous"
-    assert client.details.session in running.realm().sessions
+    view = yield meta_view(running)
+    assert (yield view.session_ids()) == [client.details.session]
+    assert (yield view.session(client.details.session))["transport"]["serializer"] == serializer
     roles = client._router_roles
     assert set(roles) == {"broker", "dealer"}
     yield client.leave()
     yield within(client.left)
-    assert running.realm().sessions == {}
+    assert (yield view.session_ids()) == []
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -121,9 +123,8 @@ def test_unsubscribe_and_unregister(running):
         yield b.call("com.example.p")
     assert_refused(info.value, "wamp.error.no_such_procedure", "no callee has registered 'com.example.p'")
     assert got == []
-    broker = running.realm().broker
-    assert len(broker.subscriptions) == 0 and broker.subscriptions_by_id == {}
-    assert len(running.realm().dealer.registrations) == 0
+    view = yield meta_view(running)
+    assert (yield view.subscriptions()) == [] and (yield view.registrations()) == []
 
 
 @pytest_twisted.inlineCallbacks
@@ -144,7 +145,8 @@ def test_callee_leaving_answers_waiting_callers(running):
         yield within(call)
     assert info.value.error == "wamp.error.canceled"
     assert "callee left" in info.value.args[0]
-    assert len(running.realm().dealer.registrations) == 0
+    view = yield meta_view(running)
+    assert (yield view.registrations()) == []
 
 
 @pytest_twisted.inlineCallbacks
@@ -165,10 +167,9 @@ def test_goodbye_is_answered_and_cleans_up(running):
     client.leave("wamp.close.normal")
     details = yield within(client.left)
     assert details.reason == "wamp.close.goodbye_and_out"
-    realm = running.realm()
-    assert realm.sessions == {}
-    assert len(realm.broker.subscriptions) == 0
-    assert len(realm.dealer.registrations) == 0
+    view = yield meta_view(running)
+    assert (yield view.session_ids()) == []
+    assert (yield view.subscriptions()) == [] and (yield view.registrations()) == []
 
 
 @pytest.mark.parametrize("serializer", ["json", "msgpack"])
@@ -231,5 +232,6 @@ def test_a_broken_receiver_does_not_disturb_the_publisher_or_others(running):
         yield publisher.publish("com.example.t", i, options=PublishOptions(acknowledge=True))
     from ..support import eventually
     yield eventually(lambda: got == [0, 1, 2])
-    assert broken.details.session not in running.realm().sessions
+    view = yield meta_view(running)
+    assert broken.details.session not in (yield view.session_ids())
     assert (yield publisher.publish("com.example.t", 3, options=PublishOptions(acknowledge=True)))

@@ -8,7 +8,7 @@ from twisted.internet import defer
 
 from relayrouter import config as cfg
 
-from ..support import connect_raw, connect_ws, eventually, start_router
+from ..support import connect_raw, connect_ws, meta_view, start_router
 
 ROLES = {"roles": {"subscriber": {}, "publisher": {}, "caller": {}, "callee": {}}}
 
@@ -69,7 +69,9 @@ def test_protocol_violation_aborts_only_the_offender(running, case):
         assert welcome[0] == 2
     yield expect_abort(raw, fragment)
     yield assert_still_healthy(pair)
-    assert len(running.realm().sessions) == 2
+    view = yield meta_view(running)
+    assert (yield view.until(view.session_ids, lambda ids: len(ids) == 2)) == \
+        sorted(c.details.session for c in pair[:2])  # only the offender is gone
 
 
 @pytest_twisted.inlineCallbacks
@@ -149,7 +151,6 @@ def test_oversized_message_closes_only_that_connection():
 
 @pytest_twisted.inlineCallbacks
 def test_abrupt_disconnects_leave_no_trace(running):
-    realm = running.realm()
     for _ in range(20):
         raw = yield connect_raw(running)
         yield raw.hello()
@@ -159,6 +160,6 @@ def test_abrupt_disconnects_leave_no_trace(running):
         yield raw.next()
         raw.drop()
         yield raw.closed()
-    yield eventually(lambda: not realm.sessions)
-    assert len(realm.broker.subscriptions) == 0
-    assert len(realm.dealer.registrations) == 0
+    view = yield meta_view(running)
+    yield view.until(view.session_ids, lambda ids: ids == [])
+    assert (yield view.subscriptions()) == [] and (yield view.registrations()) == []
