@@ -7,7 +7,7 @@ from autobahn.wamp.types import CallDetails, CallOptions, RegisterOptions
 from twisted.internet import defer
 
 from ..refusals import assert_refused
-from ..support import connect_raw, connect_rawsocket, connect_ws, eventually, within
+from ..support import connect_raw, connect_rawsocket, connect_ws, eventually, meta_view, within
 from .test_advanced_pubsub import PPT, PPT_ROLES
 
 
@@ -53,8 +53,8 @@ def test_shared_registration_roundrobin_and_takeover(running):
     callees[0].leave()
     yield within(callees[0].left)
     callees[1].disconnect()
-    [registration] = running.realm().dealer.registrations_by_id.values()
-    yield eventually(lambda: len(registration.callees) == 1)
+    view = yield meta_view(running)
+    yield view.until(lambda: view.callees("com.shared"), lambda ids: ids == [callees[2].details.session])
     answers = []
     for _ in range(3):
         answers.append((yield caller.call("com.shared")))

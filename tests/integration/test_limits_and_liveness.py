@@ -14,7 +14,7 @@ from relayrouter.core.limits import SessionLimits
 from ..refusals import assert_refused
 from ..support import (
     connect_raw, connect_rawsocket, connect_tcp, connect_ws, eventually, rawsocket_session, rss_bytes,
-    start_router, within,
+    meta_view, start_router, within,
 )
 
 BOTH = (cfg.Listener("websocket", "tcp:0:interface=127.0.0.1"),
@@ -140,17 +140,20 @@ WS_HEARTBEAT = cfg.Limits(heartbeat_interval=1, heartbeat_timeout=2)
 
 
 @defer.inlineCallbacks
-def caller_waits_on_a_vanished_callee(running, callee_transport):
+def caller_waits_on_a_vanished_callee(running, callee_transport, invoked):
+    """``invoked()``: a Deferred firing with the next message the callee receives."""
     caller = yield connect_ws(running)
     call = caller.call("com.example.slow")
-    yield eventually(lambda: any(s.invocations for s in running.router.sessions()))
+    invocation = yield invoked()
+    assert invocation[0] == 68
     callee_transport.pauseProducing()  # stops reading: no pongs, nothing read
     with pytest.raises(ApplicationError) as error:
         yield within(call, 15)
-    assert error.value.error == "wamp.error.canceled"
-    realm = running.realm()
-    yield eventually(lambda: len(realm.sessions) == 1)
-    assert not realm.dealer.registrations_by_id
+    assert_refused(error.value, "wamp.error.canceled")
+    view = yield meta_view(running)
+    # the callee is gone, and its registration with it
+    yield view.until(view.session_ids, lambda ids: ids == [caller.details.session])
+    assert (yield view.registrations()) == []
 
 
 @pytest_twisted.inlineCallbacks
@@ -163,8 +166,10 @@ def test_websocket_peer_that_stops_answering_pings_is_dropped_and_its_caller_ans
         assert (yield callee.next())[0] == 65
         # a live peer survives several ping rounds, however long they take
         yield eventually(lambda: callee.factory.pings >= 3, 30)
-        assert len(running.realm().sessions) == 1
-        yield caller_waits_on_a_vanished_callee(running, callee.protocol.transport)
+        view = yield meta_view(running)
+        assert len((yield view.session_ids())) == 1
+        yield view.leave()
+        yield caller_waits_on_a_vanished_callee(running, callee.protocol.transport, callee.next)
         assert running.service.wamp_factories[0].counters["heartbeat_timeouts"] >= 1
     finally:
         yield stop_router(running)
@@ -179,8 +184,10 @@ def test_rawsocket_peer_that_stops_answering_pings_is_dropped_and_its_caller_ans
         callee.send_json([64, 1, {}, "com.example.slow"])
         assert (yield callee.next_message())[0] == 65
         yield eventually(lambda: pings(callee) >= 3, 30)  # pinged, and answered, several times
-        assert len(running.realm().sessions) == 1
-        yield caller_waits_on_a_vanished_callee(running, callee.transport)
+        view = yield meta_view(running)
+        assert len((yield view.session_ids())) == 1
+        yield view.leave()
+        yield caller_waits_on_a_vanished_callee(running, callee.transport, callee.next_message)
     finally:
         yield stop_router(running)
 
@@ -197,7 +204,8 @@ def test_rawsocket_pings_only_peers_that_ping_by_default():
         yield eventually(lambda: pings(pinging) >= 4, 30)
         assert (2, b"are you there") in pinging.frames  # PONG echoes the payload
         yield autobahn_client.publish("com.example.alive")  # never pinged: still connected
-        assert len(running.realm().sessions) == 2
+        view = yield meta_view(running)
+        assert len((yield view.session_ids())) == 2
     finally:
         yield stop_router(running)
 

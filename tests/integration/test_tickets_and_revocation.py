@@ -72,9 +72,11 @@ def test_ticket_exchange_then_join_bound_to_the_tokens_claims(router):
     assert body["url"] == router.ws_url
     client = yield connect_ws(router, authmethods=["ticket"], ticket=body["ticket"])
     assert (client.details.authid, client.details.authrole) == ("device-7", "device")
-    [session] = router.realm().sessions.values()
-    assert session.permissions["topic"] == "lab42"
+    # the token's claims bound the session: its own topic, and no other
     yield client.subscribe(lambda: None, "relay.session.lab42")
+    with pytest.raises(ApplicationError) as info:
+        yield client.subscribe(lambda: None, "relay.session.lab43")
+    assert_refused(info.value, "wamp.error.not_authorized", "relay.session.lab43")
 
 
 @pytest_twisted.inlineCallbacks
