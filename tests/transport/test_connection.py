@@ -59,10 +59,16 @@ def connect(router, serializer="json", objser=None, **kwargs):
 
 
 def joined(router, **kwargs):
+    objser = kwargs.setdefault("objser", FastJsonObjectSerializer())
     conn, proto = connect(router, **kwargs)
-    conn.receive_payload(conn._objser.serialize([1, "realm1", ROLES]))
+    conn.receive_payload(objser.serialize([1, "realm1", ROLES]))
     proto.written.clear()
     return conn, proto
+
+
+def said(objser, proto) -> list:
+    """The last message written to the peer, decoded."""
+    return objser.unserialize(proto.written[-1])[-1]
 
 
 def event(n: int) -> m.Event:
@@ -207,21 +213,23 @@ SERIALIZERS = {
 def test_depth_limit_for_every_serializer(name):
     objser, dumps = SERIALIZERS[name]
     router, _ = make()
-    conn, proto = joined(router, serializer=name, objser=objser(), max_depth=20)
+    serializer = objser()
+    conn, proto = joined(router, serializer=name, objser=serializer, max_depth=20)
     ok = [16, 1, {"acknowledge": True}, "com.t", [nested(15)]]  # 1 + 1 + 16 = 18 levels
     conn.receive_payload(dumps(ok))
-    assert conn.session.state.value == "established"
+    assert said(serializer, proto)[0] == 17 and not proto.closed  # PUBLISHED
     deep = [16, 2, {}, "com.t", [nested(30)]]
     conn.receive_payload(dumps(deep))
-    assert conn.session.state.value == "closed"
+    assert said(serializer, proto)[:1] == [3] and proto.closed  # ABORT, and hung up
     assert conn.counters.too_deep == 1
 
 
 def test_cbor_cyclic_values_are_refused_quickly():
     router, _ = make()
-    conn, proto = joined(router, serializer="cbor", objser=CBORObjectSerializer())
+    serializer = CBORObjectSerializer()
+    conn, proto = joined(router, serializer="cbor", objser=serializer)
     # [16, 1, {}, "com.t", X] where X = shareable [ref X, ref X]: a cycle
     payload = bytes.fromhex("85 10 01 a0 65") + b"com.t" + bytes.fromhex("d81c 82 d81d00 d81d00")
     conn.receive_payload(payload)
-    assert conn.session.state.value == "closed"
+    assert said(serializer, proto)[:1] == [3] and proto.closed
     assert conn.counters.too_deep == 1

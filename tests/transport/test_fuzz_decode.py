@@ -8,7 +8,6 @@ from twisted.internet.testing import StringTransport
 
 from relayrouter.core.peer import TransportInfo
 from relayrouter.core.router import Router
-from relayrouter.core.session import State
 from relayrouter.transport.connection import Connection, OutboundLimits
 from relayrouter.transport.rawsocket import RouterRawSocketFactory
 from relayrouter.transport.serializers import (CBORObjectSerializer, FastJsonObjectSerializer,
@@ -77,7 +76,11 @@ def assert_closed_with_abort(written: list, objser, payload: bytes, proto) -> No
     else:
         assert last[0] == ABORT and last[2] == "wamp.error.protocol_violation", last
         assert last[1]["message"], last
-    assert proto.closed or proto.dropped is not None
+    assert hung_up(proto)
+
+
+def hung_up(proto) -> bool:
+    return proto.closed or proto.dropped is not None
 
 
 def establish(router, objser, name):
@@ -85,7 +88,8 @@ def establish(router, objser, name):
     conn = Connection(router, proto, TransportInfo(kind="websocket", serializer=name.split(".")[0]),
                       objser, proto.written.append, OutboundLimits())
     conn.receive_payload(objser.serialize([1, "realm1", ROLES]))
-    assert conn.session.state is State.ESTABLISHED
+    [welcome] = objser.unserialize(proto.written[-1])
+    assert welcome[0] == 2
     return conn, proto
 
 
@@ -96,19 +100,24 @@ def test_bad_bytes_close_only_the_offending_connection(name, data):
     faults = Faults()
     router = Router(Clock(), observer=faults)
     router.add_realm("realm1")
-    bystander, _ = establish(router, OBJSERS[name](), name)
-    bystander.receive_payload(bystander._objser.serialize([32, 1, {}, "com.t"]))
+    bystander_objser = OBJSERS[name]()
+    bystander, bystander_proto = establish(router, bystander_objser, name)
+    bystander.receive_payload(bystander_objser.serialize([32, 1, {}, "com.t"]))
     conn, proto = establish(router, objser, name)
     for payload in data.draw(st.lists(hostile(objser, name), min_size=1, max_size=5)):
-        if conn.session.state is State.CLOSED:
+        if hung_up(proto):
             break
         before = len(proto.written)
         conn.receive_payload(payload)  # must not raise
-        if conn.session.state is State.CLOSED:
+        if hung_up(proto):
             assert_closed_with_abort(proto.written[before:], objser, payload, proto)
     assert faults.internal == []
-    assert bystander.session.state is State.ESTABLISHED
-    assert len(router.realms["realm1"].broker.subscriptions_by_id) >= 1
+    # the bystander is still there, subscribed: a publication reaches it
+    publisher, _ = establish(router, FastJsonObjectSerializer(), "json")
+    publisher.receive_payload(b'[16, 1, {}, "com.t", ["still here"]]')
+    assert not hung_up(bystander_proto)
+    assert bystander_objser.unserialize(bystander_proto.written[-1])[-1][4] == ["still here"]
+    publisher.lost()
     conn.lost()
     bystander.lost()
     assert router.realms["realm1"].sessions == {}
