@@ -25,6 +25,7 @@ from .core.auth import AnonymousAuthenticator  # noqa: E402
 from .core.realm import RealmPolicy  # noqa: E402
 from .core.router import Router, RouterObserver  # noqa: E402
 from .transport.connection import OutboundLimits  # noqa: E402
+from .transport import autobahn_overrides  # noqa: E402
 from .transport.http import build_site  # noqa: E402
 from .transport.rawsocket import RouterRawSocketFactory  # noqa: E402
 from .transport.serializers import router_serializers  # noqa: E402
@@ -96,6 +97,7 @@ class RouterService(service.MultiService):
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
+        autobahn_overrides.verify()
         self.config = config
         self.reactor = reactor
         self.handle_signals = handle_signals
@@ -169,7 +171,7 @@ class RouterService(service.MultiService):
     def _unestablished(self) -> list:
         """Transports with no WAMP connection yet (mid HTTP request or RawSocket handshake)."""
         protocols = [p for listener in self.listeners for p in listener.factory.live_protocols]
-        transports = [_transport_of(p) for p in protocols if getattr(p, "_conn", None) is None]
+        transports = [autobahn_overrides.transport_of(p) for p in protocols if getattr(p, "_conn", None) is None]
         return [t for t in transports if t is not None and getattr(t, "connected", True)]
 
     def startService(self) -> None:
@@ -281,27 +283,12 @@ class ListenerService(service.Service):
                      kind=listener.kind, address=address, realms=", ".join(self.router.realms))
 
 
-def _transport_of(protocol):
-    # twisted.web wraps its HTTP channel; an upgraded channel has no transport left.
-    channel = getattr(protocol, "_channel", protocol)
-    return getattr(channel, "transport", None)
-
-
 def _track_connections(factory) -> None:
     """Keep ``factory.live_protocols``: every protocol it built that is still
     alive, so that shutdown can close connections that never became WAMP
     sessions.  (Not ``protocols``: Twisted's TLS wrapping factory has that.)"""
-
     factory.live_protocols = weakref.WeakSet()
-    build = factory.buildProtocol
-
-    def build_and_track(addr):
-        protocol = build(addr)
-        if protocol is not None:
-            factory.live_protocols.add(protocol)
-        return protocol
-
-    factory.buildProtocol = build_and_track
+    autobahn_overrides.track_built_protocols(factory, factory.live_protocols.add)
 
 
 def _url_host(host: str) -> str:

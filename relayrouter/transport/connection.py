@@ -27,6 +27,7 @@ from twisted.logger import Logger
 
 from ..core import errors
 from ..core.peer import TransportInfo
+from .autobahn_overrides import attach_handler, detach_handler, object_serializer, peer_of, wamp_serializer
 from .tls import tls_facts
 from ..core.session import State
 from .inbound import DEFAULT_MAX_DEPTH, too_deep
@@ -321,22 +322,22 @@ def open_connection(proto, kind: str, hello_timer, **http) -> "Connection":
     """The Connection for a WebSocket or RawSocket protocol whose opening
     handshake just completed; ``http`` carries what only WebSocket knows."""
     factory = proto.factory
-    serializer = proto._serializer
+    serializer = wamp_serializer(proto)
     # Read now: over TLS, Autobahn's transport details predate the handshake.
     is_secure, peer_cert, channel_id = tls_facts(proto.transport)
     info = TransportInfo(
         kind=kind,
-        peer=proto._transport_details.peer or "",
+        peer=peer_of(proto),
         serializer=serializer.SERIALIZER_ID.split(".")[0],
         is_secure=is_secure,
         peer_cert=peer_cert,
         channel_id=channel_id,
         **http,
     )
-    conn = Connection(factory.router, proto, info, serializer._serializer, proto._write_wamp,
+    conn = Connection(factory.router, proto, info, object_serializer(serializer), proto._write_wamp,
                       factory.outbound_limits, hello_timer,
                       max_depth=factory.max_depth, stall_timeout=factory.stall_timeout)
-    proto._session = conn  # Autobahn's isOpen() checks this attribute
+    attach_handler(proto, conn)
     factory.connections.add(conn)
     return conn
 
@@ -365,7 +366,7 @@ class ListenerSettings:
 def close_connection(proto) -> None:
     """The counterpart of open_connection, once the protocol's transport is gone."""
     conn, proto._conn = proto._conn, None
-    proto._session = None
+    detach_handler(proto)
     if conn is not None:
         proto.factory.connections.discard(conn)
         conn.lost()

@@ -4,12 +4,11 @@ Every frame a client sends is XOR-masked with a 4-byte key.  Autobahn's NVX
 masker is fast per byte but costs several microseconds to set up per frame,
 which dominates for the small messages WAMP mostly carries.  For payloads
 under 1 KiB we XOR with Python's big integers instead (about four times
-faster there); larger payloads keep the native masker.  The replacement is
-installed into Autobahn's WebSocket protocol module, which looks the factory
-up by name for every frame.
+faster there); larger payloads keep the native masker.  It is installed
+into Autobahn's WebSocket protocol module, which looks the factory up by name
+for every frame, by autobahn_overrides.install_masker().
 """
 
-from autobahn.websocket import protocol as _protocol
 from autobahn.websocket.xormasker import create_xor_masker as _native_masker
 
 SMALL = 1024
@@ -46,6 +45,3 @@ def create_xor_masker(mask: bytes, length: int | None = None):
         return SmallPayloadMasker(mask)
     return _native_masker(mask, length)
 
-
-def install() -> None:
-    _protocol.create_xor_masker = create_xor_masker

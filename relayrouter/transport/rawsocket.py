@@ -23,6 +23,7 @@ from autobahn.twisted.rawsocket import WampRawSocketServerFactory, WampRawSocket
 from twisted.logger import Logger
 
 from ..core import errors
+from .autobahn_overrides import peer_of
 from .connection import Connection, ListenerSettings, close_connection, open_connection
 from .inbound import DEFAULT_MAX_DEPTH
 from .liveness import enable_tcp_keepalive
@@ -153,7 +154,7 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
         if self._conn is not None:
             self._conn.count("heartbeat_timeouts")
         self.log.info("No RawSocket PONG from {peer} within {t}s: closing",
-                      peer=self._transport_details.peer, t=self.factory.heartbeat_timeout)
+                      peer=peer_of(self), t=self.factory.heartbeat_timeout)
         self.transport.abortConnection()
 
     def _stop_timers(self) -> None:
