@@ -44,7 +44,8 @@ class Options(ConnectorOptions, usage.Options):
                                    " another name than --router (default: what the router says, else --router)."],
         ["max-attempts", None, None, "Refusals (4xx other than 408/425/429) before a message becomes a dead"
                                      " letter (default 5)."],
-        ["max-inflight", None, None, "Messages the router may hand us ahead of their acknowledgement (default 32)."],
+        ["max-inflight", None, None, "Messages the router may hand us ahead of their acknowledgement, 1 to 1000"
+                                     " (default 32)."],
         ["agent-timeout", None, None, "Seconds to wait for the agent's answer (default 30)."],
         ["agent-retry-initial", None, None, "First delay before posting again to an agent that is down (default 0.5 s)."],
         ["agent-retry-max", None, None, "Most seconds between posts to an agent that is down (default 30)."],
@@ -64,6 +65,8 @@ class Options(ConnectorOptions, usage.Options):
                      "max-outbound-bytes"):
             if self[name] <= 0:
                 raise ConfigError(f"{self.describe_option(name)}: must be above 0")
+        if self["max-inflight"] > 1000:
+            raise ConfigError(f"{self.describe_option('max-inflight')}: at most 1000 (the router's bound)")
         if self["agent-retry-initial"] > self["agent-retry-max"]:
             raise ConfigError(f"{self.describe_option('agent-retry-initial')}: above --agent-retry-max")
         if not self["agent-endpoint"]:

@@ -63,6 +63,7 @@ def test_help_names_every_option_and_its_variable():
     ([], "--agent-endpoint (MEDIATOR_PROXY_AGENT_ENDPOINT): required"),
     (["--agent-endpoint", "ftp://x"], "--agent-endpoint (MEDIATOR_PROXY_AGENT_ENDPOINT): 'ftp://x' is not an http"),
     (["--agent-endpoint", "http://a", "--max-attempts", "0"], "--max-attempts (MEDIATOR_PROXY_MAX_ATTEMPTS): must be above 0"),
+    (["--agent-endpoint", "http://a", "--max-inflight", "5000"], "--max-inflight (MEDIATOR_PROXY_MAX_INFLIGHT): at most 1000"),
     (["--agent-endpoint", "http://a", "--router", "http://r"], "--router (MEDIATOR_PROXY_ROUTER): 'http://r' must start"),
 ])
 def test_bad_configuration_names_the_option(tmp_path, args, message):
