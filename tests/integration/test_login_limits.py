@@ -139,3 +139,30 @@ def test_http_tokens_are_limited_by_the_subject_they_claim(monkeypatch, tmp_path
         assert code == 200 and body["ticket"].startswith("rrt_")
     finally:
         yield stop(running)
+
+
+@pytest_twisted.inlineCallbacks
+def test_jwt_tickets_without_an_authid_are_limited_by_their_subject(monkeypatch, tmp_path):
+    """Clients that send a JWT as ticket and no authid in HELLO: the token's sub picks the budget."""
+    from relayrouter.auth.jwt import BAD_SIGNATURE
+
+    from ..security_support import HS_SECRET, ISSUER, token
+
+    monkeypatch.setenv("JWT_SECRET", HS_SECRET)
+    running = yield start({"realms": [{"name": "realm1", "auth": {
+        "jwt": {"algorithms": ["HS256"], "audience": "relayrouter", "issuer": ISSUER, "authrole": "device",
+                "as_ticket": True, "keys": [{"secret_env": "JWT_SECRET"}]}}}]}, tmp_path / "state")
+    running.service.security.limiter.clock = FakeClock(reactor.seconds())
+    forged = token(secret="not-the-secret-0123456789abcdef-0123456789abcdef", sub="device-1")
+    try:
+        outcomes = []
+        for _ in range(12):
+            outcomes.append((yield attempt(running, None, forged)))
+        assert all(refused_with(o, BAD_SIGNATURE) for o in outcomes[:10]), outcomes[:10]
+        assert all(refused_with(o, AUTHID_REFUSAL) for o in outcomes[10:]), outcomes[10:]
+        outcome = yield attempt(running, None, token(sub="device-1"))  # a good token, same subject
+        assert refused_with(outcome, AUTHID_REFUSAL), outcome
+        outcome = yield attempt(running, None, token(sub="device-2"))  # same address, other subject
+        assert outcome == ("joined", "device-2")
+    finally:
+        yield stop(running)
