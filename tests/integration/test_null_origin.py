@@ -115,3 +115,25 @@ def test_null_is_a_valid_allowed_origin_and_lookalikes_are_not():
     assert parse({"http": {"allowed_origins": ["null", APP]}}).security.http.allowed_origins == ("null", APP)
     with pytest.raises(ConfigError, match=r"http.allowed_origins: 'nul' is not an origin.*\"null\""):
         parse({"http": {"allowed_origins": ["nul"]}})
+
+
+@pytest.mark.parametrize("origins, code", [(None, 204), ([APP, "null"], 204), ([APP], 403)])
+@pytest_twisted.inlineCallbacks
+def test_the_ticket_endpoint_answers_a_file_page_the_same_way(monkeypatch, tmp_path, origins, code):
+    """A page opened from a file fetching POST /ticket: preflight with Origin: null."""
+    from ..security_support import HS_SECRET, http
+
+    monkeypatch.setenv("JWT_SECRET", HS_SECRET)
+    data = {"realms": [{"name": "realm1", "auth": {
+        "jwt": {"algorithms": ["HS256"], "authrole": "device", "keys": [{"secret_env": "JWT_SECRET"}]},
+        "one_time_tickets": {"lifetime": 30}}}]}
+    if origins is not None:
+        data["http"] = {"allowed_origins": origins}
+    running = yield start(data, tmp_path / "state")
+    try:
+        status, headers, _ = yield http("OPTIONS", f"{running.http_url}/ticket", headers={"Origin": "null"})
+        assert status == code
+        allowed = headers.getRawHeaders("access-control-allow-origin")
+        assert allowed == (["null"] if code == 204 else None)
+    finally:
+        yield stop(running)
