@@ -224,6 +224,16 @@ class Spool:
 
         return self.store._submit(select)
 
+    def get(self, seq: int) -> defer.Deferred:
+        """The item ``seq``, or None."""
+
+        def select(db):
+            row = db.execute("SELECT seq, created, meta, body FROM spool WHERE queue = ? AND seq = ?",
+                             (self.name, seq)).fetchone()
+            return SpoolItem(row[0], row[1], json.loads(row[2]), bytes(row[3])) if row else None
+
+        return self.store._submit(select)
+
     def remove(self, seq: int) -> defer.Deferred:
         """Fires with 1 once the item is gone for good (0 if it was not there)."""
         d = self.store._submit(lambda db: db.execute(

@@ -356,12 +356,12 @@ class Inbound:
                 self._sleep = None
 
     @defer.inlineCallbacks
-    def _post(self, message: Message):
+    def _post(self, message: Message, mailbox: str | None = None):
         """(status or None, what happened, Retry-After seconds or None)."""
         headers = Headers({"Content-Type": [message.content_type],
                            delivery.MESSAGE_ID_HEADER: [str(message.id)],
                            delivery.ATTEMPT_HEADER: [str(message.attempt)],
-                           delivery.MAILBOX_HEADER: [self.mailbox]})
+                           delivery.MAILBOX_HEADER: [mailbox or self.mailbox]})
         try:
             response = yield treq.post(self.config.agent_endpoint, data=message.body, headers=headers,
                                        pool=self.pool, timeout=self.config.agent_timeout)
@@ -404,6 +404,33 @@ class Inbound:
         self.recent_dead = (self.recent_dead + [summary])[-RECENT_DEAD_LETTERS:]
         self.log.error("message {id} of {mailbox} moved to the dead letters after {attempts} refusals ({detail});"
                        " see GET /dead-letters", id=message.id, mailbox=self.mailbox, attempts=attempts, detail=detail)
+
+    @defer.inlineCallbacks
+    def retry_dead(self, seq: int):
+        """POST a dead letter to the agent once more; it leaves the list only on a 2xx."""
+        item = yield self.dead.get(seq)
+        if item is None:
+            raise HttpError(404, f"no inbound dead letter {seq}")
+        meta = item.meta
+        message = Message(meta["id"], int(meta.get("attempts") or 0) + 1, float(meta.get("timestamp") or 0),
+                          item.body, meta.get("content_type") or delivery.DEFAULT_CONTENT_TYPE)
+        status, detail, _ = yield self._post(message, meta.get("mailbox"))
+        if delivery.verdict(status) != DELIVERED:
+            raise HttpError(502, f"the agent did not take dead letter {seq} (message {message.id}): {detail};"
+                                 " it is still kept")
+        yield self.forget_dead(seq, item)
+        self.log.info("dead letter {seq} (message {id}) delivered on request", seq=seq, id=message.id)
+        return {"delivered": True, "seq": seq, "id": message.id, "status": status}
+
+    @defer.inlineCallbacks
+    def forget_dead(self, seq: int, item=None):
+        item = item or (yield self.dead.get(seq))
+        if item is None:
+            raise HttpError(404, f"no inbound dead letter {seq}")
+        yield self.dead.remove(seq)
+        self.dead_ids.discard(item.meta.get("id"))
+        self.recent_dead = [d for d in self.recent_dead if d["seq"] != seq]
+        return {"removed": seq}
 
     def _dead_summary(self, item) -> dict:
         return dict(self._dead_summary_meta(item.meta), seq=item.seq, size=len(item.body))
@@ -532,6 +559,22 @@ class Outbound:
         return {"spooled": len(self.spool), "sent": self.sent, "dead_letters": len(self.dead),
                 "last_error": self.last_error}
 
+    @defer.inlineCallbacks
+    def retry_dead(self, seq: int):
+        """Back into the outbound spool (at its end), to be put again."""
+        item = yield self.dead.get(seq)
+        if item is None:
+            raise HttpError(404, f"no outbound dead letter {seq}")
+        spooled = yield self.accept(item.meta["mailbox"], item.body, item.meta["content_type"])
+        yield self.dead.remove(seq)
+        return 202, {"spooled": spooled, "mailbox": item.meta["mailbox"]}
+
+    @defer.inlineCallbacks
+    def forget_dead(self, seq: int):
+        if not (yield self.dead.remove(seq)):
+            raise HttpError(404, f"no outbound dead letter {seq}")
+        return {"removed": seq}
+
 
 # ------------------------------------------------------------------ HTTP
 
@@ -585,14 +628,41 @@ class OutboundPage(JsonResource):
 
 
 class DeadLettersPage(JsonResource):
-    """``GET /dead-letters[?body=1]``: every message kept as undeliverable, both directions."""
+    """The messages kept as undeliverable, both directions:
+
+    * ``GET /dead-letters[?body=1]``: all of them;
+    * ``POST /dead-letters/<inbound|outbound>/<seq>/retry``: inbound: POST it to
+      the agent once more, removed on a 2xx (502 otherwise, still kept);
+      outbound: back into the outbound spool (202);
+    * ``DELETE /dead-letters/<inbound|outbound>/<seq>``: forget it.
+    """
 
     def __init__(self, proxy) -> None:
         super().__init__()
         self.proxy = proxy
 
+    def _target(self, request, action: str | None):
+        parts = [p.decode("ascii", "replace") for p in request.postpath if p]
+        wanted = 3 if action else 2
+        if (len(parts) != wanted or parts[0] not in ("inbound", "outbound") or not parts[1].isdigit()
+                or (action and parts[2] != action)):
+            shape = "/dead-letters/<inbound|outbound>/<seq>" + (f"/{action}" if action else "")
+            raise HttpError(404 if request.method == b"GET" else 400, f"use {shape}")
+        worker = self.proxy.inbound if parts[0] == "inbound" else self.proxy.outbound
+        return worker, int(parts[1])
+
+    def render_POST(self, request):
+        worker, seq = self._target(request, "retry")
+        return worker.retry_dead(seq)
+
+    def render_DELETE(self, request):
+        worker, seq = self._target(request, None)
+        return worker.forget_dead(seq)
+
     @defer.inlineCallbacks
     def render_GET(self, request):
+        if [p for p in request.postpath if p]:
+            raise HttpError(404, "GET /dead-letters lists them all; retry or delete one by its seq")
         with_body = request.args.get(b"body", [b"0"])[0] in (b"1", b"true", b"yes")
         result = {}
         for name, spool in (("inbound", self.proxy.inbound.dead), ("outbound", self.proxy.outbound.dead)):

@@ -4,7 +4,8 @@
 
 Every POST is printed as one JSON line on stdout, ``{"event": "message",
 "id": ..., "attempt": ..., "content_type": ..., "body": ...}``, and answered
-by what its body starts with: ``REFUSE`` -> 400, ``SLOW`` -> 200 after 30 s
+by what its body starts with: ``REFUSE`` -> 400 (until a POST to
+``/control/accept`` makes it take those too), ``SLOW`` -> 200 after 30 s
 the first time that message id comes (so a test can kill the proxy while
 the POST is in flight), anything else -> 200.  ``{"event": "listening",
 "port": N}`` comes first.
@@ -17,6 +18,7 @@ from twisted.internet import reactor, task
 from twisted.web import resource, server
 
 seen_slow = set()
+accept_all = []
 
 
 def say(**event) -> None:
@@ -28,13 +30,16 @@ class Inbox(resource.Resource):
     isLeaf = True
 
     def render_POST(self, request):
+        if request.path == b"/control/accept":
+            accept_all.append(True)
+            return b"ok"
         body = request.content.read()
         message_id = request.getHeader("x-message-id")
         say(event="message", id=int(message_id) if message_id else None,
             attempt=int(request.getHeader("x-delivery-attempt") or 0),
             mailbox=request.getHeader("x-mailbox"), content_type=request.getHeader("content-type"),
             body=body.decode("utf-8", "replace"), path=request.path.decode())
-        if body.startswith(b"REFUSE"):
+        if body.startswith(b"REFUSE") and not accept_all:
             request.setResponseCode(400)
             return b"no thanks"
         if body.startswith(b"SLOW") and message_id not in seen_slow:

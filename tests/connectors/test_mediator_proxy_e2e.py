@@ -184,6 +184,18 @@ def test_refused_message_becomes_a_dead_letter_and_the_rest_keep_flowing(tmp_pat
     assert status["dead_letters"]["count"] == 1 and status["mailbox"]["router"]["depth"] == 0
     assert len(agent.messages()) == 5  # acknowledged after it was kept: not delivered again
 
+    seq = dead["seq"]
+    code, body, _ = http_json("POST", f"{proxy.url}/dead-letters/inbound/{seq}/retry")
+    assert code == 502 and "still kept" in body["message"] and proxy.status()["dead_letters"]["count"] == 1
+    http_json("POST", agent.url.rsplit("/", 1)[0] + "/control/accept")
+    code, body, _ = http_json("POST", f"{proxy.url}/dead-letters/inbound/{seq}/retry")
+    assert (code, body["delivered"], body["id"]) == (200, True, ids[1])
+    assert agent.messages()[-1]["id"] == ids[1] and agent.messages()[-1]["body"] == "REFUSE second"
+    status = proxy.status()
+    assert status["dead_letters"] == {"count": 0, "recent": []}
+    assert http_json("DELETE", f"{proxy.url}/dead-letters/inbound/{seq}")[0] == 404
+    assert http_json("POST", f"{proxy.url}/dead-letters/sideways/1/retry")[0] == 400
+
 
 def test_outbound_reaches_another_agents_mailbox(tmp_path, router, agent, started):
     other = AgentProcess()
@@ -212,3 +224,32 @@ def test_outside_senders_without_the_token_are_refused(tmp_path, router, agent, 
         urllib.request.urlopen(request, timeout=10)
     assert info.value.code == 401
     assert agent.messages() == []
+
+
+def test_public_url_replaces_the_routers_address_in_the_endpoint(tmp_path, router, agent, started):
+    proxy = start_proxy(tmp_path, router, agent, started)
+    path = "/mailbox/" + endpoint(proxy).split("/mailbox/", 1)[1]
+    proxy.stop()
+    proxy.start(args=["--public-url", "https://relay.example.com/"])  # remembered options, one changed
+    proxy.wait_status(lambda s: s["status"] == "ready", what="ready")
+    assert http_json("GET", proxy.url + "/endpoint")[1]["endpoint"] == "https://relay.example.com" + path
+
+
+def test_outbound_the_router_refuses_becomes_an_outbound_dead_letter(tmp_path, router, agent, started):
+    proxy = start_proxy(tmp_path, router, agent, started, args=["--max-outbound-bytes", "3000000"])
+    too_large = b"x" * 1_100_000  # over the mailbox's max_message_bytes (1 MiB)
+    for body in (too_large, b"fine"):
+        assert http_json("POST", proxy.url + "/outbound/mailbox.agenta", body,
+                         {"Content-Type": "text/plain"})[0] == 202
+    status = proxy.wait_status(lambda s: s["outbound"]["dead_letters"] == 1 and s["outbound"]["sent"] == 1)
+    assert "mailbox_message_too_large" in status["outbound"]["last_error"]["message"]
+    letters = http_json("GET", proxy.url + "/dead-letters")[1]["outbound"]
+    assert len(letters) == 1 and letters[0]["size"] == len(too_large) and letters[0]["mailbox"] == "mailbox.agenta"
+    seq = letters[0]["seq"]
+    code, body, _ = http_json("POST", f"{proxy.url}/dead-letters/outbound/{seq}/retry")
+    assert code == 202 and body["mailbox"] == "mailbox.agenta"
+    proxy.wait_status(lambda s: s["outbound"]["dead_letters"] == 1 and s["outbound"]["spooled"] == 0
+                      and http_json("GET", proxy.url + "/dead-letters")[1]["outbound"][0]["seq"] != seq)
+    again = http_json("GET", proxy.url + "/dead-letters")[1]["outbound"][0]["seq"]
+    assert http_json("DELETE", f"{proxy.url}/dead-letters/outbound/{again}")[1] == {"removed": again}
+    assert proxy.status()["outbound"]["dead_letters"] == 0
