@@ -22,9 +22,14 @@ def add_token_arguments(parser, env_prefix: str) -> None:
 def token_source(args):
     """A function returning the current token (a file is re-read on every call)."""
     if args.token_file:
+        from connectors.common.credentials import check_private_file
+        from connectors.common.errors import ConfigError
+
         path = args.token_file
-        if not os.path.exists(path):
-            raise CliError(f"--token-file {path}: no such file")
+        try:
+            check_private_file(path, "--token-file")  # a token is a credential: 0600 or refused
+        except ConfigError as e:
+            raise CliError(str(e)) from None
 
         def from_file() -> str:
             with open(path, encoding="utf8") as f:

@@ -123,8 +123,9 @@ def test_raw_and_wamp_share_the_stream_both_ways(router):
 
 @pytest_twisted.inlineCallbacks
 def test_connection_closed_at_token_exp(router):
-    raw = yield connect_topic(router, lifetime=2)
-    code, reason = yield raw.closed(timeout=15)
+    # Long enough to connect on a loaded machine, short enough to wait for.
+    raw = yield connect_topic(router, lifetime=5)
+    code, reason = yield raw.closed(timeout=30)
     assert code == 1000 and reason == "wamp.close.token_expired"
 
 

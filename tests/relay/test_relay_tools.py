@@ -162,3 +162,14 @@ def test_file_check_reports_bad_lines(tmp_path):
     good.write_text(PLAY)
     tool = Tool(["file", "--play", str(good), "--check"])
     assert tool.proc.wait(30) == 0 and "7 steps" in tool.stdout()
+
+
+def test_token_file_with_loose_permissions_is_refused(tmp_path):
+    path = tmp_path / "token"
+    path.write_text(practable_token())
+    os.chmod(path, 0o644)
+    tool = Tool(["file", "--session", "http://127.0.0.1:9/session/x", "--token-file", str(path)])
+    assert tool.proc.wait(30) == 2
+    assert "accessible by group or others" in tool.stderr() and "chmod 600" in tool.stderr()
+    tool = Tool(["file", "--session", "http://127.0.0.1:9/session/x"], {"RELAYROUTER_TOKEN": ""})
+    assert tool.proc.wait(30) == 2 and "no token" in tool.stderr()
