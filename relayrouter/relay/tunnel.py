@@ -40,7 +40,7 @@ from twisted.logger import Logger
 log = Logger(namespace="relayrouter.tunnel")
 
 DEFAULT_WINDOW = 256 * 1024
-CHUNK = 16 * 1024
+CHUNK = 64 * 1024
 NO_SUCH_STREAM = "relayrouter.tunnel.no_such_stream"
 
 
