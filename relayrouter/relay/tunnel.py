@@ -137,7 +137,7 @@ class HostStream:
             d.errback(ApplicationError(NO_SUCH_STREAM, "the stream is closed"))
         self.held = []
         if self.target is not None and self.target.transport is not None:
-            self.target.transport.loseConnection()
+            _hang_up(self.target.transport)
         if not self.done.called:
             self.done.callback({"closed": why})
 
@@ -195,12 +195,23 @@ class TunnelHost:
         return self._stream(stream_id).to_target(chunk)
 
     def _ack(self, stream_id, n):
-        self._stream(stream_id).ack(int(n))
+        stream = self.streams.get(stream_id)
+        if stream is not None:  # acks racing a close are moot
+            stream.ack(int(n))
 
     def _close(self, stream_id):
         stream = self.streams.get(stream_id)
         if stream is not None:
             stream.close("closed by the client")
+
+
+def _hang_up(transport) -> None:
+    """Close once what was written has gone out.  Our producer is unregistered
+    first: Twisted does not close a connection whose producer is registered."""
+    unregister = getattr(transport, "unregisterProducer", None)  # TCP and stdio both have it
+    if unregister is not None:
+        unregister()
+    transport.loseConnection()
 
 
 def _target_for(stream: HostStream) -> _Target:
@@ -298,7 +309,7 @@ class ClientStream:
                      error=result.getErrorMessage())
         if not self.closed:
             self.closed = True
-            self.local.transport.loseConnection()
+            _hang_up(self.local.transport)
         return None
 
     def close(self) -> None:
@@ -311,7 +322,7 @@ class ClientStream:
             session.call(uris(self.client.name)["close"], self.id).addErrback(lambda f: None)
         elif self.id is None and hasattr(self, "call"):
             self.call.cancel()
-        self.local.transport.loseConnection()
+        _hang_up(self.local.transport)
 
 
 class LocalConnection(protocol.Protocol):
