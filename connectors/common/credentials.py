@@ -73,8 +73,11 @@ class Credentials:
     authid: str | None = None
     secret: str | None = field(default=None, repr=False)  # ticket or JWT
     key: object = field(default=None, repr=False)  # autobahn CryptosignKey
+    secret_file: str | None = None  # read again at every connection: a renewed JWT is picked up
 
     def __post_init__(self) -> None:
+        if self.secret_file and self.secret is None:
+            object.__setattr__(self, "secret", read_secret_file(self.secret_file, f"--{self.method}-file"))
         if self.method not in METHODS:
             raise ConfigError(f"--auth: unknown method {self.method!r} (one of {', '.join(METHODS)})")
         if self.method in ("ticket", "jwt") and not self.secret:
@@ -88,12 +91,21 @@ class Credentials:
     def authmethods(self) -> list[str]:
         return [self.method]
 
+    def current_secret(self) -> str | None:
+        """The ticket or JWT as the file holds it now (the one read at start if it cannot be read)."""
+        if self.secret_file:
+            try:
+                return read_secret_file(self.secret_file, f"--{self.method}-file")
+            except ConfigError:
+                return self.secret
+        return self.secret
+
     @property
     def authextra(self) -> dict | None:
         if self.method == "cryptosign":
             return {"pubkey": self.key.public_key(binary=False)}
         if self.method == "jwt":
-            return {"token": self.secret}
+            return {"token": self.current_secret()}
         return None
 
     def answer(self, challenge) -> str:
@@ -101,7 +113,7 @@ class Credentials:
         if challenge.method != self.method and not (self.method == "jwt" and challenge.method == "ticket"):
             raise ValueError(f"the router challenged with {challenge.method!r}, we offered {self.method!r}")
         if self.method in ("ticket", "jwt"):
-            return self.secret
+            return self.current_secret()
         if self.method == "cryptosign":
             return self.key.sign_challenge(challenge)
         raise ValueError(f"authmethod {self.method!r} expects no challenge")

@@ -55,7 +55,8 @@ class ConnectorOptions:
         ["authid", None, None, "Authentication id (required for --auth ticket; optional otherwise)."],
         ["auth", None, None, "anonymous, ticket, jwt, cryptosign or tls (default: the one whose credential is given)."],
         ["ticket-file", None, None, "File holding the ticket (or put the ticket itself in <PREFIX>_TICKET)."],
-        ["jwt-file", None, None, "File holding the JWT (or put the token itself in <PREFIX>_JWT)."],
+        ["jwt-file", None, None, "File holding the JWT, read again at every connection so a renewed token is"
+                                 " used (or put the token itself in <PREFIX>_JWT)."],
         ["cryptosign-key", None, None, "Ed25519 private key file (OpenSSH, 'private-key-ed25519: <hex>',"
                                        " 64 hex or 32 raw bytes); must be chmod 600."],
         ["tls-cert", None, None, "Client certificate (PEM) for wss:// or rss://; with --auth tls it is the credential."],
@@ -157,7 +158,8 @@ class ConnectorOptions:
         method = self["auth"] or _infer_method(ticket, jwt, self["cryptosign-key"], self["tls-cert"])
         key = load_cryptosign_key(self["cryptosign-key"]) if method == "cryptosign" and self["cryptosign-key"] else None
         secret = {"ticket": ticket, "jwt": jwt}.get(method)
-        return Credentials(method=method, authid=self["authid"], secret=secret, key=key)
+        secret_file = {"ticket": self["ticket-file"], "jwt": self["jwt-file"]}.get(method)
+        return Credentials(method=method, authid=self["authid"], secret=secret, key=key, secret_file=secret_file)
 
 
 def _infer_method(ticket, jwt, key, cert) -> str:

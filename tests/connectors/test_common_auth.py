@@ -171,3 +171,21 @@ def test_help_names_every_environment_variable():
     for name in ("ROUTER", "REALM", "AUTHID", "AUTH", "TICKET_FILE", "JWT_FILE", "CRYPTOSIGN_KEY", "TLS_CERT",
                  "TLS_KEY", "CA_CERT", "SERIALIZER", "RETRY_MAX", "AUTH_RETRY", "STATE_DIR"):
         assert f"[env TEST_CONNECTOR_{name}]" in text
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_renewed_jwt_file_is_used_when_the_old_token_expires(router, files):
+    files["jwt"].write_text(token(sub="device-9", lifetime=2) + "\n")
+    conn = RouterConnection(options("--router", router.urls["ws"], "--realm", "tenant", "--jwt-file", files["jwt"],
+                                    "--retry-initial", "0.05", "--retry-max", "0.2"))
+    conn.startService()
+    try:
+        first = yield within(conn.when_ready(), 20)
+        files["jwt"].write_text(token(sub="device-9", lifetime=600) + "\n")  # renewed by someone else
+        from ..support import eventually
+
+        yield eventually(lambda: conn.session is not None and conn.session is not first
+                         and conn.status == "ready", 20)
+        assert conn.joins == 2 and conn.session._session_details.authid == "device-9"
+    finally:
+        yield conn.stopService()
