@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import authconfig, durableconfig, pairconfig, tenantconfig
+from . import authconfig, durableconfig, opsconfig, pairconfig, tenantconfig
 from .configcheck import ConfigError  # noqa: F401 (part of this module's API)
 from .configcheck import (  # the shared checks, under this module's private names
     array as _list, count as _count, get as _get,
@@ -70,6 +70,7 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     state_dir: str = "./relayrouter-state"
     security: Any = None  # authconfig.SecurityConfig (http, revocation, auth_limits)
+    metrics: Any = None  # opsconfig.MetricsConfig; None: its defaults
     storage: Any = None  # durableconfig.StorageConfig
     tenants: Any = None  # tenantconfig.TenantsConfig: realms made at run time
     relay: Any = None  # relay.config.RelayConfig, or None: no raw relay
@@ -97,7 +98,7 @@ def load(path: str | Path) -> Config:
 
 def parse(data: dict) -> Config:
     _only(data, "", {"listeners", "realms", "limits", "state_dir", "relay"} | authconfig.TOP_LEVEL_KEYS
-          | durableconfig.TOP_LEVEL_KEYS | tenantconfig.TOP_LEVEL_KEYS)
+          | durableconfig.TOP_LEVEL_KEYS | tenantconfig.TOP_LEVEL_KEYS | opsconfig.TOP_LEVEL_KEYS)
     realms = _realms(_list(data, "realms"))
     return Config(
         security=authconfig.security(data),
@@ -109,6 +110,7 @@ def parse(data: dict) -> Config:
         limits=_limits(data.get("limits", {}), "limits"),
         state_dir=_get(data, "state_dir", str, "./relayrouter-state", ""),
         relay=_relay(data),
+        metrics=opsconfig.metrics(data),
     )
 
 
