@@ -9,6 +9,7 @@ txaio.set_global_log_level("info")
 
 from twisted.application import service  # noqa: E402
 import platform  # noqa: E402
+from collections import Counter  # noqa: E402
 import signal  # noqa: E402
 import weakref  # noqa: E402
 
@@ -30,7 +31,10 @@ from .transport.http import build_site  # noqa: E402
 from .transport.rawsocket import RouterRawSocketFactory  # noqa: E402
 from .transport.serializers import router_serializers  # noqa: E402
 from .transport.tls import wrap as wrap_tls  # noqa: E402
+from .metrics import Metrics  # noqa: E402
+from .opsconfig import MetricsConfig  # noqa: E402
 from .pairing import Pairing  # noqa: E402
+from .transport import ops_http  # noqa: E402
 from .security import Security  # noqa: E402
 from .durable import Durable  # noqa: E402
 from .tenancy import TenancyWiring  # noqa: E402
@@ -40,7 +44,11 @@ log = Logger(namespace="relayrouter")
 
 
 class LoggingObserver(RouterObserver):
-    """Logs each fault once, with who caused it and never a credential."""
+    """Logs each fault once, with who caused it and never a credential; counts refused logins."""
+
+    def __init__(self) -> None:
+        # (realm asked for, method tried, ABORT reason) -> refusals; read by metrics.
+        self.auth_refusals: Counter = Counter()
 
     def protocol_violation(self, session, text: str) -> None:
         log.info("Protocol violation by {peer}: {text}", peer=session.transport.peer, text=text)
@@ -52,6 +60,9 @@ class LoggingObserver(RouterObserver):
     def auth_denied(self, session, deny) -> None:
         log.info("Authentication refused for {peer}: {text}", peer=session.transport.peer,
                  text=deny.message)
+        join, authenticator = session._join, session._authenticator
+        method = getattr(authenticator, "authmethod", None) or "none"
+        self.auth_refusals[(getattr(join, "realm", "") or "", method, deny.reason)] += 1
 
 
 def _as_failure(error):
@@ -118,6 +129,9 @@ class RouterService(service.MultiService):
             self.relay = Relay(config.relay, self.router, self.security, config.limits, reactor)
         # Gateway/manager pairs, and the Micronets endpoint for their legacy peers.
         self.pairing = Pairing(config, self.router, self.security.denylist_api.admin)
+        # /metrics, /health, /ready; refused logins are counted by the observer.
+        self.auth_refusals = self.router.observer.auth_refusals
+        self.metrics = Metrics(self)
         self.serializers = router_serializers()
         self.listeners: list[ListenerService] = []
         for listener in config.listeners:
@@ -140,6 +154,7 @@ class RouterService(service.MultiService):
             if self.relay is not None:
                 resources.update(self.relay.http_resources())
             resources.update(self.pairing.http_resources(self.reactor, limits.max_message_size))
+            resources.update(ops_http.resources(self, self.metrics, self.config.metrics or MetricsConfig()))
             factory = build_site(self.router, wamp_factory, listener.path, resources)
             # twisted.web's idle timeout (12 h by default) is what closes a
             # connection that never finishes its HTTP request or upgrade.

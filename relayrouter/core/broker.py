@@ -187,6 +187,7 @@ class Broker:
 
     def _route(self, publication: "Publication") -> int:
         publication_id = global_id()
+        self.realm.router.stats.publications += 1
         msg = publication.msg
         matches = self.subscriptions.match(msg.topic)
         if matches:

@@ -72,9 +72,10 @@ class Registration:
 
 class PendingCall:
     __slots__ = ("caller", "call_request", "callee", "invocation", "registration",
-                 "receive_progress", "timer", "interrupted")
+                 "receive_progress", "timer", "interrupted", "started")
 
-    def __init__(self, caller, call_request, callee, invocation, registration, receive_progress):
+    def __init__(self, caller, call_request, callee, invocation, registration, receive_progress,
+                 started: float = 0.0):
         self.caller = caller
         self.call_request = call_request
         self.callee = callee
@@ -83,6 +84,7 @@ class PendingCall:
         self.receive_progress = receive_progress
         self.timer = None  # the router's CALL.Options.timeout, while it runs
         self.interrupted = False  # INTERRUPT (mode kill) sent, waiting for the callee
+        self.started = started  # the clock when the CALL came, for the router's latency figures
 
 
 class Dealer:
@@ -196,8 +198,9 @@ class Dealer:
                    f"the callee of '{msg.procedure}' does not support payload passthru mode")
             return
         invocation = callee.next_invocation_id()
+        router = self.realm.router
         pending = PendingCall(session, msg.request, callee, invocation, registration,
-                              bool(msg.receive_progress))
+                              bool(msg.receive_progress), router.clock.seconds())
         session.calls[msg.request] = pending
         callee.invocations[invocation] = pending
         if msg.timeout:
@@ -233,6 +236,7 @@ class Dealer:
             return  # the caller did not ask for progressive results
         if not progress:
             self._forget(pending)
+            self._answered(pending)
         pending.caller.peer.send(messages.result(
             ppt,
             pending.call_request,
@@ -262,6 +266,7 @@ class Dealer:
         if pending is None:
             return
         self._forget(pending)
+        self._answered(pending)
         pending.caller.peer.send(messages.error(
             ppt_options(details),
             m.Call.MESSAGE_TYPE, pending.call_request, msg.error,
@@ -318,6 +323,10 @@ class Dealer:
                 pending.caller_left()
             else:
                 self._forget(pending)
+
+    def _answered(self, pending: PendingCall) -> None:
+        router = self.realm.router
+        router.stats.call_latency.observe(router.clock.seconds() - pending.started)
 
     def _forget(self, pending: PendingCall) -> None:
         pending.caller.calls.pop(pending.call_request, None)

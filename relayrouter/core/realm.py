@@ -69,6 +69,8 @@ class Realm:
         self.guard = NoGuard()
         # What was refused or dropped in this realm, by kind; read by metrics.
         self.counters: Counter = Counter()
+        # Sessions that joined, by authentication method; read by metrics.
+        self.joins_by_method: Counter = Counter()
         # WELCOME's roles when this realm announces more than the router's
         # (event history); None: the router's.
         self.welcome_roles: dict | None = None
@@ -102,6 +104,7 @@ class Realm:
         self.sessions_by_address[address_of(session.transport)] += 1
 
     def joined(self, session) -> None:
+        self.joins_by_method[session.authmethod] += 1
         self.observer.joined(session)
         self.guard.joined(session)
         if self.pairs is not None:

@@ -4,6 +4,7 @@ from typing import Any, Callable, Protocol
 
 from autobahn.wamp.role import RoleBrokerFeatures, RoleDealerFeatures
 
+from .stats import RouterStats
 from .peer import Peer, TransportInfo
 from .realm import Realm
 from .session import RouterSession
@@ -77,6 +78,7 @@ class Router:
         self.observer = observer or RouterObserver()
         self.realms: dict[str, Realm] = {}
         self.welcome_roles = welcome_roles()
+        self.stats = RouterStats()  # message counts and call latency, read by metrics
 
     def add_realm(self, name: str, **options) -> Realm:
         if name in self.realms:

@@ -108,6 +108,7 @@ class RouterSession:
             return
         if self.limiter is not None and not admit_message(self, message):
             return
+        self.router.stats.received[message.MESSAGE_TYPE] += 1
         try:
             handler(self, message, raw)
         except ProtocolViolation as e:

@@ -11,6 +11,8 @@ connection's ``counters`` already.
 * ``received[t]`` / ``sent[t]``: messages by WAMP type ``t`` (HELLO = 1 ...
   YIELD = 70), counted as the core accepts one from a session and as a
   transport writes or queues one for its peer.
+* ``bytes_in`` / ``bytes_out``: serialized WAMP messages, read from peers
+  and written or queued for them (framing not included).
 * ``publications``: publications routed; with ``sent[EVENT]`` it gives the
   mean fan-out.
 * ``call_latency``: seconds from a CALL to its final RESULT or ERROR from the
@@ -47,10 +49,12 @@ class Histogram:
 
 
 class RouterStats:
-    __slots__ = ("received", "sent", "publications", "call_latency")
+    __slots__ = ("received", "sent", "bytes_in", "bytes_out", "publications", "call_latency")
 
     def __init__(self) -> None:
         self.received = [0] * MESSAGE_TYPES
         self.sent = [0] * MESSAGE_TYPES
+        self.bytes_in = 0  # WAMP message payloads read (WebSocket messages, RawSocket frames)
+        self.bytes_out = 0  # ... and serialized for the peer (sent or queued)
         self.publications = 0
         self.call_latency = Histogram()

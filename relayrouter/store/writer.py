@@ -20,10 +20,12 @@ fails (disk full, server gone), every item of the group gets the error.
 
 import queue
 import threading
+import time
 from typing import Any, Callable
 
 from twisted.logger import Logger
 
+from ..core.stats import Histogram
 from .records import StoreError
 
 log = Logger(namespace="relayrouter.store")
@@ -45,6 +47,7 @@ class Writer:
         self._startup_error: BaseException | None = None
         self.failures = 0  # work that failed, done callback or not
         self.commits = 0
+        self.commit_latency = Histogram()  # seconds per group commit (work + COMMIT), for metrics
         self.items = 0
 
     # ------------------------------------------------------------ reactor side
@@ -82,6 +85,10 @@ class Writer:
         if isinstance(box[0], BaseException):
             raise box[0]
         return box[0]
+
+    def alive(self) -> bool:
+        """Whether the writer thread runs (what readiness asks of the store)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def close(self) -> None:
         if self._thread is None:
@@ -126,9 +133,11 @@ class Writer:
                 return
 
     def _group(self, connection, work: list) -> list:
+        started = time.monotonic()
         try:
             outcomes = self._run_all(connection, work)
             connection.commit()
+            self.commit_latency.observe(time.monotonic() - started)
             self.commits += 1
             self.items += len(work)
             return outcomes

@@ -61,7 +61,7 @@ class Connection:
     __slots__ = (
         "session", "info", "counters", "_proto", "_objser", "_write", "_limits",
         "_paused", "_front", "_queue", "_queued_bytes", "_closing", "_gone", "_hello_timer",
-        "_clock", "_max_depth", "_stall_timeout", "_stall_timer", "_paused_at",
+        "_clock", "_max_depth", "_stall_timeout", "_stall_timer", "_paused_at", "_stats",
     )
 
     def __init__(self, router, proto, info: TransportInfo, objser, write, limits: OutboundLimits,
@@ -89,12 +89,14 @@ class Connection:
         self._stall_timeout = stall_timeout
         self._stall_timer = None
         self._paused_at = 0.0
+        self._stats = router.stats  # messages and bytes, for metrics (core/stats.py)
         self.session = router.session(self, info)
         _take_over_producer(proto.transport, self)
 
     # ------------------------------------------------------------ inbound
 
     def receive_payload(self, payload: bytes) -> None:
+        self._stats.bytes_in += len(payload)
         try:
             raws = self._objser.unserialize(payload)
         except Exception as e:
@@ -145,6 +147,9 @@ class Connection:
         except Exception as e:
             self._unserializable(message, e)
             return
+        stats = self._stats
+        stats.sent[message.MESSAGE_TYPE] += 1
+        stats.bytes_out += len(data)
         if self._paused or self._queue or self._front:
             self._enqueue(data, message.MESSAGE_TYPE == _EVENT_TYPE)
             return

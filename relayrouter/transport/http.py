@@ -1,24 +1,11 @@
-"""The HTTP site on the WebSocket port: the WAMP endpoint, /health, and the
-resources other modules add (/ticket, /denylist: transport/tickets.py)."""
+"""The HTTP site on the WebSocket port: the WAMP endpoint and the resources
+other modules add (/ticket, /denylist: transport/tickets.py; /metrics, /health,
+/ready: transport/ops_http.py)."""
 
-import json
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.web.resource import Resource
 from twisted.web.server import Site
-
-
-class Health(Resource):
-    isLeaf = True
-
-    def __init__(self, router) -> None:
-        super().__init__()
-        self._router = router
-
-    def render_GET(self, request) -> bytes:
-        request.setHeader(b"content-type", b"application/json")
-        realms = {name: len(realm.sessions) for name, realm in self._router.realms.items()}
-        return json.dumps({"status": "ok", "realms": realms}).encode()
 
 
 def _access_line(timestamp: str, request) -> str:
@@ -40,7 +27,6 @@ def build_site(router, ws_factory, path: str, resources: dict | None = None) -> 
         parent.putChild(part, child)
         parent = child
     parent.putChild(parts[-1] if parts else b"", WebSocketResource(ws_factory))
-    root.putChild(b"health", Health(router))
     for name, resource in (resources or {}).items():
         root.putChild(name, resource)
     site = Site(root, logFormatter=_access_line)

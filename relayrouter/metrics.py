@@ -1,0 +1,172 @@
+"""``GET /metrics``: the router's figures in Prometheus text format, read at scrape time.
+
+Nothing here runs per message.  The core keeps plain integers
+(``router.stats``, ``realm.counters``, each connection's ``counters``, the
+failed-login limiter's counters) and a scrape turns them into metric families
+on the router's own registry (never prometheus_client's global one, so
+several routers in one process, as in tests, do not mix).
+
+Families (all prefixed ``relayrouter_``):
+
+=========================================  =====================================================
+``sessions{realm,transport}``              established sessions
+``messages_received_total{type}``          WAMP messages accepted from peers, by type
+``messages_sent_total{type}``              WAMP messages sent or queued to peers, by type
+``bytes_received_total`` / ``_sent_``       serialized WAMP messages, both ways
+``publications_total``                     publications routed (with EVENTs sent: the fan-out)
+``call_duration_seconds``                  CALL to final RESULT/ERROR from a callee (histogram)
+``realm_events_total{realm,event}``        refusals, drops and disconnects the realm counted
+``auth_total{realm,method,outcome}``       joins and refused logins, by method and reason
+``login_limiter_total{event}``             the failed-login limiter's counters
+``outbound_queue_messages``                messages waiting for slow peers: max, and a histogram
+``mailbox_depth{realm,mailbox}``           and ``mailbox_oldest_seconds``, ``mailbox_*_total``
+``store_commits_total`` ...                the durable store's writer: commits, items, failures
+=========================================  =====================================================
+
+plus the process collector (CPU, memory, open files).
+"""
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from .core.stats import Histogram
+
+# WAMP message type codes -> names, as the spec spells them.
+MESSAGE_NAMES = {1: "HELLO", 2: "WELCOME", 3: "ABORT", 4: "CHALLENGE", 5: "AUTHENTICATE", 6: "GOODBYE",
+                 8: "ERROR", 16: "PUBLISH", 17: "PUBLISHED", 32: "SUBSCRIBE", 33: "SUBSCRIBED",
+                 34: "UNSUBSCRIBE", 35: "UNSUBSCRIBED", 36: "EVENT", 48: "CALL", 49: "CANCEL", 50: "RESULT",
+                 64: "REGISTER", 65: "REGISTERED", 66: "UNREGISTER", 67: "UNREGISTERED", 68: "INVOCATION",
+                 69: "INTERRUPT", 70: "YIELD"}
+QUEUE_BOUNDS = (0, 1, 10, 100, 1000, 10000, 100000)
+
+
+class RouterCollector:
+    """A prometheus_client collector over a running RouterService."""
+
+    def __init__(self, service) -> None:
+        self.service = service
+
+    def collect(self):
+        router = self.service.router
+        yield from self._sessions(router)
+        yield from self._messages(router.stats)
+        yield from self._realms(router)
+        yield from self._auth(router)
+        yield from self._queues()
+        yield from self._mailboxes(router)
+        yield from self._store()
+
+    def _sessions(self, router):
+        sessions = GaugeMetricFamily("relayrouter_sessions", "Established WAMP sessions",
+                                     labels=["realm", "transport"])
+        for name, realm in router.realms.items():
+            by_kind: dict[str, int] = {}
+            for session in realm.sessions.values():
+                kind = session.transport.kind or "unknown"
+                by_kind[kind] = by_kind.get(kind, 0) + 1
+            for kind, count in sorted(by_kind.items()):
+                sessions.add_metric([name, kind], count)
+        yield sessions
+
+    def _messages(self, stats):
+        for direction, counts, text in (("received", stats.received, "WAMP messages accepted from peers"),
+                                        ("sent", stats.sent, "WAMP messages sent or queued to peers")):
+            family = CounterMetricFamily(f"relayrouter_messages_{direction}", text, labels=["type"])
+            for code, name in MESSAGE_NAMES.items():
+                family.add_metric([name], counts[code])
+            yield family
+        yield CounterMetricFamily("relayrouter_bytes_received", "Bytes of WAMP messages read from peers",
+                                  value=stats.bytes_in)
+        yield CounterMetricFamily("relayrouter_bytes_sent", "Bytes of WAMP messages sent or queued to peers",
+                                  value=stats.bytes_out)
+        yield CounterMetricFamily("relayrouter_publications", "Publications routed (EVENTs sent / this = "
+                                  "mean fan-out)", value=stats.publications)
+        yield _histogram("relayrouter_call_duration_seconds",
+                         "Seconds from a CALL to the callee's final RESULT or ERROR", stats.call_latency)
+
+    def _realms(self, router):
+        family = CounterMetricFamily("relayrouter_realm_events", "Refusals, drops and disconnects counted "
+                                     "by the realm (names as in the meta API counters)", labels=["realm", "event"])
+        for name, realm in router.realms.items():
+            for event, count in sorted(realm.counters.items()):
+                family.add_metric([name, event], count)
+        yield family
+
+    def _auth(self, router):
+        family = CounterMetricFamily("relayrouter_auth", "Joins (outcome accepted) and refused logins "
+                                     "(outcome = the ABORT reason), by realm and method",
+                                     labels=["realm", "method", "outcome"])
+        for name, realm in router.realms.items():
+            for method, count in sorted(realm.joins_by_method.items()):
+                family.add_metric([name, method, "accepted"], count)
+        for (realm, method, reason), count in sorted(self.service.auth_refusals.items()):
+            family.add_metric([realm, method, reason], count)
+        yield family
+        limiter = CounterMetricFamily("relayrouter_login_limiter", "The failed-login limiter: verified "
+                                      "failures, successes and refusals", labels=["event"])
+        for event, count in sorted(self.service.security.limiter.counters.items()):
+            limiter.add_metric([event], count)
+        yield limiter
+
+    def _queues(self):
+        depths = [conn.queued[0] for conn in self.service.connections()]
+        yield GaugeMetricFamily("relayrouter_outbound_queue_messages_max", "The longest outbound queue "
+                                "(messages waiting for a peer that is not reading)", value=max(depths, default=0))
+        histogram = Histogram(QUEUE_BOUNDS)
+        for depth in depths:
+            histogram.observe(depth)
+        yield _histogram("relayrouter_outbound_queue_messages", "Outbound queue lengths of the connections "
+                         "now open", histogram)
+
+    def _mailboxes(self, router):
+        depth = GaugeMetricFamily("relayrouter_mailbox_depth", "Messages held", labels=["realm", "mailbox"])
+        oldest = GaugeMetricFamily("relayrouter_mailbox_oldest_seconds", "Age of the oldest message held",
+                                   labels=["realm", "mailbox"])
+        totals = {name: CounterMetricFamily(f"relayrouter_mailbox_{name}", f"Mailbox {name} since start",
+                                            labels=["realm", "mailbox"])
+                  for name in ("redeliveries", "drops", "expired")}
+        for name, realm in router.realms.items():
+            mailboxes = getattr(realm.broker, "mailboxes", None)
+            for uri, mailbox in sorted(getattr(mailboxes, "mailboxes", {}).items()):
+                stats = mailbox.stats()
+                depth.add_metric([name, uri], stats["depth"])
+                oldest.add_metric([name, uri], stats["oldest_age"])
+                for key, family in totals.items():
+                    family.add_metric([name, uri], stats[key])
+        yield depth
+        yield oldest
+        yield from totals.values()
+
+    def _store(self):
+        store = self.service.durable.store
+        writer = getattr(store, "writer", None)
+        if writer is None:
+            return
+        for name, text in (("commits", "Group commits of the durable store"),
+                           ("items", "Items the durable store's writer carried out"),
+                           ("failures", "Store work that failed")):
+            yield CounterMetricFamily(f"relayrouter_store_{name}", text, value=getattr(writer, name))
+        latency = getattr(writer, "commit_latency", None)
+        if latency is not None:
+            yield _histogram("relayrouter_store_commit_seconds", "Seconds one group commit took "
+                             "(the writer thread's, off the reactor)", latency)
+
+
+def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, documentation, buckets=histogram.cumulative(),
+                                 sum_value=histogram.total)
+
+
+class Metrics:
+    """The registry of one router, and its text."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, service) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(RouterCollector(service))
+        self.registry.register(ProcessCollector(registry=None))
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
