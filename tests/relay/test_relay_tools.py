@@ -173,3 +173,61 @@ def test_token_file_with_loose_permissions_is_refused(tmp_path):
     assert "accessible by group or others" in tool.stderr() and "chmod 600" in tool.stderr()
     tool = Tool(["file", "--session", "http://127.0.0.1:9/session/x"], {"RELAYROUTER_TOKEN": ""})
     assert tool.proc.wait(30) == 2 and "no token" in tool.stderr()
+
+
+@pytest_twisted.inlineCallbacks
+def test_host_streams_a_device_file_both_ways(router):
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)  # a serial line: no echo, no line editing
+    path = os.ttyname(slave)
+    page = yield connect_topic(router, booking_id="page")
+    host = Tool(["host", "--session", session_url(router), "--device", path, "--mode", "text"], tool_env())
+    try:
+        yield running_tools(router, 2)
+        page.send_text("M114")
+        got = b""
+        while b"M114\n" not in got:
+            yield eventually(lambda: _readable(master), seconds=TIMEOUT)
+            got += os.read(master, 1024)
+        os.write(master, b"ok T:21.5\n")
+        assert (yield page.next(timeout=TIMEOUT)) == "ok T:21.5"
+    finally:
+        host.stop()
+        os.close(master)
+        os.close(slave)
+
+
+def _readable(fd) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+@pytest_twisted.inlineCallbacks
+def test_host_streams_a_local_websocket_both_ways(router):
+    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+
+    class Local(WebSocketServerProtocol):
+        def onMessage(self, payload, isBinary):
+            self.sendMessage(payload.upper(), isBinary)
+
+    factory = WebSocketServerFactory()
+    factory.protocol = Local
+    port = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+    page = yield connect_topic(router, booking_id="page")
+    host = Tool(["host", "--session", session_url(router), "--websocket",
+                 f"ws://127.0.0.1:{port.getHost().port}/"], tool_env())
+    try:
+        yield running_tools(router, 2)
+        frame = None
+        while frame != "PING":  # until the host's local WebSocket is up too
+            page.send_text("ping")
+            try:
+                frame = yield page.next(timeout=1)
+            except defer.TimeoutError:
+                continue
+    finally:
+        host.stop()
+        yield port.stopListening()

@@ -225,3 +225,49 @@ def deferLater(seconds):
     from twisted.internet import task
 
     return task.deferLater(reactor, seconds, lambda: None)
+
+
+class _SlowGreeter(protocol.Protocol):
+    """Speaks first, late; records whether the client's bytes came before its greeting."""
+
+    def connectionMade(self):
+        self.factory.early = b""
+        self.greeted = False
+        reactor.callLater(0.5, self.greet)
+
+    def greet(self):
+        self.greeted = True
+        self.transport.write(b"SSH-2.0-greeter\r\n")
+
+    def dataReceived(self, data):
+        if not self.greeted:
+            self.factory.early += data
+        self.transport.write(b"echo:" + data)
+
+
+@pytest_twisted.inlineCallbacks
+def test_client_bytes_wait_until_the_server_has_spoken(router):
+    greeter = protocol.Factory.forProtocol(_SlowGreeter)
+    target = yield endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(greeter)
+    host = host_tool(router, target.getHost().port)
+    listen_port = free_port()
+    client = Tool(["tunnel", "client", "--router", router.ws_url, "--realm", "lab", "--name", "lab42",
+                   "--listen", f"tcp:{listen_port}:interface=127.0.0.1"],
+                  {"RELAYROUTER_TOKEN": token(sub="bob", role="user", scopes=["ssh"])})
+    try:
+        yield eventually(lambda: "tunnel.lab42.open" in _registered(router), seconds=30)
+        yield eventually(lambda: "listening" in client.stderr(), seconds=30)
+        sink_factory = protocol.ClientFactory.forProtocol(_Sink)
+        sink_factory.connected = defer.Deferred()
+        yield endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", listen_port).connect(sink_factory)
+        sink = yield sink_factory.connected
+        sink.transport.write(b"SSH-2.0-client\r\n")  # at once, as ssh does
+        collected = []
+        sink.dataReceived = lambda data: collected.append(data)
+        yield eventually(lambda: b"".join(collected).endswith(b"echo:SSH-2.0-client\r\n"), seconds=30)
+        assert b"".join(collected).startswith(b"SSH-2.0-greeter\r\n")
+        assert greeter.early == b""  # nothing reached the server before it spoke
+    finally:
+        client.stop()
+        host.stop()
+        yield target.stopListening()
