@@ -4,18 +4,25 @@ Theory of operation
 -------------------
 A :class:`RouterSession` lives as long as its transport.  Every message the
 peer sends is looked up in ``_TABLE`` by ``(state, message type)``; the entry
-names the handler.  A message with no entry is a protocol violation: the spec
-says "a Peer MUST ... ABORT the session" and we do, with a message naming what
-was wrong.  Faults are split the h11 way: :class:`ProtocolViolation` is the
+is ``(handler, next state)``: the session enters the next state, then runs
+the handler, which may only end it early (ABORT, through the same table).
+What happens to a session from our side (an authenticator's decision, the
+router closing it, the transport going away) is an event in the same table,
+keyed by a name instead of a message type, so no state is set anywhere else.
+A message with no entry is a protocol violation: the spec says "a Peer MUST
+... ABORT the session" and we do, with a message naming what was wrong.  Faults are split the h11 way: :class:`ProtocolViolation` is the
 peer's doing (ABORT), anything else raised while handling is ours (logged by
 the caller through ``on_internal_error``, answered with ABORT too, and never
 allowed to escape into the transport).
 
 States::
 
-    HELLO_WAIT --HELLO--> (AUTH_PENDING) --> CHALLENGED --AUTHENTICATE--> ESTABLISHED
+    HELLO_WAIT --HELLO--> AUTH_PENDING --accept--> ESTABLISHED
+                          AUTH_PENDING --challenge--> CHALLENGED --AUTHENTICATE--> AUTH_PENDING
+                          AUTH_PENDING --deny--> CLOSED
+    HELLO_WAIT --bridged (join_authenticated)--> ESTABLISHED
     ESTABLISHED --GOODBYE--> HELLO_WAIT   (the transport may carry a new session)
-    ESTABLISHED --router closes--> CLOSING --GOODBYE--> HELLO_WAIT
+    ESTABLISHED --router goodbye--> CLOSING --GOODBYE--> HELLO_WAIT
     any --ABORT sent or received / transport lost--> CLOSED
 """
 
@@ -102,13 +109,14 @@ class RouterSession:
 
     def receive_message(self, message: m.Message, raw: list | None = None) -> None:
         """One parsed message; ``raw`` carries options Autobahn's classes drop (disclose_me)."""
-        handler = _TABLE.get((self.state, message.MESSAGE_TYPE))
-        if handler is None:
+        entry = _TABLE.get((self.state, message.MESSAGE_TYPE))
+        if entry is None:
             self._unexpected(message)
             return
         if self.limiter is not None and not admit_message(self, message):
             return
         self.router.stats.received[message.MESSAGE_TYPE] += 1
+        handler, self.state = entry
         try:
             handler(self, message, raw)
         except ProtocolViolation as e:
@@ -117,10 +125,18 @@ class RouterSession:
             self.router.on_internal_error(self, e)
             self.abort(errors.INTERNAL_ERROR, "the router failed to handle a message; see its log")
 
+    def _happen(self, event: str, what: Any = None) -> bool:
+        """An event from our side, by the table; False when the state has none for it."""
+        entry = _TABLE.get((self.state, event))
+        if entry is None:
+            return False
+        handler, self.state = entry
+        handler(self, what)
+        return True
+
     def transport_lost(self) -> None:
         """The connection is gone, cleanly or not."""
-        self._leave_realm()
-        self.state = State.CLOSED
+        self._happen(LOST)
 
     def protocol_violation(self, text: str) -> None:
         """The peer broke the protocol: ABORT, and detach."""
@@ -137,31 +153,38 @@ class RouterSession:
     # ----------------------------------------------------------------- output
 
     def abort(self, reason: str, text: str) -> None:
-        if self.state is State.CLOSED:
-            return
-        self.state = State.CLOSED
-        self._leave_realm()
-        self.peer.send(m.Abort(reason, text))
-        self.peer.close()
+        """ABORT the session (nothing happens once it is closed)."""
+        self._happen(ROUTER_ABORT, (reason, text))
 
     def goodbye(self, reason: str = errors.CLOSE_NORMAL, text: str | None = None) -> None:
-        """The router ends the session (kill, shutdown, revocation, ...)."""
-        if self.state is State.ESTABLISHED:
-            self.state = State.CLOSING
-            self._leave_realm()
-            self.peer.send(m.Goodbye(reason, text))
-        elif self.state in (State.HELLO_WAIT, State.CHALLENGED, State.AUTH_PENDING):
-            self.abort(reason, text or "the router is closing the connection")
+        """The router ends the session (kill, shutdown, revocation, ...): GOODBYE
+        when established, ABORT while it is still joining."""
+        self._happen(ROUTER_GOODBYE, (reason, text))
 
     def join_authenticated(self, accept: Accept) -> bool:
         """Join ``accept.realm`` without a HELLO, for a router-side bridge whose
         peer authenticated some other way (the raw relay's one-time code).
         Admission (deny list, expiry, limits) applies as to any session; a
         refusal ABORTs to the peer.  True when the session is established."""
-        if self.state is not State.HELLO_WAIT or accept.realm is None:
+        if accept.realm is None or not self._happen(BRIDGED, accept):
             raise ValueError("join_authenticated needs a fresh session and an Accept naming its realm")
-        self._welcome(accept)
         return self.state is State.ESTABLISHED
+
+    def _send_abort(self, reason_and_text: tuple[str, str]) -> None:
+        self._leave_realm()
+        self.peer.send(m.Abort(*reason_and_text))
+        self.peer.close()
+
+    def _send_goodbye(self, reason_and_text: tuple[str, str | None]) -> None:
+        self._leave_realm()
+        self.peer.send(m.Goodbye(*reason_and_text))
+
+    def _abort_joining(self, reason_and_text: tuple[str, str | None]) -> None:
+        reason, text = reason_and_text
+        self._send_abort((reason, text or "the router is closing the connection"))
+
+    def _lost(self, what=None) -> None:
+        self._leave_realm()
 
     # ------------------------------------------------------------ establishing
 
@@ -195,21 +218,15 @@ class RouterSession:
             self._join, state, authenticate.signature, authenticate.extra or {}))
 
     def _decide(self, decision: Any) -> None:
+        """An authenticator's decision, now or later (AUTH_PENDING until then)."""
         if hasattr(decision, "addBoth"):
-            self.state = State.AUTH_PENDING
             decision.addBoth(self._decided_later)
             return
-        if isinstance(decision, Accept):
-            self._welcome(decision)
-        elif isinstance(decision, Challenge):
-            self.state = State.CHALLENGED
-            self._challenge_state = decision.state
-            self.peer.send(m.Challenge(decision.method, decision.extra))
-        elif isinstance(decision, Deny):
-            self.router.on_auth_denied(self, decision)
-            self.abort(decision.reason, decision.message)
-        else:
-            raise TypeError(f"authenticator returned {decision!r}, not a decision")
+        for kind, event in _DECISIONS:
+            if isinstance(decision, kind):
+                self._happen(event, decision)
+                return
+        raise TypeError(f"authenticator returned {decision!r}, not a decision")
 
     def _decided_later(self, decision: Any) -> None:
         if self.state is not State.AUTH_PENDING:
@@ -217,8 +234,15 @@ class RouterSession:
         if not isinstance(decision, (Accept, Challenge, Deny)):
             self.router.on_internal_error(self, decision)
             decision = Deny("the router could not check the credentials; try again later")
-        self.state = State.HELLO_WAIT
         self._decide(decision)
+
+    def _challenge(self, challenge: Challenge) -> None:
+        self._challenge_state = challenge.state
+        self.peer.send(m.Challenge(challenge.method, challenge.extra))
+
+    def _deny(self, deny: Deny) -> None:
+        self.router.on_auth_denied(self, deny)
+        self._send_abort((deny.reason, deny.message))
 
     def _welcome(self, accept: Accept) -> None:
         realm_name = accept.realm or self._join.realm
@@ -238,7 +262,6 @@ class RouterSession:
         self.permissions = accept.permissions
         self.expires_at = accept.expires_at
         self._join = self._authenticator = None
-        self.state = State.ESTABLISHED
         realm.attach(self)
         self.peer.send(m.Welcome(
             self.session_id,
@@ -257,20 +280,14 @@ class RouterSession:
     def _on_goodbye(self, goodbye: m.Goodbye, raw=None) -> None:
         # "the Peer receiving the GOODBYE ... replies with GOODBYE ... wamp.close.goodbye_and_out"
         self._leave_realm()
-        self.state = State.HELLO_WAIT
         self.peer.send(m.Goodbye(errors.CLOSE_GOODBYE_AND_OUT))
 
     def _on_goodbye_reply(self, goodbye: m.Goodbye, raw=None) -> None:
-        self.state = State.HELLO_WAIT
         self.peer.close()
 
     def _on_abort(self, abort: m.Abort, raw=None) -> None:
         self._leave_realm()
-        self.state = State.CLOSED
         self.peer.close()
-
-    def _ignore(self, message: m.Message, raw=None) -> None:
-        """After we said GOODBYE the peer may still be sending; the spec lets us drop it."""
 
     def _leave_realm(self) -> None:
         realm, self.realm = self.realm, None
@@ -372,29 +389,56 @@ def _announced_features(raw: list | None) -> dict[str, frozenset]:
     return shared
 
 
-Handler = Callable[[RouterSession, Any, Any], None]
+Handler = Callable[..., None]
+
+# Events from our side, keyed like message types in the table.
+ACCEPTED = "accepted"  # the authenticator accepted
+CHALLENGED = "challenged"  # ... sent a challenge
+DENIED = "denied"  # ... refused
+BRIDGED = "bridged"  # join_authenticated: a router-side bridge joins without HELLO
+ROUTER_GOODBYE = "router-goodbye"  # the router ends the session
+ROUTER_ABORT = "router-abort"  # the router aborts it
+LOST = "lost"  # the transport is gone
+
+_DECISIONS = ((Accept, ACCEPTED), (Challenge, CHALLENGED), (Deny, DENIED))
+
 _S = State
 _T = {cls.__name__: cls.MESSAGE_TYPE for cls in (
     m.Hello, m.Authenticate, m.Abort, m.Goodbye, m.Error, m.Publish, m.Subscribe,
     m.Unsubscribe, m.Call, m.Cancel, m.Register, m.Unregister, m.Yield)}
+_R = RouterSession
 
-_TABLE: dict[tuple[State, int], Handler] = {
-    (_S.HELLO_WAIT, _T["Hello"]): RouterSession._on_hello,
-    (_S.HELLO_WAIT, _T["Abort"]): RouterSession._on_abort,
-    (_S.AUTH_PENDING, _T["Abort"]): RouterSession._on_abort,
-    (_S.CHALLENGED, _T["Authenticate"]): RouterSession._on_authenticate,
-    (_S.CHALLENGED, _T["Abort"]): RouterSession._on_abort,
-    (_S.ESTABLISHED, _T["Subscribe"]): RouterSession._on_subscribe,
-    (_S.ESTABLISHED, _T["Unsubscribe"]): RouterSession._on_unsubscribe,
-    (_S.ESTABLISHED, _T["Publish"]): RouterSession._on_publish,
-    (_S.ESTABLISHED, _T["Register"]): RouterSession._on_register,
-    (_S.ESTABLISHED, _T["Unregister"]): RouterSession._on_unregister,
-    (_S.ESTABLISHED, _T["Call"]): RouterSession._on_call,
-    (_S.ESTABLISHED, _T["Cancel"]): RouterSession._on_cancel,
-    (_S.ESTABLISHED, _T["Yield"]): RouterSession._on_yield,
-    (_S.ESTABLISHED, _T["Error"]): RouterSession._on_error,
-    (_S.ESTABLISHED, _T["Goodbye"]): RouterSession._on_goodbye,
-    (_S.ESTABLISHED, _T["Abort"]): RouterSession._on_abort,
-    (_S.CLOSING, _T["Goodbye"]): RouterSession._on_goodbye_reply,
-    (_S.CLOSING, _T["Abort"]): RouterSession._on_abort,
+# (state, message type or event) -> (handler, next state)
+_TABLE: dict[tuple[State, int | str], tuple[Handler, State]] = {
+    (_S.HELLO_WAIT, _T["Hello"]): (_R._on_hello, _S.AUTH_PENDING),
+    (_S.HELLO_WAIT, _T["Abort"]): (_R._on_abort, _S.CLOSED),
+    (_S.HELLO_WAIT, BRIDGED): (_R._welcome, _S.ESTABLISHED),
+    (_S.AUTH_PENDING, ACCEPTED): (_R._welcome, _S.ESTABLISHED),
+    (_S.AUTH_PENDING, CHALLENGED): (_R._challenge, _S.CHALLENGED),
+    (_S.AUTH_PENDING, DENIED): (_R._deny, _S.CLOSED),
+    (_S.AUTH_PENDING, _T["Abort"]): (_R._on_abort, _S.CLOSED),
+    (_S.CHALLENGED, _T["Authenticate"]): (_R._on_authenticate, _S.AUTH_PENDING),
+    (_S.CHALLENGED, _T["Abort"]): (_R._on_abort, _S.CLOSED),
+    (_S.ESTABLISHED, _T["Subscribe"]): (_R._on_subscribe, _S.ESTABLISHED),
+    (_S.ESTABLISHED, _T["Unsubscribe"]): (_R._on_unsubscribe, _S.ESTABLISHED),
+    (_S.ESTABLISHED, _T["Publish"]): (_R._on_publish, _S.ESTABLISHED),
+    (_S.ESTABLISHED, _T["Register"]): (_R._on_register, _S.ESTABLISHED),
+    (_S.ESTABLISHED, _T["Unregister"]): (_R._on_unregister, _S.ESTABLISHED),
+    (_S.ESTABLISHED, _T["Call"]): (_R._on_call, _S.ESTABLISHED),
+    (_S.ESTABLISHED, _T["Cancel"]): (_R._on_cancel, _S.ESTABLISHED),
+    (_S.ESTABLISHED, _T["Yield"]): (_R._on_yield, _S.ESTABLISHED),
+    (_S.ESTABLISHED, _T["Error"]): (_R._on_error, _S.ESTABLISHED),
+    (_S.ESTABLISHED, _T["Goodbye"]): (_R._on_goodbye, _S.HELLO_WAIT),
+    (_S.ESTABLISHED, _T["Abort"]): (_R._on_abort, _S.CLOSED),
+    (_S.ESTABLISHED, ROUTER_GOODBYE): (_R._send_goodbye, _S.CLOSING),
+    (_S.CLOSING, _T["Goodbye"]): (_R._on_goodbye_reply, _S.HELLO_WAIT),
+    (_S.CLOSING, _T["Abort"]): (_R._on_abort, _S.CLOSED),
 }
+for _state in (_S.HELLO_WAIT, _S.AUTH_PENDING, _S.CHALLENGED):
+    # Not established yet: there is nobody to say GOODBYE to.
+    _TABLE[_state, ROUTER_GOODBYE] = (_R._abort_joining, _S.CLOSED)
+for _state in _S:
+    _TABLE[_state, LOST] = (_R._lost, _S.CLOSED)
+    if _state is not _S.CLOSED:
+        _TABLE[_state, ROUTER_ABORT] = (_R._send_abort, _S.CLOSED)
+del _state

@@ -209,3 +209,50 @@ def test_internal_error_aborts_only_that_session_and_is_reported():
     assert isinstance(errors[0], ZeroDivisionError)
     b.receive([32, 1, {}, "com.t"])
     assert isinstance(b.last(), m.Subscribed)
+
+
+# ------------------------------------------------------- the table itself
+
+
+def test_the_table_alone_sets_the_state():
+    """Every transition is an entry (handler, next state): the state is assigned
+    only where the session is built and where a table entry is applied."""
+    import ast
+    import inspect
+
+    from relayrouter.core import session as module
+
+    assignments = []
+    for node in ast.walk(ast.parse(inspect.getsource(module))):
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        for target in targets:
+            names = target.elts if isinstance(target, ast.Tuple) else [target]
+            if any(isinstance(t, ast.Attribute) and t.attr == "state" for t in names):
+                assignments.append(ast.unparse(node))
+    assert sorted(assignments) == sorted([
+        "self.state = State.HELLO_WAIT",  # __init__
+        "handler, self.state = entry",  # a message from the peer
+        "handler, self.state = entry",  # an event from our side
+    ])
+    for (state, event), (handler, next_state) in module._TABLE.items():
+        assert isinstance(state, module.State) and isinstance(next_state, module.State)
+        assert callable(handler), (state, event)
+
+
+def test_router_events_follow_the_table():
+    router = make_router()
+    joining = connect(router)
+    joining.receive(hello())
+    joined = joining.session
+    joined.goodbye("wamp.close.system_shutdown", "bye")
+    assert joined.state.name == "CLOSING"
+    assert joining.take()[-1].marshal() == [6, {"message": "bye"}, "wamp.close.system_shutdown"]
+    joined.goodbye()  # already closing: nothing more
+    joined.abort("wamp.error.protocol_violation", "late")
+    assert joined.state.name == "CLOSED" and isinstance(joining.take()[-1], m.Abort)
+    joined.abort("wamp.error.protocol_violation", "again")  # closed: nothing more
+    assert joining.take() == []
+    fresh = connect(router)
+    fresh.session.goodbye("wamp.close.system_shutdown")  # not joined: ABORT instead
+    [abort] = fresh.take()
+    assert abort.reason == "wamp.close.system_shutdown" and fresh.closed
