@@ -4,6 +4,7 @@ from autobahn.wamp import message as m
 
 from relayrouter.testing import join, make_router
 from tests.refusals import assert_refused
+from tests.core.outside import retained
 
 
 def setup(n=3):
@@ -55,7 +56,7 @@ def test_session_kill_sends_goodbye_with_reason_and_message():
                   reason="wamp.close.killed", message="bye") is None
     goodbye = b.last()
     assert goodbye.marshal() == [6, {"message": "bye"}, "wamp.close.killed"]
-    assert b.session.session_id not in router.realms["realm1"].sessions
+    assert b.session.session_id not in result(a, "wamp.session.list")
     result(a, "wamp.session.kill", c.session.session_id)
     assert c.last().marshal() == [6, {}, "wamp.close.normal"]  # the spec's default reason
 
@@ -79,7 +80,7 @@ def test_kill_by_authid_and_authrole_spare_the_caller():
     assert isinstance(c.last(), m.Goodbye) and isinstance(d.last(), m.Goodbye)
     assert result(a, "wamp.session.kill_by_authid", "same") == 1
     assert isinstance(b.last(), m.Goodbye)
-    assert list(router.realms["realm1"].sessions) == [a.session.session_id]
+    assert result(a, "wamp.session.list") == [a.session.session_id]
 
 
 def test_session_meta_events():
@@ -258,7 +259,8 @@ def test_testament_options_and_validation():
     a.session.transport_lost()
     assert [e.args for e in watcher.take()] == [["only you"]]
     assert other.take() == []
-    assert "com.gone" in router.realms["realm1"].broker.retained
+    assert retained(router, peer=watcher) == {"com.gone": ["only you"]}  # retained, for it alone
+    assert retained(router, peer=other) == {}
 
 
 def test_testament_topic_must_be_publishable():
