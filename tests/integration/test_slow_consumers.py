@@ -9,7 +9,7 @@ from twisted.internet import defer
 from relayrouter import config as cfg
 from relayrouter.transport.connection import OutboundLimits
 
-from ..support import connect_raw, eventually, rss_bytes, start_router
+from ..support import connect_raw, eventually, meta_view, rss_bytes, start_router
 
 PAYLOAD = "x" * 8192
 BOUND = 512 * 1024
@@ -104,12 +104,15 @@ def test_stuck_subscriber_policy_memory_and_counters(policy):
             assert counters.slow_consumer_disconnects == 1
             assert counters.events_dropped == 0
             assert realm.counters["slow_consumer_disconnects"] == 1
-            yield eventually(lambda: stuck_id not in realm.sessions)
+            view = yield meta_view(running)
+            yield view.until(view.session_ids, lambda ids: stuck_id not in ids)
         else:
             assert counters.events_dropped > 0
             assert realm.counters["events_dropped"] == counters.events_dropped
             assert counters.slow_consumer_disconnects == 0
-            assert stuck_id in realm.sessions
+            view = yield meta_view(running)
+            assert stuck_id in (yield view.session_ids())
+            yield view.leave()
             stuck.protocol.transport.resumeProducing()
             yield eventually(lambda: connection.queued == (0, 0))
             yield eventually(lambda: len(events_in(stuck)) + counters.events_dropped >= sent, 20)
