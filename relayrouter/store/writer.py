@@ -190,7 +190,12 @@ class Writer:
         calls = []
         for item, outcome in zip(work, outcomes):
             if item[0] == "__call__":
-                item[2](outcome)  # call() waits on this thread's answer
+                # call() waits on this thread's answer: what was submitted
+                # before it is handed back first, so it is a barrier.
+                if calls:
+                    self._deliver(_complete, calls)
+                    calls = []
+                item[2](outcome)
             elif item[2] is not None:
                 calls.append((item[2], outcome))
         if calls:

@@ -1,6 +1,7 @@
 """One suite for every backend of the durable store (see conftest.py)."""
 
 import sqlite3
+import threading
 
 import pytest
 
@@ -196,6 +197,56 @@ def test_one_bad_item_fails_alone_the_rest_of_its_group_commits(sql_backend):
     assert outcomes[2] is None and outcomes[3] is None
     assert isinstance(outcomes[1], StoreError) and "mailbox_put failed" in str(outcomes[1])
     assert [m.id for m in store.mailbox_load().messages] == [1, 2, 3]
+
+
+def committed_ids(backend) -> list:
+    """Message IDs as a separate connection sees them: only what was committed."""
+    if backend.kind == "sqlite":
+        connection = sqlite3.connect(backend.tmp_path / "state" / "relayrouter.sqlite3")
+        try:
+            return [row[0] for row in connection.execute("SELECT id FROM mailbox_messages ORDER BY id")]
+        finally:
+            connection.close()
+    import psycopg
+
+    with psycopg.connect(backend.dsn) as connection:
+        return [row[0] for row in connection.execute("SELECT id FROM mailbox_messages ORDER BY id")]
+
+
+def test_completions_run_only_after_their_group_committed(sql_backend):
+    """What PUBLISHED / HTTP 202 / an ack's RESULT promise: when ``done`` runs,
+    another connection already sees the outcome -- in a group commit, and in
+    the path where a bad item made the group retry each item alone."""
+    store = sql_backend.open()
+    for i in (1, 2):
+        store.mailbox_put(message("mb", i), None)
+    sql_backend.sync(store)
+    seen = {}
+
+    def check(key, outcome):
+        seen[key] = (outcome, committed_ids(sql_backend))
+
+    for with_bad_item in (False, True):
+        gate = threading.Event()
+        # Hold the writer so everything below is taken as ONE group.
+        store.writer.submit("__call__", lambda connection: gate.wait(10), lambda outcome: None)
+        base = 10 if with_bad_item else 3
+        store.mailbox_put(message("mb", base), lambda o, k=("put", base): check(k, o))
+        if with_bad_item:
+            store.mailbox_put(message("mb", 2), lambda o: check(("duplicate", 2), o))
+        store.mailbox_delete("r1", "mb", [base - 9 if with_bad_item else 1],
+                             lambda o, k=("delete", base): check(k, o))
+        store.mailbox_put(message("mb", base + 1), lambda o, k=("put", base + 1): check(k, o))
+        gate.set()
+        sql_backend.sync(store)
+    assert seen[("put", 3)] == (None, [2, 3, 4]) and seen[("put", 4)] == (None, [2, 3, 4])
+    assert seen[("delete", 3)] == (None, [2, 3, 4])
+    outcome, _ = seen[("duplicate", 2)]
+    assert isinstance(outcome, StoreError)
+    # Retried alone: every item committed before any completion ran.
+    for key in (("put", 10), ("put", 11), ("delete", 10)):
+        assert seen[key] == (None, [2, 3, 4, 10, 11]), key
+    assert store.writer.commits >= 4
 
 
 def test_a_new_database_gets_the_latest_schema(sql_backend):
