@@ -64,6 +64,7 @@ OVERFLOW_POLICIES = (REFUSE, DROP_OLDEST)
 HTTP_MODES = ("token", "open", "off")
 
 MAX_INFLIGHT = 1000
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 _ID_BLOCK = 1000  # message IDs reserved in the store at a time
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -73,7 +74,7 @@ class MailboxRule:
     uri: str  # e.g. "mailbox.{authid}"
     max_messages: int = 10_000
     max_bytes: int = 64 * 1024 * 1024
-    max_message_bytes: int = 1024 * 1024
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_age: float = 7 * 86400.0  # seconds; 0 keeps messages until taken
     overflow: str = REFUSE
     visibility_timeout: float = 60.0

@@ -1,11 +1,36 @@
 """The HTTP site on the WebSocket port: the WAMP endpoint and the resources
 other modules add (/ticket, /denylist: transport/tickets.py; /metrics, /health,
-/ready: transport/ops_http.py)."""
+/ready: transport/ops_http.py; /mailbox: transport/mailbox_http.py).
 
+Request bodies
+--------------
+twisted.web reads a whole request body (into memory, or a temporary file
+past 100 kB) before a resource sees it.  A resource that takes bodies of a
+known bound says so with ``body_limit(segments, query) -> (limit, what, error) |
+None`` (``segments``: the path segments after its own, ``query``: parsed
+like ``request.args``); :class:`BoundedRequest` then checks the
+``Content-Length`` as soon as the headers are in, and counts a chunked body
+as it arrives, and refuses a larger one at once: 413, JSON ``{"error":
+error, "message": ...}`` (``error`` is the resource's, default
+``relayrouter.error.body_too_large``), ``Connection: close``.  What the
+client still sends is read and thrown away (a client told at once stops
+sending), up to ``DISCARD_BYTES`` or ``DISCARD_SECONDS``, then the
+connection is closed: closing at once could lose the answer to a TCP reset.
+"""
+
+import json
+from urllib.parse import parse_qs
 
 from autobahn.twisted.resource import WebSocketResource
+from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import Request, Site
+
+log = Logger(namespace="relayrouter.http")
+
+BODY_TOO_LARGE = "relayrouter.error.body_too_large"
+DISCARD_BYTES = 4 * 1024 * 1024
+DISCARD_SECONDS = 10.0
 
 
 def _access_line(timestamp: str, request) -> str:
@@ -16,6 +41,90 @@ def _access_line(timestamp: str, request) -> str:
         path = path.rsplit("/", 1)[0] + "/-"
     client = getattr(request.getClientAddress(), "host", "-")
     return f'{client} - - [{timestamp}] "{request.method.decode("ascii", "replace")} {path}" {request.code}'
+
+
+class BoundedRequest(Request):
+    """A request whose body is refused while it arrives once it is larger
+    than its resource's ``body_limit`` (see the module doc)."""
+
+    _limit = None  # (bytes, what, error URI) of this request's resource, or None
+    _received = 0
+    _refused = False
+    _discarded = 0
+    _timer = None
+
+    def gotLength(self, length):  # noqa: N802 - twisted.web's name
+        self._limit = self._body_limit()
+        if self._limit is not None and length is not None and length > self._limit[0]:
+            # No "100 Continue" for a body we refuse: the answer is final.
+            self.requestHeaders.removeHeader(b"expect")
+            self._refuse(f"the body is {length} bytes")
+            length = 0
+        super().gotLength(length)
+
+    def handleContentChunk(self, data):  # noqa: N802
+        if self._refused:
+            self._discarded += len(data)
+            if self._discarded > DISCARD_BYTES:
+                self._close(abort=True)
+            return
+        self._received += len(data)
+        if self._limit is not None and self._received > self._limit[0]:
+            self._refuse(f"the chunked body went past {self._limit[0]} bytes")
+            return
+        super().handleContentChunk(data)
+
+    def requestReceived(self, command, path, version):  # noqa: N802
+        if self._refused:
+            self._close(abort=False)  # the whole body came: nothing unread
+            return
+        super().requestReceived(command, path, version)
+
+    def connectionLost(self, reason):  # noqa: N802
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        super().connectionLost(reason)
+
+    def _body_limit(self):
+        channel = self.channel
+        limits = getattr(getattr(channel, "site", None), "body_limits", None)
+        line = getattr(channel, "_path", None)  # the request line's target; self.uri comes later
+        if not limits or not line:
+            return None
+        target, _, query = line.partition(b"?")
+        segments = [s for s in target.split(b"/")[1:]]
+        body_limit = limits.get(segments[0]) if segments else None
+        if body_limit is None:
+            return None
+        try:
+            return body_limit(segments[1:], parse_qs(query, keep_blank_values=True))
+        except Exception:  # noqa: BLE001 - the resource answers such a request itself
+            return None
+
+    def _refuse(self, size: str) -> None:
+        self._refused = True
+        limit, what, error = self._limit
+        message = f"{size}; {what} is {limit} bytes"
+        body = json.dumps({"error": error or BODY_TOO_LARGE, "message": message}).encode()
+        channel = self.channel
+        channel.transport.write(b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
+                                b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        peer = getattr(self.getClientAddress(), "host", "-")
+        log.info("HTTP {peer}: body refused (413): {message}", peer=peer, message=message)
+        self._timer = channel.callLater(DISCARD_SECONDS, self._close, True)
+
+    def _close(self, abort: bool) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        channel = self.channel
+        if channel is None or channel.transport is None:
+            return
+        if abort:
+            channel.transport.abortConnection()
+        else:
+            channel.transport.loseConnection()
 
 
 def build_site(router, ws_factory, path: str, resources: dict | None = None) -> Site:
@@ -30,6 +139,9 @@ def build_site(router, ws_factory, path: str, resources: dict | None = None) -> 
     for name, resource in (resources or {}).items():
         root.putChild(name, resource)
     site = Site(root, logFormatter=_access_line)
+    site.requestFactory = BoundedRequest
+    site.body_limits = {name: resource.body_limit for name, resource in (resources or {}).items()
+                        if callable(getattr(resource, "body_limit", None))}
     site.noisy = False
     site.displayTracebacks = False
     return site

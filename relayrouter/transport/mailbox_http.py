@@ -119,6 +119,22 @@ class MailboxResource(Resource):
         if not hmac.compare_digest(given.encode("utf8", "replace"), expected.encode()):
             raise _Refusal(403, "wamp.error.not_authorized", f"wrong token for mailbox '{name}'")
 
+    def body_limit(self, segments: list, query: dict) -> tuple | None:
+        """The largest body a POST here may have (the site refuses a larger
+        one before reading it: transport/http.py): the mailbox's
+        ``max_message_bytes``, or the largest of the rules that could apply."""
+        name = segments[0].decode("utf8", "replace") if segments and segments[0] else None
+        realm = (query.get(b"realm") or [b""])[0].decode("utf8", "replace")
+        candidates = [mbs for r, mbs in self.mailboxes_by_realm.items() if not realm or r == realm]
+        found = [mbs.match(name)[0] for mbs in candidates if name and mbs.match(name) is not None]
+        if found:
+            what = f"max_message_bytes of mailbox '{name}'"
+        else:  # not a mailbox: refused with 404 once read, but never read past every bound
+            found = [rule for mbs in candidates for rule in mbs.rules]
+            what = "the largest max_message_bytes here"
+        limit = max((rule.max_message_bytes for rule in found), default=mb.DEFAULT_MAX_MESSAGE_BYTES)
+        return limit, what, mb.TOO_LARGE
+
     def render_GET(self, request):  # noqa: N802
         request.setHeader(b"allow", b"POST")
         return _json(request, 405, {"error": "wamp.error.invalid_argument",

@@ -3,7 +3,9 @@ killed with -9), Autobahn-Python senders and owners, HTTP senders by treq."""
 
 import json
 import os
+import re
 import signal
+import socket
 import sqlite3
 import tempfile
 import time
@@ -203,6 +205,74 @@ def test_token_as_query_or_path_and_neither_in_the_access_log():
 
     line = _access_line("now", Request())
     assert token not in line and '"POST /mailbox/mailbox.agentb/-" 202' in line
+
+
+def raw_http(port, head: bytes, body: bytes = b"", seconds=20) -> bytes:
+    """Sends a request head and (part of) a body on a plain socket, then reads
+    the answer without sending more. Runs in a thread (blocking socket)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=seconds) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while True:
+            header, _, rest = answer.partition(b"\r\n\r\n")
+            length = re.search(rb"content-length: *(\d+)", header, re.I)
+            if length and len(rest) >= int(length.group(1)):
+                return answer
+            chunk = sock.recv(65536)
+            if not chunk:
+                return answer
+            answer += chunk
+
+
+def refused_413(answer: bytes) -> dict:
+    header, _, body = answer.partition(b"\r\n\r\n")
+    assert header.startswith(b"HTTP/1.1 413 "), header
+    assert b"100 Continue" not in header
+    return json.loads(body)
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_oversized_post_is_refused_before_its_body_is_read():
+    running = yield started(realm_config(max_message_bytes=1000))
+    try:
+        owner = yield as_user(running, "agentb")
+        endpoint = yield owner.call("relayrouter.mailbox.endpoint", "mailbox.agentb")
+        target = endpoint["path"].encode()
+        port = running.ws_port
+        # A gigabyte announced: 413 at once, with not one body byte sent.
+        for expect in (b"", b"Expect: 100-continue\r\n"):
+            head = (b"POST " + target + b" HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n" + expect
+                    + b"Content-Length: 1073741824\r\n\r\n")
+            answer = yield threads.deferToThread(raw_http, port, head)
+            refusal = refused_413(answer)
+            assert refusal["error"] == "relayrouter.error.mailbox_message_too_large"
+            assert refusal["message"] == ("the body is 1073741824 bytes; max_message_bytes of mailbox "
+                                          "'mailbox.agentb' is 1000 bytes")
+        # Chunked, no length: refused once past the bound, the body never finished.
+        head = b"POST " + target + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunk = b"%x\r\n%s\r\n" % (600, b"c" * 600)
+        answer = yield threads.deferToThread(raw_http, port, head, chunk * 2)
+        refusal = refused_413(answer)
+        assert refusal["message"] == ("the chunked body went past 1000 bytes; max_message_bytes of mailbox "
+                                      "'mailbox.agentb' is 1000 bytes")
+        # An HTTP client sending 64 MiB gets the answer too.
+        response = yield treq.post(running.http_url + endpoint["path"], data=b"x" * (64 * 1024 * 1024))
+        assert response.code == 413
+        assert (yield response.json())["error"] == "relayrouter.error.mailbox_message_too_large"
+        # Not a mailbox: still bounded (by the largest max_message_bytes), then 404 if within it.
+        answer = yield threads.deferToThread(
+            raw_http, port, b"POST /mailbox/other.x HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n")
+        refused_413(answer)
+        small = yield treq.post(f"{running.http_url}/mailbox/other.x", data=b"x" * 10)
+        assert small.code == 404
+        # Within the bound: stored as before; nothing of the refused ones was.
+        fits = yield treq.post(running.http_url + endpoint["path"], data=b"y" * 1000)
+        assert fits.code == 202
+        stats = yield owner.call("relayrouter.mailbox.stats", "mailbox.agentb")
+        assert stats["depth"] == 1
+        owner.leave()
+    finally:
+        yield running.service.stopService()
 
 
 # ------------------------------------------------------------ kill -9
