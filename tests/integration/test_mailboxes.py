@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import tempfile
 import time
+import uuid
 
 import pytest
 import pytest_twisted
@@ -278,18 +279,44 @@ def test_an_oversized_post_is_refused_before_its_body_is_read():
 # ------------------------------------------------------------ kill -9
 
 
-def write_config(tmp_path) -> str:
+def write_config(tmp_path, dsn=None, history=False) -> str:
     realm = realm_config(max_messages=100000, max_bytes=500_000_000)
-    lines = ['[[listeners]]', 'type = "websocket"', 'endpoint = "tcp:0:interface=127.0.0.1"', "",
-             "[[realms]]", f'name = "{realm["name"]}"', "[realms.auth.ticket]"]
+    lines = ["[storage]", f'dsn = "{dsn}"', ""] if dsn else []
+    lines += ['[[listeners]]', 'type = "websocket"', 'endpoint = "tcp:0:interface=127.0.0.1"', "",
+              "[[realms]]", f'name = "{realm["name"]}"', "[realms.auth.ticket]"]
     for p in realm["auth"]["ticket"]["principals"]:
         lines += ["[[realms.auth.ticket.principals]]", f'authid = "{p["authid"]}"', f'role = "{p["role"]}"',
                   f'secret_env = "{p["secret_env"]}"']
     lines += ["[[realms.mailboxes]]", 'uri = "mailbox.{authid}"', "max_messages = 100000",
               "max_bytes = 500000000", 'token_secret_env = "RR_TEST_MAILBOX_SECRET"']
+    if history:
+        lines += ["[[realms.history]]", 'uri = "news."', 'match = "prefix"', "limit = 1000"]
     path = tmp_path / "router.toml"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
+
+
+PG_SERVER = os.environ.get("RELAYROUTER_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture
+def pg_dsn():
+    """A PostgreSQL database of this test's own, dropped at the end."""
+    import psycopg
+
+    name = f"relayrouter_it_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"{PG_SERVER}/{name}"
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pg_count(dsn, table) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn) as connection:
+        return connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
 @defer.inlineCallbacks
@@ -305,9 +332,11 @@ class Address:
         self.ws_url = f"ws://127.0.0.1:{port}/ws"
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 @pytest_twisted.inlineCallbacks
-def test_kill_minus_9_loses_nothing_acknowledged_and_brings_back_nothing_acked(tmp_path):
-    config_path = write_config(tmp_path)
+def test_kill_minus_9_loses_nothing_acknowledged_and_brings_back_nothing_acked(tmp_path, request, backend):
+    dsn = request.getfixturevalue("pg_dsn") if backend == "postgresql" else None
+    config_path = write_config(tmp_path, dsn)
     state_dir = str(tmp_path / "state")
     proc, port = yield start_process(config_path, state_dir)
     try:
@@ -432,3 +461,76 @@ def test_an_ack_committed_but_never_answered_stays_acked_after_kill_minus_9(tmp_
     finally:
         stop(proc)
 
+
+@defer.inlineCallbacks
+def read_history(session, after=None):
+    events = []
+    while True:
+        page = yield session.call("relayrouter.history.read", "news.", match="prefix", after=after, limit=7)
+        events += page["events"]
+        if not page["more"]:
+            return events
+        after = page["events"][-1]["publication"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_postgresql_backend_through_the_router_process(tmp_path, pg_dsn):
+    """[storage] dsn: mailbox put (WAMP and HTTP), take, ack and history reads
+    through a real router process on PostgreSQL, across kill -9 and a restart."""
+    config_path = write_config(tmp_path, pg_dsn, history=True)
+    state_dir = str(tmp_path / "state")
+    proc, port = yield start_process(config_path, state_dir)
+    try:
+        sender = yield as_user(Address(port), "sender", "msgpack")
+        owner = yield as_user(Address(port), "agentb", "cbor")
+        ids = []
+        for seq in range(5):
+            published = yield sender.publish("mailbox.agentb", seq, blob=b"\x00\xff",
+                                             options=PublishOptions(acknowledge=True))
+            ids.append(published.id)
+        endpoint = yield owner.call("relayrouter.mailbox.endpoint", "mailbox.agentb")
+        posted = yield treq.post(f"http://127.0.0.1:{port}{endpoint['path']}", data=b"\x01 over http",
+                                 headers={"Content-Type": "application/didcomm-envelope-enc"})
+        assert posted.code == 202
+        ids.append((yield posted.json())["id"])
+        assert ids == sorted(ids)
+        news = []
+        for i in range(20):
+            published = yield sender.publish("news.a" if i % 3 else "news.b", i, options=PublishOptions(acknowledge=True))
+            news.append(published.id)
+        taker = Taker(owner)
+        yield taker.until(6)
+        assert [m["id"] for m in taker.received] == ids
+        assert (yield owner.call("relayrouter.mailbox.ack", "mailbox.agentb", upto=ids[1])) == 2
+        # Read back (the read queues behind the appends): what a reader saw is committed.
+        kept = yield read_history(owner)
+        assert [e["publication"] for e in kept] == news and kept[4]["args"] == [4]
+        assert (yield threads.deferToThread(pg_count, pg_dsn, "mailbox_messages")) == 4
+        assert (yield threads.deferToThread(pg_count, pg_dsn, "history")) == 20
+        os.kill(proc.pid, signal.SIGKILL)
+        yield threads.deferToThread(proc.wait, 20)
+    finally:
+        stop(proc)
+    proc, port = yield start_process(config_path, state_dir)
+    try:
+        sender = yield as_user(Address(port), "sender")
+        owner = yield as_user(Address(port), "agentb")
+        after = Taker(owner)
+        yield after.until(4)
+        assert [(m["id"], m["attempt"]) for m in after.received] == [(i, 2) for i in ids[2:]]
+        assert after.received[0]["args"] == [2] and after.received[0]["kwargs"] == {"blob": b"\x00\xff"}
+        assert after.received[-1]["args"] == [b"\x01 over http"]
+        assert after.received[-1]["kwargs"] == {"content_type": "application/didcomm-envelope-enc"}
+        again = yield read_history(owner)
+        assert again == kept
+        assert (yield read_history(owner, after=news[15])) == kept[16:]
+        # IDs go on from the store's reservation: none handed out twice.
+        published = yield sender.publish("mailbox.agentb", "new", options=PublishOptions(acknowledge=True))
+        assert published.id > max(ids)
+        yield after.until(5)
+        assert (yield owner.call("relayrouter.mailbox.ack", "mailbox.agentb", upto=published.id)) == 5
+        assert (yield threads.deferToThread(pg_count, pg_dsn, "mailbox_messages")) == 0
+        owner.leave()
+        sender.leave()
+    finally:
+        stop(proc)
