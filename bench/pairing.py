@@ -15,12 +15,9 @@ CPU each process used during the paired runs (100% = one core).
 """
 
 import argparse
-import http.client
 import re
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 from cryptography import x509  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: E402
 
-from bench.mediator_proxy import Proc, percentile, twistd  # noqa: E402
+from bench.httpload import load  # noqa: E402
+from bench.mediator_proxy import Proc, twistd  # noqa: E402
 from bench.procstat import CLOCK_TICKS, cpu_ticks  # noqa: E402
 from relayrouter.cli import pki  # noqa: E402
 
@@ -82,35 +80,6 @@ def make_pki(root: Path) -> None:
                                                       ExtendedKeyUsageOID.CLIENT_AUTH, 2))
 
 
-def load(port: int, path: str, seconds: float, clients: int) -> dict:
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    errors = [0] * clients
-    stop_at = time.monotonic() + seconds
-
-    def client(i: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        while time.monotonic() < stop_at:
-            started = time.perf_counter()
-            conn.request("GET", path)
-            response = conn.getresponse()
-            response.read()
-            if response.status != 200:
-                errors[i] += 1
-            latencies[i].append(time.perf_counter() - started)
-        conn.close()
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    began = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.monotonic() - began
-    every = [x for per in latencies for x in per]
-    return {"rps": len(every) / elapsed, "p50": percentile(every, 50) * 1000, "p99": percentile(every, 99) * 1000,
-            "errors": sum(errors), "requests": len(every)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -141,9 +110,10 @@ def main() -> None:
             agent.wait_for(f"pairing-agent: the {cls} of pair")
         print(f"| request | path | requests/s | p50 ms | p99 ms |\n|---|---|---|---|---|")
         for path, label in (("/json", "small JSON"), ("/blob", "1 MiB binary")):
-            direct = load(service_port, path, args.seconds, args.clients)
+            request = lambda: ("GET", path, None, {})  # noqa: E731
+            direct = load(service_port, request, args.seconds, args.clients)
             before = {p.name: cpu_ticks(p.proc.pid) for p in procs}
-            paired = load(ports["manager"], path, args.seconds, args.clients)
+            paired = load(ports["manager"], request, args.seconds, args.clients)
             cpu = {p.name: (cpu_ticks(p.proc.pid) - before[p.name]) / CLOCK_TICKS / args.seconds * 100
                    for p in procs}
             for name, r in (("direct HTTP (floor)", direct), ("through the pair", paired)):

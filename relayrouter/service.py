@@ -132,6 +132,12 @@ class RouterService(service.MultiService):
         # /metrics, /health, /ready; refused logins are counted by the observer.
         self.auth_refusals = self.router.observer.auth_refusals
         self.metrics = Metrics(self)
+        # POST /publish, /call, /webhook/{name} ([http_bridge]).
+        self.http_bridge = None
+        if config.http_bridge is not None:
+            from .transport.http_bridge import HttpBridge
+
+            self.http_bridge = HttpBridge(config.http_bridge, self.security, self.router, reactor)
         self.serializers = router_serializers()
         self.listeners: list[ListenerService] = []
         for listener in config.listeners:
@@ -155,6 +161,8 @@ class RouterService(service.MultiService):
                 resources.update(self.relay.http_resources())
             resources.update(self.pairing.http_resources(self.reactor, limits.max_message_size))
             resources.update(ops_http.resources(self, self.metrics, self.config.metrics or MetricsConfig()))
+            if self.http_bridge is not None:
+                resources.update(self.http_bridge.resources())
             factory = build_site(self.router, wamp_factory, listener.path, resources)
             # twisted.web's idle timeout (12 h by default) is what closes a
             # connection that never finishes its HTTP request or upgrade.
@@ -177,6 +185,8 @@ class RouterService(service.MultiService):
         d = defer.maybeDeferred(super().stopService)
         if self.relay is not None:
             self.relay.stop()
+        if self.http_bridge is not None:
+            self.http_bridge.close()
         d.addBoth(lambda result: (self.tenancy.stop(), self.security.stop(), self.durable.stop(), result)[3])
         return d
 

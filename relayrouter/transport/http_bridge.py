@@ -1,0 +1,427 @@
+"""The HTTP bridge: ``POST /publish``, ``POST /call`` and ``POST /webhook/{name}``.
+
+Theory of operation
+-------------------
+A service that speaks only HTTP publishes and calls through a router-side
+WAMP session of the identity it proved, so the realm's rules apply to it
+exactly as to any WAMP session: the same roles, the same claim permissions,
+the same deny list.  Two ways to prove one:
+
+* ``Authorization: Bearer <JWT>``, checked by the realm's JWT settings (the
+  one-time ticket endpoint's check: failed-login limits, revocation);
+* a request signed the way Crossbar.io's HTTP bridge signs: query parameters
+  ``key``, ``timestamp`` (UTC ISO-8601 with milliseconds), ``seq``, ``nonce``
+  and ``signature`` = base64url(HMAC-SHA256(secret, key + timestamp + seq +
+  nonce + body)), so clients written for Crossbar (``crossbarconnect``) work
+  unchanged.  Beyond Crossbar: a timestamp outside ``timestamp_window`` and a
+  nonce seen before for that key (within the window) are refused: a
+  captured request cannot be replayed.
+
+Bridge sessions are kept per identity (the key, or the token) and reused;
+an idle one is closed after a while, a revoked or expired one by the guard
+as any session.  Answers follow Crossbar's bodies (``{"id"}`` for a
+publication, ``{"args", "kwargs"}`` for a result, ``{"error", "args",
+"kwargs"}`` for an error); WAMP errors get HTTP statuses (403 not
+authorized, 404 no such procedure, 400 bad arguments, 504 timeout, 503 no
+callee, 502 a callee's own error) unless ``error_status = "crossbar"``, which
+answers a callee's error with 200 as Crossbar does.
+"""
+
+import base64
+import datetime
+import hashlib
+import hmac
+import json
+import time
+from collections import OrderedDict
+from dataclasses import replace
+
+from autobahn.wamp import message as m
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web import server
+
+from ..core import errors
+from ..core.auth import Accept
+from ..core.peer import TransportInfo
+from .tickets import HttpRefusal, _JsonResource, _arg, _client
+
+log = Logger(namespace="relayrouter.http_bridge")
+
+MAX_SESSIONS = 1000
+IDLE_SECONDS = 300.0
+STATUS_OF = {errors.NOT_AUTHORIZED: 403, errors.NO_SUCH_PROCEDURE: 404, errors.INVALID_ARGUMENT: 400,
+             errors.INVALID_URI: 400, errors.CANCELED: 504, errors.TIMEOUT: 504, errors.NO_AVAILABLE_CALLEE: 503,
+             errors.UNAVAILABLE: 503, "relayrouter.error.limit_exceeded": 429, errors.PROTOCOL_VIOLATION: 400}
+ROUTER_ERRORS = frozenset(STATUS_OF) | {errors.OPTION_NOT_ALLOWED, errors.DISCLOSE_ME_DISALLOWED,
+                                        errors.FEATURE_NOT_SUPPORTED, errors.INTERNAL_ERROR}
+SECRET_HEADERS = frozenset({b"authorization", b"cookie", b"x-hub-signature", b"x-hub-signature-256"})
+
+
+class WampError(Exception):
+    def __init__(self, error: m.Error) -> None:
+        super().__init__(error.error)
+        self.uri = error.error
+        self.args_ = list(error.args or ())
+        self.kwargs = dict(error.kwargs or {})
+
+
+class BridgePeer:
+    """The core's peer for one bridge session: answers go to the waiting requests."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[int, defer.Deferred] = {}
+        self.closed = False
+        self.session = None
+
+    def send(self, message: m.Message) -> None:
+        if isinstance(message, m.Goodbye):
+            self.session.receive_message(m.Goodbye(errors.CLOSE_GOODBYE_AND_OUT))
+            self.close()
+            return
+        request = getattr(message, "request", None)
+        d = self.waiting.pop(request, None)
+        if d is None:
+            return
+        if isinstance(message, m.Error):
+            d.errback(WampError(message))
+        else:
+            d.callback(message)
+
+    def close(self) -> None:
+        self.closed = True
+        waiting, self.waiting = self.waiting, {}
+        for d in waiting.values():
+            d.errback(HttpRefusal(503, errors.UNAVAILABLE, "the bridge session was closed by the router"))
+
+
+class BridgeSession:
+    def __init__(self, router, accept: Accept, peer_address: str, clock) -> None:
+        self.peer = BridgePeer()
+        self.clock = clock
+        self.used = clock.seconds()
+        self.session = router.session(self.peer, TransportInfo(kind="http", peer=peer_address,
+                                                                serializer="json"))
+        self.peer.session = self.session
+        self.joined = self.session.join_authenticated(accept)
+        self._next = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.joined and not self.peer.closed and self.session.realm is not None
+
+    def request(self, build) -> defer.Deferred:
+        self.used = self.clock.seconds()
+        self._next += 1
+        d = defer.Deferred()
+        self.peer.waiting[self._next] = d
+        self.session.receive_message(build(self._next))
+        return d
+
+    def leave(self) -> None:
+        if self.alive:
+            self.session.receive_message(m.Goodbye(errors.CLOSE_NORMAL))
+        self.peer.close()
+
+
+class Sessions:
+    """Bridge sessions by identity, most recently used last; bounded and swept."""
+
+    def __init__(self, router, clock) -> None:
+        self.router = router
+        self.clock = clock
+        self.by_identity: OrderedDict = OrderedDict()
+
+    def for_identity(self, identity: tuple, accept: Accept, peer_address: str) -> BridgeSession:
+        now = self.clock.seconds()
+        for key in [k for k, s in self.by_identity.items() if now - s.used > IDLE_SECONDS or not s.alive]:
+            self.by_identity.pop(key).leave()
+        bridge = self.by_identity.get(identity)
+        if bridge is not None and bridge.alive:
+            self.by_identity.move_to_end(identity)
+            return bridge
+        bridge = BridgeSession(self.router, accept, peer_address, self.clock)
+        if not bridge.joined:
+            raise HttpRefusal(403, errors.NOT_AUTHORIZED, "the realm refused this identity a session "
+                              "(revoked, expired, or over a session limit)")
+        self.by_identity[identity] = bridge
+        while len(self.by_identity) > MAX_SESSIONS:
+            self.by_identity.popitem(last=False)[1].leave()
+        return bridge
+
+    def close(self) -> None:
+        for bridge in self.by_identity.values():
+            bridge.leave()
+        self.by_identity.clear()
+
+
+class Nonces:
+    """Nonces seen per key within the timestamp window (replay protection)."""
+
+    def __init__(self, window: float, clock) -> None:
+        self.window = window
+        self.clock = clock
+        self.seen: OrderedDict = OrderedDict()  # (key, nonce) -> when
+
+    def fresh(self, key: str, nonce: str) -> bool:
+        now = self.clock.seconds()
+        while self.seen and next(iter(self.seen.values())) < now - 2 * self.window:
+            self.seen.popitem(last=False)
+        if (key, nonce) in self.seen:
+            return False
+        self.seen[(key, nonce)] = now
+        return True
+
+
+class _BridgeResource(_JsonResource):
+    methods = "POST, OPTIONS"
+
+    def __init__(self, bridge) -> None:
+        super().__init__(bridge.security)
+        self.bridge = bridge
+
+    def render_POST(self, request):  # noqa: N802
+        d = self._serve_bridge(request)
+        return d
+
+    def _serve_bridge(self, request):
+        if not self._origin_ok(request):
+            return self._answer(request, 403, {"error": errors.NOT_AUTHORIZED, "message": "origin not allowed"})
+        d = defer.maybeDeferred(self._handle, request)
+        d.addCallbacks(lambda answer: self._answer(request, *answer), lambda f: self._failed(request, f))
+        return server.NOT_DONE_YET
+
+    def _answer(self, request, code: int, body: dict):
+        if request.finished or getattr(request, "_disconnected", False):
+            return server.NOT_DONE_YET
+        request.setResponseCode(code)
+        request.setHeader(b"content-type", b"application/json; charset=UTF-8")
+        request.setHeader(b"cache-control", b"no-store")
+        request.write(json.dumps(body).encode())
+        request.finish()
+        return server.NOT_DONE_YET
+
+    def _failed(self, request, failure) -> None:
+        if failure.check(WampError):
+            e = failure.value
+            code = STATUS_OF.get(e.uri, 502)
+            if e.uri not in ROUTER_ERRORS and self.bridge.config.error_status == "crossbar":
+                code = 200
+            self._answer(request, code, {"error": e.uri, "args": e.args_, "kwargs": e.kwargs})
+        elif failure.check(HttpRefusal):
+            e = failure.value
+            self._answer(request, e.code, {"error": e.error, "args": [str(e)], "kwargs": {}})
+        else:
+            log.failure("HTTP bridge {path} failed", failure=failure, path=request.path.decode("ascii", "replace"))
+            self._answer(request, 500, {"error": errors.INTERNAL_ERROR, "args": ["the router failed; see its log"],
+                                        "kwargs": {}})
+
+    # ------------------------------------------------------------ the request
+
+    @defer.inlineCallbacks
+    def _handle(self, request):
+        body = self._body(request)
+        event = _json_object(body)
+        bridge_session = yield self._session(request, body, event)
+        answer = yield self.perform(bridge_session, event)
+        return answer
+
+    def _body(self, request) -> bytes:
+        limit = self.bridge.config.max_body
+        length = request.getHeader(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise HttpRefusal(413, errors.INVALID_ARGUMENT, f"the body is over the limit of {limit} bytes")
+        body = request.content.read(limit + 1)
+        if len(body) > limit:
+            raise HttpRefusal(413, errors.INVALID_ARGUMENT, f"the body is over the limit of {limit} bytes")
+        kind = (request.getHeader(b"content-type") or b"application/json").split(b";")[0].strip().lower()
+        if kind != b"application/json":
+            raise HttpRefusal(400, errors.INVALID_ARGUMENT, "the body must be application/json")
+        return body
+
+    @defer.inlineCallbacks
+    def _session(self, request, body: bytes, event: dict):
+        address = _client(request)
+        if _arg(request, "signature") is not None or _arg(request, "key") is not None:
+            key = self.bridge.verify_signed(request, body)
+            accept = Accept(key.authid, key.role, "http-bridge", authprovider="http-bridge", realm=key.realm)
+            return self.bridge.sessions.for_identity(("key", key.key), accept, address)
+        realm = _arg(request, "realm") or event.pop("realm", None) or self.bridge.default_realm()
+        if realm is None:
+            raise HttpRefusal(400, errors.NO_SUCH_REALM, "name the realm: ?realm=NAME")
+        accept = yield self._bearer_accept(request, realm)
+        accept = replace(accept, realm=realm)
+        token = request.getHeader(b"authorization") or b""
+        identity = ("jwt", realm, hashlib.sha256(token).hexdigest())
+        return self.bridge.sessions.for_identity(identity, accept, address)
+
+
+class PublishResource(_BridgeResource):
+    """``{"topic", "args", "kwargs", "options"}`` -> ``{"id": <publication id>}``."""
+
+    @defer.inlineCallbacks
+    def perform(self, bridge_session, event: dict):
+        topic = _string(event, "topic")
+        args, kwargs, options = _payload(event)
+        options = {k: v for k, v in options.items() if k in ("exclude", "eligible", "exclude_authid",
+                                                               "eligible_authid", "exclude_authrole",
+                                                               "eligible_authrole", "retain")}
+        published = yield bridge_session.request(lambda request: m.Publish(
+            request, topic, args=args or None, kwargs=kwargs or None, acknowledge=True, **options))
+        return 200, {"id": published.publication}
+
+
+class CallResource(_BridgeResource):
+    """``{"procedure", "args", "kwargs", "options"}`` -> ``{"args", "kwargs"}``."""
+
+    @defer.inlineCallbacks
+    def perform(self, bridge_session, event: dict):
+        procedure = _string(event, "procedure")
+        args, kwargs, options = _payload(event)
+        timeout = options.get("timeout", self.bridge.config.call_timeout * 1000)
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+            raise HttpRefusal(400, errors.INVALID_ARGUMENT, "options.timeout must be a positive number of ms")
+        result = yield bridge_session.request(lambda request: m.Call(
+            request, procedure, args=args or None, kwargs=kwargs or None, timeout=int(timeout)))
+        answer = {}
+        if result.args:
+            answer["args"] = result.args
+        if result.kwargs:
+            answer["kwargs"] = result.kwargs
+        return 200, answer
+
+
+class WebhookResource(_BridgeResource):
+    """``POST /webhook/{name}``: any body becomes an event on the webhook's topic -> 202 ``{"id"}``."""
+
+    def __init__(self, bridge) -> None:
+        super().__init__(bridge)
+        self.hooks = {hook.name: hook for hook in bridge.config.webhooks}
+
+    @defer.inlineCallbacks
+    def _handle(self, request):
+        name = b"/".join(request.postpath).decode("utf-8", "replace")
+        hook = self.hooks.get(name)
+        if hook is None:
+            raise HttpRefusal(404, errors.INVALID_ARGUMENT, f"no webhook named '{name}'")
+        limit = self.bridge.config.max_body
+        body = request.content.read(limit + 1)
+        if len(body) > limit:
+            raise HttpRefusal(413, errors.INVALID_ARGUMENT, f"the body is over the limit of {limit} bytes")
+        _check_webhook(request, hook, body)
+        content_type = (request.getHeader(b"content-type") or b"").decode("latin-1")
+        accept = Accept(f"webhook:{hook.name}", "webhook", "webhook", authprovider="http-bridge", realm=hook.realm)
+        bridge_session = self.bridge.sessions.for_identity(("webhook", hook.name), accept, _client(request))
+        headers = {k.decode("latin-1").lower(): v[0].decode("latin-1")
+                   for k, v in request.requestHeaders.getAllRawHeaders() if k.lower() not in SECRET_HEADERS}
+        kwargs = {"body": _body_value(body, content_type), "content_type": content_type or None,
+                  "headers": headers}
+        published = yield bridge_session.request(lambda r: m.Publish(r, hook.topic, kwargs=kwargs,
+                                                                     acknowledge=True))
+        return 202, {"id": published.publication}
+
+
+class HttpBridge:
+    """The bridge's state: sessions, nonces, keys; resources for the site."""
+
+    def __init__(self, config, security, router, clock) -> None:
+        self.config = config
+        self.security = security
+        self.router = router
+        self.clock = clock
+        self.sessions = Sessions(router, clock)
+        self.nonces = Nonces(config.timestamp_window, clock)
+        self.keys = {key.key: key for key in config.keys}
+
+    def default_realm(self) -> str | None:
+        if self.config.default_realm:
+            return self.config.default_realm
+        jwt_realms = list(self.security.jwt_by_realm)
+        return jwt_realms[0] if len(jwt_realms) == 1 else None
+
+    def verify_signed(self, request, body: bytes):
+        fields = {name: _arg(request, name) for name in ("key", "timestamp", "seq", "nonce", "signature")}
+        missing = [name for name, value in fields.items() if value is None]
+        if missing:
+            raise HttpRefusal(400, errors.INVALID_ARGUMENT, f"signed request without {', '.join(missing)}")
+        key = self.keys.get(fields["key"])
+        if key is None:
+            raise HttpRefusal(401, errors.AUTHENTICATION_FAILED, f"unknown key '{fields['key'][:64]}'")
+        if not (fields["seq"].lstrip("-").isdigit() and fields["nonce"].lstrip("-").isdigit()):
+            raise HttpRefusal(400, errors.INVALID_ARGUMENT, "seq and nonce must be integers")
+        try:
+            stamp = datetime.datetime.strptime(fields["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
+        except ValueError:
+            raise HttpRefusal(400, errors.INVALID_ARGUMENT, "timestamp must be UTC ISO-8601 with milliseconds, "
+                              "e.g. 2011-10-14T16:59:51.123Z") from None
+        age = abs(stamp.replace(tzinfo=datetime.timezone.utc).timestamp() - time.time())
+        if age > self.config.timestamp_window:
+            raise HttpRefusal(401, errors.AUTHENTICATION_FAILED, f"timestamp is {age:.0f} s off the router's "
+                              f"clock (at most {self.config.timestamp_window:.0f} s)")
+        digest = hmac.new(key.secret.encode(), b"".join(fields[n].encode() for n in ("key", "timestamp", "seq",
+                                                                                    "nonce")) + body,
+                          hashlib.sha256).digest()
+        if not hmac.compare_digest(base64.urlsafe_b64encode(digest), fields["signature"].encode()):
+            raise HttpRefusal(401, errors.AUTHENTICATION_FAILED, "signature does not match")
+        if not self.nonces.fresh(key.key, fields["nonce"]):
+            raise HttpRefusal(401, errors.AUTHENTICATION_FAILED, "this nonce was used already (replayed request)")
+        return key
+
+    def resources(self) -> dict:
+        return {b"publish": PublishResource(self), b"call": CallResource(self), b"webhook": WebhookResource(self)}
+
+    def close(self) -> None:
+        self.sessions.close()
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _json_object(body: bytes) -> dict:
+    try:
+        event = json.loads(body or b"{}")
+    except ValueError:
+        raise HttpRefusal(400, errors.INVALID_ARGUMENT, "the body is not valid JSON") from None
+    if not isinstance(event, dict):
+        raise HttpRefusal(400, errors.INVALID_ARGUMENT, "the body must be a JSON object")
+    return event
+
+
+def _string(event: dict, name: str) -> str:
+    value = event.get(name)
+    if not isinstance(value, str) or not value:
+        raise HttpRefusal(400, errors.INVALID_ARGUMENT, f"the body needs '{name}' (a URI string)")
+    return value
+
+
+def _payload(event: dict) -> tuple[list, dict, dict]:
+    args, kwargs, options = event.get("args") or [], event.get("kwargs") or {}, event.get("options") or {}
+    if not isinstance(args, list) or not isinstance(kwargs, dict) or not isinstance(options, dict):
+        raise HttpRefusal(400, errors.INVALID_ARGUMENT, "args must be a list, kwargs and options objects")
+    return args, kwargs, options
+
+
+def _body_value(body: bytes, content_type: str):
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "application/json" or kind.endswith("+json"):
+        try:
+            return json.loads(body)
+        except ValueError:
+            pass
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body
+
+
+def _check_webhook(request, hook, body: bytes) -> None:
+    if hook.token is not None:
+        header = (request.getHeader(b"authorization") or b"").decode("latin-1")
+        given = header[len("Bearer "):].strip() if header.startswith("Bearer ") else ""
+        if not hmac.compare_digest(given.encode(), hook.token.encode()):
+            raise HttpRefusal(401, errors.AUTHENTICATION_FAILED, "this webhook needs its bearer token")
+    if hook.github_secret is not None:
+        sent = (request.getHeader(b"x-hub-signature-256") or b"").decode("latin-1")
+        expected = "sha256=" + hmac.new(hook.github_secret.encode(), body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(sent.encode(), expected.encode()):
+            raise HttpRefusal(401, errors.AUTHENTICATION_FAILED, "X-Hub-Signature-256 does not match the body")
