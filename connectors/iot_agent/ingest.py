@@ -7,8 +7,10 @@ published on ``device-data`` in its tenant's realm and handed to the
 Kafka-WS connections.  Callers answer the device only after that (HTTP 204,
 MQTT PUBACK): what a device was told is stored survives ``kill -9``.
 
-Messages queued during one turn of the reactor go to the store together (one
-``executemany``), and the store commits all that is queued at once.
+Messages go to the store in batches: at most ``max_in_flight`` (2) batches
+are being committed at a time, and what arrives meanwhile waits for the next
+one, so a batch grows with the load and the commit rate stays bounded (one
+fsync per batch).
 """
 
 from collections import Counter
@@ -25,13 +27,16 @@ DEVICE_DATA = "device-data"
 
 
 class Ingest:
-    def __init__(self, store, directory, reactor, publish=None, hub=None, max_batch: int = 5000) -> None:
+    def __init__(self, store, directory, reactor, publish=None, hub=None, max_batch: int = 5000,
+                 max_in_flight: int = 2) -> None:
         self.store = store
         self.directory = directory
         self.reactor = reactor
         self.publish = publish  # fn(tenant, topic, message) -> None; the tenant's session
         self.hub = hub  # KafkaWsHub
         self.max_batch = max_batch
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
         self.counters: Counter = Counter()
         self._pending: list[tuple[dict, defer.Deferred]] = []
         self._flush_call = None
@@ -59,9 +64,7 @@ class Ingest:
         for message in messages[:-1]:
             self._pending.append((message, None))
         self._pending.append((messages[-1], d))
-        if len(self._pending) >= self.max_batch:
-            self._flush()
-        elif self._flush_call is None:
+        if self.in_flight < self.max_in_flight and self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self._flush)
         return d
 
@@ -69,12 +72,19 @@ class Ingest:
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self._flush_call = None
-        batch, self._pending = self._pending, []
-        if not batch:
+        if not self._pending or self.in_flight >= self.max_in_flight:
             return
+        batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
         messages = [message for message, _ in batch]
+        self.in_flight += 1
         stored = self.store.run(Tables.insert_data, messages)
         stored.addCallbacks(self._stored, self._not_stored, (batch,), None, (batch,), None)
+        stored.addBoth(self._landed)
+
+    def _landed(self, _) -> None:
+        self.in_flight -= 1
+        if self._pending:
+            self._flush()
 
     def _stored(self, _, batch) -> None:
         self.counters["stored"] += len(batch)

@@ -63,8 +63,17 @@ def bad(message: str) -> RegistryError:
 
 # ---------------------------------------------------------------- connection
 
-def connect(dsn: str):
-    """(DB-API connection, dialect) for a file path / ``sqlite:`` URL or a ``postgresql://`` DSN."""
+SYNCHRONOUS = ("full", "normal")
+
+
+def connect(dsn: str, synchronous: str = "full"):
+    """(DB-API connection, dialect) for a file path / ``sqlite:`` URL or a ``postgresql://`` DSN.
+
+    SQLite runs in WAL mode; ``synchronous`` full fsyncs every commit (survives
+    power loss), normal does not (a commit survives the process being killed,
+    not the machine losing power)."""
+    if synchronous not in SYNCHRONOUS:
+        raise ValueError(f"synchronous must be full or normal, not {synchronous!r}")
     if dsn.startswith(("postgresql://", "postgres://")):
         import psycopg
         return psycopg.connect(dsn, autocommit=False), "postgresql"
@@ -72,7 +81,7 @@ def connect(dsn: str):
     path = dsn[len("sqlite:"):] if dsn.startswith("sqlite:") else dsn
     db = sqlite3.connect(path, isolation_level="DEFERRED", check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
     return db, "sqlite"
 
 

@@ -48,6 +48,7 @@ class AgentConfig:
     state_dir: str
     listen: str = "tcp:8090:interface=127.0.0.1"
     database: str | None = None  # None: SQLite in the state dir
+    sqlite_synchronous: str = "full"
     tenants: tuple[str, ...] | None = None  # None: follow the router's tenants
     device_tls_listen: str | None = None
     device_tls_cert: str | None = None
@@ -228,7 +229,7 @@ class IotAgent(service.MultiService):
         self.started_at = time.time()
         open_state_dir(config.state_dir)
         dsn = config.database or os.path.join(config.state_dir, "iot-agent.sqlite3")
-        self.store = Store(dsn, reactor)
+        self.store = Store(dsn, reactor, synchronous=config.sqlite_synchronous)
         self.devices = DeviceDirectory(self.store, load_key(config.state_dir))
         self.tickets = Tickets(reactor.seconds, config.ticket_lifetime)
         self.kafka_ws_jwt_exp = config.kafka_ws_jwt_exp
@@ -285,7 +286,8 @@ class IotAgent(service.MultiService):
     def describe(self) -> dict:
         return {"status": "ready" if self.tenants.sessions else "starting",
                 "router": self.tenants.describe(), "mqtt": self.mqtt.describe() if self.mqtt else None,
-                "store": self.store.describe(), "devices": len(self.devices.devices),
+                "store": self.store.describe(), "store_stats": self.store.stats(),
+                "devices": len(self.devices.devices),
                 "counters": dict(self.counters), "kafka_ws": dict(self.hub.counters),
                 "kafka_ws_connections": sum(len(v) for v in self.hub.connections.values())}
 

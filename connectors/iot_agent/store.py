@@ -12,6 +12,7 @@ the server's commit.
 
 import queue
 import threading
+import time
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -28,11 +29,12 @@ class StoreClosed(Exception):
 
 
 class Store:
-    def __init__(self, dsn: str, reactor=None, max_batch: int = 2048) -> None:
+    def __init__(self, dsn: str, reactor=None, max_batch: int = 2048, synchronous: str = "full") -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.reactor = reactor
         self.dsn = dsn
+        self.synchronous = synchronous
         self.max_batch = max_batch
         self.dialect = "postgresql" if dsn.startswith(("postgresql://", "postgres://")) else "sqlite"
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -40,11 +42,17 @@ class Store:
         self._opened = threading.Event()
         self._open_error = None
         self.commits = 0
+        self.operations = 0
+        self.busy_seconds = 0.0  # time the thread spent running and committing batches
+
+    def stats(self) -> dict:
+        return {"commits": self.commits, "operations": self.operations,
+                "busy_seconds": round(self.busy_seconds, 3), "queued": self._queue.qsize()}
 
     def describe(self) -> str:
         if self.dialect == "sqlite":
             return f"SQLite {self.dsn}"
-        tail = self.dsn.rsplit("@", 1)[-1]  # never the credentials
+        tail = self.dsn.rsplit("@", 1)[-1].split("?", 1)[0]  # never the credentials
         return f"PostgreSQL {tail}"
 
     def start(self) -> None:
@@ -72,7 +80,7 @@ class Store:
 
     def _main(self) -> None:
         try:
-            tables = Tables(*connect(self.dsn))
+            tables = Tables(*connect(self.dsn, self.synchronous))
         except Exception as e:  # noqa: BLE001 - the driver's own error, reported at start
             text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             self._open_error = RuntimeError(f"cannot open the database ({self.describe()}): {text}")
@@ -99,6 +107,7 @@ class Store:
             tables.close()
 
     def _commit(self, tables: Tables, batch: list) -> None:
+        began = time.perf_counter()
         outcomes = []
         savepoints = len(batch) > 1
         tables.begin()
@@ -127,6 +136,8 @@ class Store:
             failure = Failure()
             tables.rollback()
             outcomes = [(d, failure) for d, _ in outcomes]
+        self.operations += len(batch)
+        self.busy_seconds += time.perf_counter() - began
         self.reactor.callFromThread(_deliver, outcomes)
 
 

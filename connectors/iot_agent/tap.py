@@ -17,6 +17,7 @@ from .service import AgentConfig, IotAgent
 AGENT_DEFAULTS = {
     "listen": ("tcp:8090:interface=127.0.0.1", str),
     "database": (None, str),
+    "sqlite-synchronous": ("full", str),
     "tenants": (None, str),
     "device-tls-listen": (None, str),
     "device-tls-cert": (None, str),
@@ -57,6 +58,8 @@ class Options(ConnectorOptions, usage.Options):
         ["listen", None, None, "HTTP endpoint (Twisted endpoint string; default tcp:8090:interface=127.0.0.1)."],
         ["database", None, None, "postgresql://... for PostgreSQL (put a password in the environment variable);"
                                  " default SQLite in --state-dir."],
+        ["sqlite-synchronous", None, None, "full (default: every commit fsynced, survives power loss) or normal"
+                                           " (survives the agent being killed, not a power loss; faster)."],
         ["tenants", None, None, "Serve these tenants (comma-separated realms) instead of following the router's."],
         ["device-tls-listen", None, None, "HTTP agent on TLS requiring a client certificate (CN tenant:deviceid),"
                                           " an endpoint string such as tcp:8443:interface=0.0.0.0."],
@@ -95,6 +98,9 @@ class Options(ConnectorOptions, usage.Options):
         env = os.environ
         if self["realm"] == "realm1" and self.sources.get("realm") == "default":
             self["realm"] = "management"
+        if self["sqlite-synchronous"] not in ("full", "normal"):
+            raise ConfigError(f"{self.describe_option('sqlite-synchronous')}: full or normal, "
+                              f"not {self['sqlite-synchronous']!r}")
         for name in ("mqtt-workers", "mqtt-receive-maximum", "ticket-lifetime"):
             if self[name] <= 0:
                 raise ConfigError(f"{self.describe_option(name)}: must be above 0")
@@ -115,7 +121,7 @@ class Options(ConnectorOptions, usage.Options):
         tenants = tuple(t.strip() for t in self["tenants"].split(",") if t.strip()) if self["tenants"] else None
         self["config"] = AgentConfig(
             router=self.router_settings(), state_dir=self["state-dir"], listen=self["listen"],
-            database=self["database"], tenants=tenants,
+            database=self["database"], sqlite_synchronous=self["sqlite-synchronous"], tenants=tenants,
             device_tls_listen=self["device-tls-listen"], device_tls_cert=self["device-tls-cert"],
             device_tls_key=self["device-tls-key"], device_tls_ca=self["device-tls-ca"],
             mqtt_host=self["mqtt-host"] or None, mqtt_port=self["mqtt-port"], mqtt_username=self["mqtt-username"],

@@ -462,3 +462,33 @@ def test_restart_and_kill_lose_nothing_persisted(env):
         values = yield stored()
     assert values == list(range(30))
     device.close()
+
+
+# ------------------------------------------------------------ PostgreSQL
+
+@pytest_twisted.inlineCallbacks
+def test_postgresql_database_keeps_registry_and_data_across_restart(env, tmp_path):
+    from .pg import own_database
+
+    with own_database("iot_agent") as dsn:
+        agent = Agent(tmp_path, env.router, None, "--tenants", "globex", env={"IOT_AGENT_DATABASE": dsn})
+        try:
+            yield blocking(agent.start)
+            yield blocking(agent.wait_for, "joined realm globex")
+            status, body = yield http("POST", f"{agent.url}/device", {"id": "pg1", "label": "pg",
+                                                                       "attrs": [{"label": "n", "type": "integer"}]},
+                                      bearer=user("globex"))
+            assert status == 200 and body["mqtt_provisioned"] is False  # this agent has no broker
+            for n in range(5):
+                status, _ = yield http("POST", f"{agent.url}/http-agent/v1/incoming-messages", {"data": {"n": n}},
+                                       headers=basic(body["credentials"]))
+                assert status == 204
+            assert agent.status()["store"].startswith("PostgreSQL 127.0.0.1")  # never the credentials
+            yield blocking(agent.kill9)
+            yield blocking(agent.start)
+            yield blocking(agent.wait_for, "joined realm globex")
+            status, got = yield http("GET", f"{agent.url}/tss/v1/devices/pg1/attrs/n/data?order=asc",
+                                     bearer=user("globex"))
+            assert status == 200 and [d["value"] for d in got["data"]] == [0, 1, 2, 3, 4]
+        finally:
+            agent.stop()

@@ -1,0 +1,370 @@
+"""IoT agent benchmark: devices -> Mosquitto -> iot-agent -> stored + published
+-> a WAMP subscriber, and the same over HTTP, with Mosquitto's own
+pass-through rate measured in the same run as the ceiling.
+
+    python bench/iot.py [--messages 20000] [--publishers 4] [--workers 2] [--http-clients 8]
+
+Everything runs on 127.0.0.1: our own Mosquitto (free port, dynamic-security
+plugin), ``twistd relayrouter``, ``twistd iot-agent`` (SQLite in a fresh state
+directory), and worker processes: paho-mqtt publishers (QoS 1, 200-byte JSON,
+up to 100 messages in flight each), HTTP posters (keep-alive, one message per
+POST), and one Autobahn-Python subscriber of ``device-data`` that timestamps
+arrivals.  Each message carries its send time, so the latency is device ->
+subscriber through everything.  "stored" is read from the agent's counters
+and checked against the history API.  Every phase is bounded and every child
+is stopped by its PID.
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.procstat import CLOCK_TICKS, cpu_ticks  # noqa: E402
+from tests.connectors.iot_agent.clients import http_sync  # noqa: E402
+from tests.connectors.iot_agent.harness import Agent, Mosquitto, start_router, token  # noqa: E402
+
+PAD = "x" * 120  # makes the JSON about 200 bytes
+
+
+# ----------------------------------------------------------------- workers
+
+def _publisher(port, username, password, topic, count, start_at, out):
+    import paho.mqtt.client as paho
+    import threading
+
+    done = threading.Semaphore(0)
+    window = threading.BoundedSemaphore(100)
+    acked = [0]
+
+    def on_publish(client, userdata, mid, rc, props):
+        acked[0] += 1
+        window.release()
+        if acked[0] == count:
+            done.release()
+
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    if username:
+        client.username_pw_set(username, password)
+    client.max_inflight_messages_set(100)
+    client.on_publish = on_publish
+    client.connect("127.0.0.1", port, 60)
+    client.loop_start()
+    while time.time() < start_at:
+        time.sleep(0.001)
+    began = time.time()
+    for i in range(count):
+        window.acquire()
+        payload = json.dumps({"seq": i, "sent": time.time(), "pad": PAD})
+        client.publish(topic, payload, qos=1)
+    done.acquire(timeout=120)
+    out.put({"sent": count, "acked": acked[0], "seconds": time.time() - began})
+    client.disconnect()
+    client.loop_stop()
+
+
+def _raw_subscriber(port, username, password, topic, expected, ready, out, seconds):
+    """Mosquitto's own pass-through: one paho subscriber, QoS 1."""
+    import paho.mqtt.client as paho
+
+    got = []
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.username_pw_set(username, password)
+    client.on_message = lambda c, u, m: got.append((time.time(), json.loads(m.payload)["sent"]))
+    client.on_subscribe = lambda *a: ready.set()
+    client.connect("127.0.0.1", port, 60)
+    client.subscribe(topic, qos=1)
+    client.loop_start()
+    deadline = time.time() + seconds
+    while len(got) < expected and time.time() < deadline:
+        time.sleep(0.01)
+    client.loop_stop()
+    out.put(_summary(got))
+
+
+def _poster(url, auth, count, start_at, out):
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    began = time.time()
+    ok = 0
+    for i in range(count):
+        body = json.dumps({"data": {"seq": i, "sent": time.time(), "pad": PAD}})
+        conn.request("POST", parts.path, body, {"Content-Type": "application/json", "Authorization": auth})
+        response = conn.getresponse()
+        response.read()
+        ok += response.status == 204
+    out.put({"sent": count, "acked": ok, "seconds": time.time() - began})
+
+
+def _summary(arrivals):
+    if not arrivals:
+        return {"received": 0}
+    arrivals.sort()
+    first, last = arrivals[0][0], arrivals[-1][0]
+    latencies = sorted((got - sent) * 1000 for got, sent in arrivals)
+    return {"received": len(arrivals), "seconds": max(last - first, 1e-6),
+            "rate": len(arrivals) / max(last - first, 1e-6),
+            "p50_ms": latencies[len(latencies) // 2], "p99_ms": latencies[int(len(latencies) * 0.99) - 1],
+            "max_ms": latencies[-1]}
+
+
+WAMP_SUBSCRIBER = r"""
+import json, sys, time
+import txaio
+txaio.use_twisted()
+from autobahn.twisted.component import Component, run
+from twisted.internet import defer, reactor
+cfg = json.loads(sys.argv[1])
+got = []
+component = Component(transports=[{"url": cfg["url"], "serializers": ["msgpack"]}], realm=cfg["realm"],
+                      authentication={"ticket": {"authid": "bench", "ticket": cfg["ticket"]}})
+finished = []
+
+def finish(session):
+    if finished:
+        return
+    finished.append(True)
+    sys.__stdout__.write(json.dumps(got) + "\n")  # run() sends print() to its log
+    sys.__stdout__.flush()
+    session.leave()
+    reactor.callLater(0.2, reactor.stop)
+
+@component.on_join
+@defer.inlineCallbacks
+def joined(session, details):
+    def on_event(message):
+        got.append((time.time(), message["attrs"]["sent"]))
+        if len(got) >= cfg["expected"]:
+            finish(session)
+    yield session.subscribe(on_event, "device-data")
+    sys.__stdout__.write("ready\n")
+    sys.__stdout__.flush()
+    reactor.callLater(cfg["seconds"], finish, session)
+
+run([component], log_level="error")
+"""
+
+
+def _wamp_subscriber(router, tenant, expected, seconds):
+    import subprocess
+
+    config = {"url": router.ws_url, "realm": tenant, "ticket": token(service=tenant, role="user"),
+              "expected": expected, "seconds": seconds}
+    proc = subprocess.Popen([sys.executable, "-c", WAMP_SUBSCRIBER, json.dumps(config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+    lines = []
+    for line in proc.stdout:
+        if line.strip() == "ready":
+            return proc
+        lines.append(line)
+        if len(lines) > 50:
+            break
+    proc.kill()
+    raise RuntimeError("the WAMP subscriber did not start:\n" + "".join(lines))
+
+
+def _collect(proc):
+    out, _ = proc.communicate(timeout=300)
+    return _summary([tuple(x) for x in json.loads(out.strip().splitlines()[-1])])
+
+
+# ------------------------------------------------------------------ phases
+
+RAW_USER, RAW_PASSWORD = "bench-raw", "bench-raw-password-0123456789"
+
+
+def _raw_account(broker) -> None:
+    """A plain account for the pass-through phase, through mosquitto_ctrl (dynamic security)."""
+    import subprocess
+
+    base = ["mosquitto_ctrl", "-h", "127.0.0.1", "-p", str(broker.port), "-u", "admin",
+            "-P", os.environ["IOT_AGENT_MQTT_PASSWORD"], "dynsec"]
+    for command in (["createRole", "bench-raw"],
+                    ["addRoleACL", "bench-raw", "publishClientSend", "bench/#", "allow"],
+                    ["addRoleACL", "bench-raw", "subscribePattern", "bench/#", "allow"],
+                    ["createClient", RAW_USER, "-p", RAW_PASSWORD],
+                    ["addClientRole", RAW_USER, "bench-raw"]):
+        subprocess.run(base + command, check=True, capture_output=True, timeout=30)
+
+
+def passthrough(broker, args):
+    _raw_account(broker)
+    ctx = multiprocessing.get_context("spawn")
+    out, ready = ctx.Queue(), ctx.Event()
+    total = args.messages
+    sub = ctx.Process(target=_raw_subscriber, args=(broker.port, RAW_USER, RAW_PASSWORD,
+                                                     "bench/raw", total, ready, out, args.seconds))
+    sub.start()
+    ready.wait(20)
+    start_at = time.time() + 0.5
+    pubs = [ctx.Process(target=_publisher, args=(broker.port, RAW_USER, RAW_PASSWORD,
+                                                  "bench/raw", total // args.publishers, start_at, out))
+            for _ in range(args.publishers)]
+    for p in pubs:
+        p.start()
+    results = [out.get(timeout=300) for _ in range(args.publishers + 1)]
+    for p in pubs + [sub]:
+        p.join(30)
+    received = next(r for r in results if "received" in r)
+    return received
+
+
+def mqtt_phase(env, devices, args):
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    per = args.messages // len(devices)
+    expected = per * len(devices)
+    before = env.agent.status()["counters"].get("stored", 0)
+    sub = _wamp_subscriber(env.router, "bench", expected, args.seconds)
+    start_at = time.time() + 0.5
+    pubs = [ctx.Process(target=_publisher, args=(env.broker.port, d["credentials"]["mqtt"]["username"],
+                                                  d["credentials"]["mqtt"]["password"],
+                                                  f"bench:{d['device']['id']}/attrs", per, start_at, out))
+            for d in devices]
+    for p in pubs:
+        p.start()
+    sent = [out.get(timeout=300) for _ in pubs]
+    for p in pubs:
+        p.join(30)
+    received = _collect(sub)
+    stored = env.agent.status()["counters"].get("stored", 0) - before
+    return received, sent, stored, expected
+
+
+def http_phase(env, devices, args):
+    import base64
+
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    per = args.http_messages // args.http_clients
+    expected = per * args.http_clients
+    before = env.agent.status()["counters"].get("stored", 0)
+    sub = _wamp_subscriber(env.router, "bench", expected, args.seconds)
+    start_at = time.time() + 0.5
+    posters = []
+    for i in range(args.http_clients):
+        cred = devices[i % len(devices)]["credentials"]["http"]
+        auth = "Basic " + base64.b64encode(f"{cred['username']}:{cred['password']}".encode()).decode()
+        posters.append(ctx.Process(target=_poster, args=(f"{env.agent.url}/http-agent/v1/incoming-messages",
+                                                         auth, per, start_at, out)))
+    for p in posters:
+        p.start()
+    sent = [out.get(timeout=300) for _ in posters]
+    for p in posters:
+        p.join(30)
+    received = _collect(sub)
+    stored = env.agent.status()["counters"].get("stored", 0) - before
+    return received, sent, stored, expected
+
+
+class Env:
+    def cpu(self) -> dict:
+        return {"agent": cpu_ticks(self.agent.proc.pid), "router": cpu_ticks(self.router.proc.pid),
+                "mosquitto": cpu_ticks(self.broker.proc.pid), "machine": _machine_ticks()}
+
+
+def _machine_ticks() -> int:
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    return sum(int(x) for x in fields[:3]) + sum(int(x) for x in fields[5:8])  # busy: not idle, not iowait
+
+
+def _cpu_per_message(before: dict, after: dict, messages: int) -> str:
+    if not messages:
+        return "-"
+    parts = [f"{name} {(after[name] - before[name]) / CLOCK_TICKS * 1e6 / messages:.0f}"
+             for name in ("agent", "router", "mosquitto", "machine")]
+    return ", ".join(parts)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=20000, help="MQTT messages per phase (default 20000)")
+    parser.add_argument("--http-messages", type=int, default=8000, help="HTTP messages (default 8000)")
+    parser.add_argument("--publishers", type=int, default=4, help="MQTT publisher processes (default 4)")
+    parser.add_argument("--workers", type=int, default=2, help="the agent's MQTT connections (default 2)")
+    parser.add_argument("--http-clients", type=int, default=8, help="HTTP posting processes (default 8)")
+    parser.add_argument("--seconds", type=float, default=120, help="most seconds a phase may take")
+    parser.add_argument("--synchronous", default="full", help="the agent's --sqlite-synchronous (default full)")
+    parser.add_argument("--phases", default="passthrough,mqtt,http", help="which phases (default all three)")
+    args = parser.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="iot-bench-"))
+    env = Env()
+    env.broker = Mosquitto(tmp / "mosquitto")
+    env.broker.start()
+    env.router = env.agent = None
+    os.environ.setdefault("IOT_AGENT_MQTT_PASSWORD", "dynsec-admin-secret-for-tests")
+    try:
+        env.router = start_router(tmp)
+        http_sync("POST", f"{env.router.http_url}/realms", {"name": "bench"}, bearer=token(role="admin"))
+        env.agent = Agent(tmp, env.router, env.broker, "--mqtt-workers", args.workers,
+                          "--sqlite-synchronous", args.synchronous)
+        env.agent.start()
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            status = env.agent.status()
+            if status["router"]["tenants"].get("bench") == "ready" and status["mqtt"]["provisioned"]:
+                break
+            time.sleep(0.1)
+        user = token(service="bench", role="user")
+        devices = []
+        for i in range(args.publishers):
+            code, body = http_sync("POST", f"{env.agent.url}/device", {"id": f"d{i}", "label": f"bench {i}"},
+                                   bearer=user)
+            assert code == 200, body
+            devices.append(body)
+        print(f"IoT agent benchmark: {args.publishers} MQTT publishers (QoS 1, ~200 B JSON), agent with "
+              f"{args.workers} MQTT connections, SQLite synchronous={args.synchronous}; {args.http_clients} HTTP clients; "
+              f"load average {open('/proc/loadavg').read().split()[0]} on {os.cpu_count()} cores", flush=True)
+        phases = set(args.phases.split(","))
+        nothing = ({}, [], None, 0)
+        cpu = {}
+        c0 = env.cpu()
+        raw = passthrough(env.broker, args) if "passthrough" in phases else {}
+        c1 = env.cpu()
+        mqtt, mqtt_sent, mqtt_stored, mqtt_expected = mqtt_phase(env, devices, args) if "mqtt" in phases else nothing
+        c2 = env.cpu()
+        http, http_sent, http_stored, http_expected = http_phase(env, devices, args) if "http" in phases else nothing
+        c3 = env.cpu()
+        cpu = {"raw": _cpu_per_message(c0, c1, raw.get("received", 0)),
+               "mqtt": _cpu_per_message(c1, c2, mqtt.get("received", 0)),
+               "http": _cpu_per_message(c2, c3, http.get("received", 0))}
+        dropped = env.agent.status()["mqtt"]["broker_dropped"]
+        rows = [
+            ("Mosquitto pass-through, 1 paho subscriber (ceiling)", raw, args.messages, None),
+            ("MQTT -> agent -> stored -> WAMP subscriber", mqtt, mqtt_expected, mqtt_stored),
+            ("HTTP POST -> agent -> stored -> WAMP subscriber", http, http_expected, http_stored),
+        ]
+        print("\n| path | received / sent | stored | msgs/s | p50 ms | p99 ms |")
+        print("|---|---|---|---|---|---|")
+        for name, r, sent, stored in rows:
+            print(f"| {name} | {r.get('received', 0)} / {sent} | {stored if stored is not None else '-'} | "
+                  f"{r.get('rate', 0):,.0f} | {r.get('p50_ms', 0):.1f} | {r.get('p99_ms', 0):.1f} |")
+        print("\nCPU µs per message (agent, router, mosquitto, whole machine incl. clients):")
+        for phase, text in cpu.items():
+            print(f"  {phase}: {text}")
+        print(f"\nbroker-side drops ($SYS/broker/publish/messages/dropped): {dropped}")
+        print(f"agent counters: {json.dumps(env.agent.status()['counters'])}")
+        print(f"agent store: {json.dumps(env.agent.status()['store_stats'])}")
+        return 0
+    finally:
+        for part in (env.agent, env.router):
+            if part is not None:
+                part.stop()
+        env.broker.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
