@@ -39,11 +39,14 @@ class Durable:
         self._ids = None
         # Kept messages by realm, until that realm's mailboxes exist (tenants come later).
         self._kept: dict[str, list] = {}
+        self._kept_counters: dict[str, dict] = {}  # realm -> mailbox URI -> counters
         if self.store is not None:
             state = self.store.mailbox_load()
             self._ids = MessageIds(self.store, state.next_id)
             for message in state.messages:
                 self._kept.setdefault(message.realm, []).append(message)
+            for (realm, mailbox), counters in state.counters.items():
+                self._kept_counters.setdefault(realm, {})[mailbox] = counters
         for realm_config in config.realms:
             self._install(router.realms[realm_config.name], realm_config)
         if self._kept:
@@ -89,6 +92,8 @@ class Durable:
         return AdminPolicy(frozenset(revocation.admin_roles), revocation.admin_scope)
 
     def _load_kept(self, mailboxes) -> None:
+        for uri, counters in self._kept_counters.pop(mailboxes.realm.name, {}).items():
+            mailboxes.restore_counters(uri, counters)
         messages = self._kept.pop(mailboxes.realm.name, [])
         orphans = sum(1 for message in messages if not mailboxes.load(message))
         if messages:

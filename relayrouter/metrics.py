@@ -123,7 +123,7 @@ class RouterCollector:
         depth = GaugeMetricFamily("relayrouter_mailbox_depth", "Messages held", labels=["realm", "mailbox"])
         oldest = GaugeMetricFamily("relayrouter_mailbox_oldest_seconds", "Age of the oldest message held",
                                    labels=["realm", "mailbox"])
-        totals = {name: CounterMetricFamily(f"relayrouter_mailbox_{name}", f"Mailbox {name} since start",
+        totals = {name: CounterMetricFamily(f"relayrouter_mailbox_{name}", f"Mailbox {name}, kept across restarts",
                                             labels=["realm", "mailbox"])
                   for name in ("redeliveries", "drops", "expired")}
         for name, realm in router.realms.items():

@@ -45,7 +45,7 @@ from autobahn.wamp import message as m
 
 from . import errors
 from .procedures import PENDING, AdminPolicy, ProcedureError
-from ..store.records import MailboxMessage, StoreError
+from ..store.records import COUNTERS, MailboxMessage, StoreError
 
 TAKE = "relayrouter.mailbox.take"
 ACK = "relayrouter.mailbox.ack"
@@ -165,6 +165,12 @@ class Mailbox:
         if message is not None:
             setattr(self, counter, getattr(self, counter) + 1)
             self.owner.store.mailbox_delete(self.owner.realm.name, self.uri, [message_id])
+            self.record_counters()
+
+    def record_counters(self) -> None:
+        """Counters are kept across restarts: the store gets them at each change."""
+        self.owner.store.mailbox_counters(self.owner.realm.name, self.uri,
+                                          {name: getattr(self, name) for name in COUNTERS})
 
     def forget(self, message_id: int) -> MailboxMessage | None:
         message = self.messages.pop(message_id, None)
@@ -193,6 +199,7 @@ class Mailbox:
         now = self.owner.realm.now()
         deadline = now + self.rule.visibility_timeout
         attempts = []
+        redelivered = False
         while len(taker.inflight) < taker.max_inflight:
             message_id = self.next_available()
             if message_id is None:
@@ -201,6 +208,7 @@ class Mailbox:
             message.attempts += 1
             if message.attempts > 1:
                 self.redeliveries += 1
+                redelivered = True
             taker.inflight[message_id] = deadline
             attempts.append((message_id, message.attempts))
             taker.call.progress({"id": message_id, "attempt": message.attempts,
@@ -209,6 +217,8 @@ class Mailbox:
         if attempts:
             self.owner.store.mailbox_attempts(self.owner.realm.name, self.uri, attempts)
             self._arm(taker)
+        if redelivered:
+            self.record_counters()
 
     def _arm(self, taker: Taker) -> None:
         if taker.timer is not None or not taker.inflight:
@@ -337,6 +347,15 @@ class Mailboxes:
         if mailbox is None:
             return False
         mailbox.committed(message)
+        return True
+
+    def restore_counters(self, uri: str, counters: dict) -> bool:
+        """A mailbox's counters kept from before a restart; False if no rule names it now."""
+        mailbox = self.mailbox(uri)
+        if mailbox is None:
+            return False
+        for name in COUNTERS:
+            setattr(mailbox, name, int(counters.get(name, 0)))
         return True
 
     def owns(self, session, mailbox_uri: str) -> bool:

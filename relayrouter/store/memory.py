@@ -18,6 +18,7 @@ class MemoryStore:
         self.events: list[StoredEvent] = []
         self.messages: dict[tuple, MailboxMessage] = {}
         self.next_id = 1
+        self.counters: dict[tuple, dict] = {}
         self.held: list = []
         self._seq = 0
         self.started = False
@@ -94,7 +95,8 @@ class MemoryStore:
     def mailbox_load(self) -> MailboxState:
         messages = sorted(self.messages.values(), key=lambda m: (m.realm, m.mailbox, m.id))
         next_id = max([self.next_id] + [m.id + 1 for m in messages])
-        return MailboxState([replace(m) for m in messages], next_id)
+        return MailboxState([replace(m) for m in messages], next_id,
+                            {key: dict(values) for key, values in self.counters.items()})
 
     def mailbox_reserve(self, upto: int) -> None:
         self.next_id = max(self.next_id, upto)
@@ -113,6 +115,9 @@ class MemoryStore:
             message = self.messages.get((realm, mailbox, message_id))
             if message is not None:
                 message.attempts = count
+
+    def mailbox_counters(self, realm: str, mailbox: str, counters: dict) -> None:
+        self.counters[(realm, mailbox)] = dict(counters)
 
 
 def _in_time(query: HistoryQuery, timestamp: float) -> bool:

@@ -23,6 +23,9 @@ from ..core.matching import EXACT, pattern_matches
 Done = Callable[[Any], None]
 
 
+COUNTERS = ("redeliveries", "drops", "expired")  # per mailbox, kept across restarts
+
+
 class StoreError(Exception):
     """The store could not do what was asked (disk full, database gone...)."""
 
@@ -108,6 +111,8 @@ class MailboxState:
 
     messages: list = field(default_factory=list)  # MailboxMessage, by (realm, mailbox, id)
     next_id: int = 1  # no message ID below this was ever handed out
+    # (realm, mailbox) -> {"redeliveries", "drops", "expired"}, as last recorded
+    counters: dict = field(default_factory=dict)
 
 
 class Store(Protocol):
@@ -142,6 +147,10 @@ class Store(Protocol):
 
     def mailbox_attempts(self, realm: str, mailbox: str, attempts: list) -> None:
         """``attempts``: (id, attempts) pairs to record; fire-and-forget."""
+
+    def mailbox_counters(self, realm: str, mailbox: str, counters: dict) -> None:
+        """Records a mailbox's counters as they are now (``COUNTERS``, kept
+        across restarts); fire-and-forget, the last one submitted wins."""
 
 
 def wanted(query: HistoryQuery, event: StoredEvent) -> bool:

@@ -14,6 +14,7 @@ database newer than this code is refused (never downgraded).
 
 1. ``history``: kept publications, in storage order (``seq`` never reused).
 2. ``mailbox_messages`` and ``counters`` (the mailbox message-ID mark).
+3. ``mailbox_counters``: each mailbox's redeliveries, drops and expired.
 """
 
 from typing import Callable
@@ -21,11 +22,11 @@ from typing import Callable
 import cbor2
 
 from ..core.matching import EXACT
-from .records import (HistoryPage, HistoryQuery, MailboxMessage, MailboxState, StoredEvent,
-                      StoreError, UnknownPublication, wanted)
+from .records import (COUNTERS, HistoryPage, HistoryQuery, MailboxMessage, MailboxState,
+                      StoredEvent, StoreError, UnknownPublication, wanted)
 from .writer import Writer
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _READ_CHUNK = 512
 
 
@@ -127,6 +128,9 @@ class SqlStore:
 
     def mailbox_attempts(self, realm: str, mailbox: str, attempts: list) -> None:
         self.writer.submit("mailbox_attempts", (realm, mailbox, attempts))
+
+    def mailbox_counters(self, realm: str, mailbox: str, counters: dict) -> None:
+        self.writer.submit("mailbox_counters", (realm, mailbox, tuple(counters[c] for c in COUNTERS)))
 
     # ------------------------------------------------------ the writer side
 
@@ -231,7 +235,10 @@ class SqlStore:
         cursor.execute("SELECT value FROM counters WHERE name = 'mailbox_next_id'")
         row = cursor.fetchone()
         next_id = max([row[0] if row else 1] + [m.id + 1 for m in messages])
-        return MailboxState(messages, next_id)
+        cursor.execute(f"SELECT realm, mailbox, {', '.join(COUNTERS)} FROM mailbox_counters")
+        counters = {(realm, mailbox): dict(zip(COUNTERS, values))
+                    for realm, mailbox, *values in cursor.fetchall()}
+        return MailboxState(messages, next_id, counters)
 
     def _mailbox_reserve(self, cursor, arguments: list) -> list:
         cursor.execute(self.q("UPDATE counters SET value = ? WHERE name = 'mailbox_next_id' AND value < ?"),
@@ -260,6 +267,17 @@ class SqlStore:
         return [None] * len(arguments)
 
 
+    def _mailbox_counters(self, cursor, arguments: list) -> list:
+        latest = {(realm, mailbox): values for realm, mailbox, values in arguments}  # the last wins
+        columns = ", ".join(COUNTERS)
+        cursor.executemany(self.q(
+            f"INSERT INTO mailbox_counters (realm, mailbox, {columns}) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (realm, mailbox) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in COUNTERS)),
+            [(realm, mailbox, *values) for (realm, mailbox), values in latest.items()])
+        return [None] * len(arguments)
+
+
 def _version(connection) -> int:
     cursor = connection.cursor()
     cursor.execute("SELECT version FROM relayrouter_schema")
@@ -283,6 +301,14 @@ def history_ddl(seq_column: str, blob: str, real: str) -> list[str]:
         "CREATE INDEX IF NOT EXISTS history_by_publication ON history (realm, publication)",
         "CREATE INDEX IF NOT EXISTS history_by_rule_time ON history (realm, rule, timestamp)",
         "CREATE INDEX IF NOT EXISTS history_by_realm ON history (realm, seq)",
+    ]
+
+
+def mailbox_counters_ddl() -> list[str]:
+    return [
+        "CREATE TABLE IF NOT EXISTS mailbox_counters (realm TEXT NOT NULL, mailbox TEXT NOT NULL, "
+        "redeliveries BIGINT NOT NULL, drops BIGINT NOT NULL, expired BIGINT NOT NULL, "
+        "PRIMARY KEY (realm, mailbox))",
     ]
 
 

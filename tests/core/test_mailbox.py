@@ -232,3 +232,34 @@ def test_take_needs_receive_progress_and_good_arguments():
     assert owner.take()[-1].error == "wamp.error.invalid_argument"
     call(owner, "relayrouter.mailbox.ack", ["mailbox.agentb"], {"id": 777})
     assert owner.take()[-1].args == [0]
+
+
+def test_counters_are_recorded_at_each_change_and_restored_after_a_restart():
+    router, realm, store, clock, mailboxes = setup(hold=False, max_messages=2, overflow="drop-oldest",
+                                                   max_age=100)
+    sender, owner = join_as(router, "alice"), join_as(router, "agentb")
+    for i in range(3):
+        put(sender, "mailbox.agentb", i)
+    assert store.counters[("realm1", "mailbox.agentb")] == {"redeliveries": 0, "drops": 1, "expired": 0}
+    request = call(owner, "relayrouter.mailbox.take", ["mailbox.agentb"], receive_progress=True)
+    owner.receive([CANCEL, request, {}])
+    request = call(owner, "relayrouter.mailbox.take", ["mailbox.agentb"], receive_progress=True)
+    assert store.counters[("realm1", "mailbox.agentb")]["redeliveries"] == 2
+    owner.receive([CANCEL, request, {}])
+    clock.advance(200)
+    mailboxes.expire()
+    kept = {"redeliveries": 2, "drops": 1, "expired": 2}
+    assert store.counters[("realm1", "mailbox.agentb")] == kept
+    # A new router over the same store: the counters go on from there.
+    state = store.mailbox_load()
+    router = make_router("realm1", clock=clock)
+    again = Mailboxes(router.realms["realm1"], mailboxes.rules, store, MessageIds(store, state.next_id),
+                      AdminPolicy(frozenset({"admin"})))
+    router.realms["realm1"].broker.mailboxes = again
+    for (realm_name, uri), counters in state.counters.items():
+        assert again.restore_counters(uri, counters)
+    assert not again.restore_counters("nobody.names.this", kept)
+    owner = join_as(router, "agentb")
+    call(owner, "relayrouter.mailbox.stats", ["mailbox.agentb"])
+    stats = owner.take()[-1].args[0]
+    assert {name: stats[name] for name in kept} == kept and stats["depth"] == 0

@@ -208,6 +208,38 @@ def test_token_as_query_or_path_and_neither_in_the_access_log():
     assert token not in line and '"POST /mailbox/mailbox.agentb/-" 202' in line
 
 
+@pytest_twisted.inlineCallbacks
+def test_stats_counters_survive_a_restart():
+    state_dir = tempfile.mkdtemp(prefix="relayrouter-mb-")
+    realm = realm_config(max_messages=2, overflow="drop-oldest")
+    running = yield started(realm, state_dir)
+    try:
+        sender = yield as_user(running, "sender")
+        owner = yield as_user(running, "agentb")
+        for seq in range(3):  # the third drops the first
+            yield sender.publish("mailbox.agentb", seq, options=PublishOptions(acknowledge=True))
+        taker = Taker(owner)
+        yield taker.until(2)
+        taker.call.cancel()
+        again = Taker(owner)
+        yield again.until(2)  # both delivered again
+        before = yield owner.call("relayrouter.mailbox.stats", "mailbox.agentb")
+        assert (before["redeliveries"], before["drops"]) == (2, 1)
+        for session in (sender, owner):
+            session.leave()
+    finally:
+        yield running.service.stopService()
+    running = yield started(realm, state_dir)
+    try:
+        owner = yield as_user(running, "agentb")
+        after = yield owner.call("relayrouter.mailbox.stats", "mailbox.agentb")
+        assert {k: after[k] for k in ("redeliveries", "drops", "expired", "depth")} == {
+            "redeliveries": 2, "drops": 1, "expired": 0, "depth": 2}
+        owner.leave()
+    finally:
+        yield running.service.stopService()
+
+
 def raw_http(port, head: bytes, body: bytes = b"", seconds=20) -> bytes:
     """Sends a request head and (part of) a body on a plain socket, then reads
     the answer without sending more. Runs in a thread (blocking socket)."""

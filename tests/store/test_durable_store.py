@@ -163,6 +163,22 @@ def test_mailbox_messages_survive_reopening_in_order_with_attempts(backend):
     assert state.next_id == 10  # reserved IDs are never handed out twice
 
 
+def test_mailbox_counters_survive_reopening_the_last_recorded_wins(backend):
+    store = backend.open()
+    store.mailbox_counters("r1", "mb.a", {"redeliveries": 1, "drops": 0, "expired": 0})
+    store.mailbox_counters("r1", "mb.b", {"redeliveries": 0, "drops": 7, "expired": 2})
+    store.mailbox_counters("r1", "mb.a", {"redeliveries": 5, "drops": 1, "expired": 0})
+    backend.sync(store)
+    backend.close(store)
+    store = backend.open()
+    store.mailbox_counters("r2", "mb.a", {"redeliveries": 0, "drops": 0, "expired": 9})
+    backend.sync(store)
+    assert store.mailbox_load().counters == {
+        ("r1", "mb.a"): {"redeliveries": 5, "drops": 1, "expired": 0},
+        ("r1", "mb.b"): {"redeliveries": 0, "drops": 7, "expired": 2},
+        ("r2", "mb.a"): {"redeliveries": 0, "drops": 0, "expired": 9}}
+
+
 def test_message_ids_above_the_reservation_still_count(backend):
     store = backend.open()
     store.mailbox_put(message("mb.a", 57), None)
@@ -273,12 +289,13 @@ def test_a_version_1_database_is_upgraded_keeping_its_history(tmp_path):
     db.close()
     store.start()
     try:
-        assert store.schema_version() == 2
+        assert store.schema_version() == SCHEMA_VERSION
         box = []
         store.history_read(HistoryQuery("r1", "t"), box.append)
         store.writer.call(lambda c: None)
         assert [e.publication for e in box[0].events] == [5]
-        assert store.mailbox_load().next_id == 1
+        state = store.mailbox_load()
+        assert state.next_id == 1 and state.counters == {}
     finally:
         store.close()
 
