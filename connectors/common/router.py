@@ -243,7 +243,7 @@ class RouterConnection(service.Service):
         }
 
     def session_authid(self) -> str | None:
-        details = getattr(self.session, "_session_details", None) if self.session else None
+        details = self.session.session_details if self.session is not None else None
         return getattr(details, "authid", None) or self.settings.credentials.authid
 
     # ------------------------------------------------------------ attempts

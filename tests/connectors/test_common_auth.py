@@ -91,7 +91,7 @@ def test_joins_with_each_credential_over_each_transport(router, files, case, sch
     conn.startService()
     try:
         session = yield within(conn.when_ready(), 20)
-        details = session._session_details
+        details = session.session_details
         assert (details.realm, details.authid, details.authmethod) == ("tenant", authid, method)
         assert conn.describe()["authid"] == authid
     finally:
@@ -108,7 +108,7 @@ def test_tls_client_certificate(router, files, scheme):
     conn.startService()
     try:
         session = yield within(conn.when_ready(), 20)
-        assert (session._session_details.authid, session._session_details.authmethod) == ("device-7", "tls")
+        assert (session.session_details.authid, session.session_details.authmethod) == ("device-7", "tls")
     finally:
         yield conn.stopService()
 
@@ -186,6 +186,6 @@ def test_a_renewed_jwt_file_is_used_when_the_old_token_expires(router, files):
 
         yield eventually(lambda: conn.session is not None and conn.session is not first
                          and conn.status == "ready", 20)
-        assert conn.joins == 2 and conn.session._session_details.authid == "device-9"
+        assert conn.joins == 2 and conn.session.session_details.authid == "device-9"
     finally:
         yield conn.stopService()
