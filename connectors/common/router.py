@@ -38,6 +38,8 @@ from twisted.application import service
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 
+from relayrouter.e2e.wamp import enable_payload_passthru
+
 from .backoff import Backoff
 from .credentials import Credentials, TlsClient
 from .errors import ConfigError
@@ -67,6 +69,8 @@ class RouterSettings:
     retry_max: float = 30.0
     auth_retry: float = 60.0
     connect_timeout: int = 10
+    # announce payload_passthru_mode in HELLO (needed to publish or call with ppt_* options)
+    payload_passthru: bool = False
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -133,6 +137,8 @@ class _ConnectorSession(Session):
             self.disconnect()
             return
         credentials = self.config.extra["credentials"]
+        if self.config.extra.get("payload_passthru"):
+            enable_payload_passthru(self)
         self.join(self.config.realm, authmethods=credentials.authmethods,
                   authid=credentials.authid, authextra=credentials.authextra)
 
@@ -259,7 +265,8 @@ class RouterConnection(service.Service):
         self._attempt_now = _Attempt()
         component = Component(
             transports=[self._transport()], realm=self.settings.realm,
-            extra={"credentials": self.settings.credentials, "attempt": self._attempt_now},
+            extra={"credentials": self.settings.credentials, "attempt": self._attempt_now,
+                   "payload_passthru": self.settings.payload_passthru},
             session_factory=_ConnectorSession)
         component.log = _DebugLog(self.log)
         component.on("join", self._joined)

@@ -47,11 +47,12 @@ class PassthruPublish(message.Publish):
         return {**super().marshal_options(), **self.ppt}
 
 
-def publish_envelope(session, topic: str, envelope: bytes, acknowledge: bool = False):
+def publish_envelope(session, topic: str, envelope: bytes, acknowledge: bool = False,
+                     exclude_me: bool | None = None):
     """Publish ``envelope`` on ``topic``; a Deferred for PUBLISHED when ``acknowledge``, else None."""
     request_id = session._request_id_gen.next()
     msg = PassthruPublish(request_id, topic, args=[envelope], acknowledge=True if acknowledge else None,
-                          ppt=ppt_options(envelope))
+                          exclude_me=exclude_me, ppt=ppt_options(envelope))
     on_reply = None
     if acknowledge:
         # registered before send: an in-memory transport may answer at once
