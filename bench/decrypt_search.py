@@ -1,0 +1,271 @@
+"""decrypt-search: replication rate and search latency, with real processes.
+
+    python bench/decrypt_search.py                      # 100,000 records, SQLite
+    python bench/decrypt_search.py --records 20000 --queries 300        # a quick look
+    python bench/decrypt_search.py --backend postgresql # a database of its own on 127.0.0.1:5432, dropped after
+
+1. Seals ``--records`` order documents (about 400 bytes of JSON each, text
+   from a 2,000-word vocabulary) for the organisation, signed by a supplier.
+2. Starts the router (``twistd relayrouter``, history on ``com.orders.``) and
+   publishes them all while the connector is *down*: they wait in the
+   router's event history.
+3. Starts ``twistd decrypt-search`` and lets it catch up: every event is read
+   from the history, decrypted, its signature verified, validated against
+   the JSON Schema, indexed and committed.  The rate is what the connector
+   reports for its catch-up (first history read to last commit).
+4. Publishes ``--live`` more while it runs (the live path, end to end).
+5. Runs ``--queries`` searches over HTTP (bearer token, keep-alive), one at
+   a time, each text + filter + order (shapes below), and the same queries
+   against the store directly, and prints p50 / p99.
+
+Everything listens on 127.0.0.1; every process started is stopped by PID.
+It reuses the process helpers of the test suite (tests/connectors).
+"""
+
+import argparse
+import http.client
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from twisted.internet import defer, task  # noqa: E402
+
+from connectors.decrypt_search import config as cfg  # noqa: E402
+from connectors.decrypt_search import query  # noqa: E402
+from connectors.decrypt_search.store import open_store  # noqa: E402
+from relayrouter import e2e  # noqa: E402
+from relayrouter.e2e.wamp import publish_envelope  # noqa: E402
+from tests.connectors.processes import HTTP_LINE  # noqa: E402
+from tests.connectors.decrypt_search.support import (SUPPLIER, Connector, World, connect_publisher,  # noqa: E402
+                                                     router_process, token)
+
+CITIES = ["Lyon", "Paris", "Nice", "Lille", "Nantes", "Bordeaux", "Toulouse", "Rennes", "Brest", "Dijon",
+          "Metz", "Reims", "Tours", "Angers", "Caen", "Rouen", "Nancy", "Pau", "Annecy", "Grenoble"]
+STATUSES = ["new", "paid", "shipped"]
+REGIONS = [f"r{i}" for i in range(10)]
+
+
+def vocabulary(rng, size=2000):
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    words = set()
+    while len(words) < size:
+        words.add("".join(rng.choice(letters) for _ in range(rng.randint(4, 9))))
+    return sorted(words)
+
+
+def documents(n: int, words: list, seed: int = 7):
+    rng = random.Random(seed)
+    weights = [1 / (i + 1) for i in range(len(words))]  # Zipf-like: a few common words, a long tail
+    for i in range(1, n + 1):
+        note = " ".join(rng.choices(words, weights, k=12))
+        yield {"order": i, "amount": round(rng.uniform(1, 500), 2), "status": rng.choice(STATUSES),
+               "placed": f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:00:00Z",
+               "ship": {"city": rng.choice(CITIES)}, "note": note,
+               "customer": f"{rng.choice(words).title()} {rng.choice(words).title()}"}, rng.choice(REGIONS)
+
+
+def query_shapes(words):
+    common, middling = words[:20], words[50:400]
+    return {
+        "word + amount range + order by amount": lambda r: {
+            "q": r.choice(middling), "amount.gte": str(r.randint(1, 200)), "amount.lt": str(r.randint(250, 500)),
+            "order": "-amount", "limit": "20"},
+        "common word + status + city + newest first": lambda r: {
+            "q": r.choice(common), "status": r.choice(STATUSES), "city": r.choice(CITIES), "order": "-created",
+            "limit": "20"},
+        "prefix + date range + order by date": lambda r: {
+            "q": r.choice(middling)[:3] + "*", "placed.gte": "2026-03-01", "placed.lt": "2026-09-01",
+            "order": "placed", "limit": "20"},
+        "phrase + status in + order by amount": lambda r: {
+            "q": f'"{r.choice(common)} {r.choice(common)}"', "status.in": "new,paid", "order": "amount",
+            "limit": "20"},
+    }
+
+
+def percentiles(samples):
+    samples = sorted(samples)
+    return (statistics.median(samples) * 1000, samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000)
+
+
+@defer.inlineCallbacks
+def publish_all(publisher, envelopes, window=500):
+    pending = []
+    for topic, envelope in envelopes:
+        pending.append(publish_envelope(publisher, topic, envelope, acknowledge=True))
+        if len(pending) >= window:
+            yield defer.gatherResults(pending)
+            pending = []
+    yield defer.gatherResults(pending)
+
+
+def status(connector):
+    conn = http.client.HTTPConnection("127.0.0.1", connector.http_port, timeout=30)
+    conn.request("GET", "/status", headers={"Authorization": f"Bearer {token()}"})
+    response = conn.getresponse()
+    body = json.loads(response.read())
+    if response.status != 200:
+        raise SystemExit(f"GET /status: {response.status} {body}\n{connector.describe()}")
+    return body
+
+
+@defer.inlineCallbacks
+def wait_stored(connector, count, seconds):
+    from twisted.internet import reactor
+
+    deadline = time.monotonic() + seconds
+    while True:
+        s = status(connector)
+        if s["store"]["records"] >= count:
+            return s
+        if time.monotonic() > deadline:
+            raise SystemExit(f"connector stored {s['store']['records']} of {count} within {seconds} s")
+        yield task.deferLater(reactor, 0.1, lambda: None)
+
+
+def http_latencies(connector, shapes, queries, rng):
+    conn = http.client.HTTPConnection("127.0.0.1", connector.http_port, timeout=30)
+    bearer = {"Authorization": f"Bearer {token(lifetime=3600)}"}
+    by_shape = {name: [] for name in shapes}
+    hits = []
+    for i in range(queries):
+        name = list(shapes)[i % len(shapes)]
+        params = shapes[name](rng)
+        started = time.perf_counter()
+        conn.request("GET", "/search?" + urllib.parse.urlencode(params), headers=bearer)
+        response = conn.getresponse()
+        body = response.read()
+        by_shape[name].append(time.perf_counter() - started)
+        if response.status != 200:
+            raise SystemExit(f"search failed: {response.status} {body[:300]!r}")
+        hits.append(len(json.loads(body)["records"]))
+    return by_shape, hits
+
+
+def store_latencies(store, config, shapes, queries, rng):
+    conn = store.connect(reader=True)
+    by_shape = {name: [] for name in shapes}
+    for i in range(queries):
+        name = list(shapes)[i % len(shapes)]
+        search = query.parse_search(shapes[name](rng), config)
+        started = time.perf_counter()
+        store.search(conn, search)
+        by_shape[name].append(time.perf_counter() - started)
+    conn.close()
+    return by_shape
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` and its threads."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_database():
+    import psycopg
+
+    name = f"ds_bench_{uuid.uuid4().hex[:10]}"
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop():
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+    return f"postgresql://postgres@127.0.0.1:5432/{name}", drop
+
+
+@defer.inlineCallbacks
+def main(reactor, args):
+    tmp = Path(tempfile.mkdtemp(prefix="ds-bench-"))
+    world = World(tmp)
+    supplier, acme = world.keys[SUPPLIER], world.public("acme")
+    started = time.perf_counter()
+    words = vocabulary(random.Random(3))
+    docs = list(documents(args.records + args.live, words))
+    envelopes = [(f"com.orders.{region}", e2e.seal(d, f"com.orders.{region}", supplier, [acme]))
+                 for d, region in docs]
+    seal_rate = len(envelopes) / (time.perf_counter() - started)
+    print(f"sealed {len(envelopes)} envelopes ({seal_rate:,.0f}/s), "
+          f"{sum(len(e) for _, e in envelopes) / len(envelopes):.0f} bytes each", flush=True)
+    extra, drop = "", None
+    if args.backend == "postgresql":
+        dsn, drop = postgres_database()
+        extra = f'\n[store]\nbackend = "postgresql"\ndsn = "{dsn}"\n'
+    router = router_process(tmp)
+    router.toml = router.toml.replace("limit = 5000", f"limit = {args.records + args.live}")
+    connector = None
+    try:
+        router.start()
+        connector = Connector(tmp, world, "acme", router, extra=extra)
+        publisher = yield connect_publisher(router)
+        started = time.perf_counter()
+        yield publish_all(publisher, envelopes[:args.records])
+        print(f"published {args.records} while the connector was down "
+              f"({args.records / (time.perf_counter() - started):,.0f}/s)", flush=True)
+        connector.start(ready=False)  # "joined" is logged once the catch-up is over
+        connector.http_port = int(connector.wait_for(HTTP_LINE).group(1))
+        s = yield wait_stored(connector, args.records, seconds=args.records / 200 + 60)
+        cpu = cpu_seconds(connector.proc.pid)
+        catchup = s["replication"]["catchup"]["prefix:com.orders."]
+        rate = catchup["events"] / catchup["seconds"]
+        print(f"catch-up: {catchup['events']} events in {catchup['seconds']:.1f} s = {rate:,.0f} records/s "
+              "(history read, decrypt, verify, validate, index, commit); "
+              f"{catchup['events'] / cpu:,.0f} records per CPU-second of the connector "
+              f"(its {cpu:.1f} s of CPU include its start)", flush=True)
+        live_rate = None
+        if args.live:
+            started = time.perf_counter()
+            yield publish_all(publisher, envelopes[args.records:], window=200)
+            yield wait_stored(connector, args.records + args.live, seconds=120)
+            live_rate = args.live / (time.perf_counter() - started)
+            print(f"live: {args.live} published and stored in {args.live / live_rate:.1f} s = "
+                  f"{live_rate:,.0f} records/s end to end", flush=True)
+        shapes = query_shapes(words)
+        rng = random.Random(11)
+        for _ in range(50):  # warm the page cache
+            http_latencies(connector, shapes, 4, rng)
+        by_shape, hits = http_latencies(connector, shapes, args.queries, rng)
+        config = cfg.load(connector.dir / "decrypt-search.toml")
+        store = open_store(config, str(connector.dir / "state"))
+        direct = store_latencies(store, config, shapes, args.queries, random.Random(11))
+        print(f"\nsearch on {args.records + args.live:,} records ({args.backend}), {args.queries} queries, "
+              f"median {statistics.median(hits):.0f} hits returned (limit 20):")
+        print("| query | HTTP p50 ms | HTTP p99 ms | store p50 ms | store p99 ms |\n|---|---|---|---|---|")
+        for name in shapes:
+            (hp50, hp99), (sp50, sp99) = percentiles(by_shape[name]), percentiles(direct[name])
+            print(f"| {name} | {hp50:.1f} | {hp99:.1f} | {sp50:.1f} | {sp99:.1f} |")
+        every_http = [x for v in by_shape.values() for x in v]
+        every_store = [x for v in direct.values() for x in v]
+        (hp50, hp99), (sp50, sp99) = percentiles(every_http), percentiles(every_store)
+        print(f"| all | {hp50:.1f} | {hp99:.1f} | {sp50:.1f} | {sp99:.1f} |")
+        print(f"\nreplication: catch-up {rate:,.0f} records/s"
+              + (f", live {live_rate:,.0f} records/s" if live_rate else ""))
+        publisher.leave()
+    finally:
+        if connector is not None:
+            connector.stop()
+        router.stop()
+        if drop:
+            drop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--live", type=int, default=10_000)
+    parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    options = parser.parse_args()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    task.react(main, [options])

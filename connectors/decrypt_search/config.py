@@ -1,0 +1,337 @@
+"""The decrypt-search configuration file (TOML), checked whole at start.
+
+Every error names the key it is about, the way the router does:
+``configuration error: topics[1].match: must be exact, prefix or wildcard``.
+Reading keys and schemas from files happens here too, so a connector that
+starts has everything it needs; nothing here logs a secret.
+"""
+
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jsonschema import exceptions as schema_exceptions
+from jsonschema import validators
+
+from connectors.common.errors import ConfigError
+from relayrouter.e2e import keys as e2e_keys
+
+MATCHES = ("exact", "prefix", "wildcard")
+FIELD_TYPES = ("number", "date", "keyword")
+BUILTIN_FIELDS = {"topic": "keyword", "sender": "keyword", "created": "date", "received": "date"}
+FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class TopicRule:
+    uri: str
+    match: str
+    schema: dict | None
+    validator: object = field(default=None, compare=False, repr=False)
+
+    def matches(self, topic: str) -> bool:
+        if self.match == "exact":
+            return topic == self.uri
+        if self.match == "prefix":
+            return topic.startswith(self.uri)
+        pattern, parts = self.uri.split("."), topic.split(".")
+        return len(pattern) == len(parts) and all(p == "" or p == t for p, t in zip(pattern, parts))
+
+
+@dataclass(frozen=True)
+class IndexField:
+    name: str
+    path: tuple
+    type: str
+
+
+@dataclass(frozen=True)
+class JwtKeyConfig:
+    kid: str | None
+    secret: bytes | None
+    public_pem: bytes | None
+
+
+@dataclass(frozen=True)
+class HttpAuth:
+    algorithms: tuple
+    keys: tuple
+    audience: str | None = None
+    issuer: str | None = None
+    leeway: float = 30.0
+
+
+@dataclass(frozen=True)
+class Config:
+    org: str
+    key_file: str | None
+    key_env: str | None
+    peers: dict  # org -> PublicKeys
+    trusted_senders: tuple
+    publish_for: tuple
+    topics: tuple
+    index: tuple
+    text_fields: tuple  # dotted paths; empty: every string in the document
+    store_backend: str = "sqlite"
+    store_dsn: str | None = None
+    store_path: str = "records.sqlite3"
+    http_listen: tuple = ()
+    http_auth: HttpAuth | None = None
+    procedures: str | None = None
+    hooks: tuple = ()
+    catchup_page: int = 500
+    max_body: int = 1 << 20
+
+    def field(self, name: str) -> str | None:
+        """The type of an indexed (or built-in) field, None if unknown."""
+        if name in BUILTIN_FIELDS:
+            return BUILTIN_FIELDS[name]
+        return next((f.type for f in self.index if f.name == name), None)
+
+    def rule_for(self, topic: str) -> TopicRule | None:
+        return next((r for r in self.topics if r.matches(topic)), None)
+
+
+# ------------------------------------------------------------------ parsing
+
+def load(path: str | Path, base: Path | None = None) -> Config:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text("utf8"))
+    except OSError as e:
+        raise ConfigError(f"--config: cannot read {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"--config: {path} is not valid TOML: {e}") from None
+    return parse(data, base or path.parent)
+
+
+TOP_KEYS = {"organisation", "peers", "topics", "index", "text", "store", "http", "wamp", "hooks", "catchup"}
+
+
+def parse(data: dict, base: Path) -> Config:
+    _known(data, TOP_KEYS, "")
+    org = _table(data, "organisation", {"name", "key_file", "key_env", "trusted_senders", "publish_for"})
+    name = _str(org, "name", "organisation", required=True)
+    peers = _peers(data.get("peers", []), base)
+    senders = _org_list(org, "trusted_senders", peers, default=[p for p in peers if peers[p].signing])
+    recipients = _org_list(org, "publish_for", peers, default=[p for p in peers if peers[p].encryption])
+    index = _index(data.get("index", []))
+    store = _table(data, "store", {"backend", "dsn", "path"})
+    backend = store.get("backend", "sqlite")
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(f"store.backend: must be sqlite or postgresql, not {backend!r}")
+    if backend == "postgresql" and not store.get("dsn"):
+        raise ConfigError("store.dsn: required with store.backend = \"postgresql\" (postgresql://user@host/db)")
+    text = _table(data, "text", {"fields"})
+    http = _table(data, "http", {"listen", "auth", "max_body"})
+    if http.get("listen") and http.get("auth") is None:
+        raise ConfigError("http.auth: required when http.listen is set (every endpoint needs a bearer token)")
+    wamp = _table(data, "wamp", {"procedures"})
+    catchup = _table(data, "catchup", {"page"})
+    return Config(
+        org=name, key_file=_path(org.get("key_file"), base), key_env=org.get("key_env"), peers=peers,
+        trusted_senders=tuple(senders), publish_for=tuple(recipients), topics=_topics(data.get("topics", []), base),
+        index=index, text_fields=tuple(tuple(p.split(".")) for p in _str_list(text, "fields", "text")),
+        store_backend=backend, store_dsn=store.get("dsn"), store_path=store.get("path", "records.sqlite3"),
+        http_listen=tuple(_str_list(http, "listen", "http")), http_auth=_http_auth(http.get("auth"), base),
+        procedures=_str(wamp, "procedures", "wamp"), hooks=tuple(_hooks(data.get("hooks", []))),
+        catchup_page=_int(catchup, "page", "catchup", 500, 1, 10000),
+        max_body=_int(http, "max_body", "http", 1 << 20, 1024, 64 << 20))
+
+
+def _known(table: dict, allowed: set, where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(f"{where + '.' if where else ''}{key}: unknown key")
+
+
+def _table(data: dict, name: str, allowed: set) -> dict:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{name}: must be a table")
+    _known(table, allowed, name)
+    return table
+
+
+def _str(table: dict, key: str, where: str, required: bool = False) -> str | None:
+    value = table.get(key)
+    if value is None and required:
+        raise ConfigError(f"{where}.{key}: required")
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(f"{where}.{key}: must be a non-empty string")
+    return value
+
+
+def _str_list(table: dict, key: str, where: str) -> list:
+    value = table.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}.{key}: must be a list of strings")
+    return value
+
+
+def _int(table: dict, key: str, where: str, default: int, low: int, high: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{where}.{key}: must be an integer from {low} to {high}")
+    return value
+
+
+def _path(value, base: Path) -> str | None:
+    return None if value is None else str(base / value)
+
+
+def _array(data, name: str) -> list:
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise ConfigError(f"{name}: must be an array of tables ([[{name}]])")
+    return data
+
+
+def _peers(data, base: Path) -> dict:
+    peers = {}
+    for i, item in enumerate(_array(data, "peers")):
+        where = f"peers[{i}]"
+        _known(item, {"org", "encryption_key", "signing_key", "public_file"}, where)
+        try:
+            if "public_file" in item:
+                public = e2e_keys.load_public(base / item["public_file"])
+            else:
+                public = e2e_keys.PublicKeys.from_dict(item, where)
+        except e2e_keys.KeyFileError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        org = item.get("org") or public.org
+        if not org:
+            raise ConfigError(f"{where}.org: required")
+        if org in peers:
+            raise ConfigError(f"{where}.org: {org!r} is listed twice")
+        peers[org] = e2e_keys.PublicKeys(org, public.encryption, public.signing)
+    return peers
+
+
+def _org_list(table: dict, key: str, peers: dict, default: list) -> list:
+    if key not in table:
+        return default
+    names = _str_list(table, key, "organisation")
+    for name in names:
+        if name not in peers:
+            raise ConfigError(f"organisation.{key}: {name!r} is not in [[peers]]")
+    return names
+
+
+def _topics(data, base: Path) -> tuple:
+    rules = []
+    for i, item in enumerate(_array(data, "topics")):
+        where = f"topics[{i}]"
+        _known(item, {"uri", "match", "schema", "schema_file"}, where)
+        uri = _str(item, "uri", where, required=True)
+        match = item.get("match", "exact")
+        if match not in MATCHES:
+            raise ConfigError(f"{where}.match: must be exact, prefix or wildcard, not {match!r}")
+        schema = _schema(item, where, base)
+        validator = None
+        if schema is not None:
+            validator = validators.validator_for(schema)(schema, format_checker=None)
+        rules.append(TopicRule(uri, match, schema, validator))
+    if not rules:
+        raise ConfigError("topics: at least one [[topics]] to subscribe to")
+    return tuple(rules)
+
+
+def _schema(item: dict, where: str, base: Path):
+    if "schema" in item and "schema_file" in item:
+        raise ConfigError(f"{where}: give schema or schema_file, not both")
+    schema = item.get("schema")
+    if "schema_file" in item:
+        path = base / item["schema_file"]
+        try:
+            schema = json.loads(path.read_text("utf8"))
+        except OSError as e:
+            raise ConfigError(f"{where}.schema_file: cannot read {path}: {e.strerror}") from None
+        except ValueError as e:
+            raise ConfigError(f"{where}.schema_file: {path} is not JSON: {e}") from None
+    if schema is None:
+        return None
+    if not isinstance(schema, dict):
+        raise ConfigError(f"{where}.schema: must be a JSON Schema object")
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except schema_exceptions.SchemaError as e:
+        raise ConfigError(f"{where}.schema: not a valid JSON Schema: {e.message}") from None
+    return schema
+
+
+def _index(data) -> tuple:
+    fields, seen = [], set(BUILTIN_FIELDS)
+    for i, item in enumerate(_array(data, "index")):
+        where = f"index[{i}]"
+        _known(item, {"name", "path", "type"}, where)
+        name = _str(item, "name", where, required=True)
+        if not FIELD_NAME.match(name):
+            raise ConfigError(f"{where}.name: {name!r} must be lower-case letters, digits and _ (a letter first)")
+        if name in seen:
+            raise ConfigError(f"{where}.name: {name!r} is taken (built-in fields: {', '.join(BUILTIN_FIELDS)})")
+        seen.add(name)
+        kind = item.get("type", "keyword")
+        if kind not in FIELD_TYPES:
+            raise ConfigError(f"{where}.type: must be number, date or keyword, not {kind!r}")
+        path = _str(item, "path", where) or name
+        fields.append(IndexField(name, tuple(path.split(".")), kind))
+    return tuple(fields)
+
+
+def _http_auth(data, base: Path) -> HttpAuth | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ConfigError("http.auth: must be a table")
+    _known(data, {"algorithms", "keys", "audience", "issuer", "leeway"}, "http.auth")
+    algorithms = tuple(_str_list(data, "algorithms", "http.auth")) or ("HS256",)
+    keys = []
+    for i, item in enumerate(_array(data.get("keys", []), "http.auth.keys")):
+        keys.append(_jwt_key(item, f"http.auth.keys[{i}]", base))
+    if not keys:
+        raise ConfigError("http.auth.keys: at least one key to check bearer tokens with")
+    leeway = data.get("leeway", 30.0)
+    if isinstance(leeway, bool) or not isinstance(leeway, (int, float)) or leeway < 0:
+        raise ConfigError("http.auth.leeway: must be a number of seconds >= 0")
+    return HttpAuth(algorithms, tuple(keys), _str(data, "audience", "http.auth"), _str(data, "issuer", "http.auth"),
+                    float(leeway))
+
+
+def _jwt_key(item: dict, where: str, base: Path) -> JwtKeyConfig:
+    _known(item, {"kid", "secret_env", "secret_file", "public_key_file"}, where)
+    given = [k for k in ("secret_env", "secret_file", "public_key_file") if k in item]
+    if len(given) != 1:
+        raise ConfigError(f"{where}: give exactly one of secret_env, secret_file, public_key_file")
+    if "secret_env" in item:
+        var = item["secret_env"]
+        if not os.environ.get(var):
+            raise ConfigError(f"{where}.secret_env: environment variable {var} is not set")
+        return JwtKeyConfig(item.get("kid"), os.environ[var].encode("utf8"), None)
+    path = base / item[given[0]]
+    if "secret_file" in item:
+        try:
+            e2e_keys.check_private_file(path)
+            return JwtKeyConfig(item.get("kid"), path.read_bytes().rstrip(b"\r\n"), None)
+        except e2e_keys.KeyFileError as e:
+            raise ConfigError(f"{where}.secret_file: {e}") from None
+    try:
+        return JwtKeyConfig(item.get("kid"), None, path.read_bytes())
+    except OSError as e:
+        raise ConfigError(f"{where}.public_key_file: cannot read {path}: {e.strerror}") from None
+
+
+def _hooks(data) -> list:
+    hooks = []
+    for i, item in enumerate(_array(data, "hooks")):
+        where = f"hooks[{i}]"
+        _known(item, {"function"}, where)
+        target = _str(item, "function", where, required=True)
+        if ":" not in target:
+            raise ConfigError(f"{where}.function: {target!r} must be 'package.module:function'")
+        hooks.append(target)
+    return hooks

@@ -1,0 +1,134 @@
+"""The HTTP API: every endpoint needs a bearer JWT with its scope.
+
+| endpoint | scope | answer |
+|---|---|---|
+| ``GET /search?q=&field.op=&order=&limit=&cursor=`` | search | ``{"records": [...], "next_cursor"}`` |
+| ``GET /records/<id>`` | search | one record, 404 if none |
+| ``GET /analytics?by=&bucket=&from=&to=&field.op=`` | search | ``{"buckets": [{"start", "value", "count"}], ...}`` |
+| ``GET /quarantine?reason=&limit=&before=`` | quarantine | ``{"entries": [...], "next_before"}`` |
+| ``POST /publish`` ``{"topic", "document", "recipients"?}`` | publish | ``{"publication", "message_id", ...}`` |
+| ``GET /status`` | status | counters, router state, store counts |
+
+Bad parameters are 400 with a message naming the parameter.
+"""
+
+import json
+
+from twisted.internet import defer
+
+from connectors.common.http import HttpError, HttpService, JsonResource, JsonRoot, read_body
+
+from . import query
+from .bearer import Bearer
+from .service import NotConnected
+
+
+class Endpoint(JsonResource):
+    scope = "search"
+
+    def __init__(self, api, bearer: Bearer) -> None:
+        super().__init__()
+        self.api = api
+        self.bearer = bearer
+
+    def authorized(self, request) -> None:
+        self.bearer.claims(request, self.scope)
+
+
+def _guard(method):
+    """Authorize, run, and turn our errors into HTTP ones."""
+
+    def render(self, request):
+        self.authorized(request)
+        try:
+            d = defer.maybeDeferred(method, self, request)
+        except query.QueryError as e:
+            raise HttpError(400, e.message)
+        return d.addErrback(_translate)
+
+    return render
+
+
+def _translate(failure):
+    if failure.check(query.QueryError):
+        raise HttpError(400, failure.value.message)
+    if failure.check(NotConnected):
+        raise HttpError(503, str(failure.value))
+    return failure
+
+
+class Search(Endpoint):
+    @_guard
+    def render_GET(self, request):
+        return self.api.search(request.args)
+
+
+class Records(Endpoint):
+    @_guard
+    def render_GET(self, request):
+        if len(request.postpath) != 1 or not request.postpath[0]:
+            raise HttpError(404, "use /records/<id>")
+        d = self.api.get(request.postpath[0].decode("ascii", "replace"))
+        return d.addCallback(_or_404)
+
+
+def _or_404(record):
+    if record is None:
+        raise HttpError(404, "no such record")
+    return record
+
+
+class Analytics(Endpoint):
+    @_guard
+    def render_GET(self, request):
+        return self.api.analytics(request.args)
+
+
+class Quarantine(Endpoint):
+    scope = "quarantine"
+
+    @_guard
+    def render_GET(self, request):
+        return self.api.quarantine(request.args)
+
+
+class Publish(Endpoint):
+    scope = "publish"
+
+    @_guard
+    def render_POST(self, request):
+        content_type = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise HttpError(415, "send the body as application/json: {\"topic\", \"document\", \"recipients\"?}")
+        try:
+            body = json.loads(read_body(request, self.api.config.max_body))
+        except ValueError:
+            raise HttpError(400, "the body is not JSON") from None
+        if not isinstance(body, dict) or set(body) - {"topic", "document", "recipients"}:
+            raise HttpError(400, "the body must be an object with topic, document and optionally recipients")
+        return self.api.publish(body.get("topic"), body.get("document"), body.get("recipients"))
+
+
+class Status(Endpoint):
+    scope = "status"
+
+    @_guard
+    def render_GET(self, request):
+        return self.api.status()
+
+
+ENDPOINTS = {b"search": Search, b"records": Records, b"analytics": Analytics, b"quarantine": Quarantine,
+             b"publish": Publish, b"status": Status}
+
+
+def make_root(api, bearer: Bearer) -> JsonRoot:
+    root = JsonRoot()
+    for name, cls in ENDPOINTS.items():
+        root.putChild(name, cls(api, bearer))
+    return root
+
+
+def http_services(config, api, reactor=None) -> list:
+    bearer = Bearer(config.http_auth) if config.http_auth else None
+    return [HttpService(listen, make_root(api, bearer), name="decrypt-search", reactor=reactor)
+            for listen in config.http_listen]

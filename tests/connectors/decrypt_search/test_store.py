@@ -1,0 +1,192 @@
+"""The store on SQLite (FTS5) and on PostgreSQL (tsvector, a database of its own
+created and dropped here): exact search results, paging, analytics, dedupe."""
+
+import pytest
+
+from connectors.decrypt_search import query
+from connectors.decrypt_search.ingest import Ingestor, Quarantined, Record
+from connectors.decrypt_search.store import postgres_store, sqlite_store
+from relayrouter import e2e
+
+from ..iot_agent.pg import own_database
+from .support import make_config, org_keys
+
+KEYS = org_keys()
+CONFIG = make_config("acme", KEYS)
+
+# (order, amount, status, placed, city, note, created second)
+ROWS = [
+    (1, 5.0, "new", "2026-11-01T08:00:00Z", "Lyon", "blue vase, fragile", 0),
+    (2, 12.5, "paid", "2026-11-02T08:00:00Z", "Paris", "red chair", 30),
+    (3, 30.0, "paid", "2026-11-03T08:00:00Z", "Lyon", "blue chair and a vase", 90),
+    (4, 7.25, "shipped", "2026-11-04T08:00:00Z", "Nice", "vasectomy clinic supplies", 3600),
+    (5, 99.0, "new", None, None, "Crème brûlée pans, blue", 3700),
+    (6, 12.5, "shipped", "2026-11-06T08:00:00Z", "Lyon", "fragile blue vase set", 86400),
+]
+
+
+def records():
+    ingestor = Ingestor(CONFIG, KEYS["acme"], clock=lambda: 2_000_000.0)
+    out = []
+    for n, amount, status, placed, city, note, second in ROWS:
+        doc = {"order": n, "amount": amount, "status": status, "note": note}
+        if placed:
+            doc["placed"] = placed
+        if city:
+            doc["ship"] = {"city": city}
+        envelope = e2e.seal(doc, "com.orders.eu", KEYS["globex"], [KEYS["acme"].public],
+                            created_ms=(1_000_000 + second) * 1000)
+        out.append(ingestor.process(100 + n, "com.orders.eu", [envelope]))
+    assert all(isinstance(r, Record) for r in out)
+    return out
+
+
+def sqlite(tmp_path):
+    return sqlite_store(CONFIG, str(tmp_path / "records.sqlite3"))
+
+
+@pytest.fixture
+def postgres():
+    with own_database("ds_test") as dsn:
+        yield postgres_store(CONFIG, dsn)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        yield sqlite(tmp_path)
+    else:
+        yield request.getfixturevalue("postgres")
+
+
+@pytest.fixture
+def filled(store):
+    writer = store.connect()
+    store.create_schema(writer)
+    result = store.write(writer, records(), {"prefix:com.orders.": 106}, now=1.0)
+    assert len(result.stored) == 6 and result.skipped == 0
+    reader = store.connect(reader=True)
+    yield store, writer, reader
+    writer.close()
+    reader.close()
+
+
+def orders(store, reader, **params):
+    page = store.search(reader, query.parse_search(params, CONFIG))
+    return [r["document"]["order"] for r in page["records"]], page["next_cursor"]
+
+
+def test_text_prefix_and_phrase(filled):
+    store, _, reader = filled
+    assert orders(store, reader, q="vase", order="created")[0] == [1, 3, 6]
+    assert orders(store, reader, q="vas*", order="created")[0] == [1, 3, 4, 6]
+    assert orders(store, reader, q='"blue vase"', order="created")[0] == [1, 6]
+    assert orders(store, reader, q='"blue vase" fragile set', order="created")[0] == [6]
+    assert orders(store, reader, q="chair lyon", order="created")[0] == [3]  # text of all strings, city too
+    assert orders(store, reader, q="nothingmatches")[0] == []
+
+
+def test_text_with_filters_and_order(filled):
+    store, _, reader = filled
+    assert orders(store, reader, q="blue", **{"amount.gte": "10"}, order="-amount")[0] == [5, 3, 6]
+    assert orders(store, reader, q="blue", **{"status.in": "new,shipped"}, order="amount")[0] == [1, 6, 5]
+    assert orders(store, reader, **{"placed.gt": "2026-11-02T08:00:00Z", "placed.lte": "2026-11-04T08:00:00Z"},
+                  order="placed")[0] == [3, 4]
+    assert orders(store, reader, city="Lyon", order="-created")[0] == [6, 3, 1]
+    assert orders(store, reader, sender="globex", topic="com.orders.eu", order="created",
+                  **{"created.lt": str(1_000_000 + 3600)})[0] == [1, 2, 3]
+
+
+def test_missing_values_sort_last_both_ways(filled):
+    store, _, reader = filled
+    assert orders(store, reader, order="placed")[0] == [1, 2, 3, 4, 6, 5]
+    assert orders(store, reader, order="-placed")[0] == [6, 4, 3, 2, 1, 5]
+    assert orders(store, reader, order="-city")[0] == [2, 4, 6, 3, 1, 5]
+
+
+@pytest.mark.parametrize("order", ["amount", "-amount", "city", "-city", "-created", "placed"])
+def test_cursor_paging_returns_every_record_once_in_order(filled, order):
+    store, _, reader = filled
+    everything, _ = orders(store, reader, order=order, limit="100")
+    seen, cursor = [], None
+    while True:
+        params = {"order": order, "limit": "2"}
+        if cursor:
+            params["cursor"] = cursor
+        page, cursor = orders(store, reader, **params)
+        seen += page
+        if cursor is None:
+            break
+    assert seen == everything and sorted(seen) == [1, 2, 3, 4, 5, 6]
+
+
+def test_get_and_counts_and_cursors(filled):
+    store, _, reader = filled
+    first = store.search(reader, query.parse_search({"order": "created", "limit": "1"}, CONFIG))["records"][0]
+    again = store.get(reader, first["id"])
+    assert again == first and again["document"]["note"] == "blue vase, fragile" and again["sender"] == "globex"
+    assert store.get(reader, 999999) is None
+    assert store.counts(reader) == {"records": 6, "quarantine": {}}
+    assert store.cursors(reader) == {"prefix:com.orders.": 106}
+
+
+def test_analytics_buckets(filled):
+    store, _, reader = filled
+    base = 1_000_000
+    a = store.analytics(reader, query.parse_analytics(
+        {"by": "status", "bucket": "hour", "from": str(base - 3600), "to": str(base + 2 * 86400)}, CONFIG))
+    hour0 = (base // 3600) * 3600
+    assert [(b["start"] - hour0, b["value"], b["count"]) for b in a["buckets"]] == [
+        (0, "new", 1), (0, "paid", 2), (3600, "new", 1), (3600, "shipped", 1), (86400, "shipped", 1)]
+    a = store.analytics(reader, query.parse_analytics(
+        {"by": "topic", "bucket": "day", "from": str(base), "to": str(base + 3650), "amount.lt": "50"}, CONFIG))
+    assert [(b["value"], b["count"]) for b in a["buckets"]] == [("com.orders.eu", 4)]
+    assert a["total"] == 4
+
+
+def test_dedupe_replays_and_quarantine(filled):
+    store, writer, reader = filled
+    again = records()  # same documents sealed anew: new message ids, same publication ids
+    result = store.write(writer, again[:2], {}, now=2.0)
+    assert result.skipped == 2 and not result.stored
+    replay = Record(**{**again[0].__dict__, "publication": 500})
+    original = store.search(reader, query.parse_search({"order": "created", "limit": "1"}, CONFIG))["records"][0]
+    replay = Record(**{**replay.__dict__, "message_id": original["message_id"]})
+    bad = Quarantined(501, "com.orders.eu", "bad_signature", "signature does not verify", 3.0, b"\x01\x02")
+    result = store.write(writer, [replay, bad], {"prefix:com.orders.": 501}, now=3.0)
+    assert [q.reason for q in result.quarantined] == ["duplicate", "bad_signature"]
+    listed = store.quarantine(reader, None, 10, None)
+    assert [(e["publication"], e["reason"]) for e in listed["entries"]] == [(501, "bad_signature"),
+                                                                           (500, "duplicate")]
+    assert store.quarantine(reader, "duplicate", 10, None)["entries"][0]["message_id"] == original["message_id"]
+    page = store.quarantine(reader, None, 1, None)
+    assert page["next_before"] is not None
+    assert len(store.quarantine(reader, None, 1, page["next_before"])["entries"]) == 1
+    assert store.counts(reader)["quarantine"] == {"bad_signature": 1, "duplicate": 1}
+    assert store.cursors(reader)["prefix:com.orders."] == 501
+
+
+def test_schema_survives_reopening_and_refuses_a_changed_field_type(tmp_path):
+    first = sqlite(tmp_path)
+    conn = first.connect()
+    first.create_schema(conn)
+    first.create_schema(conn)
+    conn.close()
+    changed = make_config("acme", KEYS, index=[{"name": "amount", "type": "keyword"}])
+    from connectors.decrypt_search.store import sqlite_store as open_sqlite
+    store = open_sqlite(changed, str(tmp_path / "records.sqlite3"))
+    with pytest.raises(ValueError, match="amount"):
+        store.create_schema(store.connect())
+
+
+@pytest.mark.parametrize("common_share", [1.0, 0.0])
+def test_common_text_takes_the_other_plans_with_the_same_results(filled, monkeypatch, common_share):
+    """Text matching more than RARE_SHARE is looked up per row, or checked per row beyond COMMON_SHARE."""
+    from connectors.decrypt_search import store as store_module
+
+    monkeypatch.setattr(store_module, "RARE_MIN", 0)
+    monkeypatch.setattr(store_module, "RARE_SHARE", 0.0)
+    monkeypatch.setattr(store_module, "COMMON_SHARE", common_share)
+    test_text_prefix_and_phrase(filled)
+    test_text_with_filters_and_order(filled)
+    test_cursor_paging_returns_every_record_once_in_order(filled, "-amount")
