@@ -31,7 +31,7 @@ from relayrouter.e2e.wamp import publish_envelope
 from . import query
 from .hooks import HookContext, Hooks
 from .hooks import load as load_hooks
-from .ingest import INTERNAL_ERROR, Ingestor, Quarantined, Record
+from .ingest import INTERNAL_ERROR, Ingestor, Quarantined
 from .store import PerThread, Store
 
 log = Logger(namespace="decrypt_search")
@@ -530,5 +530,3 @@ class DecryptSearch(service.MultiService):
         self.replicator.workers.stop()
         self.db.stop()
 
-
-__all__ = ["Api", "Database", "DecryptSearch", "Procedures", "Record", "Replicator"]

@@ -17,6 +17,7 @@ from connectors.common.errors import ConfigError
 from relayrouter.e2e import keys as e2e_keys
 
 from . import config as cfg
+from .bearer import Bearer
 from .hooks import load as load_hooks
 from .http import http_services
 from .service import DecryptSearch
@@ -47,6 +48,8 @@ class Options(ConnectorOptions, usage.Options):
                 self.config = dataclasses.replace(self.config, http_listen=self.config.http_listen + (self["http"],))
                 if self.config.http_auth is None:
                     raise ConfigError("http.auth: required when the HTTP API listens (--http)")
+            if self.config.http_auth is not None:
+                Bearer(self.config.http_auth)  # checks the keys and algorithms now, naming the key
             self.keys = load_keys(self, self.config)
             self.hook_functions = load_hooks(self.config.hooks)
             self.state_dir = open_state_dir(self["state-dir"])

@@ -65,3 +65,10 @@ def test_config_is_required_and_named():
     with pytest.raises(usage.UsageError, match=r"--config \(DECRYPT_SEARCH_CONFIG\): required"):
         opts.parseOptions([])
     assert "DECRYPT_SEARCH_KEY" in str(opts) or "[env DECRYPT_SEARCH_KEY_FILE]" in opts.docs["key-file"]
+
+
+def test_a_short_jwt_secret_is_named_at_start(world, options):
+    world.jwt_secret_file.write_text("too-short")
+    with pytest.raises(usage.UsageError, match=r"configuration error: http.auth.keys\[0\]: .* 9 bytes; HS256 needs "
+                                               "at least 32"):
+        options({})
