@@ -70,6 +70,24 @@ def _publisher(port, username, password, topic, count, start_at, out):
     client.loop_stop()
 
 
+def _c_publisher(port, username, password, topic, count, start_at, out):
+    """mosquitto_pub -l (C, QoS 1): one message per line written to its stdin,
+    each stamped when written (the pipe holds at most 64 KiB, a few hundred
+    messages, so the stamp is at most that early)."""
+    import subprocess
+
+    proc = subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-u", username, "-P", password,
+                             "-t", topic, "-q", "1", "-l", "-V", "mqttv5"], stdin=subprocess.PIPE)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    began = time.time()
+    for i in range(count):
+        proc.stdin.write(json.dumps({"seq": i, "sent": time.time(), "pad": PAD}).encode() + b"\n")
+    proc.stdin.close()
+    proc.wait(120)
+    out.put({"sent": count, "acked": count if proc.returncode == 0 else 0, "seconds": time.time() - began})
+
+
 def _raw_subscriber(port, username, password, topic, expected, ready, out, seconds):
     """Mosquitto's own pass-through: one paho subscriber, QoS 1."""
     import paho.mqtt.client as paho
@@ -209,7 +227,8 @@ def passthrough(broker, args):
     sub.start()
     ready.wait(20)
     start_at = time.time() + 0.5
-    pubs = [ctx.Process(target=_publisher, args=(broker.port, RAW_USER, RAW_PASSWORD,
+    publisher = _c_publisher if args.publisher == "mosquitto_pub" else _publisher
+    pubs = [ctx.Process(target=publisher, args=(broker.port, RAW_USER, RAW_PASSWORD,
                                                   "bench/raw", total // args.publishers, start_at, out))
             for _ in range(args.publishers)]
     for p in pubs:
@@ -229,7 +248,8 @@ def mqtt_phase(env, devices, args):
     before = env.agent.status()["counters"].get("stored", 0)
     sub = _wamp_subscriber(env.router, "bench", expected, args.seconds)
     start_at = time.time() + 0.5
-    pubs = [ctx.Process(target=_publisher, args=(env.broker.port, d["credentials"]["mqtt"]["username"],
+    publisher = _c_publisher if args.publisher == "mosquitto_pub" else _publisher
+    pubs = [ctx.Process(target=publisher, args=(env.broker.port, d["credentials"]["mqtt"]["username"],
                                                   d["credentials"]["mqtt"]["password"],
                                                   f"bench:{d['device']['id']}/attrs", per, start_at, out))
             for d in devices]
@@ -297,6 +317,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="the agent's MQTT connections (default 2)")
     parser.add_argument("--http-clients", type=int, default=8, help="HTTP posting processes (default 8)")
     parser.add_argument("--seconds", type=float, default=120, help="most seconds a phase may take")
+    parser.add_argument("--publisher", choices=("paho", "mosquitto_pub"), default="mosquitto_pub",
+                        help="MQTT publishers: mosquitto_pub -l (C, default) or paho-mqtt (Python)")
     parser.add_argument("--synchronous", default="full", help="the agent's --sqlite-synchronous (default full)")
     parser.add_argument("--phases", default="passthrough,mqtt,http", help="which phases (default all three)")
     args = parser.parse_args(argv)
@@ -325,7 +347,7 @@ def main(argv=None) -> int:
                                    bearer=user)
             assert code == 200, body
             devices.append(body)
-        print(f"IoT agent benchmark: {args.publishers} MQTT publishers (QoS 1, ~200 B JSON), agent with "
+        print(f"IoT agent benchmark: {args.publishers} MQTT publishers ({args.publisher}, QoS 1, ~200 B JSON), agent with "
               f"{args.workers} MQTT connections, SQLite synchronous={args.synchronous}; {args.http_clients} HTTP clients; "
               f"load average {open('/proc/loadavg').read().split()[0]} on {os.cpu_count()} cores", flush=True)
         phases = set(args.phases.split(","))

@@ -234,7 +234,7 @@ class IotAgent(service.MultiService):
         self.tickets = Tickets(reactor.seconds, config.ticket_lifetime)
         self.kafka_ws_jwt_exp = config.kafka_ws_jwt_exp
         self.hub = KafkaWsHub(self.tickets, reactor.seconds, config.kafka_ws_max_lifetime,
-                              local_subjects=(DEVICE_DATA,))
+                              local_subjects=(DEVICE_DATA, DEVICE_EVENTS))
         self.tenants = TenantSessions(config.router, reactor, on_tenant_up=self._tenant_up,
                                       on_tenant_down=self._tenant_down, fixed=config.tenants)
         self.tenants.setServiceParent(self)
@@ -324,6 +324,7 @@ class IotAgent(service.MultiService):
         event = {"event": kind, "meta": {"service": device["tenant"], "timestamp": int(time.time() * 1000)},
                  "data": device}
         self.tenants.publish(device["tenant"], DEVICE_EVENTS, event)
+        self.hub.deliver(device["tenant"], DEVICE_EVENTS, event)  # our own publications do not come back
 
     # ------------------------------------------------------- operations
 

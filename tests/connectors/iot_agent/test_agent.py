@@ -492,3 +492,71 @@ def test_postgresql_database_keeps_registry_and_data_across_restart(env, tmp_pat
             assert status == 200 and [d["value"] for d in got["data"]] == [0, 1, 2, 3, 4]
         finally:
             agent.stop()
+
+
+# ------------------------------------------------- filtered subscriptions
+
+def subscribe_filtered(session, handler, topic, **custom):
+    """SUBSCRIBE with custom options (Autobahn-Python has no way to send them):
+    the message is marshalled while it is sent, so the patch lasts one call."""
+    from autobahn.wamp import message
+
+    original = message.Subscribe.marshal_options
+
+    def marshal_options(self):
+        options = original(self)
+        if self.topic == topic:
+            options.update(custom)
+        return options
+    message.Subscribe.marshal_options = marshal_options
+    try:
+        return session.subscribe(handler, topic)
+    finally:
+        message.Subscribe.marshal_options = original
+
+
+@pytest_twisted.inlineCallbacks
+def test_router_side_filtered_subscription_on_device_data(env):
+    made = yield create(env, "acme", "f1")
+    acme = yield wamp(env.router.ws_url, env.router.port, "acme", user("acme"))
+    filtered, plain = [], []
+    yield subscribe_filtered(acme, lambda msg: filtered.append(msg), "device-data",
+                             _fields="attrs/temperature,metadata/deviceid",
+                             _where="attrs.temperature=gt:20;metadata.deviceid=in:f1;")
+    yield acme.subscribe(lambda msg: plain.append(msg), "device-data")
+    for value in (15, 30):
+        status, _ = yield http("POST", f"{env.agent.url}/http-agent/v1/incoming-messages",
+                               {"data": {"temperature": value, "humidity": 1}}, headers=basic(made["credentials"]))
+        assert status == 204
+    yield until(lambda: len(plain) == 2 and len(filtered) == 1)
+    assert filtered == [{"attrs": {"temperature": 30.0}, "metadata": {"deviceid": "f1"}}]
+    for custom, uri in (({"_where": "attrs.t=between:1,2;"}, "relayrouter.error.filter.invalid_operator"),
+                        ({"_fields": "attrs("}, "relayrouter.error.filter.invalid_syntax"),
+                        ({"_where": "attrs.t=gt:x;"}, "relayrouter.error.filter.invalid_value")):
+        with pytest.raises(ApplicationError) as caught:
+            yield subscribe_filtered(acme, lambda msg: None, "device-data", **custom)
+        assert caught.value.error == uri
+    acme.leave()
+
+
+@pytest_twisted.inlineCallbacks
+def test_kafka_ws_device_events_and_a_subject_other_clients_publish(env):
+    t = yield ticket(env, "acme")
+    events = yield kafka_ws(env.agent.port, f"/kafka-ws/v1/topics/acme.iot_agent.device.on_change?ticket={t}"
+                                            "&fields=event,data/id")
+    yield events.opened
+    yield create(env, "acme", "e1")
+    yield events.wait_messages(1)
+    assert events.messages == [{"event": "create", "data": {"id": "e1"}}]
+    t = yield ticket(env, "acme")
+    alerts = yield kafka_ws(env.agent.port, f"/kafka-ws/v1/topics/acme.alerts?ticket={t}&where=level=gte:3;")
+    yield alerts.opened
+    publisher = yield wamp(env.router.ws_url, env.router.port, "acme", token(service="acme", role="agent"))
+    # The agent subscribes in the router when the WebSocket opens; publish until the first one gets through.
+    deadline = reactor.seconds() + 10
+    while not alerts.messages and reactor.seconds() < deadline:
+        publisher.publish("alerts", {"level": 1})
+        publisher.publish("alerts", {"level": 5, "text": "hot"})
+        yield task.deferLater(reactor, 0.1, lambda: None)
+    assert alerts.messages and all(m["level"] == 5 for m in alerts.messages)
+    publisher.leave()
