@@ -8,6 +8,11 @@ it waits with the connector base's jittered exponential backoff
 (``connectors.common.backoff``), a refusal (HTTP 4xx) is logged once and
 retried at the maximum delay.  (The connector base's RouterConnection is
 for WAMP sessions; this is its counterpart for the seed's raw streams.)
+
+Sending never buffers without bound: the client is its connection's
+producer, and while the socket's buffer is over ``UPLINK_BUFFER`` (the
+uplink is slower than the source) ``send`` drops the frame and says so;
+the caller counts it.
 """
 
 import json
@@ -21,6 +26,8 @@ from twisted.logger import Logger
 from connectors.common.backoff import Backoff
 
 log = Logger(namespace="relayrouter.relay.client")
+
+UPLINK_BUFFER = 1024 * 1024  # bytes waiting in the socket buffer before frames are dropped
 
 
 class AccessRefused(Exception):
@@ -95,8 +102,8 @@ class Reconnecting:
         return self.proto is not None
 
     def send(self, payload: bytes, binary: bool) -> bool:
-        """Send one frame; False when not connected (the frame is not kept)."""
-        if self.proto is None:
+        """Send one frame; False when not connected or the uplink is full (the frame is not kept)."""
+        if self.proto is None or self.uplink_full:
             return False
         self.proto.sendMessage(payload, isBinary=binary)
         return True
@@ -126,8 +133,23 @@ class Reconnecting:
             tls = ssl.optionsForClientTLS(factory.host)  # verified against the system's CAs
         connectWS(factory, contextFactory=tls)
 
+    # IPushProducer for the connection's transport: it says when the uplink backs up.
+    uplink_full = False
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        self.uplink_full = True
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.uplink_full = False
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.uplink_full = True
+
     def _opened(self, proto) -> None:
         self.proto = proto
+        self.uplink_full = False
+        proto.transport.bufferSize = UPLINK_BUFFER
+        proto.transport.registerProducer(self, True)
         self.connections += 1
         self.backoff.reset()
         self._refusal_logged = False
