@@ -51,18 +51,25 @@ class LoggingObserver(RouterObserver):
         self.auth_refusals: Counter = Counter()
 
     def protocol_violation(self, session, text: str) -> None:
-        log.info("Protocol violation by {peer}: {text}", peer=session.transport.peer, text=text)
+        log.info("Protocol violation by {peer}: {text}", text=text, **_context(session))
 
     def internal_error(self, session, error) -> None:
         log.failure("Internal error handling a message from {peer}",
-                    failure=_as_failure(error), peer=session.transport.peer)
+                    failure=_as_failure(error), **_context(session))
 
     def auth_denied(self, session, deny) -> None:
-        log.info("Authentication refused for {peer}: {text}", peer=session.transport.peer,
-                 text=deny.message)
+        log.info("Authentication refused for {peer}: {text}", text=deny.message, **_context(session))
         join, authenticator = session._join, session._authenticator
         method = getattr(authenticator, "authmethod", None) or "none"
         self.auth_refusals[(getattr(join, "realm", "") or "", method, deny.reason)] += 1
+
+
+def _context(session) -> dict:
+    """Who a log line is about, for the JSON log's fields: never a credential."""
+    join = session._join
+    realm = session.realm.name if session.realm is not None else getattr(join, "realm", None)
+    return {"peer": session.transport.peer, "realm": realm, "session": session.session_id or None,
+            "authid": session.authid or getattr(join, "authid", None)}
 
 
 def _as_failure(error):

@@ -1,8 +1,11 @@
 """``twistd relayrouter``: options and the service maker."""
 
+import os
+
 from twisted.python import usage
 
 from . import config as cfg
+from . import logs
 
 
 class Options(usage.Options):
@@ -16,6 +19,8 @@ class Options(usage.Options):
         ["config", "c", None, "TOML configuration file (listeners, realms, limits)."],
         ["state-dir", None, None, "Directory for what the router persists (default ./relayrouter-state)."],
         ["max-message-size", None, None, "Largest WAMP message accepted, in bytes (default 16 MiB)."],
+        ["log-format", None, None,
+         f"Log lines as 'text' (default) or 'json', one object per line (env {logs.ENV})."],
     ]
 
     def __init__(self) -> None:
@@ -37,10 +42,25 @@ class Options(usage.Options):
         self["realm"].append(name)
 
     def postOptions(self) -> None:
+        self._log_format()
         try:
             self["parsed_config"] = build_config(self)
         except cfg.ConfigError as e:
             raise usage.UsageError(f"configuration error: {e}") from None
+
+
+    def _log_format(self) -> None:
+        given = self["log-format"]
+        where = "--log-format" if given is not None else logs.ENV
+        chosen = given if given is not None else os.environ.get(logs.ENV, "text")
+        if chosen not in logs.FORMATS:
+            raise usage.UsageError(f"{where}: must be one of {', '.join(logs.FORMATS)}, not {chosen!r}")
+        self["log-format"] = chosen
+        if chosen == "json" and self.parent is not None:
+            try:
+                logs.use_json_with_twistd(self.parent)
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
 
 
 def build_config(options) -> cfg.Config:

@@ -284,7 +284,7 @@ class Connection:
     def _disconnect(self, counter: str, reason: str, text: str) -> None:
         self.count(counter)
         self.log.warn(text, session=self.session.session_id, peer=self.info.peer,
-                      n=len(self._front) + len(self._queue), b=self._queued_bytes)
+                      realm=_realm_name(self.session), n=len(self._front) + len(self._queue), b=self._queued_bytes)
         self._gone = True
         self._forget_queue()
         # The core learns of it from lost(), once the transport is down: never
@@ -301,7 +301,12 @@ class Connection:
         self.count("unserializable")
         self.log.warn("Cannot send {kind} to session {session} as {ser}: {error}",
                       kind=type(message).__name__.upper(), session=self.session.session_id,
-                      ser=self.info.serializer, error=error)
+                      peer=self.info.peer, realm=_realm_name(self.session), ser=self.info.serializer, error=error)
+
+
+def _realm_name(session) -> str | None:
+    realm = getattr(session, "realm", None)
+    return realm.name if realm is not None else None
 
 
 # Twisted pauses a producer once more than this waits in the transport's own

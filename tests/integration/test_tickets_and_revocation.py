@@ -10,6 +10,8 @@ from autobahn.wamp.types import PublishOptions
 from twisted.internet import defer
 from twisted.logger import formatEvent, globalLogPublisher
 
+from relayrouter.logs import event_as_json
+
 from ..refusals import assert_refused
 from ..security_support import HS_SECRET, ISSUER, http, start, stop, token
 from ..support import LeftBeforeJoining, connect_raw, connect_tcp, connect_ws, eventually, within
@@ -268,7 +270,10 @@ def test_no_secret_reaches_the_log(monkeypatch, tmp_path):
     finally:
         globalLogPublisher.removeObserver(events.append)
     logged = "\n".join(formatEvent(e) + " " + repr(e) for e in events)
-    assert "Authentication refused" in logged  # the log is being captured
-    for secret in secrets:
-        assert secret not in logged
-        assert secret[:24] not in logged
+    # The same events as --log-format json writes them.
+    as_json = "".join(event_as_json(e) for e in events)
+    for text in (logged, as_json):
+        assert "Authentication refused" in text  # the log is being captured
+        for secret in secrets:
+            assert secret not in text
+            assert secret[:24] not in text

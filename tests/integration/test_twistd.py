@@ -127,7 +127,8 @@ def test_invalid_config_names_the_key(tmp_path):
 def test_help_documents_every_option():
     proc = twistd("--help")
     out, _ = proc.communicate(timeout=30)
-    for option in ("--websocket", "--rawsocket", "--realm", "--config", "--state-dir", "--max-message-size"):
+    for option in ("--websocket", "--rawsocket", "--realm", "--config", "--state-dir", "--max-message-size",
+                   "--log-format"):
         assert option in out
 
 
