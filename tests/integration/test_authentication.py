@@ -124,18 +124,20 @@ def test_anonymous_is_off_when_a_realm_has_auth(router):
 
 @pytest_twisted.inlineCallbacks
 def test_no_such_realm(router):
-    yield refused(router, "wamp.error.no_such_realm", realm="nowhere")
+    message = yield refused(router, "wamp.error.no_such_realm", realm="nowhere")
+    assert message == "no realm named 'nowhere' on this router"
 
 
 @pytest_twisted.inlineCallbacks
 def test_wrong_static_ticket(router):
     message = yield refused(router, authmethods=["ticket"], authid="alice", ticket="guess")
-    assert ALICE_TICKET not in message
+    assert ALICE_TICKET not in message and message == "wrong authid or ticket"
 
 
 @pytest_twisted.inlineCallbacks
 def test_wrong_wampcra_secret(router):
-    yield refused(router, authmethods=["wampcra"], authid="bob", secret="not-it")
+    message = yield refused(router, authmethods=["wampcra"], authid="bob", secret="not-it")
+    assert message == "wrong authid or WAMP-CRA signature"
 
 
 @pytest_twisted.inlineCallbacks

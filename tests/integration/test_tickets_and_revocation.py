@@ -107,13 +107,18 @@ def test_ticket_after_revocation_is_refused(router):
     assert code == 403 and "revoked" in refused["message"]
 
 
-@pytest.mark.parametrize("bearer, code", [(None, 401), ("not-a-jwt", 401), ("expired", 401)])
+@pytest.mark.parametrize("bearer, code, reason", [
+    (None, 401, "send Authorization: Bearer <JWT>"),
+    ("not-a-jwt", 401, "malformed token"),
+    ("expired", 401, "token expired"),
+])
 @pytest_twisted.inlineCallbacks
-def test_ticket_endpoint_refusals(router, bearer, code):
+def test_ticket_endpoint_refusals(router, bearer, code, reason):
     if bearer == "expired":
         bearer = token(lifetime=-60)
     status, headers, body = yield http("POST", ticket_url(router), bearer=bearer)
     assert status == code and body["error"] == "wamp.error.authentication_failed"
+    assert reason in body["message"]
 
 
 @pytest_twisted.inlineCallbacks
@@ -125,8 +130,8 @@ def test_cors_for_allowed_origins_and_403_for_others(router):
     code, headers, body = yield http("POST", ticket_url(router), bearer=token(), headers={"Origin": ORIGIN})
     assert code == 200 and headers.getRawHeaders("access-control-allow-origin") == [ORIGIN]
     for method in ("OPTIONS", "POST"):
-        code, _, _ = yield http(method, ticket_url(router), bearer=token(), headers={"Origin": "https://evil.example"})
-        assert code == 403
+        code, _, body = yield http(method, ticket_url(router), bearer=token(), headers={"Origin": "https://evil.example"})
+        assert code == 403 and body == {"error": "wamp.error.not_authorized", "message": "origin not allowed"}
 
 
 @pytest_twisted.inlineCallbacks
@@ -209,10 +214,12 @@ def test_denylist_http_endpoints_and_persistence(monkeypatch, tmp_path):
     url = f"{running.http_url}/denylist"
     admin = token(sub="ops", scopes=["relay:admin"])
     try:
-        code, _, _ = yield http("GET", url, bearer=token())
-        assert code == 403
-        code, _, _ = yield http("GET", url)
-        assert code == 401
+        code, _, body = yield http("GET", url, bearer=token())
+        assert code == 403 and body["error"] == "wamp.error.not_authorized"
+        assert "may not administer the deny list" in body["message"]
+        code, _, body = yield http("GET", url)
+        assert code == 401 and body["error"] == "wamp.error.authentication_failed"
+        assert "Bearer" in body["message"]
         code, _, body = yield http("POST", url, bearer=admin, body={"claim": "jti", "value": "t-1", "ttl": 600})
         assert code == 200 and body["entry"]["value"] == "t-1"
         code, _, body = yield http("GET", url, bearer=admin)
