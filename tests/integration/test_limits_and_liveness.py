@@ -130,7 +130,7 @@ def test_connections_that_never_join_are_closed_at_the_deadline():
 
 
 def client_abort(client):
-    return client.next_message(1)
+    return client.next_message()  # already received before the connection was lost
 
 
 # -------------------------------------------------------------- heartbeats
