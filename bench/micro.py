@@ -257,13 +257,14 @@ def parse_case(name: str) -> Case:
     from relayrouter.core.codec import parse
 
     build = _PARSE_CASES[name]
+    made = [None]
     done = [0]
 
     def step(i: int) -> None:
-        parse(build(i))
+        made[0] = parse(build(i))
         done[0] += 1
 
-    return Case(f"parse {name}", step, lambda: done[0], 1)
+    return Case(f"parse {name}", step, lambda: done[0], 1, lambda: made[0])
 
 
 # ----------------------------------------------------------------- logins

@@ -90,4 +90,10 @@ def test_every_login_gets_its_answer(limited, failing):
 
 @pytest.mark.parametrize("name", list(micro._PARSE_CASES))
 def test_parse_cases_parse(name):
-    assert micro.measure(micro.parse_case(name), 5).delivered == 5
+    case = micro.parse_case(name)
+    assert micro.measure(case, 5).delivered == 5
+    parsed = case.product()
+    kind = m.Publish if name.startswith("PUBLISH") else m.Subscribe
+    assert isinstance(parsed, kind) and parsed.request == 5 and parsed.topic == micro.TOPIC
+    if "undefined" in name:  # an undefined option is an absent one
+        assert parsed.marshal()[2] == ({"exclude_me": True} if kind is m.Publish else {})
