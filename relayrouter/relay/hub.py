@@ -461,17 +461,40 @@ class _TrustOne:
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 
 
+_TYPES = {".html": b"text/html; charset=utf-8", ".js": b"text/javascript; charset=utf-8",
+          ".txt": b"text/plain; charset=utf-8"}
+
+
 def static_pages():
-    """``/relay/``: the video page and JSMpeg, no directory listings."""
-    from twisted.web import static
+    """``/relay/``: the video page, its script and JSMpeg, read once at start; nothing else."""
     from twisted.web.pages import notFound
+    from twisted.web.resource import Resource
 
-    class Pages(static.File):
-        def directoryListing(self):  # noqa: N802 - twisted.web's name
-            return notFound()
+    class Page(Resource):
+        isLeaf = True
 
-    pages = Pages(STATIC_DIR)
-    pages.indexNames = []
+        def __init__(self, body: bytes, kind: bytes) -> None:
+            super().__init__()
+            self.body, self.kind = body, kind
+
+        def render_GET(self, request):  # noqa: N802
+            request.setHeader(b"content-type", self.kind)
+            request.setHeader(b"x-content-type-options", b"nosniff")
+            return self.body
+
+    class Pages(Resource):
+        def getChild(self, path: bytes, request):  # noqa: N802 - twisted.web's name
+            return self.children.get(path, notFound())
+
+        def render(self, request):
+            return notFound().render(request)
+
+    pages = Pages()
+    for name in sorted(os.listdir(STATIC_DIR)):
+        kind = _TYPES.get(os.path.splitext(name)[1])
+        if kind is not None:
+            with open(os.path.join(STATIC_DIR, name), "rb") as f:
+                pages.putChild(name.encode(), Page(f.read(), kind))
     return pages
 
 

@@ -231,3 +231,46 @@ def test_host_streams_a_local_websocket_both_ways(router):
     finally:
         host.stop()
         yield port.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_file_binary_mode_writes_frames_as_they_came(router, tmp_path):
+    log = tmp_path / "video.ts"
+    tool = Tool(["file", "--session", session_url(router), "--log", str(log), "--mode", "binary"],
+                tool_env(scopes=("read",)))
+    try:
+        yield running_tools(router, 1)
+        expt = yield connect_topic(router, booking_id="expt")
+        expt.send_binary(b"\x47\x00\x01")
+        expt.send_text("ab")
+        yield eventually(lambda: log.exists() and log.read_bytes() == b"\x47\x00\x01ab", seconds=TIMEOUT)
+    finally:
+        tool.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_host_reconnects_after_the_router_restarts(monkeypatch, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = relay_config(monkeypatch, stats_interval=0)
+    config["listeners"] = [{"type": "websocket", "endpoint": f"tcp:{port}:interface=127.0.0.1"}]
+    first = yield start(config, tmp_path / "state")
+    host = Tool(["host", "--session", f"http://127.0.0.1:{port}/session/pend00", "--command",
+                 f"{sys.executable} -u -c \"import sys\nfor l in sys.stdin: print('got ' + l.strip(), flush=True)\""],
+                tool_env())
+    try:
+        yield running_tools(first, 1)
+        yield stop(first)
+        second = yield start(config, tmp_path / "state")
+        try:
+            yield running_tools(second, 1)  # the host came back by itself
+            page = yield connect_topic(second, booking_id="page")
+            page.send_text("after restart")
+            assert (yield page.next(timeout=TIMEOUT)) == "got after restart"
+        finally:
+            yield stop(second)
+    finally:
+        host.stop()
