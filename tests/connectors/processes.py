@@ -19,7 +19,7 @@ from collections import deque
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WS_LINE = re.compile(r"relayrouter listening: WebSocket at ws://127\.0\.0\.1:(\d+)/")
+WS_LINE = re.compile(r"relayrouter listening: WebSocket at wss?://127\.0\.0\.1:(\d+)/")
 HTTP_LINE = re.compile(r"listening: http://127\.0\.0\.1:(\d+)/")
 _EOF = object()
 
