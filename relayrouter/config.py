@@ -18,12 +18,11 @@ from .configcheck import (  # the shared checks, under this module's private nam
 )
 from .core.limits import SessionLimits
 from .relay import config as relay_config
-from .transport.inbound import DEFAULT_MAX_DEPTH
 from .transport.outbound import SLOW_CONSUMER_POLICIES, OutboundLimits
+from .transport.settings import ListenerSettings
 
 DEFAULT_WEBSOCKET = "tcp:8080:interface=127.0.0.1"
 DEFAULT_REALM = "realm1"
-DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,16 +50,11 @@ class RealmConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    max_depth: int = DEFAULT_MAX_DEPTH
-    hello_timeout: float = 10.0
+class Limits(ListenerSettings):
+    """``[limits]``: the listeners' settings (this record is what they are
+    given), and the service's own."""
+
     shutdown_timeout: float = 5.0
-    # Liveness: a ping every heartbeat_interval seconds; no answer (or nothing
-    # read by the peer) within heartbeat_timeout more and the connection is closed.
-    heartbeat_interval: float = 20.0
-    heartbeat_timeout: float = 20.0
-    rawsocket_ping: bool = False  # ping every RawSocket peer, not only those that ping us
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,6 @@ from .core import errors  # noqa: E402
 from .core.auth import AnonymousAuthenticator  # noqa: E402
 from .core.realm import RealmPolicy  # noqa: E402
 from .core.router import Router, RouterObserver  # noqa: E402
-from .transport.connection import OutboundLimits  # noqa: E402
 from .transport import autobahn_overrides  # noqa: E402
 from .transport.http import build_site  # noqa: E402
 from .transport.rawsocket import RouterRawSocketFactory  # noqa: E402
@@ -152,14 +151,8 @@ class RouterService(service.MultiService):
 
     def _add_listener(self, listener: Listener) -> None:
         limits = self.config.limits
-        common = dict(clock=self.reactor, outbound_limits=OutboundLimits(),
-                      hello_timeout=limits.hello_timeout,
-                      max_message_size=limits.max_message_size,
-                      max_depth=limits.max_depth,
-                      heartbeat_interval=limits.heartbeat_interval,
-                      heartbeat_timeout=limits.heartbeat_timeout)
         if listener.kind == "websocket":
-            wamp_factory = RouterWebSocketFactory(self.router, self.serializers, **common)
+            wamp_factory = RouterWebSocketFactory(self.router, self.serializers, limits, clock=self.reactor)
             wamp_factory.origin_policy = self.security.origins
             resources = self.security.http_resources(listener.path)
             resources.update(self.durable.http_resources())
@@ -175,8 +168,8 @@ class RouterService(service.MultiService):
             # connection that never finishes its HTTP request or upgrade.
             factory.timeOut = limits.hello_timeout
         else:
-            factory = wamp_factory = RouterRawSocketFactory(
-                self.router, self.serializers, rawsocket_ping=limits.rawsocket_ping, **common)
+            factory = wamp_factory = RouterRawSocketFactory(self.router, self.serializers, limits,
+                                                            clock=self.reactor)
         factory = wrap_tls(factory, listener.tls)
         self.wamp_factories.append(wamp_factory)
         _track_connections(factory)

@@ -112,10 +112,7 @@ class Relay:
         self.peers: dict = {}  # RawPeer -> None, in connection order
         self.allowed_until: dict[str, float] = {}  # booking id -> exp, from access requests and /bids/allow
         self.published_by_topic: dict[str, Direction] = {}  # WAMP topic -> what was published there
-        self.factory = RawRelayFactory(self, max_message_size=limits.max_message_size,
-                                       hello_timeout=limits.hello_timeout,
-                                       heartbeat_interval=limits.heartbeat_interval,
-                                       heartbeat_timeout=limits.heartbeat_timeout)
+        self.factory = RawRelayFactory(self, limits)
         self.ws_resource = WebSocketResource(self.factory)
         self._topic_pattern = _template_pattern(config.wamp_topic)
         self._frame_event = None

@@ -35,6 +35,7 @@ from ..core import errors
 from ..core.peer import TransportInfo
 from ..core.session import State
 from ..transport.connection import _take_over_producer
+from ..transport.settings import ListenerSettings
 from . import frames
 from .stats import Direction
 
@@ -218,15 +219,15 @@ class RawRelayProtocol(WebSocketServerProtocol):
 class RawRelayFactory(WebSocketServerFactory):
     protocol = RawRelayProtocol
 
-    def __init__(self, relay, *, max_message_size: int, hello_timeout: float,
-                 heartbeat_interval: float, heartbeat_timeout: float) -> None:
+    def __init__(self, relay, settings: ListenerSettings) -> None:
         super().__init__()
         self.relay = relay
         self.setProtocolOptions(
-            maxMessagePayloadSize=max_message_size,
-            maxFramePayloadSize=max_message_size,
-            openHandshakeTimeout=hello_timeout,
+            maxMessagePayloadSize=settings.max_message_size,
+            maxFramePayloadSize=settings.max_message_size,
+            openHandshakeTimeout=settings.hello_timeout,
             failByDrop=False,
         )
-        if heartbeat_interval:
-            self.setProtocolOptions(autoPingInterval=heartbeat_interval, autoPingTimeout=heartbeat_timeout)
+        if settings.heartbeat_interval:
+            self.setProtocolOptions(autoPingInterval=settings.heartbeat_interval,
+                                    autoPingTimeout=settings.heartbeat_timeout)

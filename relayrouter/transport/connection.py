@@ -30,8 +30,12 @@ from ..core.peer import TransportInfo
 from .autobahn_overrides import attach_handler, detach_handler, object_serializer, peer_of, wamp_serializer
 from .tls import tls_facts
 from ..core.session import State
-from .inbound import DEFAULT_MAX_DEPTH, too_deep
+from .inbound import too_deep
 from .outbound import DISCONNECT, DROP_NEWEST, DROP_OLDEST, OutboundLimits  # noqa: F401 (re-exported)
+from .settings import ListenerSettings
+
+# Before a session joins a realm (whose policy then applies), or in a realm without one.
+DEFAULT_OUTBOUND = OutboundLimits()
 
 # By type number: events carrying ppt_* details are a subclass of m.Event.
 _EVENT_TYPE = m.Event.MESSAGE_TYPE
@@ -59,20 +63,19 @@ class Connection:
     log = Logger()
 
     __slots__ = (
-        "session", "info", "counters", "_proto", "_objser", "_write", "_limits",
+        "session", "info", "counters", "_proto", "_objser", "_write",
         "_paused", "_front", "_queue", "_queued_bytes", "_closing", "_gone", "_hello_timer",
-        "_clock", "_max_depth", "_stall_timeout", "_stall_timer", "_paused_at", "_stats",
+        "_clock", "_settings", "_stall_timeout", "_stall_timer", "_paused_at", "_stats",
     )
 
-    def __init__(self, router, proto, info: TransportInfo, objser, write, limits: OutboundLimits,
-                 hello_timer=None, *, max_depth: int = DEFAULT_MAX_DEPTH,
-                 stall_timeout: float | None = None) -> None:
+    def __init__(self, router, proto, info: TransportInfo, objser, write,
+                 settings: ListenerSettings = ListenerSettings(), hello_timer=None) -> None:
         self.info = info
         self.counters = Counters()
         self._proto = proto
         self._objser = objser  # Autobahn's object serializer, shared by the listener
         self._write = write  # bytes -> None, the protocol's framing
-        self._limits = limits
+        self._settings = settings
         self._paused = False
         # What waits while the peer is not reading, in order: _front holds
         # non-events that dropping older events moved past (they go first).
@@ -85,8 +88,7 @@ class Connection:
         self._gone = False
         self._hello_timer = hello_timer
         self._clock = router.clock
-        self._max_depth = max_depth
-        self._stall_timeout = stall_timeout
+        self._stall_timeout = settings.stall_timeout
         self._stall_timer = None
         self._paused_at = 0.0
         self._stats = router.stats  # messages and bytes, for metrics (core/stats.py)
@@ -103,7 +105,7 @@ class Connection:
             self.session.protocol_violation(
                 f"cannot decode the message as {self.info.serializer} ({type(e).__name__}: {e})"[:300])
             return
-        problem = too_deep(payload, raws, self.info.serializer, self._max_depth)
+        problem = too_deep(payload, raws, self.info.serializer, self._settings.max_depth)
         if problem is not None:
             self.count("too_deep")
             self.session.protocol_violation(problem)
@@ -202,7 +204,7 @@ class Connection:
         realm = self.session.realm
         if realm is not None and realm.policy.outbound is not None:
             return realm.policy.outbound
-        return self._limits
+        return DEFAULT_OUTBOUND
 
     def _has_room(self, limits: OutboundLimits, size: int) -> bool:
         return (len(self._front) + len(self._queue) < limits.max_messages
@@ -345,29 +347,20 @@ def open_connection(proto, kind: str, hello_timer, **http) -> "Connection":
         **http,
     )
     conn = Connection(factory.router, proto, info, object_serializer(serializer), proto._write_wamp,
-                      factory.outbound_limits, hello_timer,
-                      max_depth=factory.max_depth, stall_timeout=factory.stall_timeout)
+                      factory.settings, hello_timer)
     attach_handler(proto, conn)
     factory.connections.add(conn)
     return conn
 
 
-class ListenerSettings:
+class WampListener:
     """What a WebSocket or RawSocket listener factory keeps for its connections
-    (a mixin: both factories take the same router settings)."""
+    (a mixin: both factories are built alike)."""
 
-    def take_settings(self, router, *, clock, outbound_limits: OutboundLimits, hello_timeout: float,
-                      max_depth: int, heartbeat_interval: float, heartbeat_timeout: float) -> None:
+    def listen_with(self, router, settings: ListenerSettings, clock) -> None:
         self.router = router
+        self.settings = settings
         self.clock = clock
-        self.outbound_limits = outbound_limits
-        self.hello_timeout = hello_timeout
-        self.max_depth = max_depth
-        self.heartbeat_interval = heartbeat_interval
-        self.heartbeat_timeout = heartbeat_timeout
-        # A peer that has read nothing for a ping interval and timeout is as dead
-        # as one that does not answer pings (its pings wait behind the queue).
-        self.stall_timeout = heartbeat_interval + heartbeat_timeout if heartbeat_interval else None
         self.connections: set[Connection] = set()
         # What happened before a session existed (per-session counts are on the Connection).
         self.counters: Counter = Counter()

@@ -24,9 +24,9 @@ from twisted.logger import Logger
 
 from ..core import errors
 from .autobahn_overrides import peer_of
-from .connection import Connection, ListenerSettings, close_connection, open_connection
-from .inbound import DEFAULT_MAX_DEPTH
+from .connection import Connection, WampListener, close_connection, open_connection
 from .liveness import enable_tcp_keepalive
+from .settings import ListenerSettings
 
 FRAME_WAMP, FRAME_PING, FRAME_PONG = 0, 1, 2
 _MAX_CONTROL_PAYLOAD = 1024  # a PING larger than this is not a heartbeat
@@ -51,16 +51,17 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
         if set_no_delay is not None:
             set_no_delay(True)
         factory = self.factory
+        settings = factory.settings
         self._rx = bytearray()
         # Covers peers that never complete the RawSocket handshake or never say HELLO.
-        self._hello_timer = factory.clock.callLater(factory.hello_timeout, self._hello_deadline)
-        enable_tcp_keepalive(self.transport, factory.heartbeat_interval, factory.heartbeat_timeout)
+        self._hello_timer = factory.clock.callLater(settings.hello_timeout, self._hello_deadline)
+        enable_tcp_keepalive(self.transport, settings.heartbeat_interval, settings.heartbeat_timeout)
 
     def _on_handshake_complete(self) -> None:
         factory = self.factory
         self._conn = open_connection(self, "rawsocket", self._hello_timer)
         self._hello_timer = None
-        if factory.rawsocket_ping:
+        if factory.settings.rawsocket_ping:
             self._start_pinging()
 
     def _hello_deadline(self) -> None:
@@ -134,19 +135,20 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
     # --------------------------------------------------------- heartbeats
 
     def _start_pinging(self) -> None:
-        interval = self.factory.heartbeat_interval
+        interval = self.factory.settings.heartbeat_interval
         if interval and not self._pinging and self.transport is not None:
             self._pinging = True
             self._ping_call = self.factory.clock.callLater(interval, self._ping)
 
     def _ping(self) -> None:
         factory = self.factory
-        self._ping_call = factory.clock.callLater(factory.heartbeat_interval, self._ping)
+        settings = factory.settings
+        self._ping_call = factory.clock.callLater(settings.heartbeat_interval, self._ping)
         if self._pong_timer is not None:
             return  # still waiting for the last one
         self._ping_payload = os.urandom(8)
         self._write_frame(FRAME_PING, self._ping_payload)
-        self._pong_timer = factory.clock.callLater(factory.heartbeat_timeout, self._no_pong)
+        self._pong_timer = factory.clock.callLater(settings.heartbeat_timeout, self._no_pong)
 
     def _no_pong(self) -> None:
         self._pong_timer = None
@@ -154,7 +156,7 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
         if self._conn is not None:
             self._conn.count("heartbeat_timeouts")
         self.log.info("No RawSocket PONG from {peer} within {t}s: closing",
-                      peer=peer_of(self), t=self.factory.heartbeat_timeout)
+                      peer=peer_of(self), t=self.factory.settings.heartbeat_timeout)
         self.transport.abortConnection()
 
     def _stop_timers(self) -> None:
@@ -191,17 +193,11 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
         self.transport.abortConnection()
 
 
-class RouterRawSocketFactory(ListenerSettings, WampRawSocketServerFactory):
+class RouterRawSocketFactory(WampListener, WampRawSocketServerFactory):
     protocol = RouterRawSocketProtocol
 
-    def __init__(self, router, serializers, *, clock, outbound_limits, hello_timeout: float,
-                 max_message_size: int, max_depth: int = DEFAULT_MAX_DEPTH,
-                 heartbeat_interval: float = 0, heartbeat_timeout: float = 20.0,
-                 rawsocket_ping: bool = False) -> None:
+    def __init__(self, router, serializers, settings: ListenerSettings, *, clock) -> None:
         super().__init__(lambda: None, serializers=serializers)
-        self.take_settings(router, clock=clock, outbound_limits=outbound_limits,
-                           hello_timeout=hello_timeout, max_depth=max_depth,
-                           heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout)
-        self.rawsocket_ping = rawsocket_ping
+        self.listen_with(router, settings, clock)
         # RawSocket announces its limit as a power of two, at most 2**24.
-        self.setProtocolOptions(maxMessagePayloadSize=max(512, min(max_message_size, 2**24)))
+        self.setProtocolOptions(maxMessagePayloadSize=max(512, min(settings.max_message_size, 2**24)))

@@ -15,9 +15,9 @@ from autobahn.websocket.types import ConnectionDeny
 
 from .autobahn_overrides import (WebSocketFactoryOverrides, WebSocketProtocolOverrides, install_masker,
                                  object_serializer, wamp_serializer)
-from .connection import Connection, ListenerSettings, close_connection, open_connection
-from .inbound import DEFAULT_MAX_DEPTH
+from .connection import Connection, WampListener, close_connection, open_connection
 from .liveness import enable_tcp_keepalive
+from .settings import ListenerSettings
 
 
 # Upgrade-request headers a session keeps in its TransportInfo (lower case).
@@ -36,8 +36,9 @@ class RouterWebSocketProtocol(WebSocketProtocolOverrides, WampWebSocketServerPro
 
     def onOpen(self) -> None:
         factory = self.factory
+        settings = factory.settings
         self._binary = object_serializer(wamp_serializer(self)).BINARY
-        hello_timer = factory.clock.callLater(factory.hello_timeout, self._hello_deadline)
+        hello_timer = factory.clock.callLater(settings.hello_timeout, self._hello_deadline)
         # The upgrade request's headers were for the handshake; a session keeps
         # the few that say who is calling (about a kilobyte less per session).
         headers = self.http_headers or {}
@@ -45,7 +46,7 @@ class RouterWebSocketProtocol(WebSocketProtocolOverrides, WampWebSocketServerPro
         self._conn = open_connection(self, "websocket", hello_timer,
                                      http_headers=self.http_headers,
                                      http_query=self.http_request_params or {})
-        enable_tcp_keepalive(self.transport, factory.heartbeat_interval, factory.heartbeat_timeout)
+        enable_tcp_keepalive(self.transport, settings.heartbeat_interval, settings.heartbeat_timeout)
         self.http_request_data = None  # the raw upgrade request: parsed, no longer needed
 
     def _hello_deadline(self) -> None:
@@ -86,28 +87,25 @@ def _printable(value: str, limit: int = 100) -> str:
     return repr(text + ("..." if len(value) > limit else ""))
 
 
-class RouterWebSocketFactory(WebSocketFactoryOverrides, ListenerSettings, WampWebSocketServerFactory):
+class RouterWebSocketFactory(WebSocketFactoryOverrides, WampListener, WampWebSocketServerFactory):
     protocol = protocol_base = RouterWebSocketProtocol
 
-    def __init__(self, router, serializers, *, clock, outbound_limits, hello_timeout: float,
-                 max_message_size: int, url: str | None = None, max_depth: int = DEFAULT_MAX_DEPTH,
-                 heartbeat_interval: float = 0, heartbeat_timeout: float = 20.0) -> None:
+    def __init__(self, router, serializers, settings: ListenerSettings, *, clock,
+                 url: str | None = None) -> None:
         install_masker()
         super().__init__(lambda: None, url=url, serializers=serializers)
-        self.take_settings(router, clock=clock, outbound_limits=outbound_limits,
-                           hello_timeout=hello_timeout, max_depth=max_depth,
-                           heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout)
+        self.listen_with(router, settings, clock)
         self.setProtocolOptions(
-            maxMessagePayloadSize=max_message_size,
-            maxFramePayloadSize=max_message_size,
-            openHandshakeTimeout=hello_timeout,
+            maxMessagePayloadSize=settings.max_message_size,
+            maxFramePayloadSize=settings.max_message_size,
+            openHandshakeTimeout=settings.hello_timeout,
             failByDrop=False,
             # Text frames carry JSON, and orjson refuses invalid UTF-8 as it
             # decodes (the session is aborted); validating twice costs time.
             utf8validateIncoming=False,
         )
-        if heartbeat_interval:
+        if settings.heartbeat_interval:
             # Autobahn pings every interval and drops the connection when
             # neither a PONG nor any other frame came back within the timeout.
-            self.setProtocolOptions(autoPingInterval=heartbeat_interval,
-                                    autoPingTimeout=heartbeat_timeout)
+            self.setProtocolOptions(autoPingInterval=settings.heartbeat_interval,
+                                    autoPingTimeout=settings.heartbeat_timeout)

@@ -17,6 +17,7 @@ from relayrouter.core.router import Router, RouterObserver
 from relayrouter.testing import join
 from relayrouter.transport.connection import Connection, OutboundLimits
 from relayrouter.transport.serializers import FastJsonObjectSerializer
+from relayrouter.transport.settings import ListenerSettings
 
 ROLES = {"roles": {"subscriber": {}, "publisher": {}, "caller": {}, "callee": {}}}
 
@@ -50,11 +51,13 @@ def make(limits=OutboundLimits()):
     return router, faults
 
 
-def connect(router, serializer="json", objser=None, **kwargs):
+def connect(router, serializer="json", objser=None, hello_timer=None, **settings):
+    """A Connection with the listener settings given (heartbeats off unless given)."""
     proto = FakeProto()
     objser = objser if objser is not None else FastJsonObjectSerializer()
     conn = Connection(router, proto, TransportInfo(kind="websocket", serializer=serializer),
-                      objser, proto.written.append, OutboundLimits(), **kwargs)
+                      objser, proto.written.append, ListenerSettings(**{"heartbeat_interval": 0, **settings}),
+                      hello_timer)
     return conn, proto
 
 
@@ -171,7 +174,7 @@ def test_disconnecting_slow_receivers_during_fanout_does_not_disturb_the_publish
 
 def test_a_peer_that_reads_nothing_for_the_stall_timeout_is_dropped():
     router, _ = make()
-    conn, proto = joined(router, stall_timeout=40)
+    conn, proto = joined(router, heartbeat_interval=20, heartbeat_timeout=20)  # stalled after 40 s
     conn.pauseProducing()
     router.clock.advance(30)
     conn.resumeProducing()  # it read something: the clock restarts

@@ -8,8 +8,9 @@ from twisted.internet.testing import StringTransport
 
 from relayrouter.core.peer import TransportInfo
 from relayrouter.core.router import Router
-from relayrouter.transport.connection import Connection, OutboundLimits
+from relayrouter.transport.connection import Connection
 from relayrouter.transport.rawsocket import RouterRawSocketFactory
+from relayrouter.transport.settings import ListenerSettings
 from relayrouter.transport.serializers import (CBORObjectSerializer, FastJsonObjectSerializer,
                                                MsgPackObjectSerializer, router_serializers)
 
@@ -86,7 +87,7 @@ def hung_up(proto) -> bool:
 def establish(router, objser, name):
     proto = FakeProto()
     conn = Connection(router, proto, TransportInfo(kind="websocket", serializer=name.split(".")[0]),
-                      objser, proto.written.append, OutboundLimits())
+                      objser, proto.written.append, ListenerSettings())
     conn.receive_payload(objser.serialize([1, "realm1", ROLES]))
     [welcome] = objser.unserialize(proto.written[-1])
     assert welcome[0] == 2
@@ -127,9 +128,8 @@ def test_bad_bytes_close_only_the_offending_connection(name, data):
 
 
 def rawsocket_connection(router):
-    factory = RouterRawSocketFactory(router, router_serializers(), clock=router.clock,
-                                     outbound_limits=OutboundLimits(), hello_timeout=10,
-                                     max_message_size=4096, heartbeat_interval=1, rawsocket_ping=False)
+    listener = ListenerSettings(hello_timeout=10, max_message_size=4096, heartbeat_interval=1)
+    factory = RouterRawSocketFactory(router, router_serializers(), listener, clock=router.clock)
     proto = factory.buildProtocol(None)
     transport = StringTransport()
     proto.makeConnection(transport)
