@@ -57,6 +57,7 @@ class ProxyConfig:
     agent_retry_initial: float = 0.5
     agent_retry_max: float = 30.0
     max_outbound_bytes: int = 1048576
+    max_outbound_messages: int = 100000
 
 
 def _error(kind: str, message: str) -> dict:
@@ -476,17 +477,24 @@ class Outbound:
         self.spool = proxy.store.spool("outbound")
         self.dead = proxy.store.spool("outbound-dead-letters")
         self._sending_for = None  # the session whose send loop runs
+        self._writing = 0
         self.sent = 0
         self.last_error: dict | None = None
         self._sleep: defer.Deferred | None = None
         self._stopped = False
 
+    def held(self) -> int:
+        """Messages in the spool, counting those being written."""
+        return len(self.spool) + self._writing
+
     def accept(self, mailbox: str, body: bytes, content_type: str) -> defer.Deferred:
+        self._writing += 1
         d = self.spool.append(body, {"mailbox": mailbox, "content_type": content_type})
-        d.addCallback(self._spooled)
+        d.addBoth(self._spooled)
         return d
 
     def _spooled(self, seq):
+        self._writing -= 1
         self.kick()
         return seq
 
@@ -615,6 +623,9 @@ class OutboundPage(JsonResource):
             raise HttpError(400, "POST to /outbound/<mailbox uri>, e.g. /outbound/mailbox.agenta")
         mailbox = request.postpath[0].decode("ascii")
         body = read_body(request, self.proxy.config.max_outbound_bytes)
+        if self.proxy.outbound.held() >= self.proxy.config.max_outbound_messages:
+            raise HttpError(507, f"the outbound spool holds {self.proxy.config.max_outbound_messages} messages"
+                                 " (--max-outbound-messages) while the router is away; try again later")
         content_type = request.getHeader("content-type") or delivery.DEFAULT_CONTENT_TYPE
         d = self.proxy.outbound.accept(mailbox, body, content_type)
         d.addCallbacks(lambda seq: (202, {"spooled": seq, "mailbox": mailbox,

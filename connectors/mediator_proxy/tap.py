@@ -23,6 +23,7 @@ PROXY_DEFAULTS = {
     "agent-retry-initial": (0.5, float),
     "agent-retry-max": (30.0, float),
     "max-outbound-bytes": (1048576, int),
+    "max-outbound-messages": (100000, int),
 }
 
 
@@ -50,6 +51,8 @@ class Options(ConnectorOptions, usage.Options):
         ["agent-retry-initial", None, None, "First delay before posting again to an agent that is down (default 0.5 s)."],
         ["agent-retry-max", None, None, "Most seconds between posts to an agent that is down (default 30)."],
         ["max-outbound-bytes", None, None, "Largest outbound message accepted on /outbound (default 1 MiB)."],
+        ["max-outbound-messages", None, None, "Outbound messages the spool holds at most while the router is away;"
+                                              " beyond, /outbound answers 507 (default 100000)."],
     ]
 
     def postOptions(self) -> None:
@@ -62,7 +65,7 @@ class Options(ConnectorOptions, usage.Options):
         persisted = _remembered_options(self._state_dir())
         self.resolve(persisted)
         for name in ("max-attempts", "max-inflight", "agent-timeout", "agent-retry-initial", "agent-retry-max",
-                     "max-outbound-bytes"):
+                     "max-outbound-bytes", "max-outbound-messages"):
             if self[name] <= 0:
                 raise ConfigError(f"{self.describe_option(name)}: must be above 0")
         if self["max-inflight"] > 1000:
@@ -81,7 +84,8 @@ class Options(ConnectorOptions, usage.Options):
             listen=self["listen"], mailbox=self["mailbox"], public_url=self["public-url"],
             max_attempts=self["max-attempts"], max_inflight=self["max-inflight"],
             agent_timeout=self["agent-timeout"], agent_retry_initial=self["agent-retry-initial"],
-            agent_retry_max=self["agent-retry-max"], max_outbound_bytes=self["max-outbound-bytes"])
+            agent_retry_max=self["agent-retry-max"], max_outbound_bytes=self["max-outbound-bytes"],
+            max_outbound_messages=self["max-outbound-messages"])
         remembered = self.remembered()
         remembered.pop("state-dir", None)
         self["remembered"] = remembered

@@ -52,7 +52,8 @@ def test_help_names_every_option_and_its_variable():
     child.proc.wait(60)
     text = " ".join(child.output().split())
     for option in ("agent-endpoint", "listen", "mailbox", "public-url", "max-attempts", "max-inflight",
-                   "agent-timeout", "agent-retry-initial", "agent-retry-max", "max-outbound-bytes", "router",
+                   "agent-timeout", "agent-retry-initial", "agent-retry-max", "max-outbound-bytes",
+                   "max-outbound-messages", "router",
                    "realm", "authid", "auth", "ticket-file", "jwt-file", "cryptosign-key", "tls-cert", "tls-key",
                    "ca-cert", "state-dir", "retry-max", "auth-retry"):
         assert f"--{option}=" in text
@@ -125,7 +126,9 @@ run([c], log_level="warn")
 
 
 def test_bad_outbound_requests(tmp_path, router, proxies):
-    proxy = proxy_for(tmp_path, router.ws_url, proxies, args=["--max-outbound-bytes", "10"])
+    router.stop()  # nothing leaves the spool
+    proxy = proxy_for(tmp_path, router.ws_url, proxies, args=["--max-outbound-bytes", "10",
+                                                              "--max-outbound-messages", "2"])
     proxy.start()
     code, body, _ = http_json("POST", proxy.url + "/outbound/not%20a%20uri!", b"x")
     assert code == 400 and "/outbound/<mailbox uri>" in body["message"]
@@ -135,6 +138,9 @@ def test_bad_outbound_requests(tmp_path, router, proxies):
     assert code == 405 and headers["Allow"] == "POST"
     code, body, _ = http_json("GET", proxy.url + "/nothing")
     assert code == 404
+    assert [http_json("POST", proxy.url + "/outbound/mailbox.x", b"m")[0] for _ in range(3)] == [202, 202, 507]
+    code, body, _ = http_json("POST", proxy.url + "/outbound/mailbox.x", b"m")
+    assert code == 507 and "--max-outbound-messages" in body["message"]
 
 
 def test_restart_with_no_options_resumes_the_remembered_configuration(tmp_path, router, proxies):
