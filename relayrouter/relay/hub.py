@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.wamp import message as m
 from autobahn.websocket.types import ConnectionDeny
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from ..auth.jwt import JwtAuthenticator
@@ -27,7 +27,7 @@ from ..core.auth import Accept, Deny
 from ..core.peer import TransportInfo
 from ..core.revocation import DenyListError
 from ..core.procedures import ProcedureError
-from ..transport.tickets import HttpRefusal
+from ..transport.tickets import HttpRefusal, _header
 from . import frames
 from .access import BidsResource, PrefixResource, StatusResource, _scopes
 from .config import RelayConfig
@@ -145,8 +145,7 @@ class Relay:
     # -------------------------------------------------------------- access
 
     def check_token(self, token: str):
-        from twisted.internet import defer
-
+        """Accept or Deny for a relay token, as a Deferred (a JWKS refetch may be needed)."""
         return defer.maybeDeferred(self.checker.check, token)
 
     def mint_code(self, prefix: str, topic: str, accept: Accept) -> str:
@@ -173,8 +172,6 @@ class Relay:
     def base_url(self, request) -> str:
         if self.config.public_url:
             return self.config.public_url
-        from ..transport.tickets import _header
-
         scheme = "wss" if request.isSecure() else "ws"
         host = (_header(request, b"host") or "localhost").strip()
         return f"{scheme}://{host}"

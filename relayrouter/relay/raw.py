@@ -36,7 +36,6 @@ from ..core.peer import TransportInfo
 from ..core.session import State
 from ..transport.connection import _take_over_producer
 from ..transport.settings import ListenerSettings
-from . import frames
 from .stats import Direction
 
 log = Logger(namespace="relayrouter.relay")

@@ -7,7 +7,7 @@ import pytest_twisted
 from relayrouter import config as cfg
 
 from ..support import eventually
-from .support import connect_topic, relay_config, start, stop, RawRefused, post_access, practable_token, open_raw
+from .support import connect_topic, open_raw, post_access, practable_token, relay_config, start, stop
 
 
 @pytest_twisted.inlineCallbacks
