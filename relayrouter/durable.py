@@ -8,7 +8,7 @@ only when something needs it, its completions handed to the reactor thread.
 from twisted.internet import task
 from twisted.logger import Logger
 
-from .core.history import FEATURE as EVENT_HISTORY, History
+from .core.history import FEATURE as EVENT_HISTORY, GET_EVENTS, READ, History
 from .core.mailbox import Mailboxes, MessageIds
 from .core.procedures import AdminPolicy
 from .core.router import welcome_roles
@@ -83,6 +83,44 @@ class Durable:
             realm.broker.mailboxes = mailboxes
             self.mailboxes_by_realm[realm.name] = mailboxes
             self._load_kept(mailboxes)
+
+    # -------------------------------------------------------------- reload
+
+    def can_reload_history(self, old_rules, new_rules) -> bool:
+        """Whether new history rules can apply live (not when they need a store none opened)."""
+        return self.store is not None or not new_rules
+
+    def reload_history(self, realm, rules) -> None:
+        """History rules of a running realm replaced (kept events stay where they are)."""
+        old = realm.broker.history
+        if old is not None:
+            realm.procedures.remove(GET_EVENTS)
+            realm.procedures.remove(READ)
+            self.histories.remove(old)
+            realm.broker.history = None
+            realm.welcome_roles = None
+        if rules:
+            history = History(realm, rules, self.store)
+            realm.broker.history = history
+            realm.welcome_roles = welcome_roles(broker_extra=(EVENT_HISTORY,))
+            self.histories.append(history)
+        self._ensure_sweep()
+
+    @staticmethod
+    def can_reload_mailboxes(old_rules, new_rules) -> bool:
+        """Limits of the same mailbox patterns apply live; other patterns need a restart."""
+        return {r.uri for r in old_rules or ()} == {r.uri for r in new_rules or ()}
+
+    def reload_mailboxes(self, realm, rules, admin) -> None:
+        mailboxes = self.mailboxes_by_realm.get(realm.name)
+        if mailboxes is None:
+            return
+        mailboxes.replace_rules(rules, admin)
+        self._ensure_sweep()
+
+    def _ensure_sweep(self) -> None:
+        if self._sweep is None and self.store is not None:
+            self.start()
 
     def _admin(self) -> AdminPolicy:
         security = self.config.security

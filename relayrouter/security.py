@@ -25,12 +25,20 @@ from .authconfig import JwtConfig, SecurityConfig
 from .core.auth import AnonymousAuthenticator, Deny
 from .core.authorization import RoleAuthorizer
 from .core.procedures import AdminPolicy
-from .core.revocation import DenyList, DenyListApi, SessionGuard
+from .core.revocation import AUTHID, DenyList, DenyListApi, SessionGuard
 from .store.denylist import SqliteDenyListStore
 from .transport.origins import OriginPolicy
 from .transport.tickets import DenyListResource, TicketResource
 
 log = Logger(namespace="relayrouter")
+
+
+def _admin_policy(revocation) -> AdminPolicy:
+    return AdminPolicy(frozenset(revocation.admin_roles), revocation.admin_scope)
+
+
+def _key_source(jwt: JwtConfig) -> tuple:
+    return (jwt.keys, jwt.jwks_url, jwt.refresh_interval)
 
 
 class CombinedKeys:
@@ -48,6 +56,16 @@ class CombinedKeys:
         return self.fetched.refresh()
 
 
+class CurrentAdmin:
+    """The admin policy in force: every holder asks through this, a reload swaps ``policy``."""
+
+    def __init__(self, policy: AdminPolicy) -> None:
+        self.policy = policy
+
+    def admits(self, authrole, claims) -> bool:
+        return self.policy.admits(authrole, claims)
+
+
 class Security:
     def __init__(self, config, router, reactor, store=None) -> None:
         self.config: SecurityConfig = config.security or SecurityConfig()
@@ -59,9 +77,8 @@ class Security:
         self.store = store if store is not None else SqliteDenyListStore.in_state_dir(config.state_dir)
         self.denylist = DenyList(self.store, revocation.claims, reactor)
         self.guard = SessionGuard(router, self.denylist, close_grace=revocation.close_grace)
-        self.denylist_api = DenyListApi(
-            self.guard, AdminPolicy(frozenset(revocation.admin_roles), revocation.admin_scope),
-            revocation.default_ttl)
+        self.admin = CurrentAdmin(_admin_policy(revocation))
+        self.denylist_api = DenyListApi(self.guard, self.admin, revocation.default_ttl)
         self.jwt_by_realm: dict[str, JwtAuthenticator] = {}
         self.tickets_by_realm: dict[str, OneTimeTickets] = {}
         self.fetched_keys: list[FetchedKeys] = []
@@ -90,7 +107,41 @@ class Security:
         realm.guard = self.guard
         self.denylist_api.add_procedures(realm.procedures)
 
-    def _authenticators(self, rc) -> dict:
+    # -------------------------------------------------------------- reload
+
+    def reload_realm_auth(self, realm, old, new) -> None:
+        """New authenticators for a running realm; one-time tickets already
+        issued stay valid, JWT keys are kept when their configuration is the same."""
+        name = new.name
+        old_jwt = self.jwt_by_realm.pop(name, None)
+        vault = self.tickets_by_realm.pop(name, None)
+        same_keys = (old.auth is not None and new.auth is not None and old.auth.jwt is not None
+                     and new.auth.jwt is not None and _key_source(old.auth.jwt) == _key_source(new.auth.jwt))
+        if old_jwt is not None and same_keys:
+            self.jwt_by_realm[name] = old_jwt  # _jwt() takes its keys
+        before = len(self.fetched_keys)
+        methods = self._authenticators(new, vault)
+        if not (new.auth is not None and new.auth.jwt is not None):
+            self.jwt_by_realm.pop(name, None)
+        realm.authenticators = {n: RateLimited(a, self.limiter) for n, a in methods.items()}
+        for fetched in self.fetched_keys[before:]:
+            fetched.refresh()
+
+    def reload_roles(self, realm, roles) -> None:
+        from .core.realm import AllowAll
+
+        realm.authorizer = RoleAuthorizer(roles) if roles is not None else AllowAll()
+
+    def reload_revocation(self, revocation) -> None:
+        from dataclasses import replace
+
+        self.config = replace(self.config, revocation=revocation)
+        self.denylist.claims = tuple(dict.fromkeys((*revocation.claims, AUTHID)))
+        self.guard.close_grace = revocation.close_grace
+        self.denylist_api.default_ttl = revocation.default_ttl
+        self.admin.policy = _admin_policy(revocation)
+
+    def _authenticators(self, rc, vault=None) -> dict:
         auth = rc.auth
         methods: dict[str, Any] = {}
         anonymous_role = auth.anonymous_role if auth is not None else None
@@ -103,7 +154,9 @@ class Security:
             methods["jwt"] = self.jwt_by_realm[rc.name] = jwt
         one_time = None
         if auth.one_time_ticket_lifetime is not None:
-            one_time = self.tickets_by_realm[rc.name] = OneTimeTickets(
+            if vault is not None:
+                vault.lifetime = auth.one_time_ticket_lifetime
+            one_time = self.tickets_by_realm[rc.name] = vault or OneTimeTickets(
                 self.reactor.seconds, lifetime=auth.one_time_ticket_lifetime)
         ticket_jwt = self._jwt(rc.name, auth.jwt, "ticket") if auth.jwt and auth.jwt.as_ticket else None
         static = TicketAuthenticator(auth.ticket) if auth.ticket else None

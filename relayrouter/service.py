@@ -20,7 +20,7 @@ from twisted.internet import defer, endpoints, task  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 
 from . import __version__  # noqa: E402
-from .config import Config, Listener  # noqa: E402
+from .config import Config, ConfigError, Listener  # noqa: E402
 from .core import errors  # noqa: E402
 from .core.auth import AnonymousAuthenticator  # noqa: E402
 from .core.realm import RealmPolicy  # noqa: E402
@@ -34,6 +34,7 @@ from .metrics import Metrics  # noqa: E402
 from .opsconfig import MetricsConfig  # noqa: E402
 from .pairing import Pairing  # noqa: E402
 from .transport import ops_http  # noqa: E402
+from .reload import Reloader  # noqa: E402
 from .security import Security  # noqa: E402
 from .durable import Durable  # noqa: E402
 from .tenancy import TenancyWiring  # noqa: E402
@@ -110,7 +111,10 @@ def add_configured_realm(router: Router, realm, name: str | None = None):
 class RouterService(service.MultiService):
     """The router and its listeners, as one Twisted service."""
 
-    def __init__(self, config: Config, reactor=None, handle_signals: bool = False) -> None:
+    def __init__(self, config: Config, reactor=None, handle_signals: bool = False,
+                 reload_config=None) -> None:
+        """``reload_config()``: the configuration read again (file + command line),
+        for SIGHUP and relayrouter.config.reload; None: nothing to re-read."""
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
@@ -144,6 +148,11 @@ class RouterService(service.MultiService):
             from .transport.http_bridge import HttpBridge
 
             self.http_bridge = HttpBridge(config.http_bridge, self.security, self.router, reactor)
+        # SIGHUP and relayrouter.config.reload: what can change live, applied live.
+        self.reloader = None
+        if reload_config is not None:
+            self.reloader = Reloader(self, reload_config)
+            self.reloader.add_procedures()
         self.serializers = router_serializers()
         self.listeners: list[ListenerService] = []
         for listener in config.listeners:
@@ -222,6 +231,20 @@ class RouterService(service.MultiService):
         # twistd exit with the signal): we say GOODBYE first, then exit 0.
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_sighup)
+
+    def _on_sighup(self, signum, frame) -> None:
+        self.reactor.callFromThread(self.reload, "SIGHUP")
+
+    def reload(self, why: str) -> dict | None:
+        """Re-read the configuration and apply what can change live (see reload.py)."""
+        if self.reloader is None:
+            log.warn("{why}: no configuration file (--config) to re-read", why=why)
+            return None
+        try:
+            return self.reloader.reload(why)
+        except ConfigError:
+            return None  # logged, with the key; the running configuration stays
 
     def _on_signal(self, signum, frame) -> None:
         self.reactor.callFromThread(self._graceful_stop, signal.Signals(signum).name)

@@ -91,7 +91,8 @@ def makeService(options):
     from .store import StoreError
 
     try:
-        return RouterService(options["parsed_config"], handle_signals=True)
+        reload_config = (lambda: build_config(options)) if options["config"] else None
+        return RouterService(options["parsed_config"], handle_signals=True, reload_config=reload_config)
     except StoreError as e:
         # The database cannot be opened or upgraded: say so in one line, exit 1.
         raise SystemExit(f"relayrouter: {e}") from None

@@ -312,6 +312,19 @@ class Mailboxes:
                              (ENDPOINT, self.endpoint)):
             realm.procedures.add(uri, handler)
 
+    def replace_rules(self, rules, admin: AdminPolicy) -> None:
+        """New limits for the same mailbox patterns (a configuration reload):
+        the mailboxes and what they hold stay, their rules change."""
+        by_uri = {rule.uri: rule for rule in rules}
+        if set(by_uri) != {rule.uri for rule in self.rules}:
+            raise ValueError("mailbox patterns differ: only their limits can change live")
+        self.rules = tuple(rules)
+        self.patterns = [(rule, rule.pattern()) for rule in self.rules]
+        self._rule_by_topic.clear()
+        for mailbox in self.mailboxes.values():
+            mailbox.rule = by_uri[mailbox.rule.uri]
+        self.admin = admin
+
     # ------------------------------------------------------------- lookup
 
     def match(self, uri: str) -> tuple | None:
