@@ -304,6 +304,27 @@ class Connection:
         self.log.warn("Cannot send {kind} to session {session} as {ser}: {error}",
                       kind=type(message).__name__.upper(), session=self.session.session_id,
                       peer=self.info.peer, realm=_realm_name(self.session), ser=self.info.serializer, error=error)
+        self._answer_instead(message, f"the {type(message).__name__.upper()} cannot be sent as "
+                                      f"{self.info.serializer} ({type(error).__name__}: {error})"[:300])
+
+    def _as_session(self, message: m.Message) -> None:
+        if not self._gone:
+            self.session.receive_message(message)
+
+    def _answer_instead(self, message: m.Message, text: str) -> None:
+        """Somebody waits for a RESULT, an INVOCATION's answer or an ERROR that cannot be
+        serialized for this peer: tell them, instead of leaving a call hanging.
+        (An EVENT that cannot be sent is dropped: nobody waits for it.)"""
+        if isinstance(message, m.Result):
+            # "the Dealer MUST" answer every CALL: an ERROR this peer can read.
+            self.send(m.Error(m.Call.MESSAGE_TYPE, message.request, errors.INVALID_ARGUMENT, args=[text]))
+        elif isinstance(message, m.Error) and message.args != [text]:
+            self.send(m.Error(message.request_type, message.request, message.error, args=[text]))
+        elif isinstance(message, m.Invocation):
+            # The callee never saw it: answer the caller as if the callee had refused it,
+            # on the next turn (send() never calls back into the core).
+            refusal = m.Error(m.Invocation.MESSAGE_TYPE, message.request, errors.INVALID_ARGUMENT, args=[text])
+            self._clock.callLater(0, self._as_session, refusal)
 
 
 def _realm_name(session) -> str | None:
