@@ -182,6 +182,7 @@ class Inbound:
     """Takes the mailbox and delivers it to the agent, in order, each message acknowledged after a 2xx."""
 
     log = Logger()
+    http = treq  # post() and content(); tests give an agent in memory
 
     def __init__(self, proxy: MediatorProxy) -> None:
         self.proxy = proxy
@@ -364,9 +365,9 @@ class Inbound:
                            delivery.ATTEMPT_HEADER: [str(message.attempt)],
                            delivery.MAILBOX_HEADER: [mailbox or self.mailbox]})
         try:
-            response = yield treq.post(self.config.agent_endpoint, data=message.body, headers=headers,
-                                       pool=self.pool, timeout=self.config.agent_timeout)
-            body = yield treq.content(response)
+            response = yield self.http.post(self.config.agent_endpoint, data=message.body, headers=headers,
+                                            pool=self.pool, timeout=self.config.agent_timeout)
+            body = yield self.http.content(response)
         except Exception as e:
             return None, _describe(e), None
         detail = f"HTTP {response.code}"
