@@ -319,6 +319,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=120, help="most seconds a phase may take")
     parser.add_argument("--publisher", choices=("paho", "mosquitto_pub"), default="mosquitto_pub",
                         help="MQTT publishers: mosquitto_pub -l (C, default) or paho-mqtt (Python)")
+    parser.add_argument("--worker-protocol", default="3.1.1", help="the agent's --mqtt-worker-protocol (default 3.1.1)")
     parser.add_argument("--synchronous", default="full", help="the agent's --sqlite-synchronous (default full)")
     parser.add_argument("--phases", default="passthrough,mqtt,http", help="which phases (default all three)")
     args = parser.parse_args(argv)
@@ -332,7 +333,7 @@ def main(argv=None) -> int:
         env.router = start_router(tmp)
         http_sync("POST", f"{env.router.http_url}/realms", {"name": "bench"}, bearer=token(role="admin"))
         env.agent = Agent(tmp, env.router, env.broker, "--mqtt-workers", args.workers,
-                          "--sqlite-synchronous", args.synchronous)
+                          "--sqlite-synchronous", args.synchronous, "--mqtt-worker-protocol", args.worker_protocol)
         env.agent.start()
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -348,7 +349,7 @@ def main(argv=None) -> int:
             assert code == 200, body
             devices.append(body)
         print(f"IoT agent benchmark: {args.publishers} MQTT publishers ({args.publisher}, QoS 1, ~200 B JSON), agent with "
-              f"{args.workers} MQTT connections, SQLite synchronous={args.synchronous}; {args.http_clients} HTTP clients; "
+              f"{args.workers} MQTT {args.worker_protocol} connections, SQLite synchronous={args.synchronous}; {args.http_clients} HTTP clients; "
               f"load average {open('/proc/loadavg').read().split()[0]} on {os.cpu_count()} cores", flush=True)
         phases = set(args.phases.split(","))
         nothing = ({}, [], None, 0)

@@ -64,7 +64,7 @@ class ReactorMqtt:
 
     def __init__(self, reactor, host: str, port: int, client_id: str, username: str, password: str,
                  on_message=None, on_connected=None, receive_maximum: int = 1000, name: str = "mqtt",
-                 tls_context=None) -> None:
+                 tls_context=None, protocol: str = "5") -> None:
         self.reactor = reactor
         self.host, self.port = host, port
         self.client_id = client_id
@@ -83,8 +83,13 @@ class ReactorMqtt:
         self._subscribed: dict[int, defer.Deferred] = {}
         self._misc = task.LoopingCall(self._loop_misc)
         self._misc.clock = reactor
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=paho.MQTTv5, manual_ack=True)
+        self.protocol = protocol
+        if protocol == "5":
+            self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                      protocol=paho.MQTTv5, manual_ack=True)
+        else:  # 3.1.1: no properties to parse per message; the broker's max_inflight_messages bounds what is in flight
+            self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                      protocol=paho.MQTTv311, clean_session=False, manual_ack=True)
         self.client.username_pw_set(username, password)
         if tls_context is not None:
             self.client.tls_set_context(tls_context)
@@ -122,11 +127,15 @@ class ReactorMqtt:
         if not self._running:
             return
         self.status = "connecting"
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 0xFFFFFFFF  # never: the broker keeps our session and queue
-        props.ReceiveMaximum = self.receive_maximum
+        if self.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 0xFFFFFFFF  # never: the broker keeps our session and queue
+            props.ReceiveMaximum = self.receive_maximum
+            kwargs = {"clean_start": False, "properties": props}
+        else:
+            kwargs = {}  # clean_session=False (the client's): a persistent session
         d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self.client.connect,
-                                      self.host, self.port, 30, clean_start=False, properties=props)
+                                      self.host, self.port, 30, **kwargs)
         d.addErrback(self._connect_failed)
 
     def _connect_failed(self, failure) -> None:

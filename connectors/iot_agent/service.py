@@ -62,6 +62,7 @@ class AgentConfig:
     mqtt_workers: int = 2
     mqtt_share_group: str = "iot-agent"
     mqtt_receive_maximum: int = 1000
+    mqtt_worker_protocol: str = "3.1.1"
     legacy_topics: bool = True
     api_jwt_key: object = field(default=None, repr=False)
     api_jwt_algorithms: tuple[str, ...] = ("HS256",)
@@ -97,7 +98,7 @@ class MqttSide:
             ReactorMqtt(reactor, config.mqtt_host, config.mqtt_port, f"{config.mqtt_client_id}-{i}",
                         config.mqtt_username, config.mqtt_password, on_message=self._device_message,
                         on_connected=self._worker_up, receive_maximum=config.mqtt_receive_maximum,
-                        name=f"mqtt worker {i}")
+                        name=f"mqtt worker {i}", protocol=config.mqtt_worker_protocol)
             for i in range(config.mqtt_workers)]
         self.provisioned = False
 

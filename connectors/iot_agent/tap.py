@@ -31,6 +31,7 @@ AGENT_DEFAULTS = {
     "mqtt-workers": (2, int),
     "mqtt-share-group": ("iot-agent", str),
     "mqtt-receive-maximum": (1000, int),
+    "mqtt-worker-protocol": ("3.1.1", str),
     "legacy-topics": (True, bool),
     "api-jwt-secret-file": (None, str),
     "api-jwt-public-key": (None, str),
@@ -74,6 +75,9 @@ class Options(ConnectorOptions, usage.Options):
         ["mqtt-workers", None, None, "MQTT connections sharing the device subscription (default 2)."],
         ["mqtt-share-group", None, None, "The shared subscription's group (default iot-agent)."],
         ["mqtt-receive-maximum", None, None, "Unacknowledged messages the broker may send each worker (default 1000)."],
+        ["mqtt-worker-protocol", None, None, "3.1.1 (default) or 5 for the ingesting connections: 3.1.1 costs less"
+                                             " per message (the broker's max_inflight_messages bounds the flow), 5"
+                                             " announces --mqtt-receive-maximum."],
         ["legacy-topics", None, None, "Also publish actuation on /<tenant>/<device>/config (default true)."],
         ["api-jwt-secret-file", None, None, "HMAC secret that signs callers' JWTs (or IOT_AGENT_API_JWT_SECRET)."],
         ["api-jwt-public-key", None, None, "PEM public key that verifies callers' JWTs (RS*/ES*/EdDSA)."],
@@ -104,6 +108,9 @@ class Options(ConnectorOptions, usage.Options):
         for name in ("mqtt-workers", "mqtt-receive-maximum", "ticket-lifetime"):
             if self[name] <= 0:
                 raise ConfigError(f"{self.describe_option(name)}: must be above 0")
+        if self["mqtt-worker-protocol"] not in ("5", "3.1.1"):
+            raise ConfigError(f"{self.describe_option('mqtt-worker-protocol')}: 5 or 3.1.1, "
+                              f"not {self['mqtt-worker-protocol']!r}")
         if not 0 < self["mqtt-port"] < 65536:
             raise ConfigError(f"{self.describe_option('mqtt-port')}: not a port")
         mqtt_password = env.get("IOT_AGENT_MQTT_PASSWORD") or None
@@ -127,6 +134,7 @@ class Options(ConnectorOptions, usage.Options):
             mqtt_host=self["mqtt-host"] or None, mqtt_port=self["mqtt-port"], mqtt_username=self["mqtt-username"],
             mqtt_password=mqtt_password, mqtt_client_id=self["mqtt-client-id"], mqtt_workers=self["mqtt-workers"],
             mqtt_share_group=self["mqtt-share-group"], mqtt_receive_maximum=self["mqtt-receive-maximum"],
+            mqtt_worker_protocol=self["mqtt-worker-protocol"],
             legacy_topics=self["legacy-topics"], api_jwt_key=key, api_jwt_algorithms=algorithms,
             api_jwt_audience=self["api-jwt-audience"], api_jwt_issuer=self["api-jwt-issuer"],
             api_tenant_claim=self["api-tenant-claim"], ticket_lifetime=self["ticket-lifetime"],

@@ -560,3 +560,25 @@ def test_kafka_ws_device_events_and_a_subject_other_clients_publish(env):
         yield task.deferLater(reactor, 0.1, lambda: None)
     assert alerts.messages and all(m["level"] == 5 for m in alerts.messages)
     publisher.leave()
+
+
+@pytest_twisted.inlineCallbacks
+def test_mqtt5_workers_ingest_too(env, tmp_path):
+    """The same broker and tenants, a second agent (its own registry) whose ingesting
+    connections speak MQTT 5 (its own share group, so it sees every device message too)."""
+    other = Agent(tmp_path, env.router, env.broker, "--mqtt-worker-protocol", "5", "--mqtt-client-id", "agent-v5",
+                  "--mqtt-share-group", "v5")
+    try:
+        yield blocking(other.start)
+        yield blocking(_wait_served, other, {"acme"})
+        status, made = yield http("POST", f"{other.url}/device", {"id": "v5", "label": "v5"}, bearer=user("acme"))
+        assert status == 200 and made["mqtt_provisioned"]
+        mqtt = made["credentials"]["mqtt"]
+        device = MqttDevice(env.broker.port, mqtt["username"], mqtt["password"])
+        assert not (yield blocking(device.connect)).is_failure
+        rc = yield blocking(device.publish, "acme:v5/attrs", {"temperature": 5.5})
+        assert not rc.is_failure
+        yield until(lambda: other.status()["counters"].get("stored", 0) == 1)
+        device.close()
+    finally:
+        other.stop()
