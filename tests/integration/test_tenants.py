@@ -4,6 +4,7 @@ sessions ended on delete, events with sequence numbers, restored at restart."""
 import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import PublishOptions
 from twisted.internet import defer
 
 from ..security_support import HS_SECRET, ISSUER, http, start, stop, token
@@ -26,8 +27,10 @@ def config(monkeypatch):
         "realm_templates": [{
             "name": "tenant",
             "auth": {"jwt": JWT},
-            "roles": [{"name": "user", "rules": [{"uri": "app.", "match": "prefix",
-                                                 "allow": ["publish", "subscribe", "call", "register"]}]}],
+            "roles": [{"name": "user", "rules": [
+                {"uri": "app.", "match": "prefix", "allow": ["publish", "subscribe", "call", "register"]},
+                {"uri": "relayrouter.history.read", "allow": ["call"]}]}],
+            "history": [{"uri": "app.", "match": "prefix", "limit": 10}],
         }],
         "tenants": {"admin_roles": ["admin"]},
         "revocation": {"admin_realm": "management"},
@@ -137,3 +140,14 @@ def test_tenants_survive_a_restart(monkeypatch, state):
         assert caught.value.error == "wamp.error.not_authorized"  # tenants get no management procedures
     finally:
         yield stop(again)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_tenant_inherits_the_templates_event_history(router):
+    code, _, _ = yield http("POST", f"{router.http_url}/realms", bearer=token(**ADMIN), body={"name": "hist"})
+    assert code == 200
+    user = yield join(router, "hist")
+    for n in range(3):
+        yield user.publish("app.temp", n, options=PublishOptions(acknowledge=True))
+    got = yield user.call("relayrouter.history.read", "app.temp")
+    assert [e["args"] for e in got["events"]] == [[0], [1], [2]]
