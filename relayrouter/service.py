@@ -21,9 +21,8 @@ from twisted.logger import Logger  # noqa: E402
 
 from . import __version__  # noqa: E402
 from .config import Config, ConfigError, Listener  # noqa: E402
+from .realms import add_configured_realm  # noqa: E402
 from .core import errors  # noqa: E402
-from .core.auth import AnonymousAuthenticator  # noqa: E402
-from .core.realm import RealmPolicy  # noqa: E402
 from .core.router import Router, RouterObserver  # noqa: E402
 from .transport import autobahn_overrides  # noqa: E402
 from .transport.http import build_site  # noqa: E402
@@ -88,24 +87,6 @@ def build_router(config: Config, clock) -> Router:
     for realm in config.realms:
         add_configured_realm(router, realm)
     return router
-
-
-def add_configured_realm(router: Router, realm, name: str | None = None):
-    """A realm on ``router`` from its RealmConfig (or a template's, under ``name``)."""
-    authenticators = {}
-    if realm.anonymous:
-        authenticators["anonymous"] = AnonymousAuthenticator(realm.anonymous_role)
-    return router.add_realm(
-        name or realm.name,
-        authenticators=authenticators,
-        policy=RealmPolicy(
-            disclose_caller=realm.disclose_caller,
-            disclose_publisher=realm.disclose_publisher,
-            outbound=realm.outbound,
-            limits=realm.limits,
-            pairing=realm.pairing.policy if realm.pairing is not None else None,
-        ),
-    )
 
 
 class RouterService(service.MultiService):

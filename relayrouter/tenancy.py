@@ -11,6 +11,7 @@ from twisted.logger import Logger
 from .core import errors
 from .core.procedures import AdminPolicy, ProcedureError
 from .core.tenancy import NO_SUCH_TEMPLATE, REALM_EXISTS, Tenancy
+from .realms import add_configured_realm
 from .store.tenants import SqliteTenantStore
 from .transport.tickets import HttpRefusal, _arg, _body, _JsonResource
 
@@ -24,8 +25,6 @@ class _Builder:
         self.durable = durable
 
     def build(self, name: str, template):
-        from .service import add_configured_realm
-
         rc = replace(template, name=name)
         realm = add_configured_realm(self.router, rc)
         self.security.install_realm(realm, rc)
