@@ -42,7 +42,9 @@ class AccessRefused(Exception):
 def access(access_url: str, token: str, reactor=None):
     """The WebSocket URI (with its one-time code) for ``token`` at ``access_url``."""
     kwargs = {"reactor": reactor} if reactor is not None else {}
-    response = yield treq.post(access_url, headers={"Authorization": [token]}, **kwargs)
+    # A fresh connection each time: one attempt, one POST; a pooled connection
+    # could still reach a router that has since gone (its codes with it).
+    response = yield treq.post(access_url, headers={"Authorization": [token]}, persistent=False, **kwargs)
     body = yield response.content()
     if response.code != 200:
         try:

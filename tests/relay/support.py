@@ -56,6 +56,7 @@ class _Raw(WebSocketClientProtocol):
     def onMessage(self, payload, isBinary):
         f = self.factory
         frame = payload if isBinary else payload.decode("utf8")
+        f.waiting = [d for d in f.waiting if not d.called]  # timed-out waits are gone
         if f.waiting:
             f.waiting.pop(0).callback(frame)
         else:
