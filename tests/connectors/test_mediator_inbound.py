@@ -7,7 +7,8 @@ from twisted.internet import defer, task
 from twisted.web.http_headers import Headers
 
 from connectors.common import RouterSettings, StateStore
-from connectors.mediator_proxy.service import ACK, ENDPOINT, TAKE, Inbound, ProxyConfig
+from connectors.mediator_proxy.inbound import ACK, ENDPOINT, TAKE, Inbound
+from connectors.mediator_proxy.service import ProxyConfig
 
 from ..support import eventually
 
