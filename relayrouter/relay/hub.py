@@ -107,8 +107,6 @@ class Relay:
         self.realm = router.realms[config.realm]
         self.codes = OneTimeTickets(clock.seconds, lifetime=config.code_lifetime)
         security.guard.revocation_listeners.append(self._void_codes)
-        jwt = security.jwt_by_realm[config.realm]
-        self.checker = ClaimsChecker(jwt.keys, jwt.policy, clock.seconds, config.authrole)
         self.peers: dict = {}  # RawPeer -> None, in connection order
         self.allowed_until: dict[str, float] = {}  # booking id -> exp, from access requests and /bids/allow
         self.published_by_topic: dict[str, Direction] = {}  # WAMP topic -> what was published there
@@ -146,7 +144,17 @@ class Relay:
 
     def check_token(self, token: str):
         """Accept or Deny for a relay token, as a Deferred (a JWKS refetch may be needed)."""
-        return defer.maybeDeferred(self.checker.check, token)
+        checker = self.checker()
+        if checker is None:
+            return defer.succeed(Deny(f"realm '{self.config.realm}' no longer takes JWTs"))
+        return defer.maybeDeferred(checker.check, token)
+
+    def checker(self) -> ClaimsChecker | None:
+        """The realm's current JWT keys and policy (a configuration reload may change them)."""
+        jwt = self.security.jwt_by_realm.get(self.config.realm)
+        if jwt is None:
+            return None
+        return ClaimsChecker(jwt.keys, jwt.policy, self.clock.seconds, self.config.authrole)
 
     def mint_code(self, prefix: str, topic: str, accept: Accept) -> str:
         claims = accept.permissions
@@ -193,7 +201,9 @@ class Relay:
             raise ConnectionDeny(403, "the booking id has been denied")
         now = self.clock.seconds()
         nbf = claims.get("nbf")
-        if isinstance(nbf, (int, float)) and now + self.checker.policy.leeway < nbf:
+        checker = self.checker()
+        leeway = checker.policy.leeway if checker is not None else 0.0
+        if isinstance(nbf, (int, float)) and now + leeway < nbf:
             raise ConnectionDeny(401, "the token is not valid yet")
         if grant.expires_at is not None and now >= grant.expires_at:
             raise ConnectionDeny(401, "the token has expired")
@@ -399,8 +409,9 @@ class Relay:
 class _Monitor:
     """The relay's own session: counts publications on relay topics, publishes stats.
 
-    It subscribes to the prefix of ``relay.wamp_topic`` (``relay.``); its
-    actions are the router's own and pass the realm's role rules."""
+    It subscribes to the prefix of ``relay.wamp_topic`` (``relay.``) when it
+    joins (the realm's role rules let it: :class:`_TrustOne`); its
+    publications are routed directly, as the router's own."""
 
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
@@ -419,8 +430,10 @@ class _Monitor:
         self.session.receive_message(m.Subscribe(1, prefix, match="prefix"))
 
     def publish(self, topic: str, value) -> None:
+        # The router's own publication: routed like a testament, past the realm's
+        # role rules (which a configuration reload may replace).
         if self.session is not None and self.session.realm is not None:
-            self.session.receive_message(m.Publish(1, topic, args=[value]))
+            self.session.realm.broker.publish_for(self.session, m.Publish(1, topic, args=[value]))
 
     # The core's Peer
     def send(self, message) -> None:

@@ -92,3 +92,46 @@ def test_relay_needs_a_jwt_realm():
     with pytest.raises(cfg.ConfigError) as e:
         cfg.parse({"realms": [{"name": "open"}], "relay": {"realm": "open"}})
     assert "relay.realm: realm 'open' has no [realms.auth.jwt]" in str(e.value)
+
+
+@pytest_twisted.inlineCallbacks
+def test_relay_keeps_working_across_a_roles_reload(monkeypatch, tmp_path):
+    from twisted.internet import defer, reactor
+
+    from relayrouter.service import RouterService
+
+    from ..support import RunningRouter, connect_ws
+
+    data = relay_config(monkeypatch, roles=ROLES, stats_interval=0)
+    data["state_dir"] = str(tmp_path / "state")
+    data["listeners"] = [{"type": "websocket", "endpoint": "tcp:0:interface=127.0.0.1"}]
+    current = {"data": data}
+    service = RouterService(cfg.parse(data).with_defaults(), reactor,
+                            reload_config=lambda: cfg.parse(current["data"]).with_defaults())
+    service.startService()
+    router = RunningRouter(service, (yield service.when_listening()))
+    try:
+        # The new rules let raw sessions publish on "locked" too, and WAMP clients read stats.
+        widened = [{"name": "relay", "rules": [
+            {"uri": "relay.session.", "match": "prefix", "allow": ["subscribe", "publish"]},
+            {"uri": "relayrouter.stats", "allow": ["subscribe"]}]}]
+        current["data"] = dict(data, realms=[dict(data["realms"][0], roles=widened)])
+        report = service.reload("test")
+        assert "realm lab: roles applied" in " ".join(report["changed"]), report
+        watcher = yield connect_ws(router, realm="lab", authmethods=["ticket"],
+                                   ticket=practable_token(sub="dash"))
+        got = defer.Deferred()
+        yield watcher.subscribe(lambda report: got.called or got.callback(report), "relayrouter.stats")
+        writer = yield connect_topic(router, topic="locked")
+        reader = yield connect_topic(router, topic="locked", scopes=("read",))
+        writer.send_text("now allowed")
+        assert (yield reader.next()) == "now allowed"
+        assert service.relay.publish_stats(on_request=False)  # the router's own publication, past the rules
+        report = yield got.addTimeout(10, reactor)
+        assert {c["topic"] for c in report["connections"]} == {"locked"}
+        topics = {t["topic"]: t for t in report["topics"]}
+        assert topics["relay.session.locked"]["published"]["messages"] == 1
+    finally:
+        for session in list(service.router.sessions()):
+            session.peer.close()
+        yield service.stopService()
