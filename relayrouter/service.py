@@ -33,6 +33,7 @@ from .metrics import Metrics  # noqa: E402
 from .opsconfig import MetricsConfig  # noqa: E402
 from .pairing import Pairing  # noqa: E402
 from .transport import ops_http  # noqa: E402
+from .console import Console  # noqa: E402
 from .reload import Reloader  # noqa: E402
 from .security import Security  # noqa: E402
 from .durable import Durable  # noqa: E402
@@ -134,6 +135,10 @@ class RouterService(service.MultiService):
         if reload_config is not None:
             self.reloader = Reloader(self, reload_config)
             self.reloader.add_procedures()
+        # The web console at /console/ and its procedures (admins only).
+        self.console = Console(self.router, self.security.admin)
+        for realm_config in config.realms:
+            self.console.add_procedures(self.router.realms[realm_config.name])
         self.serializers = router_serializers()
         self.listeners: list[ListenerService] = []
         for listener in config.listeners:
@@ -153,6 +158,7 @@ class RouterService(service.MultiService):
             resources.update(ops_http.resources(self, self.metrics, self.config.metrics or MetricsConfig()))
             if self.http_bridge is not None:
                 resources.update(self.http_bridge.resources())
+            resources.update(self.console.http_resources())
             factory = build_site(self.router, wamp_factory, listener.path, resources)
             # twisted.web's idle timeout (12 h by default) is what closes a
             # connection that never finishes its HTTP request or upgrade.

@@ -66,6 +66,7 @@ class Connection:
         "session", "info", "counters", "_proto", "_objser", "_write",
         "_paused", "_front", "_queue", "_queued_bytes", "_closing", "_gone", "_hello_timer",
         "_clock", "_settings", "_stall_timeout", "_stall_timer", "_paused_at", "_stats",
+        "connected_at", "rx_bytes", "tx_bytes",
     )
 
     def __init__(self, router, proto, info: TransportInfo, objser, write,
@@ -92,13 +93,18 @@ class Connection:
         self._stall_timer = None
         self._paused_at = 0.0
         self._stats = router.stats  # messages and bytes, for metrics (core/stats.py)
+        # This connection's own traffic and age, for the console (relayrouter.console.sessions).
+        self.connected_at = router.clock.seconds()
+        self.rx_bytes = self.tx_bytes = 0
         self.session = router.session(self, info)
         _take_over_producer(proto.transport, self)
 
     # ------------------------------------------------------------ inbound
 
     def receive_payload(self, payload: bytes) -> None:
-        self._stats.bytes_in += len(payload)
+        size = len(payload)
+        self._stats.bytes_in += size
+        self.rx_bytes += size
         try:
             raws = self._objser.unserialize(payload)
         except Exception as e:
@@ -151,7 +157,9 @@ class Connection:
             return
         stats = self._stats
         stats.sent[message.MESSAGE_TYPE] += 1
-        stats.bytes_out += len(data)
+        size = len(data)
+        stats.bytes_out += size
+        self.tx_bytes += size
         if self._paused or self._queue or self._front:
             self._enqueue(data, message.MESSAGE_TYPE == _EVENT_TYPE)
             return

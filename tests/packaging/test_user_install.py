@@ -88,6 +88,11 @@ def test_the_wheel_holds_every_module(dists):
     missing = sorted(_sources() - names)
     assert not missing, f"the wheel leaves out {missing}"
     assert "twisted/plugins/relayrouter_plugin.py" in names
+    # Static files the router serves (package_data): the console and the relay's video page.
+    for static in ("relayrouter/console/static/index.html", "relayrouter/console/static/console.js",
+                   "relayrouter/console/static/console.css", "relayrouter/console/static/autobahn.min.js",
+                   "relayrouter/console/static/AUTOBAHN-LICENSE.txt", "relayrouter/relay/static/video.html"):
+        assert static in names, f"the wheel leaves out {static}"
     # The plugin directory must stay a namespace: an __init__.py there would
     # shadow Twisted's own twisted.plugins package.
     assert "twisted/plugins/__init__.py" not in names and "twisted/__init__.py" not in names

@@ -1,0 +1,117 @@
+"""The web console (/console) in headless Chromium against a real router:
+log in with a ticket, watch a device's session appear, go and come back,
+deny its authid from the page and watch the session end; a screenshot is
+saved in the test's directory."""
+
+import json
+import sys
+
+import pytest
+
+from conftest import JS_DIR, REPO_ROOT, STARTUP_TIMEOUT, WS_LINE, ChildProcess
+
+ADMIN_TICKET = "console-admin-ticket-0123456789"
+DEVICE_TICKET = "sensor-seven-ticket-0123456789"
+
+CONFIG = """
+[revocation]
+admin_roles = ["console"]
+close_grace = 1
+
+[[listeners]]
+type = "websocket"
+endpoint = "tcp:0:interface=127.0.0.1"
+
+[[realms]]
+name = "lab"
+
+[[realms.auth.ticket.principals]]
+authid = "console-admin"
+role = "console"
+secret_env = "CONSOLE_TICKET"
+
+[[realms.auth.ticket.principals]]
+authid = "sensor-7"
+role = "device"
+secret_env = "DEVICE_TICKET"
+
+[[realms.roles]]
+name = "console"
+[[realms.roles.rules]]
+uri = "wamp."
+match = "prefix"
+allow = ["call", "subscribe"]
+[[realms.roles.rules]]
+uri = "relayrouter."
+match = "prefix"
+allow = ["call"]
+
+[[realms.roles]]
+name = "device"
+[[realms.roles.rules]]
+uri = "com.example."
+match = "prefix"
+allow = ["call", "register", "publish", "subscribe"]
+"""
+
+
+@pytest.fixture
+def console_router(tmp_path):
+    import os
+
+    config = tmp_path / "router.toml"
+    config.write_text(CONFIG)
+    env = dict(os.environ, CONSOLE_TICKET=ADMIN_TICKET, DEVICE_TICKET=DEVICE_TICKET)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
+            "relayrouter", "--config", config, "--state-dir", tmp_path / "state"]
+    child = ChildProcess(argv, name="router", env=env, cwd=tmp_path, merge_stderr=True, keep=2000)
+    try:
+        child.ws_url = child.wait_for(lambda l: (m := WS_LINE.search(l)) and m.group(1), STARTUP_TIMEOUT,
+                                      "'relayrouter listening' log line")
+        yield child
+    finally:
+        child.stop()
+
+
+def test_console_in_chromium(console_router, node_bin, chromium_bin, spawn, tmp_path):
+    ws_url = console_router.ws_url
+    http_url = ws_url.replace("ws://", "http://").rsplit("/", 1)[0]
+    screenshot = tmp_path / "console.png"
+    drive = spawn("console drive", [node_bin, JS_DIR / "browser" / "console_drive.js", json.dumps({
+        "console_url": f"{http_url}/console", "chromium": chromium_bin,
+        "user_data_dir": str(tmp_path / "chromium-profile"), "screenshot": str(screenshot),
+        "realm": "lab", "authid": "console-admin", "ticket": ADMIN_TICKET, "watch": "sensor-7"})])
+    device = json.dumps({"url": ws_url, "realm": "lab", "authid": "sensor-7", "ticket": DEVICE_TICKET})
+
+    logged_in = drive.wait_event("logged_in", 60)
+    assert logged_in["url"] == f"{http_url}/console/"  # /console redirects to the page
+
+    first = spawn("device", [sys.executable, JS_DIR / "console_client.py", device])
+    first.wait_event("joined")
+    seen = drive.wait_event("seen", 60)
+    assert [(s["uri"], s["count"]) for s in seen["subscriptions"]] == [("com.example.console.readings", 1)]
+    assert [(r["uri"], r["count"]) for r in seen["registrations"]] == [("com.example.console.status", 1)]
+    first.stop()
+    drive.wait_event("gone", 60)
+
+    second = spawn("device again", [sys.executable, JS_DIR / "console_client.py", device])
+    joined = second.wait_event("joined")
+    row = drive.wait_event("seen_again", 60)["session"]
+    assert row["session"] == joined["session"]
+    assert (row["authrole"], row["transport"], row["serializer"]) == ("device", "websocket", "json")
+    assert row["peer"].startswith("tcp4:127.0.0.1:") and row["since"].endswith("Z")
+    assert row["rx_bytes"] > 0 and row["tx_bytes"] > 0
+
+    left = second.wait_event("left", 60)
+    assert left["reason"] == "wamp.close.revoked"
+    result = drive.result(120)
+    state = result["state"]
+    assert [(e["claim"], e["value"], e["reason"]) for e in state["denylist"]] == [
+        ("authid", "sensor-7", "console test")]
+    assert [s["authid"] for s in state["sessions"]] == ["console-admin"]
+    assert [r["name"] for r in state["realms"]] == ["lab"]
+    assert state["error"] is None, state["error"]
+    assert result["page_errors"] == []
+    assert result["rate_text"].startswith("now: ")
+    assert screenshot.stat().st_size > 10_000
