@@ -28,6 +28,14 @@ def twistd(*args) -> list:
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", *args]
 
 
+# Every router started, for the fault check of tests/connectors/conftest.py
+# (connectors log their own retries with tracebacks at debug level: only the
+# router's output is held to "no traceback").
+STARTED: list = []
+# What a Twisted process prints when something went wrong that nobody handled.
+FAULT = re.compile(r"Unhandled error|Traceback \(most recent call last\)")
+
+
 class Child:
     """A child process (``twistd -n ...`` by default) whose output lines can be awaited."""
 
@@ -77,6 +85,13 @@ class Child:
     def output(self) -> str:
         return "\n".join(self.all_output)
 
+    def new_faults(self) -> list[str]:
+        """Unhandled errors and tracebacks (with the lines after them) printed
+        since the last call."""
+        lines = list(self.all_output)
+        start, self.checked = getattr(self, "checked", 0), len(lines)
+        return ["\n".join(lines[i:i + 12]) for i in range(start, len(lines)) if FAULT.search(lines[i])]
+
     def describe(self) -> str:
         return f"--- {self.name} (pid {self.proc.pid if self.proc else None}), last lines:\n" + "\n".join(self.tail)
 
@@ -117,6 +132,7 @@ class RouterProcess(Child):
         config.write_text(self.toml.replace("{port}", str(self.port)).replace("{state}", str(self.dir / "state")))
         self.argv = twistd("relayrouter", "--config", config)
         super().start()
+        STARTED.append(self)
         self.port = int(self.wait_for(WS_LINE).group(1))
 
     @property
