@@ -9,7 +9,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor
 
 from ..support import connect_ws, eventually
-from .support import (admin_token, connect_topic, http, open_raw, post_access, practable_token,
+from .support import (HS_SECRET, admin_token, connect_topic, http, open_raw, post_access, practable_token,
                       relay_config, start, stop, RawRefused)
 
 
@@ -201,3 +201,37 @@ def test_video_page_and_player_are_served_without_listings(router):
     response = yield treq.get(f"{router.http_url}/relay/")
     yield response.content()
     assert response.code == 404
+
+
+@pytest_twisted.inlineCallbacks
+def test_no_token_or_code_reaches_the_log(monkeypatch, tmp_path):
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    from relayrouter.logs import event_as_json
+
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        running = yield start(relay_config(monkeypatch, stats_interval=0), tmp_path / "state")
+        good = practable_token(booking_id="secret-booking")
+        bad = good[:-3] + "abc"
+        code, body = yield post_access(running, "pend00", good)
+        used = body["uri"]
+        client = yield open_raw(running, used)
+        with pytest.raises(RawRefused):
+            yield open_raw(running, used)  # the used code, refused
+        assert (yield post_access(running, "pend00", bad))[0] == 401
+        exp = int(time.time()) + 60
+        yield http("POST", f"{running.http_url}/bids/deny?bid=secret-booking&exp={exp}",
+                   headers={"Authorization": admin_token()})
+        yield client.closed()
+        yield stop(running)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    secrets = [good, bad, used.split("code=", 1)[1], HS_SECRET]
+    logged = "\n".join(formatEvent(e) + " " + repr(e) for e in events)
+    as_json = "".join(event_as_json(e) for e in events)
+    for text in (logged, as_json):
+        assert "Booking id denied" in text  # the log is being captured
+        for secret in secrets:
+            assert secret not in text and secret[:24] not in text
