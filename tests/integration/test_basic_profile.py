@@ -206,7 +206,9 @@ def test_an_event_is_serialized_once_per_serializer(running):
 
         objser.serialize = counting
     yield publisher.publish("com.example.fan", "hello", options=PublishOptions(acknowledge=True))
-    yield publisher.call("com.example.nothing").addErrback(lambda f: None)  # a round trip
+    with pytest.raises(ApplicationError) as info:  # a round trip
+        yield publisher.call("com.example.nothing")
+    assert_refused(info.value, "wamp.error.no_such_procedure", "com.example.nothing")
     from ..support import eventually
     yield eventually(lambda: len(received) == 6)
     # Three WebSocket and one RawSocket msgpack receivers: one msgpack encoding.
