@@ -2,14 +2,15 @@
 
     python bench/run.py [--against crossbar|ceiling|none] [--scenarios a,b] [--sers json,msgpack]
                         [--reps N] [--quick] [--duration S] [--warmup S]
-    python bench/run.py --report bench/results/FILE.json
+    python bench/run.py --report bench/results/FILE.json [FILE2.json ...] [--chart FILE.png]
 
 For every repetition, scenario and serializer it runs relayrouter, then the
 other router (A B A B ...), each freshly started and pinned to CPU 0, driven
 by the Node load generator pinned to CPU 1.  CPU of both, of every other
 process (noise), and the router's memory come from /proc at the generator's
 marks.  Results are saved as JSON under bench/results/ after every run, and
-a table per scenario is printed at the end.  See bench/README.md.
+a table per scenario is printed at the end; ``--chart FILE.png`` draws the
+comparison too (bench/chart.py, matplotlib).  See bench/README.md.
 """
 
 import argparse
@@ -239,6 +240,13 @@ def row(runs, scenario, ser, metric, better, names, other) -> str:
 
 # ------------------------------------------------------------------ main
 
+def chart(docs: list[dict], path: Path) -> None:
+    from bench.chart import draw
+
+    draw(docs, path, SCENARIOS, median)
+    log(f"chart: {path}")
+
+
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--against", choices=["crossbar", "ceiling", "none"], default="crossbar",
@@ -252,7 +260,10 @@ def parse(argv):
     p.add_argument("--relayrouter-cmd", help="start relayrouter with this instead; {ws} and {raw} are its ports")
     p.add_argument("--profile", action="store_true",
                    help="sample relayrouter with py-spy during each measured window (slows it; see profile.py)")
-    p.add_argument("--report", type=Path, help="print the tables of a saved result file and exit")
+    p.add_argument("--report", type=Path, nargs="+",
+                   help="print the tables of saved result files (and --chart them together) and exit")
+    p.add_argument("--chart", type=Path, metavar="FILE.png",
+                   help="also draw the comparison as bar charts of ratios to relayrouter (needs matplotlib)")
     args = p.parse_args(argv)
     args.scenarios = args.scenarios.split(",")
     args.sers = args.sers.split(",")
@@ -274,7 +285,10 @@ def ensure_node_modules() -> None:
 def main(argv=None) -> int:
     args = parse(argv)
     if args.report:
-        print(tables(json.loads(args.report.read_text())))
+        docs = [json.loads(path.read_text()) for path in args.report]
+        print("\n".join(tables(doc) for doc in docs))
+        if args.chart:
+            chart(docs, args.chart)
         return 0
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 5,000 idle sessions need the sockets
@@ -286,6 +300,8 @@ def main(argv=None) -> int:
         return 2
     doc = run_suite(args)
     print(tables(doc))
+    if args.chart:
+        chart([doc], args.chart)
     return 1 if any("error" in r for r in doc["runs"]) else 0
 
 
