@@ -1,7 +1,6 @@
 """One-time tickets over HTTP, roles and claim permissions, revocation,
 token expiry, and a check that no secret reaches the log."""
 
-
 import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError

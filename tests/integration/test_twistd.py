@@ -69,6 +69,26 @@ class Address:
         self.ws_url = f"ws://127.0.0.1:{ws_port}/ws"
 
 
+FAULT = re.compile(r"Unhandled error|Traceback \(most recent call last\)")
+
+
+def all_output(proc, seconds=20) -> str:
+    """Everything the (stopped) process printed."""
+    lines = _lines(proc)
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        line = lines.get(timeout=left)
+        if line is None:
+            break
+        proc.seen.append(line)
+    return "".join(proc.seen)
+
+
+def assert_no_fault(proc) -> None:
+    output = all_output(proc)
+    assert not FAULT.search(output), f"the router printed an unhandled error or a traceback:\n{output}"
+
+
 def stop(proc, seconds=15):
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -96,6 +116,7 @@ def test_twistd_runs_listeners_and_realms_from_options(tmp_path):
     finally:
         stop(proc)
     assert proc.returncode == 0
+    assert_no_fault(proc)
 
 
 def test_default_command_line_prints_the_url():
@@ -150,3 +171,4 @@ def test_sigterm_says_goodbye_to_every_session_and_exits_0():
         assert time.monotonic() - started < 10
     finally:
         stop(proc)
+    assert_no_fault(proc)
