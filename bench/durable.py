@@ -2,6 +2,7 @@
 
     python bench/durable.py [--seconds 10] [--warmup 2] [--publishers 16] [--window 8] [--size 1024]
                             [--against rabbitmq|none] [--rabbitmq amqp://guest:guest@127.0.0.1:5672/%2F]
+                            [--synchronous full|normal] [--postgresql postgresql://postgres@127.0.0.1:5432]
 
 Workload (the same on both): ``--publishers`` publishers, each with
 ``--window`` acknowledged publishes of ``--size`` bytes in flight; one
@@ -12,7 +13,9 @@ latency seen by publishers (publish -> PUBLISHED / publisher confirm,
 p50 / p99), plus publish -> consumer acknowledged (p50 / p99).
 
 relayrouter: ``twistd relayrouter`` started fresh from this checkout with a
-SQLite store in a temporary state directory (``synchronous = full``), pinned
+SQLite store in a temporary state directory (``synchronous = full``), or with
+``--postgresql SERVER`` on a database of its own there (created, dropped at
+the end; the server's own settings, so ``synchronous_commit`` as it is), pinned
 to CPU 0; PUBLISH with ``acknowledge: true`` to ``mailbox.bench``, take with
 ``max_inflight = 512``, ``ack(upto=)``; clients are Autobahn-Python on
 Twisted (msgpack) in this process, pinned to CPU 1.
@@ -98,7 +101,7 @@ type = "websocket"
 endpoint = "tcp:{port}:interface=127.0.0.1"
 
 [storage]
-synchronous = "{synchronous}"
+{storage}
 
 [[realms]]
 name = "bench"
@@ -117,9 +120,9 @@ http = "open"
 """
 
 
-def start_router(state_dir: Path, port: int, synchronous: str) -> subprocess.Popen:
+def start_router(state_dir: Path, port: int, storage: str) -> subprocess.Popen:
     config = state_dir / "bench.toml"
-    config.write_text(CONFIG.format(port=port, synchronous=synchronous))
+    config.write_text(CONFIG.format(port=port, storage=storage))
     env = dict(os.environ, PYTHONPATH=str(REPO), RR_BENCH_SECRET=SECRET)
     log_file = open(state_dir / "router.log", "wb")
     proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c",
@@ -143,7 +146,19 @@ def run_relayrouter(args) -> dict:
     """Runs the Twisted clients in a child process pinned to CPU 1 (the reactor runs once per process)."""
     tmp = Path(tempfile.mkdtemp(prefix="relayrouter-durable-bench-"))
     port = free_port()
-    proc = start_router(tmp, port, args.synchronous)
+    database = None
+    if args.postgresql:
+        database = f"relayrouter_bench_{os.getpid()}"
+        _pg_admin(args.postgresql, f'CREATE DATABASE "{database}"')
+        storage = f'dsn = "{args.postgresql.rstrip("/")}/{database}"'
+    else:
+        storage = f'synchronous = "{args.synchronous}"'
+    try:
+        proc = start_router(tmp, port, storage)
+    except BaseException:
+        if database:
+            _pg_admin(args.postgresql, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        raise
     try:
         out = subprocess.run(["taskset", "-c", "1", sys.executable, __file__, "--client", str(port),
                               "--router-pid", str(proc.pid),
@@ -164,6 +179,15 @@ def run_relayrouter(args) -> dict:
             proc.kill()
             proc.wait()
         shutil.rmtree(tmp, ignore_errors=True)
+        if database:
+            _pg_admin(args.postgresql, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def _pg_admin(server: str, statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{server.rstrip('/')}/postgres", autocommit=True) as admin:
+        admin.execute(statement)
 
 
 def relayrouter_client(args) -> None:
@@ -423,6 +447,8 @@ def main() -> None:
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--against", choices=("rabbitmq", "none"), default="rabbitmq")
     p.add_argument("--synchronous", choices=("full", "normal"), default="full", help="relayrouter's SQLite setting")
+    p.add_argument("--postgresql", metavar="SERVER", help="relayrouter on PostgreSQL: a database of its own on "
+                   "this server (e.g. postgresql://postgres@127.0.0.1:5432), created and dropped")
     p.add_argument("--rabbitmq", default="amqp://guest:guest@127.0.0.1:5672/%2F")
     p.add_argument("--client", type=int, help=argparse.SUPPRESS)  # internal: run the WAMP clients
     p.add_argument("--router-pid", type=int, help=argparse.SUPPRESS)
@@ -433,7 +459,8 @@ def main() -> None:
     results = {}
     log(f"relayrouter: {args.publishers} publishers x {args.window} in flight, {args.size} B, "
         f"{args.warmup}+{args.seconds} s")
-    results[f"relayrouter (SQLite, synchronous={args.synchronous})"] = run_relayrouter(args)
+    where = "PostgreSQL" if args.postgresql else f"SQLite, synchronous={args.synchronous}"
+    results[f"relayrouter ({where})"] = run_relayrouter(args)
     if args.against == "rabbitmq":
         log("RabbitMQ: durable queue, persistent, confirms, manual batched acks")
         results["RabbitMQ (pika)"] = run_rabbitmq(args)
