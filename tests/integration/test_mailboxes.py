@@ -4,6 +4,7 @@ killed with -9), Autobahn-Python senders and owners, HTTP senders by treq."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -450,6 +451,19 @@ def wait_until_deleted(database, message_id, seconds=30):
     raise AssertionError(f"message {message_id} still stored {seconds} s after its ack")
 
 
+def stored_ids_without_the_wal(database, tmp_path) -> list:
+    """Message IDs in the main database file alone (a copy, without its -wal)."""
+    alone = tmp_path / "main-file-only.sqlite3"
+    shutil.copyfile(database, alone)
+    connection = sqlite3.connect(alone)
+    try:
+        return [row[0] for row in connection.execute("SELECT id FROM mailbox_messages")]
+    except sqlite3.OperationalError:  # not even the table: everything is in the WAL
+        return []
+    finally:
+        connection.close()
+
+
 @pytest_twisted.inlineCallbacks
 def test_an_ack_committed_but_never_answered_stays_acked_after_kill_minus_9(tmp_path):
     """The window the kill -9 test must allow for: the router committed an
@@ -479,6 +493,10 @@ def test_an_ack_committed_but_never_answered_stays_acked_after_kill_minus_9(tmp_
         yield within(owner.disconnected)
         # (Autobahn leaves a call pending when its connection goes: no answer at all.)
         assert not [a for a in answers if isinstance(a, int)], "the ack's RESULT was read"
+        # The killed router never checkpointed: the main file alone does not
+        # have the kept message, only its write-ahead log does -- which the
+        # restart must (and does, below) read.
+        assert stored_ids_without_the_wal(state_dir / "relayrouter.sqlite3", tmp_path) == []
     finally:
         stop(proc)
     proc, port = yield start_process(config_path, str(state_dir))
