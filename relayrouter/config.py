@@ -23,6 +23,8 @@ from .transport.settings import ListenerSettings
 
 DEFAULT_WEBSOCKET = "tcp:8080:interface=127.0.0.1"
 DEFAULT_REALM = "realm1"
+# Retained events a realm keeps (one per topic, the oldest topic evicted first).
+DEFAULT_MAX_RETAINED_EVENTS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,7 @@ class RealmConfig:
     anonymous_role: str = "anonymous"
     disclose_caller: bool = True
     disclose_publisher: bool = True
+    max_retained_events: int = DEFAULT_MAX_RETAINED_EVENTS
     outbound: OutboundLimits = field(default_factory=OutboundLimits)
     limits: SessionLimits = field(default_factory=SessionLimits)
     auth: Any = None  # authconfig.RealmAuth; None: the anonymous keys above decide
@@ -142,7 +145,7 @@ def _realms(items: list) -> tuple[RealmConfig, ...]:
 def _realm(item: Any, key: str) -> RealmConfig:
     _table(item, key)
     _only(item, key, {"name", "anonymous", "anonymous_role", "disclose_caller",
-                      "disclose_publisher", "outbound", "limits"} | authconfig.REALM_KEYS
+                      "disclose_publisher", "max_retained_events", "outbound", "limits"} | authconfig.REALM_KEYS
           | durableconfig.REALM_KEYS | pairconfig.REALM_KEYS)
     name = _get(item, "name", str, None, key)
     if not name or any(c.isspace() for c in name) or "#" in name:
@@ -160,6 +163,7 @@ def _realm(item: Any, key: str) -> RealmConfig:
         anonymous_role=_get(item, "anonymous_role", str, "anonymous", key),
         disclose_caller=_get(item, "disclose_caller", bool, True, key),
         disclose_publisher=_get(item, "disclose_publisher", bool, True, key),
+        max_retained_events=_positive(item, "max_retained_events", DEFAULT_MAX_RETAINED_EVENTS, key),
         outbound=_outbound(item.get("outbound", {}), f"{key}.outbound"),
         limits=_session_limits(item.get("limits", {}), f"{key}.limits"),
     )

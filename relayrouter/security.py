@@ -186,7 +186,10 @@ class Security:
         return CombinedKeys(static, fetched)
 
     def start(self) -> None:
-        """The first fetch of every JWKS URL; later ones happen on unknown kids."""
+        """Open the deny list's store and load it; then the first fetch of every
+        JWKS URL (later ones happen on unknown kids)."""
+        self.store.open()
+        self.denylist.load()
         for fetched in self.fetched_keys:
             fetched.refresh()
 

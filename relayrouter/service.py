@@ -183,8 +183,15 @@ class RouterService(service.MultiService):
             self.relay.stop()
         if self.http_bridge is not None:
             self.http_bridge.close()
-        d.addBoth(lambda result: (self.tenancy.stop(), self.security.stop(), self.durable.stop(), result)[3])
+        d.addBoth(self._close_stores)
         return d
+
+    def _close_stores(self, result):
+        """Once the listeners are down, whatever happened: tenants, deny list, durable store."""
+        self.tenancy.stop()
+        self.security.stop()
+        self.durable.stop()
+        return result
 
     def connections(self) -> list:
         return [c for factory in self.wamp_factories for c in factory.connections]
@@ -205,8 +212,8 @@ class RouterService(service.MultiService):
         log.info("relayrouter {version} starting (Python {python}, Twisted {twisted}, Autobahn {autobahn})",
                  version=__version__, python=platform.python_version(),
                  twisted=twisted.__version__, autobahn=autobahn.__version__)
+        self.security.start()  # the deny list is loaded before anyone can connect
         super().startService()
-        self.security.start()
         self.durable.start()
         if self.relay is not None:
             self.relay.start()

@@ -73,8 +73,11 @@ class DenyList:
         self.store = store
         self.claims = tuple(dict.fromkeys((*claims, AUTHID)))
         self.clock = clock
-        self.entries_by_key: dict[tuple[str, str], DenyEntry] = {
-            e.key: e for e in store.load(clock.seconds())}
+        self.entries_by_key: dict[tuple[str, str], DenyEntry] = {}
+
+    def load(self) -> None:
+        """Every live entry of the (opened) store, once at start."""
+        self.entries_by_key = {e.key: e for e in self.store.load(self.clock.seconds())}
 
     def add(self, claim: str, value: str, expires_at: float, reason: str = "") -> DenyEntry:
         if claim not in self.claims:

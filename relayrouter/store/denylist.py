@@ -1,8 +1,9 @@
 """Where deny-list entries live between restarts.
 
 The store is deliberately dumb: it keeps rows of ``(claim, value,
-expires_at, reason)`` and knows nothing of sessions.  The router loads every
-row once at start into :class:`relayrouter.core.revocation.DenyList` and
+expires_at, reason)`` and knows nothing of sessions.  The router opens it and
+loads every row once at start (``startService``, never while the service is
+only being built) into :class:`relayrouter.core.revocation.DenyList`, and
 writes through on each add or remove; checks never touch the store.
 """
 
@@ -15,6 +16,9 @@ from ..core.revocation import DenyEntry
 
 
 class DenyListStore(Protocol):
+    def open(self) -> None:
+        """Before anything else; may touch the disk."""
+
     def load(self, now: float) -> list[DenyEntry]:
         """Every entry still valid at ``now``; expired ones may be purged."""
 
@@ -31,6 +35,9 @@ class MemoryDenyListStore:
 
     def __init__(self, entries: Iterable[DenyEntry] = ()) -> None:
         self.entries_by_key = {e.key: e for e in entries}
+
+    def open(self) -> None:
+        pass
 
     def load(self, now: float) -> list[DenyEntry]:
         return [e for e in self.entries_by_key.values() if e.expires_at > now]
@@ -62,10 +69,12 @@ class SqliteDenyListStore:
     FILENAME = "denylist.sqlite3"
 
     def __init__(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path = path
-        self._db = sqlite3.connect(os.fspath(path), isolation_level=None)
+        self.path = Path(path)
+        self._db = None  # connected by open()
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._db = sqlite3.connect(os.fspath(self.path), isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
 
@@ -90,4 +99,6 @@ class SqliteDenyListStore:
             self._db.execute("DELETE FROM denylist WHERE claim = ? AND value = ?", (claim, value))
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -136,7 +136,7 @@ class Connection:
 
     def drop(self) -> None:
         """Cut the connection now (shutdown deadline passed)."""
-        self._proto.drop_now(errors.CLOSE_SYSTEM_SHUTDOWN)
+        self._proto.drop_now()
 
     def hello_deadline_passed(self) -> None:
         self._hello_timer = None
@@ -230,7 +230,7 @@ class Connection:
             self._append(data, is_event)
             return
         # Results, invocations and errors are never dropped: the session goes instead.
-        self._disconnect("slow_consumer_disconnects", errors.CLOSE_SLOW_CONSUMER,
+        self._disconnect("slow_consumer_disconnects",
                          "Disconnecting slow consumer {session} ({peer}): {n} messages / {b} bytes waiting")
 
     def _append(self, data: bytes, is_event: bool) -> None:
@@ -275,7 +275,7 @@ class Connection:
         if stalled_for < self._stall_timeout:  # it read something since; look again later
             self._stall_timer = self._clock.callLater(self._stall_timeout - stalled_for, self._stalled)
             return
-        self._disconnect("stalled_disconnects", errors.CLOSE_SLOW_CONSUMER,
+        self._disconnect("stalled_disconnects",
                          "Disconnecting {session} ({peer}): it has read nothing for "
                          + f"{self._stall_timeout:g}s; {{n}} messages / {{b}} bytes waiting")
 
@@ -286,12 +286,12 @@ class Connection:
             self._stall_timer = None
 
     def _write_failed(self, error: Exception) -> None:
-        self._disconnect("write_failures", errors.INTERNAL_ERROR,
+        self._disconnect("write_failures",
                          "Cannot write to {session} ({peer}), dropping the connection: "
                          + str(error).replace("{", "{{").replace("}", "}}")
                          + "; {n} messages / {b} bytes waiting")
 
-    def _disconnect(self, counter: str, reason: str, text: str) -> None:
+    def _disconnect(self, counter: str, text: str) -> None:
         self.count(counter)
         self.log.warn(text, session=self.session.session_id, peer=self.info.peer,
                       realm=_realm_name(self.session), n=len(self._front) + len(self._queue), b=self._queued_bytes)
@@ -299,7 +299,9 @@ class Connection:
         self._forget_queue()
         # The core learns of it from lost(), once the transport is down: never
         # from inside send(), where the core may be iterating over receivers.
-        self._proto.drop_now(reason)
+        # (Nothing can be said to a peer that is not reading: the counter and
+        # the log line above say why it went.)
+        self._proto.drop_now()
 
     def _forget_queue(self) -> None:
         self._front = ()

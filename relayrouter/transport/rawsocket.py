@@ -168,10 +168,6 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
 
     # --------------------------------------------------------- connection
 
-    def stringReceived(self, payload: bytes) -> None:  # not used: our framing
-        if self._conn is not None:
-            self._conn.receive_payload(payload)
-
     def connectionLost(self, reason) -> None:
         self._stop_timers()
         close_connection(self)
@@ -189,7 +185,7 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
     def close_after_flush(self) -> None:
         self.transport.loseConnection()
 
-    def drop_now(self, reason: str) -> None:
+    def drop_now(self) -> None:
         self.transport.abortConnection()
 
 

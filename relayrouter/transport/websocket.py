@@ -77,7 +77,7 @@ class RouterWebSocketProtocol(WebSocketProtocolOverrides, WampWebSocketServerPro
         if self.state == WebSocketProtocol.STATE_OPEN:
             self.sendClose(WebSocketProtocol.CLOSE_STATUS_CODE_NORMAL)
 
-    def drop_now(self, reason: str) -> None:
+    def drop_now(self) -> None:
         self.dropConnection(abort=True)
 
 

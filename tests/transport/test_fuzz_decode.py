@@ -81,7 +81,7 @@ def assert_closed_with_abort(written: list, objser, payload: bytes, proto) -> No
 
 
 def hung_up(proto) -> bool:
-    return proto.closed or proto.dropped is not None
+    return proto.closed or proto.dropped
 
 
 def establish(router, objser, name):
