@@ -127,15 +127,15 @@ def pg_tsquery(terms: tuple) -> str:
 # ------------------------------------------------------------- conditions
 
 def parse_search(params: dict, config: Config) -> Search:
-    params = _flat(params)
+    params = flat_params(params)
     terms = parse_q(params["q"]) if params.get("q") else ()
     order, descending = parse_order(params.get("order", "-created"), config)
-    limit = _limit(params.get("limit", 20))
+    limit = parse_limit(params.get("limit", 20))
     after = decode_cursor(params["cursor"], f"-{order}" if descending else order) if params.get("cursor") else None
     return Search(terms, parse_conditions(params, config), order, descending, limit, after)
 
 
-def _flat(params: dict) -> dict:
+def flat_params(params: dict) -> dict:
     """HTTP gives lists of strings (``request.args``); WAMP gives plain values."""
     if not isinstance(params, dict):
         raise QueryError("parameters", "must be a mapping")
@@ -163,7 +163,7 @@ def _fields(config: Config) -> list:
     return ["topic", "sender", "created", "received"] + [f.name for f in config.index]
 
 
-def _limit(value) -> int:
+def parse_limit(value) -> int:
     try:
         limit = int(value)
     except (TypeError, ValueError):
@@ -247,7 +247,7 @@ def decode_cursor(text, order_spec: str) -> tuple:
 # -------------------------------------------------------------- analytics
 
 def parse_analytics(params: dict, config: Config, now: float | None = None) -> Analytics:
-    params = _flat(params)
+    params = flat_params(params)
     by = params.get("by", "topic")
     if not isinstance(by, str) or config.field(by) is None or by in ("created", "received"):
         raise QueryError("by", f"{by!r}: topic, sender or an indexed field")

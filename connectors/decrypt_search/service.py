@@ -367,9 +367,9 @@ class Api:
         return self.db.read("analytics", query.parse_analytics(params, self.config))
 
     def quarantine(self, params: dict) -> defer.Deferred:
-        params = query._flat(params)
+        params = query.flat_params(params)
         reason = params.get("reason")
-        limit = query._limit(params.get("limit", 50))
+        limit = query.parse_limit(params.get("limit", 50))
         before = params.get("before")
         if before is not None:
             try:

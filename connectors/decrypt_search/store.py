@@ -9,9 +9,10 @@ received.  ``cursors`` holds, per subscription, the last publication stored;
 it is written in the same transaction as the records, so after a crash the
 connector resumes exactly where its data ends.
 
-Sorting and paging.  Every sortable field F has the sort key
+Sorting and paging.  Every indexed field F has the sort key
 ``(F IS NULL, COALESCE(F, 0), id)`` with an index in each direction, so
-records without F come last whichever way one sorts, and a page starts
+records without F come last whichever way one sorts (the built-in fields,
+never NULL, sort by ``(F, id)`` with one index); a page starts
 strictly after the previous page's last key (keyset paging: no offsets, no
 record skipped or repeated when new records arrive between pages).
 
@@ -104,7 +105,12 @@ def column(name: str) -> str:
 
 
 def sort_key(name: str, kind: str) -> tuple:
+    """(nulls-last flag expression or None, value expression) that a search orders by.
+
+    Built-in fields are never NULL: one plain index serves both directions."""
     col = column(name)
+    if name in BUILTIN_FIELDS:
+        return None, col
     empty = "''" if kind == "keyword" else "0"
     return f"(CASE WHEN {col} IS NULL THEN 1 ELSE 0 END)", f"COALESCE({col}, {empty})"
 
@@ -153,6 +159,9 @@ class Store:
         self._add_fields(cur)
         for name, kind in self.fields.items():
             null_last, value = sort_key(name, kind)
+            if null_last is None:
+                cur.execute(f"CREATE INDEX IF NOT EXISTS records_by_{name} ON records ({value}, id)")
+                continue
             cur.execute(f"CREATE INDEX IF NOT EXISTS records_asc_{name} ON records ({null_last}, {value}, id)")
             cur.execute(f"CREATE INDEX IF NOT EXISTS records_desc_{name} ON records "
                         f"({null_last}, {value} DESC, id DESC)")
@@ -261,10 +270,11 @@ class Store:
             where.append(clause)
             params.append(match)
         direction = "DESC" if search.descending else "ASC"
+        nulls = f"{null_last} ASC, " if null_last else ""
         sql = (f"SELECT r.id, r.publication, r.topic, r.message_id, r.sender, r.created, r.received, r.document, "
-               f"{null_last}, {value} FROM records r"
+               f"{null_last or 0}, {value} FROM records r"
                + (" WHERE " + " AND ".join(where) if where else "")
-               + f" ORDER BY {null_last} ASC, {value} {direction}, r.id {direction} LIMIT {search.limit + 1}")
+               + f" ORDER BY {nulls}{value} {direction}, r.id {direction} LIMIT {search.limit + 1}")
         cur.execute(self.dialect.sql(sql), params)
         rows = cur.fetchall()
         records = [_record(row) for row in rows[:search.limit]]
@@ -277,6 +287,8 @@ class Store:
     def _after(self, null_last: str, value: str, search: Search) -> tuple:
         flag, last, last_id = search.after
         op = "<" if search.descending else ">"
+        if null_last is None:
+            return f"({value}, r.id) {op} (?, ?)", [last, last_id]
         # nulls last in both directions: the flag always ascends
         return (f"({null_last} > ? OR ({null_last} = ? AND ({value}, r.id) {op} (?, ?)))",
                 [flag, flag, last, last_id])
