@@ -13,7 +13,8 @@ LABELS = {"relayrouter": "relayrouter", "crossbar": "Crossbar.io", "ceiling": "c
 
 
 def comparisons(docs: list[dict], scenarios: dict, median) -> list[dict]:
-    """Per scenario and serializer: {router: (ratio, absolute)}, from each doc's own relayrouter runs."""
+    """Per scenario and serializer: {router: (ratio, its figure, relayrouter's figure in that run)},
+    each router against the relayrouter runs of its own doc."""
     found = []
     for scenario, (metrics, unit) in scenarios.items():
         metric, better = metrics[0]
@@ -26,13 +27,13 @@ def comparisons(docs: list[dict], scenarios: dict, median) -> list[dict]:
                 ours = value("relayrouter")
                 if not ours:
                     continue
-                group = groups.setdefault(ser, {"relayrouter": (1.0, ours)})
+                group = groups.setdefault(ser, {"relayrouter": (1.0, ours, ours)})
                 for router in dict.fromkeys(r["router"] for r in runs):
                     theirs = value(router)
                     if router == "relayrouter" or not theirs:
                         continue
                     ratio = theirs / ours if better == "high" else ours / theirs
-                    group[router] = (ratio, theirs)
+                    group[router] = (ratio, theirs, ours)
         if groups:
             found.append({"scenario": scenario, "metric": metric, "better": better, "unit": unit,
                           "groups": groups})
@@ -62,15 +63,18 @@ def draw(docs: list[dict], path, scenarios: dict, median) -> None:
             for j, ser in enumerate(sers):
                 if router not in panel["groups"][ser]:
                     continue
-                ratio, absolute = panel["groups"][ser][router]
+                ratio, absolute, ours = panel["groups"][ser][router]
+                shown = panel["groups"][ser]["relayrouter"][1]
                 x = j + (i - (len(routers) - 1) / 2) * width
                 ax.bar(x, ratio, width * 0.92, color=COLOURS[router],
                        label=LABELS[router] if j == 0 else None)
-                ax.text(x, ratio, _short(absolute), ha="center", va="bottom", fontsize=6.5)
+                # Against a relayrouter figure of another run than the one on its bar: say which.
+                label = _short(absolute) if ours == shown else f"{_short(absolute)}\nrr {_short(ours)}"
+                ax.text(x, ratio, label, ha="center", va="bottom", fontsize=6.5)
                 top = max(top, ratio)
         ax.axhline(1.0, color="#1f2933", linewidth=0.6)
         ax.set_xticks(range(len(sers)), sers)
-        ax.set_ylim(0, top * 1.25)
+        ax.set_ylim(0, top * 1.35)
         arrow = "lower is better" if panel["better"] == "low" else "higher is better"
         ax.set_title(f"{panel['scenario']}: {panel['metric']} ({arrow})", fontsize=8.5)
         ax.tick_params(labelsize=7)
