@@ -429,9 +429,9 @@ class IotAgent(service.MultiService):
 
     # ---------------------------------------------------- WAMP procedures
 
-    def _wamp(self, d):
-        d = defer.maybeDeferred(lambda: d) if not isinstance(d, defer.Deferred) else d
-
+    @staticmethod
+    def _wamp(d: defer.Deferred) -> defer.Deferred:
+        """Our refusals as WAMP errors with the agent's URIs."""
         def refuse(failure):
             if failure.check(RegistryError, BadQuery, Invalid):
                 raise _error(failure.value)
