@@ -44,9 +44,12 @@ class TenancyWiring:
         if tenants is None:
             return
         revocation = security.config.revocation
-        admin = AdminPolicy(
-            frozenset(tenants.admin_roles if tenants.admin_roles is not None else revocation.admin_roles),
-            tenants.admin_scope if tenants.admin_scope is not None else revocation.admin_scope)
+        if tenants.admin_roles is None and tenants.admin_scope is None:
+            admin = security.admin  # the router's admins, as a reload leaves them
+        else:
+            admin = AdminPolicy(
+                frozenset(tenants.admin_roles if tenants.admin_roles is not None else revocation.admin_roles),
+                tenants.admin_scope if tenants.admin_scope is not None else revocation.admin_scope)
         management = tenants.management_realms or tuple(r.name for r in config.realms)
         self.store = store if store is not None else SqliteTenantStore.in_state_dir(config.state_dir)
         self.tenancy = Tenancy(router, {t.name: t for t in tenants.templates}, self.store,

@@ -151,3 +151,19 @@ def test_a_tenant_inherits_the_templates_event_history(router):
         yield user.publish("app.temp", n, options=PublishOptions(acknowledge=True))
     got = yield user.call("relayrouter.history.read", "app.temp")
     assert [e["args"] for e in got["events"]] == [[0], [1], [2]]
+
+
+@pytest_twisted.inlineCallbacks
+def test_without_their_own_admins_tenants_follow_the_routers(monkeypatch, tmp_path):
+    data = config(monkeypatch)
+    data["tenants"] = {}
+    data["revocation"] = {"admin_realm": "management", "admin_roles": ["admin"]}
+    running = yield start(data, tmp_path / "other-state")
+    try:
+        url = f"{running.http_url}/realms"
+        code, _, body = yield http("POST", url, bearer=token(role="user"), body={"name": "x1"})
+        assert code == 403
+        code, _, body = yield http("POST", url, bearer=token(**ADMIN), body={"name": "x1"})
+        assert code == 200 and body["tenant"] == "x1"
+    finally:
+        yield stop(running)
