@@ -28,6 +28,18 @@ authid = "agenta"
 role = "agent"
 secret_env = "AGENTA_TICKET"
 
+# With roles, the proxy's role needs exactly this (README: twistd mediator-proxy)
+[[realms.roles]]
+name = "agent"
+[[realms.roles.rules]]
+uri = "relayrouter.mailbox."
+match = "prefix"
+allow = ["call"]
+[[realms.roles.rules]]
+uri = "mailbox."
+match = "prefix"
+allow = ["publish"]
+
 [[realms.mailboxes]]
 uri = "mailbox.{authid}"
 visibility_timeout = 60
