@@ -89,7 +89,10 @@
   // ----------------------------------------------------------- refresh
 
   function start() {
-    const refreshSessions = () => call('relayrouter.console.sessions').then(showSessions, report);
+    const refreshSessions = () => {
+      call('relayrouter.console.overview').then(showRealms, report);
+      return call('relayrouter.console.sessions').then(showSessions, report);
+    };
     const subscribe = (topic, fn) => session.subscribe(topic, fn).catch(report);
     subscribe('wamp.session.on_join', refreshSessions);
     subscribe('wamp.session.on_leave', refreshSessions);
@@ -137,8 +140,7 @@
 
   function rates() {
     call('relayrouter.console.overview').then((o) => {
-      state.realms = o.realms;
-      fill('realms', o.realms, (r) => [r.name, num(r.sessions)]);
+      showRealms(o);
       if (lastTotals) {
         const dt = Math.max(o.time - lastTotals.time, 0.001);
         state.rates.push({
@@ -150,6 +152,11 @@
       }
       lastTotals = o;
     }, report);
+  }
+
+  function showRealms(overview) {
+    state.realms = overview.realms;
+    fill('realms', overview.realms, (r) => [r.name, num(r.sessions)]);
   }
 
   function showSessions(result) {

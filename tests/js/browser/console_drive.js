@@ -75,6 +75,8 @@ async function drive(cfg) {
     await step('the entry is listed', () => page.waitForSelector(
       `#denylist tbody tr[data-claim="authid"][data-value="${cfg.watch}"]`, { timeout }));
     await step('the denied session ends', () => page.waitForSelector(row(cfg.watch), { state: 'detached', timeout }));
+    await step('the realm count follows', () => page.waitForFunction(
+      () => window.consoleState.realms.length === 1 && window.consoleState.realms[0].sessions === 1, null, { timeout }));
     await step('the rate chart has points', () => page.waitForFunction(
       () => window.consoleState.rates.length >= 2, null, { timeout }));
     await page.screenshot({ path: cfg.screenshot, fullPage: true });
