@@ -19,7 +19,7 @@ removed, pairing, new mailbox patterns) is logged as needing a restart and
 keeps its running value.
 """
 
-from dataclasses import replace
+from dataclasses import fields, replace
 
 from twisted.logger import Logger
 
@@ -138,7 +138,7 @@ class Reloader:
             changed.append(f"{what}: roles applied to every session's next action")
             steps.append(lambda: service.security.reload_roles(realm, after.roles))
             applied = replace(applied, roles=after.roles)
-        policy_keys = ("limits", "outbound", "disclose_caller", "disclose_publisher")
+        policy_keys = ("limits", "outbound", "disclose_caller", "disclose_publisher", "max_retained_events")
         if any(getattr(before, k) != getattr(after, k) for k in policy_keys):
             names = ", ".join(k for k in policy_keys if getattr(before, k) != getattr(after, k))
             changed.append(f"{what}: {names} applied")
@@ -159,14 +159,21 @@ class Reloader:
                 applied = replace(applied, mailboxes=after.mailboxes)
             else:
                 restart.append(f"{what}: mailboxes (patterns added or removed)")
-        if before.pairing != after.pairing:
-            restart.append(f"{what}: pairing")
+        # pairing, and any setting this module does not know how to apply live
+        for name in (f.name for f in fields(before)):
+            if name not in _LIVE_REALM_KEYS and getattr(before, name) != getattr(after, name):
+                restart.append(f"{what}: {name}")
         return applied
+
+
+_LIVE_REALM_KEYS = {"name", "auth", "anonymous", "anonymous_role", "roles", "limits", "outbound",
+                    "disclose_caller", "disclose_publisher", "max_retained_events", "history", "mailboxes"}
 
 
 def _apply_policy(realm, rc) -> None:
     realm.policy = replace(realm.policy, limits=rc.limits, outbound=rc.outbound,
-                           disclose_caller=rc.disclose_caller, disclose_publisher=rc.disclose_publisher)
+                           disclose_caller=rc.disclose_caller, disclose_publisher=rc.disclose_publisher,
+                           max_retained_events=rc.max_retained_events)
     for session in list(realm.sessions.values()):
         limiter = getattr(session, "limiter", None)
         if limiter is not None:

@@ -184,6 +184,10 @@ def test_limits_revocation_and_history_apply_live(tmp_path):
 
         # Nothing new: nothing done, and a second reload says so.
         assert service.reload("test") == {"changed": [], "restart_needed": []}
+        current["data"]["realms"][0]["max_retained_events"] = 5
+        assert service.reload("test") == {"changed": ["realm lab: max_retained_events applied"],
+                                          "restart_needed": []}
+        assert service.router.realms["lab"].policy.max_retained_events == 5
         # A new listener needs a restart: reported, not applied.
         current["data"]["listeners"].append({"type": "rawsocket", "endpoint": "tcp:0:interface=127.0.0.1"})
         assert service.reload("test") == {"changed": [], "restart_needed": ["listeners"]}
