@@ -16,9 +16,9 @@ the connection ends.  Then the service decides when to try again:
   (plus jitter).
 
 Each distinct trouble is logged once (an error for a refused credential, a
-warning otherwise) and then only at debug level until it changes or the
-session is up again; :meth:`describe` always tells the latest.  Autobahn's
-own per-attempt log lines are sent to debug level for the same reason.
+warning otherwise) and then not again until it changes or the session is up
+again; :meth:`describe` always tells the latest.  Autobahn's own
+per-attempt log lines are dropped for the same reason.
 
 ``status`` goes ``init`` -> ``connecting`` -> ``ready`` and back to
 ``connecting`` whenever the session is lost.  ``ready`` means joined *and*
@@ -156,17 +156,15 @@ class _ConnectorSession(Session):
         return super().onDisconnect()
 
 
-class _DebugLog:
-    """Autobahn's per-attempt log lines, turned down to debug level."""
+class _QuietLog:
+    """Autobahn's Component logs each attempt and each failure, with its traceback;
+    twistd would print them all, at any level. What they say is in ``describe()``
+    and in our own once-per-trouble lines, so they are dropped."""
 
-    def __init__(self, log: Logger) -> None:
-        self._log = log
+    def _drop(self, format, **kw) -> None:
+        pass
 
-    def _debug(self, format, **kw):
-        kw.pop("log_failure", None)
-        self._log.debug("autobahn: " + format, **kw)
-
-    critical = error = warn = info = debug = trace = _debug
+    critical = error = warn = info = debug = trace = _drop
 
 
 class RouterConnection(service.Service):
@@ -268,7 +266,7 @@ class RouterConnection(service.Service):
             extra={"credentials": self.settings.credentials, "attempt": self._attempt_now,
                    "payload_passthru": self.settings.payload_passthru},
             session_factory=_ConnectorSession)
-        component.log = _DebugLog(self.log)
+        component.log = _QuietLog()
         component.on("join", self._joined)
         component.on("leave", self._left)
         component.on("connectfailure", self._connect_failed)
@@ -338,8 +336,9 @@ class RouterConnection(service.Service):
         if not self.running:
             return
         if was_ready:
-            self.log.warn("lost the router session: {message}", message=message)
-        if kind is not None and not (was_ready and kind == "connect"):
+            self.log.warn("lost the router session: {message}; reconnecting with backoff", message=message)
+            self._report(kind, message, logged=True)
+        elif kind is not None:
             self._report(kind, message)
         delay = self.backoff.next()
         if kind == "auth":
@@ -356,13 +355,13 @@ class RouterConnection(service.Service):
             return "connect", _describe(failure)
         return "session", "the session ended"
 
-    def _report(self, kind: str, message: str) -> None:
+    def _report(self, kind: str, message: str, logged: bool = False) -> None:
         self.last_error = {"kind": kind, "message": message, "at": time.time()}
         # The same trouble in other words ("try again in 41 s" / "in 40 s") is no news.
         key = (kind, message.split(":")[0])
-        if self._logged == key:
-            self.log.debug("still: {message}", message=message)
-            return
+        if self._logged == key or logged:
+            self._logged = key
+            return  # said already; describe() has the latest
         self._logged = key
         if kind == "auth":
             self.log.error(

@@ -14,13 +14,17 @@ import treq
 from autobahn.wamp.types import CallOptions
 from twisted.internet import defer, task
 from twisted.logger import Logger
-from twisted.web.client import HTTPConnectionPool
+from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
 from twisted.web.http_headers import Headers
 
 from ..common import Backoff, HttpError
 from . import delivery
 from .delivery import DELIVERED, REFUSED, InboundQueue, Message
 from .troubles import describe_error, trouble
+
+class _QuietHTTP11ClientFactory(_HTTP11ClientFactory):
+    noisy = False
+
 
 TAKE = "relayrouter.mailbox.take"
 ACK = "relayrouter.mailbox.ack"
@@ -45,6 +49,7 @@ class Inbound:
         self.loaded = defer.Deferred()
         self.pool = HTTPConnectionPool(self.reactor, persistent=True)
         self.pool.maxPersistentPerHost = 2
+        self.pool._factory = _QuietHTTP11ClientFactory  # no two log lines per connection to the agent
         self.session = None
         self.mailbox = None
         self.generation = 0
@@ -237,7 +242,7 @@ class Inbound:
         try:
             yield session.call(ACK, self.mailbox, message.id)
         except Exception as e:
-            if gen == self.generation:
+            if gen == self.generation and session.is_attached():  # a lost session says so itself
                 self.log.warn("acknowledging message {id} failed: {error}", id=message.id, error=describe_error(e))
             raise defer.CancelledError() from None  # delivered again by the router; the agent sees the same id
         if gen != self.generation:

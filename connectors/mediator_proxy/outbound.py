@@ -31,6 +31,7 @@ class Outbound:
         self.dead = proxy.store.spool("outbound-dead-letters")
         self._sending_for = None  # the session whose send loop runs
         self._writing = 0
+        self._logged = None  # the kind of transient trouble last logged
         self.sent = 0
         self.last_error: dict | None = None
         self._sleep: defer.Deferred | None = None
@@ -103,7 +104,10 @@ class Outbound:
                     yield self.spool.remove(item.seq)
                     self.log.error("{message}; kept as an outbound dead letter", message=message)
                     return True
-                self.log.debug("{message}; retrying", message=message)
+                if session.is_attached() and self._logged != (error_uri or type(e).__name__):
+                    self._logged = error_uri or type(e).__name__  # once per kind of trouble
+                    self.log.warn("{message}; retrying with backoff (logged again only if this changes)",
+                                  message=message)
                 self._sleep = task.deferLater(self.reactor, backoff.next(), lambda: None)
                 try:
                     yield self._sleep
@@ -112,6 +116,7 @@ class Outbound:
                 continue
             yield self.spool.remove(item.seq)
             self.sent += 1
+            self._logged = None
             backoff.reset()
             return True
         return False
