@@ -112,12 +112,7 @@ class KafkaWsHub:
         members.discard(connection)
         if not members:
             del self.connections[key]
-            subscription = self._wamp.pop(key, None)
-            if subscription is not None and hasattr(subscription, "unsubscribe"):
-                try:
-                    subscription.unsubscribe()
-                except Exception:  # noqa: BLE001 - the session may be gone already
-                    pass
+            _unsubscribe(self._wamp.pop(key, None))
 
     def _subscribe(self, key) -> None:
         tenant, subject = key
@@ -137,7 +132,7 @@ class KafkaWsHub:
         if key in self.connections:
             self._wamp[key] = subscription
         else:
-            subscription.unsubscribe()
+            _unsubscribe(subscription)
 
     def tenant_gone(self, tenant: str) -> None:
         for (t, _), members in list(self.connections.items()):
@@ -146,6 +141,18 @@ class KafkaWsHub:
                     connection.close_with(SERVER_UNAVAILABLE, "the tenant is not served now")
         for key in [k for k in self._wamp if k[0] == tenant]:
             del self._wamp[key]
+
+
+def _unsubscribe(subscription) -> None:
+    """Unsubscribe if the session is still there; a session that is gone took it along."""
+    if subscription is None or not hasattr(subscription, "unsubscribe") or not subscription.active:
+        return
+    try:
+        d = subscription.unsubscribe()
+    except Exception:  # noqa: BLE001 - the transport is closing
+        return
+    if hasattr(d, "addErrback"):
+        d.addErrback(lambda failure: None)  # lost with the session: nothing left to undo
 
 
 class KafkaWsProtocol(WebSocketServerProtocol):
