@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import authconfig, bridgeconfig, durableconfig, opsconfig, pairconfig, tenantconfig
+from . import authconfig, bridgeconfig, clusterconfig, durableconfig, opsconfig, pairconfig, tenantconfig
 from .configcheck import ConfigError  # noqa: F401 (part of this module's API)
 from .configcheck import (  # the shared checks, under this module's private names
     array as _list, count as _count, get as _get,
@@ -72,6 +72,7 @@ class Config:
     storage: Any = None  # durableconfig.StorageConfig
     tenants: Any = None  # tenantconfig.TenantsConfig: realms made at run time
     relay: Any = None  # relay.config.RelayConfig, or None: no raw relay
+    cluster: Any = None  # clusterconfig.ClusterConfig, or None: this node runs alone
 
     def with_defaults(self) -> "Config":
         """Fill what neither the file nor the command line gave."""
@@ -97,7 +98,7 @@ def load(path: str | Path) -> Config:
 def parse(data: dict) -> Config:
     _only(data, "", {"listeners", "realms", "limits", "state_dir", "relay"} | authconfig.TOP_LEVEL_KEYS
           | durableconfig.TOP_LEVEL_KEYS | tenantconfig.TOP_LEVEL_KEYS | opsconfig.TOP_LEVEL_KEYS
-          | bridgeconfig.TOP_LEVEL_KEYS)
+          | bridgeconfig.TOP_LEVEL_KEYS | clusterconfig.TOP_LEVEL_KEYS)
     realms = _realms(_list(data, "realms"))
     return Config(
         security=authconfig.security(data),
@@ -111,6 +112,7 @@ def parse(data: dict) -> Config:
         relay=_relay(data),
         metrics=opsconfig.metrics(data),
         http_bridge=bridgeconfig.http_bridge(data, {r.name for r in realms}),
+        cluster=clusterconfig.cluster(data),
     )
 
 

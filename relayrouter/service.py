@@ -119,6 +119,15 @@ class RouterService(service.MultiService):
             from .relay.hub import Relay
 
             self.relay = Relay(config.relay, self.router, self.security, config.limits, reactor)
+        # [cluster]: this node's realms routed across the other nodes through NATS.
+        self.cluster = None
+        if config.cluster is not None:
+            from .cluster import Cluster
+
+            self.cluster = Cluster(config.cluster, self.router, reactor)
+            for realm in list(self.router.realms.values()):
+                self.cluster.attach(realm)
+            self.cluster.share_denials(self.security.guard)
         # Gateway/manager pairs, and the Micronets endpoint for their legacy peers.
         self.pairing = Pairing(config, self.router, self.security.denylist_api.admin)
         # /metrics, /health, /ready; refused logins are counted by the observer.
@@ -189,6 +198,8 @@ class RouterService(service.MultiService):
     def _close_stores(self, result):
         """Once the listeners are down, whatever happened: tenants, deny list, durable store."""
         self.tenancy.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
         self.security.stop()
         self.durable.stop()
         return result
@@ -213,6 +224,8 @@ class RouterService(service.MultiService):
                  version=__version__, python=platform.python_version(),
                  twisted=twisted.__version__, autobahn=autobahn.__version__)
         self.security.start()  # the deny list is loaded before anyone can connect
+        if self.cluster is not None:
+            self.cluster.start()
         super().startService()
         self.durable.start()
         if self.relay is not None:

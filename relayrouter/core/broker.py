@@ -70,6 +70,10 @@ class Broker:
         # Mailboxes (core/mailbox.py) when the realm has any: a PUBLISH to a
         # mailbox URI is stored there instead of routed.
         self.mailboxes = None
+        # The cluster link (relayrouter/cluster/, Twisted side) when [cluster]
+        # is configured: told of each publication routed here and of each
+        # topic pattern that gains its first or loses its last subscription.
+        self.cluster = None
         self._ids = SequentialIds()
 
     # ------------------------------------------------------------ subscribing
@@ -116,6 +120,8 @@ class Broker:
             base = Subscription(self._ids.next(), topic, match, self.realm.now())
             self.subscriptions.add(topic, match, base)
             self.subscriptions_by_id[base.id] = base
+            if self.cluster is not None:
+                self.cluster.interest_added(self, base)
         if content_filter is None:
             return base
         variant = Subscription(self._ids.next(), topic, match, self.realm.now(), content_filter)
@@ -150,6 +156,8 @@ class Broker:
             if not base.subscribers and not base.variants:
                 self.subscriptions.remove(base.uri, base.match)
                 self.subscriptions_by_id.pop(base.id, None)
+                if self.cluster is not None:
+                    self.cluster.interest_removed(self, base)
         self.realm.observer.unsubscribed(session, subscription, deleted)
 
     # ------------------------------------------------------------- publishing
@@ -197,7 +205,14 @@ class Broker:
             self._retain(msg.topic, publication, publication_id)
         if self.history is not None:
             self.history.record(publication, publication_id)
+        if self.cluster is not None:
+            self.cluster.published(self, publication, publication_id)
         return publication_id
+
+    def dispatch_remote(self, publication: "Publication", publication_id: int, matches: list) -> None:
+        """A publication routed by another node, to the local ``matches``
+        (base subscriptions): sent here, never retained, kept or forwarded."""
+        self._dispatch(publication, publication_id, matches)
 
     def _dispatch(self, publication: "Publication", publication_id: int, matches: list) -> None:
         for subscription in matches:

@@ -142,6 +142,8 @@ class SessionGuard:
         self.close_grace = close_grace
         self.expiry_timers: dict[Any, Any] = {}  # session -> Timer, for sessions whose credential expires
         self.revocation_listeners: list[Callable[[DenyEntry], None]] = []
+        # Told (claim, value) of each entry removed (the cluster shares removals).
+        self.unrevocation_listeners: list[Callable[[str, str], None]] = []
         self.counters = {"revoked_sessions": 0, "expired_sessions": 0, "refused_denied": 0}
 
     # ----------------------------------------------------------- realm hooks
@@ -181,7 +183,10 @@ class SessionGuard:
         return entry, ended
 
     def unrevoke(self, claim: str, value: str) -> bool:
-        return self.denylist.remove(claim, value)
+        removed = self.denylist.remove(claim, value)
+        for listener in self.unrevocation_listeners:
+            listener(claim, value)
+        return removed
 
     # ---------------------------------------------------------------- ending
 

@@ -1,0 +1,219 @@
+"""Scale-out: this router node joined to others through NATS (``[cluster]``).
+
+Imported only when the configuration has a ``[cluster]`` section.  The core
+stays sans-IO: each realm's broker is given this node's :class:`Cluster` as
+``broker.cluster`` and calls it on every publication it routes and when a
+topic pattern gains its first or loses its last local subscription; the
+NATS side (:mod:`.bridge`) runs on a thread of its own.
+
+Wire format of an event on NATS (msgpack, serialized once per publication):
+``[1, publication_id, topic, args, kwargs, payload, publisher, ppt, receivers, enc]``
+with ``publisher`` = ``[session_id, authid, authrole]`` when disclosed (else
+nil), ``ppt`` the payload-passthru options (or nil), ``receivers`` a map of
+the PUBLISH eligible*/exclude* options given (or nil), ``enc`` =
+``[enc_algo, enc_key, enc_serializer]`` (or nil).
+"""
+
+from collections import Counter
+
+import msgpack
+from autobahn.wamp import message as m
+from twisted.logger import Logger
+
+from ..core.broker import Publication
+from ..core.matching import EXACT, pattern_matches
+from ..core.revocation import DenyListError
+from . import subjects
+from .bridge import NatsBridge
+
+log = Logger(namespace="relayrouter.cluster")
+
+WIRE_VERSION = 1
+_RECEIVER_OPTIONS = ("eligible", "eligible_authid", "eligible_authrole",
+                     "exclude", "exclude_authid", "exclude_authrole")
+
+
+class RemotePublisher:
+    """Who published an event on another node, as far as disclosure needs."""
+
+    __slots__ = ("session_id", "authid", "authrole")
+
+    def __init__(self, session_id=None, authid=None, authrole=None) -> None:
+        self.session_id = session_id
+        self.authid = authid
+        self.authrole = authrole
+
+
+_UNDISCLOSED = RemotePublisher()
+
+
+class Cluster:
+    def __init__(self, config, router, reactor) -> None:
+        self.config = config
+        self.router = router
+        self.reactor = reactor
+        self.counters: Counter = Counter()  # events_out, events_in, events_unmatched, events_unserializable
+        self.bridge = NatsBridge(config, reactor, self._received, self._state)
+        # broker -> its realm's subject base; subject -> (broker, {base subscription: None})
+        self._bases: dict = {}
+        self._interest: dict[str, tuple] = {}
+        self._said_unserializable = False
+        self._said_error = False
+        self._guard = None
+        self._deny_subject = subjects.deny_subject(config.subject_prefix)
+        self._applying = False  # a denial from another node is being applied here
+
+    @property
+    def connected(self) -> bool:
+        return self.bridge.connected
+
+    def attach(self, realm) -> None:
+        """Route ``realm``'s publications across the cluster too."""
+        broker = realm.broker
+        self._bases[broker] = subjects.realm_base(self.config.subject_prefix, realm.name)
+        broker.cluster = self
+        for subscription in list(broker.subscriptions_by_id.values()):
+            if subscription.filter is None:
+                self.interest_added(broker, subscription)
+
+    def share_denials(self, guard) -> None:
+        """Deny-list additions and removals made here go to every node, and theirs come here."""
+        self._guard = guard
+        guard.revocation_listeners.append(self._revoked)
+        guard.unrevocation_listeners.append(self._unrevoked)
+        self.bridge.subscribe(self._deny_subject)
+
+    def start(self) -> None:
+        self.bridge.start()
+
+    def stop(self) -> None:
+        self.bridge.stop()
+
+    # ------------------------------------------------------- broker hooks
+
+    def interest_added(self, broker, subscription) -> None:
+        subject = subjects.interest_subject(self._bases[broker], subscription.uri, subscription.match)
+        entry = self._interest.get(subject)
+        if entry is None:
+            entry = self._interest[subject] = (broker, {})
+            self.bridge.subscribe(subject)
+        entry[1][subscription] = None
+
+    def interest_removed(self, broker, subscription) -> None:
+        subject = subjects.interest_subject(self._bases[broker], subscription.uri, subscription.match)
+        entry = self._interest.get(subject)
+        if entry is None:
+            return
+        entry[1].pop(subscription, None)
+        if not entry[1]:
+            del self._interest[subject]
+            self.bridge.unsubscribe(subject)
+
+    def published(self, broker, publication: Publication, publication_id: int) -> None:
+        msg = publication.msg
+        publisher = publication.publisher
+        receivers = None
+        if publication.receivers is not None:
+            receivers = {name: getattr(msg, name) for name in _RECEIVER_OPTIONS if getattr(msg, name) is not None}
+        enc = [msg.enc_algo, msg.enc_key, msg.enc_serializer] if msg.enc_algo is not None else None
+        try:
+            data = msgpack.packb(
+                [WIRE_VERSION, publication_id, msg.topic, msg.args, msg.kwargs, msg.payload,
+                 [publisher.session_id, publisher.authid, publisher.authrole] if publication.disclose else None,
+                 publication.ppt, receivers, enc],
+                use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as e:
+            self.counters["events_unserializable"] += 1
+            if not self._said_unserializable:
+                self._said_unserializable = True
+                log.warn("cluster: an event on {topic} cannot go to other nodes ({error}); delivered on this "
+                         "node only (said once; counted in events_unserializable)", topic=msg.topic, error=str(e))
+            return
+        self.counters["events_out"] += 1
+        self.bridge.publish(subjects.event_subject(self._bases[broker], msg.topic), data)
+
+    def _revoked(self, entry) -> None:
+        if not self._applying:
+            self._send_denial(["add", entry.claim, entry.value, entry.expires_at, entry.reason])
+
+    def _unrevoked(self, claim: str, value: str) -> None:
+        if not self._applying:
+            self._send_denial(["remove", claim, value])
+
+    def _send_denial(self, change: list) -> None:
+        self.counters["denials_out"] += 1
+        self.bridge.publish(self._deny_subject, msgpack.packb([WIRE_VERSION, self.config.node, *change]))
+
+    def _apply_denial(self, data: bytes) -> None:
+        version, node, operation, claim, value, *rest = msgpack.unpackb(data, raw=False)
+        self.counters["denials_in"] += 1
+        self._applying = True
+        try:
+            if operation == "add":
+                expires_at, reason = rest[:2]
+                try:
+                    _, ended = self._guard.revoke(claim, value, expires_at, reason)
+                except DenyListError as e:
+                    log.warn("cluster: node {node}'s denial of a {claim} cannot apply here: {error}",
+                             node=node, claim=claim, error=str(e))
+                    return
+                log.info("cluster: denial of a {claim} from node {node}: {ended} session(s) ended here",
+                         node=node, claim=claim, ended=ended)
+            elif operation == "remove":
+                self._guard.unrevoke(claim, value)
+                log.info("cluster: node {node} lifted the denial of a {claim}", node=node, claim=claim)
+        finally:
+            self._applying = False
+
+    # ------------------------------------------------------ from NATS
+
+    def _received(self, batch: list) -> None:
+        for subject, data in batch:
+            if subject == self._deny_subject:
+                try:
+                    self._apply_denial(data)
+                except Exception:
+                    log.failure("cluster: cannot apply a deny-list change from NATS")
+                continue
+            entry = self._interest.get(subject)
+            if entry is None:  # arrived after the last local subscriber left
+                self.counters["events_unmatched"] += 1
+                continue
+            try:
+                self._dispatch(entry, data)
+            except Exception:
+                self.counters["events_invalid"] += 1
+                log.failure("cluster: cannot dispatch an event from NATS subject {subject}", subject=subject)
+
+    def _dispatch(self, entry: tuple, data: bytes) -> None:
+        broker, subscriptions = entry
+        (version, publication_id, topic, args, kwargs, payload, publisher, ppt, receivers,
+         enc) = msgpack.unpackb(data, raw=False)[:10]
+        matches = [s for s in subscriptions
+                   if s.match == EXACT or pattern_matches(s.uri, s.match, topic)]
+        if not matches:
+            self.counters["events_unmatched"] += 1
+            return
+        self.counters["events_in"] += 1
+        enc_algo, enc_key, enc_serializer = enc if enc is not None else (None, None, None)
+        msg = m.Publish(0, topic, args=args, kwargs=kwargs, payload=payload,
+                        enc_algo=enc_algo, enc_key=enc_key, enc_serializer=enc_serializer,
+                        **(receivers or {}))
+        source = RemotePublisher(*publisher) if publisher is not None else _UNDISCLOSED
+        broker.dispatch_remote(Publication(msg, source, publisher is not None, ppt), publication_id, matches)
+
+    def _state(self, state: str, text: str) -> None:
+        node = self.config.node
+        if state in ("connected", "reconnected"):
+            self._said_error = False
+        if state == "connected":
+            log.info("cluster: node {node} connected to NATS at {url}", node=node, url=text)
+        elif state == "reconnected":
+            log.info("cluster: node {node} reconnected to NATS at {url}", node=node, url=text)
+        elif state == "disconnected":
+            log.warn("cluster: node {node} lost NATS; local routing goes on, reconnecting", node=node)
+        elif state == "unreachable":
+            log.warn("cluster: node {node} cannot reach NATS ({error}); retrying", node=node, error=text)
+        elif state == "error" and not self._said_error:
+            self._said_error = True  # once per outage: reconnect attempts fail every reconnect_wait
+            log.info("cluster: NATS: {error}", error=text)

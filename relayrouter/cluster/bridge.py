@@ -1,0 +1,241 @@
+"""nats-py on an asyncio loop of its own thread, handing work to and from the
+reactor in batches.
+
+Why a thread and not Twisted's asyncio reactor: the router runs on whatever
+reactor twistd picked (epoll by default, what bench/ measures), and a
+clustered node must not route its local traffic on a different event loop
+from an unclustered one.  The loop thread costs one ``call_soon_threadsafe``
+per batch of outgoing commands and one ``reactor.callFromThread`` per batch
+of incoming messages (a batch is whatever queued while the other side was
+busy), not one per message; NATS socket reads, parsing and buffering never
+run on the reactor thread.
+
+Order: commands (publish, subscribe, unsubscribe) are applied in the order
+the reactor gave them, by one task; incoming messages are handed over in the
+order nats-py delivered them (per subscription, the server's order).
+"""
+
+import asyncio
+import ssl
+import threading
+
+import nats
+from nats import errors as nats_errors
+
+
+class NatsBridge:
+    """One NATS connection.  ``on_messages(batch)`` is called on the reactor
+    thread with a list of (subscribed subject, data); ``on_state(state, text)``
+    with "connected", "disconnected", "reconnected", "unreachable", "error"."""
+
+    def __init__(self, config, reactor, on_messages, on_state) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.on_messages = on_messages
+        self.on_state = on_state
+        self.connected = False  # read on the reactor thread, set through on_state
+        self.dropped = 0  # publications that could not be handed to NATS (no connection, buffer full)
+        self._lock = threading.Lock()
+        self._commands: list = []
+        self._woken = False
+        self._inbox: list = []
+        self._inbox_scheduled = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="relayrouter-nats", daemon=True)
+        self._nc = None
+        self._wanted: dict[str, object] = {}  # subject -> nats Subscription (None until connected)
+        self._wake: asyncio.Event | None = None
+
+    # ------------------------------------------------------ reactor thread
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def publish(self, subject: str, data: bytes) -> None:
+        self._push(("pub", subject, data))
+
+    def subscribe(self, subject: str) -> None:
+        self._push(("sub", subject))
+
+    def unsubscribe(self, subject: str) -> None:
+        self._push(("unsub", subject))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._push(("stop",))
+        self._thread.join(timeout)
+
+    def _push(self, command: tuple) -> None:
+        with self._lock:
+            self._commands.append(command)
+            if self._woken:
+                return
+            self._woken = True
+        try:
+            self._loop.call_soon_threadsafe(self._set_wake)
+        except RuntimeError:  # the loop has ended (stopped)
+            pass
+
+    def _drain(self) -> None:
+        with self._lock:
+            batch, self._inbox = self._inbox, []
+            self._inbox_scheduled = False
+        self.on_messages(batch)
+
+    def _state(self, state: str, text: str = "") -> None:
+        self.reactor.callFromThread(self._set_state, state, text)
+
+    def _set_state(self, state: str, text: str) -> None:
+        if state in ("connected", "reconnected"):
+            self.connected = True
+        elif state in ("disconnected", "unreachable", "closed"):
+            self.connected = False
+        self.on_state(state, text)
+
+    # --------------------------------------------------------- loop thread
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._main())
+        finally:
+            self._loop.close()
+
+    def _set_wake(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _main(self) -> None:
+        self._wake = asyncio.Event()
+        self._wake.set()  # commands pushed before the loop ran
+        connecting = asyncio.ensure_future(self._connect())
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                with self._lock:
+                    batch, self._commands = self._commands, []
+                    self._woken = False
+                for command in batch:
+                    if command[0] == "stop":
+                        return
+                    await self._apply(command)
+        finally:
+            connecting.cancel()
+            if self._nc is not None and not self._nc.is_closed:
+                try:
+                    await asyncio.wait_for(self._nc.close(), 3)
+                except Exception:
+                    pass
+
+    async def _apply(self, command: tuple) -> None:
+        kind = command[0]
+        nc = self._nc
+        if kind == "pub":
+            if nc is None or nc.is_closed:
+                self.dropped += 1
+                return
+            try:
+                await nc.publish(command[1], command[2])
+            except (nats_errors.OutboundBufferLimitError, nats_errors.ConnectionClosedError,
+                    nats_errors.ConnectionReconnectingError):
+                self.dropped += 1
+        elif kind == "sub":
+            subject = command[1]
+            if subject not in self._wanted:
+                self._wanted[subject] = None
+                if nc is not None:
+                    await self._subscribe(subject)
+        elif kind == "unsub":
+            sub = self._wanted.pop(command[1], None)
+            if sub is not None:
+                try:
+                    await sub.unsubscribe()
+                except nats_errors.Error:
+                    pass  # the connection is going: its subscriptions with it
+        elif kind == "connected":
+            self._nc = command[1]
+            for subject in list(self._wanted):
+                await self._subscribe(subject)
+            self._state("connected", command[2])
+
+    async def _subscribe(self, subject: str) -> None:
+        # nats-py runs each subscription's callbacks one after another, so
+        # their order is the server's; it re-sends the SUBs after a reconnect.
+        async def received(msg) -> None:
+            self._deliver(subject, msg.data)
+
+        # Bounded per subscription (nats-py drops beyond, reporting a slow consumer).
+        self._wanted[subject] = await self._nc.subscribe(subject, cb=received, pending_msgs_limit=65536,
+                                                         pending_bytes_limit=64 * 1024 * 1024)
+
+    def _deliver(self, subject: str, data: bytes) -> None:
+        with self._lock:
+            self._inbox.append((subject, data))
+            if self._inbox_scheduled:
+                return
+            self._inbox_scheduled = True
+        self.reactor.callFromThread(self._drain)
+
+    async def _connect(self) -> None:
+        config = self.config
+        options = dict(
+            servers=list(config.servers), name=config.node,
+            # A node routes its own publications locally: NATS must not echo them back.
+            no_echo=True,
+            allow_reconnect=True, max_reconnect_attempts=-1,
+            reconnect_time_wait=config.reconnect_wait, connect_timeout=config.connect_timeout,
+            pending_size=config.max_pending_bytes,
+            error_cb=self._on_error, disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected, closed_cb=self._on_closed,
+        )
+        if config.user is not None:
+            options.update(user=config.user, password=config.password)
+        if config.token is not None:
+            options.update(token=config.token)
+        if config.tls is not None or any(s.startswith("tls://") for s in config.servers):
+            options["tls"] = _tls_context(config.tls)
+            if config.tls is not None and config.tls.hostname:
+                options["tls_hostname"] = config.tls.hostname
+        said_unreachable = False
+        while True:
+            try:
+                nc = await nats.connect(**options)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if not said_unreachable:
+                    self._state("unreachable", _describe(e))
+                    said_unreachable = True
+                await asyncio.sleep(config.reconnect_wait)
+                continue
+            with self._lock:
+                self._commands.insert(0, ("connected", nc, nc.connected_url.netloc if nc.connected_url else ""))
+            self._set_wake()
+            return
+
+    async def _on_error(self, e) -> None:
+        self._state("error", _describe(e))
+
+    async def _on_disconnected(self) -> None:
+        self._state("disconnected")
+
+    async def _on_reconnected(self) -> None:
+        url = self._nc.connected_url if self._nc is not None else None
+        self._state("reconnected", url.netloc if url else "")
+
+    async def _on_closed(self) -> None:
+        self._state("closed")
+
+
+def _tls_context(tls) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=tls.ca if tls is not None else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls is not None and tls.certificate:
+        context.load_cert_chain(tls.certificate, tls.key)
+    return context
+
+
+def _describe(e) -> str:
+    # Never the credentials: nats-py's errors carry server text, not ours.
+    text = str(e) or type(e).__name__
+    return text if len(text) < 300 else text[:300] + "..."

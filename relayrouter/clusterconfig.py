@@ -1,0 +1,149 @@
+"""``[cluster]``: several router nodes joined by NATS (see README, "Scale-out").
+
+Called from :mod:`relayrouter.config`; errors name the key.  Without the
+section the router runs alone and nothing of the NATS client is imported.
+"""
+
+import os
+import re
+import socket
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from .configcheck import ConfigError
+from .configcheck import get as _get, key_name as _name, only as _only  # the shared checks
+from .configcheck import seconds as _seconds, table as _table
+
+TOP_LEVEL_KEYS = {"cluster"}
+_KEYS = {"nats", "node", "subject_prefix", "user", "password_env", "password_file",
+         "token_env", "token_file", "tls", "reconnect_wait", "connect_timeout", "max_pending_bytes"}
+_TLS_KEYS = {"ca", "certificate", "key", "hostname"}
+# A NATS subject token we put names into unescaped: no ".", "*", ">" or spaces.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SCHEMES = ("nats://", "tls://")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterTls:
+    ca: str | None = None
+    certificate: str | None = None
+    key: str | None = None
+    hostname: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    servers: tuple[str, ...]
+    node: str
+    subject_prefix: str = "relayrouter"
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    tls: ClusterTls | None = None
+    reconnect_wait: float = 1.0
+    connect_timeout: float = 2.0
+    # What the client buffers while NATS is away; beyond it publications are dropped (counted).
+    max_pending_bytes: int = 8 * 1024 * 1024
+
+    def __repr__(self) -> str:  # never a password or token
+        return (f"ClusterConfig(servers={self.servers}, node={self.node!r}, user={self.user!r}, "
+                f"password={'set' if self.password else None}, token={'set' if self.token else None}, "
+                f"tls={self.tls})")
+
+
+def cluster(data: dict) -> ClusterConfig | None:
+    if "cluster" not in data:
+        return None
+    item = data["cluster"]
+    key = "cluster"
+    _table(item, key)
+    _only(item, key, _KEYS)
+    servers = item.get("nats")
+    if servers is None:
+        raise ConfigError(f"{key}.nats: required (the NATS servers, e.g. [\"nats://127.0.0.1:4222\"])")
+    if not isinstance(servers, list) or not servers or not all(isinstance(s, str) for s in servers):
+        raise ConfigError(f"{key}.nats: must be a non-empty list of server URLs (nats://host:port or tls://host:port)")
+    for i, url in enumerate(servers):
+        if not url.startswith(_SCHEMES) or len(url) <= len("nats://"):
+            raise ConfigError(f"{key}.nats[{i}]: {url!r} is not a NATS URL (nats://host:port or tls://host:port)")
+    node = _get(item, "node", str, _default_node(), key)
+    if not _TOKEN.fullmatch(node):
+        raise ConfigError(f"{key}.node: {node!r} must be 1-64 of letters, digits, '_' and '-'")
+    prefix = _get(item, "subject_prefix", str, "relayrouter", key)
+    if not all(_TOKEN.fullmatch(part) for part in prefix.split(".")):
+        raise ConfigError(f"{key}.subject_prefix: {prefix!r} must be dot-separated tokens of letters, digits, '_' and '-'")
+    user = _get(item, "user", str, "", key) or None
+    password = _secret(item, "password", key)
+    token = _secret(item, "token", key)
+    if password is not None and user is None:
+        raise ConfigError(f"{key}.user: required with password_env/password_file")
+    if user is not None and password is None:
+        raise ConfigError(f"{key}.password_env: give password_env or password_file with user")
+    if token is not None and user is not None:
+        raise ConfigError(f"{key}.token_env: give either user/password or a token, not both")
+    max_pending = _get(item, "max_pending_bytes", int, 8 * 1024 * 1024, key)
+    if max_pending < 64 * 1024:
+        raise ConfigError(f"{key}.max_pending_bytes: must be at least 65536")
+    return ClusterConfig(
+        servers=tuple(servers), node=node, subject_prefix=prefix, user=user, password=password, token=token,
+        tls=_tls(item.get("tls"), f"{key}.tls", servers),
+        reconnect_wait=_seconds(item, "reconnect_wait", 1.0, key),
+        connect_timeout=_seconds(item, "connect_timeout", 2.0, key),
+        max_pending_bytes=max_pending,
+    )
+
+
+def _default_node() -> str:
+    name = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:48] or "node"
+    return f"{name}-{os.getpid()}"
+
+
+def _secret(item: dict, what: str, key: str) -> str | None:
+    env, file = f"{what}_env", f"{what}_file"
+    if env in item and file in item:
+        raise ConfigError(f"{_name(key, env)}: give {env} or {file}, not both")
+    if env in item:
+        var = _get(item, env, str, None, key)
+        value = os.environ.get(var)
+        if not value:
+            raise ConfigError(f"{_name(key, env)}: environment variable {var} is not set or empty")
+        return value
+    if file in item:
+        path = _private_file(item, file, key)
+        value = path.read_text("utf8").rstrip("\r\n")
+        if not value:
+            raise ConfigError(f"{_name(key, file)}: the file is empty")
+        return value
+    return None
+
+
+def _private_file(item: dict, name: str, key: str) -> Path:
+    """A file holding a secret: readable, and by its owner only."""
+    path = Path(_get(item, name, str, None, key))
+    try:
+        mode = path.stat().st_mode
+        path.open("rb").close()
+    except OSError as e:
+        raise ConfigError(f"{_name(key, name)}: cannot read '{path}': {e.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{_name(key, name)}: '{path}' is readable by others (mode "
+                          f"{stat.S_IMODE(mode):o}); chmod 600 it")
+    return path
+
+
+def _tls(item, key: str, servers: list) -> ClusterTls | None:
+    if item is None:
+        return None
+    _table(item, key)
+    _only(item, key, _TLS_KEYS)
+    for name in ("ca", "certificate"):
+        if name in item:
+            path = _get(item, name, str, None, key)
+            if not os.access(path, os.R_OK):
+                raise ConfigError(f"{_name(key, name)}: cannot read '{path}'")
+    if ("certificate" in item) != ("key" in item):
+        raise ConfigError(f"{key}: give certificate and key together (the client certificate for NATS)")
+    key_file = str(_private_file(item, "key", key)) if "key" in item else None
+    return ClusterTls(ca=item.get("ca"), certificate=item.get("certificate"), key=key_file,
+                      hostname=_get(item, "hostname", str, "", key) or None)

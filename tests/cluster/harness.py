@@ -1,0 +1,92 @@
+"""A NATS server and router nodes as real processes, for the cluster tests.
+
+``NatsServer``: our own ``nats-server -js`` on free loopback ports (client
+and monitoring), stopped by its PID; it keeps its ports across restarts.
+``Node``: ``twistd relayrouter`` with a ``[cluster]`` section naming it.
+"""
+
+import json
+import shutil
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+from ..connectors.processes import Child, RouterProcess, listener
+
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NatsServer(Child):
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.monitor = free_port()
+        store = tmp_path / "nats-store"
+        store.mkdir(exist_ok=True)
+        super().__init__("nats-server", [NATS_SERVER, "-js", "-sd", store, "-a", "127.0.0.1",
+                                         "-p", self.port, "-m", self.monitor])
+
+    def start(self) -> None:
+        super().start()
+        self.wait_for("Server is ready", 30)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def connz(self) -> list[dict]:
+        """The server's view of its client connections, with their subscriptions."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor}/connz?subs=1", timeout=5) as r:
+            return json.load(r)["connections"]
+
+    def connection(self, name: str) -> dict | None:
+        found = [c for c in self.connz() if c.get("name") == name]
+        return found[0] if found else None
+
+    def subjects(self, name: str) -> set[str]:
+        connection = self.connection(name)
+        return set(connection.get("subscriptions_list") or ()) if connection else set()
+
+
+def node_config(name: str, nats_url: str, realms: str = '[[realms]]\nname = "realm1"\n') -> str:
+    return listener() + f"""
+[cluster]
+nats = ["{nats_url}"]
+node = "{name}"
+reconnect_wait = 0.2
+
+""" + realms
+
+
+class Node(RouterProcess):
+    def __init__(self, tmp_path: Path, name: str, nats_url: str, realms: str | None = None, env=None) -> None:
+        home = tmp_path / name
+        home.mkdir(exist_ok=True)
+        toml = node_config(name, nats_url) if realms is None else node_config(name, nats_url, realms)
+        super().__init__(home, toml, env=env)
+        self.name = name
+
+    def start(self) -> None:
+        super().start()
+        self.wait_output(rf"cluster: node {self.name} connected to NATS")
+
+    @property
+    def ws_port(self) -> int:
+        return self.port
+
+    def wait_output(self, pattern: str, seconds: float = 30.0, after: int = 0) -> None:
+        import re
+
+        rule = re.compile(pattern)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if any(rule.search(line) for line in self.all_output[after:]):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name}: no line matching {pattern!r} within {seconds:.0f} s\n{self.describe()}")

@@ -1,0 +1,155 @@
+"""[cluster]: checks naming the key, secrets from env/file, and no NATS client
+without the section."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from relayrouter import config as cfg
+from relayrouter.cluster import subjects
+from relayrouter.core.matching import pattern_matches
+
+BASE = {"nats": ["nats://127.0.0.1:4222"], "node": "n1"}
+
+
+def parse(**cluster):
+    return cfg.parse({"cluster": cluster}).cluster
+
+
+def test_without_the_section_there_is_no_cluster():
+    assert cfg.parse({}).cluster is None
+
+
+def test_a_minimal_section():
+    c = parse(**BASE)
+    assert c.servers == ("nats://127.0.0.1:4222",) and c.node == "n1" and c.subject_prefix == "relayrouter"
+    assert c.user is None and c.token is None and c.tls is None
+
+
+@pytest.mark.parametrize("cluster, message", [
+    ({"node": "n1"}, "cluster.nats: required"),
+    ({"nats": [], "node": "n1"}, "cluster.nats: must be a non-empty list"),
+    ({"nats": "nats://x:4222", "node": "n1"}, "cluster.nats: must be a non-empty list"),
+    ({"nats": ["http://x:4222"], "node": "n1"}, "cluster.nats[0]: 'http://x:4222' is not a NATS URL"),
+    ({**BASE, "node": "a.b"}, "cluster.node: 'a.b' must be"),
+    ({**BASE, "node": "a b"}, "cluster.node: 'a b' must be"),
+    ({**BASE, "subject_prefix": "x.>"}, "cluster.subject_prefix: 'x.>' must be"),
+    ({**BASE, "nodes": 3}, "cluster.nodes: unknown key"),
+    ({**BASE, "reconnect_wait": 0}, "cluster.reconnect_wait: must be a positive number"),
+    ({**BASE, "max_pending_bytes": 10}, "cluster.max_pending_bytes: must be at least"),
+    ({**BASE, "user": "u"}, "cluster.password_env: give password_env or password_file with user"),
+    ({**BASE, "password_env": "CLUSTER_TEST_PW"}, "cluster.user: required with password_env"),
+    ({**BASE, "token_env": "CLUSTER_TEST_UNSET"}, "cluster.token_env: environment variable CLUSTER_TEST_UNSET"),
+    ({**BASE, "tls": {"certificate": "/nonexistent.pem"}}, "cluster.tls.certificate: cannot read"),
+    ({**BASE, "tls": {"verify": True}}, "cluster.tls.verify: unknown key"),
+])
+def test_errors_name_the_key(cluster, message, monkeypatch):
+    monkeypatch.setenv("CLUSTER_TEST_PW", "pw")
+    monkeypatch.delenv("CLUSTER_TEST_UNSET", raising=False)
+    with pytest.raises(cfg.ConfigError) as e:
+        parse(**cluster)
+    assert message in str(e.value)
+
+
+def test_credentials_from_env_and_file_never_shown(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLUSTER_TEST_PW", "s3cret-password")
+    c = parse(**BASE, user="router", password_env="CLUSTER_TEST_PW")
+    assert (c.user, c.password) == ("router", "s3cret-password") and "s3cret" not in repr(c)
+    token = tmp_path / "token"
+    token.write_text("tok-0123456789\n")
+    token.chmod(0o600)
+    c = parse(**BASE, token_file=str(token))
+    assert c.token == "tok-0123456789" and "tok-" not in repr(c)
+    with pytest.raises(cfg.ConfigError, match="cluster.token_env: give either user/password or a token"):
+        parse(**BASE, user="router", password_env="CLUSTER_TEST_PW", token_file=str(token))
+    token.chmod(0o644)
+    with pytest.raises(cfg.ConfigError, match=r"cluster.token_file: .* is readable by others \(mode 644\)"):
+        parse(**BASE, token_file=str(token))
+
+
+def test_a_tls_key_readable_by_others_is_refused(tmp_path):
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    key.chmod(0o640)
+    with pytest.raises(cfg.ConfigError, match="cluster.tls.key: .* is readable by others"):
+        parse(**BASE, tls={"certificate": str(cert), "key": str(key)})
+    key.chmod(0o600)
+    with pytest.raises(cfg.ConfigError, match="cluster.tls: give certificate and key together"):
+        parse(**BASE, tls={"key": str(key)})
+    tls = parse(**BASE, tls={"certificate": str(cert), "key": str(key), "hostname": "nats.lab"}).tls
+    assert (tls.certificate, tls.key, tls.hostname) == (str(cert), str(key), "nats.lab")
+
+
+IMPORTS = """
+import sys, tempfile
+from relayrouter import config as cfg
+from relayrouter.service import RouterService
+data = {"state_dir": tempfile.mkdtemp(), "listeners": [{"type": "websocket", "endpoint": "tcp:0"}]}
+if sys.argv[1] == "clustered":
+    data["cluster"] = {"nats": ["nats://127.0.0.1:1"], "node": "n1"}
+RouterService(cfg.parse(data).with_defaults())
+print(",".join(sorted(m for m in sys.modules if m == "nats" or m.startswith("nats."))))
+"""
+
+
+@pytest.mark.parametrize("mode", ["alone", "clustered"])
+def test_the_nats_client_is_imported_only_with_a_cluster_section(mode):
+    out = subprocess.run([sys.executable, "-c", IMPORTS, mode], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    if mode == "alone":
+        assert out.stdout.strip() == ""
+    else:
+        assert "nats" in out.stdout.strip().split(",")
+
+
+# ------------------------------------------------------------ subjects
+
+def test_components_are_escaped_into_one_token_each():
+    for component in ("plain", "a*b", "x>", "50%", "tab\there", "größe", "", "-_AZaz09"):
+        token = subjects.escape(component)
+        assert not ({".", "*", ">", " ", "\t"} & set(token)) and token
+        assert all(" " < c <= "~" for c in token)
+        assert subjects.unescape(token) == component
+    assert subjects.escape("a*b") == "a%2Ab" and subjects.escape("") == "%"
+    assert subjects.escape("lab.one", dots=True) == "lab%2Eone"
+    base = subjects.realm_base("relayrouter", "lab.one")
+    assert base == "relayrouter.ev.lab%2Eone"
+    assert subjects.event_subject(base, "com.a*.x") == "relayrouter.ev.lab%2Eone.com.a%2A.x"
+
+
+@pytest.mark.parametrize("uri, match, subject", [
+    ("com.lab.temp", "exact", "R.com.lab.temp"),
+    ("com..temp", "wildcard", "R.com.*.temp"),
+    ("..", "wildcard", "R.*.*.*"),
+    ("com.lab.t", "prefix", "R.com.lab.>"),
+    ("com.lab.", "prefix", "R.com.lab.>"),
+    ("com", "prefix", "R.>"),
+    ("", "prefix", "R.>"),
+])
+def test_interest_subjects(uri, match, subject):
+    assert subjects.interest_subject("R", uri, match) == subject
+
+
+def _nats_matches(pattern: str, subject: str) -> bool:
+    """NATS's own subject matching rule ('*' one token, '>' one or more at the end)."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, token in enumerate(p):
+        if token == ">":
+            return len(s) > i
+        if i >= len(s) or (token != "*" and token != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+@pytest.mark.parametrize("uri, match", [("com.lab.t", "prefix"), ("com.lab.", "prefix"), ("c", "prefix"),
+                                        ("com..temp", "wildcard"), ("com.lab.temp", "exact")])
+def test_every_topic_a_pattern_matches_reaches_its_subject(uri, match):
+    """The NATS subscription is never narrower than the WAMP pattern (it may be coarser for a prefix)."""
+    topics = ["com.lab.temp", "com.lab.tx", "com.lab.t", "com.lab", "com.zoo.temp", "c", "cx.y", "com.lab.t.deep",
+              "com.l*b.temp", "org.lab.temp"]
+    for topic in topics:
+        if pattern_matches(uri, match, topic):
+            assert _nats_matches(subjects.interest_subject("R", uri, match), subjects.event_subject("R", topic))
