@@ -17,7 +17,8 @@ from .configcheck import seconds as _seconds, table as _table
 
 TOP_LEVEL_KEYS = {"cluster"}
 _KEYS = {"nats", "node", "subject_prefix", "user", "password_env", "password_file",
-         "token_env", "token_file", "tls", "reconnect_wait", "connect_timeout", "max_pending_bytes"}
+         "token_env", "token_file", "tls", "reconnect_wait", "connect_timeout", "max_pending_bytes",
+         "heartbeat_interval", "heartbeat_ttl"}
 _TLS_KEYS = {"ca", "certificate", "key", "hostname"}
 # A NATS subject token we put names into unescaped: no ".", "*", ">" or spaces.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -45,6 +46,10 @@ class ClusterConfig:
     connect_timeout: float = 2.0
     # What the client buffers while NATS is away; beyond it publications are dropped (counted).
     max_pending_bytes: int = 8 * 1024 * 1024
+    # Each node announces itself (and its session counts) this often; one not
+    # heard from for heartbeat_ttl is gone from the cluster view.
+    heartbeat_interval: float = 1.0
+    heartbeat_ttl: float = 3.0
 
     def __repr__(self) -> str:  # never a password or token
         return (f"ClusterConfig(servers={self.servers}, node={self.node!r}, user={self.user!r}, "
@@ -85,7 +90,12 @@ def cluster(data: dict) -> ClusterConfig | None:
     max_pending = _get(item, "max_pending_bytes", int, 8 * 1024 * 1024, key)
     if max_pending < 64 * 1024:
         raise ConfigError(f"{key}.max_pending_bytes: must be at least 65536")
+    interval = _seconds(item, "heartbeat_interval", 1.0, key)
+    ttl = _seconds(item, "heartbeat_ttl", 3.0, key)
+    if ttl < 2 * interval:
+        raise ConfigError(f"{key}.heartbeat_ttl: must be at least twice heartbeat_interval ({interval:g} s)")
     return ClusterConfig(
+        heartbeat_interval=interval, heartbeat_ttl=ttl,
         servers=tuple(servers), node=node, subject_prefix=prefix, user=user, password=password, token=token,
         tls=_tls(item.get("tls"), f"{key}.tls", servers),
         reconnect_wait=_seconds(item, "reconnect_wait", 1.0, key),

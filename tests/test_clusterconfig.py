@@ -39,6 +39,8 @@ def test_a_minimal_section():
     ({**BASE, "nodes": 3}, "cluster.nodes: unknown key"),
     ({**BASE, "reconnect_wait": 0}, "cluster.reconnect_wait: must be a positive number"),
     ({**BASE, "max_pending_bytes": 10}, "cluster.max_pending_bytes: must be at least"),
+    ({**BASE, "heartbeat_interval": 2, "heartbeat_ttl": 3}, "cluster.heartbeat_ttl: must be at least twice"),
+    ({**BASE, "heartbeat_interval": -1}, "cluster.heartbeat_interval: must be a positive number"),
     ({**BASE, "user": "u"}, "cluster.password_env: give password_env or password_file with user"),
     ({**BASE, "password_env": "CLUSTER_TEST_PW"}, "cluster.user: required with password_env"),
     ({**BASE, "token_env": "CLUSTER_TEST_UNSET"}, "cluster.token_env: environment variable CLUSTER_TEST_UNSET"),

@@ -18,8 +18,10 @@ from collections import Counter
 
 import msgpack
 from autobahn.wamp import message as m
+from twisted.internet import task
 from twisted.logger import Logger
 
+from ..core import meta
 from ..core.broker import Publication
 from ..core.matching import EXACT, pattern_matches
 from ..core.revocation import DenyListError
@@ -62,6 +64,13 @@ class Cluster:
         self._guard = None
         self._deny_subject = subjects.deny_subject(config.subject_prefix)
         self._applying = False  # a denial from another node is being applied here
+        # Liveness: every node announces itself and its session counts on one subject.
+        self._heartbeat_subject = subjects.heartbeat_subject(config.subject_prefix)
+        self._peers: dict[str, tuple] = {}  # node -> (last heard, {realm: {authrole: sessions}})
+        self._realms: list = []
+        self._beat = task.LoopingCall(self._heartbeat)
+        self._beat.clock = reactor
+        self.bridge.subscribe(self._heartbeat_subject)
 
     @property
     def connected(self) -> bool:
@@ -72,6 +81,10 @@ class Cluster:
         broker = realm.broker
         self._bases[broker] = subjects.realm_base(self.config.subject_prefix, realm.name)
         broker.cluster = self
+        self._realms.append(realm)
+        # wamp.session.count answers for the whole cluster (this node's sessions + live nodes' heartbeats).
+        realm.procedures.remove(meta.SESSION_COUNT)
+        realm.procedures.add(meta.SESSION_COUNT, lambda call, realm=realm: self._session_count(call, realm))
         for subscription in list(broker.subscriptions_by_id.values()):
             if subscription.filter is None:
                 self.interest_added(broker, subscription)
@@ -85,9 +98,50 @@ class Cluster:
 
     def start(self) -> None:
         self.bridge.start()
+        self._beat.start(self.config.heartbeat_interval, now=True)
 
     def stop(self) -> None:
+        if self._beat.running:
+            self._beat.stop()
         self.bridge.stop()
+
+    # ---------------------------------------------------------- liveness
+
+    def live_nodes(self) -> list[str]:
+        """The other nodes heard from within heartbeat_ttl."""
+        now = self.reactor.seconds()
+        return sorted(n for n, (seen, _) in self._peers.items() if now - seen <= self.config.heartbeat_ttl)
+
+    def _heartbeat(self) -> None:
+        counts = {}
+        for realm in self._realms:
+            counts[realm.name] = dict(Counter(s.authrole for s in realm.sessions.values()))
+        self.bridge.publish(self._heartbeat_subject,
+                            msgpack.packb([WIRE_VERSION, self.config.node, counts]))
+        now = self.reactor.seconds()
+        for node, (seen, _) in list(self._peers.items()):
+            if now - seen > self.config.heartbeat_ttl:
+                del self._peers[node]
+                log.warn("cluster: node {peer} is gone (no heartbeat for {ttl:g} s)", peer=node,
+                         ttl=self.config.heartbeat_ttl)
+
+    def _heard(self, data: bytes) -> None:
+        version, node, counts = msgpack.unpackb(data, raw=False)[:3]
+        if node == self.config.node:
+            return
+        if node not in self._peers:
+            log.info("cluster: node {peer} is up", peer=node)
+        self._peers[node] = (self.reactor.seconds(), counts)
+
+    def _session_count(self, call, realm) -> int:
+        local = meta.session_count(call)  # checks filter_authroles
+        roles = call.args[0] if call.args else None
+        now, ttl = self.reactor.seconds(), self.config.heartbeat_ttl
+        remote = 0
+        for seen, counts in self._peers.values():
+            if now - seen <= ttl:
+                remote += sum(n for role, n in counts.get(realm.name, {}).items() if roles is None or role in roles)
+        return local + remote
 
     # ------------------------------------------------------- broker hooks
 
@@ -169,6 +223,12 @@ class Cluster:
 
     def _received(self, batch: list) -> None:
         for subject, data in batch:
+            if subject == self._heartbeat_subject:
+                try:
+                    self._heard(data)
+                except Exception:
+                    log.failure("cluster: cannot read a heartbeat from NATS")
+                continue
             if subject == self._deny_subject:
                 try:
                     self._apply_denial(data)

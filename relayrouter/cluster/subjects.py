@@ -81,5 +81,9 @@ def interest_subject(base: str, uri: str, match: str) -> str:
     raise ValueError(f"unknown match policy {match!r}")
 
 
+def heartbeat_subject(prefix: str) -> str:
+    return f"{prefix}.hb"
+
+
 def deny_subject(prefix: str) -> str:
     return f"{prefix}.{DENY}"

@@ -300,8 +300,9 @@ def registration_count_callees(call):
     return len(_registration(call).callees)
 
 
+SESSION_COUNT = "wamp.session.count"
 PROCEDURES = {
-    "wamp.session.count": session_count,
+    SESSION_COUNT: session_count,
     "wamp.session.list": session_list,
     "wamp.session.get": session_get,
     "wamp.session.kill": session_kill,

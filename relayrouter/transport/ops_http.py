@@ -134,6 +134,9 @@ def not_ready(service) -> list[str]:
     writer = getattr(service.durable.store, "writer", None)
     if writer is not None and not writer.alive():
         problems.append("the durable store's writer is not running (see the log)")
+    cluster = getattr(service, "cluster", None)
+    if cluster is not None and not cluster.connected:
+        problems.append("cluster: not connected to NATS (local routing goes on; see the log)")
     for fetched in service.security.fetched_keys:
         if not fetched.keys:
             error = getattr(fetched, "last_error", None)

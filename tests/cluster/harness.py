@@ -54,21 +54,21 @@ class NatsServer(Child):
         return set(connection.get("subscriptions_list") or ()) if connection else set()
 
 
-def node_config(name: str, nats_url: str, realms: str = '[[realms]]\nname = "realm1"\n') -> str:
+def node_config(name: str, nats_url: str, realms: str = '[[realms]]\nname = "realm1"\n', extra: str = "") -> str:
     return listener() + f"""
 [cluster]
 nats = ["{nats_url}"]
 node = "{name}"
 reconnect_wait = 0.2
-
-""" + realms
+""" + extra + "\n" + realms
 
 
 class Node(RouterProcess):
-    def __init__(self, tmp_path: Path, name: str, nats_url: str, realms: str | None = None, env=None) -> None:
+    def __init__(self, tmp_path: Path, name: str, nats_url: str, realms: str | None = None, env=None,
+                 extra: str = "") -> None:
         home = tmp_path / name
         home.mkdir(exist_ok=True)
-        toml = node_config(name, nats_url) if realms is None else node_config(name, nats_url, realms)
+        toml = node_config(name, nats_url, extra=extra) if realms is None else node_config(name, nats_url, realms, extra)
         super().__init__(home, toml, env=env)
         self.name = name
 
