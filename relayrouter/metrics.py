@@ -56,6 +56,7 @@ class RouterCollector:
         yield from self._queues()
         yield from self._mailboxes(router)
         yield from self._store()
+        yield from self._cluster()
 
     def _sessions(self, router):
         sessions = GaugeMetricFamily("relayrouter_sessions", "Established WAMP sessions",
@@ -151,6 +152,32 @@ class RouterCollector:
         if latency is not None:
             yield _histogram("relayrouter_store_commit_seconds", "Seconds one group commit took "
                              "(the writer thread's, off the reactor)", latency)
+
+
+    def _cluster(self):
+        cluster = getattr(self.service, "cluster", None)
+        if cluster is None:
+            return
+        yield GaugeMetricFamily("relayrouter_cluster_connected", "1 while this node is connected to NATS",
+                                value=1 if cluster.connected else 0)
+        yield GaugeMetricFamily("relayrouter_cluster_nodes", "Nodes in the cluster view: this one and those "
+                                "heard from within heartbeat_ttl", value=1 + len(cluster.live_nodes()))
+        events = CounterMetricFamily("relayrouter_cluster_events", "Events across nodes: out (sent to NATS), "
+                                     "in (dispatched here), unmatched (received, no local subscription wanted "
+                                     "it), dropped_out/dropped_in (messages not handed to NATS, NATS "
+                                     "away or its buffer full / not taken from it, the reactor too far behind), "
+                                     "unserializable, invalid", labels=["kind"])
+        counters = cluster.counters
+        for kind in ("out", "in", "unmatched", "unserializable", "invalid"):
+            events.add_metric([kind], counters[f"events_{kind}"])
+        events.add_metric(["dropped_out"], cluster.bridge.dropped)
+        events.add_metric(["dropped_in"], cluster.bridge.dropped_in)
+        yield events
+        denials = CounterMetricFamily("relayrouter_cluster_denials", "Deny-list changes sent to and applied "
+                                      "from other nodes", labels=["direction"])
+        denials.add_metric(["out"], counters["denials_out"])
+        denials.add_metric(["in"], counters["denials_in"])
+        yield denials
 
 
 def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:

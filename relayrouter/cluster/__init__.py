@@ -116,8 +116,9 @@ class Cluster:
         counts = {}
         for realm in self._realms:
             counts[realm.name] = dict(Counter(s.authrole for s in realm.sessions.values()))
-        self.bridge.publish(self._heartbeat_subject,
-                            msgpack.packb([WIRE_VERSION, self.config.node, counts]))
+        if self.bridge.connected:  # nobody to tell otherwise; the next beat after connecting will
+            self.bridge.publish(self._heartbeat_subject,
+                                msgpack.packb([WIRE_VERSION, self.config.node, counts]))
         now = self.reactor.seconds()
         for node, (seen, _) in list(self._peers.items()):
             if now - seen > self.config.heartbeat_ttl:

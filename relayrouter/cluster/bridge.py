@@ -22,6 +22,9 @@ import threading
 import nats
 from nats import errors as nats_errors
 
+# Messages from NATS waiting for the reactor; beyond, new ones are dropped.
+MAX_INBOX = 100_000
+
 
 class NatsBridge:
     """One NATS connection.  ``on_messages(batch)`` is called on the reactor
@@ -35,6 +38,7 @@ class NatsBridge:
         self.on_state = on_state
         self.connected = False  # read on the reactor thread, set through on_state
         self.dropped = 0  # publications that could not be handed to NATS (no connection, buffer full)
+        self.dropped_in = 0  # messages from NATS dropped because the reactor was this far behind
         self._lock = threading.Lock()
         self._commands: list = []
         self._woken = False
@@ -170,6 +174,9 @@ class NatsBridge:
 
     def _deliver(self, subject: str, data: bytes) -> None:
         with self._lock:
+            if len(self._inbox) >= MAX_INBOX:
+                self.dropped_in += 1  # at most once: memory stays bounded when the reactor cannot keep up
+                return
             self._inbox.append((subject, data))
             if self._inbox_scheduled:
                 return

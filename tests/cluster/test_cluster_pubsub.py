@@ -53,6 +53,17 @@ def nats_has(nats, node: str, subject: str, present: bool = True):
     raise AssertionError(f"NATS: {subject} {'never' if present else 'still'} subscribed by {node}: {subjects}")
 
 
+def cluster_events(node) -> dict:
+    """relayrouter_cluster_events_total by kind, from the node's /metrics (loopback needs no token)."""
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(f"{node.http_url}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {kind: float(value) for kind, value in
+            re.findall(r'^relayrouter_cluster_events_total\{kind="(\w+)"\} (\S+)$', text, re.M)}
+
+
 def deferLater(seconds):
     from twisted.internet import reactor, task
 
@@ -113,6 +124,12 @@ def test_only_nodes_with_interest_receive_and_interest_follows_subscriptions(clu
     a = yield threads.deferToThread(nats.connection, "a")
     b = yield threads.deferToThread(nats.connection, "b")
     assert a["in_msgs"] >= 25 and b["out_msgs"] == b_before
+    # The nodes' own counters (/metrics) say the same.
+    metrics = {}
+    for name in ("a", "b", "c"):
+        metrics[name] = yield threads.deferToThread(cluster_events, nodes[name])
+    assert metrics["a"]["out"] >= 25 and metrics["c"]["in"] == metrics["c"]["unmatched"] == 0
+    assert metrics["b"]["in"] >= 20 and metrics["a"]["dropped_out"] == 0
     publisher.leave()
     subscriber.leave()
 
