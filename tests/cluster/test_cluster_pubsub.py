@@ -248,3 +248,20 @@ def test_passthru_payloads_and_filtered_subscriptions_across_nodes(cluster):
     filtered.drop()
     raw_sub.drop()
     raw_pub.drop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_calls_stay_on_their_node_as_documented(cluster):
+    from autobahn.wamp.exception import ApplicationError
+
+    nats, nodes = cluster
+    callee = yield connect_ws(nodes["b"])
+    yield callee.register(lambda: "from b", "com.only.on.b")
+    caller_b = yield connect_ws(nodes["b"])
+    caller_a = yield connect_ws(nodes["a"])
+    assert (yield caller_b.call("com.only.on.b")) == "from b"
+    with pytest.raises(ApplicationError) as refused:
+        yield caller_a.call("com.only.on.b")
+    assert refused.value.error == "wamp.error.no_such_procedure"
+    for session in (callee, caller_a, caller_b):
+        session.leave()
