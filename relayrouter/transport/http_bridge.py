@@ -181,8 +181,11 @@ class _BridgeResource(_JsonResource):
         self.bridge = bridge
 
     def render_POST(self, request):  # noqa: N802
-        d = self._serve_bridge(request)
-        return d
+        return self._serve_bridge(request)
+
+    def body_limit(self, segments: list, query: dict) -> tuple:
+        """Bodies over ``max_body`` are refused while they arrive (transport/http.py)."""
+        return self.bridge.config.max_body, "http_bridge.max_body", errors.INVALID_ARGUMENT
 
     def _serve_bridge(self, request):
         if not self._origin_ok(request):

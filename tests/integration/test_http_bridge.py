@@ -161,7 +161,7 @@ def test_wamp_errors_become_statuses_with_the_uri(router):
     code, answer = yield post(router, "/call", {"procedure": "com.example.fail"}, bearer=admin)
     assert answer == {"error": "com.example.error.out_of_stock", "args": ["no more"], "kwargs": {"item": 7}}
     code, answer = yield post(router, "/call", b"x" * 5000, bearer=admin)
-    assert code == 413 and "over the limit of 2048 bytes" in answer["args"][0]
+    assert code == 413 and answer["error"] == "wamp.error.invalid_argument" and "2048" in answer["message"]
     code, answer = yield post(router, "/call", b"{not json", bearer=admin)
     assert code == 400 and "not valid JSON" in answer["args"][0]
     code, answer = yield post(router, "/call", {"args": [1]}, bearer=admin)
