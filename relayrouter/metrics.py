@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from .core.stats import Histogram
+from .core.stats import Histogram, traffic
 
 # WAMP message type codes -> names, as the spec spells them.
 MESSAGE_NAMES = {1: "HELLO", 2: "WELCOME", 3: "ABORT", 4: "CHALLENGE", 5: "AUTHENTICATE", 6: "GOODBYE",
@@ -77,10 +77,11 @@ class RouterCollector:
             for code, name in MESSAGE_NAMES.items():
                 family.add_metric([name], counts[code])
             yield family
+        bytes_in, bytes_out = traffic(stats, self.service.connections())
         yield CounterMetricFamily("relayrouter_bytes_received", "Bytes of WAMP messages read from peers",
-                                  value=stats.bytes_in)
+                                  value=bytes_in)
         yield CounterMetricFamily("relayrouter_bytes_sent", "Bytes of WAMP messages sent or queued to peers",
-                                  value=stats.bytes_out)
+                                  value=bytes_out)
         yield CounterMetricFamily("relayrouter_publications", "Publications routed (EVENTs sent / this = "
                                   "mean fan-out)", value=stats.publications)
         yield _histogram("relayrouter_call_duration_seconds",

@@ -22,6 +22,7 @@ import os
 from ..core import errors
 from ..core.meta import iso8601
 from ..core.procedures import ProcedureError
+from ..core.stats import traffic
 
 OVERVIEW = "relayrouter.console.overview"
 SESSIONS = "relayrouter.console.sessions"
@@ -49,14 +50,15 @@ class Console:
 
     def overview(self, call) -> dict:
         stats = self.router.stats
+        bytes_in, bytes_out = traffic(stats, (session.peer for session in self.router.sessions()))
         return {
             "time": self.router.clock.seconds(),
             "realms": [{"name": name, "sessions": len(realm.sessions)}
                        for name, realm in sorted(self.router.realms.items())],
             "messages_received": sum(stats.received),
             "messages_sent": sum(stats.sent),
-            "bytes_received": stats.bytes_in,
-            "bytes_sent": stats.bytes_out,
+            "bytes_received": bytes_in,
+            "bytes_sent": bytes_out,
             "publications": stats.publications,
         }
 

@@ -11,8 +11,10 @@ connection's ``counters`` already.
 * ``received[t]`` / ``sent[t]``: messages by WAMP type ``t`` (HELLO = 1 ...
   YIELD = 70), counted as the core accepts one from a session and as a
   transport writes or queues one for its peer.
-* ``bytes_in`` / ``bytes_out``: serialized WAMP messages, read from peers
-  and written or queued for them (framing not included).
+* ``bytes_in`` / ``bytes_out``: serialized WAMP messages read from and
+  written or queued for the peers of connections that have closed; each open
+  connection counts its own (``rx_bytes`` / ``tx_bytes``), so the hot path
+  adds to one integer, not two.  :func:`traffic` adds them up.
 * ``publications``: publications routed; with ``sent[EVENT]`` it gives the
   mean fan-out.
 * ``call_latency``: seconds from a CALL to its final RESULT or ERROR from the
@@ -54,7 +56,18 @@ class RouterStats:
     def __init__(self) -> None:
         self.received = [0] * MESSAGE_TYPES
         self.sent = [0] * MESSAGE_TYPES
-        self.bytes_in = 0  # WAMP message payloads read (WebSocket messages, RawSocket frames)
-        self.bytes_out = 0  # ... and serialized for the peer (sent or queued)
+        self.bytes_in = 0  # WAMP message payloads read, by connections now closed
+        self.bytes_out = 0  # ... and serialized for their peers (sent or queued)
         self.publications = 0
         self.call_latency = Histogram()
+
+
+def traffic(stats: RouterStats, peers) -> tuple[int, int]:
+    """(bytes in, bytes out) since start: closed connections' and those of ``peers``
+    (the open connections: anything with ``rx_bytes`` and ``tx_bytes``)."""
+    bytes_in, bytes_out = stats.bytes_in, stats.bytes_out
+    for peer in peers:
+        bytes_in += getattr(peer, "rx_bytes", 0)
+        bytes_out += getattr(peer, "tx_bytes", 0)
+    return bytes_in, bytes_out
+

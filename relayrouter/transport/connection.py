@@ -102,9 +102,7 @@ class Connection:
     # ------------------------------------------------------------ inbound
 
     def receive_payload(self, payload: bytes) -> None:
-        size = len(payload)
-        self._stats.bytes_in += size
-        self.rx_bytes += size
+        self.rx_bytes += len(payload)
         try:
             raws = self._objser.unserialize(payload)
         except Exception as e:
@@ -128,6 +126,11 @@ class Connection:
     def lost(self) -> None:
         """The transport is gone; let the core clean up."""
         self._gone = True
+        # Its bytes join the router's totals of closed connections (core/stats.py traffic()).
+        stats = self._stats
+        stats.bytes_in += self.rx_bytes
+        stats.bytes_out += self.tx_bytes
+        self.rx_bytes = self.tx_bytes = 0
         self._forget_queue()
         if self._hello_timer is not None:
             self._hello_timer.cancel()
@@ -155,11 +158,8 @@ class Connection:
         except Exception as e:
             self._unserializable(message, e)
             return
-        stats = self._stats
-        stats.sent[message.MESSAGE_TYPE] += 1
-        size = len(data)
-        stats.bytes_out += size
-        self.tx_bytes += size
+        self._stats.sent[message.MESSAGE_TYPE] += 1
+        self.tx_bytes += len(data)
         if self._paused or self._queue or self._front:
             self._enqueue(data, message.MESSAGE_TYPE == _EVENT_TYPE)
             return
