@@ -170,7 +170,7 @@ def error_response(status: int, reason: str, message: str) -> dict:
 # ------------------------------------------------- the Micronets proxy's form
 
 
-def _legacy_body(message: dict) -> tuple[str | None, Any]:
+def legacy_body(message: dict) -> tuple[str | None, Any]:
     data_format = message.get("dataFormat")
     if data_format is not None and not isinstance(data_format, str):
         raise RestError("dataFormat must be a string")
@@ -183,7 +183,7 @@ def _legacy_body(message: dict) -> tuple[str | None, Any]:
     return data_format, body
 
 
-def _legacy_body_fields(content_type: str | None, body: Any) -> dict:
+def legacy_body_fields(content_type: str | None, body: Any) -> dict:
     if body is None:
         return {"dataFormat": content_type} if content_type else {}
     if isinstance(body, (bytes, bytearray)):
@@ -201,7 +201,7 @@ def _legacy_pairs(items: list[list[str]]) -> list[dict]:
 
 
 def request_from_legacy(message: dict) -> dict:
-    content_type, body = _legacy_body(message)
+    content_type, body = legacy_body(message)
     return request({"method": message.get("method"), "path": message.get("path"),
                     "query": message.get("queryStrings"), "headers": message.get("headers"),
                     "content_type": content_type, "body": body})
@@ -212,11 +212,11 @@ def request_to_legacy(req: dict, message_id: int) -> dict:
                         "method": req["method"], "path": req["path"],
                         "queryStrings": _legacy_pairs(req["query"]),
                         "headers": _legacy_pairs(req["headers"]),
-                        **_legacy_body_fields(req["content_type"], req["body"])}}
+                        **legacy_body_fields(req["content_type"], req["body"])}}
 
 
 def response_from_legacy(message: dict) -> dict:
-    content_type, body = _legacy_body(message)
+    content_type, body = legacy_body(message)
     return response({"status": message.get("statusCode"), "reason": message.get("reasonPhrase"),
                      "headers": message.get("headers"), "content_type": content_type, "body": body})
 
@@ -226,4 +226,4 @@ def response_to_legacy(resp: dict, message_id: int, in_response_to: Any) -> dict
                         "inResponseTo": in_response_to, "requiresResponse": False,
                         "statusCode": resp["status"], "reasonPhrase": resp["reason"],
                         "headers": _legacy_pairs(resp["headers"]),
-                        **_legacy_body_fields(resp["content_type"], resp["body"])}}
+                        **legacy_body_fields(resp["content_type"], resp["body"])}}

@@ -30,11 +30,11 @@ from twisted.logger import Logger
 from connectors.common import HttpError, HttpService, JsonResource, JsonRoot, RouterConnection, StatusResource
 from connectors.common.http import read_body
 from relayrouter import rest
+from relayrouter.core.pairs import event_topic, pair_prefix, presence_topic, rest_procedure
 
 from .http_bridge import LocalService, NotConnected, PeerProxy
 
 log = Logger(namespace="pairing-agent")
-PREFIX = "relayrouter.pair."
 
 
 class PairingAgent(service.MultiService):
@@ -67,12 +67,13 @@ class PairingAgent(service.MultiService):
         peer = yield session.call("relayrouter.pairs.peer")
         other = peer["peer_class"]
         mine = "manager" if other == "gateway" else "gateway"
-        prefix = f"{PREFIX}{peer['subscriber']}.{peer['box']}."
-        self.pair = {"subscriber": peer["subscriber"], "box": peer["box"], "peer_class": mine,
+        subscriber, box = peer["subscriber"], peer["box"]
+        prefix = pair_prefix(subscriber, box)
+        self.pair = {"subscriber": subscriber, "box": box, "peer_class": mine,
                      "other_class": other, "prefix": prefix}
         self.peer_present = bool(peer["present"])
-        yield session.register(self._from_peer, f"{prefix}rest.{mine}", options=RegisterOptions(invoke="single"))
-        yield session.subscribe(self._presence, f"{prefix}presence")
+        yield session.register(self._from_peer, rest_procedure(subscriber, box, mine), options=RegisterOptions(invoke="single"))
+        yield session.subscribe(self._presence, presence_topic(subscriber, box))
         yield session.subscribe(self._event, f"{prefix}event.", options=SubscribeOptions(match="prefix",
                                                                                          details_arg="details"))
         log.info("pairing-agent: the {mine} of pair {s}/{b}; its {other} is {state}", mine=mine,
@@ -99,7 +100,8 @@ class PairingAgent(service.MultiService):
         if session is None or self.pair is None:
             raise NotConnected(f"the agent is not connected to the router ({self.connection.status})")
         self.counters["requests_to_peer"] += 1
-        procedure = f"{self.pair['prefix']}rest.{self.pair['other_class']}"
+        pair = self.pair
+        procedure = rest_procedure(pair["subscriber"], pair["box"], pair["other_class"])
         # The other side has request_timeout for its local service; a little more for the way.
         timeout = int((self.request_timeout + 5) * 1000)
         return session.call(procedure, request, options=CallOptions(timeout=timeout))
@@ -112,7 +114,7 @@ class PairingAgent(service.MultiService):
             raise HttpError(503, f"the agent is not connected to the router ({self.connection.status})")
         self.counters["events_sent"] += 1
         kwargs = {"content_type": content_type} if content_type else {}
-        return session.publish(f"{self.pair['prefix']}event.{name}", body, options=PublishOptions(acknowledge=True),
+        return session.publish(event_topic(self.pair["subscriber"], self.pair["box"], name), body, options=PublishOptions(acknowledge=True),
                                **kwargs)
 
     def _event(self, body=None, content_type=None, details=None):

@@ -286,7 +286,7 @@ class PairTable:
         if not _may_reach_pairs(uri, match):
             return NOT_MINE
         if identity is not None and _within(uri, match, identity.prefix):
-            return _pattern_rule(identity, action, uri, match)
+            return _pattern_rule(action, match)
         return (f"'{uri}' ({match}) could reach pairs under '{PREFIX}': only a pair's own two "
                 "peers may use a pair's URIs")
 
@@ -311,8 +311,8 @@ def _exact_rule(identity: PeerIdentity | None, action: str, parts: list[str], ur
     return None
 
 
-def _pattern_rule(identity: PeerIdentity, action: str, uri: str, match: str) -> str | None:
-    if action in ("subscribe",):
+def _pattern_rule(action: str, match: str) -> str | None:
+    if action == "subscribe":
         return None
     return f"pattern-based {action} is not allowed on a pair's URIs: use the exact URI"
 

@@ -241,7 +241,7 @@ class LegacyProtocol(WebSocketServerProtocol):
             content_type = (event.kwargs or {}).get("content_type")
             frame = {"message": {"messageId": self._frame_id(), "messageType": f"EVENT:{name}",
                                  "requiresResponse": False,
-                                 **rest._legacy_body_fields(content_type, body)}}
+                                 **rest.legacy_body_fields(content_type, body)}}
             self._send_frame(frame)
 
     def _on_invocation(self, invocation: m.Invocation) -> None:
@@ -295,7 +295,7 @@ class LegacyProtocol(WebSocketServerProtocol):
         elif kind == "REST:RESPONSE":
             self._forward_response(message)
         elif kind.startswith("EVENT:"):
-            content_type, body = rest._legacy_body(message)
+            content_type, body = rest.legacy_body(message)
             self._send(m.Publish(self._request(None), ident.prefix + "event." + kind[len("EVENT:"):],
                                  args=[body], kwargs={"content_type": content_type} if content_type else None))
         else:
