@@ -13,6 +13,11 @@ run on the reactor thread.
 Order: commands (publish, subscribe, unsubscribe) are applied in the order
 the reactor gave them, by one task; incoming messages are handed over in the
 order nats-py delivered them (per subscription, the server's order).
+
+Anything else a cluster feature needs of NATS (JetStream key-value, requests)
+goes through :meth:`NatsBridge.run`: a coroutine function started on the loop
+in command order, its result or failure handed back to the reactor as a
+Deferred.
 """
 
 import asyncio
@@ -21,9 +26,14 @@ import threading
 
 import nats
 from nats import errors as nats_errors
+from twisted.internet import defer
 
 # Messages from NATS waiting for the reactor; beyond, new ones are dropped.
 MAX_INBOX = 100_000
+
+
+class NotConnected(Exception):
+    """NATS is not connected now: the operation was not attempted."""
 
 
 class NatsBridge:
@@ -63,6 +73,17 @@ class NatsBridge:
 
     def unsubscribe(self, subject: str) -> None:
         self._push(("unsub", subject))
+
+    def run(self, fn, *args) -> defer.Deferred:
+        """``await fn(nc, js, *args)`` on the loop thread, started after every
+        command pushed before it; fires on the reactor thread with its result,
+        or fails with its exception (:class:`NotConnected` when NATS is not
+        connected).  ``nc`` is the nats-py client, ``js`` its JetStream
+        context.  Runs as a task of its own: a slow one never holds up
+        publications queued after it."""
+        d = defer.Deferred()
+        self._push(("run", fn, args, d))
+        return d
 
     def stop(self, timeout: float = 5.0) -> None:
         self._push(("stop",))
@@ -156,11 +177,25 @@ class NatsBridge:
                     await sub.unsubscribe()
                 except nats_errors.Error:
                     pass  # the connection is going: its subscriptions with it
+        elif kind == "run":
+            _, fn, args, d = command
+            if nc is None or nc.is_closed or not nc.is_connected:
+                self.reactor.callFromThread(d.errback, NotConnected("NATS is not connected"))
+                return
+            asyncio.ensure_future(self._run_one(nc, fn, args, d))
         elif kind == "connected":
             self._nc = command[1]
             for subject in list(self._wanted):
                 await self._subscribe(subject)
             self._state("connected", command[2])
+
+    async def _run_one(self, nc, fn, args, d) -> None:
+        try:
+            result = await fn(nc, nc.jetstream(), *args)
+        except BaseException as e:  # noqa: B902 - handed to the reactor, which decides
+            self.reactor.callFromThread(d.errback, e)
+        else:
+            self.reactor.callFromThread(d.callback, result)
 
     async def _subscribe(self, subject: str) -> None:
         # nats-py runs each subscription's callbacks one after another, so
