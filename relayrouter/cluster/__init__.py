@@ -67,6 +67,10 @@ class Cluster:
         # Liveness: every node announces itself and its session counts on one subject.
         self._heartbeat_subject = subjects.heartbeat_subject(config.subject_prefix)
         self._peers: dict[str, tuple] = {}  # node -> (last heard, {realm: {authrole: sessions}})
+        # f(event, node) on the reactor thread, event "up" (first heartbeat heard)
+        # or "gone" (silent for heartbeat_ttl): what calls, testaments and the
+        # cluster view of other features hang on.
+        self.node_listeners: list = []
         self._realms: list = []
         self._beat = task.LoopingCall(self._heartbeat)
         self._beat.clock = reactor
@@ -125,14 +129,24 @@ class Cluster:
                 del self._peers[node]
                 log.warn("cluster: node {peer} is gone (no heartbeat for {ttl:g} s)", peer=node,
                          ttl=self.config.heartbeat_ttl)
+                self._tell("gone", node)
 
     def _heard(self, data: bytes) -> None:
         version, node, counts = msgpack.unpackb(data, raw=False)[:3]
         if node == self.config.node:
             return
-        if node not in self._peers:
-            log.info("cluster: node {peer} is up", peer=node)
+        new = node not in self._peers
         self._peers[node] = (self.reactor.seconds(), counts)
+        if new:
+            log.info("cluster: node {peer} is up", peer=node)
+            self._tell("up", node)
+
+    def _tell(self, event: str, node: str) -> None:
+        for listener in list(self.node_listeners):
+            try:
+                listener(event, node)
+            except Exception:
+                log.failure("cluster: a listener failed on node {peer} {event}", peer=node, event=event)
 
     def _session_count(self, call, realm) -> int:
         local = meta.session_count(call)  # checks filter_authroles

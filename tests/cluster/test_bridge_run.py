@@ -58,3 +58,28 @@ def test_run_without_a_connection_fails_with_not_connected(tmp_path):
             yield bridge.run(_kv_round_trip, b"v")
     finally:
         bridge.stop()
+
+
+def test_node_listeners_hear_up_once_and_gone_after_the_ttl():
+    import msgpack
+    from relayrouter.cluster import WIRE_VERSION, Cluster
+    from relayrouter.cluster import subjects
+
+    class Router:
+        realms = {}
+
+    clock = task.Clock()
+    config = ClusterConfig(servers=("nats://127.0.0.1:1",), node="me", heartbeat_interval=1.0, heartbeat_ttl=3.0)
+    cluster = Cluster(config, Router(), clock)
+    heard = []
+    cluster.node_listeners.append(lambda event, node: heard.append((event, node)))
+    beat = msgpack.packb([WIRE_VERSION, "other", {}])
+    hb = subjects.heartbeat_subject(config.subject_prefix)
+    cluster._received([(hb, beat)])
+    clock.advance(1)
+    cluster._received([(hb, beat)])
+    assert heard == [("up", "other")]
+    clock.advance(3.5)
+    cluster._heartbeat()
+    assert heard == [("up", "other"), ("gone", "other")]
+    assert cluster.live_nodes() == []
