@@ -15,6 +15,8 @@ the file named by ``--ticket-file`` / ``--jwt-file``.
 
 import os
 
+from twisted.python import usage
+
 
 from .credentials import Credentials, TlsClient, load_cryptosign_key, read_secret_file
 from .errors import ConfigError
@@ -125,6 +127,33 @@ class ConnectorOptions:
         return {name: self[name] for name, source in self.sources.items() if source != "default"}
 
     # ------------------------------------------------------------ building
+
+    def postOptions(self) -> None:
+        """twistd's hook: :meth:`build`, a :class:`ConfigError` becoming the
+        usage error twistd prints (``configuration error: --option (ENV): ...``)."""
+        try:
+            self.build()
+        except ConfigError as e:
+            raise usage.UsageError(f"configuration error: {e}") from None
+
+    def build(self) -> None:
+        """Resolve the options, then a connector's own checks (override, calling resolve first)."""
+        self.resolve()
+
+    def require_above_zero(self, *names: str) -> None:
+        for name in names:
+            if self[name] <= 0:
+                raise ConfigError(f"{self.describe_option(name)}: must be above 0")
+
+    def require_http_url(self, name: str, what: str | None = None) -> None:
+        """Option ``name`` is an http:// or https:// URL; required when ``what`` says what it is for."""
+        value = self[name]
+        if not value:
+            if what is None:
+                return
+            raise ConfigError(f"{self.describe_option(name)}: required ({what})")
+        if not value.startswith(("http://", "https://")):
+            raise ConfigError(f"{self.describe_option(name)}: {value!r} is not an http:// or https:// URL")
 
     def router_settings(self) -> RouterSettings:
         try:

@@ -37,7 +37,7 @@ class Options(ConnectorOptions, usage.Options):
         ["http", None, None, "An HTTP API listener (Twisted endpoint), adding to http.listen of the file."],
     ]
 
-    def postOptions(self) -> None:
+    def build(self) -> None:
         try:
             self.resolve()
             if not self["config"]:
@@ -53,8 +53,8 @@ class Options(ConnectorOptions, usage.Options):
             self.keys = load_keys(self, self.config)
             self.hook_functions = load_hooks(self.config.hooks)
             self.state_dir = open_state_dir(self["state-dir"])
-        except (ConfigError, e2e_keys.KeyFileError) as e:
-            raise usage.UsageError(f"configuration error: {e}") from None
+        except e2e_keys.KeyFileError as e:
+            raise ConfigError(str(e)) from None
 
 
 def load_keys(options, config) -> e2e_keys.FileKeys:

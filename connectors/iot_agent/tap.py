@@ -91,13 +91,7 @@ class Options(ConnectorOptions, usage.Options):
         ["kafka-ws-jwt-exp", None, None, "Let a Kafka-WS connection last until its JWT's exp if later (default false)."],
     ]
 
-    def postOptions(self) -> None:
-        try:
-            self._build()
-        except ConfigError as e:
-            raise usage.UsageError(f"configuration error: {e}") from None
-
-    def _build(self) -> None:
+    def build(self) -> None:
         self.resolve()
         env = os.environ
         if self["realm"] == "realm1" and self.sources.get("realm") == "default":
@@ -105,9 +99,7 @@ class Options(ConnectorOptions, usage.Options):
         if self["sqlite-synchronous"] not in ("full", "normal"):
             raise ConfigError(f"{self.describe_option('sqlite-synchronous')}: full or normal, "
                               f"not {self['sqlite-synchronous']!r}")
-        for name in ("mqtt-workers", "mqtt-receive-maximum", "ticket-lifetime"):
-            if self[name] <= 0:
-                raise ConfigError(f"{self.describe_option(name)}: must be above 0")
+        self.require_above_zero("mqtt-workers", "mqtt-receive-maximum", "ticket-lifetime")
         if self["mqtt-worker-protocol"] not in ("5", "3.1.1"):
             raise ConfigError(f"{self.describe_option('mqtt-worker-protocol')}: 5 or 3.1.1, "
                               f"not {self['mqtt-worker-protocol']!r}")

@@ -55,30 +55,17 @@ class Options(ConnectorOptions, usage.Options):
                                               " beyond, /outbound answers 507 (default 100000)."],
     ]
 
-    def postOptions(self) -> None:
-        try:
-            self._build()
-        except ConfigError as e:
-            raise usage.UsageError(f"configuration error: {e}") from None
-
-    def _build(self) -> None:
+    def build(self) -> None:
         persisted = _remembered_options(self._state_dir())
         self.resolve(persisted)
-        for name in ("max-attempts", "max-inflight", "agent-timeout", "agent-retry-initial", "agent-retry-max",
-                     "max-outbound-bytes", "max-outbound-messages"):
-            if self[name] <= 0:
-                raise ConfigError(f"{self.describe_option(name)}: must be above 0")
+        self.require_above_zero("max-attempts", "max-inflight", "agent-timeout", "agent-retry-initial",
+                                "agent-retry-max", "max-outbound-bytes", "max-outbound-messages")
         if self["max-inflight"] > 1000:
             raise ConfigError(f"{self.describe_option('max-inflight')}: at most 1000 (the router's bound)")
         if self["agent-retry-initial"] > self["agent-retry-max"]:
             raise ConfigError(f"{self.describe_option('agent-retry-initial')}: above --agent-retry-max")
-        if not self["agent-endpoint"]:
-            raise ConfigError(f"{self.describe_option('agent-endpoint')}: required (the agent's inbound URL)")
-        if not self["agent-endpoint"].startswith(("http://", "https://")):
-            raise ConfigError(f"{self.describe_option('agent-endpoint')}: {self['agent-endpoint']!r} is not an"
-                              " http:// or https:// URL")
-        if self["public-url"] and not self["public-url"].startswith(("http://", "https://")):
-            raise ConfigError(f"{self.describe_option('public-url')}: must be an http:// or https:// URL")
+        self.require_http_url("agent-endpoint", "the agent's inbound URL")
+        self.require_http_url("public-url")
         self["config"] = ProxyConfig(
             router=self.router_settings(), agent_endpoint=self["agent-endpoint"], state_dir=self["state-dir"],
             listen=self["listen"], mailbox=self["mailbox"], public_url=self["public-url"],

@@ -31,21 +31,11 @@ class Options(ConnectorOptions, usage.Options):
         ["max-body", None, None, "Largest request or response body carried, in bytes (default 16 MiB)."],
     ]
 
-    def postOptions(self) -> None:
-        try:
-            self.resolve()
-            if not self["local-service"]:
-                raise ConfigError(f"{self.describe_option('local-service')}: required: the URL of the REST "
-                                  "service beside this peer")
-            if not self["local-service"].startswith(("http://", "https://")):
-                raise ConfigError(f"{self.describe_option('local-service')}: {self['local-service']!r} is not "
-                                  "an http:// or https:// URL")
-            for name in ("request-timeout", "max-body"):
-                if self[name] <= 0:
-                    raise ConfigError(f"{self.describe_option(name)}: must be positive")
-            self.settings = self.router_settings()
-        except ConfigError as e:
-            raise usage.UsageError(f"configuration error: {e}") from None
+    def build(self) -> None:
+        self.resolve()
+        self.require_http_url("local-service", "the URL of the REST service beside this peer")
+        self.require_above_zero("request-timeout", "max-body")
+        self.settings = self.router_settings()
 
 
 def makeService(options: Options):
