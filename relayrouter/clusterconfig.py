@@ -18,11 +18,13 @@ from .configcheck import seconds as _seconds, table as _table
 TOP_LEVEL_KEYS = {"cluster"}
 _KEYS = {"nats", "node", "subject_prefix", "user", "password_env", "password_file",
          "token_env", "token_file", "tls", "reconnect_wait", "connect_timeout", "max_pending_bytes",
-         "heartbeat_interval", "heartbeat_ttl"}
+         "heartbeat_interval", "heartbeat_ttl", "loop"}
 _TLS_KEYS = {"ca", "certificate", "key", "hostname"}
 # A NATS subject token we put names into unescaped: no ".", "*", ">" or spaces.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SCHEMES = ("nats://", "tls://")
+# Where nats-py runs: a loop thread of its own, or the asyncio reactor's loop (twistd --reactor=asyncio).
+LOOPS = ("thread", "reactor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,9 @@ class ClusterConfig:
     # heard from for heartbeat_ttl is gone from the cluster view.
     heartbeat_interval: float = 1.0
     heartbeat_ttl: float = 3.0
+    # "thread": nats-py on an asyncio loop of its own thread; "reactor": on the
+    # reactor's own loop, which must then be Twisted's asyncio reactor.
+    loop: str = "thread"
 
     def __repr__(self) -> str:  # never a password or token
         return (f"ClusterConfig(servers={self.servers}, node={self.node!r}, user={self.user!r}, "
@@ -94,8 +99,11 @@ def cluster(data: dict) -> ClusterConfig | None:
     ttl = _seconds(item, "heartbeat_ttl", 3.0, key)
     if ttl < 2 * interval:
         raise ConfigError(f"{key}.heartbeat_ttl: must be at least twice heartbeat_interval ({interval:g} s)")
+    loop = _get(item, "loop", str, "thread", key)
+    if loop not in LOOPS:
+        raise ConfigError(f"{key}.loop: must be \"thread\" or \"reactor\" (with twistd --reactor=asyncio), not {loop!r}")
     return ClusterConfig(
-        heartbeat_interval=interval, heartbeat_ttl=ttl,
+        heartbeat_interval=interval, heartbeat_ttl=ttl, loop=loop,
         servers=tuple(servers), node=node, subject_prefix=prefix, user=user, password=password, token=token,
         tls=_tls(item.get("tls"), f"{key}.tls", servers),
         reconnect_wait=_seconds(item, "reconnect_wait", 1.0, key),

@@ -198,10 +198,11 @@ class RouterService(service.MultiService):
     def _close_stores(self, result):
         """Once the listeners are down, whatever happened: tenants, deny list, durable store."""
         self.tenancy.stop()
-        if self.cluster is not None:
-            self.cluster.stop()
+        closing = self.cluster.stop() if self.cluster is not None else None
         self.security.stop()
         self.durable.stop()
+        if closing is not None:  # NATS on the reactor's loop: closed once the loop has run its part
+            return closing.addBoth(lambda _: result)
         return result
 
     def connections(self) -> list:

@@ -96,3 +96,6 @@ def makeService(options):
     except StoreError as e:
         # The database cannot be opened or upgraded: say so in one line, exit 1.
         raise SystemExit(f"relayrouter: {e}") from None
+    except cfg.ConfigError as e:
+        # What only the running process can check (cluster.loop against the reactor twistd installed).
+        raise SystemExit(f"relayrouter: configuration error: {e}") from None

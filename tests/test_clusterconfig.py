@@ -26,6 +26,7 @@ def test_a_minimal_section():
     c = parse(**BASE)
     assert c.servers == ("nats://127.0.0.1:4222",) and c.node == "n1" and c.subject_prefix == "relayrouter"
     assert c.user is None and c.token is None and c.tls is None
+    assert c.loop == "thread" and parse(**BASE, loop="reactor").loop == "reactor"
 
 
 @pytest.mark.parametrize("cluster, message", [
@@ -46,6 +47,9 @@ def test_a_minimal_section():
     ({**BASE, "token_env": "CLUSTER_TEST_UNSET"}, "cluster.token_env: environment variable CLUSTER_TEST_UNSET"),
     ({**BASE, "tls": {"certificate": "/nonexistent.pem"}}, "cluster.tls.certificate: cannot read"),
     ({**BASE, "tls": {"verify": True}}, "cluster.tls.verify: unknown key"),
+    ({**BASE, "loop": "asyncio"}, 'cluster.loop: must be "thread" or "reactor" (with twistd --reactor=asyncio), '
+                                  "not 'asyncio'"),
+    ({**BASE, "loop": 1}, "cluster.loop: must be"),
 ])
 def test_errors_name_the_key(cluster, message, monkeypatch):
     monkeypatch.setenv("CLUSTER_TEST_PW", "pw")

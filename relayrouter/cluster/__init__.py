@@ -47,6 +47,7 @@ class RemotePublisher:
 
 
 _UNDISCLOSED = RemotePublisher()
+_WHERE = {"thread": "a loop thread", "reactor": "the reactor's asyncio loop"}
 
 
 class Cluster:
@@ -104,10 +105,11 @@ class Cluster:
         self.bridge.start()
         self._beat.start(self.config.heartbeat_interval, now=True)
 
-    def stop(self) -> None:
+    def stop(self):
+        """None, or a Deferred when the NATS connection closes later (cluster.loop = "reactor")."""
         if self._beat.running:
             self._beat.stop()
-        self.bridge.stop()
+        return self.bridge.stop()
 
     # ---------------------------------------------------------- liveness
 
@@ -282,7 +284,8 @@ class Cluster:
         if state in ("connected", "reconnected"):
             self._said_error = False
         if state == "connected":
-            log.info("cluster: node {node} connected to NATS at {url}", node=node, url=text)
+            log.info("cluster: node {node} connected to NATS at {url} (client on {where})", node=node, url=text,
+                     where=_WHERE[self.bridge.loop_mode])
         elif state == "reconnected":
             log.info("cluster: node {node} reconnected to NATS at {url}", node=node, url=text)
         elif state == "disconnected":

@@ -1,14 +1,16 @@
-"""nats-py on an asyncio loop of its own thread, handing work to and from the
-reactor in batches.
+"""nats-py beside the reactor: on an asyncio loop of its own thread (the
+default, ``cluster.loop = "thread"``), or on the reactor's own asyncio loop
+when twistd runs Twisted's asyncio reactor (``cluster.loop = "reactor"``,
+``twistd --reactor=asyncio``).  The API is the same either way.
 
-Why a thread and not Twisted's asyncio reactor: the router runs on whatever
-reactor twistd picked (epoll by default, what bench/ measures), and a
-clustered node must not route its local traffic on a different event loop
-from an unclustered one.  The loop thread costs one ``call_soon_threadsafe``
-per batch of outgoing commands and one ``reactor.callFromThread`` per batch
-of incoming messages (a batch is whatever queued while the other side was
-busy), not one per message; NATS socket reads, parsing and buffering never
-run on the reactor thread.
+Thread: work crosses in batches, one ``call_soon_threadsafe`` per batch of
+outgoing commands and one ``reactor.callFromThread`` per batch of incoming
+messages (a batch is whatever queued while the other side was busy), not
+one per message; NATS socket reads, parsing and buffering never run on the
+reactor thread, and the router keeps twistd's default reactor (epoll), what
+bench/ measures.  Reactor: no thread and no hand-over, every message is
+dispatched as nats-py delivers it, but all the node's local traffic runs on
+the asyncio reactor (README, "Scale-out", has the figures of both).
 
 Order: commands (publish, subscribe, unsubscribe) are applied in the order
 the reactor gave them, by one task; incoming messages are handed over in the
@@ -28,6 +30,8 @@ import nats
 from nats import errors as nats_errors
 from twisted.internet import defer
 
+from ..configcheck import ConfigError
+
 # Messages from NATS waiting for the reactor; beyond, new ones are dropped.
 MAX_INBOX = 100_000
 
@@ -36,10 +40,30 @@ class NotConnected(Exception):
     """NATS is not connected now: the operation was not attempted."""
 
 
+def reactor_loop(reactor) -> asyncio.AbstractEventLoop:
+    """The asyncio loop ``reactor`` runs on; a ConfigError naming
+    ``cluster.loop`` when it is not Twisted's asyncio reactor."""
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    if not isinstance(reactor, AsyncioSelectorReactor):
+        raise ConfigError(
+            f'cluster.loop: "reactor" runs NATS on the reactor\'s asyncio loop, but this process runs '
+            f"{type(reactor).__name__}; start it with twistd --reactor=asyncio, or set cluster.loop = \"thread\"")
+    return reactor._asyncioEventloop
+
+
+def _now(f, *args) -> None:
+    f(*args)
+
+
 class NatsBridge:
     """One NATS connection.  ``on_messages(batch)`` is called on the reactor
     thread with a list of (subscribed subject, data); ``on_state(state, text)``
-    with "connected", "disconnected", "reconnected", "unreachable", "error"."""
+    with "connected", "disconnected", "reconnected", "unreachable", "error".
+
+    ``config.loop`` = "thread" (default): nats-py on a loop thread of its own;
+    "reactor": on the running asyncio reactor's loop (refused with a
+    ConfigError naming the key on any other reactor)."""
 
     def __init__(self, config, reactor, on_messages, on_state) -> None:
         self.config = config
@@ -54,16 +78,29 @@ class NatsBridge:
         self._woken = False
         self._inbox: list = []
         self._inbox_scheduled = False
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="relayrouter-nats", daemon=True)
+        self.loop_mode = getattr(config, "loop", "thread")
+        if self.loop_mode == "reactor":
+            self._loop = reactor_loop(reactor)
+            self._thread = None
+            self._to_reactor = _now  # we are on the reactor's thread already
+            self._push = self._push_here
+            self._deliver = self._deliver_here
+            self._main_task = None
+        else:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._run, name="relayrouter-nats", daemon=True)
         self._nc = None
+        self._closing = False
         self._wanted: dict[str, object] = {}  # subject -> nats Subscription (None until connected)
         self._wake: asyncio.Event | None = None
 
     # ------------------------------------------------------ reactor thread
 
     def start(self) -> None:
-        self._thread.start()
+        if self._thread is None:
+            self._main_task = asyncio.ensure_future(self._main(), loop=self._loop)
+        else:
+            self._thread.start()
 
     def publish(self, subject: str, data: bytes) -> None:
         self._push(("pub", subject, data))
@@ -85,9 +122,24 @@ class NatsBridge:
         self._push(("run", fn, args, d))
         return d
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0) -> defer.Deferred | None:
+        """Closes the connection.  Thread: waits for it (at most ``timeout``),
+        returns None; reactor: returns a Deferred that fires once it is closed."""
+        self._closing = True  # the connection's end is ours: not a lost connection to report
         self._push(("stop",))
-        self._thread.join(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return None
+        if self._main_task is None or self._main_task.done():
+            return defer.succeed(None)
+        return defer.Deferred.fromFuture(asyncio.shield(self._main_task)).addErrback(lambda _: None)
+
+    def _push_here(self, command: tuple) -> None:
+        self._commands.append(command)
+        if not self._woken:
+            self._woken = True
+            if self._wake is not None:  # else _main, when it starts, takes what waits
+                self._wake.set()
 
     def _push(self, command: tuple) -> None:
         with self._lock:
@@ -106,8 +158,11 @@ class NatsBridge:
             self._inbox_scheduled = False
         self.on_messages(batch)
 
+    def _to_reactor(self, f, *args) -> None:
+        self.reactor.callFromThread(f, *args)
+
     def _state(self, state: str, text: str = "") -> None:
-        self.reactor.callFromThread(self._set_state, state, text)
+        self._to_reactor(self._set_state, state, text)
 
     def _set_state(self, state: str, text: str) -> None:
         if state in ("connected", "reconnected"):
@@ -180,7 +235,7 @@ class NatsBridge:
         elif kind == "run":
             _, fn, args, d = command
             if nc is None or nc.is_closed or not nc.is_connected:
-                self.reactor.callFromThread(d.errback, NotConnected("NATS is not connected"))
+                self._to_reactor(d.errback, NotConnected("NATS is not connected"))
                 return
             asyncio.ensure_future(self._run_one(nc, fn, args, d))
         elif kind == "connected":
@@ -193,9 +248,9 @@ class NatsBridge:
         try:
             result = await fn(nc, nc.jetstream(), *args)
         except BaseException as e:  # noqa: B902 - handed to the reactor, which decides
-            self.reactor.callFromThread(d.errback, e)
+            self._to_reactor(d.errback, e)
         else:
-            self.reactor.callFromThread(d.callback, result)
+            self._to_reactor(d.callback, result)
 
     async def _subscribe(self, subject: str) -> None:
         # nats-py runs each subscription's callbacks one after another, so
@@ -217,6 +272,11 @@ class NatsBridge:
                 return
             self._inbox_scheduled = True
         self.reactor.callFromThread(self._drain)
+
+    def _deliver_here(self, subject: str, data: bytes) -> None:
+        # On the reactor's loop: straight to the cluster, no inbox (nats-py's
+        # per-subscription pending limits bound what waits).
+        self.on_messages([(subject, data)])
 
     async def _connect(self) -> None:
         config = self.config
@@ -259,14 +319,16 @@ class NatsBridge:
         self._state("error", _describe(e))
 
     async def _on_disconnected(self) -> None:
-        self._state("disconnected")
+        if not self._closing:
+            self._state("disconnected")
 
     async def _on_reconnected(self) -> None:
         url = self._nc.connected_url if self._nc is not None else None
         self._state("reconnected", url.netloc if url else "")
 
     async def _on_closed(self) -> None:
-        self._state("closed")
+        if not self._closing:
+            self._state("closed")
 
 
 def _tls_context(tls) -> ssl.SSLContext:

@@ -2,7 +2,10 @@
 
 ``NatsServer``: our own ``nats-server -js`` on free loopback ports (client
 and monitoring), stopped by its PID; it keeps its ports across restarts.
-``Node``: ``twistd relayrouter`` with a ``[cluster]`` section naming it.
+``Node``: ``twistd relayrouter`` with a ``[cluster]`` section naming it; with
+``loop="reactor"`` it runs nats-py on the reactor's own loop
+(``cluster.loop = "reactor"`` under ``twistd --reactor=asyncio``).
+``LOOPS``: both, for module fixtures parametrized over them.
 """
 
 import json
@@ -15,6 +18,7 @@ from pathlib import Path
 from ..connectors.processes import Child, RouterProcess, listener
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+LOOPS = ("thread", "reactor")
 
 
 def free_port() -> int:
@@ -54,27 +58,36 @@ class NatsServer(Child):
         return set(connection.get("subscriptions_list") or ()) if connection else set()
 
 
-def node_config(name: str, nats_url: str, realms: str = '[[realms]]\nname = "realm1"\n', extra: str = "") -> str:
+def node_config(name: str, nats_url: str, realms: str = '[[realms]]\nname = "realm1"\n', extra: str = "",
+                loop: str = "thread") -> str:
     return listener() + f"""
 [cluster]
 nats = ["{nats_url}"]
 node = "{name}"
 reconnect_wait = 0.2
+loop = "{loop}"
 """ + extra + "\n" + realms
 
 
 class Node(RouterProcess):
     def __init__(self, tmp_path: Path, name: str, nats_url: str, realms: str | None = None, env=None,
-                 extra: str = "") -> None:
+                 extra: str = "", loop: str = "thread") -> None:
         home = tmp_path / name
         home.mkdir(exist_ok=True)
-        toml = node_config(name, nats_url, extra=extra) if realms is None else node_config(name, nats_url, realms, extra)
+        if realms is None:
+            toml = node_config(name, nats_url, extra=extra, loop=loop)
+        else:
+            toml = node_config(name, nats_url, realms, extra, loop=loop)
         super().__init__(home, toml, env=env)
         self.name = name
+        self.loop = loop
+        if loop == "reactor":
+            self.twistd_options = ["--reactor=asyncio"]
 
     def start(self) -> None:
         super().start()
-        self.wait_output(rf"cluster: node {self.name} connected to NATS")
+        where = "the reactor's asyncio loop" if self.loop == "reactor" else "a loop thread"
+        self.wait_output(rf"cluster: node {self.name} connected to NATS at \S+ \(client on {where}\)")
 
     @property
     def ws_port(self) -> int:

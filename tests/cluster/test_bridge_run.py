@@ -1,4 +1,10 @@
-"""NatsBridge.run: a coroutine on the NATS loop thread, its outcome a Deferred on the reactor."""
+"""NatsBridge.run: a coroutine on the NATS loop (its thread, or the asyncio
+reactor's own loop), its outcome a Deferred on the reactor; cluster.loop
+refused on a reactor that is not asyncio."""
+
+import json
+import subprocess
+import sys
 
 import pytest
 import pytest_twisted
@@ -6,8 +12,10 @@ from twisted.internet import reactor, task
 
 from relayrouter.cluster.bridge import NatsBridge, NotConnected
 from relayrouter.clusterconfig import ClusterConfig
+from relayrouter.configcheck import ConfigError
 
-from .harness import NatsServer
+from ..connectors.processes import ROOT, twistd
+from .harness import LOOPS, NatsServer, Node
 
 
 async def _kv_round_trip(nc, js, value):
@@ -83,3 +91,47 @@ def test_node_listeners_hear_up_once_and_gone_after_the_ttl():
     cluster._heartbeat()
     assert heard == [("up", "other"), ("gone", "other")]
     assert cluster.live_nodes() == []
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_run_on_either_loop_from_a_process_of_its_own(tmp_path, loop):
+    """The same API on a loop thread (default reactor) and on the asyncio
+    reactor's own loop: results, failures, NotConnected, and where fn runs."""
+    nats = NatsServer(tmp_path)
+    nats.start()
+    try:
+        probe = subprocess.run([sys.executable, "-m", "tests.cluster.bridge_probe", loop, nats.url,
+                                "nats://127.0.0.1:1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    finally:
+        nats.stop()
+    lines = [line for line in probe.stdout.splitlines() if line.startswith("{")]
+    assert probe.returncode == 0 and lines, probe.stdout + probe.stderr
+    out = json.loads(lines[-1])
+    assert "error" not in out, out["error"]
+    assert out["connected"] and out["kv"] == [1, "v1"] and out["failure"] == "from the loop"
+    assert out["dead"] == "NotConnected: NATS is not connected"
+    if loop == "reactor":
+        assert out["reactor"] == "AsyncioSelectorReactor"
+        assert out["thread"] == "MainThread" and out["on_reactor_loop"]
+    else:
+        assert out["thread"] == "relayrouter-nats" and not out["on_reactor_loop"]
+
+
+def test_the_reactor_loop_is_refused_on_another_reactor_naming_the_key():
+    config = ClusterConfig(servers=("nats://127.0.0.1:1",), node="t", loop="reactor")
+    with pytest.raises(ConfigError, match=r'cluster.loop: "reactor" runs NATS on the reactor\'s asyncio loop, '
+                                          r"but this process runs \w+Reactor; start it with twistd "
+                                          r"--reactor=asyncio"):
+        NatsBridge(config, reactor, lambda batch: None, lambda state, text: None)
+
+
+def test_a_node_asked_for_the_reactor_loop_on_epoll_stops_with_the_error(tmp_path):
+    nats = NatsServer(tmp_path)  # never started: the node must stop before connecting
+    node = Node(tmp_path, "n", nats.url, loop="reactor")
+    node.twistd_options = []  # twistd's default reactor
+    node.dir.joinpath("router.toml").write_text(node.toml.replace("{port}", "0").replace("{state}", str(node.dir)))
+    run = subprocess.run(twistd("relayrouter", "--config", node.dir / "router.toml"), cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, env=node.env)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert 'relayrouter: configuration error: cluster.loop: "reactor" runs NATS' in run.stderr + run.stdout
+    assert "Traceback" not in run.stderr + run.stdout

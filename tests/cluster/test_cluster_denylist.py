@@ -11,7 +11,7 @@ from twisted.internet import defer
 
 from ..refusals import assert_refused
 from ..support import LeftBeforeJoining, connect_ws, within
-from .harness import NatsServer, Node
+from .harness import LOOPS, NatsServer, Node
 
 ADMIN, DEV = "admin-ticket-0123456789", "dev-ticket-0123456789"
 REALMS = """
@@ -33,15 +33,17 @@ rules = [{ uri = "com.", match = "prefix", allow = ["subscribe", "publish"] }]
 """
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cluster-deny")
+@pytest.fixture(scope="module", params=LOOPS)
+def cluster(tmp_path_factory, request):
+    """Three nodes with nats-py on a loop thread, or on the asyncio reactor's loop."""
+    tmp = tmp_path_factory.mktemp(f"cluster-deny-{request.param}")
     nats = NatsServer(tmp)
     nats.start()
     nodes = {}
     try:
         for name in ("a", "b", "c"):
-            nodes[name] = Node(tmp, name, nats.url, REALMS, env={"ADMIN_TICKET": ADMIN, "DEV_TICKET": DEV})
+            nodes[name] = Node(tmp, name, nats.url, REALMS, env={"ADMIN_TICKET": ADMIN, "DEV_TICKET": DEV},
+                               loop=request.param)
             nodes[name].start()
         yield nats, nodes
     finally:

@@ -7,18 +7,19 @@ from autobahn.wamp.types import PublishOptions, SubscribeOptions
 from twisted.internet import defer, threads
 
 from ..support import connect_raw, connect_ws, eventually, within
-from .harness import NatsServer, Node
+from .harness import LOOPS, NatsServer, Node
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cluster")
+@pytest.fixture(scope="module", params=LOOPS)
+def cluster(tmp_path_factory, request):
+    """Three nodes with nats-py on a loop thread, or on the asyncio reactor's loop."""
+    tmp = tmp_path_factory.mktemp(f"cluster-{request.param}")
     nats = NatsServer(tmp)
     nats.start()
     nodes = {}
     try:
         for name in ("a", "b", "c"):
-            nodes[name] = Node(tmp, name, nats.url)
+            nodes[name] = Node(tmp, name, nats.url, loop=request.param)
             nodes[name].start()
         yield nats, nodes
     finally:

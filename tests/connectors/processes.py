@@ -126,11 +126,12 @@ class RouterProcess(Child):
         self.dir.mkdir(exist_ok=True)
         self.toml = toml
         self.port = 0
+        self.twistd_options: list[str] = []  # before the subcommand, e.g. --reactor=asyncio
 
     def start(self) -> None:
         config = self.dir / "router.toml"
         config.write_text(self.toml.replace("{port}", str(self.port)).replace("{state}", str(self.dir / "state")))
-        self.argv = twistd("relayrouter", "--config", config)
+        self.argv = twistd(*self.twistd_options, "relayrouter", "--config", config)
         super().start()
         STARTED.append(self)
         self.port = int(self.wait_for(WS_LINE).group(1))
