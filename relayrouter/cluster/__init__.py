@@ -27,6 +27,7 @@ from ..core.matching import EXACT, pattern_matches
 from ..core.revocation import DenyListError
 from . import subjects
 from .bridge import NatsBridge
+from .view import ClusterView
 
 log = Logger(namespace="relayrouter.cluster")
 
@@ -73,9 +74,16 @@ class Cluster:
         # cluster view of other features hang on.
         self.node_listeners: list = []
         self._realms: list = []
+        # subject -> f(data) on the reactor, for what a feature subscribed to
+        # with bridge.subscribe and wants to handle itself (not events).
+        self.handlers: dict = {}
+        # f(state, text) on the reactor, as NatsBridge reports ("connected", "reconnected", "disconnected", ...).
+        self.state_listeners: list = []
         self._beat = task.LoopingCall(self._heartbeat)
         self._beat.clock = reactor
         self.bridge.subscribe(self._heartbeat_subject)
+        # Cluster-wide meta API and testaments of dead nodes (cluster/view.py).
+        self.view = ClusterView(self)
 
     @property
     def connected(self) -> bool:
@@ -90,6 +98,7 @@ class Cluster:
         # wamp.session.count answers for the whole cluster (this node's sessions + live nodes' heartbeats).
         realm.procedures.remove(meta.SESSION_COUNT)
         realm.procedures.add(meta.SESSION_COUNT, lambda call, realm=realm: self._session_count(call, realm))
+        self.view.attach(realm)
         for subscription in list(broker.subscriptions_by_id.values()):
             if subscription.filter is None:
                 self.interest_added(broker, subscription)
@@ -104,11 +113,13 @@ class Cluster:
     def start(self) -> None:
         self.bridge.start()
         self._beat.start(self.config.heartbeat_interval, now=True)
+        self.view.start()
 
     def stop(self):
         """None, or a Deferred when the NATS connection closes later (cluster.loop = "reactor")."""
         if self._beat.running:
             self._beat.stop()
+        self.view.stop()
         return self.bridge.stop()
 
     # ---------------------------------------------------------- liveness
@@ -253,8 +264,15 @@ class Cluster:
                     log.failure("cluster: cannot apply a deny-list change from NATS")
                 continue
             entry = self._interest.get(subject)
-            if entry is None:  # arrived after the last local subscriber left
-                self.counters["events_unmatched"] += 1
+            if entry is None:
+                handler = self.handlers.get(subject)
+                if handler is None:  # an event that arrived after the last local subscriber left
+                    self.counters["events_unmatched"] += 1
+                    continue
+                try:
+                    handler(data)
+                except Exception:
+                    log.failure("cluster: cannot handle a message on NATS subject {subject}", subject=subject)
                 continue
             try:
                 self._dispatch(entry, data)
@@ -280,6 +298,14 @@ class Cluster:
         broker.dispatch_remote(Publication(msg, source, publisher is not None, ppt), publication_id, matches)
 
     def _state(self, state: str, text: str) -> None:
+        self._log_state(state, text)
+        for listener in list(self.state_listeners):
+            try:
+                listener(state, text)
+            except Exception:
+                log.failure("cluster: a listener failed on NATS state {state}", state=state)
+
+    def _log_state(self, state: str, text: str) -> None:
         node = self.config.node
         if state in ("connected", "reconnected"):
             self._said_error = False

@@ -87,3 +87,18 @@ def heartbeat_subject(prefix: str) -> str:
 
 def deny_subject(prefix: str) -> str:
     return f"{prefix}.{DENY}"
+
+
+def meta_subject(prefix: str) -> str:
+    """Where every node answers questions about its sessions and subscriptions (cluster/view.py)."""
+    return f"{prefix}.meta"
+
+
+def node_subject(prefix: str, node: str) -> str:
+    """Where one node alone answers (node names are subject tokens, see clusterconfig)."""
+    return f"{prefix}.node.{node}"
+
+
+def bucket_name(prefix: str, what: str) -> str:
+    """A JetStream KV bucket of the cluster: ``<prefix with . -> _>_<what>``."""
+    return prefix.replace(".", "_") + "_" + what

@@ -74,6 +74,10 @@ class Broker:
         # is configured: told of each publication routed here and of each
         # topic pattern that gains its first or loses its last subscription.
         self.cluster = None
+        # f(topic, match, filter key or None) -> subscription ID, set by the
+        # cluster so that one topic pattern has one ID on every node; None:
+        # sequential IDs of this node's own.
+        self.ids_by_name = None
         self._ids = SequentialIds()
 
     # ------------------------------------------------------------ subscribing
@@ -117,19 +121,28 @@ class Broker:
     def _create(self, topic: str, match: str, base: Subscription | None,
                 content_filter: ContentFilter | None) -> Subscription:
         if base is None:
-            base = Subscription(self._ids.next(), topic, match, self.realm.now())
+            base = Subscription(self._new_id(topic, match, None), topic, match, self.realm.now())
             self.subscriptions.add(topic, match, base)
             self.subscriptions_by_id[base.id] = base
             if self.cluster is not None:
                 self.cluster.interest_added(self, base)
         if content_filter is None:
             return base
-        variant = Subscription(self._ids.next(), topic, match, self.realm.now(), content_filter)
+        variant = Subscription(self._new_id(topic, match, content_filter.key), topic, match, self.realm.now(),
+                               content_filter)
         if base.variants is None:
             base.variants = {}
         base.variants[content_filter.key] = variant
         self.subscriptions_by_id[variant.id] = variant
         return variant
+
+    def _new_id(self, topic: str, match: str, filter_key) -> int:
+        if self.ids_by_name is None:
+            return self._ids.next()
+        sub_id = self.ids_by_name(topic, match, filter_key)
+        while sub_id in self.subscriptions_by_id:  # two names, one hash: this one differs from the other nodes'
+            sub_id = global_id()
+        return sub_id
 
     def unsubscribe(self, session, msg: m.Unsubscribe) -> None:
         subscription = self.subscriptions_by_id.get(msg.subscription)

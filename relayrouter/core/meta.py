@@ -72,7 +72,7 @@ def registration_details(registration) -> dict:
             "uri": registration.uri, "match": registration.match, "invoke": registration.invoke}
 
 
-def _arg(args: list, index: int, kind, name: str, optional: bool = False):
+def arg(args: list, index: int, kind, name: str, optional: bool = False):
     if len(args) <= index or (optional and args[index] is None):
         if optional:
             return None
@@ -92,14 +92,14 @@ def _kwarg(kwargs: dict, name: str, kind, default):
     return value
 
 
-def _match_option(options) -> str:
+def match_option(options) -> str:
     match = (options or {}).get("match") or EXACT
     if match not in MATCH_POLICIES:
         raise ProcedureError(errors.INVALID_ARGUMENT, f"unknown match policy '{match}'")
     return match
 
 
-def _by_policy(entries) -> dict:
+def by_policy(entries) -> dict:
     lists = {policy: [] for policy in MATCH_POLICIES}
     for entry in entries:
         lists[entry.match].append(entry.id)
@@ -114,19 +114,29 @@ class MetaApi:
 
     def __init__(self, realm) -> None:
         self.realm = realm
+        # The cluster view (relayrouter/cluster/view.py) when [cluster] is
+        # configured: told when a leaving session's testaments were published
+        # here, so that no other node publishes them again.
+        self.cluster = None
         for uri, handler in PROCEDURES.items():
             realm.procedures.add(uri, handler)
 
     def publish_testaments(self, session) -> None:
         testaments, session.testaments = session.testaments, {}
-        broker = self.realm.broker
-        for scope in SCOPES:  # "MUST send detached-scope Testaments before destroyed-scope"
-            for publish in testaments.get(scope, ()):
-                broker.publish_for(session, publish)
+        publish_testaments(self.realm.broker, session, testaments)
+        if self.cluster is not None:
+            self.cluster.testaments_published(self.realm, session)
+
+
+def publish_testaments(broker, session, testaments: dict) -> None:
+    """``testaments`` (scope -> [Publish]) on behalf of ``session``, which is gone."""
+    for scope in SCOPES:  # "MUST send detached-scope Testaments before destroyed-scope"
+        for publish in testaments.get(scope, ()):
+            broker.publish_for(session, publish)
 
 
 def _session(call) -> object:
-    session_id = _arg(call.args, 0, int, "session")
+    session_id = arg(call.args, 0, int, "session")
     session = call.realm.sessions.get(session_id)
     if session is None:
         raise ProcedureError(errors.NO_SUCH_SESSION, f"no session {session_id} in realm '{call.realm.name}'")
@@ -134,7 +144,7 @@ def _session(call) -> object:
 
 
 def _sessions_with_roles(call) -> list:
-    roles = _arg(call.args, 0, list, "filter_authroles", optional=True)
+    roles = arg(call.args, 0, list, "filter_authroles", optional=True)
     sessions = call.realm.sessions.values()
     if roles is None:
         return list(sessions)
@@ -153,7 +163,7 @@ def session_get(call):
     return session_details(_session(call))
 
 
-def _close_reason(kwargs) -> tuple[str, str | None]:
+def close_reason(kwargs) -> tuple[str, str | None]:
     # "if not provided the reason defaults to wamp.close.normal"
     reason = _kwarg(kwargs, "reason", str, errors.CLOSE_NORMAL)
     if not reason or uri_problem(reason) is not None:
@@ -162,7 +172,7 @@ def _close_reason(kwargs) -> tuple[str, str | None]:
 
 
 def _kill(sessions, kwargs) -> int:
-    reason, text = _close_reason(kwargs)
+    reason, text = close_reason(kwargs)
     for session in sessions:
         session.goodbye(reason, text)
     return len(sessions)
@@ -178,22 +188,22 @@ def session_kill(call):
 
 
 def session_kill_by_authid(call):
-    authid = _arg(call.args, 0, str, "authid")
+    authid = arg(call.args, 0, str, "authid")
     targets = [s for s in call.realm.sessions.values() if s.authid == authid and s is not call.session]
     return _kill(targets, call.kwargs)
 
 
 def session_kill_by_authrole(call):
-    authrole = _arg(call.args, 0, str, "authrole")
+    authrole = arg(call.args, 0, str, "authrole")
     targets = [s for s in call.realm.sessions.values() if s.authrole == authrole and s is not call.session]
     return _kill(targets, call.kwargs)
 
 
 def add_testament(call):
     args, kwargs, caller = call.args, call.kwargs, call.session
-    topic = _arg(args, 0, str, "topic")
-    event_args = _arg(args, 1, list, "args", optional=True)
-    event_kwargs = _arg(args, 2, dict, "kwargs", optional=True)
+    topic = arg(args, 0, str, "topic")
+    event_args = arg(args, 1, list, "args", optional=True)
+    event_kwargs = arg(args, 2, dict, "kwargs", optional=True)
     options = dict(_kwarg(kwargs, "publish_options", dict, {}))
     scope = _scope(kwargs)
     options.pop("acknowledge", None)  # "The Router MAY ignore publish options that do not make sense"
@@ -228,7 +238,7 @@ def _scope(kwargs) -> str:
 
 
 def _subscription(call):
-    subscription_id = _arg(call.args, 0, int, "subscription")
+    subscription_id = arg(call.args, 0, int, "subscription")
     subscription = call.realm.broker.subscriptions_by_id.get(subscription_id)
     if subscription is None:
         raise ProcedureError(errors.NO_SUCH_SUBSCRIPTION, f"no subscription {subscription_id}")
@@ -236,19 +246,19 @@ def _subscription(call):
 
 
 def subscription_list(call):
-    return _by_policy(call.realm.broker.subscriptions_by_id.values())
+    return by_policy(call.realm.broker.subscriptions_by_id.values())
 
 
 def subscription_lookup(call):
-    topic = _arg(call.args, 0, str, "topic")
-    options = _arg(call.args, 1, dict, "options", optional=True)
-    subscription = call.realm.broker.subscriptions.get(topic, _match_option(options))
+    topic = arg(call.args, 0, str, "topic")
+    options = arg(call.args, 1, dict, "options", optional=True)
+    subscription = call.realm.broker.subscriptions.get(topic, match_option(options))
     # RESULT.Arguments|list == [subscription|id] or [null]: answered explicitly, None included.
     return call.result(subscription.id if subscription is not None else None)
 
 
 def subscription_match(call):
-    matches = call.realm.broker.subscriptions.match(_arg(call.args, 0, str, "topic"))
+    matches = call.realm.broker.subscriptions.match(arg(call.args, 0, str, "topic"))
     return call.result([s.id for s in matches] if matches else None)
 
 
@@ -265,7 +275,7 @@ def subscription_count_subscribers(call):
 
 
 def _registration(call):
-    registration_id = _arg(call.args, 0, int, "registration")
+    registration_id = arg(call.args, 0, int, "registration")
     registration = call.realm.dealer.registrations_by_id.get(registration_id)
     if registration is None:
         raise ProcedureError(errors.NO_SUCH_REGISTRATION, f"no registration {registration_id}")
@@ -273,18 +283,18 @@ def _registration(call):
 
 
 def registration_list(call):
-    return _by_policy(call.realm.dealer.registrations_by_id.values())
+    return by_policy(call.realm.dealer.registrations_by_id.values())
 
 
 def registration_lookup(call):
-    procedure = _arg(call.args, 0, str, "procedure")
-    options = _arg(call.args, 1, dict, "options", optional=True)
-    registration = call.realm.dealer.registrations.get(procedure, _match_option(options))
+    procedure = arg(call.args, 0, str, "procedure")
+    options = arg(call.args, 1, dict, "options", optional=True)
+    registration = call.realm.dealer.registrations.get(procedure, match_option(options))
     return call.result(registration.id if registration is not None else None)
 
 
 def registration_match(call):
-    registration = call.realm.dealer.registrations.best(_arg(call.args, 0, str, "procedure"))
+    registration = call.realm.dealer.registrations.best(arg(call.args, 0, str, "procedure"))
     return call.result(registration.id if registration is not None else None)
 
 

@@ -1,0 +1,636 @@
+"""The cluster view: the meta API answered for every node, and testaments
+that outlive the node their session was on.
+
+Theory of operation
+-------------------
+*Meta API.*  Each node knows only its own sessions and subscriptions, and
+answers questions about them on ``<prefix>.meta`` (every node) and
+``<prefix>.node.<name>`` (that node alone).  A meta procedure called on one
+node answers from its own state when that is enough (``wamp.session.get`` of
+a local session, ``wamp.subscription.lookup`` of a local subscription) and
+otherwise asks the others: one request on NATS, answers gathered until every
+node heard within the heartbeat TTL has answered or ``heartbeat_ttl / 2`` has
+passed, then merged with the local answer.  A dead node answers nothing, so
+its sessions and subscriptions are gone from the answers at once (at worst a
+question waits the deadline while it is still listed as live).  We chose
+asking over a directory in JetStream KV: answers are the nodes' own state at
+the time, with no copy to keep right after crashes and partitions, nothing
+is written per SUBSCRIBE or join, and the cost (one round trip) is paid only
+by meta calls, which are rare.
+
+*Subscription IDs* are the same on every node for the same topic, match
+policy and filter: a hash of them into [1, 2^53] (``broker.ids_by_name``), so
+a lookup on one node gives the ID another node's subscribers hold, and
+``list_subscribers`` of that ID answers for all.  On a (rare) hash collision
+within one node, the second subscription gets a random ID of its own.
+
+*Testaments.*  A session's testaments are written to the JetStream KV bucket
+``<prefix>_testaments`` under ``<node>.<session ID>`` whenever they change
+(``add_testament``/``flush_testaments`` answer once the write is
+acknowledged), and deleted after its own node published them when it left.
+When a node is declared gone, each survivor that has been connected to NATS
+for a whole TTL pings it (``<prefix>.node.<name>``); if nothing answers it
+claims the dead node's entries one by one with a compare-and-set update
+(``claim`` = the survivor), so exactly one survivor gets each; it publishes
+them through its broker (reaching every node's subscribers as any
+publication does) and deletes the entry.  Entries a dead claimer held are
+claimed again when it is declared gone.  A node starting with the name of an
+earlier process (another *incarnation*) claims that process's entries itself.
+A node that comes back after a survivor published its testaments (a
+partition longer than the TTL) finds the entry deleted and drops its own
+copy, so they are published once.
+
+While NATS is away a node keeps its testaments and answers ``add_testament``
+at once; it writes them when NATS is back.  Without JetStream on the NATS
+server testaments are published by their own node only (logged once).
+
+Wire formats (msgpack):
+
+- question: ``[1, asking node, reply subject, realm, op, args]``;
+- answer: ``[1, answering node, result]`` (nil for an unknown realm);
+- testament entry: ``[1, realm, session_id, [node, incarnation], claim,
+  {scope: [PUBLISH as a WAMP message list]}, authid, authrole]`` with
+  ``claim`` nil or ``[node, incarnation]`` of the survivor publishing it.
+"""
+
+import asyncio
+import hashlib
+
+import msgpack
+from autobahn.wamp import message as m
+from nats.js import errors as js_errors
+from twisted.internet import task
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ..core import errors, meta
+from ..core.ids import MAX_ID, global_id
+from ..core.matching import EXACT, MATCH_POLICIES, pattern_matches
+from ..core.procedures import PENDING, ProcedureError
+from . import subjects
+
+log = Logger(namespace="relayrouter.cluster")
+
+WIRE_VERSION = 1
+PURGE_EVERY = 600.0  # seconds between purges of old delete markers in the testament bucket
+
+
+def subscription_id(realm: str, topic: str, match: str, filter_key) -> int:
+    """The ID every node gives a subscription: a hash of realm, topic, match and filter."""
+    name = "\0".join((realm, match, topic, repr(filter_key))).encode("utf8")
+    return int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(), "big") % MAX_ID + 1
+
+
+class _Stored:
+    """One local session's testaments as written to KV."""
+
+    __slots__ = ("realm", "session", "in_kv", "writing", "dirty", "waiting")
+
+    def __init__(self, realm, session) -> None:
+        self.realm = realm
+        self.session = session
+        self.in_kv = False  # the last write that succeeded put them there
+        self.writing = False
+        self.dirty = False  # changed since the last write started
+        self.waiting: list = []  # add/flush calls answered when the next write is done
+
+
+class ClusterView:
+    def __init__(self, cluster) -> None:
+        self.cluster = cluster
+        self.bridge = cluster.bridge
+        self.reactor = cluster.reactor
+        config = self.config = cluster.config
+        self.node = config.node
+        self.incarnation = global_id()  # this process, among those that ran with this node name
+        self.deadline = config.heartbeat_ttl / 2
+        self.counters = cluster.counters  # testaments_published_for_others, meta_questions, meta_answers
+        self._realms: dict = {}
+        self._meta_subject = subjects.meta_subject(config.subject_prefix)
+        self._node_subject = subjects.node_subject(config.subject_prefix, config.node)
+        self._bucket = subjects.bucket_name(config.subject_prefix, "testaments")
+        self._stored: dict[str, _Stored] = {}  # KV key -> a local session's testaments
+        self._kv_ready = False  # the bucket is there and NATS connected
+        self._said_no_kv = False
+        self._connected_since = None
+        self._suspects: set = set()  # nodes declared gone whose testaments are not handled yet
+        self._loop_kv: dict = {}  # bucket -> nats KeyValue, touched on the NATS loop thread only
+        for subject in (self._meta_subject, self._node_subject):
+            cluster.handlers[subject] = self._asked
+            self.bridge.subscribe(subject)
+        cluster.node_listeners.append(self._node_event)
+        cluster.state_listeners.append(self._nats_state)
+        self._watch = task.LoopingCall(self._check_suspects)
+        self._watch.clock = self.reactor
+        self._purge = task.LoopingCall(self._purge_markers)
+        self._purge.clock = self.reactor
+
+    def attach(self, realm) -> None:
+        self._realms[realm.name] = realm
+        realm.broker.ids_by_name = lambda topic, match, key, name=realm.name: subscription_id(name, topic, match, key)
+        realm.meta.cluster = self
+        for uri, method in _PROCEDURES.items():
+            realm.procedures.remove(uri)
+            realm.procedures.add(uri, getattr(self, method))
+
+    def start(self) -> None:
+        self._watch.start(self.config.heartbeat_interval, now=False)
+        self._purge.start(PURGE_EVERY, now=False)
+
+    def stop(self) -> None:
+        for loop in (self._watch, self._purge):
+            if loop.running:
+                loop.stop()
+
+    # ------------------------------------------------------ asking the others
+
+    def _ask(self, call, op: str, args: list, merge):
+        """Ask every live node ``op``; ``merge(answers)`` ({node: result}) answers ``call``."""
+        expected = set(self.cluster.live_nodes())
+        if not expected or not self.bridge.connected:
+            return merge({})
+        self.counters["meta_questions"] += 1
+        d = self.bridge.run(_gather, self._meta_subject, [self.node, call.realm.name, op, args],
+                            expected, self.deadline)
+        d.addCallbacks(self._answer, self._unanswered, callbackArgs=(call, merge),
+                       errbackArgs=(call, merge))
+        return PENDING
+
+    def _unanswered(self, failure: Failure, call, merge) -> None:
+        log.info("cluster: a meta question to the other nodes failed ({error}); answering for this node",
+                 error=failure.getErrorMessage())
+        self._answer({}, call, merge)
+
+    def _answer(self, answers: dict, call, merge) -> None:
+        try:
+            value = merge(answers)
+        except ProcedureError as e:
+            call.error(e.uri, e.message, *e.error_args, **e.error_kwargs)
+            return
+        except Exception as e:
+            call.session.router.on_internal_error(call.session, e)
+            call.error(errors.INTERNAL_ERROR, f"the router failed to answer '{call.procedure}'; see its log")
+            return
+        if call.done:
+            return
+        if value is None:
+            call.result()
+        else:
+            call.result(value)
+
+    def _asked(self, data: bytes) -> None:
+        version, asker, reply, realm_name, op, args = msgpack.unpackb(data, raw=False)[:6]
+        realm = self._realms.get(realm_name)
+        fn = _ANSWERS.get(op)
+        result = None
+        if fn is not None and (realm is not None or op == "ping"):
+            result = fn(self, realm, *args)
+        self.counters["meta_answers"] += 1
+        self.bridge.publish(reply, msgpack.packb([WIRE_VERSION, self.node, result], use_bin_type=True))
+
+    # ------------------------------------------- what this node answers others
+
+    def _answer_ping(self, realm) -> int:
+        return self.incarnation
+
+    def _answer_sessions(self, realm, roles) -> list:
+        return [s.session_id for s in realm.sessions.values() if roles is None or s.authrole in roles]
+
+    def _answer_session(self, realm, session_id):
+        session = realm.sessions.get(session_id)
+        return meta.session_details(session) if session is not None else None
+
+    def _answer_kill(self, realm, session_id, reason, text) -> int:
+        session = realm.sessions.get(session_id)
+        if session is None:
+            return 0
+        session.goodbye(reason, text)
+        return 1
+
+    def _answer_kill_by(self, realm, attribute, value, reason, text) -> int:
+        targets = [s for s in realm.sessions.values() if getattr(s, attribute) == value]
+        for session in targets:
+            session.goodbye(reason, text)
+        return len(targets)
+
+    def _answer_sub_list(self, realm) -> list:
+        return [[s.id, s.match] for s in realm.broker.subscriptions_by_id.values()]
+
+    def _answer_sub_lookup(self, realm, topic, match):
+        subscription = realm.broker.subscriptions.get(topic, match)
+        return subscription.id if subscription is not None else None
+
+    def _answer_sub_match(self, realm, topic) -> list:
+        return [s.id for s in realm.broker.subscriptions.match(topic)]
+
+    def _answer_sub_get(self, realm, subscription_id):
+        subscription = realm.broker.subscriptions_by_id.get(subscription_id)
+        return meta.subscription_details(subscription) if subscription is not None else None
+
+    def _answer_subscribers(self, realm, subscription_id):
+        subscription = realm.broker.subscriptions_by_id.get(subscription_id)
+        return [s.session_id for s in subscription.subscribers] if subscription is not None else None
+
+    # ------------------------------------------------------ meta procedures
+
+    def session_list(self, call):
+        roles = meta.arg(call.args, 0, list, "filter_authroles", optional=True)
+        local = meta.session_list(call)
+        return self._ask(call, "sessions", [roles], lambda answers: local + _joined(answers.values()))
+
+    def session_get(self, call):
+        session_id = meta.arg(call.args, 0, int, "session")
+        if session_id in call.realm.sessions:
+            return meta.session_get(call)
+
+        def merge(answers):
+            for details in answers.values():
+                if details is not None:
+                    return details
+            raise ProcedureError(errors.NO_SUCH_SESSION, f"no session {session_id} in realm '{call.realm.name}'"
+                                 " on any node")
+        return self._ask(call, "session", [session_id], merge)
+
+    def session_kill(self, call):
+        session_id = meta.arg(call.args, 0, int, "session")
+        if session_id in call.realm.sessions:
+            return meta.session_kill(call)
+        reason, text = meta.close_reason(call.kwargs)
+
+        def merge(answers):
+            if not any(answers.values()):
+                raise ProcedureError(errors.NO_SUCH_SESSION,
+                                     f"no session {session_id} in realm '{call.realm.name}' on any node")
+            return None
+        return self._ask(call, "kill", [session_id, reason, text], merge)
+
+    def session_kill_by_authid(self, call):
+        return self._kill_by(call, "authid", meta.session_kill_by_authid)
+
+    def session_kill_by_authrole(self, call):
+        return self._kill_by(call, "authrole", meta.session_kill_by_authrole)
+
+    def _kill_by(self, call, attribute: str, local_kill):
+        value = meta.arg(call.args, 0, str, attribute)
+        reason, text = meta.close_reason(call.kwargs)
+        here = local_kill(call)
+        return self._ask(call, "kill_by", [attribute, value, reason, text],
+                         lambda answers: here + sum(n or 0 for n in answers.values()))
+
+    def subscription_list(self, call):
+        lists = meta.subscription_list(call)
+
+        def merge(answers):
+            seen = {sub_id for ids in lists.values() for sub_id in ids}
+            for pairs in answers.values():
+                for sub_id, match in pairs or ():
+                    if match in lists and sub_id not in seen:
+                        seen.add(sub_id)
+                        lists[match].append(sub_id)
+            return lists
+        return self._ask(call, "sub_list", [], merge)
+
+    def subscription_lookup(self, call):
+        topic = meta.arg(call.args, 0, str, "topic")
+        options = meta.arg(call.args, 1, dict, "options", optional=True)
+        match = meta.match_option(options)
+        local = call.realm.broker.subscriptions.get(topic, match)
+        if local is not None:
+            return call.result(local.id)
+
+        def merge(answers):
+            found = [sub_id for sub_id in answers.values() if sub_id is not None]
+            # RESULT.Arguments|list == [subscription|id] or [null]
+            return call.result(found[0] if found else None)
+        return self._ask(call, "sub_lookup", [topic, match], merge)
+
+    def subscription_match(self, call):
+        topic = meta.arg(call.args, 0, str, "topic")
+        local = [s.id for s in call.realm.broker.subscriptions.match(topic)]
+
+        def merge(answers):
+            ids = _union(local, answers.values())
+            return call.result(ids or None)
+        return self._ask(call, "sub_match", [topic], merge)
+
+    def subscription_get(self, call):
+        subscription_id = meta.arg(call.args, 0, int, "subscription")
+        if subscription_id in call.realm.broker.subscriptions_by_id:
+            return meta.subscription_get(call)
+
+        def merge(answers):
+            found = [details for details in answers.values() if details is not None]
+            if not found:
+                raise ProcedureError(errors.NO_SUCH_SUBSCRIPTION, f"no subscription {subscription_id} on any node")
+            return min(found, key=lambda details: details["created"])  # the first node's
+        return self._ask(call, "sub_get", [subscription_id], merge)
+
+    def subscription_list_subscribers(self, call):
+        return self._subscribers(call, lambda ids: ids)
+
+    def subscription_count_subscribers(self, call):
+        return self._subscribers(call, len)
+
+    def _subscribers(self, call, shape):
+        subscription_id = meta.arg(call.args, 0, int, "subscription")
+        subscription = call.realm.broker.subscriptions_by_id.get(subscription_id)
+        local = [s.session_id for s in subscription.subscribers] if subscription is not None else None
+
+        def merge(answers):
+            if local is None and all(ids is None for ids in answers.values()):
+                raise ProcedureError(errors.NO_SUCH_SUBSCRIPTION, f"no subscription {subscription_id} on any node")
+            return shape(_union(local or [], answers.values()))
+        return self._ask(call, "subscribers", [subscription_id], merge)
+
+    # --------------------------------------------------- testaments: storing
+
+    def add_testament(self, call):
+        meta.add_testament(call)  # checks and keeps it on the session, or raises
+        return self._changed(call.realm, call.session, call)
+
+    def flush_testaments(self, call):
+        meta.flush_testaments(call)
+        return self._changed(call.realm, call.session, call)
+
+    def testaments_published(self, realm, session) -> None:
+        """The core published a leaving session's testaments here: nobody else must."""
+        self._changed(realm, session)
+
+    def _key(self, session) -> str:
+        return f"{self.node}.{session.session_id}"
+
+    def _changed(self, realm, session, call=None):
+        key = self._key(session)
+        stored = self._stored.get(key)
+        if stored is None:
+            if not session.testaments:
+                return None  # nothing was stored, nothing to store
+            stored = self._stored[key] = _Stored(realm, session)
+        stored.dirty = True
+        if not self._kv_ready:
+            return None  # kept here; written when NATS (and its JetStream) is back
+        if call is not None:
+            stored.waiting.append(call)
+        self._write(key, stored)
+        return PENDING if call is not None else None
+
+    def _write(self, key: str, stored: _Stored) -> None:
+        if stored.writing or not stored.dirty:
+            return
+        stored.dirty = False
+        calls, stored.waiting = stored.waiting, []
+        testaments = stored.session.testaments
+        if not testaments and not stored.in_kv:
+            self._stored.pop(key, None)
+            _answer_all(calls)
+            return
+        stored.writing = True
+        value = self._entry(stored) if testaments else None
+        d = self.bridge.run(self._kv_write, key, value)
+        d.addBoth(self._written, key, stored, calls, value is not None)
+
+    def _entry(self, stored: _Stored) -> bytes:
+        session = stored.session
+        testaments = {scope: [publish.marshal() for publish in publishes]
+                      for scope, publishes in session.testaments.items() if publishes}
+        return msgpack.packb([WIRE_VERSION, stored.realm.name, session.session_id, [self.node, self.incarnation],
+                              None, testaments, session.authid, session.authrole], use_bin_type=True)
+
+    def _written(self, outcome, key: str, stored: _Stored, calls: list, present: bool) -> None:
+        stored.writing = False
+        if isinstance(outcome, Failure):
+            stored.dirty = True  # written again when NATS is back
+            self._no_kv(outcome)
+        else:
+            stored.in_kv = present
+        _answer_all(calls)  # kept on this node in any case
+        if isinstance(outcome, Failure):
+            return
+        if stored.dirty and self._kv_ready:
+            self._write(key, stored)
+        elif not stored.dirty and not present and self._stored.get(key) is stored:
+            del self._stored[key]
+
+    def _no_kv(self, failure: Failure) -> None:
+        self._kv_ready = False
+        if not self._said_no_kv:
+            self._said_no_kv = True
+            log.warn("cluster: testaments cannot be kept in NATS JetStream ({error}); until they can, this "
+                     "node's testaments are lost if it dies (said once)", error=failure.getErrorMessage())
+
+    async def _kv(self, js, bucket: str):
+        kv = self._loop_kv.get(bucket)
+        if kv is None:
+            kv = self._loop_kv[bucket] = await js.key_value(bucket)
+        return kv
+
+    async def _kv_write(self, nc, js, key: str, value: bytes | None) -> None:
+        kv = await self._kv(js, self._bucket)
+        if value is None:
+            await kv.delete(key)
+        else:
+            await kv.put(key, value)
+
+    # -------------------------------------------- testaments: NATS comes back
+
+    def _nats_state(self, state: str, text: str) -> None:
+        if state in ("connected", "reconnected"):
+            self._connected_since = self.reactor.seconds()
+            d = self.bridge.run(self._prepare, [k for k, s in self._stored.items() if s.in_kv])
+            d.addCallbacks(self._prepared, self._no_kv)
+        elif state in ("disconnected", "unreachable", "closed"):
+            self._connected_since = None
+            self._kv_ready = False
+
+    async def _prepare(self, nc, js, stored_keys: list) -> set:
+        """Make the bucket (idempotent) and say which of ``stored_keys`` someone else deleted."""
+        try:
+            kv = await js.key_value(self._bucket)
+        except js_errors.BucketNotFoundError:
+            kv = await js.create_key_value(bucket=self._bucket, history=1,
+                                           description="relayrouter: testaments of live sessions")
+        self._loop_kv[self._bucket] = kv
+        taken = set()
+        for key in stored_keys:
+            try:
+                await kv.get(key)
+            except js_errors.KeyNotFoundError as e:
+                if e.op is not None:  # a delete marker: a survivor published them
+                    taken.add(key)
+        return taken
+
+    def _prepared(self, taken: set) -> None:
+        self._kv_ready = self.bridge.connected
+        if self._said_no_kv:
+            self._said_no_kv = False
+            log.info("cluster: testaments are kept in NATS JetStream again")
+        for key, stored in list(self._stored.items()):
+            if key in taken:
+                log.warn("cluster: another node published the testaments of session {session} while this node "
+                         "was cut off from NATS; they will not be published again", session=stored.session.session_id)
+                stored.session.testaments = {}
+                stored.in_kv = False
+            stored.dirty = True
+            self._write(key, stored)
+        self._claim_from(self.node, self.incarnation)  # an earlier process with this node name
+
+    # ------------------------------------------- testaments: a node is gone
+
+    def _node_event(self, event: str, node: str) -> None:
+        if event == "gone":
+            self._suspects.add(node)
+            self._check_suspects()
+        elif event == "up":
+            self._suspects.discard(node)
+
+    def _check_suspects(self) -> None:
+        # Only a node that has heard the whole cluster for a TTL may judge it:
+        # one cut off from NATS finds every other node silent.
+        since = self._connected_since
+        if not self._suspects or not self._kv_ready or since is None:
+            return
+        if self.reactor.seconds() - since < self.config.heartbeat_ttl:
+            return
+        live = set(self.cluster.live_nodes())
+        for node in sorted(self._suspects):
+            self._suspects.discard(node)
+            if node not in live:
+                d = self.bridge.run(_gather, subjects.node_subject(self.config.subject_prefix, node),
+                                    [self.node, None, "ping", []], {node}, self.deadline)
+                d.addCallbacks(self._pinged, self._no_kv, callbackArgs=(node,))
+
+    def _pinged(self, answers: dict, node: str) -> None:
+        self._claim_from(node, answers.get(node))  # alive under that incarnation: only earlier ones' entries
+
+    def _claim_from(self, node: str, alive_incarnation) -> None:
+        d = self.bridge.run(self._claim, node, alive_incarnation, frozenset(self._realms))
+        d.addCallbacks(self._publish_claimed, self._no_kv, callbackArgs=(node,))
+
+    async def _claim(self, nc, js, node: str, alive_incarnation, realms: frozenset) -> list:
+        """Take, by compare-and-set, the entries ``node`` holds (as owner or claimer) under
+        another incarnation than ``alive_incarnation`` (None: any)."""
+        kv = await self._kv(js, self._bucket)
+        try:
+            keys = await kv.keys()
+        except js_errors.NoKeysError:
+            return []
+        claimed = []
+        for key in keys:
+            try:
+                entry = await kv.get(key)
+            except js_errors.KeyNotFoundError:
+                continue  # deleted meanwhile
+            record = msgpack.unpackb(entry.value, raw=False)
+            holder = record[4] if record[4] is not None else record[3]
+            if record[1] not in realms or holder[0] != node or holder[1] == alive_incarnation:
+                continue
+            record[4] = [self.node, self.incarnation]
+            try:
+                await kv.update(key, msgpack.packb(record, use_bin_type=True), last=entry.revision)
+            except js_errors.KeyWrongLastSequenceError:
+                continue  # another survivor took it
+            claimed.append((key, record))
+        return claimed
+
+    def _publish_claimed(self, claimed: list, node: str) -> None:
+        from . import RemotePublisher
+
+        for key, record in claimed:
+            version, realm_name, session_id, owner, claim, testaments, authid, authrole = record[:8]
+            realm = self._realms[realm_name]
+            try:
+                parsed = {scope: [m.Publish.parse(raw) for raw in raws] for scope, raws in testaments.items()}
+            except Exception as e:
+                log.warn("cluster: testaments of session {session} (node {node}) cannot be read ({error}); "
+                         "dropped", session=session_id, node=owner[0], error=str(e))
+                parsed = {}
+            meta.publish_testaments(realm.broker, RemotePublisher(session_id, authid, authrole), parsed)
+            count = sum(len(p) for p in parsed.values())
+            self.counters["testaments_published_for_others"] += count
+            log.info("cluster: published {count} testament(s) of session {session} of node {node}, which is gone",
+                     count=count, session=session_id, node=owner[0])
+            self.bridge.run(self._kv_write, key, None).addErrback(self._no_kv)
+
+    def _purge_markers(self) -> None:
+        if self._kv_ready:
+            self.bridge.run(self._purge_deletes).addErrback(self._no_kv)
+
+    async def _purge_deletes(self, nc, js) -> None:
+        kv = await self._kv(js, self._bucket)
+        await kv.purge_deletes(olderthan=30 * 60)
+
+
+async def _gather(nc, js, subject: str, question: list, expected: set, deadline: float) -> dict:
+    """Publish ``question`` on ``subject`` with a reply subject of our own; the answers
+    by node, once every ``expected`` node answered or after ``deadline`` seconds."""
+    inbox = nc.new_inbox()
+    answers: dict = {}
+    everyone = asyncio.Event()
+
+    async def heard(msg) -> None:
+        try:
+            version, node, result = msgpack.unpackb(msg.data, raw=False)[:3]
+        except Exception:
+            return  # not an answer of ours
+        answers[node] = result
+        if expected.issubset(answers):
+            everyone.set()
+
+    sub = await nc.subscribe(inbox, cb=heard)
+    try:
+        asker, realm, op, args = question
+        await nc.publish(subject, msgpack.packb([WIRE_VERSION, asker, inbox, realm, op, args], use_bin_type=True))
+        try:
+            await asyncio.wait_for(everyone.wait(), deadline)
+        except asyncio.TimeoutError:
+            pass  # answered with what came back
+    finally:
+        await sub.unsubscribe()
+    return dict(answers)
+
+
+def _joined(lists) -> list:
+    return [item for items in lists if items for item in items]
+
+
+def _union(first: list, lists) -> list:
+    seen = dict.fromkeys(first)
+    for items in lists:
+        for item in items or ():
+            seen.setdefault(item)
+    return list(seen)
+
+
+def _answer_all(calls: list) -> None:
+    for call in calls:
+        call.result()
+
+
+_ANSWERS = {
+    "ping": ClusterView._answer_ping,
+    "sessions": ClusterView._answer_sessions,
+    "session": ClusterView._answer_session,
+    "kill": ClusterView._answer_kill,
+    "kill_by": ClusterView._answer_kill_by,
+    "sub_list": ClusterView._answer_sub_list,
+    "sub_lookup": ClusterView._answer_sub_lookup,
+    "sub_match": ClusterView._answer_sub_match,
+    "sub_get": ClusterView._answer_sub_get,
+    "subscribers": ClusterView._answer_subscribers,
+}
+
+_PROCEDURES = {
+    "wamp.session.list": "session_list",
+    "wamp.session.get": "session_get",
+    "wamp.session.kill": "session_kill",
+    "wamp.session.kill_by_authid": "session_kill_by_authid",
+    "wamp.session.kill_by_authrole": "session_kill_by_authrole",
+    "wamp.session.add_testament": "add_testament",
+    "wamp.session.flush_testaments": "flush_testaments",
+    "wamp.subscription.list": "subscription_list",
+    "wamp.subscription.lookup": "subscription_lookup",
+    "wamp.subscription.match": "subscription_match",
+    "wamp.subscription.get": "subscription_get",
+    "wamp.subscription.list_subscribers": "subscription_list_subscribers",
+    "wamp.subscription.count_subscribers": "subscription_count_subscribers",
+}
