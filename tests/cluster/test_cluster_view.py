@@ -13,18 +13,18 @@ from autobahn.wamp.types import SubscribeOptions
 from twisted.internet import defer, reactor, task, threads
 
 from ..support import connect_ws
-from .harness import NatsServer, Node
+from .harness import LOOPS, NatsServer, Node
 
 BEATS = "heartbeat_interval = 0.25\nheartbeat_ttl = 1.0\n"
 TTL = 1.0
 
 
-def _start(tmp_path):
+def _start(tmp_path, loop):
     nats = NatsServer(tmp_path)
     nats.start()
     nodes = {}
     for name in ("a", "b", "c"):
-        nodes[name] = Node(tmp_path, name, nats.url, extra=BEATS)
+        nodes[name] = Node(tmp_path, name, nats.url, extra=BEATS, loop=loop)
         nodes[name].start()
     return nats, nodes
 
@@ -35,18 +35,19 @@ def _stop(nats, nodes):
     nats.stop()
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    nats, nodes = _start(tmp_path_factory.mktemp("view"))
+@pytest.fixture(scope="module", params=LOOPS)
+def shared(tmp_path_factory, request):
+    """Three nodes, nats-py on a loop thread or on the asyncio reactor's loop."""
+    nats, nodes = _start(tmp_path_factory.mktemp(f"view-{request.param}"), request.param)
     try:
         yield nats, nodes
     finally:
         _stop(nats, nodes)
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    nats, nodes = _start(tmp_path)
+@pytest.fixture(params=LOOPS)
+def cluster(tmp_path, request):
+    nats, nodes = _start(tmp_path, request.param)
     try:
         yield nats, nodes
     finally:
