@@ -81,6 +81,7 @@ class RealmsResource(_JsonResource):
     -> {"tenant", "seq", "sessions_closed"}. An admin JWT, as for /denylist."""
 
     methods = "GET, POST, DELETE, OPTIONS"
+    path_name = "realms"
 
     def __init__(self, security, tenancy: Tenancy) -> None:
         super().__init__(security)

@@ -10,6 +10,10 @@ The realm comes from ``?realm=`` or a JSON body ``{"realm": ...}``, else it is
 the one realm with one-time tickets on.  ``GET / POST / DELETE /denylist``
 administer the deny list with an admin JWT (see README).
 
+Bodies are small JSON objects: one over :data:`MAX_BODY` bytes is refused
+with 413 while it arrives, before it is read (``body_limit``, see
+transport/http.py); /realms (relayrouter/tenancy.py) has the same bound.
+
 Every answer is JSON.  Refusals: 401 (no or bad token), 403 (origin not
 allowed, token revoked, not an admin, no such realm), 429 (too many failed
 attempts from the address).  Browsers get CORS headers for allowed origins
@@ -33,6 +37,10 @@ from .origins import cors_headers
 
 log = Logger(namespace="relayrouter.http")
 
+# The largest body /ticket, /denylist and /realms read: their JSON objects are a
+# few hundred bytes.  Larger ones get 413 before they are read.
+MAX_BODY = 64 * 1024
+
 
 class HttpRefusal(Exception):
     def __init__(self, code: int, error: str, message: str) -> None:
@@ -46,10 +54,15 @@ class _JsonResource(Resource):
 
     isLeaf = True
     methods = "OPTIONS"
+    path_name = ""  # the resource's segment, for messages
 
     def __init__(self, security) -> None:
         super().__init__()
         self.security = security
+
+    def body_limit(self, segments: list, query: dict) -> tuple:
+        """Bodies over MAX_BODY are refused while they arrive (transport/http.py)."""
+        return MAX_BODY, f"the limit of /{self.path_name}", None
 
     def render_OPTIONS(self, request) -> bytes:  # noqa: N802 - twisted.web's name
         if not self._origin_ok(request):
@@ -109,6 +122,7 @@ class _JsonResource(Resource):
 
 class TicketResource(_JsonResource):
     methods = "POST, OPTIONS"
+    path_name = "ticket"
 
     def __init__(self, security, ws_path: str) -> None:
         super().__init__(security)
@@ -154,6 +168,7 @@ class TicketResource(_JsonResource):
 
 class DenyListResource(_JsonResource):
     methods = "GET, POST, DELETE, OPTIONS"
+    path_name = "denylist"
 
     def render_GET(self, request) -> Any:  # noqa: N802
         return self._serve(request, lambda r: self._admin(r, lambda api, fields: api.list(fields)))
