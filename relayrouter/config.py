@@ -68,6 +68,7 @@ class Config:
     state_dir: str = "./relayrouter-state"
     security: Any = None  # authconfig.SecurityConfig (http, revocation, auth_limits)
     metrics: Any = None  # opsconfig.MetricsConfig; None: its defaults
+    console: Any = None  # opsconfig.ConsoleConfig; None: its defaults (admins only)
     http_bridge: Any = None  # bridgeconfig.BridgeConfig; None: no /publish, /call, /webhook
     storage: Any = None  # durableconfig.StorageConfig
     tenants: Any = None  # tenantconfig.TenantsConfig: realms made at run time
@@ -111,6 +112,7 @@ def parse(data: dict) -> Config:
         state_dir=_get(data, "state_dir", str, "./relayrouter-state", ""),
         relay=_relay(data),
         metrics=opsconfig.metrics(data),
+        console=opsconfig.console(data),
         http_bridge=bridgeconfig.http_bridge(data, {r.name for r in realms}),
         cluster=clusterconfig.cluster(data),
     )

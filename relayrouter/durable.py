@@ -33,6 +33,10 @@ class Durable:
                 raise StoreError(f"storage: cannot open {self.store.describe()}: "
                                  f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}") from None
             log.info("Durable store: {where}", where=self.store.describe())
+        # Set by the service before realms are built: the admin policy in force
+        # (security.CurrentAdmin; else [revocation] as at start) and the console's users.
+        self.admin = None
+        self.viewers = None
         self.histories: list[History] = []
         self.mailboxes_by_realm: dict[str, Mailboxes] = {}
         self._sweep = None
@@ -47,8 +51,9 @@ class Durable:
                 self._kept.setdefault(message.realm, []).append(message)
             for (realm, mailbox), counters in state.counters.items():
                 self._kept_counters.setdefault(realm, {})[mailbox] = counters
-        for realm_config in config.realms:
-            self._install(router.realms[realm_config.name], realm_config)
+
+    def report_unclaimed(self) -> None:
+        """Once every realm is built (tenants restored too): say what no realm took."""
         if self._kept:
             log.warn("Mailboxes: stored messages of realms with no mailboxes now ({realms}); "
                      "left in the store untouched", realms=", ".join(sorted(self._kept)))
@@ -61,12 +66,32 @@ class Durable:
             r.history or r.mailboxes for r in (*config.realms, *templates))
 
     def install_realm(self, realm, rc) -> None:
-        """History (and what else a template has) for a realm made at run time."""
+        """History and mailboxes of a realm (realms.RealmBuilder)."""
         self._install(realm, rc)
 
     def forget_realm(self, realm) -> None:
         self.histories = [h for h in self.histories if h.realm is not realm]
         self.mailboxes_by_realm.pop(realm.name, None)
+
+    def purge_realm(self, name: str, done) -> bool:
+        """Drop everything stored for realm ``name`` (a deleted tenant's): its
+        history, mailbox messages and counters; ``done()`` once that has
+        committed.  False when no store is open (nothing is done)."""
+        self._kept.pop(name, None)
+        self._kept_counters.pop(name, None)
+        if self.store is None:
+            return False
+
+        def committed(outcome) -> None:
+            if isinstance(outcome, Exception):
+                log.error("Stored data of deleted realm {realm}: purge failed ({error}); "
+                          "tried again at the next start", realm=name, error=str(outcome))
+                return
+            log.info("Stored data of deleted realm {realm} purged (history, mailboxes)", realm=name)
+            done()
+
+        self.store.realm_purge(name, committed)
+        return True
 
     def _install(self, realm, rc) -> None:
         if rc.history:
@@ -76,8 +101,9 @@ class Durable:
             realm.welcome_roles = welcome_roles(broker_extra=(EVENT_HISTORY,))
             self.histories.append(history)
         if rc.mailboxes:
-            mailboxes = Mailboxes(realm, rc.mailboxes, self.store, self._ids, self._admin(),
+            mailboxes = Mailboxes(realm, rc.mailboxes, self.store, self._ids, self.admin or self._admin(),
                                   _public_base(self.config))
+            mailboxes.viewers = self.viewers
             mailboxes.report = lambda error, realm=realm.name: log.error(
                 "Mailboxes of realm {realm}: the store failed: {error}", realm=realm, error=str(error))
             realm.broker.mailboxes = mailboxes

@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from .configcheck import ConfigError
 from .core import errors
 from .core.procedures import ProcedureError
+from .opsconfig import ConsoleConfig
 
 log = Logger(namespace="relayrouter")
 
@@ -42,9 +43,9 @@ class Reloader:
         self.service = service
         self.read_config = read_config
 
-    def add_procedures(self) -> None:
-        for realm_config in self.service.config.realms:
-            self.service.router.realms[realm_config.name].procedures.add(RELOAD, self._procedure)
+    def install_realm(self, realm, rc) -> None:
+        """The reload procedure on a realm, configured or a tenant (realms.RealmBuilder)."""
+        realm.procedures.add(RELOAD, self._procedure)
 
     def _procedure(self, call) -> dict:
         session = call.session
@@ -76,6 +77,10 @@ class Reloader:
             if getattr(old, key) != getattr(new, key):
                 restart.append(key)
         in_force = replace(old, security=self._security(old, new, changed, restart, steps))
+        if old.console != new.console:
+            changed.append("console: console roles applied to every session's next console call")
+            steps.append(lambda: self.service.console_access.reload(new.console or ConsoleConfig()))
+            in_force = replace(in_force, console=new.console)
         realms = self._realms(old, new, changed, restart, steps)
         in_force = replace(in_force, realms=realms)
         for step in steps:

@@ -82,22 +82,23 @@ class Security:
         self.jwt_by_realm: dict[str, JwtAuthenticator] = {}
         self.tickets_by_realm: dict[str, OneTimeTickets] = {}
         self.fetched_keys: list[FetchedKeys] = []
-        for realm_config in config.realms:
-            self._install(router.realms[realm_config.name], realm_config)
+        self._started = False
         self.guard.revocation_listeners.append(self._void_tickets)
 
     # -------------------------------------------------------------- realms
 
     def install_realm(self, realm, rc) -> None:
-        """Authenticators, roles and guard for a realm made at run time (a tenant)."""
+        """Authenticators, roles, guard and deny-list procedures of a realm
+        (realms.RealmBuilder: configured, or a tenant made at run time)."""
         before = len(self.fetched_keys)
         self._install(realm, rc)
-        for fetched in self.fetched_keys[before:]:
-            fetched.refresh()
+        if self._started:  # else start() fetches them all
+            for fetched in self.fetched_keys[before:]:
+                fetched.refresh()
 
-    def forget_realm(self, name: str) -> None:
-        self.jwt_by_realm.pop(name, None)
-        self.tickets_by_realm.pop(name, None)
+    def forget_realm(self, realm) -> None:
+        self.jwt_by_realm.pop(realm.name, None)
+        self.tickets_by_realm.pop(realm.name, None)
 
     def _install(self, realm, rc) -> None:
         methods = self._authenticators(rc)
@@ -190,6 +191,7 @@ class Security:
         JWKS URL (later ones happen on unknown kids)."""
         self.store.open()
         self.denylist.load()
+        self._started = True
         for fetched in self.fetched_keys:
             fetched.refresh()
 

@@ -21,7 +21,7 @@ from twisted.logger import Logger  # noqa: E402
 
 from . import __version__  # noqa: E402
 from .config import Config, ConfigError, Listener  # noqa: E402
-from .realms import add_configured_realm  # noqa: E402
+from .realms import RealmBuilder, add_configured_realm  # noqa: E402
 from .core import errors  # noqa: E402
 from .core.router import Router, RouterObserver  # noqa: E402
 from .transport import autobahn_overrides  # noqa: E402
@@ -33,7 +33,7 @@ from .metrics import Metrics  # noqa: E402
 from .opsconfig import MetricsConfig  # noqa: E402
 from .pairing import Pairing  # noqa: E402
 from .transport import ops_http  # noqa: E402
-from .console import Console  # noqa: E402
+from .console import Console, ConsoleAccess  # noqa: E402
 from .reload import Reloader  # noqa: E402
 from .security import Security  # noqa: E402
 from .durable import Durable  # noqa: E402
@@ -106,13 +106,30 @@ class RouterService(service.MultiService):
         self.handle_signals = handle_signals
         self.wamp_factories: list = []
         self._stopping = False
-        self.router = build_router(config, reactor)
-        # Authenticators, roles, deny list, tickets: installed on the realms just built.
+        self.router = Router(clock=reactor, observer=LoggingObserver())
+        # Authenticators, roles, deny list, tickets.
         self.security = Security(config, self.router, reactor)
+        # Who may use the web console ([console]): it reads the deny list, pairs and mailboxes.
+        self.console_access = ConsoleAccess(config.console, self.security.admin,
+                                            (r.name for r in config.realms))
+        self.security.denylist_api.also = self.console_access
         # The durable store, and history and mailboxes on the realms that have them.
         self.durable = Durable(config, self.router, reactor)
+        self.durable.admin, self.durable.viewers = self.security.admin, self.console_access
+        # Gateway/manager pairs, and the Micronets endpoint for their legacy peers.
+        self.pairing = Pairing(config, self.router, self.security.admin, readers=self.console_access)
+        # The web console at /console/ and its procedures.
+        self.console = Console(self.router, self.console_access)
+        # SIGHUP and relayrouter.config.reload: what can change live, applied live.
+        self.reloader = Reloader(self, reload_config) if reload_config is not None else None
+        # One path for every realm, configured or a tenant: each part above installs its share.
+        self.realm_builder = RealmBuilder(self.router, (self.security, self.durable, self.pairing,
+                                                        self.console, self.reloader))
+        for realm_config in config.realms:
+            self.realm_builder.build(realm_config.name, realm_config)
         # Tenants: realms made and unmade at run time from [[realm_templates]].
-        self.tenancy = TenancyWiring(config, self.router, self.security, self.durable)
+        self.tenancy = TenancyWiring(config, self.router, self.security, self.realm_builder, self.durable)
+        self.durable.report_unclaimed()
         # The remote-lab relay (raw WebSocket streams, practable's access API), if configured.
         self.relay = None
         if config.relay is not None:
@@ -128,8 +145,6 @@ class RouterService(service.MultiService):
             for realm in list(self.router.realms.values()):
                 self.cluster.attach(realm)
             self.cluster.share_denials(self.security.guard)
-        # Gateway/manager pairs, and the Micronets endpoint for their legacy peers.
-        self.pairing = Pairing(config, self.router, self.security.denylist_api.admin)
         # /metrics, /health, /ready; refused logins are counted by the observer.
         self.auth_refusals = self.router.observer.auth_refusals
         self.metrics = Metrics(self)
@@ -139,15 +154,6 @@ class RouterService(service.MultiService):
             from .transport.http_bridge import HttpBridge
 
             self.http_bridge = HttpBridge(config.http_bridge, self.security, self.router, reactor)
-        # SIGHUP and relayrouter.config.reload: what can change live, applied live.
-        self.reloader = None
-        if reload_config is not None:
-            self.reloader = Reloader(self, reload_config)
-            self.reloader.add_procedures()
-        # The web console at /console/ and its procedures (admins only).
-        self.console = Console(self.router, self.security.admin)
-        for realm_config in config.realms:
-            self.console.add_procedures(self.router.realms[realm_config.name])
         self.serializers = router_serializers()
         self.listeners: list[ListenerService] = []
         for listener in config.listeners:

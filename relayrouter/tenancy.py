@@ -3,41 +3,46 @@ store in the state directory, realms built from templates with their auth,
 roles and history, the procedures in the management realms, and the HTTP
 endpoints ``GET /realms``, ``POST /realms``, ``DELETE /realms/<name>``."""
 
-from dataclasses import replace
-
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from .core import errors
 from .core.procedures import AdminPolicy, ProcedureError
 from .core.tenancy import NO_SUCH_TEMPLATE, REALM_EXISTS, Tenancy
-from .realms import add_configured_realm
 from .store.tenants import SqliteTenantStore
 from .transport.tickets import HttpRefusal, _arg, _body, _JsonResource
 
 log = Logger(namespace="relayrouter")
 
 
-class _Builder:
-    def __init__(self, router, security, durable) -> None:
-        self.router = router
-        self.security = security
+class _PurgingBuilder:
+    """The router's RealmBuilder, and a deleted tenant's stored data purged
+    (the tenant store noted the purge with the delete: see store/tenants.py)."""
+
+    def __init__(self, builder, durable, store) -> None:
+        self.builder = builder
         self.durable = durable
+        self.store = store
+        self.stopped = False
 
     def build(self, name: str, template):
-        rc = replace(template, name=name)
-        realm = add_configured_realm(self.router, rc)
-        self.security.install_realm(realm, rc)
-        self.durable.install_realm(realm, rc)
-        return realm
+        return self.builder.build(name, template)
 
     def unbuild(self, realm) -> None:
-        self.security.forget_realm(realm.name)
-        self.durable.forget_realm(realm)
+        self.builder.unbuild(realm)
+        self.purge(realm.name)
+
+    def purge(self, name: str) -> None:
+        self.durable.purge_realm(name, lambda: self._purged(name))
+
+    def _purged(self, name: str) -> None:
+        if not self.stopped:  # else it stays noted, and is done again (to no effect) at the next start
+            self.store.purged(name)
 
 
 class TenancyWiring:
-    def __init__(self, config, router, security, durable, store=None) -> None:
+    def __init__(self, config, router, security, builder, durable, store=None) -> None:
+        """``builder``: the realms.RealmBuilder that makes configured realms, for tenants too."""
         self.security = security
         self.tenancy = None
         tenants = config.tenants
@@ -52,14 +57,19 @@ class TenancyWiring:
                 tenants.admin_scope if tenants.admin_scope is not None else revocation.admin_scope)
         management = tenants.management_realms or tuple(r.name for r in config.realms)
         self.store = store if store is not None else SqliteTenantStore.in_state_dir(config.state_dir)
+        self.purging = purging = _PurgingBuilder(builder, durable, self.store)
         self.tenancy = Tenancy(router, {t.name: t for t in tenants.templates}, self.store,
-                               _Builder(router, security, durable), admin,
-                               tenants.default_template, management)
+                               purging, admin, tenants.default_template, management)
         for name in management:
             self.tenancy.add_procedures(router.realms[name].procedures)
         self.tenancy.restore()
         if self.tenancy.tenants:
             log.info("Tenants restored: {names}", names=", ".join(self.tenancy.tenants))
+        for name in self.store.purges():  # cut short by a stop or a crash: done now
+            if name in self.tenancy.tenants:
+                self.store.purged(name)  # made again since; the purge came first
+            else:
+                purging.purge(name)
 
     def http_resources(self) -> dict:
         if self.tenancy is None:
@@ -68,6 +78,7 @@ class TenancyWiring:
 
     def stop(self) -> None:
         if self.tenancy is not None:
+            self.purging.stopped = True
             self.store.close()
 
 

@@ -1,12 +1,27 @@
 """The web console: static pages at ``/console/`` and the router procedures
 they call, over the router itself (autobahn-js in the browser).
 
+Who may use it
+--------------
+``[console]`` names console roles (and JWT scopes) at two levels: *viewers*
+(``roles`` / ``scope``) see everything the console shows and change nothing;
+*operators* (``operator_roles`` / ``operator_scope``) may also add and remove
+deny-list entries.  The router's admins (``[revocation]``, as a reload leaves
+them) are operators too.  Anyone else is refused by every procedure here
+with ``wamp.error.not_authorized``, and the page says so.
+
+Reach: a console user of a configured realm sees the whole router (every
+realm, the deny list); one of a realm made at run time (a tenant) sees its
+own realm only, and no deny list (it is router-wide).
+
 The page logs in like any client (ticket or JWT) and reads everything
 through WAMP: the meta API (``wamp.session.*``, ``wamp.subscription.*``,
 ``wamp.registration.*`` and their events), the deny list, mailboxes and
-pairs procedures, and the two procedures here, for admins only
-(``revocation.admin_roles`` / ``admin_scope``):
+pairs procedures, and the procedures here:
 
+* ``relayrouter.console.access()`` -> ``{"authid", "authrole", "realm",
+  "access": "view" | "operate", "reach": "router" | "realm"}``: what the
+  caller may do; the page asks first and leaves when refused;
 * ``relayrouter.console.overview()`` -> ``{"time", "realms": [{"name",
   "sessions"}], "messages_received", "messages_sent", "bytes_received",
   "bytes_sent", "publications"}``: router-wide totals; the page draws rates
@@ -21,40 +36,89 @@ import os
 
 from ..core import errors
 from ..core.meta import iso8601
-from ..core.procedures import ProcedureError
+from ..core.procedures import AdminPolicy, ProcedureError
+from ..opsconfig import ConsoleConfig
 from ..core.stats import traffic
 
+ACCESS = "relayrouter.console.access"
 OVERVIEW = "relayrouter.console.overview"
 SESSIONS = "relayrouter.console.sessions"
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
+VIEW, OPERATE = "view", "operate"
+
+
+class ConsoleAccess:
+    """Who may use the console, and how far (see the module doc)."""
+
+    def __init__(self, config: ConsoleConfig | None, admin, configured_realms) -> None:
+        self.admin = admin  # the router's admins (security.CurrentAdmin)
+        self.configured_realms = frozenset(configured_realms)
+        self.reload(config or ConsoleConfig())
+
+    def reload(self, config: ConsoleConfig) -> None:
+        self.config = config
+        self.viewers = AdminPolicy(frozenset(config.roles), config.scope)
+        self.operators = AdminPolicy(frozenset(config.operator_roles), config.operator_scope)
+
+    def level(self, authrole, claims) -> str | None:
+        """OPERATE, VIEW, or None (no console)."""
+        if self.admin.admits(authrole, claims) or self.operators.admits(authrole, claims):
+            return OPERATE
+        return VIEW if self.viewers.admits(authrole, claims) else None
+
+    def admits(self, authrole, claims) -> bool:
+        """Any console user (AdminPolicy's signature: for pairs and mailbox listings)."""
+        return self.level(authrole, claims) is not None
+
+    def sees_router(self, realm) -> bool:
+        return realm.name in self.configured_realms
+
+    def admits_deny_list(self, session, write: bool) -> bool:
+        """The deny list for console users of configured realms: read for
+        viewers, write for operators (core.revocation.DenyListApi asks)."""
+        if not self.sees_router(session.realm):
+            return False
+        level = self.level(session.authrole, session.permissions)
+        return level == OPERATE if write else level is not None
+
+    def refusal(self, session) -> str:
+        return (f"session '{session.authid}' with role '{session.authrole}' may not use the console "
+                "(console.roles, console.operator_roles or the router's admins may)")
 
 
 class Console:
-    def __init__(self, router, admin) -> None:
+    def __init__(self, router, access: ConsoleAccess) -> None:
         self.router = router
-        self.admin = admin  # an AdminPolicy (or the security's CurrentAdmin)
+        self.access = access
 
-    def add_procedures(self, realm) -> None:
-        realm.procedures.add(OVERVIEW, self._admin_only(self.overview))
-        realm.procedures.add(SESSIONS, self._admin_only(self.sessions))
+    def install_realm(self, realm, rc) -> None:
+        """The console's procedures on a realm (realms.RealmBuilder)."""
+        realm.procedures.add(ACCESS, self._users_only(self.whoami))
+        realm.procedures.add(OVERVIEW, self._users_only(self.overview))
+        realm.procedures.add(SESSIONS, self._users_only(self.sessions))
 
-    def _admin_only(self, fn):
+    def _users_only(self, fn):
         def handle(call):
             session = call.session
-            if not self.admin.admits(session.authrole, session.permissions):
-                raise ProcedureError(errors.NOT_AUTHORIZED,
-                                     f"session '{session.authid}' with role '{session.authrole}' "
-                                     "may not use the console")
-            return fn(call)
+            level = self.access.level(session.authrole, session.permissions)
+            if level is None:
+                raise ProcedureError(errors.NOT_AUTHORIZED, self.access.refusal(session))
+            return fn(call, level)
         return handle
 
-    def overview(self, call) -> dict:
+    def whoami(self, call, level) -> dict:
+        session = call.session
+        return {"authid": session.authid, "authrole": session.authrole, "realm": call.realm.name,
+                "access": level, "reach": "router" if self.access.sees_router(call.realm) else "realm"}
+
+    def overview(self, call, level) -> dict:
         stats = self.router.stats
         bytes_in, bytes_out = traffic(stats, (session.peer for session in self.router.sessions()))
+        realms = sorted(self.router.realms.items()) if self.access.sees_router(call.realm) else [
+            (call.realm.name, call.realm)]
         return {
             "time": self.router.clock.seconds(),
-            "realms": [{"name": name, "sessions": len(realm.sessions)}
-                       for name, realm in sorted(self.router.realms.items())],
+            "realms": [{"name": name, "sessions": len(realm.sessions)} for name, realm in realms],
             "messages_received": sum(stats.received),
             "messages_sent": sum(stats.sent),
             "bytes_received": bytes_in,
@@ -62,12 +126,15 @@ class Console:
             "publications": stats.publications,
         }
 
-    def sessions(self, call) -> dict:
+    def sessions(self, call, level) -> dict:
         name = call.kwargs.get("realm")
         if name is None and call.args:
             name = call.args[0]
         if name is not None and not isinstance(name, str):
             raise ProcedureError(errors.INVALID_ARGUMENT, "realm must be a realm's name")
+        if name not in (None, call.realm.name) and not self.access.sees_router(call.realm):
+            raise ProcedureError(errors.NOT_AUTHORIZED, f"the console of realm '{call.realm.name}' "
+                                 "shows that realm only")
         realm = call.realm if name is None else self.router.realms.get(name)
         if realm is None:
             raise ProcedureError(errors.INVALID_ARGUMENT, f"no realm {name!r}")

@@ -301,6 +301,7 @@ class Mailboxes:
         self.store = store
         self.ids = ids
         self.admin = admin or AdminPolicy()
+        self.viewers = None  # who else sees every mailbox's stats (AdminPolicy's interface), or None
         self.public_base = public_base  # e.g. "https://relay.example.com", for endpoint URLs
         self.patterns = [(rule, rule.pattern()) for rule in self.rules]
         self.mailboxes: dict[str, Mailbox] = {}
@@ -384,6 +385,11 @@ class Mailboxes:
 
     def is_admin(self, session) -> bool:
         return self.admin.admits(session.authrole, session.permissions)
+
+    def sees_all(self, session) -> bool:
+        """Admins, and ``viewers`` (the web console's users): every mailbox's stats."""
+        return self.is_admin(session) or (
+            self.viewers is not None and self.viewers.admits(session.authrole, session.permissions))
 
     # ----------------------------------------------------------------- put
 
@@ -520,9 +526,9 @@ class Mailboxes:
         if uri is not None:
             self._owned(call, uri)
             return self.mailbox(uri).stats()
-        admin = self.is_admin(call.session)
+        everything = self.sees_all(call.session)
         return {"mailboxes": [mb.stats() for uri, mb in sorted(self.mailboxes.items())
-                              if admin or self.owns(call.session, uri)]}
+                              if everything or self.owns(call.session, uri)]}
 
     def endpoint(self, call):
         """``endpoint(mailbox_uri)``: what HTTP senders need to post to it."""

@@ -236,10 +236,11 @@ class PairTable:
 
     # ------------------------------------------------------ router procedures
 
-    def add_procedures(self, registry, admin) -> None:
-        """relayrouter.pairs.peer for peers; .list and .kick for ``admin`` (an AdminPolicy)."""
+    def add_procedures(self, registry, admin, readers=None) -> None:
+        """relayrouter.pairs.peer for peers; .list for ``admin`` (an AdminPolicy) and
+        ``readers`` (the same interface: the web console's users), .kick for ``admin``."""
         registry.add(PEER, self._peer)
-        registry.add(LIST, self._admin_only(admin, lambda call: self.listing()))
+        registry.add(LIST, self._admin_only(_Either(admin, readers), lambda call: self.listing()))
         registry.add(KICK, self._admin_only(admin, self._kick))
 
     def _peer(self, call) -> dict:
@@ -332,3 +333,15 @@ def _within(pattern: str, match: str, prefix: str) -> bool:
         return pattern.startswith(prefix)
     wanted = prefix.rstrip(".").split(".")
     return pattern.split(".")[:len(wanted)] == wanted
+
+
+class _Either:
+    """Admits whom either policy admits (the second may be None)."""
+
+    def __init__(self, first, second) -> None:
+        self.first = first
+        self.second = second
+
+    def admits(self, authrole, claims) -> bool:
+        return self.first.admits(authrole, claims) or (
+            self.second is not None and self.second.admits(authrole, claims))

@@ -222,6 +222,9 @@ class DenyListApi:
         self.guard = guard
         self.admin = admin
         self.default_ttl = default_ttl
+        # Others who may, beyond the admins: ``also.admits_deny_list(session, write)``
+        # (the web console's users), or None.
+        self.also = None
 
     def add(self, fields: Mapping) -> dict:
         claim, value = _claim_and_value(fields)
@@ -254,13 +257,19 @@ class DenyListApi:
 
     def add_procedures(self, registry) -> None:
         """Add relayrouter.denylist.* to a realm's ProcedureRegistry."""
-        for uri, operation in ((ADD, self.add), (REMOVE, self.remove), (LIST, self.list)):
-            registry.add(uri, self._handler(operation))
+        for uri, operation, write in ((ADD, self.add, True), (REMOVE, self.remove, True),
+                                      (LIST, self.list, False)):
+            registry.add(uri, self._handler(operation, write))
 
-    def _handler(self, operation: Callable[[Mapping], dict]) -> Callable:
+    def _admits(self, session, write: bool) -> bool:
+        if self.admin.admits(session.authrole, session.permissions):
+            return True
+        return self.also is not None and self.also.admits_deny_list(session, write)
+
+    def _handler(self, operation: Callable[[Mapping], dict], write: bool) -> Callable:
         def handle(call) -> dict:
             session = call.session
-            if not self.admin.admits(session.authrole, session.permissions):
+            if not self._admits(session, write):
                 raise ProcedureError(errors.NOT_AUTHORIZED,
                                      f"session '{session.authid}' with role '{session.authrole}' "
                                      "may not administer the deny list")

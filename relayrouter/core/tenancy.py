@@ -52,7 +52,13 @@ class TenantStore(Protocol):
 
     def put(self, name: str, template: str, created: float, seq: int) -> None: ...
 
-    def delete(self, name: str, seq: int) -> None: ...
+    def delete(self, name: str, seq: int) -> None:
+        """Forget the tenant and note that its stored data is to be purged."""
+
+    def purges(self) -> list[str]:
+        """Deleted tenants whose stored data is not purged yet."""
+
+    def purged(self, name: str) -> None: ...
 
     def close(self) -> None: ...
 
@@ -61,6 +67,7 @@ class MemoryTenantStore:
     def __init__(self) -> None:
         self.seq = 0
         self.tenants: dict[str, tuple[str, float]] = {}
+        self.to_purge: set[str] = set()
 
     def load(self):
         return self.seq, [(name, t, c) for name, (t, c) in self.tenants.items()]
@@ -71,7 +78,14 @@ class MemoryTenantStore:
 
     def delete(self, name, seq) -> None:
         self.tenants.pop(name, None)
+        self.to_purge.add(name)
         self.seq = seq
+
+    def purges(self) -> list[str]:
+        return sorted(self.to_purge)
+
+    def purged(self, name) -> None:
+        self.to_purge.discard(name)
 
     def close(self) -> None:
         pass

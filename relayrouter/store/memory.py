@@ -119,6 +119,14 @@ class MemoryStore:
     def mailbox_counters(self, realm: str, mailbox: str, counters: dict) -> None:
         self.counters[(realm, mailbox)] = dict(counters)
 
+    # ---------------------------------------------------------------- realms
+
+    def realm_purge(self, realm: str, done=None) -> None:
+        self.events = [e for e in self.events if e.realm != realm]
+        self.messages = {k: m for k, m in self.messages.items() if m.realm != realm}
+        self.counters = {k: c for k, c in self.counters.items() if k[0] != realm}
+        self._complete(done, None)
+
 
 def _in_time(query: HistoryQuery, timestamp: float) -> bool:
     if query.time_min is not None:

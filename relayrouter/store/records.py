@@ -152,6 +152,11 @@ class Store(Protocol):
         """Records a mailbox's counters as they are now (``COUNTERS``, kept
         across restarts); fire-and-forget, the last one submitted wins."""
 
+    # realms
+    def realm_purge(self, realm: str, done: Done | None = None) -> None:
+        """Forget everything kept for ``realm``: history, mailbox messages and
+        counters (a deleted tenant's); ``done(None)`` once committed."""
+
 
 def wanted(query: HistoryQuery, event: StoredEvent) -> bool:
     """Whether a stored event answers the query (topic pattern, audience)."""

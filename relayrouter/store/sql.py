@@ -132,6 +132,11 @@ class SqlStore:
     def mailbox_counters(self, realm: str, mailbox: str, counters: dict) -> None:
         self.writer.submit("mailbox_counters", (realm, mailbox, tuple(counters[c] for c in COUNTERS)))
 
+    # ---------------------------------------------------------------- realms
+
+    def realm_purge(self, realm: str, done=None) -> None:
+        self.writer.submit("realm_purge", realm, done)
+
     # ------------------------------------------------------ the writer side
 
     def _run(self, connection, kind: str, arguments: list) -> list:
@@ -275,6 +280,13 @@ class SqlStore:
             "ON CONFLICT (realm, mailbox) DO UPDATE SET "
             + ", ".join(f"{c} = excluded.{c}" for c in COUNTERS)),
             [(realm, mailbox, *values) for (realm, mailbox), values in latest.items()])
+        return [None] * len(arguments)
+
+
+    def _realm_purge(self, cursor, arguments: list) -> list:
+        for realm in arguments:
+            for table in ("history", "mailbox_messages", "mailbox_counters"):
+                cursor.execute(self.q(f"DELETE FROM {table} WHERE realm = ?"), (realm,))
         return [None] * len(arguments)
 
 

@@ -1,6 +1,11 @@
 """Where tenants (realms made at run time) live between restarts: a small
 SQLite file in the state directory, written on each create or delete (an
-administrative action, rare) and read once at start."""
+administrative action, rare) and read once at start.
+
+A deleted tenant's stored data (event history, mailboxes) is purged from the
+durable store after the delete; the name is kept in ``purges`` in the same
+transaction as the delete and taken out once the purge has committed, so
+that a purge cut short by a crash is done again at the next start."""
 
 import os
 import sqlite3
@@ -9,6 +14,7 @@ from pathlib import Path
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS tenants (name TEXT PRIMARY KEY, template TEXT NOT NULL, created REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS tenancy (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS purges (name TEXT PRIMARY KEY)",
 )
 
 
@@ -44,7 +50,16 @@ class SqliteTenantStore:
     def delete(self, name: str, seq: int) -> None:
         with self._db:
             self._db.execute("DELETE FROM tenants WHERE name = ?", (name,))
+            self._db.execute("INSERT OR IGNORE INTO purges (name) VALUES (?)", (name,))
             self._seq(seq)
+
+    def purges(self) -> list[str]:
+        """Deleted tenants whose stored data is not purged yet."""
+        return [r[0] for r in self._db.execute("SELECT name FROM purges ORDER BY name")]
+
+    def purged(self, name: str) -> None:
+        with self._db:
+            self._db.execute("DELETE FROM purges WHERE name = ?", (name,))
 
     def _seq(self, seq: int) -> None:
         self._db.execute("INSERT OR REPLACE INTO tenancy (key, value) VALUES ('seq', ?)", (seq,))

@@ -86,3 +86,134 @@ def test_console_pages_are_served(router):
     response = yield treq.get(f"{base}/console/missing.js")
     yield response.content()
     assert response.code == 404
+
+
+# ------------------------------------------------ console roles, tenant realms
+
+VIEWER_TICKET = "viewer-ticket-0123456789abcdef"
+OPERATOR_TICKET = "operator-ticket-0123456789abcdef"
+ALL_RULES = [{"uri": "relayrouter.", "match": "prefix", "allow": ["call"]},
+             {"uri": "wamp.", "match": "prefix", "allow": ["call", "subscribe"]}]
+
+
+def realm_like(name):
+    """A realm (or template) with everything that brings router procedures."""
+    return {"name": name,
+            "auth": {"anonymous": {"role": "guest"}, "ticket": {"principals": [
+                {"authid": "viewer", "role": "watcher", "secret_env": "VIEWER_TICKET"},
+                {"authid": "operator", "role": "operator", "secret_env": "OPERATOR_TICKET"},
+                {"authid": "ops", "role": "ops", "secret_env": "OPS_TICKET"}]}},
+            "roles": [{"name": role, "rules": ALL_RULES} for role in ("guest", "watcher", "operator", "ops")],
+            "history": [{"uri": "app.", "match": "prefix", "limit": 5}],
+            "mailboxes": [{"uri": "mailbox.{authid}", "http": "off"}],
+            "pairing": {"micronets_path": ""}}
+
+
+def roles_config(monkeypatch, tmp_path):
+    for name, value in (("OPS_TICKET", ADMIN_TICKET), ("VIEWER_TICKET", VIEWER_TICKET),
+                        ("OPERATOR_TICKET", OPERATOR_TICKET)):
+        monkeypatch.setenv(name, value)
+    return {
+        "state_dir": str(tmp_path / "state"),
+        "listeners": [{"type": "websocket", "endpoint": "tcp:0:interface=127.0.0.1"}],
+        "console": {"roles": ["watcher"], "operator_roles": ["operator"]},
+        "revocation": {"admin_roles": ["ops"]},
+        "realms": [realm_like("lab"), {"name": "other"}],
+        "realm_templates": [realm_like("tenant")],
+        "tenants": {"management_realms": ["lab"]},
+    }
+
+
+@pytest.fixture
+def roles_router(monkeypatch, tmp_path):
+    from twisted.internet import reactor
+
+    from relayrouter import config as cfg
+    from relayrouter.service import RouterService
+
+    from ..support import RunningRouter
+
+    data = roles_config(monkeypatch, tmp_path)
+    service = RouterService(cfg.parse(data).with_defaults(), reactor,
+                            reload_config=lambda: cfg.parse(data).with_defaults())
+    service.startService()
+    running = RunningRouter(service, pytest_twisted.blockon(service.when_listening()))
+    yield running
+    pytest_twisted.blockon(stop(running))
+
+
+def as_(router, authid, ticket, realm="lab"):
+    return connect_ws(router, realm=realm, authmethods=["ticket"], authid=authid, ticket=ticket)
+
+
+@pytest_twisted.inlineCallbacks
+def test_console_roles_view_or_operate(roles_router):
+    viewer = yield as_(roles_router, "viewer", VIEWER_TICKET)
+    operator = yield as_(roles_router, "operator", OPERATOR_TICKET)
+    guest = yield connect_ws(roles_router, realm="lab")
+    assert (yield viewer.call("relayrouter.console.access")) == {
+        "authid": "viewer", "authrole": "watcher", "realm": "lab", "access": "view", "reach": "router"}
+    assert (yield operator.call("relayrouter.console.access"))["access"] == "operate"
+    for procedure in ("relayrouter.console.access", "relayrouter.console.overview", "relayrouter.console.sessions"):
+        with pytest.raises(ApplicationError) as refused:
+            yield guest.call(procedure)
+        assert_refused(refused.value, "wamp.error.not_authorized",
+                       "session '" + guest.details.authid + "' with role 'guest' may not use the console "
+                       "(console.roles, console.operator_roles or the router's admins may)")
+
+    overview = yield viewer.call("relayrouter.console.overview")
+    assert [r["name"] for r in overview["realms"]] == ["lab", "other"]
+    assert (yield viewer.call("relayrouter.console.sessions", realm="other"))["realm"] == "other"
+    assert (yield viewer.call("relayrouter.denylist.list")) == {"entries": []}
+    with pytest.raises(ApplicationError) as refused:
+        yield viewer.call("relayrouter.denylist.add", claim="authid", value="x", ttl=60)
+    assert_refused(refused.value, "wamp.error.not_authorized", "may not administer the deny list")
+    added = yield operator.call("relayrouter.denylist.add", claim="authid", value="x", ttl=60)
+    assert added["entry"]["value"] == "x"
+    assert [e["value"] for e in (yield viewer.call("relayrouter.denylist.list"))["entries"]] == ["x"]
+    yield operator.call("relayrouter.denylist.remove", claim="authid", value="x")
+    # What the console shows of pairs and mailboxes, viewers see; kicking stays the admins'.
+    assert (yield viewer.call("relayrouter.pairs.list")) == []
+    assert (yield viewer.call("relayrouter.mailbox.stats")) == {"mailboxes": []}
+    with pytest.raises(ApplicationError) as refused:
+        yield operator.call("relayrouter.pairs.kick", "s", "b", "gateway")
+    assert_refused(refused.value, "wamp.error.not_authorized", "may not administer pairs")
+    with pytest.raises(ApplicationError) as refused:
+        yield guest.call("relayrouter.pairs.list")
+    assert_refused(refused.value, "wamp.error.not_authorized", "may not administer pairs")
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_tenant_realm_gets_the_same_router_procedures(roles_router):
+    ops = yield as_(roles_router, "ops", ADMIN_TICKET)
+    yield ops.call("relayrouter.realm.create", "acme")
+    realms = roles_router.router.realms
+    management = {u for u in realms["lab"].procedures.uris() if u.startswith("relayrouter.realm.")}
+    assert management == {"relayrouter.realm.create", "relayrouter.realm.delete", "relayrouter.realm.list"}
+    assert set(realms["acme"].procedures.uris()) == set(realms["lab"].procedures.uris()) - management
+    for uri in ("relayrouter.console.overview", "relayrouter.config.reload", "relayrouter.pairs.list",
+                "relayrouter.denylist.list", "relayrouter.history.read", "relayrouter.mailbox.stats"):
+        assert uri in realms["acme"].procedures.uris()
+
+    viewer = yield as_(roles_router, "viewer", VIEWER_TICKET, realm="acme")
+    assert (yield viewer.call("relayrouter.console.access"))["reach"] == "realm"
+    # A tenant's console sees its own realm: no other realm's name, sessions or the router's deny list.
+    overview = yield viewer.call("relayrouter.console.overview")
+    assert overview["realms"] == [{"name": "acme", "sessions": 1}]
+    assert [s["authid"] for s in (yield viewer.call("relayrouter.console.sessions"))["sessions"]] == ["viewer"]
+    with pytest.raises(ApplicationError) as refused:
+        yield viewer.call("relayrouter.console.sessions", realm="lab")
+    assert_refused(refused.value, "wamp.error.not_authorized", "the console of realm 'acme' shows that realm only")
+    with pytest.raises(ApplicationError) as refused:
+        yield viewer.call("relayrouter.denylist.list")
+    assert_refused(refused.value, "wamp.error.not_authorized", "may not administer the deny list")
+    assert (yield viewer.call("relayrouter.pairs.list")) == []
+    with pytest.raises(ApplicationError) as refused:
+        yield viewer.call("relayrouter.config.reload")
+    assert_refused(refused.value, "wamp.error.not_authorized", "may not reload the configuration")
+    tenant_ops = yield as_(roles_router, "ops", ADMIN_TICKET, realm="acme")
+    assert (yield tenant_ops.call("relayrouter.config.reload")) == {"changed": [], "restart_needed": []}
+    # A configured realm's console user sees the tenant too.
+    lab_viewer = yield as_(roles_router, "viewer", VIEWER_TICKET)
+    listing = yield lab_viewer.call("relayrouter.console.sessions", realm="acme")
+    assert sorted(s["authid"] for s in listing["sessions"]) == ["ops", "viewer"]

@@ -8,7 +8,7 @@ from autobahn.wamp.types import PublishOptions
 from twisted.internet import defer
 
 from ..security_support import HS_SECRET, ISSUER, http, start, stop, token
-from ..support import LeftBeforeJoining, connect_ws, within
+from ..support import LeftBeforeJoining, connect_ws, eventually, within
 
 JWT = {"algorithms": ["HS256"], "audience": "relayrouter", "issuer": ISSUER, "as_ticket": True,
        "authrole_claim": "role", "authrole": "user", "keys": [{"secret_env": "JWT_SECRET"}]}
@@ -167,3 +167,80 @@ def test_without_their_own_admins_tenants_follow_the_routers(monkeypatch, tmp_pa
         assert code == 200 and body["tenant"] == "x1"
     finally:
         yield stop(running)
+
+
+def purge_config(monkeypatch):
+    data = config(monkeypatch)
+    template = data["realm_templates"][0]
+    template["roles"][0]["rules"] += [{"uri": "mailbox.", "match": "prefix", "allow": ["publish"]},
+                                      {"uri": "relayrouter.mailbox.stats", "allow": ["call"]}]
+    template["mailboxes"] = [{"uri": "mailbox.{authid}", "http": "off"}]
+    return data
+
+
+@defer.inlineCallbacks
+def fill(router, name):
+    """A tenant made over WAMP, with two events kept and one mailbox message."""
+    admin = yield join(router, "management", **ADMIN)
+    yield admin.call("relayrouter.realm.create", name)
+    user = yield join(router, name)
+    for n in range(2):
+        yield user.publish("app.temp", n, options=PublishOptions(acknowledge=True))
+    yield user.publish("mailbox.device-7", "kept", options=PublishOptions(acknowledge=True))
+    return admin, user
+
+
+@defer.inlineCallbacks
+def stored(router, name):
+    """(history args, mailbox depth) a new session of the tenant sees."""
+    user = yield join(router, name)
+    events = yield user.call("relayrouter.history.read", "app.temp")
+    boxes = yield user.call("relayrouter.mailbox.stats")
+    depth = {b["mailbox"]: b["depth"] for b in boxes["mailboxes"]}.get("mailbox.device-7", 0)
+    return [e["args"] for e in events["events"]], depth
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_deleted_tenants_stored_data_is_purged(monkeypatch, state):
+    running = yield start(purge_config(monkeypatch), state)
+    try:
+        admin, _ = yield fill(running, "recycled")
+        assert (yield stored(running, "recycled")) == ([[0], [1]], 1)
+        yield admin.call("relayrouter.realm.delete", "recycled")
+        yield admin.call("relayrouter.realm.create", "recycled")  # at once: the purge was queued first
+        assert (yield stored(running, "recycled")) == ([], 0)
+        user = yield join(running, "recycled")
+        yield user.publish("app.temp", "new", options=PublishOptions(acknowledge=True))
+        tenants = running.service.tenancy.store
+        yield eventually(lambda: not tenants.purges())
+    finally:
+        yield stop(running)
+    again = yield start(purge_config(monkeypatch), state)  # what was purged is gone from the files too
+    try:
+        assert (yield stored(again, "recycled")) == ([["new"]], 0)
+    finally:
+        yield stop(again)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_purge_cut_short_is_done_at_the_next_start(monkeypatch, state):
+    import sqlite3
+
+    running = yield start(purge_config(monkeypatch), state)
+    try:
+        yield fill(running, "crashed")
+    finally:
+        yield stop(running)
+    # As if the router died right after the delete committed, before the purge did.
+    with sqlite3.connect(state / "tenants.sqlite3") as db:
+        db.execute("DELETE FROM tenants WHERE name = 'crashed'")
+        db.execute("INSERT INTO purges (name) VALUES ('crashed')")
+    again = yield start(purge_config(monkeypatch), state)
+    try:
+        tenants = again.service.tenancy.store
+        yield eventually(lambda: not tenants.purges())
+        admin = yield join(again, "management", **ADMIN)
+        yield admin.call("relayrouter.realm.create", "crashed")
+        assert (yield stored(again, "crashed")) == ([], 0)
+    finally:
+        yield stop(again)

@@ -1,6 +1,7 @@
 """A device for the console test: joins with a ticket, subscribes and
 registers something, then stays until the router ends its session (it
-prints why) or it is stopped.
+prints why) or it is stopped.  With "call": {"procedure", "kwargs"} in the
+configuration it calls that instead, prints the result and leaves.
 
     python console_client.py '{"url": ..., "realm": ..., "authid": ..., "ticket": ...}'
 """
@@ -25,6 +26,12 @@ class Device(ApplicationSession):
         return self.config.extra["ticket"]
 
     async def onJoin(self, details) -> None:
+        call = self.config.extra.get("call")
+        if call is not None:
+            result = await self.call(call["procedure"], **call.get("kwargs", {}))
+            emit({"event": "called", "result": result})
+            self.leave()
+            return
         await self.subscribe(lambda *a: None, "com.example.console.readings")
         await self.register(lambda: "ok", "com.example.console.status")
         emit({"event": "joined", "session": details.session})

@@ -1,7 +1,9 @@
 """The web console (/console) in headless Chromium against a real router:
-log in with a ticket, watch a device's session appear, go and come back,
-deny its authid from the page and watch the session end; a screenshot is
-saved in the test's directory."""
+an operator (a console role, not a router admin) logs in with a ticket,
+watches a device's session appear, go and come back, denies its authid from
+the page and watches the session end; a viewer sees but cannot change the
+deny list; sessions that are no console users are refused with the reason
+on the page. Screenshots are saved in the test's directory."""
 
 import json
 import sys
@@ -13,9 +15,15 @@ from conftest import JS_DIR, REPO_ROOT, STARTUP_TIMEOUT, WS_LINE, ChildProcess
 ADMIN_TICKET = "console-admin-ticket-0123456789"
 DEVICE_TICKET = "sensor-seven-ticket-0123456789"
 
+VIEWER_TICKET = "auditor-ticket-0123456789abcdef"
+INTERN_TICKET = "intern-ticket-0123456789abcdef"
+
 CONFIG = """
+[console]
+roles = ["watcher"]
+operator_roles = ["console"]
+
 [revocation]
-admin_roles = ["console"]
 close_grace = 1
 
 [[listeners]]
@@ -35,8 +43,18 @@ authid = "sensor-7"
 role = "device"
 secret_env = "DEVICE_TICKET"
 
+[[realms.auth.ticket.principals]]
+authid = "auditor"
+role = "watcher"
+secret_env = "VIEWER_TICKET"
+
+[[realms.auth.ticket.principals]]
+authid = "intern"
+role = "staff"
+secret_env = "INTERN_TICKET"
+""" + "".join(f"""
 [[realms.roles]]
-name = "console"
+name = "{role}"
 [[realms.roles.rules]]
 uri = "wamp."
 match = "prefix"
@@ -45,6 +63,7 @@ allow = ["call", "subscribe"]
 uri = "relayrouter."
 match = "prefix"
 allow = ["call"]
+""" for role in ("console", "watcher", "staff")) + """
 
 [[realms.roles]]
 name = "device"
@@ -61,7 +80,8 @@ def console_router(tmp_path):
 
     config = tmp_path / "router.toml"
     config.write_text(CONFIG)
-    env = dict(os.environ, CONSOLE_TICKET=ADMIN_TICKET, DEVICE_TICKET=DEVICE_TICKET)
+    env = dict(os.environ, CONSOLE_TICKET=ADMIN_TICKET, DEVICE_TICKET=DEVICE_TICKET,
+               VIEWER_TICKET=VIEWER_TICKET, INTERN_TICKET=INTERN_TICKET)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
             "relayrouter", "--config", config, "--state-dir", tmp_path / "state"]
@@ -115,3 +135,55 @@ def test_console_in_chromium(console_router, node_bin, chromium_bin, spawn, tmp_
     assert result["page_errors"] == []
     assert result["rate_text"].startswith("now: ")
     assert screenshot.stat().st_size > 10_000
+
+
+def drive_console(spawn, node_bin, chromium_bin, router, tmp_path, name, **cfg):
+    http_url = router.ws_url.replace("ws://", "http://").rsplit("/", 1)[0]
+    return spawn(f"console {name}", [node_bin, JS_DIR / "browser" / "console_drive.js", json.dumps({
+        "console_url": f"{http_url}/console", "chromium": chromium_bin, "realm": "lab",
+        "user_data_dir": str(tmp_path / f"chromium-{name}"), "screenshot": str(tmp_path / f"{name}.png"),
+        **cfg})])
+
+
+def test_a_console_viewer_sees_but_changes_nothing(console_router, node_bin, chromium_bin, spawn, tmp_path):
+    ws_url = console_router.ws_url
+    operator = spawn("operator", [sys.executable, JS_DIR / "console_client.py", json.dumps({
+        "url": ws_url, "realm": "lab", "authid": "console-admin", "ticket": ADMIN_TICKET,
+        "call": {"procedure": "relayrouter.denylist.add",
+                 "kwargs": {"claim": "authid", "value": "someone-else", "ttl": 600, "reason": "viewer test"}}})])
+    assert operator.wait_event("called")["result"]["entry"]["value"] == "someone-else"
+    device = spawn("device", [sys.executable, JS_DIR / "console_client.py", json.dumps(
+        {"url": ws_url, "realm": "lab", "authid": "sensor-7", "ticket": DEVICE_TICKET})])
+    device.wait_event("joined")
+
+    result = drive_console(spawn, node_bin, chromium_bin, console_router, tmp_path, "viewer", mode="viewer",
+                           authid="auditor", ticket=VIEWER_TICKET, watch="sensor-7").result(120)
+    state = result["state"]
+    assert (state["access"], state["reach"], state["authrole"]) == ("view", "router", "watcher")
+    assert result["status"] == "auditor (watcher, read-only) in realm lab"
+    assert [(e["value"], e["reason"]) for e in state["denylist"]] == [("someone-else", "viewer test")]
+    assert result["denylist_visible"] and not result["deny_form_visible"]
+    assert result["buttons"] == []  # no deny, no remove
+    assert result["add_refused"]["error"] == "wamp.error.not_authorized"
+    assert "may not administer the deny list" in result["add_refused"]["args"][0]
+    assert result["page_errors"] == []
+    device.stop()
+
+
+@pytest.mark.parametrize("authid, ticket, message", [
+    # a role with rules for every router procedure, but no console role
+    ("intern", INTERN_TICKET, "login refused: session 'intern' with role 'staff' may not use the console "
+                              "(console.roles, console.operator_roles or the router's admins may)"),
+    # a plain device role: the realm's rules refuse the call first
+    ("sensor-7", DEVICE_TICKET, "login refused: "),
+])
+def test_a_session_that_is_no_console_user_is_refused(console_router, node_bin, chromium_bin, spawn, tmp_path,
+                                                      authid, ticket, message):
+    result = drive_console(spawn, node_bin, chromium_bin, console_router, tmp_path, authid, mode="refused",
+                           authid=authid, ticket=ticket, watch="-").result(120)
+    assert result["login_error"].startswith(message), result["login_error"]
+    if authid == "sensor-7":
+        assert "relayrouter.console.access" in result["login_error"]
+    assert result["login_visible"] and not result["main_visible"]
+    assert result["state"]["loggedIn"] is False and result["state"]["access"] is None
+    assert result["page_errors"] == []

@@ -14,10 +14,13 @@
   // What the page shows, also for tests and the curious (window.consoleState).
   const state = {
     loggedIn: false, authid: null, authrole: null, realm: null, error: null,
+    access: null, reach: null, // what relayrouter.console.access said: "view" | "operate", "router" | "realm"
     realms: [], sessions: [], subscriptions: [], registrations: [], denylist: [],
     mailboxes: null, pairs: null, rates: [],
   };
   window.consoleState = state;
+  // The logged-in session's calls, for tests and the curious: nothing the session may not do anyway.
+  window.consoleCall = (procedure, args, kwargs) => call(procedure, args, kwargs);
 
   let connection = null;
   let session = null;
@@ -43,6 +46,7 @@
     const secret = $('secret').value;
     const authid = $('authid').value || undefined;
     let opened = false;
+    let refused = null; // the console's refusal: shown instead of the close reason
     connection = new autobahn.Connection({
       url: $('url').value,
       realm: $('realm').value,
@@ -54,19 +58,16 @@
       use_es6_promises: true,
     });
     connection.onopen = (s, details) => {
-      opened = true;
       session = s;
-      state.loggedIn = true;
-      state.authid = details.authid;
-      state.authrole = details.authrole;
-      state.realm = $('realm').value;
       $('secret').value = '';
-      $('status').textContent = `${details.authid} (${details.authrole}) in realm ${state.realm}`;
-      $('login').hidden = true;
-      $('main').hidden = false;
-      $('logout').hidden = false;
-      $('session-realm').textContent = `in realm ${state.realm}`;
-      start();
+      // The router says whether this session may use the console, and how far.
+      call('relayrouter.console.access').then((access) => {
+        opened = true;
+        enter(details, access);
+      }, (error) => {
+        refused = (error.args && error.args[0]) || error.error || String(error);
+        connection.close('wamp.close.normal', 'not a console user');
+      });
     };
     connection.onclose = (reason, details) => {
       stop();
@@ -77,7 +78,10 @@
       $('logout').hidden = true;
       $('login').hidden = false;
       $('status').textContent = 'not logged in';
-      if (!opened || reason !== 'closed') {
+      if (refused) {
+        state.error = refused;
+        $('login-error').textContent = `login refused: ${refused}`;
+      } else if (!opened || reason !== 'closed') {
         state.error = String(why);
         $('login-error').textContent = opened ? `disconnected: ${why}` : `login failed: ${why}`;
       }
@@ -85,6 +89,28 @@
     };
     connection.open();
   }
+
+  function enter(details, access) {
+    state.loggedIn = true;
+    state.authid = details.authid;
+    state.authrole = details.authrole;
+    state.realm = $('realm').value;
+    state.access = access.access;
+    state.reach = access.reach;
+    const mode = access.access === 'operate' ? '' : ', read-only';
+    $('status').textContent = `${details.authid} (${details.authrole}${mode}) in realm ${state.realm}`;
+    // Viewers change nothing; a tenant realm's console has no deny list (it is router-wide).
+    $('deny-form').hidden = !canEdit();
+    $('denylist-panel').hidden = access.reach !== 'router';
+    $('denylist-mode').textContent = canEdit() ? '' : '(read-only)';
+    $('login').hidden = true;
+    $('main').hidden = false;
+    $('logout').hidden = false;
+    $('session-realm').textContent = `in realm ${state.realm}`;
+    start();
+  }
+
+  function canEdit() { return state.access === 'operate' && state.reach === 'router'; }
 
   // ----------------------------------------------------------- refresh
 
@@ -165,7 +191,7 @@
     fill('sessions', rows, (s) => [
       String(s.session), s.authid, s.authrole, `${s.transport}/${s.serializer}`, s.peer,
       s.since ? s.since.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '', bytes(s.rx_bytes), bytes(s.tx_bytes),
-      s.authid && s.authid !== state.authid ? button('deny', () => deny('authid', s.authid)) : '',
+      canEdit() && s.authid && s.authid !== state.authid ? button('deny', () => deny('authid', s.authid)) : '',
     ], (tr, s) => { tr.dataset.session = s.session; tr.dataset.authid = s.authid; });
   }
 
@@ -189,12 +215,13 @@
   }
 
   function refreshDenylist() {
+    if (state.reach !== 'router') return;
     call('relayrouter.denylist.list').then((r) => {
       state.denylist = r.entries;
       fill('denylist', r.entries, (e) => [
         e.claim, e.value, e.expires_at ? new Date(e.expires_at * 1000).toISOString() : '', e.reason || '',
-        button('remove', () => call('relayrouter.denylist.remove', [], { claim: e.claim, value: e.value })
-          .then(refreshDenylist, report)),
+        canEdit() ? button('remove', () => call('relayrouter.denylist.remove', [], { claim: e.claim, value: e.value })
+          .then(refreshDenylist, report)) : '',
       ], (tr, e) => { tr.dataset.claim = e.claim; tr.dataset.value = e.value; });
     }, report);
   }

@@ -6,8 +6,14 @@
 // from the deny-list form and waits for its session to end; then saves a
 // screenshot and prints {"result": ...}. Exits 1 with "FAIL: ..." otherwise.
 //
+//
+// With mode "refused": logs in and reports the page's login error (a session
+// that is no console user). With mode "viewer": logs in as a read-only
+// console user, waits for the watched session, checks that the page offers
+// no deny-list change and that the router refuses one, and reports.
+//
 // config: {console_url, chromium, user_data_dir, screenshot, realm, authid,
-//          ticket, watch, timeout_ms?}
+//          ticket, watch, mode?, timeout_ms?}
 
 const { chromium } = require('playwright-core');
 
@@ -51,9 +57,20 @@ async function drive(cfg) {
     await page.fill('#authid', cfg.authid);
     await page.fill('#secret', cfg.ticket);
     await page.click('#login-button');
+    if (cfg.mode === 'refused') {
+      await step('the login is refused', () => page.waitForFunction(
+        () => document.getElementById('login-error').textContent !== '', null, { timeout }));
+      return {
+        login_error: await page.textContent('#login-error'),
+        login_visible: await page.isVisible('#login'),
+        main_visible: await page.isVisible('#main'),
+        state: await page.evaluate(() => window.consoleState), page_errors: pageErrors,
+      };
+    }
     await step('log in', () => page.waitForSelector(row(cfg.authid), { timeout }));
     await step('the login form goes away', () => page.waitForSelector('#login', { state: 'hidden', timeout }));
     emit({ event: 'logged_in', url: landed });
+    if (cfg.mode === 'viewer') return await viewer(page, cfg, step, row, timeout, pageErrors);
 
     await step('the device appears', () => page.waitForSelector(row(cfg.watch), { timeout }));
     await step('its subscription is listed', () => page.waitForFunction(
@@ -89,6 +106,23 @@ async function drive(cfg) {
   } finally {
     await context.close();
   }
+}
+
+async function viewer(page, cfg, step, row, timeout, pageErrors) {
+  await step('the watched session is listed', () => page.waitForSelector(row(cfg.watch), { timeout }));
+  await step('the deny list is read', () => page.waitForFunction(
+    () => window.consoleState.denylist.length > 0, null, { timeout }));
+  const tried = await page.evaluate((w) => window.consoleCall('relayrouter.denylist.add', [],
+    { claim: 'authid', value: w, ttl: 60 }).then(() => null, (e) => ({ error: e.error, args: e.args })), cfg.watch);
+  await page.screenshot({ path: cfg.screenshot, fullPage: true });
+  return {
+    state: await page.evaluate(() => window.consoleState),
+    status: await page.textContent('#status'),
+    deny_form_visible: await page.isVisible('#deny-form'),
+    denylist_visible: await page.isVisible('#denylist'),
+    buttons: await page.$$eval('#sessions button, #denylist button', (bs) => bs.map((b) => b.textContent)),
+    add_refused: tried, page_errors: pageErrors,
+  };
 }
 
 let cfg;
