@@ -4,6 +4,7 @@ Called from :mod:`relayrouter.config`; errors name the key.  Without the
 section the router runs alone and nothing of the NATS client is imported.
 """
 
+import base64
 import os
 import re
 import socket
@@ -18,7 +19,8 @@ from .configcheck import seconds as _seconds, table as _table
 TOP_LEVEL_KEYS = {"cluster"}
 _KEYS = {"nats", "node", "subject_prefix", "user", "password_env", "password_file",
          "token_env", "token_file", "tls", "reconnect_wait", "connect_timeout", "max_pending_bytes",
-         "heartbeat_interval", "heartbeat_ttl", "loop"}
+         "heartbeat_interval", "heartbeat_ttl", "loop", "nkey_seed_env", "nkey_seed_file",
+         "credentials_file"}
 _TLS_KEYS = {"ca", "certificate", "key", "hostname"}
 # A NATS subject token we put names into unescaped: no ".", "*", ">" or spaces.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -43,6 +45,9 @@ class ClusterConfig:
     user: str | None = None
     password: str | None = None
     token: str | None = None
+    # An nkey user's seed (SU...), or a creds file (user JWT + its seed) for NATS accounts with JWTs.
+    nkey_seed: str | None = None
+    credentials_file: str | None = None
     tls: ClusterTls | None = None
     reconnect_wait: float = 1.0
     connect_timeout: float = 2.0
@@ -59,6 +64,7 @@ class ClusterConfig:
     def __repr__(self) -> str:  # never a password or token
         return (f"ClusterConfig(servers={self.servers}, node={self.node!r}, user={self.user!r}, "
                 f"password={'set' if self.password else None}, token={'set' if self.token else None}, "
+                f"nkey_seed={'set' if self.nkey_seed else None}, credentials_file={self.credentials_file!r}, "
                 f"tls={self.tls})")
 
 
@@ -92,6 +98,14 @@ def cluster(data: dict) -> ClusterConfig | None:
         raise ConfigError(f"{key}.password_env: give password_env or password_file with user")
     if token is not None and user is not None:
         raise ConfigError(f"{key}.token_env: give either user/password or a token, not both")
+    nkey_seed = _secret(item, "nkey_seed", key)
+    if nkey_seed is not None:
+        _check_seed(nkey_seed, _name(key, "nkey_seed_env" if "nkey_seed_env" in item else "nkey_seed_file"))
+    credentials = _credentials(item, key) if "credentials_file" in item else None
+    given = [what for what, value in (("user/password", user), ("token", token), ("nkey_seed", nkey_seed),
+                                      ("credentials_file", credentials)) if value is not None]
+    if len(given) > 1:
+        raise ConfigError(f"{key}: give one way to authenticate to NATS, not {' and '.join(given)}")
     max_pending = _get(item, "max_pending_bytes", int, 8 * 1024 * 1024, key)
     if max_pending < 64 * 1024:
         raise ConfigError(f"{key}.max_pending_bytes: must be at least 65536")
@@ -105,6 +119,7 @@ def cluster(data: dict) -> ClusterConfig | None:
     return ClusterConfig(
         heartbeat_interval=interval, heartbeat_ttl=ttl, loop=loop,
         servers=tuple(servers), node=node, subject_prefix=prefix, user=user, password=password, token=token,
+        nkey_seed=nkey_seed, credentials_file=credentials,
         tls=_tls(item.get("tls"), f"{key}.tls", servers),
         reconnect_wait=_seconds(item, "reconnect_wait", 1.0, key),
         connect_timeout=_seconds(item, "connect_timeout", 2.0, key),
@@ -134,6 +149,49 @@ def _secret(item: dict, what: str, key: str) -> str | None:
             raise ConfigError(f"{_name(key, file)}: the file is empty")
         return value
     return None
+
+
+def _check_seed(seed: str, name: str) -> None:
+    """An nkey user seed nats-py can sign with; the error never shows it."""
+    try:
+        import nkeys
+    except ImportError:
+        raise ConfigError(f"{name}: nkey authentication needs the nkeys package "
+                          "(pip install 'relayrouter[cluster]')") from None
+    if not seed.startswith("SU"):
+        raise ConfigError(f"{name}: not an nkey user seed (one starts with 'SU'; "
+                          "'nsc' or 'nk -gen user' makes them)")
+    try:
+        raw = base64.b32decode(seed + "=" * (-len(seed) % 8))
+        nkeys.from_seed(bytearray(seed.encode("ascii")))
+        valid = nkeys.crc16(raw[:-2]) == int.from_bytes(raw[-2:], "little")  # from_seed does not check it
+    except Exception:
+        valid = False
+    if not valid:
+        raise ConfigError(f"{name}: not a valid nkey seed (its checksum or encoding is wrong)")
+
+
+_JWT_BLOCK = re.compile(r"-----BEGIN NATS USER JWT-----\s*\n\s*(\S+)\s*\n")
+_SEED_BLOCK = re.compile(r"-----BEGIN USER NKEY SEED-----\s*\n\s*(\S+)\s*\n")
+
+
+def _credentials(item: dict, key: str) -> str:
+    """A NATS creds file: private, with a user JWT and the user's nkey seed."""
+    name = _name(key, "credentials_file")
+    path = _private_file(item, "credentials_file", key)
+    try:
+        text = path.read_text("ascii")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{name}: cannot read '{path}': {getattr(e, 'strerror', None) or e}") from None
+    jwt = _JWT_BLOCK.search(text)
+    seed = _SEED_BLOCK.search(text)
+    if jwt is None or seed is None:
+        raise ConfigError(f"{name}: '{path}' is not a NATS creds file (it needs a '-----BEGIN NATS USER "
+                          "JWT-----' block and a '-----BEGIN USER NKEY SEED-----' block)")
+    if jwt.group(1).count(".") != 2:
+        raise ConfigError(f"{name}: the user JWT in '{path}' is not a JWT")
+    _check_seed(seed.group(1), name)
+    return str(path)
 
 
 def _private_file(item: dict, name: str, key: str) -> Path:

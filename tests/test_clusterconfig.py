@@ -75,6 +75,64 @@ def test_credentials_from_env_and_file_never_shown(tmp_path, monkeypatch):
         parse(**BASE, token_file=str(token))
 
 
+def _user_seed() -> str:
+    import nkeys
+
+    return nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER).decode()
+
+
+def test_nkey_seed_from_env_or_file_checked_and_never_shown(tmp_path, monkeypatch):
+    seed = _user_seed()
+    monkeypatch.setenv("CLUSTER_TEST_SEED", seed)
+    c = parse(**BASE, nkey_seed_env="CLUSTER_TEST_SEED")
+    assert c.nkey_seed == seed and seed not in repr(c) and "nkey_seed=set" in repr(c)
+    seed_file = tmp_path / "router.nk"
+    seed_file.write_text(seed + "\n")
+    seed_file.chmod(0o600)
+    assert parse(**BASE, nkey_seed_file=str(seed_file)).nkey_seed == seed
+    seed_file.chmod(0o640)
+    with pytest.raises(cfg.ConfigError, match=r"cluster.nkey_seed_file: .* is readable by others \(mode 640\)"):
+        parse(**BASE, nkey_seed_file=str(seed_file))
+    broken = seed[:-2] + ("AA" if not seed.endswith("AA") else "BB")
+    monkeypatch.setenv("CLUSTER_TEST_SEED", broken)
+    with pytest.raises(cfg.ConfigError) as e:
+        parse(**BASE, nkey_seed_env="CLUSTER_TEST_SEED")
+    assert str(e.value).startswith("cluster.nkey_seed_env: not a valid nkey seed") and broken not in str(e.value)
+    monkeypatch.setenv("CLUSTER_TEST_SEED", "UAXXXXXXXX")
+    with pytest.raises(cfg.ConfigError, match="cluster.nkey_seed_env: not an nkey user seed"):
+        parse(**BASE, nkey_seed_env="CLUSTER_TEST_SEED")
+    monkeypatch.setenv("CLUSTER_TEST_SEED", seed)
+    monkeypatch.setenv("CLUSTER_TEST_PW", "pw")
+    with pytest.raises(cfg.ConfigError, match="cluster: give one way to authenticate to NATS, not user/password "
+                                              "and nkey_seed"):
+        parse(**BASE, user="u", password_env="CLUSTER_TEST_PW", nkey_seed_env="CLUSTER_TEST_SEED")
+
+
+def test_a_creds_file_is_checked_private_and_whole(tmp_path):
+    seed = _user_seed()
+    creds = tmp_path / "router.creds"
+    creds.write_text("-----BEGIN NATS USER JWT-----\neyJ0eXAi.eyJqdGki.c2ln\n------END NATS USER JWT------\n\n"
+                     f"-----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n")
+    creds.chmod(0o600)
+    c = parse(**BASE, credentials_file=str(creds))
+    assert c.credentials_file == str(creds) and seed not in repr(c)
+    creds.chmod(0o604)
+    with pytest.raises(cfg.ConfigError, match=r"cluster.credentials_file: .* is readable by others"):
+        parse(**BASE, credentials_file=str(creds))
+    creds.write_text("just a token\n")
+    creds.chmod(0o600)
+    with pytest.raises(cfg.ConfigError, match="cluster.credentials_file: .* is not a NATS creds file"):
+        parse(**BASE, credentials_file=str(creds))
+    with pytest.raises(cfg.ConfigError, match="cluster.credentials_file: cannot read"):
+        parse(**BASE, credentials_file=str(tmp_path / "missing.creds"))
+    token = tmp_path / "token"
+    token.write_text("t\n")
+    token.chmod(0o600)
+    creds.write_text(f"-----BEGIN NATS USER JWT-----\na.b.c\n-\n-----BEGIN USER NKEY SEED-----\n{seed}\n-\n")
+    with pytest.raises(cfg.ConfigError, match="not token and credentials_file"):
+        parse(**BASE, token_file=str(token), credentials_file=str(creds))
+
+
 def test_a_tls_key_readable_by_others_is_refused(tmp_path):
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     cert.write_text("x")

@@ -320,4 +320,8 @@ class Cluster:
             log.warn("cluster: node {node} cannot reach NATS ({error}); retrying", node=node, error=text)
         elif state == "error" and not self._said_error:
             self._said_error = True  # once per outage: reconnect attempts fail every reconnect_wait
-            log.info("cluster: NATS: {error}", error=text)
+            if "authorization" in text.lower() or "authentication" in text.lower():
+                log.warn("cluster: NATS refused node {node}'s credentials ({error}); check [cluster] user and "
+                         "password_*, token_*, nkey_seed_* or credentials_file; retrying", node=node, error=text)
+            else:
+                log.info("cluster: NATS: {error}", error=text)

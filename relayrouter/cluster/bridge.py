@@ -294,6 +294,10 @@ class NatsBridge:
             options.update(user=config.user, password=config.password)
         if config.token is not None:
             options.update(token=config.token)
+        if config.nkey_seed is not None:
+            options.update(nkeys_seed_str=config.nkey_seed)
+        if config.credentials_file is not None:
+            options.update(user_credentials=config.credentials_file)  # read again at each connect
         if config.tls is not None or any(s.startswith("tls://") for s in config.servers):
             options["tls"] = _tls_context(config.tls)
             if config.tls is not None and config.tls.hostname:

@@ -28,13 +28,23 @@ def free_port() -> int:
 
 
 class NatsServer(Child):
-    def __init__(self, tmp_path: Path) -> None:
+    """``config``: nats-server configuration text (authorization, tls, operator...)
+    written beside its store; ``jetstream=False`` for servers that need none."""
+
+    def __init__(self, tmp_path: Path, config: str = "", jetstream: bool = True, scheme: str = "nats") -> None:
         self.port = free_port()
         self.monitor = free_port()
+        self.scheme = scheme
         store = tmp_path / "nats-store"
         store.mkdir(exist_ok=True)
-        super().__init__("nats-server", [NATS_SERVER, "-js", "-sd", store, "-a", "127.0.0.1",
-                                         "-p", self.port, "-m", self.monitor])
+        argv = [NATS_SERVER, "-a", "127.0.0.1", "-p", self.port, "-m", self.monitor]
+        if jetstream:
+            argv += ["-js", "-sd", store]
+        if config:
+            conf = tmp_path / "nats.conf"
+            conf.write_text(config)
+            argv += ["-c", conf]
+        super().__init__("nats-server", argv)
 
     def start(self) -> None:
         super().start()
@@ -42,7 +52,7 @@ class NatsServer(Child):
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def connz(self) -> list[dict]:
         """The server's view of its client connections, with their subscriptions."""
