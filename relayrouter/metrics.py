@@ -179,6 +179,15 @@ class RouterCollector:
         denials.add_metric(["out"], counters["denials_out"])
         denials.add_metric(["in"], counters["denials_in"])
         yield denials
+        meta = CounterMetricFamily("relayrouter_cluster_meta_questions", "Meta API questions this node asked "
+                                   "the other nodes and answered for them", labels=["direction"])
+        meta.add_metric(["asked"], counters["meta_questions"])
+        meta.add_metric(["answered"], counters["meta_answers"])
+        yield meta
+        yield CounterMetricFamily("relayrouter_cluster_testaments_published", "Testaments this node published "
+                                  "for sessions of nodes that are gone", value=counters["testaments_published_for_others"])
+        yield GaugeMetricFamily("relayrouter_cluster_testaments_stored", "This node's sessions whose testaments "
+                                "are kept in NATS JetStream KV", value=cluster.view.stored_in_kv())
 
 
 def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:

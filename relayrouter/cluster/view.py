@@ -120,7 +120,8 @@ class ClusterView:
             self.bridge.subscribe(subject)
         cluster.node_listeners.append(self._node_event)
         cluster.state_listeners.append(self._nats_state)
-        self._watch = task.LoopingCall(self._check_suspects)
+        self._last_tick = None
+        self._watch = task.LoopingCall(self._tick)
         self._watch.clock = self.reactor
         self._purge = task.LoopingCall(self._purge_markers)
         self._purge.clock = self.reactor
@@ -141,6 +142,9 @@ class ClusterView:
         for loop in (self._watch, self._purge):
             if loop.running:
                 loop.stop()
+
+    def stored_in_kv(self) -> int:
+        return sum(1 for stored in self._stored.values() if stored.in_kv)
 
     # ------------------------------------------------------ asking the others
 
@@ -436,30 +440,38 @@ class ClusterView:
     def _nats_state(self, state: str, text: str) -> None:
         if state in ("connected", "reconnected"):
             self._connected_since = self.reactor.seconds()
-            d = self.bridge.run(self._prepare, [k for k, s in self._stored.items() if s.in_kv])
-            d.addCallbacks(self._prepared, self._no_kv)
+            self._resync()
         elif state in ("disconnected", "unreachable", "closed"):
             self._connected_since = None
             self._kv_ready = False
 
-    async def _prepare(self, nc, js, stored_keys: list) -> set:
-        """Make the bucket (idempotent) and say which of ``stored_keys`` someone else deleted."""
+    def _resync(self) -> None:
+        d = self.bridge.run(self._prepare, [k for k, s in self._stored.items() if s.in_kv])
+        d.addCallbacks(self._prepared, self._no_kv)
+
+    async def _prepare(self, nc, js, stored_keys: list) -> tuple[set, set]:
+        """Make the bucket (idempotent); which of ``stored_keys`` a survivor took, and
+        which are not there at all (the NATS server lost its store)."""
         try:
             kv = await js.key_value(self._bucket)
         except js_errors.BucketNotFoundError:
             kv = await js.create_key_value(bucket=self._bucket, history=1,
                                            description="relayrouter: testaments of live sessions")
         self._loop_kv[self._bucket] = kv
-        taken = set()
+        taken, missing = set(), set()
         for key in stored_keys:
             try:
-                await kv.get(key)
+                entry = await kv.get(key)
             except js_errors.KeyNotFoundError as e:
-                if e.op is not None:  # a delete marker: a survivor published them
-                    taken.add(key)
-        return taken
+                # A delete marker: a survivor published them; none: never there, or lost.
+                (taken if e.op is not None else missing).add(key)
+                continue
+            if msgpack.unpackb(entry.value, raw=False)[4] is not None:  # claimed: being published
+                taken.add(key)
+        return taken, missing
 
-    def _prepared(self, taken: set) -> None:
+    def _prepared(self, found: tuple) -> None:
+        taken, missing = found
         self._kv_ready = self.bridge.connected
         if self._said_no_kv:
             self._said_no_kv = False
@@ -467,10 +479,13 @@ class ClusterView:
         for key, stored in list(self._stored.items()):
             if key in taken:
                 log.warn("cluster: another node published the testaments of session {session} while this node "
-                         "was cut off from NATS; they will not be published again", session=stored.session.session_id)
+                         "was cut off or stalled; they will not be published again",
+                         session=stored.session.session_id)
                 stored.session.testaments = {}
                 stored.in_kv = False
-            stored.dirty = True
+                stored.dirty = True
+            elif key in missing or not stored.in_kv:
+                stored.dirty = True  # written during the outage, or lost with the server's store
             self._write(key, stored)
         self._claim_from(self.node, self.incarnation)  # an earlier process with this node name
 
@@ -482,6 +497,20 @@ class ClusterView:
             self._check_suspects()
         elif event == "up":
             self._suspects.discard(node)
+
+    def _tick(self) -> None:
+        now = self.reactor.seconds()
+        stalled = self._last_tick is not None and now - self._last_tick > self.config.heartbeat_ttl
+        self._last_tick = now
+        if stalled and self._kv_ready:
+            # Frozen (stopped, swapped out) longer than the TTL: the others may
+            # have declared this node gone and published its testaments.
+            log.warn("cluster: node {node} did not run for more than heartbeat_ttl ({ttl:g} s); checking "
+                     "whether other nodes published its sessions' testaments meanwhile", node=self.node,
+                     ttl=self.config.heartbeat_ttl)
+            self._connected_since = now  # judge the others only after hearing them for a TTL again
+            self._resync()
+        self._check_suspects()
 
     def _check_suspects(self) -> None:
         # Only a node that has heard the whole cluster for a TTL may judge it:

@@ -93,6 +93,14 @@ def log_count(node, pattern: str) -> int:
     return sum(1 for line in node.all_output if re.search(pattern, line))
 
 
+def metric(node, name: str) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{node.http_url}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
+
+
 # ---------------------------------------------------------------- meta API
 
 
@@ -196,6 +204,7 @@ def test_a_killed_nodes_testaments_are_published_once_and_its_sessions_vanish(cl
     yield sc.call("wamp.session.add_testament", "com.view.will", [sid(sc), "destroyed"], {})
     yield sessions_everywhere(3, sa, sb)
     assert (yield sa.call("wamp.subscription.count_subscribers", sub_c.id)) == 3
+    assert metric(nodes["c"], "relayrouter_cluster_testaments_stored") == 1
 
     nodes["c"].kill9()
     killed = time.monotonic()
@@ -217,6 +226,8 @@ def test_a_killed_nodes_testaments_are_published_once_and_its_sessions_vanish(cl
     assert len(inbox_a.events) == 2 and len(inbox_b.events) == 2
     published = [log_count(nodes[n], r"published 2 testament\(s\) of session \d+ of node c") for n in ("a", "b")]
     assert sorted(published) == [0, 1]
+    counted = [metric(nodes[n], "relayrouter_cluster_testaments_published_total") for n in ("a", "b")]
+    assert sorted(counted) == [0, 2]
     sa.leave()
     sb.leave()
 
@@ -348,3 +359,36 @@ def test_two_survivors_claiming_at_once_never_take_the_same_testaments(tmp_path)
     finally:
         bridge.stop()
         nats.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_node_frozen_past_the_ttl_does_not_publish_again_what_a_survivor_published(cluster):
+    import os
+    import signal
+
+    nats, nodes = cluster
+    sa = yield connect_ws(nodes["a"])
+    sc = yield connect_ws(nodes["c"])
+    inbox = Inbox()
+    yield sa.subscribe(inbox, "com.view.will")
+    yield sc.call("wamp.session.add_testament", "com.view.will", ["once"])
+    yield sessions_everywhere(2, sa)
+    yield sleep(2 * TTL)  # every node connected a TTL: a death can be judged
+
+    marks = {name: len(node.all_output) for name, node in nodes.items()}
+    os.kill(nodes["c"].proc.pid, signal.SIGSTOP)  # a VM pause, a swapped-out process: alive, silent
+    try:
+        for _ in range(300):
+            if inbox.events:
+                break
+            yield sleep(0.05)
+        assert inbox.events == [(["once"], {})]  # the survivors took it: c looked dead
+    finally:
+        os.kill(nodes["c"].proc.pid, signal.SIGCONT)
+    yield threads.deferToThread(nodes["c"].wait_output, "cluster: another node published the testaments of "
+                                f"session {sid(sc)}", 30, marks["c"])
+    sc.leave()  # its own node knows they were published: not again
+    yield sc.left
+    yield sleep(2 * TTL)
+    assert inbox.events == [(["once"], {})]
+    sa.leave()
