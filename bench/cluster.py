@@ -1,21 +1,37 @@
-"""Publish/subscribe through one and two router nodes joined by NATS.
+"""RPC and publish/subscribe through one, two and three router nodes joined by NATS.
 
-    python bench/cluster.py [--events 20000] [--fanout 20] [--reps 3]
+    python bench/cluster.py [--nodes 1,2,3] [--loops thread,reactor] [--scenarios ...]
+                            [--reps 3] [--duration 5] [--warmup 1] [--json FILE]
 
 Starts its own ``nats-server`` (loopback, free ports) and ``twistd relayrouter``
-nodes from this checkout, and Autobahn clients in this process: one publisher
-sends ``--events`` events (no acknowledgement, bursts of 500) to subscribers
-on its own node or on the other one. Scenarios:
+nodes from this checkout, and drives them with bench/run.py's Node load
+generator (bench/gen/loadgen.js), so a node without ``[cluster]`` is measured
+exactly as bench/run.py measures the router. Topologies, for each loop mode:
 
-- ``alone``: one node without ``[cluster]`` (today's router), 1 -> 1;
-- ``clustered, same node``: two clustered nodes, publisher and subscriber on A;
-- ``across nodes 1->1``: publisher on A, subscriber on B;
-- ``across nodes 1->N``: publisher on A, ``--fanout`` subscribers on B.
+- ``alone``: one node without ``[cluster]`` (today's router);
+- ``N nodes, same node``: N clustered nodes, every end on node A;
+- ``N nodes, across``: the publisher (caller) on A, the subscribers (callee)
+  on the other nodes, round-robin (1 -> 100 through 3 nodes: 50 on B, 50 on C).
 
-For each: delivered events/s (the clients share this one Python process and
-are usually the limit: compare the CPU columns) and the CPU time each node
-spent per 1,000 delivered events (utime+stime from /proc). Median of
-``--reps`` runs.
+Scenarios (``--scenarios``, loadgen's names): ``pubsub_1to1`` (256
+publications in flight end to end, 200-byte msgpack payload),
+``pubsub_fanout`` (1 -> 100, 64 in flight), ``pubsub_latency`` and
+``fanout_latency`` (one publication at a time, the next when all its events
+arrived: p50/p99 from writing the PUBLISH to reading each EVENT, one clock,
+one process), ``rpc_throughput`` (64 calls in flight) and ``rpc_latency`` (one
+at a time, p50/p99 of the round trip). RPC across nodes needs calls across
+nodes: where a build has none, the row says so.
+
+Figures: delivered events (or calls) per second in the measured window, and
+the CPU time (utime + stime from /proc/<pid>/stat at the generator's marks)
+each node, the nats-server and the generator spent per delivered event (per
+call), in µs. ``--loops reactor`` runs every node (the alone one too) on
+Twisted's asyncio reactor with ``cluster.loop = "reactor"``; ``thread`` on
+twistd's default reactor with nats-py on its own thread. Median of
+``--reps`` rounds; each round runs every topology of every loop mode once,
+on nodes started for it, the loop modes alternating. Nodes are pinned to CPU 0, the generator and nats-server to
+CPU 1 (``--no-pin`` to let them float): throughput is what one core gives all
+the nodes together; the CPU columns are the figures to read.
 """
 
 import argparse
@@ -30,19 +46,28 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if __package__ in (None, ""):  # run as a script: python bench/cluster.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import txaio  # noqa: E402
+from bench.procstat import CLOCK_TICKS, all_pids, cpu_ticks  # noqa: E402
+from bench.targets import BENCH, REPO  # noqa: E402
 
-txaio.use_twisted()
-from autobahn.twisted.wamp import ApplicationSession  # noqa: E402
-from autobahn.twisted.websocket import WampWebSocketClientFactory  # noqa: E402
-from autobahn.wamp.serializer import MsgPackSerializer  # noqa: E402
-from autobahn.wamp.types import ComponentConfig  # noqa: E402
-from twisted.internet import defer, endpoints, reactor, task  # noqa: E402
+GENERATOR = BENCH / "gen" / "loadgen.js"
+NODE_CORE, OTHER_CORE = 0, 1
+# name -> (loadgen scenario, extra loadgen options, headline figure, per what)
+SCENARIOS = {
+    "rpc_throughput": ("rpc_throughput", [], "calls_per_s", "call"),
+    "rpc_latency": ("rpc_latency", [], "p50_us", "call"),
+    "pubsub_1to1": ("pubsub_1to1", [], "events_per_s", "event"),
+    "pubsub_fanout": ("pubsub_fanout", ["--subscribers", "100"], "events_per_s", "event"),
+    "pubsub_latency": ("pubsub_latency", ["--subscribers", "1"], "p50_us", "event"),
+    "fanout_latency": ("pubsub_latency", ["--subscribers", "100"], "p50_us", "event"),
+}
+NODE_NAMES = "abc"
 
-from bench.procstat import CLOCK_TICKS, cpu_ticks  # noqa: E402
+
+def log(*parts) -> None:
+    print("[cluster-bench]", *parts, file=sys.stderr, flush=True)
 
 
 def free_port() -> int:
@@ -52,12 +77,20 @@ def free_port() -> int:
 
 
 class Proc:
-    def __init__(self, argv, log: Path, env=None) -> None:
-        self.log = log
-        self.proc = subprocess.Popen([str(a) for a in argv], stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                     env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})), cwd=ROOT)
+    """A child process with its output in a file; stopped by its PID."""
 
-    def wait_for(self, text: str, seconds: float = 60) -> None:
+    def __init__(self, argv, log_path: Path, core: int | None) -> None:
+        self.log = log_path
+        pin = ["taskset", "-c", str(core)] if core is not None else []
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        self.proc = subprocess.Popen(pin + [str(a) for a in argv], stdout=open(log_path, "w"),
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_for(self, text: str, seconds: float = 90) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if text in self.log.read_text(errors="replace"):
@@ -65,148 +98,215 @@ class Proc:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.05)
-        raise SystemExit(f"{self.log.name}: no {text!r}\n{self.log.read_text(errors='replace')[-3000:]}")
+        raise SystemExit(f"{self.log}: no {text!r}\n{self.log.read_text(errors='replace')[-3000:]}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(15)
+                self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait(15)
+                self.proc.wait(20)
 
 
-def start_node(tmp: Path, name: str, nats_url: str | None) -> tuple[Proc, int]:
+def start_nats(tmp: Path, core: int | None) -> tuple[Proc, str]:
+    port = free_port()
+    nats = Proc([shutil.which("nats-server") or "/usr/sbin/nats-server", "-js", "-sd", tmp / "js",
+                 "-a", "127.0.0.1", "-p", port],
+                tmp / "nats.log", core)
+    nats.wait_for("Server is ready")
+    return nats, f"nats://127.0.0.1:{port}"
+
+
+def start_node(tmp: Path, name: str, nats_url: str | None, loop: str, core: int | None) -> tuple[Proc, str]:
     port = free_port()
     home = tmp / name
     home.mkdir()
     toml = (f'state_dir = "{home / "state"}"\n[[listeners]]\ntype = "websocket"\n'
             f'endpoint = "tcp:{port}:interface=127.0.0.1"\n')
     if nats_url:
-        toml += f'[cluster]\nnats = ["{nats_url}"]\nnode = "{name}"\n'
+        toml += f'[cluster]\nnats = ["{nats_url}"]\nnode = "{name}"\nloop = "{loop}"\n'
     (home / "router.toml").write_text(toml)
+    reactor = ["--reactor=asyncio"] if loop == "reactor" else []
     node = Proc([sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
-                 "relayrouter", "--config", home / "router.toml"], home / "log")
+                 *reactor, "relayrouter", "--config", home / "router.toml"], home / "log", core)
     node.wait_for("relayrouter listening")
     if nats_url:
         node.wait_for(f"cluster: node {name} connected to NATS")
-    return node, port
+    return node, f"ws://127.0.0.1:{port}/ws"
 
 
-class Client(ApplicationSession):
-    def onJoin(self, details):
-        self.config.extra["joined"].callback(self)
+def others_ticks(mine: set) -> dict:
+    return {p: cpu_ticks(p) for p in all_pids() if p not in mine}
 
 
-@defer.inlineCallbacks
-def connect(port: int):
-    joined = defer.Deferred()
-    session = Client(ComponentConfig("realm1", {"joined": joined}))
-    factory = WampWebSocketClientFactory(lambda: session, url=f"ws://127.0.0.1:{port}/ws",
-                                         serializers=[MsgPackSerializer()])
-    yield endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port).connect(factory)
-    yield joined
-    return session
-
-
-@defer.inlineCallbacks
-def run_once(pub_port, sub_port, subscribers: int, events: int, pids: dict, topic: str):
-    publisher = yield connect(pub_port)
-    got = [0]
-    done = defer.Deferred()
-    want = events * subscribers
-
-    def on_event(i):
-        got[0] += 1
-        if got[0] == want and not done.called:
-            done.callback(None)
-
-    sessions = []
-    for _ in range(subscribers):
-        s = yield connect(sub_port)
-        yield s.subscribe(on_event, topic)
-        sessions.append(s)
-    if pub_port != sub_port:  # the subscriber node's interest must have reached NATS
-        probe = defer.Deferred()
-        probe_sub = yield sessions[0].subscribe(lambda: probe.called or probe.callback(None), topic + ".probe")
-        while not probe.called:
-            publisher.publish(topic + ".probe")
-            yield task.deferLater(reactor, 0.05, lambda: None)
-        yield probe_sub.unsubscribe()
-    before = {name: cpu_ticks(pid) for name, pid in pids.items()}
-    started = time.perf_counter()
-    for i in range(events):
-        publisher.publish(topic, i)
-        if i % 500 == 499:
-            yield task.deferLater(reactor, 0, lambda: None)
-    # Until all arrived, or nothing more for 3 s (events are at most once: an
-    # overloaded receiver's outbound policy, or NATS's slow-consumer cut, may drop).
-    last, last_change = -1, time.perf_counter()
-    while not done.called and time.perf_counter() - last_change < 3:
-        if got[0] != last:
-            last, last_change = got[0], time.perf_counter()
-        yield task.deferLater(reactor, 0.05, lambda: None)
-    elapsed = (time.perf_counter() if done.called else last_change) - started
-    want = got[0]
-    cpu = {name: (cpu_ticks(pid) - before[name]) / CLOCK_TICKS for name, pid in pids.items()}
-    for s in [publisher, *sessions]:
-        s.leave()
-    yield task.deferLater(reactor, 0.2, lambda: None)
-    return {"rate": want / elapsed, "delivered": got[0] / (events * subscribers), **{f"cpu_ms_per_1k_{n}": 1e6 * c / want for n, c in cpu.items()}}
-
-
-@defer.inlineCallbacks
-def main(args):
-    tmp = Path(tempfile.mkdtemp(prefix="rr-bench-cluster-"))
-    procs = []
-    results = {}
+def drive(scenario: str, pub_url: str, sub_urls: list[str], pids: dict, args) -> dict:
+    """One loadgen run; its figures plus µs of CPU per delivered event (call) per process."""
+    name, extra, _, _ = SCENARIOS[scenario]
+    command = ["node", str(GENERATOR), "--scenario", name, "--ser", "msgpack", "--url", pub_url,
+               "--sub-urls", ",".join(sub_urls), "--warmup", str(args.warmup), "--duration", str(args.duration),
+               *extra]
+    if args.pin:
+        command = ["taskset", "-c", str(OTHER_CORE), *command]
+    generator = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=BENCH)
+    pids = {**pids, "gen": generator.pid}
+    mine = set(pids.values()) | {os.getpid()}
+    marks, result = {}, None
     try:
-        alone, alone_port = start_node(tmp, "alone", None)
-        procs.append(alone)
-        nats_port = free_port()
-        nats = Proc([shutil.which("nats-server") or "/usr/sbin/nats-server", "-js", "-sd", tmp / "js",
-                     "-a", "127.0.0.1", "-p", nats_port], tmp / "nats.log")
-        procs.append(nats)
-        nats.wait_for("Server is ready")
-        a, a_port = start_node(tmp, "a", f"nats://127.0.0.1:{nats_port}")
-        b, b_port = start_node(tmp, "b", f"nats://127.0.0.1:{nats_port}")
-        procs += [a, b]
-        scenarios = [
-            ("alone (no [cluster]), 1->1", alone_port, alone_port, 1, {"A": alone.proc.pid}),
-            ("clustered, same node, 1->1", a_port, a_port, 1, {"A": a.proc.pid, "B": b.proc.pid}),
-            ("across nodes, 1->1", a_port, b_port, 1, {"A": a.proc.pid, "B": b.proc.pid}),
-            (f"across nodes, 1->{args.fanout}", a_port, b_port, args.fanout, {"A": a.proc.pid, "B": b.proc.pid}),
-        ]
-        for n, (name, pub, sub, subs, pids) in enumerate(scenarios):
-            runs = []
-            for rep in range(args.reps):
-                events = args.events if subs == 1 else max(1000, args.events // subs)
-                runs.append((yield run_once(pub, sub, subs, events, pids, f"bench.s{n}.r{rep}")))
-            results[name] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        for line in generator.stdout:
+            message = json.loads(line)
+            if "mark" in message:
+                marks[message["mark"]] = ({n: cpu_ticks(p) for n, p in pids.items()}, others_ticks(mine),
+                                          time.monotonic())
+            elif "result" in message:
+                result = message["result"]
+        generator.wait(args.warmup + args.duration + 120)
     finally:
-        for p in reversed(procs):
-            p.stop()
+        if generator.poll() is None:
+            generator.kill()
+    out = dict(result or {"error": "the generator printed no result"})
+    if "start" not in marks or "end" not in marks or "error" in out:
+        out.setdefault("error", "no measured window")
+        return out
+    (before, others0, t0), (after, others1, t1) = marks["start"], marks["end"]
+    count = out.get("calls_per_s", out.get("events_per_s", 0)) * out.get("seconds", t1 - t0)
+    if not count:
+        out["error"] = f"nothing delivered ({out.get('errors', 0)} errors)"
+        return out
+    for n in pids:
+        out[f"us_{n}"] = 1e6 * (after[n] - before[n]) / CLOCK_TICKS / count
+    # Every other process of the machine (CPU%, 100 = one core): the noise of the run.
+    out["others_cpu"] = 100.0 * sum(t - others0.get(p, 0) for p, t in others1.items()) / CLOCK_TICKS / (t1 - t0)
+    return out
+
+
+def placements(count: int) -> list[tuple[str, list[int]]]:
+    """(label, indexes of the nodes the subscribers/callee are on); the publisher is on node 0."""
+    out = [("same node", [0])]
+    if count > 1:
+        out.append(("across", list(range(1, count))))
+    return out
+
+
+def measure(topology: str, scenario: str, pub_url: str, sub_urls: list[str], pids: dict, args,
+            runs: dict) -> None:
+    """One run, kept under (topology, scenario) with the other rounds' runs."""
+    if scenario.startswith("rpc"):
+        sub_urls = sub_urls[:1]  # one callee
+    earlier = runs.setdefault((topology, scenario), [])
+    if earlier and all("error" in r for r in earlier):
+        return  # e.g. calls do not cross nodes in this build: repeating says nothing new
+    run = drive(scenario, pub_url, sub_urls, pids, args)
+    log(f"  {topology} | {scenario} | round {len(earlier) + 1}: " + (run.get("error") or ", ".join(
+        f"{k}={run[k]:,.1f}" for k in run if k.startswith("us_") or k in (SCENARIOS[scenario][2], "p99_us"))))
+    earlier.append(run)
+
+
+def medians(runs: dict) -> list:
+    results = []
+    for (topology, scenario), done in runs.items():
+        good = [r for r in done if "error" not in r]
+        row = {"topology": topology, "scenario": scenario, "runs": len(good)}
+        if not good:
+            row["error"] = done[0]["error"]
+        else:
+            keys = {k for r in good for k, v in r.items() if isinstance(v, (int, float))}
+            row.update({k: statistics.median(r[k] for r in good if k in r) for k in sorted(keys)})
+        results.append(row)
+    return results
+
+
+def run_round(loop: str, nats_url: str, tmp: Path, args, runs: dict) -> None:
+    """Every topology of one loop mode once, on nodes started for it."""
+    core = NODE_CORE if args.pin else None
+    stamp = f"{loop}-{len(list(tmp.iterdir()))}"  # node directories are fresh every round
+    if args.alone:
+        node, url = start_node(tmp, f"alone-{stamp}", None, loop, core)
+        try:
+            for scenario in args.scenarios:
+                measure(f"{loop}: alone (no [cluster])", scenario, url, [url], {"A": node.pid}, args, runs)
+        finally:
+            node.stop()
+    for count in args.nodes:
+        nodes = []
+        try:
+            for i in range(count):
+                nodes.append(start_node(tmp, f"{stamp}-{count}{NODE_NAMES[i]}", nats_url, loop, core))
+            time.sleep(2)  # heartbeats: every node has heard the others
+            pids = {NODE_NAMES[i].upper(): proc.pid for i, (proc, _) in enumerate(nodes)}
+            pids["nats"] = args.nats_pid
+            for label, where in placements(count):
+                for scenario in args.scenarios:
+                    measure(f"{loop}: {count} node{'s' if count > 1 else ''}, {label}", scenario, nodes[0][1],
+                            [nodes[i][1] for i in where], pids, args, runs)
+        finally:
+            for proc, _ in nodes:
+                proc.stop()
+
+
+def table(results: list) -> str:
+    lines = [f"{'topology':<34} {'scenario':<15} {'figure':>16} {'p99 µs':>8}  "
+             f"{'µs CPU per event/call: A':>25} {'B':>6} {'C':>6} {'nats':>6} {'gen':>6} {'others%':>8}"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"{r['topology']:<34} {r['scenario']:<15} {'n/a: ' + r['error'][:90]}")
+            continue
+        head = SCENARIOS[r["scenario"]][2]
+        figure = f"{r[head]:,.0f} {'p50 µs' if head == 'p50_us' else '/s'}"
+        cells = [f"{r[k]:.1f}" if k in r else "-" for k in ("us_A", "us_B", "us_C", "us_nats", "us_gen")]
+        p99 = f"{r['p99_us']:,.0f}" if "p99_us" in r else "-"
+        lines.append(f"{r['topology']:<34} {r['scenario']:<15} {figure:>16} {p99:>8}  {cells[0]:>25} "
+                     f"{cells[1]:>6} {cells[2]:>6} {cells[3]:>6} {cells[4]:>6} {r.get('others_cpu', 0):>8.0f}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", default="1,2,3", help="cluster sizes (default 1,2,3)")
+    parser.add_argument("--loops", default="thread", help="thread and/or reactor (default thread)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated; default: all")
+    parser.add_argument("--no-alone", dest="alone", action="store_false", help="skip the node without [cluster]")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--no-pin", dest="pin", action="store_false")
+    parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--report", help="print the table of a --json file and exit")
+    args = parser.parse_args()
+    if args.report:
+        print(table(json.loads(Path(args.report).read_text())["results"]))
+        return 0
+    args.nodes = [int(n) for n in args.nodes.split(",")]
+    args.loops = args.loops.split(",")
+    args.scenarios = args.scenarios.split(",")
+    if set(args.scenarios) - set(SCENARIOS) or set(args.loops) - {"thread", "reactor"} \
+            or not set(args.nodes) <= {1, 2, 3}:
+        parser.error(f"scenarios: {', '.join(SCENARIOS)}; loops: thread, reactor; nodes: 1, 2, 3")
+    if not (BENCH / "node_modules" / "ws").exists():
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=BENCH, check=True, stdout=sys.stderr)
+    tmp = Path(tempfile.mkdtemp(prefix="rr-bench-cluster-"))
+    runs: dict = {}
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    nats, nats_url = start_nats(tmp, OTHER_CORE if args.pin else None)
+    args.nats_pid = nats.pid
+    try:
+        for rep in range(args.reps):  # rounds alternate the loop modes, so both see the same noise
+            for loop in args.loops:
+                log(f"round {rep + 1}/{args.reps}, {loop}")
+                run_round(loop, nats_url, tmp, args, runs)
+    finally:
+        nats.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{'scenario':<32} {'delivered/s':>12} {'delivered':>10} {'node A ms/1k':>13} {'node B ms/1k':>13}")
-    for name, r in results.items():
-        b = r.get("cpu_ms_per_1k_B")
-        print(f"{name:<32} {r['rate']:>12,.0f} {r['delivered']:>10.1%} {r['cpu_ms_per_1k_A']:>13.1f} "
-              f"{'-' if b is None else f'{b:.1f}':>13}")
+    results = medians(runs)
+    print(table(results))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        meta = {"started": started, "load": os.getloadavg(), "reps": args.reps, "duration": args.duration,
+                "pinned": args.pin, "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                                             capture_output=True, text=True).stdout.strip()}
+        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    return 1 if any("error" in r and not r["scenario"].startswith("rpc") for r in results) else 0
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", type=int, default=20000)
-    parser.add_argument("--fanout", type=int, default=20)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--json", help="also write the figures to this file")
-    args = parser.parse_args()
-    failures = []
-    reactor.callWhenRunning(lambda: main(args).addErrback(failures.append).addBoth(lambda _: reactor.stop()))
-    reactor.run()
-    if failures:
-        failures[0].printTraceback()
-        raise SystemExit(1)
+    sys.exit(main())

@@ -56,7 +56,8 @@ def log(*parts) -> None:
 # ------------------------------------------------------------------ one run
 
 def run_once(name: str, scenario: str, ser: str, args, log_path: Path) -> dict:
-    target = Target(name, ROUTER_CORE, log_path, args.relayrouter_cmd if name == "relayrouter" else None)
+    target = Target(name, ROUTER_CORE, log_path, args.relayrouter_cmd if name == "relayrouter" else None,
+                    args.reactor)
     target.start()
     profile_to = None
     if args.profile and name == "relayrouter":
@@ -257,6 +258,8 @@ def parse(argv):
     p.add_argument("--quick", action="store_true", help="1 s warm-up and 3 s measured instead of 2 + 10")
     p.add_argument("--warmup", type=float)
     p.add_argument("--duration", type=float)
+    p.add_argument("--reactor", help="run relayrouter on this twistd reactor (twistd --reactor, e.g. asyncio); "
+                                     "default: twistd's own (epoll)")
     p.add_argument("--relayrouter-cmd", help="start relayrouter with this instead; {ws} and {raw} are its ports")
     p.add_argument("--profile", action="store_true",
                    help="sample relayrouter with py-spy during each measured window (slows it; see profile.py)")

@@ -58,10 +58,12 @@ class Ports:
 
 # ------------------------------------------------------------------ commands
 
-def relayrouter_command(ports: Ports) -> list[str]:
-    """``twistd relayrouter`` from this checkout, with the interpreter running the suite."""
+def relayrouter_command(ports: Ports, reactor: str | None = None) -> list[str]:
+    """``twistd relayrouter`` from this checkout, with the interpreter running the suite;
+    ``reactor``: twistd's ``--reactor`` (e.g. ``asyncio``), else its default."""
     twistd = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
-    return [sys.executable, "-c", twistd, "-n", "--pidfile=", "relayrouter",
+    chosen = [f"--reactor={reactor}"] if reactor else []
+    return [sys.executable, "-c", twistd, "-n", "--pidfile=", *chosen, "relayrouter",
             "--state-dir", str(CACHE / "relayrouter-state"),
             "--websocket", f"tcp:{ports.websocket}:interface=127.0.0.1",
             "--rawsocket", f"tcp:{ports.rawsocket}:interface=127.0.0.1"]
@@ -127,8 +129,10 @@ COMMANDS = {"relayrouter": relayrouter_command, "crossbar": crossbar_command, "c
 class Target:
     """One router process (tree) started for one run."""
 
-    def __init__(self, name: str, core: int, log_path: Path, command_template: str | None = None) -> None:
+    def __init__(self, name: str, core: int, log_path: Path, command_template: str | None = None,
+                 reactor: str | None = None) -> None:
         self.name = name
+        self.reactor = reactor  # relayrouter only: twistd --reactor
         self.core = core
         self.log_path = log_path
         self.command_template = command_template  # from --relayrouter-cmd, with {ws} and {raw}
@@ -138,6 +142,8 @@ class Target:
     def command(self) -> list[str]:
         if self.command_template:
             return shlex.split(self.command_template.format(ws=self.ports.websocket, raw=self.ports.rawsocket))
+        if self.name == "relayrouter":
+            return relayrouter_command(self.ports, self.reactor)
         return COMMANDS[self.name](self.ports)
 
     def start(self, timeout: float = 90.0) -> None:

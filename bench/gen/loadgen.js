@@ -13,7 +13,10 @@
 //   node gen/loadgen.js --scenario rpc_throughput --ser msgpack \
 //        --url ws://127.0.0.1:8080/ws [--raw tcp://127.0.0.1:8081] [--realm realm1] \
 //        [--warmup 2] [--duration 10] [--window N] [--payload N] [--subscribers N] \
-//        [--sessions N] [--patterns N]
+//        [--sessions N] [--patterns N] [--sub-urls URL,URL...]
+//
+// --sub-urls: where subscribers (round-robin) and the callee connect, when not
+// at --url (bench/cluster.py: the ends on different nodes of a cluster).
 'use strict';
 const net = require('net');
 const WebSocket = require('ws');
@@ -27,6 +30,7 @@ const SCENARIOS = {
   rawsocket_rpc_throughput: { raw: true, window: 64, payload: 100 },
   pubsub_1to1:              { raw: false, window: 256, payload: 200 },
   pubsub_fanout:            { raw: false, window: 64, payload: 200 },
+  pubsub_latency:           { raw: false, window: 1, payload: 200 },
   binary_stream:            { raw: false, window: 16, payload: 65536 },
   pattern_subscriptions:    { raw: false, window: 256, payload: 200 },
   idle_sessions:            { raw: false, window: 0, payload: 0 },
@@ -36,7 +40,7 @@ function parseOptions(argv) {
   const o = {
     scenario: 'rpc_latency', ser: 'json', url: 'ws://127.0.0.1:8080/ws', raw: '', realm: 'realm1',
     warmup: 2, duration: 10, window: 0, payload: 0, subscribers: 100, sessions: 5000,
-    patterns: 10000, concurrency: 100, settle: 2, 'max-ops': 50000000,
+    patterns: 10000, concurrency: 100, settle: 2, 'max-ops': 50000000, 'sub-urls': '',
   };
   for (let i = 0; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, '');
@@ -49,6 +53,7 @@ function parseOptions(argv) {
   o.payload = o.payload || defaults.payload;
   o.useRaw = defaults.raw;
   if (o.useRaw && !o.raw) throw new Error(`${o.scenario} needs --raw tcp://HOST:PORT`);
+  o.subUrls = o['sub-urls'] ? o['sub-urls'].split(',') : [o.url];
   return o;
 }
 const opt = parseOptions(process.argv.slice(2));
@@ -190,14 +195,15 @@ let errors = 0;
 let nextRequest = 1;
 
 class Session {
-  constructor(name) {
+  constructor(name, url = opt.url) {
     this.name = name;
+    this.url = url;
     this.pending = new Map(); // request id -> {resolve, reject}
     this.handlers = {}; // message type -> fn(decoded)
     this.fast = null; // fn(Buffer) -> true when it consumed the message undecoded
   }
   async join() {
-    this.transport = opt.useRaw ? new RawSocketTransport(opt.raw) : new WsTransport(opt.url);
+    this.transport = opt.useRaw ? new RawSocketTransport(opt.raw) : new WsTransport(this.url);
     this.transport.onmessage = (buf) => this.onmessage(buf);
     await this.transport.open();
     const welcome = new Promise((resolve, reject) => { this.welcomed = { resolve, reject }; });
@@ -253,10 +259,11 @@ async function window(counters) {
 async function rpc() {
   const procedure = `bench.rpc.${unique}`;
   const arg = 'a'.repeat(opt.payload);
-  const callee = await new Session('callee').join();
+  const callee = await new Session('callee', opt.subUrls[0]).join();
   callee.handlers[T.INVOCATION] = (msg) => callee.send([T.YIELD, codec.id(msg[1]), {}, msg[4] || []]);
   await callee.register(procedure);
   const caller = await new Session('caller').join();
+  if (opt.subUrls[0] !== opt.url) await reachable(caller, procedure);
 
   const latencyMode = opt.window === 1;
   const samples = [];
@@ -287,6 +294,22 @@ async function rpc() {
   return out;
 }
 
+// A callee on another node: its registration reaches the caller's node a
+// little later. Call until one answers.
+async function reachable(caller, procedure) {
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      await caller.request([T.CALL, nextRequest++, {}, procedure, ['probe']]);
+      errors = 0; // the refusals while the registration travelled are not errors of the run
+      return;
+    } catch (e) {
+      if (Date.now() - t0 > 10000) throw new Error(`the callee on ${opt.subUrls[0]} is not reachable: ${e.message}`);
+      await sleep(0.1);
+    }
+  }
+}
+
 function percentiles(samples) {
   samples.sort((a, b) => a - b);
   const at = (q) => (samples.length ? Math.round(samples[Math.min(samples.length - 1, Math.floor(q * samples.length))]) : null);
@@ -294,25 +317,32 @@ function percentiles(samples) {
 }
 
 // ------------------------------------------------------------------ pub/sub
-async function pubsub({ subscribers, binary, patterns }) {
+async function pubsub({ subscribers, binary, patterns, latency }) {
   const topic = `bench.pat.data.t${unique}`;
   if (patterns) await holdPatterns(patterns);
-  const receivers = await Promise.all(Array.from({ length: subscribers }, (_, i) => new Session(`sub${i}`).join()));
+  const urls = opt.subUrls;
+  const receivers = await Promise.all(Array.from({ length: subscribers },
+    (_, i) => new Session(`sub${i}`, urls[i % urls.length]).join()));
   const publisher = await new Session('pub').join();
   const size = opt.payload;
   const payload = binary ? codec.binary(Buffer.alloc(size, 0x5a)) : 'e'.repeat(size);
 
   let delivered = 0, published = 0, stopping = false, checked = 0;
+  // Latency (window 1): from writing the PUBLISH to reading each of its EVENTs.
+  let measuring = false, sentAt = 0n;
+  const samples = [];
   // End-to-end window without acknowledgements: at most `window` publications
   // whose events have not all arrived yet.
   const pump = () => {
     while (!stopping && published < opt['max-ops'] && published - Math.floor(delivered / subscribers) < opt.window) {
       published++;
+      if (latency) sentAt = process.hrtime.bigint();
       publisher.send([T.PUBLISH, nextRequest++, {}, topic, [payload]]);
     }
   };
   const onEvent = (buf) => {
     if (codec.peekType(buf) !== T.EVENT) return false;
+    if (latency && measuring) samples.push(Number(process.hrtime.bigint() - sentAt) / 1000);
     if ((delivered & 4095) === 0) checkEvent(buf);
     delivered++;
     pump();
@@ -324,9 +354,12 @@ async function pubsub({ subscribers, binary, patterns }) {
     const length = binary ? codec.binaryLength(value) : (typeof value === 'string' ? value.length : -1);
     if (length !== size) { errors++; log(`EVENT payload of ${length} bytes, expected ${size}`); }
   };
-  for (const s of receivers) { await s.subscribe(topic); s.fast = onEvent; }
+  for (const s of receivers) await s.subscribe(topic);
+  if (urls.length > 1 || urls[0] !== opt.url) await interestEverywhere(publisher, receivers, topic);
+  for (const s of receivers) s.fast = onEvent;
   pump();
-  const w = await window(() => ({ delivered, published }));
+  const w = await window(() => { measuring = true; return { delivered, published }; });
+  measuring = false;
   stopping = true;
   await sleep(0.5);
   publisher.close(); receivers.forEach((s) => s.close());
@@ -337,7 +370,23 @@ async function pubsub({ subscribers, binary, patterns }) {
   };
   if (binary) out.mb_per_s = Math.round(events * size / 1e4) / 100;
   if (patterns) out.patterns = patterns;
+  if (latency) Object.assign(out, percentiles(samples));
   return out;
+}
+
+// Subscribers on other nodes: their interest reaches the publisher's node
+// through NATS a little later. Publish probes until every receiver has had
+// one, then let the stragglers arrive before the run counts anything.
+async function interestEverywhere(publisher, receivers, topic) {
+  const seen = new Set();
+  receivers.forEach((s) => { s.fast = (buf) => (codec.peekType(buf) === T.EVENT ? (seen.add(s), true) : false); });
+  const t0 = Date.now();
+  while (seen.size < receivers.length) {
+    if (Date.now() - t0 > 30000) throw new Error(`only ${seen.size}/${receivers.length} subscribers reachable`);
+    publisher.send([T.PUBLISH, nextRequest++, {}, topic, ['probe']]);
+    await sleep(0.05);
+  }
+  await sleep(0.5);
 }
 
 // A session holding `count` prefix and wildcard subscriptions that share the
@@ -398,6 +447,7 @@ async function main() {
     case 'rpc_latency': case 'rpc_throughput': case 'rawsocket_rpc_throughput': return rpc();
     case 'pubsub_1to1': return pubsub({ subscribers: 1 });
     case 'pubsub_fanout': return pubsub({ subscribers: opt.subscribers });
+    case 'pubsub_latency': return pubsub({ subscribers: opt.subscribers, latency: true });
     case 'binary_stream': return pubsub({ subscribers: 1, binary: true });
     case 'pattern_subscriptions': return pubsub({ subscribers: 1, patterns: opt.patterns });
     case 'idle_sessions': return idle();
