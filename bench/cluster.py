@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -261,6 +262,74 @@ def table(results: list) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------ projection
+
+def _cost(results: list, loop: str, topology: str, scenario: str, node: str) -> float | None:
+    for r in results:
+        if r["topology"] == f"{loop}: {topology}" and r["scenario"] == scenario and "error" not in r:
+            return r.get(f"us_{node}")
+    return None
+
+
+def project(results: list, loop: str, sizes=(1, 2, 3, 4, 8, 16)) -> list[dict]:
+    """Events/s that N nodes on N machines would deliver, from the per-node
+    CPU costs measured here (README, "Scale-out", states the assumptions):
+    every node has one core to itself and is the limit (not NATS, not the
+    network); publishers and subscribers spread evenly over the nodes.
+
+    1 -> 1: each pair's ends on two random nodes; a pair on one node costs
+    that node ``same`` µs per event, a pair across costs the publisher's
+    node ``pub`` and the subscriber's ``recv``.
+    1 -> 100: the 100 subscribers of each publication spread over the N
+    nodes.  The publisher's node pays P + k*e for k local deliveries, every
+    other node R + k*f; P, e from the same-node and across runs, R, f from
+    the 2-node and 3-node across runs (100 and 50 deliveries on B).
+    ``nats_cores``: the nats-server CPU that rate needs, at its cost here."""
+    c = lambda topology, scenario, node: _cost(results, loop, topology, scenario, node)  # noqa: E731
+    out = []
+    same = c("2 nodes, same node", "pubsub_1to1", "A")
+    pub, recv = c("2 nodes, across", "pubsub_1to1", "A"), c("2 nodes, across", "pubsub_1to1", "B")
+    nats_1 = c("2 nodes, across", "pubsub_1to1", "nats")
+    alone = c("alone (no [cluster])", "pubsub_1to1", "A")
+    if None not in (same, pub, recv, nats_1, alone):
+        for n in sizes:
+            crossing = (n - 1) / n
+            per_event = (1 - crossing) * same + crossing * (pub + recv)
+            rate = n * 1e6 / per_event
+            out.append({"scenario": "1->1", "nodes": n, "us_per_event": per_event, "events_per_s": rate,
+                        "vs_alone": rate / (1e6 / alone), "nats_cores": rate * crossing * nats_1 / 1e6})
+    fan_same = c("2 nodes, same node", "pubsub_fanout", "A")
+    fan_pub = c("2 nodes, across", "pubsub_fanout", "A")
+    fan_b2, fan_b3 = c("2 nodes, across", "pubsub_fanout", "B"), c("3 nodes, across", "pubsub_fanout", "B")
+    nats_2, nats_3 = c("2 nodes, across", "pubsub_fanout", "nats"), c("3 nodes, across", "pubsub_fanout", "nats")
+    fan_alone = c("alone (no [cluster])", "pubsub_fanout", "A")
+    if None not in (fan_same, fan_pub, fan_b2, fan_b3, nats_2, nats_3, fan_alone):
+        big_p = 100 * fan_pub  # µs per publication, no local subscriber
+        e = (100 * fan_same - big_p) / 100
+        f = (100 * fan_b2 - 100 * fan_b3) / 50  # B: R + 100 f with 2 nodes, R + 50 f with 3
+        big_r = 100 * fan_b2 - 100 * f
+        nats_in, nats_out = 2 * 100 * nats_2 - 100 * nats_3, 100 * nats_3 - 100 * nats_2
+        for n in sizes:
+            k = 100 / n
+            per_publication = big_p + k * e + (n - 1) * (big_r + k * f)
+            rate = n * 1e6 * 100 / per_publication
+            nats = (nats_in + (n - 1) * nats_out) if n > 1 else 0.0
+            out.append({"scenario": "1->100", "nodes": n, "us_per_event": per_publication / 100,
+                        "events_per_s": rate, "vs_alone": rate / (1e6 / fan_alone),
+                        "nats_cores": max(nats, 0.0) * rate / 100 / 1e6})
+    return out
+
+
+def projection_table(results: list, loops) -> str:
+    lines = [f"{'loop':<8} {'scenario':<8} {'N nodes':>7} {'µs CPU/event':>13} {'events/s':>12} "
+             f"{'x one node alone':>17} {'nats-server cores':>18}"]
+    for loop in loops:
+        for p in project(results, loop):
+            lines.append(f"{loop:<8} {p['scenario']:<8} {p['nodes']:>7} {p['us_per_event']:>13.1f} "
+                         f"{p['events_per_s']:>12,.0f} {p['vs_alone']:>17.2f} {p['nats_cores']:>18.2f}")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", default="1,2,3", help="cluster sizes (default 1,2,3)")
@@ -275,7 +344,9 @@ def main() -> int:
     parser.add_argument("--report", help="print the table of a --json file and exit")
     args = parser.parse_args()
     if args.report:
-        print(table(json.loads(Path(args.report).read_text())["results"]))
+        results = json.loads(Path(args.report).read_text())["results"]
+        print(table(results) + "\n\nProjected, N nodes on N machines (see project()):\n"
+              + projection_table(results, dict.fromkeys(r["topology"].split(":")[0] for r in results)))
         return 0
     args.nodes = [int(n) for n in args.nodes.split(",")]
     args.loops = args.loops.split(",")
@@ -285,6 +356,7 @@ def main() -> int:
         parser.error(f"scenarios: {', '.join(SCENARIOS)}; loops: thread, reactor; nodes: 1, 2, 3")
     if not (BENCH / "node_modules" / "ws").exists():
         subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=BENCH, check=True, stdout=sys.stderr)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))  # the finally blocks stop our processes
     tmp = Path(tempfile.mkdtemp(prefix="rr-bench-cluster-"))
     runs: dict = {}
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -299,7 +371,8 @@ def main() -> int:
         nats.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     results = medians(runs)
-    print(table(results))
+    print(table(results) + "\n\nProjected, N nodes on N machines (see project()):\n"
+          + projection_table(results, args.loops))
     if args.json:
         meta = {"started": started, "load": os.getloadavg(), "reps": args.reps, "duration": args.duration,
                 "pinned": args.pin, "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],

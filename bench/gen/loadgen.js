@@ -366,7 +366,7 @@ async function pubsub({ subscribers, binary, patterns, latency }) {
   const events = (w.c1.delivered - w.c0.delivered) / w.seconds;
   const out = {
     events_per_s: Math.round(events), publishes_per_s: Math.round((w.c1.published - w.c0.published) / w.seconds),
-    seconds: w.seconds, checked,
+    seconds: w.seconds, checked, delivered: w.c1.delivered - w.c0.delivered,
   };
   if (binary) out.mb_per_s = Math.round(events * size / 1e4) / 100;
   if (patterns) out.patterns = patterns;

@@ -4,9 +4,9 @@ when twistd runs Twisted's asyncio reactor (``cluster.loop = "reactor"``,
 ``twistd --reactor=asyncio``).  The API is the same either way.
 
 Thread: work crosses in batches, one ``call_soon_threadsafe`` per batch of
-outgoing commands and one ``reactor.callFromThread`` per batch of incoming
-messages (a batch is whatever queued while the other side was busy), not
-one per message; NATS socket reads, parsing and buffering never run on the
+outgoing commands (what the reactor queued in one turn) and one
+``reactor.callFromThread`` per batch of incoming messages (whatever arrived
+while the reactor was busy), not one per message; NATS socket reads, parsing and buffering never run on the
 reactor thread, and the router keeps twistd's default reactor (epoll), what
 bench/ measures.  Reactor: no thread and no hand-over, every message is
 dispatched as nats-py delivers it, but all the node's local traffic runs on
@@ -128,6 +128,7 @@ class NatsBridge:
         self._closing = True  # the connection's end is ours: not a lost connection to report
         self._push(("stop",))
         if self._thread is not None:
+            self._wake_loop()  # now: the reactor does not turn while we wait here
             self._thread.join(timeout)
             return None
         if self._main_task is None or self._main_task.done():
@@ -147,6 +148,12 @@ class NatsBridge:
             if self._woken:
                 return
             self._woken = True
+        # The loop is woken once per reactor turn, not per command: what the
+        # reactor queues while it handles one read (several PUBLISHes, say)
+        # crosses as one batch and leaves in one write to NATS.
+        self.reactor.callLater(0, self._wake_loop)
+
+    def _wake_loop(self) -> None:
         try:
             self._loop.call_soon_threadsafe(self._set_wake)
         except RuntimeError:  # the loop has ended (stopped)
