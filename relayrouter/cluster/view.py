@@ -68,10 +68,13 @@ from ..core.ids import MAX_ID, global_id
 from ..core.matching import EXACT, MATCH_POLICIES, pattern_matches
 from ..core.procedures import PENDING, ProcedureError
 from . import subjects
+from .bridge import NotConnected
 
 log = Logger(namespace="relayrouter.cluster")
 
 WIRE_VERSION = 1
+# One session's testaments in KV, serialized: well below NATS' default max_payload (1 MiB).
+MAX_ENTRY_BYTES = 512 * 1024
 PURGE_EVERY = 600.0  # seconds between purges of old delete markers in the testament bucket
 
 
@@ -350,7 +353,17 @@ class ClusterView:
 
     def add_testament(self, call):
         meta.add_testament(call)  # checks and keeps it on the session, or raises
-        return self._changed(call.realm, call.session, call)
+        session = call.session
+        size = len(self._entry(_Stored(call.realm, session)))
+        if size > MAX_ENTRY_BYTES:
+            scope = meta.testament_scope(call.kwargs)
+            session.testaments[scope].pop()  # the one just added
+            if not session.testaments[scope]:
+                del session.testaments[scope]
+            raise ProcedureError(errors.INVALID_ARGUMENT,
+                                 f"this session's testaments would take {size} bytes; in a cluster they are kept "
+                                 f"in NATS, at most {MAX_ENTRY_BYTES} bytes per session")
+        return self._changed(call.realm, session, call)
 
     def flush_testaments(self, call):
         meta.flush_testaments(call)
@@ -404,7 +417,12 @@ class ClusterView:
         stored.writing = False
         if isinstance(outcome, Failure):
             stored.dirty = True  # written again when NATS is back
-            self._no_kv(outcome)
+            if outcome.check(NotConnected) or not self.bridge.connected:
+                self._no_kv(outcome)
+            else:
+                log.warn("cluster: the testaments of session {session} could not be written to NATS ({error}); "
+                         "kept on this node, written again at the next reconnect",
+                         session=stored.session.session_id, error=outcome.getErrorMessage())
         else:
             stored.in_kv = present
         _answer_all(calls)  # kept on this node in any case

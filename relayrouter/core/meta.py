@@ -205,7 +205,7 @@ def add_testament(call):
     event_args = arg(args, 1, list, "args", optional=True)
     event_kwargs = arg(args, 2, dict, "kwargs", optional=True)
     options = dict(_kwarg(kwargs, "publish_options", dict, {}))
-    scope = _scope(kwargs)
+    scope = testament_scope(kwargs)
     options.pop("acknowledge", None)  # "The Router MAY ignore publish options that do not make sense"
     try:
         payload = [event_args or [], event_kwargs] if event_kwargs else ([event_args] if event_args else [])
@@ -225,11 +225,11 @@ def add_testament(call):
 
 
 def flush_testaments(call):
-    call.session.testaments.pop(_scope(call.kwargs), None)
+    call.session.testaments.pop(testament_scope(call.kwargs), None)
     return None
 
 
-def _scope(kwargs) -> str:
+def testament_scope(kwargs) -> str:
     scope = _kwarg(kwargs, "scope", str, DESTROYED)
     if scope not in SCOPES:
         raise ProcedureError(errors.INVALID_ARGUMENT,

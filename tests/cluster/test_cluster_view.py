@@ -186,6 +186,24 @@ def test_subscription_lookups_answer_for_every_node_with_one_id_per_topic(shared
         session.leave()
 
 
+@pytest_twisted.inlineCallbacks
+def test_testaments_too_large_to_keep_in_nats_are_refused_and_the_session_goes_on(shared):
+    nats, nodes = shared
+    session = yield connect_ws(nodes["a"])
+    with pytest.raises(ApplicationError) as e:
+        yield session.call("wamp.session.add_testament", "com.view.big", ["x" * 600_000])
+    assert e.value.error == "wamp.error.invalid_argument" and "at most 524288 bytes per session" in e.value.args[0]
+    yield session.call("wamp.session.add_testament", "com.view.small", ["fits"])
+    assert metric(nodes["a"], "relayrouter_cluster_testaments_stored") == 1
+    session.leave()
+    yield session.left
+    for _ in range(100):
+        if metric(nodes["a"], "relayrouter_cluster_testaments_stored") == 0:
+            break
+        yield sleep(0.05)
+    assert metric(nodes["a"], "relayrouter_cluster_testaments_stored") == 0  # deleted once published
+
+
 # --------------------------------------------------- liveness and testaments
 
 

@@ -105,3 +105,26 @@ def test_leaving_removes_subscriptions():
     a.receive([32, 2, {"match": "prefix"}, "com."])
     a.session.transport_lost()
     assert subscriptions(router) == []
+
+
+def test_ids_by_name_give_subscriptions_their_ids_and_a_collision_a_random_one():
+    from relayrouter.cluster.view import subscription_id
+
+    router, (a, b, _) = setup()
+    broker = router.realms["realm1"].broker
+    named = []
+    broker.ids_by_name = lambda topic, match, key: named.append((topic, match, key)) or 77
+    a.receive([32, 1, {}, "com.one"])
+    a.receive([32, 2, {"match": "prefix"}, "com.two"])
+    b.receive([32, 3, {"_where": "t=gt:1;"}, "com.one"])  # a filtered variant: named with its filter key
+    first, second = (x.subscription for x in a.take())
+    [variant] = [x.subscription for x in b.take()]
+    assert first == 77 and second not in (77, 0) and variant not in (77, second)
+    assert [n[:2] for n in named] == [("com.one", "exact"), ("com.two", "prefix"), ("com.one", "exact")]
+    assert named[0][2] is None and named[2][2] is not None
+    # The cluster's names: stable, in [1, 2^53], different for match policy and filter.
+    one = subscription_id("realm1", "com.one", "exact", None)
+    assert one == subscription_id("realm1", "com.one", "exact", None) and 1 <= one <= 2**53
+    assert len({one, subscription_id("realm1", "com.one", "prefix", None),
+                subscription_id("realm2", "com.one", "exact", None),
+                subscription_id("realm1", "com.one", "exact", (None, ()))}) == 4
