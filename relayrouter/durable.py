@@ -5,6 +5,8 @@ the store (SQLite in the state directory, or PostgreSQL), opened at start
 only when something needs it, its completions handed to the reactor thread.
 """
 
+from dataclasses import replace
+
 from twisted.internet import task
 from twisted.logger import Logger
 
@@ -101,14 +103,22 @@ class Durable:
             realm.welcome_roles = welcome_roles(broker_extra=(EVENT_HISTORY,))
             self.histories.append(history)
         if rc.mailboxes:
-            mailboxes = Mailboxes(realm, rc.mailboxes, self.store, self._ids, self.admin or self._admin(),
-                                  _public_base(self.config))
-            mailboxes.viewers = self.viewers
-            mailboxes.report = lambda error, realm=realm.name: log.error(
-                "Mailboxes of realm {realm}: the store failed: {error}", realm=realm, error=str(error))
-            realm.broker.mailboxes = mailboxes
-            self.mailboxes_by_realm[realm.name] = mailboxes
-            self._load_kept(mailboxes)
+            self._install_mailboxes(realm, rc.mailboxes)
+
+    def _install_mailboxes(self, realm, rules) -> None:
+        mailboxes = Mailboxes(realm, rules, self.store, self._ids, self.admin or self._admin(),
+                              _public_base(self.config))
+        mailboxes.viewers = self.viewers
+        mailboxes.report = lambda error, realm=realm.name: log.error(
+            "Mailboxes of realm {realm}: the store failed: {error}", realm=realm, error=str(error))
+        self.mailboxes_by_realm[realm.name] = mailboxes
+        self._load_kept(mailboxes)
+
+    def reload_public_url(self, security_config) -> None:
+        """[http] public_url: the base of the mailbox endpoint URLs handed out from now on."""
+        self.config = replace(self.config, security=security_config)
+        for mailboxes in self.mailboxes_by_realm.values():
+            mailboxes.public_base = _public_base(self.config)
 
     # -------------------------------------------------------------- reload
 
@@ -132,16 +142,25 @@ class Durable:
             self.histories.append(history)
         self._ensure_sweep()
 
-    @staticmethod
-    def can_reload_mailboxes(old_rules, new_rules) -> bool:
-        """Limits of the same mailbox patterns apply live; other patterns need a restart."""
-        return {r.uri for r in old_rules or ()} == {r.uri for r in new_rules or ()}
+    def can_reload_mailboxes(self, old_rules, new_rules) -> bool:
+        """Mailbox rules apply live, patterns added or removed included; not
+        when they need a store none opened at start."""
+        return self.store is not None or not new_rules
 
     def reload_mailboxes(self, realm, rules, admin) -> None:
+        """A running realm's mailbox rules replaced (core.mailbox.Mailboxes.replace_rules);
+        the first rules of a realm make its mailboxes, none left detaches them."""
         mailboxes = self.mailboxes_by_realm.get(realm.name)
         if mailboxes is None:
+            if rules:
+                self._install_mailboxes(realm, rules)
+                self._ensure_sweep()
             return
-        mailboxes.replace_rules(rules, admin)
+        if rules:
+            mailboxes.replace_rules(rules, admin)
+            mailboxes.attach()
+        else:
+            mailboxes.detach()
         self._ensure_sweep()
 
     def _ensure_sweep(self) -> None:
@@ -168,9 +187,8 @@ class Durable:
                      "rule names now; left in the store untouched", realm=mailboxes.realm.name, orphans=orphans)
 
     def http_resources(self) -> dict:
-        tenants = self.config.tenants
-        templated = tenants is not None and any(t.mailboxes for t in tenants.templates)
-        if not self.mailboxes_by_realm and not templated:
+        # With a store open, mailboxes may come later (a tenant, a reload): /mailbox is there for them.
+        if self.store is None:
             return {}
         from .transport.mailbox_http import MailboxResource
 

@@ -1,6 +1,9 @@
 """Pairs on the running router: procedures on the realms that pair, and the Micronets endpoint."""
 
+from dataclasses import replace
+
 from .config import ConfigError
+from .core.pairs import PairTable
 
 
 class Pairing:
@@ -13,6 +16,7 @@ class Pairing:
         self.readers = readers
         self.realms = []  # (realm, PairingConfig) for every realm that pairs
         self.configured = {rc.name for rc in config.realms}
+        self.meetups_by_realm: dict[str, list] = {}  # the Micronets endpoints' shared settings
         paths: dict[str, str] = {}
         for i, rc in enumerate(config.realms):
             if rc.pairing is None:
@@ -38,5 +42,22 @@ class Pairing:
         children: dict = {}
         for realm, pairing in self.realms:
             if pairing.legacy.path:
-                micronets.mount(children, self.router, realm, pairing.legacy, clock, max_message_size)
+                meetups = micronets.mount(children, self.router, realm, pairing.legacy, clock, max_message_size)
+                self.meetups_by_realm.setdefault(realm.name, []).append(meetups)
         return children
+
+    # -------------------------------------------------------------- reload
+
+    def reload_realm(self, realm, before, after) -> None:
+        """New ``[realms.pairing]`` of a running realm (reload.py checked that
+        it is not removed and keeps its Micronets path): who is a peer and
+        ``on_conflict`` for the next joins, the Micronets meetup and ping
+        settings for the next legacy connections. A realm that did not pair
+        starts to: sessions that joined before are no peers until they join again."""
+        realm.policy = replace(realm.policy, pairing=after.policy)
+        if realm.pairs is None:
+            realm.pairs = PairTable(realm, after.policy)
+            realm.pairs.add_procedures(realm.procedures, self.admin, self.readers)
+        realm.pairs.policy = after.policy
+        for meetups in self.meetups_by_realm.get(realm.name, ()):
+            meetups.settings = replace(after.legacy, path=meetups.settings.path)

@@ -3,7 +3,7 @@ procedure ``relayrouter.config.reload``.
 
 The new file is parsed and checked whole first; an invalid one is refused
 with the key named and nothing changes.  Then what can change without
-dropping a session is applied to the running realms:
+dropping a session is applied to the running router:
 
 * roles and their rules (live sessions' next actions are decided by them),
 * authentication: methods, principals, keys (the next login; sessions that
@@ -11,12 +11,17 @@ dropping a session is applied to the running realms:
 * session limits, outbound limits and disclosure settings of each realm
   (live sessions' rate and counts included),
 * the deny-list settings ([revocation]: deniable claims, admins, TTL, grace),
-* event history rules, and the limits of the same mailbox patterns;
+  [auth_limits] (the failed-login budgets), [http] (allowed origins, the
+  public URL), [console] (console roles), [http_bridge] when it was
+  configured at start and still is (keys, webhooks, limits),
+* event history rules, mailbox rules (patterns added or removed included),
+  and pairing (who is a peer, on_conflict, the Micronets meetup and pings);
 
-and the rest (listeners, state_dir, storage, [limits], [metrics],
-[http_bridge], [http], [auth_limits], [tenants], [relay], realms added or
-removed, pairing, new mailbox patterns) is logged as needing a restart and
-keeps its running value.
+and the rest is logged as needing a restart, each with why, keeping its
+running value: listeners, state_dir, storage, [limits], [metrics], [tenants]
+and [realm_templates], [relay], [cluster], realms added or removed, an
+[http_bridge] added or removed, a Micronets path, pairing removed, history
+or mailboxes where no store was opened at start.
 """
 
 from dataclasses import fields, replace
@@ -33,8 +38,17 @@ log = Logger(namespace="relayrouter")
 RELOAD = "relayrouter.config.reload"
 INVALID_CONFIG = "relayrouter.error.invalid_config"
 
-# Top-level settings read once, at start.
-_RESTART_ONLY = ("listeners", "state_dir", "storage", "limits", "metrics", "http_bridge", "tenants", "relay")
+# Top-level settings read once, at start, and why they cannot change live.
+_RESTART_ONLY = {
+    "listeners": "the router binds its listeners at start",
+    "state_dir": "the stores are open in it",
+    "storage": "the durable store is open",
+    "limits": "the listeners' factories hold them",
+    "metrics": "the endpoints are mounted at start",
+    "tenants": "tenant realms are made from the templates at start and kept as made",
+    "relay": "the relay's streams are set up at start",
+    "cluster": "the NATS connection is made at start",
+}
 
 
 class Reloader:
@@ -73,10 +87,11 @@ class Reloader:
         changed: list[str] = []
         restart: list[str] = []
         steps: list = []
-        for key in _RESTART_ONLY:
+        for key, reason in _RESTART_ONLY.items():
             if getattr(old, key) != getattr(new, key):
-                restart.append(key)
+                restart.append(f"{key} ({reason})")
         in_force = replace(old, security=self._security(old, new, changed, restart, steps))
+        in_force = replace(in_force, http_bridge=self._http_bridge(old, new, changed, restart, steps))
         if old.console != new.console:
             changed.append("console: console roles applied to every session's next console call")
             steps.append(lambda: self.service.console_access.reload(new.console or ConsoleConfig()))
@@ -99,14 +114,31 @@ class Reloader:
         security = self.service.security
         before, after = security.config, new.security or type(security.config)()
         if before.http != after.http:
-            restart.append("http")
+            changed.append("http: allowed origins for the next upgrade or request, public_url for "
+                           "the next ticket and mailbox endpoint")
+            steps.append(lambda: security.reload_http(after.http))
+            steps.append(lambda: self.service.durable.reload_public_url(security.config))
         if before.auth_limits != after.auth_limits:
-            restart.append("auth_limits")
+            changed.append("auth_limits: failed-login budgets applied (spent buckets keep what they hold)")
+            steps.append(lambda: security.reload_auth_limits(after.auth_limits))
         if before.revocation != after.revocation:
             changed.append("revocation: deny-list settings applied")
             steps.append(lambda: security.reload_revocation(after.revocation))
             steps.append(lambda: self._mailbox_admins())
-        return replace(before, revocation=after.revocation)
+        return after
+
+    def _http_bridge(self, old, new, changed, restart, steps):
+        before, after = old.http_bridge, new.http_bridge
+        if before == after:
+            return before
+        bridge = self.service.http_bridge
+        if before is None or after is None:
+            restart.append("http_bridge ({} at start: /publish, /call and /webhook are mounted "
+                           "then)".format("not configured" if before is None else "configured"))
+            return before
+        changed.append("http_bridge: keys, webhooks and limits applied to the next request")
+        steps.append(lambda: bridge.reload(after))
+        return after
 
     def _mailbox_admins(self) -> None:
         for mailboxes in self.service.durable.mailboxes_by_realm.values():
@@ -158,21 +190,50 @@ class Reloader:
                 restart.append(f"{what}: history (the router opened no store at start)")
         if before.mailboxes != after.mailboxes:
             if service.durable.can_reload_mailboxes(before.mailboxes, after.mailboxes):
-                changed.append(f"{what}: mailbox limits applied")
+                changed.append(f"{what}: mailbox rules applied{_pattern_changes(before, after)}")
                 steps.append(lambda: service.durable.reload_mailboxes(
                     realm, after.mailboxes, service.security.admin))
                 applied = replace(applied, mailboxes=after.mailboxes)
             else:
-                restart.append(f"{what}: mailboxes (patterns added or removed)")
-        # pairing, and any setting this module does not know how to apply live
+                restart.append(f"{what}: mailboxes (the router opened no store at start)")
+        if before.pairing != after.pairing:
+            applied = self._pairing(realm, before, after, applied, changed, restart, steps)
+        # any setting this module does not know how to apply live
         for name in (f.name for f in fields(before)):
             if name not in _LIVE_REALM_KEYS and getattr(before, name) != getattr(after, name):
                 restart.append(f"{what}: {name}")
         return applied
 
 
+    def _pairing(self, realm, before, after, applied, changed, restart, steps):
+        what = f"realm {before.name}"
+        old, new = before.pairing, after.pairing
+        if new is None:
+            restart.append(f"{what}: pairing (removed: its peers are connected as pairs)")
+            return applied
+        configured = before.name in self.service.pairing.configured
+        path = old.legacy.path if old is not None else ""
+        if new.legacy.path != path and configured:
+            restart.append(f"{what}: pairing.micronets_path (the Micronets endpoint is mounted at start; "
+                           f"it stays {'/' + path if path else 'off'})")
+        new = replace(new, legacy=replace(new.legacy, path=path))
+        changed.append(f"{what}: pairing applied to the next joins" + (
+            " (the realm pairs from now on)" if old is None else ""))
+        steps.append(lambda: self.service.pairing.reload_realm(realm, old, new))
+        return replace(applied, pairing=new)
+
+
+def _pattern_changes(before, after) -> str:
+    old = {r.uri for r in before.mailboxes or ()}
+    new = {r.uri for r in after.mailboxes or ()}
+    parts = [f"{label} {', '.join(sorted(uris))}" for label, uris in (("added", new - old), ("removed", old - new))
+             if uris]
+    return f" (patterns {'; '.join(parts)})" if parts else ""
+
+
 _LIVE_REALM_KEYS = {"name", "auth", "anonymous", "anonymous_role", "roles", "limits", "outbound",
-                    "disclose_caller", "disclose_publisher", "max_retained_events", "history", "mailboxes"}
+                    "disclose_caller", "disclose_publisher", "max_retained_events", "history", "mailboxes",
+                    "pairing"}
 
 
 def _apply_policy(realm, rc) -> None:

@@ -142,6 +142,20 @@ class Security:
         self.denylist_api.default_ttl = revocation.default_ttl
         self.admin.policy = _admin_policy(revocation)
 
+    def reload_http(self, http) -> None:
+        """[http]: allowed origins for the next upgrade or request, public_url for the next ticket."""
+        from dataclasses import replace
+
+        self.config = replace(self.config, http=http)
+        self.origins.replace(http.allowed_origins)
+
+    def reload_auth_limits(self, limits) -> None:
+        """[auth_limits]: the failed-login budgets from now on (buckets spent keep what they hold)."""
+        from dataclasses import replace
+
+        self.config = replace(self.config, auth_limits=limits)
+        self.limiter.reload(limits)
+
     def _authenticators(self, rc, vault=None) -> dict:
         auth = rc.auth
         methods: dict[str, Any] = {}

@@ -125,6 +125,16 @@ class FailureLimiter:
         self.logins_by_pair: dict[tuple[str, str], float] = {}  # (address, authid) -> last success
         self.counters = {"failures": 0, "refused_authid": 0, "refused_address": 0, "successes": 0}
 
+    def reload(self, limits: FailureLimits) -> None:
+        """New budgets (a configuration reload): buckets already spent keep
+        what they hold, capped by the new bursts, and refill at the new rates."""
+        self.limits = limits
+        for buckets, burst, per_minute in ((self.pairs, limits.burst, limits.per_minute),
+                                           (self.addresses, limits.address_burst, limits.address_per_minute)):
+            for key in list(buckets.tokens_by_key):
+                buckets._tokens(key)  # brought up to now at the old rate
+            buckets.burst, buckets.rate, buckets.max_entries = burst, per_minute / 60.0, limits.max_entries
+
     @property
     def refused(self) -> int:
         return self.counters["refused_authid"] + self.counters["refused_address"]

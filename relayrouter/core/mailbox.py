@@ -309,22 +309,62 @@ class Mailboxes:
         # Told of store failures (the Twisted side logs them); counted here.
         self.report = lambda error: None
         self.store_failures = 0
+        # Mailboxes whose pattern a reload removed, with what they hold (also
+        # still in the store): adopted again if a later reload names them.
+        self.retired: dict[str, Mailbox] = {}
+        self.attached = False
+        self.attach()
+
+    def attach(self) -> None:
+        """The realm's mailbox procedures, and its PUBLISHes to mailbox URIs, are ours."""
+        if self.attached:
+            return
         for uri, handler in ((TAKE, self.take), (ACK, self.ack), (STATS, self.stats),
                              (ENDPOINT, self.endpoint)):
-            realm.procedures.add(uri, handler)
+            self.realm.procedures.add(uri, handler)
+        self.realm.broker.mailboxes = self
+        self.attached = True
+
+    def detach(self) -> None:
+        """The realm has no mailbox rules any more (a reload): every mailbox retired."""
+        self.replace_rules((), self.admin)
+        if not self.attached:
+            return
+        for uri in (TAKE, ACK, STATS, ENDPOINT):
+            self.realm.procedures.remove(uri)
+        self.realm.broker.mailboxes = None
+        self.attached = False
 
     def replace_rules(self, rules, admin: AdminPolicy) -> None:
-        """New limits for the same mailbox patterns (a configuration reload):
-        the mailboxes and what they hold stay, their rules change."""
+        """New mailbox rules (a configuration reload).  Mailboxes of a pattern
+        that stays keep what they hold under its new limits; those of a pattern
+        removed are retired (a running take ends with NO_SUCH_MAILBOX; what they
+        hold stays, in memory and in the store); a pattern added serves its
+        mailboxes from the next message, and adopts retired ones it names."""
         by_uri = {rule.uri: rule for rule in rules}
-        if set(by_uri) != {rule.uri for rule in self.rules}:
-            raise ValueError("mailbox patterns differ: only their limits can change live")
         self.rules = tuple(rules)
         self.patterns = [(rule, rule.pattern()) for rule in self.rules]
         self._rule_by_topic.clear()
-        for mailbox in self.mailboxes.values():
-            mailbox.rule = by_uri[mailbox.rule.uri]
         self.admin = admin
+        for uri, mailbox in list(self.mailboxes.items()):
+            rule = by_uri.get(mailbox.rule.uri)
+            if rule is not None:
+                mailbox.rule = rule
+            else:
+                self._retire(uri, mailbox)
+        for uri in [u for u in self.retired if self.match(u) is not None]:
+            mailbox = self.mailboxes[uri] = self.retired.pop(uri)
+            mailbox.rule, mailbox.owner_value = self.match(uri)
+            mailbox.pump()
+
+    def _retire(self, uri: str, mailbox: "Mailbox") -> None:
+        del self.mailboxes[uri]
+        self.retired[uri] = mailbox
+        taker = mailbox.taker
+        if taker is not None:
+            mailbox.release(taker)
+            taker.call.error(NO_SUCH_MAILBOX, f"mailbox '{uri}' is no longer configured (its pattern "
+                             "was removed by a configuration reload); what it holds is kept")
 
     # ------------------------------------------------------------- lookup
 

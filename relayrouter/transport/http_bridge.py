@@ -297,14 +297,10 @@ class CallResource(_BridgeResource):
 class WebhookResource(_BridgeResource):
     """``POST /webhook/{name}``: any body becomes an event on the webhook's topic -> 202 ``{"id"}``."""
 
-    def __init__(self, bridge) -> None:
-        super().__init__(bridge)
-        self.hooks = {hook.name: hook for hook in bridge.config.webhooks}
-
     @defer.inlineCallbacks
     def _handle(self, request):
         name = b"/".join(request.postpath).decode("utf-8", "replace")
-        hook = self.hooks.get(name)
+        hook = self.bridge.hooks.get(name)
         if hook is None:
             raise HttpRefusal(404, errors.INVALID_ARGUMENT, f"no webhook named '{name}'")
         limit = self.bridge.config.max_body
@@ -335,6 +331,17 @@ class HttpBridge:
         self.sessions = Sessions(router, clock)
         self.nonces = Nonces(config.timestamp_window, clock)
         self.keys = {key.key: key for key in config.keys}
+        self.hooks = {hook.name: hook for hook in config.webhooks}
+
+    def reload(self, config) -> None:
+        """New [http_bridge] settings for the next request (a configuration reload):
+        keys and their secrets, webhooks, limits. The bridge's router-side sessions
+        end, to be made again with what the new keys and webhooks say."""
+        self.config = config
+        self.keys = {key.key: key for key in config.keys}
+        self.hooks = {hook.name: hook for hook in config.webhooks}
+        self.nonces.window = config.timestamp_window
+        self.sessions.close()
 
     def default_realm(self) -> str | None:
         if self.config.default_realm:

@@ -83,9 +83,10 @@ def check_hello(message: dict) -> None:
             raise ProtocolError(f"CONN:HELLO field '{name}' must be a {kind.__name__}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Meetups:
-    """What every legacy connection of one realm shares."""
+    """What every legacy connection of one realm shares (a reload replaces
+    ``settings``, its path kept: the endpoint is mounted at start)."""
 
     realm: object
     settings: LegacySettings
@@ -423,13 +424,15 @@ class _MeetupResource(Resource):
         return self.ws.render(request)
 
 
-def mount(children: dict, router, realm, settings: LegacySettings, clock, max_message_size: int) -> None:
+def mount(children: dict, router, realm, settings: LegacySettings, clock, max_message_size: int) -> Meetups:
     """Add the resource serving ``settings.path`` for ``realm`` to a site's root ``children``."""
     parts = [p.encode() for p in settings.path.split("/") if p]
-    leaf = _MeetupResource(LegacyFactory(router, Meetups(realm, settings), clock, max_message_size))
+    meetups = Meetups(realm, settings)
+    leaf = _MeetupResource(LegacyFactory(router, meetups, clock, max_message_size))
     for part in parts[:-1]:
         child = children.get(part)
         if child is None:
             child = children[part] = Resource()
         children = child.children
     children[parts[-1]] = leaf
+    return meetups

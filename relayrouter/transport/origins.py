@@ -41,6 +41,10 @@ def _is_opaque(origin: str) -> bool:
 
 class OriginPolicy:
     def __init__(self, allowed: tuple[str, ...] | list[str] = ("*",)) -> None:
+        self.replace(allowed)
+
+    def replace(self, allowed: tuple[str, ...] | list[str]) -> None:
+        """The allowed origins from now on (a configuration reload); every holder shares this object."""
         self.any = "*" in allowed
         self.null = NULL_ORIGIN in allowed
         self.allowed = frozenset(n for n in (_normal(o) for o in allowed if o not in ("*", NULL_ORIGIN)) if n)

@@ -212,3 +212,20 @@ def test_anonymous_logins_are_neither_limited_nor_counted():
     assert aborted(join("tls"), AUTHID_REFUSAL)  # both of its budgets spent
     assert isinstance(join("anonymous"), m.Welcome)
     assert limiter.counters == {"failures": 1, "refused_authid": 1, "refused_address": 0, "successes": 0}
+
+
+def test_reload_caps_spent_buckets_and_changes_the_rate():
+    from relayrouter.auth.ratelimit import FailureLimiter, FailureLimits
+
+    now = [1000.0]
+    limiter = FailureLimiter(lambda: now[0], FailureLimits(burst=10, per_minute=60))
+    for _ in range(3):
+        limiter.failed("tcp4:10.0.0.1", "alice")
+    limiter.reload(FailureLimits(burst=2, per_minute=6))
+    for _ in range(2):  # 7 tokens held, capped at the new burst of 2
+        assert limiter.check("tcp4:10.0.0.1", "alice") is None
+        limiter.failed("tcp4:10.0.0.1", "alice")
+    refusal = limiter.check("tcp4:10.0.0.1", "alice")
+    assert refusal is not None and round(refusal.retry_after) == 10  # the new rate: one token per 10 s
+    now[0] += 10
+    assert limiter.check("tcp4:10.0.0.1", "alice") is None

@@ -92,8 +92,8 @@ def test_sighup_applies_a_changed_role_to_a_live_session(router):
 
     router.config_path.write_text(config(["subscribe", "publish"], hello_timeout=7))
     router.send_signal(signal.SIGHUP)
-    _, log = read_until(router, re.compile(r"Configuration reload \(SIGHUP\): limits changed in the file: "
-                                           r"needs a restart"))
+    _, log = read_until(router, re.compile(r"Configuration reload \(SIGHUP\): limits \(the listeners' factories "
+                                           r"hold them\) changed in the file: needs a restart"))
     assert "Configuration reload (SIGHUP): realm lab: roles applied to every session's next action" in log
     yield publish(device)  # the same session, now allowed
 
@@ -190,7 +190,8 @@ def test_limits_revocation_and_history_apply_live(tmp_path):
         assert service.router.realms["lab"].policy.max_retained_events == 5
         # A new listener needs a restart: reported, not applied.
         current["data"]["listeners"].append({"type": "rawsocket", "endpoint": "tcp:0:interface=127.0.0.1"})
-        assert service.reload("test") == {"changed": [], "restart_needed": ["listeners"]}
+        assert service.reload("test") == {"changed": [], "restart_needed": [
+            "listeners (the router binds its listeners at start)"]}
         assert len(service.listeners) == 1
     finally:
         yield service.stopService()
