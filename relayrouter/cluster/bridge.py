@@ -34,6 +34,8 @@ from ..configcheck import ConfigError
 
 # Messages from NATS waiting for the reactor; beyond, new ones are dropped.
 MAX_INBOX = 100_000
+# A clean stop lets what run() started finish for this long before closing.
+STOP_GRACE = 2.0
 
 
 class NotConnected(Exception):
@@ -93,6 +95,7 @@ class NatsBridge:
         self._closing = False
         self._wanted: dict[str, object] = {}  # subject -> nats Subscription (None until connected)
         self._wake: asyncio.Event | None = None
+        self._running: set = set()  # tasks started by run(), given a moment to finish by stop()
 
     # ------------------------------------------------------ reactor thread
 
@@ -204,6 +207,8 @@ class NatsBridge:
                     self._woken = False
                 for command in batch:
                     if command[0] == "stop":
+                        if self._running:  # what a clean stop asked of NATS last (directory clean-up)
+                            await asyncio.wait(list(self._running), timeout=STOP_GRACE)
                         return
                     await self._apply(command)
         finally:
@@ -244,7 +249,9 @@ class NatsBridge:
             if nc is None or nc.is_closed or not nc.is_connected:
                 self._to_reactor(d.errback, NotConnected("NATS is not connected"))
                 return
-            asyncio.ensure_future(self._run_one(nc, fn, args, d))
+            job = asyncio.ensure_future(self._run_one(nc, fn, args, d))
+            self._running.add(job)
+            job.add_done_callback(self._running.discard)
         elif kind == "connected":
             self._nc = command[1]
             for subject in list(self._wanted):
