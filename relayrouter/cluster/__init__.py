@@ -27,6 +27,7 @@ from ..core.matching import EXACT, pattern_matches
 from ..core.revocation import DenyListError
 from . import subjects
 from .bridge import NatsBridge
+from .calls import Calls
 from .view import ClusterView
 
 log = Logger(namespace="relayrouter.cluster")
@@ -84,6 +85,7 @@ class Cluster:
         self.bridge.subscribe(self._heartbeat_subject)
         # Cluster-wide meta API and testaments of dead nodes (cluster/view.py).
         self.view = ClusterView(self)
+        self.calls = Calls(self)  # registrations and calls across nodes (cluster/calls.py)
 
     @property
     def connected(self) -> bool:
@@ -94,6 +96,7 @@ class Cluster:
         broker = realm.broker
         self._bases[broker] = subjects.realm_base(self.config.subject_prefix, realm.name)
         broker.cluster = self
+        self.calls.attach(realm)
         self._realms.append(realm)
         # wamp.session.count answers for the whole cluster (this node's sessions + live nodes' heartbeats).
         realm.procedures.remove(meta.SESSION_COUNT)
@@ -114,12 +117,14 @@ class Cluster:
         self.bridge.start()
         self._beat.start(self.config.heartbeat_interval, now=True)
         self.view.start()
+        self.calls.start()
 
     def stop(self):
         """None, or a Deferred when the NATS connection closes later (cluster.loop = "reactor")."""
         if self._beat.running:
             self._beat.stop()
         self.view.stop()
+        self.calls.stop()
         return self.bridge.stop()
 
     # ---------------------------------------------------------- liveness

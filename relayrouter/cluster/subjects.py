@@ -102,3 +102,8 @@ def node_subject(prefix: str, node: str) -> str:
 def bucket_name(prefix: str, what: str) -> str:
     """A JetStream KV bucket of the cluster: ``<prefix with . -> _>_<what>``."""
     return prefix.replace(".", "_") + "_" + what
+
+
+def rpc_subject(prefix: str, node: str) -> str:
+    """Where calls for ``node``'s callees, and answers for its callers, arrive."""
+    return f"{prefix}.rpc.{escape(node, dots=True)}"

@@ -12,6 +12,14 @@ Indexes and who owns them
 A record lives in both of the last two until the final YIELD or ERROR, a
 cancel, or either session leaving; whoever ends it removes it from both, so
 no call hangs and nothing leaks.
+
+Across nodes (``dealer.cluster``, set by relayrouter/cluster/ when the realm
+is clustered): the index holds every registration of the cluster, and a
+registration's ``callees`` are this node's sessions and stand-ins for the
+other nodes' (same ``supports``/``peer.send``/``invocations`` surface), in
+the cluster's registration order.  A REGISTER is confirmed by the cluster
+(:meth:`Dealer.confirm`) once its directory took it; the dealer tells it when
+a callee drops a registration and when a caller leaves.
 """
 
 import random
@@ -93,6 +101,7 @@ class Dealer:
         self.registrations = UriIndex[Registration]()
         self.registrations_by_id: dict[int, Registration] = {}
         self._ids = SequentialIds()
+        self.cluster = None  # relayrouter.cluster.calls.Calls when the realm is clustered
 
     # ------------------------------------------------------------ registering
 
@@ -125,14 +134,21 @@ class Dealer:
         if over is not None:
             refuse(session, msg, "max_registrations", over)
             return
+        if self.cluster is not None:
+            self.cluster.register(self, session, msg, match, invoke)  # confirmed once the directory took it
+            return
         created = registration is None
         if created:
             registration = Registration(self._ids.next(), msg.procedure, match, invoke, self.realm.now())
             self.registrations.add(msg.procedure, match, registration)
             self.registrations_by_id[registration.id] = registration
         registration.callees.append(session)
+        self.confirm(session, msg.request, registration, created)
+
+    def confirm(self, session, request: int, registration: Registration, created: bool) -> None:
+        """``session`` is one of ``registration``'s callees (already in its ``callees``): REGISTERED."""
         session.registrations.setdefault(registration)
-        session.peer.send(m.Registered(msg.request, registration.id))
+        session.peer.send(m.Registered(request, registration.id))
         self.realm.observer.registered(session, registration, created)
 
     def unregister(self, session, msg: m.Unregister) -> None:
@@ -152,6 +168,8 @@ class Dealer:
             self.registrations.remove(registration.uri, registration.match)
             del self.registrations_by_id[registration.id]
         self.realm.observer.unregistered(session, registration, deleted)
+        if self.cluster is not None:
+            self.cluster.dropped(self, registration)
 
     # ----------------------------------------------------------------- calling
 
@@ -323,6 +341,8 @@ class Dealer:
                 pending.caller_left()
             else:
                 self._forget(pending)
+                if self.cluster is not None:
+                    self.cluster.caller_left(pending)
 
     def _answered(self, pending: PendingCall) -> None:
         router = self.realm.router
