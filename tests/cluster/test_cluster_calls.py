@@ -1,5 +1,6 @@
 """Calls across router nodes: three real twistd nodes and our own
-nats-server (JetStream), Autobahn and raw clients on different nodes."""
+nats-server (JetStream), Autobahn and raw clients on different nodes; nats-py
+on a loop thread and on the asyncio reactor's loop."""
 
 import time
 from collections import Counter
@@ -11,7 +12,7 @@ from autobahn.wamp.types import CallDetails, CallOptions, RegisterOptions
 from twisted.internet import defer, reactor, task, threads
 
 from ..support import connect_raw, connect_ws, within
-from .harness import NatsServer, Node
+from .harness import LOOPS, NatsServer, Node
 
 BEATS = "heartbeat_interval = 0.25\nheartbeat_ttl = 1.0\n"
 PPT = {"ppt_scheme": "x_custom", "ppt_serializer": "native"}
@@ -19,13 +20,13 @@ PPT_ROLES = {"caller": {"features": {"payload_passthru_mode": True}},
              "callee": {"features": {"payload_passthru_mode": True}}}
 
 
-def start_cluster(tmp, names=("a", "b", "c")):
+def start_cluster(tmp, names=("a", "b", "c"), loop="thread"):
     nats = NatsServer(tmp)
     nats.start()
     nodes = {}
     try:
         for name in names:
-            nodes[name] = Node(tmp, name, nats.url, extra=BEATS)
+            nodes[name] = Node(tmp, name, nats.url, extra=BEATS, loop=loop)
             nodes[name].start()
     except BaseException:
         stop_cluster(nats, nodes)
@@ -39,11 +40,16 @@ def stop_cluster(nats, nodes) -> None:
     nats.stop()
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    nats, nodes = start_cluster(tmp_path_factory.mktemp("calls"))
+@pytest.fixture(scope="module", params=LOOPS)
+def cluster(tmp_path_factory, request):
+    nats, nodes = start_cluster(tmp_path_factory.mktemp(f"calls-{request.param}"), loop=request.param)
     yield nats, nodes
     stop_cluster(nats, nodes)
+
+
+@pytest.fixture(params=LOOPS)
+def loop(request):
+    return request.param
 
 
 def pause(seconds: float = 0.05):
@@ -360,8 +366,8 @@ def test_registration_meta_api_answers_for_the_cluster(cluster):
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_killed_callee_node_cancels_its_calls_and_leaves_the_directory(tmp_path, logged_errors):
-    nats, nodes = yield threads.deferToThread(start_cluster, tmp_path)
+def test_a_killed_callee_node_cancels_its_calls_and_leaves_the_directory(tmp_path, loop, logged_errors):
+    nats, nodes = yield threads.deferToThread(start_cluster, tmp_path, ("a", "b", "c"), loop)
     try:
         callee = yield connect_ws(nodes["c"])
         stuck = Stuck()
@@ -392,15 +398,15 @@ def test_a_killed_callee_node_cancels_its_calls_and_leaves_the_directory(tmp_pat
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_node_restarted_under_its_name_does_not_inherit_its_old_registrations(tmp_path):
-    nats, nodes = yield threads.deferToThread(start_cluster, tmp_path, ("a", "b"))
+def test_a_node_restarted_under_its_name_does_not_inherit_its_old_registrations(tmp_path, loop):
+    nats, nodes = yield threads.deferToThread(start_cluster, tmp_path, ("a", "b"), loop)
     try:
         callee = yield connect_ws(nodes["b"])
         yield callee.register(named("old b"), "com.inherit")
         asker = yield connect_ws(nodes["a"])
         yield callees_seen(asker, "com.inherit", 1)
         nodes["b"].kill9()
-        nodes["b"] = Node(tmp_path, "b", nats.url, extra=BEATS)
+        nodes["b"] = Node(tmp_path, "b", nats.url, extra=BEATS, loop=loop)
         yield threads.deferToThread(nodes["b"].start)  # back before the others call it gone
         yield callees_seen(asker, "com.inherit", 0, seconds=10)
         taker = yield connect_ws(nodes["b"])
@@ -413,11 +419,11 @@ def test_a_node_restarted_under_its_name_does_not_inherit_its_old_registrations(
 
 
 @pytest_twisted.inlineCallbacks
-def test_a_clean_stop_takes_the_nodes_registrations_out_at_once(tmp_path):
-    nats, nodes = yield threads.deferToThread(start_cluster, tmp_path, ("a", "b"))
+def test_a_clean_stop_takes_the_nodes_registrations_out_at_once(tmp_path, loop):
+    nats, nodes = yield threads.deferToThread(start_cluster, tmp_path, ("a", "b"), loop)
     try:
         slow = "heartbeat_interval = 5\nheartbeat_ttl = 30\n"  # so only the clean stop can explain it
-        nodes["c"] = Node(tmp_path, "c", nats.url, extra=slow)
+        nodes["c"] = Node(tmp_path, "c", nats.url, extra=slow, loop=loop)
         yield threads.deferToThread(nodes["c"].start)
         callee = yield connect_ws(nodes["c"])
         yield callee.register(named("c"), "com.stopping")
@@ -431,8 +437,8 @@ def test_a_clean_stop_takes_the_nodes_registrations_out_at_once(tmp_path):
 
 
 @pytest_twisted.inlineCallbacks
-def test_nats_restarted_calls_work_again_and_the_directory_resyncs(tmp_path):
-    nats, nodes = yield threads.deferToThread(start_cluster, tmp_path, ("a", "b"))
+def test_nats_restarted_calls_work_again_and_the_directory_resyncs(tmp_path, loop):
+    nats, nodes = yield threads.deferToThread(start_cluster, tmp_path, ("a", "b"), loop)
     try:
         callee = yield connect_ws(nodes["b"])
         yield callee.register(named("b"), "com.kept")
