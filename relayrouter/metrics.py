@@ -188,6 +188,34 @@ class RouterCollector:
                                   "for sessions of nodes that are gone", value=counters["testaments_published_for_others"])
         yield GaugeMetricFamily("relayrouter_cluster_testaments_stored", "This node's sessions whose testaments "
                                 "are kept in NATS JetStream KV", value=cluster.view.stored_in_kv())
+        yield from _cluster_calls(cluster.calls)
+
+
+def _cluster_calls(calls):
+    c = calls.counters
+    rpc = CounterMetricFamily("relayrouter_cluster_calls", "Calls across nodes: out (forwarded to a callee's "
+                              "node), in (from another node to a callee here), answers_out/answers_in (results "
+                              "and errors sent back / received), answers_late (arrived for a call already ended), "
+                              "unsent (not forwarded: NATS away, arguments msgpack cannot carry), "
+                              "in_no_callee (its callee left on the way), canceled_node_gone (waiting on a node "
+                              "declared gone)", labels=["kind"])
+    for kind in ("out", "in", "unsent", "in_no_callee", "canceled_node_gone"):
+        rpc.add_metric([kind], c[f"calls_{kind}"])
+    for kind in ("answers_out", "answers_in", "answers_late"):
+        rpc.add_metric([kind], c[kind])
+    yield rpc
+    yield GaugeMetricFamily("relayrouter_cluster_calls_pending", "Calls from this node's callers waiting on "
+                            "callees on other nodes", value=len(calls.outgoing))
+    yield GaugeMetricFamily("relayrouter_cluster_registrations", "Registrations in the cluster's directory, "
+                            "as this node's copy has them", value=len(calls.values))
+    directory = CounterMetricFamily("relayrouter_cluster_directory", "Changes this node asked of the "
+                                    "registration directory (compare-and-set), those that failed (NATS away "
+                                    "excepted), and registrations of this node revoked because another node "
+                                    "took the procedure while this one was cut off", labels=["kind"])
+    directory.add_metric(["changes"], c["directory_changes"])
+    directory.add_metric(["failures"], c["directory_failures"])
+    directory.add_metric(["revoked"], c["revoked"])
+    yield directory
 
 
 def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:

@@ -199,9 +199,6 @@ class Calls:
             if any(c[0] == mine for c in value.callees):
                 self._change(name, _without_node(mine)).addErrback(lambda _: None)
 
-    def registrations(self) -> int:
-        return len(self.values)
-
     # --------------------------------------------------------- registering
 
     def register(self, dealer, session, msg, match: str, invoke: str) -> None:
@@ -346,7 +343,8 @@ class Calls:
         if not self._said_failure:
             self._said_failure = True
             log.warn("cluster: the registration directory refused {what}: {error} (said once; counted in "
-                     "relayrouter_cluster_directory_total)", what=what, error=failure.getErrorMessage())
+                     "relayrouter_cluster_directory_total{{kind=\"failures\"}})",
+                     what=what, error=failure.getErrorMessage())
 
     # ------------------------------------------------- the directory's view
 
