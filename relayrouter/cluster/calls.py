@@ -157,7 +157,6 @@ class Calls:
         # reuses the IDs its previous life had in flight.
         self.call_ids = itertools.count(random.randrange(1, 2 ** 52))
         self._links: dict[str, _Link] = {}
-        self._remotes: dict = {}  # (realm, node, session_id) -> RemoteCallee
         self._subjects: dict[str, str] = {}  # node -> its rpc subject
         # The directory as last seen: key -> Value, and key -> revision applied.
         self.values: dict[str, Value] = {}
@@ -424,6 +423,9 @@ class Calls:
         mine = {c[1] for c in value.callees if c[0] == self.node} if value is not None else set()
         if local - mine or mine - local - {sid for (key, sid) in self._inflight if key == name}:
             self._fix(name)
+        elif value is None and (found is None or found[1] is None) and name not in self._fixing:
+            self._names.pop(name, None)  # gone everywhere: nothing to remember
+            self._revisions.pop(name, None)
 
     def _sync(self, name: str, value=None) -> bool:
         """The dealer's registration under ``name`` as the directory has it
@@ -462,7 +464,7 @@ class Calls:
                     order.append(session)
                     held.discard(session)
             elif not self._isolated and node not in self._gone:
-                order.append(self._remote(realm, node, session_id, authid, authrole, flags))
+                order.append(RemoteCallee(self, node, session_id, authid, authrole, flags, realm))
         order.extend(s for s in local if s in held)  # held here, not (yet) in the directory: _fix adds them
         if registration is None:
             if not order:
@@ -485,13 +487,6 @@ class Calls:
             dealer.registrations.add(value.uri, value.match, registration)
             dealer.registrations_by_id[registration.id] = registration
         return registration
-
-    def _remote(self, realm, node, session_id, authid, authrole, flags) -> RemoteCallee:
-        key = (realm.name, node, session_id)
-        callee = self._remotes.get(key)
-        if callee is None:
-            callee = self._remotes[key] = RemoteCallee(self, node, session_id, authid, authrole, flags, realm)
-        return callee
 
     def _check_silent(self) -> None:
         """Nodes this one depends on (their entries in the directory, calls to
