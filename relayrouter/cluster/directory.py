@@ -150,8 +150,11 @@ class Directory:
             old, self._watcher = self._watcher, None
             try:
                 await old.stop()
-            except Exception:
-                pass  # its subscription went with the old connection
+            except Exception:  # its subscription went with the old connection: end its pump anyway
+                try:
+                    old._updates.put_nowait(old.STOP_ITER)
+                except Exception:
+                    pass
         watcher = await kv.watchall()
         self._watcher = watcher
         asyncio.ensure_future(self._pump(watcher, deliver))

@@ -75,6 +75,17 @@ def callees_seen(session, procedure: str, count: int, match: str = "exact", seco
         yield pause()
 
 
+def calls_metric(node, kind: str) -> float:
+    """relayrouter_cluster_calls_total{kind}, from the node's /metrics (loopback needs no token)."""
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(f"{node.http_url}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    found = re.search(rf'^relayrouter_cluster_calls_total\{{kind="{kind}"\}} (\S+)$', text, re.M)
+    return float(found.group(1))
+
+
 def named(name):
     return lambda *args, **kwargs: name
 
@@ -116,6 +127,9 @@ def test_roundrobin_alternates_across_callees_on_other_nodes(cluster):
         answers.append((yield caller.call("com.rr")))
     # In registration order, from wherever the caller is.
     assert answers == ["a", "b", "c", "a", "b", "c"]
+    # Four of the six crossed from b: counted on both ends.
+    assert (yield threads.deferToThread(calls_metric, nodes["b"], "out")) >= 4
+    assert (yield threads.deferToThread(calls_metric, nodes["a"], "in")) >= 2
     leave(caller, *(c for c, _ in callees))
 
 
