@@ -20,13 +20,13 @@ PPT_ROLES = {"caller": {"features": {"payload_passthru_mode": True}},
              "callee": {"features": {"payload_passthru_mode": True}}}
 
 
-def start_cluster(tmp, names=("a", "b", "c"), loop="thread"):
+def start_cluster(tmp, names=("a", "b", "c"), loop="thread", beats=BEATS):
     nats = NatsServer(tmp)
     nats.start()
     nodes = {}
     try:
         for name in names:
-            nodes[name] = Node(tmp, name, nats.url, extra=BEATS, loop=loop)
+            nodes[name] = Node(tmp, name, nats.url, extra=beats, loop=loop)
             nodes[name].start()
     except BaseException:
         stop_cluster(nats, nodes)
@@ -434,11 +434,9 @@ def test_a_node_restarted_under_its_name_does_not_inherit_its_old_registrations(
 
 @pytest_twisted.inlineCallbacks
 def test_a_clean_stop_takes_the_nodes_registrations_out_at_once(tmp_path, loop):
-    nats, nodes = yield threads.deferToThread(start_cluster, tmp_path, ("a", "b"), loop)
+    slow = "heartbeat_interval = 5\nheartbeat_ttl = 30\n"  # so only the clean stop can explain it
+    nats, nodes = yield threads.deferToThread(start_cluster, tmp_path, ("a", "c"), loop, slow)
     try:
-        slow = "heartbeat_interval = 5\nheartbeat_ttl = 30\n"  # so only the clean stop can explain it
-        nodes["c"] = Node(tmp_path, "c", nats.url, extra=slow, loop=loop)
-        yield threads.deferToThread(nodes["c"].start)
         callee = yield connect_ws(nodes["c"])
         yield callee.register(named("c"), "com.stopping")
         asker = yield connect_ws(nodes["a"])
