@@ -195,3 +195,56 @@ def test_limits_revocation_and_history_apply_live(tmp_path):
         assert len(service.listeners) == 1
     finally:
         yield service.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_console_roles_and_a_realms_first_pairing_apply_live(tmp_path, monkeypatch):
+    from twisted.internet import reactor
+
+    from relayrouter import config as cfg
+    from relayrouter.service import RouterService
+
+    from ..support import RunningRouter
+
+    monkeypatch.setenv("GW_TICKET", "gateway-ticket-0123456789abcdef")
+    monkeypatch.setenv("STAFF_TICKET", "staff-ticket-0123456789abcdef")
+    realm = {"name": "lab", "auth": {"ticket": {"principals": [
+        {"authid": "gateway:s1:b1", "role": "device", "secret_env": "GW_TICKET"},
+        {"authid": "staff", "role": "staff", "secret_env": "STAFF_TICKET"}]}},
+        "roles": [{"name": "device", "rules": [{"uri": "relayrouter.pairs.peer", "allow": ["call"]}]},
+                  {"name": "staff", "rules": [{"uri": "relayrouter.", "match": "prefix", "allow": ["call"]}]}]}
+    current = {"data": {"state_dir": str(tmp_path / "state"),
+                        "listeners": [{"type": "websocket", "endpoint": "tcp:0:interface=127.0.0.1"}],
+                        "realms": [realm]}}
+    service = RouterService(cfg.parse(current["data"]).with_defaults(), reactor,
+                            reload_config=lambda: cfg.parse(current["data"]).with_defaults())
+    service.startService()
+    running = RunningRouter(service, (yield service.when_listening()))
+    try:
+        staff = yield connect_ws(running, realm="lab", authmethods=["ticket"], authid="staff",
+                                 ticket="staff-ticket-0123456789abcdef")
+        with pytest.raises(ApplicationError) as refused:
+            yield staff.call("relayrouter.console.access")
+        assert_refused(refused.value, "wamp.error.not_authorized", "may not use the console")
+        with pytest.raises(ApplicationError) as refused:
+            yield staff.call("relayrouter.pairs.list")
+        assert refused.value.error == "wamp.error.no_such_procedure"
+
+        current["data"]["console"] = {"roles": ["staff"]}
+        realm["pairing"] = {"micronets_path": ""}
+        report = service.reload("test")
+        assert report == {"changed": ["console: console roles applied to every session's next console call",
+                                      "realm lab: pairing applied to the next joins (the realm pairs from now on)"],
+                          "restart_needed": []}
+        assert (yield staff.call("relayrouter.console.access"))["access"] == "view"  # the same session
+        gateway = yield connect_ws(running, realm="lab", authmethods=["ticket"], authid="gateway:s1:b1",
+                                   ticket="gateway-ticket-0123456789abcdef")
+        assert (yield gateway.call("relayrouter.pairs.peer"))["subscriber"] == "s1"
+        [pair] = yield staff.call("relayrouter.pairs.list")
+        assert (pair["subscriber"], pair["box"], pair["gateway"]["authid"]) == ("s1", "b1", "gateway:s1:b1")
+
+        del realm["pairing"]
+        assert service.reload("test")["restart_needed"] == [
+            "realm lab: pairing (removed: its peers are connected as pairs)"]
+    finally:
+        yield service.stopService()
