@@ -10,7 +10,7 @@ from relayrouter.auth.cryptosign import CryptosignAuthenticator, CryptosignPrinc
 from relayrouter.core.auth import Accept, Challenge, Deny
 from relayrouter.core.peer import TransportInfo
 
-from conftest import Wire, assert_abort, assert_welcome, request
+from .wire import Wire, assert_abort, assert_welcome, request
 
 txaio.use_twisted()
 

@@ -13,7 +13,7 @@ from relayrouter.auth._pending import Pending
 from relayrouter.auth.jwt import FetchedKeys, JwtAuthenticator, JwtKey, JwtPolicy, StaticKeys
 from relayrouter.core.auth import Accept, Challenge, Deny
 
-from conftest import Wire, assert_abort, assert_welcome, request
+from .wire import Wire, assert_abort, assert_welcome, request
 
 NOW = 1_700_000_000
 SECRET = b"0123456789abcdef0123456789abcdef"

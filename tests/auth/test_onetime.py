@@ -4,7 +4,7 @@ from relayrouter.auth.ticketing import TicketMethods
 from relayrouter.core.auth import Accept, Challenge, Deny
 from relayrouter.core.peer import TransportInfo
 
-from conftest import request
+from .wire import request
 
 
 def grant(**kw):

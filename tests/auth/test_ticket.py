@@ -3,7 +3,7 @@ from autobahn.wamp import message as m
 from relayrouter.auth.ticket import TicketAuthenticator, TicketPrincipal
 from relayrouter.core.auth import Accept, Challenge, Deny
 
-from conftest import Wire, assert_abort, assert_welcome, request
+from .wire import Wire, assert_abort, assert_welcome, request
 
 PRINCIPALS = {"alice": TicketPrincipal("s3cret-ticket", "user")}
 

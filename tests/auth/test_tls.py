@@ -13,7 +13,7 @@ from relayrouter.auth.tls import CertRule, TlsAuthenticator
 from relayrouter.core.auth import Accept, Deny
 from relayrouter.core.peer import TransportInfo
 
-from conftest import Wire, assert_abort, request
+from .wire import Wire, assert_abort, request
 
 CA_KEY = ec.generate_private_key(ec.SECP256R1())
 

@@ -7,7 +7,7 @@ from autobahn.wamp.auth import compute_wcs, derive_key
 from relayrouter.auth.wampcra import Salt, WampCraAuthenticator, WampCraPrincipal
 from relayrouter.core.auth import Accept, Challenge, Deny
 
-from conftest import Wire, assert_abort, assert_welcome, request
+from .wire import Wire, assert_abort, assert_welcome, request
 
 SALT = Salt("salt123", iterations=100, keylen=32)
 PRINCIPALS = {
