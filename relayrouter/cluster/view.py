@@ -215,6 +215,8 @@ class ClusterView:
         return 1
 
     def _answer_kill_by(self, realm, attribute, value, reason, text) -> int:
+        if attribute not in ("authid", "authrole"):
+            return 0
         targets = [s for s in realm.sessions.values() if getattr(s, attribute) == value]
         for session in targets:
             session.goodbye(reason, text)
