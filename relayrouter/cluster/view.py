@@ -115,6 +115,7 @@ class ClusterView:
         self._stored: dict[str, _Stored] = {}  # KV key -> a local session's testaments
         self._kv_ready = False  # the bucket is there and NATS connected
         self._said_no_kv = False
+        self._said_twin = False
         self._connected_since = None
         self._suspects: set = set()  # nodes declared gone whose testaments are not handled yet
         self._loop_kv: dict = {}  # bucket -> nats KeyValue, touched on the NATS loop thread only
@@ -507,7 +508,20 @@ class ClusterView:
             elif key in missing or not stored.in_kv:
                 stored.dirty = True  # written during the outage, or lost with the server's store
             self._write(key, stored)
-        self._claim_from(self.node, self.incarnation)  # an earlier process with this node name
+        # Entries of an earlier process with this node name are ours to publish,
+        # unless another process runs under this name now (a misconfiguration).
+        d = self.bridge.run(_gather, self._node_subject, [self.node, None, "ping", []], {self.node}, self.deadline)
+        d.addCallbacks(self._pinged_self, self._no_kv)
+
+    def _pinged_self(self, answers: dict) -> None:
+        if answers:
+            if not self._said_twin:
+                self._said_twin = True
+                log.error("cluster: another process runs as node {node} too; node names must be unique "
+                          "(cluster.node): until it is renamed, testaments of an earlier process named {node} "
+                          "are not published by this one", node=self.node)
+            return
+        self._claim_from(self.node, self.incarnation)
 
     # ------------------------------------------- testaments: a node is gone
 

@@ -410,3 +410,24 @@ def test_a_node_frozen_past_the_ttl_does_not_publish_again_what_a_survivor_publi
     yield sleep(2 * TTL)
     assert inbox.events == [(["once"], {})]
     sa.leave()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_second_process_with_a_nodes_name_is_told_and_takes_none_of_its_testaments(cluster):
+    nats, nodes = cluster
+    sa = yield connect_ws(nodes["a"])
+    inbox = Inbox()
+    yield sa.subscribe(inbox, "com.view.will")
+    yield sa.call("wamp.session.add_testament", "com.view.will", ["mine"])
+    twin_home = nodes["a"].dir.parent.parent / "twin"
+    twin_home.mkdir()
+    twin = Node(twin_home, "a", nats.url, extra=BEATS, loop=nodes["a"].loop)
+    twin.start()
+    try:
+        yield threads.deferToThread(twin.wait_output, "cluster: another process runs as node a too", 30)
+        yield sleep(2 * TTL)
+        assert inbox.events == []  # a's session is alive: nobody published its testament
+    finally:
+        twin.stop()
+    sa.leave()
+    yield sa.left
