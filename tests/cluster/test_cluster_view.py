@@ -431,3 +431,20 @@ def test_a_second_process_with_a_nodes_name_is_told_and_takes_none_of_its_testam
         twin.stop()
     sa.leave()
     yield sa.left
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_node_stopped_cleanly_publishes_its_sessions_testaments_itself_once(cluster):
+    nats, nodes = cluster
+    sa = yield connect_ws(nodes["a"])
+    sc = yield connect_ws(nodes["c"])
+    inbox = Inbox()
+    yield sa.subscribe(inbox, "com.view.will")
+    yield sc.call("wamp.session.add_testament", "com.view.will", ["bye"])
+    yield sessions_everywhere(2, sa)
+    yield threads.deferToThread(nodes["c"].stop)  # SIGTERM: the sessions end, then NATS is closed
+    yield threads.deferToThread(nodes["a"].wait_output, "cluster: node c is gone", 15)
+    yield sleep(3 * TTL)  # the survivors found nothing left to publish
+    assert inbox.events == [(["bye"], {})]
+    assert not any(log_count(nodes[n], "testament\\(s\\) of session") for n in ("a", "b"))
+    sa.leave()
