@@ -200,6 +200,11 @@ class Calls:
 
     # --------------------------------------------------------- registering
 
+    def registering(self, session) -> int:
+        """REGISTERs of ``session`` the directory has not answered yet (they count against max_registrations)."""
+        sid = session.session_id
+        return sum(1 for _, s in self._inflight if s == sid)
+
     def register(self, dealer, session, msg, match: str, invoke: str) -> None:
         """REGISTER on a clustered realm: confirmed once the directory took it."""
         realm = dealer.realm.name

@@ -130,7 +130,7 @@ class Dealer:
             if problem is not None:
                 _error(session, msg, errors.PROCEDURE_ALREADY_EXISTS, problem)
                 return
-        over = registration_refused(session)
+        over = registration_refused(session, 0 if self.cluster is None else self.cluster.registering(session))
         if over is not None:
             refuse(session, msg, "max_registrations", over)
             return

@@ -99,8 +99,9 @@ def subscription_refused(session) -> str | None:
     return _over(session, "max_subscriptions", len(session.subscriptions), "subscriptions")
 
 
-def registration_refused(session) -> str | None:
-    return _over(session, "max_registrations", len(session.registrations), "registrations")
+def registration_refused(session, pending: int = 0) -> str | None:
+    """``pending``: REGISTERs of the session still on their way (a cluster's directory)."""
+    return _over(session, "max_registrations", len(session.registrations) + pending, "registrations")
 
 
 def call_refused(session) -> str | None:

@@ -413,16 +413,20 @@ def test_a_killed_callee_node_cancels_its_calls_and_leaves_the_directory(tmp_pat
 
 @pytest_twisted.inlineCallbacks
 def test_a_node_restarted_under_its_name_does_not_inherit_its_old_registrations(tmp_path, loop):
-    nats, nodes = yield threads.deferToThread(start_cluster, tmp_path, ("a", "b"), loop)
+    # A TTL far longer than the restart: a never takes b as gone, so only the
+    # restarted b itself can take its previous life's entry out.
+    beats = "heartbeat_interval = 0.5\nheartbeat_ttl = 30\n"
+    nats, nodes = yield threads.deferToThread(start_cluster, tmp_path, ("a", "b"), loop, beats)
     try:
         callee = yield connect_ws(nodes["b"])
         yield callee.register(named("old b"), "com.inherit")
         asker = yield connect_ws(nodes["a"])
         yield callees_seen(asker, "com.inherit", 1)
         nodes["b"].kill9()
-        nodes["b"] = Node(tmp_path, "b", nats.url, extra=BEATS, loop=loop)
-        yield threads.deferToThread(nodes["b"].start)  # back before the others call it gone
-        yield callees_seen(asker, "com.inherit", 0, seconds=10)
+        nodes["b"] = Node(tmp_path, "b", nats.url, extra=beats, loop=loop)
+        yield threads.deferToThread(nodes["b"].start)
+        yield callees_seen(asker, "com.inherit", 0, seconds=15)
+        assert not any("node b is gone" in line or "taken as gone" in line for line in nodes["a"].all_output)
         taker = yield connect_ws(nodes["b"])
         yield taker.register(named("new b"), "com.inherit")
         yield callees_seen(asker, "com.inherit", 1)
@@ -487,3 +491,26 @@ def test_nats_restarted_calls_work_again_and_the_directory_resyncs(tmp_path, loo
         leave(callee, local_caller, caller)
     finally:
         yield threads.deferToThread(stop_cluster, nats, nodes)
+
+
+@pytest_twisted.inlineCallbacks
+def test_registers_on_their_way_to_the_directory_count_against_max_registrations(tmp_path):
+    nats = NatsServer(tmp_path)
+    nats.start()
+    realms = '[[realms]]\nname = "realm1"\n[realms.limits]\nmax_registrations = 2\n'
+    node = Node(tmp_path, "a", nats.url, realms=realms, extra=BEATS)
+    try:
+        yield threads.deferToThread(node.start)
+        raw = yield connect_raw(node)
+        yield raw.hello()
+        for request in range(1, 6):  # all sent before the directory answered any
+            raw.send([64, request, {}, f"com.limited.p{request}"])
+        answers = []
+        for _ in range(5):
+            answers.append((yield raw.next()))
+        assert sorted(a[0] for a in answers) == [8, 8, 8, 65, 65]
+        assert all(a[4] == "relayrouter.error.limit_exceeded" for a in answers if a[0] == 8)
+        raw.protocol.sendClose()
+    finally:
+        yield threads.deferToThread(node.stop)
+        yield threads.deferToThread(nats.stop)
