@@ -50,14 +50,16 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from ..core import errors, messages
+from ..core.ids import global_id
 from ..core.dealer import CANCELING_FEATURE, KILL, KILLNOWAIT, PPT_FEATURE, SINGLE, PendingCall, Registration
 from . import directory, subjects
 from .bridge import NotConnected
-from .directory import UNCHANGED, Directory, Refused, Value
+from .directory import UNCHANGED, Directory, NoJetStream, Refused, Value
 
 log = Logger(namespace="relayrouter.cluster")
 
 WIRE_VERSION = 1
+NO_JETSTREAM_RETRY = 10.0  # s between attempts at the directory while the NATS server has no JetStream
 REVOCATION_FEATURE = "registration_revocation"
 
 
@@ -174,12 +176,18 @@ class Calls:
         self._watchdog = task.LoopingCall(self._check_silent)
         self._watchdog.clock = cluster.reactor
         self._said_failure = False
+        # The NATS server has no JetStream: registrations stay on their node, as
+        # before the directory existed, until a watch of the directory works.
+        self.local_only = False
         cluster.handlers[self.subject] = self._received
         cluster.bridge.subscribe(self.subject)
         cluster.node_listeners.append(self._node_event)
         cluster.state_listeners.append(self._state)
 
     def attach(self, realm) -> None:
+        # Registration IDs at random, also for what registers here alone (no
+        # JetStream): they stay unique once they enter the directory.
+        realm.dealer._ids = _RandomIds()
         realm.dealer.cluster = self
         self.dealers[realm.name] = realm.dealer
 
@@ -205,15 +213,18 @@ class Calls:
         sid = session.session_id
         return sum(1 for _, s in self._inflight if s == sid)
 
-    def register(self, dealer, session, msg, match: str, invoke: str) -> None:
-        """REGISTER on a clustered realm: confirmed once the directory took it."""
+    def register(self, dealer, session, msg, match: str, invoke: str) -> bool:
+        """REGISTER on a clustered realm: confirmed once the directory took it.
+        False: the dealer registers it on this node alone (no JetStream)."""
+        if self.local_only:
+            return False
         realm = dealer.realm.name
         name = self._name(realm, msg.procedure, match)
         if not self.bridge.connected:
             self._refuse(session, msg, errors.UNAVAILABLE,
                          "cannot register now: the cluster's registration directory is out of reach "
                          "(this node lost NATS); calls to registrations already made go on; retry later")
-            return
+            return True
         marker = (name, session.session_id)
         self._inflight.add(marker)
         fn = _joining(Value(realm, msg.procedure, match, None, invoke, self.reactor.seconds(), ()),
@@ -222,6 +233,7 @@ class Calls:
         d.addCallbacks(self._registered, self._not_registered,
                        callbackArgs=(dealer, session, msg, name), errbackArgs=(session, msg, name))
         d.addErrback(lambda f: log.failure("cluster: confirming a registration failed", f))
+        return True
 
     def _registered(self, result, dealer, session, msg, name) -> None:
         self._inflight.discard((name, session.session_id))
@@ -238,6 +250,12 @@ class Calls:
 
     def _not_registered(self, failure, session, msg, name) -> None:
         self._inflight.discard((name, session.session_id))
+        if failure.check(NoJetStream):
+            self._without_jetstream(failure)
+            realm = session.realm
+            if realm is not None and realm.sessions.get(session.session_id) is session:
+                realm.dealer.register(session, msg)  # on this node alone, as without a directory
+            return
         if failure.check(Refused):
             self._refuse(session, msg, errors.PROCEDURE_ALREADY_EXISTS, str(failure.value))
         elif failure.check(NotConnected):
@@ -269,6 +287,8 @@ class Calls:
 
     def _fix(self, name: str) -> None:
         """Make this node's entries under ``name`` what its sessions hold; one change per key at a time."""
+        if self.local_only:
+            return
         if name in self._fixing:
             self._fixing[name] = True
             return
@@ -375,7 +395,18 @@ class Calls:
 
         self.bridge.run(self.directory.watch, deliver).addErrback(self._watch_failed)
 
+    def _without_jetstream(self, failure) -> None:
+        if not self.local_only:
+            self.local_only = True
+            log.warn("cluster: {error}: registrations and calls stay on their node (no registration "
+                     "directory) until it has; checked again every {every:g} s", error=failure.getErrorMessage(),
+                     every=NO_JETSTREAM_RETRY)
+
     def _watch_failed(self, failure) -> None:
+        if failure.check(NoJetStream):
+            self._without_jetstream(failure)
+            self.reactor.callLater(NO_JETSTREAM_RETRY, self._restart_if_connected)
+            return
         if not failure.check(NotConnected):
             self._failed(failure, "a watch")
             self.reactor.callLater(self.config.reconnect_wait, self._restart_if_connected)
@@ -391,6 +422,10 @@ class Calls:
             snapshot, self._snapshot = self._snapshot, None
             if snapshot is None:
                 return
+            if self.local_only:  # what was registered here meanwhile goes into the directory below
+                self.local_only = False
+                log.info("cluster: the registration directory is available: registrations and calls "
+                         "cross nodes again")
             self._revisions.clear()
             for name in set(self.values) | set(snapshot):
                 revision, value = snapshot.get(name, (0, None))
@@ -724,6 +759,13 @@ class Calls:
             callee.peer.send(m.Interrupt(pending.invocation, mode=KILLNOWAIT))
 
 
+class _RandomIds:
+    __slots__ = ()
+
+    def next(self) -> int:
+        return global_id()
+
+
 def _local_callees(registration) -> list:
     return [c for c in registration.callees if type(c) is not RemoteCallee]
 
@@ -736,7 +778,7 @@ def _joining(template: Value, entry: tuple):
 
     def change(current):
         if current is None:
-            return Value(template.realm, template.uri, template.match, random.randrange(1, 2 ** 53),
+            return Value(template.realm, template.uri, template.match, global_id(),
                          template.invoke, template.created, [entry]), None
         if any(c[0] == node and c[1] == session_id for c in current.callees):
             raise Refused(f"this session has already registered '{current.uri}'")

@@ -40,6 +40,10 @@ class Refused(Exception):
     """The directory cannot take the change as asked (``single`` taken, policies mixed, ...)."""
 
 
+class NoJetStream(Exception):
+    """The NATS server has no JetStream: there is no directory to keep."""
+
+
 class Contended(Exception):
     """Other nodes kept changing the key: the change was not made."""
 
@@ -103,10 +107,13 @@ class Directory:
     async def _bucket(self, nc, js):
         if self._kv is None or self._kv_of is not nc:
             try:
-                kv = await js.key_value(self.bucket)
-            except js_errors.BucketNotFoundError:
-                # Several nodes may create it at once: JetStream takes identical configurations.
-                kv = await js.create_key_value(bucket=self.bucket, history=1)
+                try:
+                    kv = await js.key_value(self.bucket)
+                except js_errors.BucketNotFoundError:
+                    # Several nodes may create it at once: JetStream takes identical configurations.
+                    kv = await js.create_key_value(bucket=self.bucket, history=1)
+            except js_errors.ServiceUnavailableError:
+                raise NoJetStream("the NATS server has no JetStream (nats-server -js)") from None
             self._kv, self._kv_of = kv, nc
         return self._kv
 

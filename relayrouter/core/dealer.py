@@ -134,9 +134,8 @@ class Dealer:
         if over is not None:
             refuse(session, msg, "max_registrations", over)
             return
-        if self.cluster is not None:
-            self.cluster.register(self, session, msg, match, invoke)  # confirmed once the directory took it
-            return
+        if self.cluster is not None and self.cluster.register(self, session, msg, match, invoke):
+            return  # confirmed once the cluster's directory took it
         created = registration is None
         if created:
             registration = Registration(self._ids.next(), msg.procedure, match, invoke, self.realm.now())

@@ -514,3 +514,28 @@ def test_registers_on_their_way_to_the_directory_count_against_max_registrations
     finally:
         yield threads.deferToThread(node.stop)
         yield threads.deferToThread(nats.stop)
+
+
+@pytest_twisted.inlineCallbacks
+def test_without_jetstream_registrations_and_calls_stay_on_their_node(tmp_path):
+    nats = NatsServer(tmp_path, jetstream=False)
+    nats.start()
+    nodes = {}
+    try:
+        for name in ("a", "b"):
+            nodes[name] = Node(tmp_path, name, nats.url, extra=BEATS)
+            yield threads.deferToThread(nodes[name].start)
+        callee = yield connect_ws(nodes["b"])
+        yield callee.register(named("b"), "com.here")
+        local_caller = yield connect_ws(nodes["b"])
+        assert (yield local_caller.call("com.here")) == "b"
+        other = yield connect_ws(nodes["a"])
+        yield other.register(named("a"), "com.here")  # exclusive per node only, as said in the log
+        assert (yield other.call("com.here")) == "a"
+        for node in nodes.values():
+            assert any("no JetStream" in line and "stay on their node" in line for line in node.all_output)
+        leave(callee, local_caller, other)
+    finally:
+        for node in nodes.values():
+            yield threads.deferToThread(node.stop)
+        yield threads.deferToThread(nats.stop)
