@@ -13,8 +13,10 @@ connection's ``counters`` already.
   transport writes or queues one for its peer.
 * ``bytes_in`` / ``bytes_out``: serialized WAMP messages read from and
   written or queued for the peers of connections that have closed; each open
-  connection counts its own (``rx_bytes`` / ``tx_bytes``), so the hot path
-  adds to one integer, not two.  :func:`traffic` adds them up.
+  connection has its own (``rx_bytes`` / ``tx_bytes``).  Bytes read are the
+  protocol's tally as it frames messages (Autobahn keeps one for WebSocket
+  anyway), so the core adds nothing per message for them; bytes sent are one
+  integer per message on the connection.  :func:`traffic` adds them up.
 * ``publications``: publications routed; with ``sent[EVENT]`` it gives the
   mean fan-out.
 * ``call_latency``: seconds from a CALL to its final RESULT or ERROR from the

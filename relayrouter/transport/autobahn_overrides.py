@@ -82,6 +82,13 @@ OVERRIDES: tuple[Override, ...] = (
              "overridden", "we open our Connection instead of an Autobahn session; our framing"),
     Override("autobahn.wamp.serializer:Serializer", ("_serializer", "SERIALIZER_ID"), "read",
              "the object serializer Message.serialize caches bytes under", on_instances=True),
+    Override("autobahn.wamp.message:Message", ("_serialized",), "read",
+             "the bytes Message.serialize cached per object serializer: read first, without a method "
+             "call, for every receiver of an EVENT after the first (cached_bytes, inlined in "
+             "Connection.send)", on_instances=True),
+    Override("autobahn.websocket.protocol:WebSocketServerProtocol", ("trafficStats",), "read",
+             "Autobahn's tally of message bytes read (incomingOctetsAppLevel): a connection's bytes "
+             "received, read when asked instead of counted again per message", on_instances=True),
     Override("autobahn.websocket.protocol:WebSocketProtocol",
              ("STATE_OPEN", "SEND_STATE_GROUND", "_dataReceived", "_connectionMade", "sendMessage",
               "onMessageEnd", "dropConnection", "sendClose", "CLOSE_STATUS_CODE_NORMAL"),
@@ -191,6 +198,11 @@ def peer_of(protocol) -> str:
     return protocol._transport_details.peer or ""
 
 
+def cached_bytes(message, object_serializer) -> bytes | None:
+    """The bytes ``message.serialize(object_serializer)`` made already, or None."""
+    return message._serialized.get(object_serializer)
+
+
 def attach_handler(protocol, handler) -> None:
     """Autobahn's isOpen() is ``_session is not None``; ours is the Connection."""
     protocol._session = handler
@@ -265,6 +277,11 @@ class WebSocketProtocolOverrides:
         if not self.failedByMe:
             self.onMessage(b"".join(self.message_data), self.message_is_binary)
         self.message_data = None
+
+    def payload_bytes_received(self) -> int:
+        """Bytes of messages read since the connection opened (uncompressed),
+        as Autobahn tallies them for every data frame anyway."""
+        return self.trafficStats.incomingOctetsAppLevel
 
     def _write_wamp(self, data: bytes) -> None:
         """Send one WAMP message: a server's frame is a 2-10 byte header and the

@@ -65,8 +65,8 @@ class Connection:
     __slots__ = (
         "session", "info", "counters", "_proto", "_objser", "_write",
         "_paused", "_front", "_queue", "_queued_bytes", "_closing", "_gone", "_hello_timer",
-        "_clock", "_settings", "_stall_timeout", "_stall_timer", "_paused_at", "_stats",
-        "connected_at", "rx_bytes", "tx_bytes",
+        "_clock", "_settings", "_stall_timeout", "_stall_timer", "_paused_at", "_stats", "_sent",
+        "_rx_counted_by", "connected_at", "tx_bytes",
     )
 
     def __init__(self, router, proto, info: TransportInfo, objser, write,
@@ -93,16 +93,25 @@ class Connection:
         self._stall_timer = None
         self._paused_at = 0.0
         self._stats = router.stats  # messages and bytes, for metrics (core/stats.py)
+        self._sent = router.stats.sent  # by message type, counted per send
         # This connection's own traffic and age, for the console (relayrouter.console.sessions).
+        # Bytes read are tallied by the protocol as it frames them (rx_bytes);
+        # bytes sent or queued here, as send() has them in hand anyway.
+        self._rx_counted_by = proto
         self.connected_at = router.clock.seconds()
-        self.rx_bytes = self.tx_bytes = 0
+        self.tx_bytes = 0
         self.session = router.session(self, info)
         _take_over_producer(proto.transport, self)
 
     # ------------------------------------------------------------ inbound
 
+    @property
+    def rx_bytes(self) -> int:
+        """Bytes of WAMP messages read from this peer (0 once it is gone: they are in the router's totals)."""
+        counted_by = self._rx_counted_by
+        return counted_by.payload_bytes_received() if counted_by is not None else 0
+
     def receive_payload(self, payload: bytes) -> None:
-        self.rx_bytes += len(payload)
         try:
             raws = self._objser.unserialize(payload)
         except Exception as e:
@@ -130,7 +139,8 @@ class Connection:
         stats = self._stats
         stats.bytes_in += self.rx_bytes
         stats.bytes_out += self.tx_bytes
-        self.rx_bytes = self.tx_bytes = 0
+        self._rx_counted_by = None
+        self.tx_bytes = 0
         self._forget_queue()
         if self._hello_timer is not None:
             self._hello_timer.cancel()
@@ -153,15 +163,21 @@ class Connection:
     def send(self, message: m.Message) -> None:
         if self._gone:
             return
-        try:
-            data = message.serialize(self._objser)
-        except Exception as e:
-            self._unserializable(message, e)
-            return
-        self._stats.sent[message.MESSAGE_TYPE] += 1
+        mtype = message.MESSAGE_TYPE
+        # An EVENT goes to every subscriber: its bytes were made for the first
+        # of them, read them without a call (what cached_bytes() does, inlined:
+        # this runs once per receiver).  Any other message is new here.
+        data = message._serialized.get(self._objser) if mtype == _EVENT_TYPE else None
+        if data is None:
+            try:
+                data = message.serialize(self._objser)
+            except Exception as e:
+                self._unserializable(message, e)
+                return
+        self._sent[mtype] += 1
         self.tx_bytes += len(data)
         if self._paused or self._queue or self._front:
-            self._enqueue(data, message.MESSAGE_TYPE == _EVENT_TYPE)
+            self._enqueue(data, mtype == _EVENT_TYPE)
             return
         try:
             self._write(data)

@@ -42,6 +42,7 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
     _pong_timer = None
     _ping_payload: bytes | None = None
     _pinging = False
+    _payload_bytes = 0  # WAMP message bytes read (our framing; WebSocket has Autobahn's tally)
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -102,6 +103,7 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
     def _frame(self, kind: int, payload: bytes) -> None:
         if kind == FRAME_WAMP:
             if self._conn is not None:
+                self._payload_bytes += len(payload)
                 self._conn.receive_payload(payload)
         elif kind == FRAME_PING:
             self._write_frame(FRAME_PONG, payload)
@@ -181,6 +183,9 @@ class RouterRawSocketProtocol(WampRawSocketServerProtocol):
     def _oversized(self, size: int) -> None:
         log.warn("Not sending a {size}-byte message to {peer}: it accepts at most {limit}",
                       size=size, peer=self._conn.info.peer, limit=self._max_len_send)
+
+    def payload_bytes_received(self) -> int:
+        return self._payload_bytes
 
     def close_after_flush(self) -> None:
         self.transport.loseConnection()

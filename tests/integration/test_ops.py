@@ -94,6 +94,39 @@ def test_counters_move_by_exactly_what_was_sent(tmp_path):
 
 
 @pytest_twisted.inlineCallbacks
+def test_bytes_received_are_each_message_once_on_both_transports_and_outlive_the_connection(tmp_path):
+    # Bytes read are tallied by the protocols as they frame messages (Autobahn's
+    # count for WebSocket, ours for RawSocket), not per message by the core.
+    running = yield router(tmp_path)
+    payload = "x" * 10_000
+    try:
+        ws = yield connect_ws(running)
+        raw = yield connect_rawsocket(running, serializer="msgpack")
+        conns = {conn.info.kind: conn for conn in running.service.connections()}
+        read = {kind: conn.rx_bytes for kind, conn in conns.items()}
+        sent = {kind: conn.tx_bytes for kind, conn in conns.items()}
+        before = yield scrape(running)
+        for client in (ws, raw):
+            yield client.publish("com.example.big", payload, options=PublishOptions(acknowledge=True))
+        grown = {kind: conn.rx_bytes - read[kind] for kind, conn in conns.items()}
+        answered = {kind: conn.tx_bytes - sent[kind] for kind, conn in conns.items()}
+        middle = yield scrape(running)
+        raw.leave()
+        yield eventually(lambda: len(running.service.connections()) == 1)
+        after = yield scrape(running)
+    finally:
+        yield stop(running)
+    # One PUBLISH each: the payload and a few dozen bytes of WAMP around it; a PUBLISHED back.
+    assert all(10_000 < n < 10_100 for n in grown.values()), grown
+    assert all(0 < n < 100 for n in answered.values()), answered
+    assert delta(before, middle, "relayrouter_bytes_received_total") == sum(grown.values())
+    assert delta(before, middle, "relayrouter_bytes_sent_total") == sum(answered.values())
+    # The connection that left keeps its bytes in the totals (plus its GOODBYE).
+    assert 0 < delta(middle, after, "relayrouter_bytes_received_total") < 100
+    assert delta(middle, after, "relayrouter_bytes_sent_total") > 0
+
+
+@pytest_twisted.inlineCallbacks
 def test_refused_logins_are_counted_by_method_and_reason(tmp_path, monkeypatch):
     monkeypatch.setenv("RR_TEST_TICKET", "right-ticket-0123456789")
     running = yield start({"realms": [{"name": "realm1", "auth": {"ticket": {"principals": [

@@ -68,6 +68,17 @@ def test_masker_replaces_only_autobahns_own(monkeypatch):
     assert ws_protocol.create_xor_masker is someone_elses
 
 
+def test_cached_bytes_are_what_serialize_made_for_that_serializer():
+    from autobahn.wamp import message as m
+    from autobahn.wamp.serializer import JsonObjectSerializer, MsgPackObjectSerializer
+
+    event, json, msgpack = m.Event(1, 2, args=["x"]), JsonObjectSerializer(), MsgPackObjectSerializer()
+    assert overrides.cached_bytes(event, json) is None
+    made = event.serialize(json)
+    assert overrides.cached_bytes(event, json) is made
+    assert overrides.cached_bytes(event, msgpack) is None
+
+
 # ----------------------------------------------- names on open connections
 
 
