@@ -228,12 +228,15 @@ class Broker:
         self._dispatch(publication, publication_id, matches)
 
     def _dispatch(self, publication: "Publication", publication_id: int, matches: list) -> None:
+        # Publication.admits, inlined: this loop runs once per receiver.
+        excluded = publication.publisher if publication.exclude_me else None
+        receivers = publication.receivers
         for subscription in matches:
             if subscription.subscribers:
                 event = publication.event(subscription, publication_id)
                 # A snapshot: a receiver may leave while we send (its transport failing).
                 for receiver in tuple(subscription.subscribers):
-                    if publication.admits(receiver):
+                    if receiver is not excluded and (receivers is None or receivers.admits(receiver)):
                         receiver.peer.send(event)
             if subscription.variants:
                 self._dispatch_filtered(publication, publication_id, subscription)
@@ -363,17 +366,20 @@ class _ReceiverFilter:
 
     @classmethod
     def of(cls, msg: m.Publish) -> "_ReceiverFilter | None":
-        if not (msg.eligible or msg.eligible_authid or msg.eligible_authrole
-                or msg.exclude or msg.exclude_authid or msg.exclude_authrole
-                or msg.eligible == [] or msg.eligible_authid == [] or msg.eligible_authrole == []):
+        # Each is an Autobahn property (a call): read once.  An empty
+        # whitelist admits nobody; an empty blacklist excludes nobody.
+        eligible, eligible_authid, eligible_authrole = msg.eligible, msg.eligible_authid, msg.eligible_authrole
+        exclude, exclude_authid, exclude_authrole = msg.exclude, msg.exclude_authid, msg.exclude_authrole
+        if not (eligible or eligible_authid or eligible_authrole or exclude or exclude_authid or exclude_authrole
+                or eligible == [] or eligible_authid == [] or eligible_authrole == []):
             return None
         self = cls()
-        self.eligible = _as_set(msg.eligible)
-        self.eligible_authid = _as_set(msg.eligible_authid)
-        self.eligible_authrole = _as_set(msg.eligible_authrole)
-        self.exclude = _as_set(msg.exclude) or ()
-        self.exclude_authid = _as_set(msg.exclude_authid) or ()
-        self.exclude_authrole = _as_set(msg.exclude_authrole) or ()
+        self.eligible = _as_set(eligible)
+        self.eligible_authid = _as_set(eligible_authid)
+        self.eligible_authrole = _as_set(eligible_authrole)
+        self.exclude = _as_set(exclude) or ()
+        self.exclude_authid = _as_set(exclude_authid) or ()
+        self.exclude_authrole = _as_set(exclude_authrole) or ()
         return self
 
     def admits(self, session) -> bool:

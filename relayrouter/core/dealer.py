@@ -174,28 +174,30 @@ class Dealer:
 
     def call(self, session, msg: m.Call, options: dict = _NO_OPTIONS) -> None:
         """A CALL from ``session``; ``options`` is its raw Options dict."""
-        if msg.request in session.calls:
-            raise errors.ProtocolViolation(f"CALL request ID {msg.request} is already in use by a pending call")
+        # Autobahn's message attributes are properties (calls): each is read once here.
+        request, uri = msg.request, msg.procedure
+        if request in session.calls:
+            raise errors.ProtocolViolation(f"CALL request ID {request} is already in use by a pending call")
         ppt = ppt_options(options)
         if ppt is not None and not session.supports("caller", PPT_FEATURE):
             raise errors.ProtocolViolation(
                 "CALL uses payload passthru mode (ppt_scheme) but the session did not "
                 "announce payload_passthru_mode for its caller role")
         # Authorized first: a refused caller learns nothing of which procedures exist.
-        refusal = self.realm.authorize(session, CALL, msg.procedure)
+        refusal = self.realm.authorize(session, CALL, uri)
         if refusal is not None:
             _error(session, msg, errors.NOT_AUTHORIZED, refusal)
             return
         # Router procedures first: no registration can shadow them.
-        procedure = self.realm.procedures.get(msg.procedure)
-        registration = None if procedure is not None else self.registrations.best(msg.procedure)
+        procedure = self.realm.procedures.get(uri)
+        registration = None if procedure is not None else self.registrations.best(uri)
         if procedure is None and registration is None:
-            absent = self.realm.pairs.absent_callee(msg.procedure) if self.realm.pairs else None
-            uri, text = absent or (errors.NO_SUCH_PROCEDURE, f"no callee has registered '{msg.procedure}'")
-            _error(session, msg, uri, text)
+            absent = self.realm.pairs.absent_callee(uri) if self.realm.pairs else None
+            error_uri, text = absent or (errors.NO_SUCH_PROCEDURE, f"no callee has registered '{uri}'")
+            _error(session, msg, error_uri, text)
             return
         disclose = options.get("disclose_me") is True
-        if disclose and not self.realm.may_disclose_caller(session, msg.procedure):
+        if disclose and not self.realm.may_disclose_caller(session, uri):
             _error(session, msg, errors.DISCLOSE_ME_DISALLOWED,
                    "this realm does not let callers disclose their identity")
             return
@@ -206,23 +208,25 @@ class Dealer:
         if procedure is not None:
             self.realm.procedures.run(procedure, ProcedureCall(self.realm, session, msg, options))
             return
-        self._invoke(session, msg, registration, disclose, ppt)
+        self._invoke(session, msg, request, uri, registration, disclose, ppt)
 
-    def _invoke(self, session, msg: m.Call, registration: Registration, disclose: bool, ppt) -> None:
+    def _invoke(self, session, msg: m.Call, request: int, uri: str, registration: Registration,
+                disclose: bool, ppt) -> None:
         callee = registration.pick()
         if ppt is not None and not callee.supports("callee", PPT_FEATURE):
             _error(session, msg, errors.FEATURE_NOT_SUPPORTED,
-                   f"the callee of '{msg.procedure}' does not support payload passthru mode")
+                   f"the callee of '{uri}' does not support payload passthru mode")
             return
         invocation = callee.next_invocation_id()
-        router = self.realm.router
-        pending = PendingCall(session, msg.request, callee, invocation, registration,
-                              bool(msg.receive_progress), router.clock.seconds())
-        session.calls[msg.request] = pending
+        clock = self.realm.router.clock
+        timeout, receive_progress = msg.timeout, msg.receive_progress
+        pending = PendingCall(session, request, callee, invocation, registration,
+                              bool(receive_progress), clock.seconds())
+        session.calls[request] = pending
         callee.invocations[invocation] = pending
-        if msg.timeout:
+        if timeout:
             # "CALL.Options.timeout|integer in ms. A timeout value of 0 deactivates automatic call timeout"
-            pending.timer = self.realm.router.clock.callLater(msg.timeout / 1000.0, self._timed_out, pending)
+            pending.timer = clock.callLater(timeout / 1000.0, self._timed_out, pending)
         callee.peer.send(messages.invocation(
             ppt,
             invocation,
@@ -230,12 +234,12 @@ class Dealer:
             args=msg.args,
             kwargs=msg.kwargs,
             payload=msg.payload,
-            timeout=msg.timeout or None,
-            receive_progress=msg.receive_progress or None,
+            timeout=timeout or None,
+            receive_progress=receive_progress or None,
             caller=session.session_id if disclose else None,
             caller_authid=session.authid if disclose else None,
             caller_authrole=session.authrole if disclose else None,
-            procedure=msg.procedure if registration.match != EXACT else None,
+            procedure=uri if registration.match != EXACT else None,
             enc_algo=msg.enc_algo,
             enc_key=msg.enc_key,
             enc_serializer=msg.enc_serializer,
@@ -253,7 +257,8 @@ class Dealer:
             return  # the caller did not ask for progressive results
         if not progress:
             self._forget(pending)
-            self._answered(pending)
+            router = self.realm.router
+            router.stats.call_latency.observe(router.clock.seconds() - pending.started)
         pending.caller.peer.send(messages.result(
             ppt,
             pending.call_request,

@@ -109,13 +109,14 @@ class RouterSession:
 
     def receive_message(self, message: m.Message, raw: list | None = None) -> None:
         """One parsed message; ``raw`` carries options Autobahn's classes drop (disclose_me)."""
-        entry = _TABLE.get((self.state, message.MESSAGE_TYPE))
+        mtype = message.MESSAGE_TYPE
+        entry = _TABLE.get((self.state, mtype))
         if entry is None:
             self._unexpected(message)
             return
         if self.limiter is not None and not admit_message(self, message):
             return
-        self.router.stats.received[message.MESSAGE_TYPE] += 1
+        self.router.stats.received[mtype] += 1
         handler, self.state = entry
         try:
             handler(self, message, raw)
