@@ -189,6 +189,7 @@ class RouterCollector:
         yield GaugeMetricFamily("relayrouter_cluster_testaments_stored", "This node's sessions whose testaments "
                                 "are kept in NATS JetStream KV", value=cluster.view.stored_in_kv())
         yield from _cluster_calls(cluster.calls)
+        yield from _cluster_state(cluster)
 
 
 def _cluster_calls(calls):
@@ -216,6 +217,32 @@ def _cluster_calls(calls):
     directory.add_metric(["failures"], c["directory_failures"])
     directory.add_metric(["revoked"], c["revoked"])
     yield directory
+
+
+def _cluster_state(cluster):
+    state = cluster.state
+    if state is None:
+        return
+    counters = cluster.counters
+    yield GaugeMetricFamily("relayrouter_cluster_state_synced", "1 while this node's shared state (deny list, "
+                            "tickets, retained events, tenants) is in sync with JetStream",
+                            value=1 if state.synced else 0)
+    yield CounterMetricFamily("relayrouter_cluster_state_resyncs", "Times this node synced its shared state "
+                              "with JetStream (once per NATS connection)", value=counters["state_resyncs"])
+    tickets = CounterMetricFamily("relayrouter_cluster_tickets", "One-time tickets: shared (minted here, "
+                                  "stored in JetStream), taken (joined with one from JetStream), refused "
+                                  "(unknown, used or expired there), unavailable (JetStream not asked: away)",
+                                  labels=["outcome"])
+    for outcome in ("shared", "taken", "refused", "unavailable"):
+        tickets.add_metric([outcome], counters[f"tickets_{outcome}"])
+    yield tickets
+    for what, text in (("retained", "Retained events written to JetStream (out) and taken from it (in)"),
+                       ("tenants", "Tenant creations and deletions written to JetStream (out) and applied "
+                                   "from it (in)")):
+        family = CounterMetricFamily(f"relayrouter_cluster_{what}", text, labels=["direction"])
+        family.add_metric(["out"], counters[f"{what}_out"])
+        family.add_metric(["in"], counters[f"{what}_in"])
+        yield family
 
 
 def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:

@@ -81,6 +81,7 @@ class Security:
         self.denylist_api = DenyListApi(self.guard, self.admin, revocation.default_ttl)
         self.jwt_by_realm: dict[str, JwtAuthenticator] = {}
         self.tickets_by_realm: dict[str, OneTimeTickets] = {}
+        self.shared_tickets = None  # the cluster's tickets ([cluster]): every vault's, see share_tickets
         self.fetched_keys: list[FetchedKeys] = []
         self._started = False
         self.guard.revocation_listeners.append(self._void_tickets)
@@ -95,6 +96,12 @@ class Security:
         if self._started:  # else start() fetches them all
             for fetched in self.fetched_keys[before:]:
                 fetched.refresh()
+
+    def share_tickets(self, shared) -> None:
+        """One-time tickets of every realm, those made later included, shared through ``shared``."""
+        self.shared_tickets = shared
+        for vault in self.tickets_by_realm.values():
+            vault.shared = shared
 
     def forget_realm(self, realm) -> None:
         self.jwt_by_realm.pop(realm.name, None)
@@ -173,6 +180,7 @@ class Security:
                 vault.lifetime = auth.one_time_ticket_lifetime
             one_time = self.tickets_by_realm[rc.name] = vault or OneTimeTickets(
                 self.reactor.seconds, lifetime=auth.one_time_ticket_lifetime)
+            one_time.shared = self.shared_tickets
         ticket_jwt = self._jwt(rc.name, auth.jwt, "ticket") if auth.jwt and auth.jwt.as_ticket else None
         static = TicketAuthenticator(auth.ticket) if auth.ticket else None
         if static or ticket_jwt or one_time:

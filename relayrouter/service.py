@@ -144,7 +144,8 @@ class RouterService(service.MultiService):
             self.cluster = Cluster(config.cluster, self.router, reactor)
             for realm in list(self.router.realms.values()):
                 self.cluster.attach(realm)
-            self.cluster.share_denials(self.security.guard)
+            # Deny list, one-time tickets, retained events and tenants: in JetStream for every node.
+            self.cluster.share_state(self.security, self.tenancy.tenancy)
         # /metrics, /health, /ready; refused logins are counted by the observer.
         self.auth_refusals = self.router.observer.auth_refusals
         self.metrics = Metrics(self)

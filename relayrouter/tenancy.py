@@ -83,7 +83,7 @@ class TenancyWiring:
 
 
 _STATUS = {REALM_EXISTS: 409, NO_SUCH_TEMPLATE: 400, errors.NO_SUCH_REALM: 404,
-           errors.INVALID_ARGUMENT: 400, errors.NOT_AUTHORIZED: 403}
+           errors.INVALID_ARGUMENT: 400, errors.NOT_AUTHORIZED: 403, errors.UNAVAILABLE: 503}
 
 
 class RealmsResource(_JsonResource):

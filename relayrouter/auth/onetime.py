@@ -13,6 +13,11 @@ that is good for one join within a short lifetime (30 s by default).
   token) and the session that joins with it gets exactly that.
 * Revocation voids pending tickets whose claims it denies (:meth:`void`); the
   realm's admission check refuses a ticket whose token was revoked anyway.
+* In a cluster the vault is *shared* (``shared``, see relayrouter/cluster/state.py):
+  :meth:`share` hands a minted ticket's hash and grant to the cluster, which
+  then owns it (the local copy goes), and :meth:`take` asks the cluster for a
+  ticket this vault does not hold, so the ticket joins once on any node.  A
+  ticket minted while the cluster is away stays here: it joins on this node only.
 """
 
 import hashlib
@@ -52,6 +57,8 @@ class OneTimeTickets:
         self.max_pending = max_pending
         # sha256(ticket) -> (grant, ticket expiry); owned here.
         self.pending_by_digest: dict[bytes, tuple[Grant, float]] = {}
+        # The cluster's tickets (put_ticket, take_ticket), or None on a node alone.
+        self.shared = None
 
     def mint(self, grant: Grant) -> str:
         now = self.clock()
@@ -77,6 +84,35 @@ class OneTimeTickets:
         if self.clock() >= expires_at or grant.realm != realm:
             return None
         return grant
+
+    def share(self, ticket: str) -> Any:
+        """Hand a ticket just minted to the cluster: a Deferred firing with "cluster" (it joins
+        on any node) or "node" (the cluster is away: it joins here only); "node" when alone."""
+        if self.shared is None:
+            return "node"
+        digest = _digest(ticket)
+        grant, expires_at = self.pending_by_digest[digest]
+
+        def stored(shared: bool) -> str:
+            if not shared:
+                return "node"
+            self.pending_by_digest.pop(digest, None)  # the cluster's now: used up there, once
+            return "cluster"
+
+        def failed(failure):
+            self.pending_by_digest.pop(digest, None)  # maybe stored: never handed out, never usable
+            return failure
+
+        return self.shared.put_ticket(digest, grant, expires_at).addCallbacks(stored, failed)
+
+    def take(self, ticket: Any, realm: str) -> Any:
+        """:meth:`consume`, or when the ticket is not here and the vault is shared, a Deferred of
+        the cluster's answer (a Grant or None; failing when the cluster cannot be asked)."""
+        if not is_one_time_ticket(ticket):
+            return None
+        if self.shared is None or _digest(ticket) in self.pending_by_digest:
+            return self.consume(ticket, realm)
+        return self.shared.take_ticket(_digest(ticket), realm)
 
     def void(self, denied: Callable[[Grant], bool]) -> int:
         """Drop every pending ticket whose grant ``denied`` says is revoked."""

@@ -52,10 +52,16 @@ class TicketMethods:
         return Deny("ticket not accepted on this realm")
 
     def _one_time(self, ticket: str) -> Any:
-        grant = self.one_time.consume(ticket, self.realm)
-        if grant is None:
-            return Deny(ONE_TIME_DENIED)
-        return grant.accept()
+        grant = self.one_time.take(ticket, self.realm)
+        if hasattr(grant, "addCallbacks"):  # the cluster's: asked through NATS
+            return grant.addCallbacks(_decided, lambda failure: Deny(str(failure.value) or ONE_TIME_DENIED))
+        return _decided(grant)
+
+
+def _decided(grant) -> Any:
+    if grant is None:
+        return Deny(ONE_TIME_DENIED)
+    return grant.accept()
 
 
 def _query_ticket(request: JoinRequest) -> str | None:

@@ -12,6 +12,9 @@ with ``publisher`` = ``[session_id, authid, authrole]`` when disclosed (else
 nil), ``ppt`` the payload-passthru options (or nil), ``receivers`` a map of
 the PUBLISH eligible*/exclude* options given (or nil), ``enc`` =
 ``[enc_algo, enc_key, enc_serializer]`` (or nil).
+
+What the nodes share beyond events (deny list, one-time tickets, retained
+events, tenants) lives in JetStream key-value buckets: :mod:`.state`.
 """
 
 from collections import Counter
@@ -24,7 +27,6 @@ from twisted.logger import Logger
 from ..core import meta
 from ..core.broker import Publication
 from ..core.matching import EXACT, pattern_matches
-from ..core.revocation import DenyListError
 from . import subjects
 from .bridge import NatsBridge
 from .calls import Calls
@@ -64,9 +66,8 @@ class Cluster:
         self._interest: dict[str, tuple] = {}
         self._said_unserializable = False
         self._said_error = False
-        self._guard = None
-        self._deny_subject = subjects.deny_subject(config.subject_prefix)
-        self._applying = False  # a denial from another node is being applied here
+        # The shared state in JetStream (state.SharedState) once share_state is called.
+        self.state = None
         # Liveness: every node announces itself and its session counts on one subject.
         self._heartbeat_subject = subjects.heartbeat_subject(config.subject_prefix)
         self._peers: dict[str, tuple] = {}  # node -> (last heard, {realm: {authrole: sessions}})
@@ -106,12 +107,30 @@ class Cluster:
             if subscription.filter is None:
                 self.interest_added(broker, subscription)
 
-    def share_denials(self, guard) -> None:
-        """Deny-list additions and removals made here go to every node, and theirs come here."""
-        self._guard = guard
-        guard.revocation_listeners.append(self._revoked)
-        guard.unrevocation_listeners.append(self._unrevoked)
-        self.bridge.subscribe(self._deny_subject)
+    def detach(self, name: str) -> None:
+        """A realm gone from this node (a tenant deleted): its events no longer cross."""
+        for realm in [r for r in self._realms if r.name == name]:
+            self._realms.remove(realm)
+            broker = realm.broker
+            self._bases.pop(broker, None)
+            for subject, entry in list(self._interest.items()):
+                if entry[0] is broker:
+                    del self._interest[subject]
+                    self.bridge.unsubscribe(subject)
+        self.view._realms.pop(name, None)
+
+    def share_state(self, security, tenancy=None) -> None:
+        """Deny list, one-time tickets, retained events and tenants shared with every node."""
+        from .state import SharedState
+
+        self.state = SharedState(self, self.router, security, tenancy)
+
+    def problems(self) -> list[str]:
+        """What keeps this node from being ready for cluster features, for /ready."""
+        if not self.connected:
+            return ["cluster: not connected to NATS (local routing goes on; see the log)"]
+        problem = self.state.problem() if self.state is not None else None
+        return [problem] if problem else []
 
     def start(self) -> None:
         self.bridge.start()
@@ -187,7 +206,10 @@ class Cluster:
         entry[1][subscription] = None
 
     def interest_removed(self, broker, subscription) -> None:
-        subject = subjects.interest_subject(self._bases[broker], subscription.uri, subscription.match)
+        base = self._bases.get(broker)
+        if base is None:  # its realm was detached
+            return
+        subject = subjects.interest_subject(base, subscription.uri, subscription.match)
         entry = self._interest.get(subject)
         if entry is None:
             return
@@ -216,41 +238,13 @@ class Cluster:
                 log.warn("cluster: an event on {topic} cannot go to other nodes ({error}); delivered on this "
                          "node only (said once; counted in events_unserializable)", topic=msg.topic, error=str(e))
             return
+        base = self._bases.get(broker)
+        if base is None:  # its realm was detached (a tenant deleted, a session still closing)
+            return
         self.counters["events_out"] += 1
-        self.bridge.publish(subjects.event_subject(self._bases[broker], msg.topic), data)
-
-    def _revoked(self, entry) -> None:
-        if not self._applying:
-            self._send_denial(["add", entry.claim, entry.value, entry.expires_at, entry.reason])
-
-    def _unrevoked(self, claim: str, value: str) -> None:
-        if not self._applying:
-            self._send_denial(["remove", claim, value])
-
-    def _send_denial(self, change: list) -> None:
-        self.counters["denials_out"] += 1
-        self.bridge.publish(self._deny_subject, msgpack.packb([WIRE_VERSION, self.config.node, *change]))
-
-    def _apply_denial(self, data: bytes) -> None:
-        version, node, operation, claim, value, *rest = msgpack.unpackb(data, raw=False)
-        self.counters["denials_in"] += 1
-        self._applying = True
-        try:
-            if operation == "add":
-                expires_at, reason = rest[:2]
-                try:
-                    _, ended = self._guard.revoke(claim, value, expires_at, reason)
-                except DenyListError as e:
-                    log.warn("cluster: node {node}'s denial of a {claim} cannot apply here: {error}",
-                             node=node, claim=claim, error=str(e))
-                    return
-                log.info("cluster: denial of a {claim} from node {node}: {ended} session(s) ended here",
-                         node=node, claim=claim, ended=ended)
-            elif operation == "remove":
-                self._guard.unrevoke(claim, value)
-                log.info("cluster: node {node} lifted the denial of a {claim}", node=node, claim=claim)
-        finally:
-            self._applying = False
+        self.bridge.publish(subjects.event_subject(base, msg.topic), data)
+        if msg.retain and self.state is not None:
+            self.state.retained(broker, msg.topic, publication_id, data)
 
     # ------------------------------------------------------ from NATS
 
@@ -261,12 +255,6 @@ class Cluster:
                     self._heard(data)
                 except Exception:
                     log.failure("cluster: cannot read a heartbeat from NATS")
-                continue
-            if subject == self._deny_subject:
-                try:
-                    self._apply_denial(data)
-                except Exception:
-                    log.failure("cluster: cannot apply a deny-list change from NATS")
                 continue
             entry = self._interest.get(subject)
             if entry is None:

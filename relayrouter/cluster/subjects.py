@@ -26,7 +26,6 @@ Plain functions, no I/O.
 from ..core.matching import EXACT, PREFIX, WILDCARD
 
 EVENTS = "ev"
-DENY = "deny"
 
 
 def escape(component: str, dots: bool = False) -> str:
@@ -83,10 +82,6 @@ def interest_subject(base: str, uri: str, match: str) -> str:
 
 def heartbeat_subject(prefix: str) -> str:
     return f"{prefix}.hb"
-
-
-def deny_subject(prefix: str) -> str:
-    return f"{prefix}.{DENY}"
 
 
 def meta_subject(prefix: str) -> str:

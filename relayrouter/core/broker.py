@@ -290,6 +290,13 @@ class Broker:
             retained.pop(next(iter(retained)))
             self.realm.counters["retained_events_evicted"] += 1
 
+    def retain_remote(self, topic: str, publication: "Publication", publication_id: int) -> None:
+        """The retained event of ``topic`` published on another node (the cluster's shared state)."""
+        self._retain(topic, publication, publication_id)
+
+    def forget_retained(self, topic: str) -> None:
+        self.retained.pop(topic, None)
+
     def _send_retained(self, session, subscription: Subscription) -> None:
         # "the Broker MUST send the Subscriber the most recent Retained Event that
         # they would have received if they were subscribing when it was published"

@@ -113,6 +113,11 @@ class Tenancy:
         self.seq = 0
         # name -> {"tenant", "template", "created"}, in creation order
         self.tenants: dict[str, dict] = {}
+        # f(kind, name, template) after each change made ("CREATE" | "DELETE"; template None on
+        # DELETE): how the cluster shares tenants.
+        self.listeners: list[Callable[[str, str, str | None], None]] = []
+        # () -> None, or why tenants cannot change now (the cluster out of sync): refused with it.
+        self.check: Callable[[], str | None] | None = None
 
     # -------------------------------------------------------------- start
 
@@ -132,6 +137,7 @@ class Tenancy:
     # ---------------------------------------------------------- operations
 
     def create(self, name, template=None) -> dict:
+        self._checked()
         template = template if template is not None else self.default_template
         if not isinstance(name, str) or not TENANT_NAME.fullmatch(name):
             raise ProcedureError(errors.INVALID_ARGUMENT,
@@ -151,11 +157,13 @@ class Tenancy:
         self.builder.build(name, self.templates[template])
         self.tenants[name] = {"tenant": name, "template": template, "created": created}
         self._publish("CREATE", name)
+        self._tell("CREATE", name, template)
         return {"tenant": name, "template": template, "seq": seq}
 
     def delete(self, name, reason=None) -> dict:
         if not isinstance(name, str) or name not in self.tenants:
             raise ProcedureError(errors.NO_SUCH_REALM, f"no tenant named {name!r}")
+        self._checked()
         if reason is not None and not isinstance(reason, str):
             raise ProcedureError(errors.INVALID_ARGUMENT, "reason must be a string")
         seq = self.seq + 1
@@ -169,11 +177,21 @@ class Tenancy:
             session.goodbye(errors.CLOSE_CLOSE_REALM, text)
         self.builder.unbuild(realm)
         self._publish("DELETE", name)
+        self._tell("DELETE", name, None)
         return {"tenant": name, "seq": seq, "sessions_closed": len(sessions)}
 
     def list(self) -> dict:
         return {"tenants": list(self.tenants), "seq": self.seq,
                 "details": [dict(t) for t in self.tenants.values()]}
+
+    def _checked(self) -> None:
+        problem = self.check() if self.check is not None else None
+        if problem is not None:
+            raise ProcedureError(errors.UNAVAILABLE, problem)
+
+    def _tell(self, kind: str, name: str, template: str | None) -> None:
+        for listener in self.listeners:
+            listener(kind, name, template)
 
     def _store(self, write: Callable, *args) -> None:
         try:

@@ -135,8 +135,8 @@ def not_ready(service) -> list[str]:
     if writer is not None and not writer.alive():
         problems.append("the durable store's writer is not running (see the log)")
     cluster = getattr(service, "cluster", None)
-    if cluster is not None and not cluster.connected:
-        problems.append("cluster: not connected to NATS (local routing goes on; see the log)")
+    if cluster is not None:
+        problems.extend(cluster.problems())
     for fetched in service.security.fetched_keys:
         if not fetched.keys:
             error = getattr(fetched, "last_error", None)

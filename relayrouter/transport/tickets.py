@@ -141,9 +141,14 @@ class TicketResource(_JsonResource):
                                       accept.expires_at))
         except TooManyTickets as e:
             raise HttpRefusal(503, errors.UNAVAILABLE, str(e)) from None
+        try:
+            scope = yield vault.share(ticket)
+        except Exception:  # said in the log by the cluster; the ticket was never handed out
+            raise HttpRefusal(503, errors.UNAVAILABLE, "the cluster could not store the ticket; "
+                              "try again shortly") from None
         url = self._url(request)
         request.setHeader(b"cache-control", b"no-store")
-        return {"ticket": ticket, "expires_in": vault.lifetime, "realm": realm,
+        return {"ticket": ticket, "expires_in": vault.lifetime, "realm": realm, "scope": scope,
                 "url": url, "ticket_url": f"{url}?ticket={ticket}"}
 
     def _realm(self, request) -> str:

@@ -72,3 +72,57 @@ def test_rate_limiter_refuses_after_burst_and_recovers(clock):
     clock.now += 10
     assert wrapped.hello(req).message == "no"
     assert address_of("tcp4:127.0.0.1:1234") == "tcp4:127.0.0.1"
+
+
+class SharedTickets:
+    """The cluster's side of a shared vault, in memory: put_ticket and take_ticket answer Deferreds."""
+
+    def __init__(self, reachable=True):
+        self.reachable = reachable
+        self.held = {}
+
+    def put_ticket(self, digest, grant, expires_at):
+        from twisted.internet import defer
+
+        if not self.reachable:
+            return defer.succeed(False)
+        self.held[digest] = (grant, expires_at)
+        return defer.succeed(True)
+
+    def take_ticket(self, digest, realm):
+        from twisted.internet import defer
+
+        entry = self.held.pop(digest, None)
+        return defer.succeed(entry[0] if entry is not None and entry[0].realm == realm else None)
+
+
+def test_a_shared_vault_hands_its_tickets_to_the_cluster_and_asks_it_for_others(clock):
+    shared = SharedTickets()
+    vault = OneTimeTickets(clock)
+    vault.shared = shared
+    ticket = vault.mint(grant())
+    assert vault.share(ticket).result == "cluster"
+    assert vault.pending_by_digest == {}  # the cluster's now: used up there, once
+    assert ticket not in repr(shared.held)
+    assert vault.take(ticket, "realm1").result.authid == "alice"
+    assert vault.take(ticket, "realm1").result is None
+    # Minted while the cluster is away: kept here, used here, once, without asking the cluster.
+    shared.reachable = False
+    local = vault.mint(grant(authid="bob"))
+    assert vault.share(local).result == "node"
+    assert vault.take(local, "realm1").authid == "bob"
+    assert vault.take(local, "realm1").result is None  # not here any more: the cluster says unknown
+
+
+def test_ticket_methods_deny_with_the_clusters_reason_when_it_cannot_be_asked(clock):
+    from twisted.internet import defer
+
+    class Away(SharedTickets):
+        def take_ticket(self, digest, realm):
+            return defer.fail(RuntimeError("this node cannot reach the cluster to check the one-time ticket"))
+
+    vault = OneTimeTickets(clock)
+    vault.shared = Away()
+    methods = TicketMethods("realm1", one_time=vault)
+    decision = methods.authenticate(request(), None, "rrt_" + "x" * 43, {})
+    assert decision.result == Deny("this node cannot reach the cluster to check the one-time ticket")

@@ -2,7 +2,8 @@
 
 ``NatsServer``: our own ``nats-server -js`` on free loopback ports (client
 and monitoring), stopped by its PID; it keeps its ports across restarts.
-``Node``: ``twistd relayrouter`` with a ``[cluster]`` section naming it; with
+``Node``: ``twistd relayrouter`` with a ``[cluster]`` section naming it, started
+once it has synced its shared state with JetStream (or said it cannot); with
 ``loop="reactor"`` it runs nats-py on the reactor's own loop
 (``cluster.loop = "reactor"`` under ``twistd --reactor=asyncio``).
 ``LOOPS``: both, for module fixtures parametrized over them.
@@ -35,7 +36,7 @@ class NatsServer(Child):
         self.port = free_port()
         self.monitor = free_port()
         self.scheme = scheme
-        store = tmp_path / "nats-store"
+        store = self.store = tmp_path / "nats-store"
         store.mkdir(exist_ok=True)
         argv = [NATS_SERVER, "-a", "127.0.0.1", "-p", self.port, "-m", self.monitor]
         if jetstream:
@@ -95,9 +96,18 @@ class Node(RouterProcess):
             self.twistd_options = ["--reactor=asyncio"]
 
     def start(self) -> None:
+        """Started, connected to NATS and its shared state synced with JetStream."""
+        mark = len(self.all_output)
         super().start()
         where = "the reactor's asyncio loop" if self.loop == "reactor" else "a loop thread"
-        self.wait_output(rf"cluster: node {self.name} connected to NATS at \S+ \(client on {where}\)")
+        self.wait_output(rf"cluster: node {self.name} connected to NATS at \S+ \(client on {where}\)", 30, mark)
+        self.wait_synced(mark)
+
+    def wait_synced(self, after: int, seconds: float = 60.0) -> None:
+        """Until the node says it synced its shared state (after output line ``after``), or, on a
+        NATS server without JetStream, that it cannot."""
+        self.wait_output(rf"cluster: node {self.name} (synced its shared state with JetStream|cannot sync "
+                         "its shared state)", seconds, after)
 
     @property
     def ws_port(self) -> int:

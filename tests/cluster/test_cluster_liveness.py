@@ -78,4 +78,5 @@ def test_ready_reports_the_lost_nats_connection_and_recovers(cluster):
     assert status == 503 and body["problems"] == ["cluster: not connected to NATS (local routing goes on; see the log)"]
     nats.start()
     nodes["a"].wait_output("cluster: node a reconnected to NATS", 30, mark)
+    nodes["a"].wait_synced(mark)  # ready for cluster features once its shared state is in sync again
     assert ready(nodes["a"]) == (200, {"ready": True, "problems": []})

@@ -138,3 +138,20 @@ def test_procedures_over_wamp():
     assert created.args == [{"tenant": "acme", "template": "tenant", "seq": 1}]
     assert listed.args[0]["tenants"] == ["acme"] and listed.args[0]["seq"] == 1
     assert deleted.args[0] == {"tenant": "acme", "seq": 2, "sessions_closed": 0}
+
+
+def test_listeners_hear_each_change_and_a_check_refuses_changes_with_its_reason():
+    router, builder, tenancy = setup()
+    heard = []
+    tenancy.listeners.append(lambda kind, name, template: heard.append((kind, name, template)))
+    tenancy.create("acme")
+    tenancy.delete("acme")
+    assert heard == [("CREATE", "acme", "tenant"), ("DELETE", "acme", None)]
+    tenancy.create("globex")
+    tenancy.check = lambda: "not in sync with the cluster"
+    for change in (lambda: tenancy.create("initech"), lambda: tenancy.delete("globex")):
+        with pytest.raises(ProcedureError) as refused:
+            change()
+        assert (refused.value.uri, refused.value.message) == ("wamp.error.unavailable", "not in sync with the cluster")
+    assert list(tenancy.tenants) == ["globex"] and "initech" not in router.realms
+    assert heard[-1] == ("CREATE", "globex", "tenant")
