@@ -61,7 +61,7 @@ from twisted.python.failure import Failure
 from ..auth.onetime import Grant
 from ..core.broker import Publication
 from ..core.revocation import DenyListError
-from . import _UNDISCLOSED, RemotePublisher
+from . import _UNDISCLOSED, RemotePublisher, subjects
 from .bridge import NotConnected
 
 log = Logger(namespace="relayrouter.cluster")
@@ -79,8 +79,7 @@ class Unavailable(Exception):
 
 
 def bucket_names(prefix: str) -> dict[str, str]:
-    base = prefix.replace(".", "_")
-    return {what: f"{base}_{what}" for what in (DENY, TICKETS, RETAINED, TENANTS)}
+    return {what: subjects.bucket_name(prefix, what) for what in (DENY, TICKETS, RETAINED, TENANTS)}
 
 
 def _hash(*parts: str) -> str:

@@ -60,6 +60,14 @@ class NatsServer(Child):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor}/connz?subs=1", timeout=5) as r:
             return json.load(r)["connections"]
 
+    def event_messages(self, name: str, prefix: str = "relayrouter.ev.") -> int:
+        """Messages NATS delivered to ``name`` on its event subscriptions now open (not its
+        heartbeats, nor the JetStream traffic of its key-value watches)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor}/connz?subs=detail", timeout=5) as r:
+            connections = json.load(r)["connections"]
+        return sum(s.get("msgs", 0) for c in connections if c.get("name") == name
+                   for s in c.get("subscriptions_list_detail") or () if s["subject"].startswith(prefix))
+
     def connection(self, name: str) -> dict | None:
         found = [c for c in self.connz() if c.get("name") == name]
         return found[0] if found else None

@@ -17,7 +17,7 @@ from ..security_support import HS_SECRET, http, token
 from ..support import LeftBeforeJoining, connect_ws, within
 from relayrouter.cluster.state import retained_key
 
-from .harness import NatsServer, Node
+from .harness import LOOPS, NatsServer, Node
 
 REALMS = """
 [revocation]
@@ -53,21 +53,22 @@ management_realms = ["lab"]
 ADMIN = token(sub="ops", role="admin")
 
 
-def start_node(tmp, name, nats):
-    node = Node(tmp, name, nats.url, REALMS, env={"JWT_SECRET": HS_SECRET})
+def start_node(tmp, name, nats, loop):
+    node = Node(tmp, name, nats.url, REALMS, env={"JWT_SECRET": HS_SECRET}, loop=loop)
     node.start()  # synced with JetStream
     return node
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+@pytest.fixture(scope="module", params=LOOPS)
+def cluster(tmp_path_factory, request):
+    """Three nodes with nats-py on a loop thread, or on the asyncio reactor's loop."""
     tmp = tmp_path_factory.mktemp("cluster-state")
     nats = NatsServer(tmp)
     nats.start()
     nodes = {}
     try:
         for name in ("a", "b", "c"):
-            nodes[name] = start_node(tmp, name, nats)
+            nodes[name] = start_node(tmp, name, nats, request.param)
         yield nats, nodes
     finally:
         for node in nodes.values():
