@@ -1,7 +1,6 @@
 """Publish/subscribe across router nodes joined by our own nats-server:
 three real twistd nodes, Autobahn clients on different nodes."""
 
-
 import pytest
 import pytest_twisted
 from autobahn.wamp.types import PublishOptions, SubscribeOptions

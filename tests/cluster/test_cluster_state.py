@@ -394,7 +394,8 @@ def test_after_nats_restarts_every_node_resyncs_and_catches_up(cluster):
     here.leave()
     yield threads.deferToThread(nats.start)
     for name, node in nodes.items():
-        yield threads.deferToThread(node.wait_synced, marks[name])
+        yield threads.deferToThread(node.wait_output, f"cluster: node {name} synced its shared state", 60,
+                                    marks[name])
     # The denial made during the outage reached node b: its session ended.
     details = yield within(victim.left, 10)
     assert details.reason == "wamp.close.revoked"
