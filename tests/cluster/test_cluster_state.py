@@ -375,7 +375,8 @@ def test_after_nats_restarts_every_node_resyncs_and_catches_up(cluster):
     admin = yield join(nodes["a"], ADMIN)
     marks = {name: len(node.all_output) for name, node in nodes.items()}
     nats.stop()
-    yield until(lambda: ready(nodes["a"])[0] == 503, what="a not ready")
+    for node in nodes.values():  # every node has noticed
+        yield until(lambda node=node: ready(node)[0] == 503, what=f"{node.name} not ready")
     status, body = ready(nodes["a"])
     assert any("not connected to NATS" in p for p in body["problems"])
     # Local traffic goes on; a denial made meanwhile stays here for now...
