@@ -56,13 +56,14 @@ class RouterSession:
         "router", "peer", "transport", "state", "realm", "session_id",
         "authid", "authrole", "authmethod", "authprovider", "authextra",
         "permissions", "expires_at", "features", "subscriptions", "registrations",
-        "invocations", "calls", "testaments", "limiter",
+        "invocations", "calls", "testaments", "limiter", "_received",
         "_invocation_ids", "_join", "_authenticator", "_challenge_state",
         "__weakref__",
     )
 
     def __init__(self, router, peer: Peer, transport: TransportInfo) -> None:
         self.router = router
+        self._received = router.stats.received  # messages accepted, by type (metrics)
         self.peer = peer
         self.transport = transport
         self.state = State.HELLO_WAIT
@@ -116,7 +117,7 @@ class RouterSession:
             return
         if self.limiter is not None and not admit_message(self, message):
             return
-        self.router.stats.received[mtype] += 1
+        self._received[mtype] += 1
         handler, self.state = entry
         try:
             handler(self, message, raw)

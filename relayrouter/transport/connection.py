@@ -66,7 +66,7 @@ class Connection:
         "session", "info", "counters", "_proto", "_objser", "_write",
         "_paused", "_front", "_queue", "_queued_bytes", "_closing", "_gone", "_hello_timer",
         "_clock", "_settings", "_stall_timeout", "_stall_timer", "_paused_at", "_stats", "_sent",
-        "_rx_counted_by", "connected_at", "tx_bytes",
+        "_rx_counted_by", "_max_depth", "connected_at", "tx_bytes",
     )
 
     def __init__(self, router, proto, info: TransportInfo, objser, write,
@@ -77,6 +77,7 @@ class Connection:
         self._objser = objser  # Autobahn's object serializer, shared by the listener
         self._write = write  # bytes -> None, the protocol's framing
         self._settings = settings
+        self._max_depth = settings.max_depth  # read for every message
         self._paused = False
         # What waits while the peer is not reading, in order: _front holds
         # non-events that dropping older events moved past (they go first).
@@ -118,7 +119,7 @@ class Connection:
             self.session.protocol_violation(
                 f"cannot decode the message as {self.info.serializer} ({type(e).__name__}: {e})"[:300])
             return
-        problem = too_deep(payload, raws, self.info.serializer, self._settings.max_depth)
+        problem = too_deep(payload, raws, self.info.serializer, self._max_depth)
         if problem is not None:
             self.count("too_deep")
             self.session.protocol_violation(problem)
@@ -166,8 +167,10 @@ class Connection:
         mtype = message.MESSAGE_TYPE
         # An EVENT goes to every subscriber: its bytes were made for the first
         # of them, read them without a call (what cached_bytes() does, inlined:
-        # this runs once per receiver).  Any other message is new here.
-        data = message._serialized.get(self._objser) if mtype == _EVENT_TYPE else None
+        # this runs once per receiver).  A message sent for the first time has
+        # an empty cache.
+        made = message._serialized
+        data = made.get(self._objser) if made else None
         if data is None:
             try:
                 data = message.serialize(self._objser)
