@@ -330,6 +330,22 @@ def projection_table(results: list, loops) -> str:
     return "\n".join(lines)
 
 
+def markdown(results: list) -> str:
+    """The README's table: one row per topology and scenario."""
+    lines = ["| topology | scenario | figure | p99 µs | µs CPU per event (call): A | B | C | nats-server |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['topology']} | {r['scenario']} | n/a | | | | | |")
+            continue
+        head = SCENARIOS[r["scenario"]][2]
+        figure = f"{r[head]:,.0f} µs p50" if head == "p50_us" else f"{r[head]:,.0f}/s"
+        cells = [f"{r[k]:.1f}" if k in r else "—" for k in ("us_A", "us_B", "us_C", "us_nats")]
+        p99 = f"{r['p99_us']:,.0f}" if "p99_us" in r else ""
+        lines.append(f"| {r['topology']} | {r['scenario']} | {figure} | {p99} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", default="1,2,3", help="cluster sizes (default 1,2,3)")
@@ -342,9 +358,13 @@ def main() -> int:
     parser.add_argument("--no-pin", dest="pin", action="store_false")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--report", help="print the table of a --json file and exit")
+    parser.add_argument("--markdown", action="store_true", help="with --report: as a Markdown table")
     args = parser.parse_args()
     if args.report:
         results = json.loads(Path(args.report).read_text())["results"]
+        if args.markdown:
+            print(markdown(results))
+            return 0
         print(table(results) + "\n\nProjected, N nodes on N machines (see project()):\n"
               + projection_table(results, dict.fromkeys(r["topology"].split(":")[0] for r in results)))
         return 0
