@@ -277,46 +277,48 @@ def project(results: list, loop: str, sizes=(1, 2, 3, 4, 8, 16)) -> list[dict]:
     every node has one core to itself and is the limit (not NATS, not the
     network); publishers and subscribers spread evenly over the nodes.
 
-    1 -> 1: each pair's ends on two random nodes; a pair on one node costs
-    that node ``same`` µs per event, a pair across costs the publisher's
-    node ``pub`` and the subscriber's ``recv``.
+    1 -> 1 (and RPC, caller and callee): each pair's ends on two random
+    nodes; a pair on one node costs that node ``same`` µs per event, a pair
+    across costs the publisher's node ``pub`` and the subscriber's ``recv``.
     1 -> 100: the 100 subscribers of each publication spread over the N
     nodes.  The publisher's node pays P + k*e for k local deliveries, every
     other node R + k*f; P, e from the same-node and across runs, R, f from
     the 2-node and 3-node across runs (100 and 50 deliveries on B).
-    ``nats_cores``: the nats-server CPU that rate needs, at its cost here."""
+    ``nats_cores``: the nats-server CPU that rate needs, at its cost here
+    (1 -> 100: per publication and receiving node, from the 3-node run)."""
     c = lambda topology, scenario, node: _cost(results, loop, topology, scenario, node)  # noqa: E731
     out = []
-    same = c("2 nodes, same node", "pubsub_1to1", "A")
-    pub, recv = c("2 nodes, across", "pubsub_1to1", "A"), c("2 nodes, across", "pubsub_1to1", "B")
-    nats_1 = c("2 nodes, across", "pubsub_1to1", "nats")
-    alone = c("alone (no [cluster])", "pubsub_1to1", "A")
-    if None not in (same, pub, recv, nats_1, alone):
+    for label, scenario in (("1->1", "pubsub_1to1"), ("rpc", "rpc_throughput")):
+        same = c("2 nodes, same node", scenario, "A")
+        pub, recv = c("2 nodes, across", scenario, "A"), c("2 nodes, across", scenario, "B")
+        nats_1 = c("2 nodes, across", scenario, "nats")
+        alone = c("alone (no [cluster])", scenario, "A")
+        if None in (same, pub, recv, nats_1, alone):
+            continue
         for n in sizes:
             crossing = (n - 1) / n
             per_event = (1 - crossing) * same + crossing * (pub + recv)
             rate = n * 1e6 / per_event
-            out.append({"scenario": "1->1", "nodes": n, "us_per_event": per_event, "events_per_s": rate,
+            out.append({"scenario": label, "nodes": n, "us_per_event": per_event, "events_per_s": rate,
                         "vs_alone": rate / (1e6 / alone), "nats_cores": rate * crossing * nats_1 / 1e6})
     fan_same = c("2 nodes, same node", "pubsub_fanout", "A")
     fan_pub = c("2 nodes, across", "pubsub_fanout", "A")
     fan_b2, fan_b3 = c("2 nodes, across", "pubsub_fanout", "B"), c("3 nodes, across", "pubsub_fanout", "B")
-    nats_2, nats_3 = c("2 nodes, across", "pubsub_fanout", "nats"), c("3 nodes, across", "pubsub_fanout", "nats")
+    nats_3 = c("3 nodes, across", "pubsub_fanout", "nats")
     fan_alone = c("alone (no [cluster])", "pubsub_fanout", "A")
-    if None not in (fan_same, fan_pub, fan_b2, fan_b3, nats_2, nats_3, fan_alone):
+    if None not in (fan_same, fan_pub, fan_b2, fan_b3, nats_3, fan_alone):
         big_p = 100 * fan_pub  # µs per publication, no local subscriber
         e = (100 * fan_same - big_p) / 100
         f = (100 * fan_b2 - 100 * fan_b3) / 50  # B: R + 100 f with 2 nodes, R + 50 f with 3
         big_r = 100 * fan_b2 - 100 * f
-        nats_in, nats_out = 2 * 100 * nats_2 - 100 * nats_3, 100 * nats_3 - 100 * nats_2
+        nats_per_node = 100 * nats_3 / 2  # per publication and receiving node (in and out together)
         for n in sizes:
             k = 100 / n
             per_publication = big_p + k * e + (n - 1) * (big_r + k * f)
             rate = n * 1e6 * 100 / per_publication
-            nats = (nats_in + (n - 1) * nats_out) if n > 1 else 0.0
             out.append({"scenario": "1->100", "nodes": n, "us_per_event": per_publication / 100,
                         "events_per_s": rate, "vs_alone": rate / (1e6 / fan_alone),
-                        "nats_cores": max(nats, 0.0) * rate / 100 / 1e6})
+                        "nats_cores": (n - 1) * nats_per_node * rate / 100 / 1e6})
     return out
 
 

@@ -46,6 +46,8 @@ def test_fan_out_gives_back_what_it_was_fitted_to():
     assert r + 100 * f == pytest.approx(260) and r + 50 * f == pytest.approx(140)
     two = by("1->100", 2)
     assert two["us_per_event"] * 100 == pytest.approx(p + 50 * e + r + 50 * f)
+    # nats-server: 100 * 0.3 / 2 µs per publication and receiving node
+    assert two["nats_cores"] == pytest.approx(15.0 * two["events_per_s"] / 100 / 1e6)
 
 
 def test_missing_runs_project_nothing():
