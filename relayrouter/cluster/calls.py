@@ -37,7 +37,12 @@ sending node):
   (the caller left: forget it, interrupt the callee if it cancels);
 - back to the caller's node: ``[1, "result", node, call_id, progress, args,
   kwargs, payload, enc, ppt]`` and ``[1, "error", node, call_id, error, args,
-  kwargs, payload, enc, ppt]``.
+  kwargs, payload, enc, ppt]``;
+- on ``<prefix>.rpchello``, on every connection to NATS and in answer to a
+  node not known yet: ``[1, "hello", node, incarnation]`` (a random ID of the
+  process): a node heard under a new incarnation restarted, and the calls
+  waiting on its previous process are answered ``wamp.error.canceled`` at
+  once, not after a TTL that a quick restart never lets run out.
 """
 
 import itertools
@@ -181,6 +186,12 @@ class Calls:
         self.local_only = False
         cluster.handlers[self.subject] = self._received
         cluster.bridge.subscribe(self.subject)
+        self.incarnation = global_id()  # this process, among those that run under this node name
+        self._incarnations: dict[str, int] = {}  # other node -> the process last heard under its name
+        self._said_twin = False
+        self._hello_subject = subjects.rpc_hello_subject(prefix)
+        cluster.handlers[self._hello_subject] = self._hello
+        cluster.bridge.subscribe(self._hello_subject)
         cluster.node_listeners.append(self._node_event)
         cluster.state_listeners.append(self._state)
 
@@ -377,6 +388,7 @@ class Calls:
             self._isolated = False
             self._said_failure = False
             self._silent.clear()  # every node gets a whole TTL from this connection to be heard
+            self._say_hello()
             self._restart_watch()
         elif state in ("disconnected", "unreachable", "closed") and not self._isolated:
             self._isolated = True
@@ -577,7 +589,35 @@ class Calls:
                     self._sync(name)
             return
         self._gone.add(node)
-        text = f"the callee's node {node} is gone (no heartbeat for {self.config.heartbeat_ttl:g} s)"
+        self._cancel_calls_of(node, f"the callee's node {node} is gone (no heartbeat for "
+                                    f"{self.config.heartbeat_ttl:g} s)")
+        for name in list(self.values):
+            self._sync(name)
+        if self.bridge.connected:
+            self._purge(node)  # several survivors may: compare-and-set makes it once
+
+    def _say_hello(self) -> None:
+        self.bridge.publish(self._hello_subject, msgpack.packb([WIRE_VERSION, "hello", self.node, self.incarnation]))
+
+    def _hello(self, data: bytes) -> None:
+        node, incarnation = msgpack.unpackb(data, raw=False)[2:4]
+        if node == self.node:
+            if incarnation != self.incarnation and not self._said_twin:
+                self._said_twin = True
+                log.error("cluster: another process runs under this node's name {node}: node names must be "
+                          "unique (the two remove each other's registrations)", node=node)
+            return
+        known = self._incarnations.get(node)
+        self._incarnations[node] = incarnation
+        if known is None:
+            self._say_hello()  # so that it knows this process too
+        elif known != incarnation:
+            log.info("cluster: node {peer} restarted: calls waiting on its previous process are canceled",
+                     peer=node)
+            self._cancel_calls_of(node, f"the callee's node {node} restarted")
+
+    def _cancel_calls_of(self, node: str, text: str) -> None:
+        """Calls from here waiting on ``node``, and calls from ``node`` waiting here, end."""
         for pending in [p for p in self.outgoing.values() if p.callee.node == node]:
             self.counters["calls_canceled_node_gone"] += 1
             pending.caller.realm.dealer._forget(pending)
@@ -587,10 +627,6 @@ class Calls:
         if link is not None:
             for pending in list(link.calls.values()):
                 self._abandon(pending)
-        for name in list(self.values):
-            self._sync(name)
-        if self.bridge.connected:
-            self._purge(node)  # several survivors may: compare-and-set makes it once
 
     # --------------------------------------------------------------- calls
 

@@ -99,6 +99,11 @@ def bucket_name(prefix: str, what: str) -> str:
     return prefix.replace(".", "_") + "_" + what
 
 
+def rpc_hello_subject(prefix: str) -> str:
+    """Where nodes say which process (incarnation) runs under their name (cluster/calls.py)."""
+    return f"{prefix}.rpchello"
+
+
 def rpc_subject(prefix: str, node: str) -> str:
     """Where calls for ``node``'s callees, and answers for its callers, arrive."""
     return f"{prefix}.rpc.{escape(node, dots=True)}"

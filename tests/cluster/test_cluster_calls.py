@@ -414,17 +414,26 @@ def test_a_killed_callee_node_cancels_its_calls_and_leaves_the_directory(tmp_pat
 @pytest_twisted.inlineCallbacks
 def test_a_node_restarted_under_its_name_does_not_inherit_its_old_registrations(tmp_path, loop):
     # A TTL far longer than the restart: a never takes b as gone, so only the
-    # restarted b itself can take its previous life's entry out.
+    # restarted b itself can take its previous life's entry out, and only its
+    # new process saying so can end the call waiting on the old one.
     beats = "heartbeat_interval = 0.5\nheartbeat_ttl = 30\n"
     nats, nodes = yield threads.deferToThread(start_cluster, tmp_path, ("a", "b"), loop, beats)
     try:
         callee = yield connect_ws(nodes["b"])
         yield callee.register(named("old b"), "com.inherit")
+        stuck = Stuck()
+        yield callee.register(stuck, "com.inherit.stuck")
         asker = yield connect_ws(nodes["a"])
         yield callees_seen(asker, "com.inherit", 1)
+        yield callees_seen(asker, "com.inherit.stuck", 1)
+        pending = asker.call("com.inherit.stuck")
+        yield within(stuck.invoked)
         nodes["b"].kill9()
         nodes["b"] = Node(tmp_path, "b", nats.url, extra=beats, loop=loop)
         yield threads.deferToThread(nodes["b"].start)
+        with pytest.raises(ApplicationError) as canceled:
+            yield within(pending, 10)
+        assert canceled.value.error == "wamp.error.canceled" and "node b restarted" in canceled.value.args[0]
         yield callees_seen(asker, "com.inherit", 0, seconds=15)
         assert not any("node b is gone" in line or "taken as gone" in line for line in nodes["a"].all_output)
         taker = yield connect_ws(nodes["b"])
