@@ -374,6 +374,10 @@ class SharedState:
             log.warn("cluster: JetStream did not take a change of {what} ({error}); it is written again "
                      "at the next resync", what=what, error=failure.getErrorMessage())
         self._keep(what, key, value, last)
+        # Still connected (a timeout, JetStream busy): resync soon rather than at the next
+        # reconnection, which may never come; a lost connection resyncs on reconnecting anyway.
+        if self.cluster.connected and not (self._retry is not None and self._retry.active()):
+            self._retry = self.reactor.callLater(max(self.cluster.config.reconnect_wait, 0.5), self._resync)
 
     def _update(self, generation: int, what: str, key: str, revision: int, value) -> None:
         if generation != self._generation or (what, key) in self._pending:

@@ -251,6 +251,88 @@ def test_max_retained_events_holds_across_nodes_and_in_the_bucket(cluster):
     admin.leave()
 
 
+@pytest_twisted.inlineCallbacks
+def test_retained_events_published_faster_than_nats_answers_leave_the_latest_in_the_bucket(cluster):
+    """Each publication's write reaches the bucket after the next publications were routed here:
+    the echoes of our own writes must not be applied again (they would bring evicted events back
+    and push others out, leaving the bucket and the nodes with the wrong ones)."""
+    nats, nodes = cluster
+    admin = yield join(nodes["a"], ADMIN)
+    yield admin.call("relayrouter.realm.create", name="fast_retained")
+    publisher = yield _anonymous(nodes["a"], "fast_retained")
+    count = 60
+    yield defer.gatherResults([publisher.publish(f"t.{i}", i, options=PublishOptions(retain=True, acknowledge=True))
+                               for i in range(1, count + 1)])
+    keys = {i: retained_key("fast_retained", f"t.{i}") for i in range(1, count + 1)}
+    latest = {count - 2, count - 1, count}
+
+    def bucket_holds():
+        held = set(kv_keys(nats, "relayrouter_retained"))
+        return {i for i, key in keys.items() if key in held}
+
+    yield until(lambda: threads.deferToThread(bucket_holds).addCallback(lambda held: held == latest),
+                what="the bucket keeping the latest three")
+    yield deferLater(0.5)  # the last echoes are in: nothing changes any more
+    assert (yield threads.deferToThread(bucket_holds)) == latest
+    for node in ("a", "b"):
+        reader = yield _anonymous(nodes[node], "fast_retained")
+        got = []
+        yield reader.subscribe(lambda *a: got.append(a), "t.", options=SubscribeOptions(match="prefix",
+                                                                                          get_retained=True))
+        yield until(lambda: len(got) == 3, what=f"three retained events on {node}")
+        yield deferLater(0.3)
+        assert sorted(got) == [(i,) for i in sorted(latest)], node
+        reader.leave()
+    publisher.leave()
+    yield admin.call("relayrouter.realm.delete", name="fast_retained")
+    admin.leave()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_change_jetstream_refuses_while_connected_is_written_again_soon(cluster):
+    """The retained bucket vanishes under a connected node (an operator deleted it): the write
+    fails, is kept, and the node resyncs on its own (recreating the bucket) instead of waiting
+    for a reconnection that never comes.  (The other nodes' watches of the deleted bucket end:
+    they see its new contents at their next resync.)"""
+    nats, nodes = cluster
+    admin = yield join(nodes["a"], ADMIN)
+    yield admin.call("relayrouter.realm.create", name="bucket_gone")
+    publisher = yield _anonymous(nodes["a"], "bucket_gone")
+    yield threads.deferToThread(delete_stream, nats, "KV_relayrouter_retained")
+    yield publisher.publish("t.kept", 1, options=PublishOptions(retain=True, acknowledge=True))
+    key = retained_key("bucket_gone", "t.kept")
+    yield until(lambda: threads.deferToThread(stream_keys, nats, "relayrouter_retained")
+                .addCallback(lambda held: key in held), seconds=20, what="the retained event in the bucket again")
+    publisher.leave()
+    yield admin.call("relayrouter.realm.delete", name="bucket_gone")
+    admin.leave()
+
+
+def delete_stream(nats, stream: str) -> None:
+    import asyncio
+
+    import nats as nats_client
+
+    async def delete():
+        nc = await nats_client.connect(nats.url)
+        try:
+            await nc.jetstream().delete_stream(stream)
+        finally:
+            await nc.close()
+
+    asyncio.run(delete())
+
+
+def stream_keys(nats, bucket: str) -> set:
+    """The bucket's keys, or none while the bucket does not exist."""
+    from nats.js import errors as js_errors
+
+    try:
+        return set(kv_keys(nats, bucket))
+    except js_errors.NotFoundError:
+        return set()
+
+
 def kv_keys(nats, bucket: str) -> list[str]:
     """The keys a bucket holds now (deleted ones not), asked with a client of our own."""
     import asyncio
