@@ -13,6 +13,7 @@ import json
 import shutil
 import socket
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -131,3 +132,26 @@ class Node(RouterProcess):
                 return
             time.sleep(0.05)
         raise AssertionError(f"{self.name}: no line matching {pattern!r} within {seconds:.0f} s\n{self.describe()}")
+
+
+def sleep(seconds: float):
+    """A Deferred that fires after ``seconds`` on the reactor."""
+    from twisted.internet import reactor, task
+
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+def ready(node) -> tuple[int, dict]:
+    """A node's GET /ready: (status, JSON body)."""
+    try:
+        with urllib.request.urlopen(f"{node.http_url}/ready", timeout=5) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+def stop_all(nats, nodes: dict) -> None:
+    """Every node, then the NATS server."""
+    for node in nodes.values():
+        node.stop()
+    nats.stop()

@@ -8,21 +8,16 @@ import json
 import time
 
 import nkeys
-import pytest
 import pytest_twisted
-from twisted.internet import reactor, task
 
 from relayrouter.cli import main as cli_main
 
 from ..connectors.processes import RouterProcess
 from ..support import connect_ws
-from .harness import NatsServer, Node
+from .harness import NatsServer, Node, sleep, stop_all
 
 BEATS = "heartbeat_interval = 0.25\nheartbeat_ttl = 1.0\n"
 
-
-def sleep(seconds):
-    return task.deferLater(reactor, seconds, lambda: None)
 
 
 def private(path, text: str):
@@ -123,11 +118,6 @@ def _cluster(tmp_path, config: str, extra: str, env=None, jetstream=True, scheme
     return nats, nodes
 
 
-def _stop(nats, nodes):
-    for node in nodes.values():
-        node.stop()
-    nats.stop()
-
 
 @pytest_twisted.inlineCallbacks
 def test_user_and_password(tmp_path):
@@ -140,7 +130,7 @@ def test_user_and_password(tmp_path):
         refused(tmp_path, nats, 'user = "router"\npassword_env = "NATS_TEST_PASSWORD"\n', "pw-wrong-77",
                 env={"NATS_TEST_PASSWORD": "pw-wrong-77"})
     finally:
-        _stop(nats, nodes)
+        stop_all(nats, nodes)
 
 
 @pytest_twisted.inlineCallbacks
@@ -152,7 +142,7 @@ def test_token_from_a_file(tmp_path):
         wrong = private(tmp_path / "wrong-token", "tok-wrong-5\n")
         refused(tmp_path, nats, f'token_file = "{wrong}"\n', "tok-wrong-5")
     finally:
-        _stop(nats, nodes)
+        stop_all(nats, nodes)
 
 
 @pytest_twisted.inlineCallbacks
@@ -173,7 +163,7 @@ def test_nkey_seed_from_env_and_from_a_file(tmp_path):
         other, _ = new_keys(nkeys.PREFIX_BYTE_USER)  # a valid seed the server does not know
         refused(tmp_path, nats, 'nkey_seed_env = "NATS_TEST_SEED"\n', other, env={"NATS_TEST_SEED": other})
     finally:
-        _stop(nats, nodes)
+        stop_all(nats, nodes)
 
 
 @pytest_twisted.inlineCallbacks
@@ -191,7 +181,7 @@ def test_creds_file_of_an_operator_mode_server(tmp_path):
         other_seed = [line for line in other_creds.read_text().splitlines() if line.startswith("SU")][0]
         refused(tmp_path, nats, f'credentials_file = "{other_creds}"\n', other_seed)
     finally:
-        _stop(nats, nodes)
+        stop_all(nats, nodes)
 
 
 @pytest_twisted.inlineCallbacks
@@ -208,4 +198,4 @@ def test_tls_to_nats_with_a_certificate_of_our_own_pki(tmp_path):
         assert {c["name"] for c in connections} >= {"a", "b"}
         assert all(c.get("tls_version") for c in connections if c["name"] in ("a", "b"))
     finally:
-        _stop(nats, nodes)
+        stop_all(nats, nodes)

@@ -6,12 +6,9 @@ import time
 
 import pytest
 import pytest_twisted
-from autobahn.wamp.exception import ApplicationError
-from twisted.internet import defer
 
-from ..refusals import assert_refused
 from ..support import LeftBeforeJoining, connect_ws, within
-from .harness import LOOPS, NatsServer, Node
+from .harness import LOOPS, NatsServer, Node, sleep
 
 ADMIN, DEV = "admin-ticket-0123456789", "dev-ticket-0123456789"
 REALMS = """
@@ -80,15 +77,9 @@ def test_a_denial_on_one_node_ends_the_session_on_another_and_is_lifted_everywhe
             again = yield join(nodes["b"], "dev", DEV)
             break
         except LeftBeforeJoining:
-            yield deferLater(0.02)
+            yield sleep(0.02)
     assert again is not None, "node b never admitted the credential again"
     listed = yield admin.call("relayrouter.denylist.list")
     assert listed["entries"] == []
     for session in (admin, ops_c, again):
         session.leave()
-
-
-def deferLater(seconds):
-    from twisted.internet import reactor, task
-
-    return task.deferLater(reactor, seconds, lambda: None)

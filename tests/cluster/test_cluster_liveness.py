@@ -2,17 +2,14 @@
 wamp.session.count answers for the cluster; a node killed with -9 leaves the
 count (and the live nodes) within its heartbeat TTL; /ready says when NATS is away."""
 
-import json
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, task, threads
 
 from ..support import connect_ws
-from .harness import NatsServer, Node
+from .harness import NatsServer, Node, ready
 
 BEATS = "heartbeat_interval = 0.25\nheartbeat_ttl = 1.0\n"
 
@@ -32,13 +29,6 @@ def cluster(tmp_path):
             node.stop()
         nats.stop()
 
-
-def ready(node) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"{node.http_url}/ready", timeout=5) as r:
-            return r.status, json.load(r)
-    except urllib.error.HTTPError as e:
-        return e.code, json.load(e)
 
 
 @pytest_twisted.inlineCallbacks

@@ -6,8 +6,8 @@ import pytest_twisted
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 from twisted.internet import defer, threads
 
-from ..support import connect_raw, connect_ws, eventually, within
-from .harness import LOOPS, NatsServer, Node
+from ..support import connect_raw, connect_ws, eventually
+from .harness import LOOPS, NatsServer, Node, sleep
 
 
 @pytest.fixture(scope="module", params=LOOPS)
@@ -50,7 +50,7 @@ def nats_has(nats, node: str, subject: str, present: bool = True):
         subjects = yield threads.deferToThread(nats.subjects, node)
         if (subject in subjects) == present:
             return subjects
-        yield deferLater(0.025)
+        yield sleep(0.025)
     raise AssertionError(f"NATS: {subject} {'never' if present else 'still'} subscribed by {node}: {subjects}")
 
 
@@ -64,11 +64,6 @@ def cluster_events(node) -> dict:
     return {kind: float(value) for kind, value in
             re.findall(r'^relayrouter_cluster_events_total\{kind="(\w+)"\} (\S+)$', text, re.M)}
 
-
-def deferLater(seconds):
-    from twisted.internet import reactor, task
-
-    return task.deferLater(reactor, seconds, lambda: None)
 
 
 @pytest_twisted.inlineCallbacks
@@ -94,7 +89,7 @@ def test_exact_prefix_and_wildcard_events_cross_nodes(cluster):
     assert [(e[0], e[2]) for e in prefix.events] == [([1], "com.lab.temp"), ([2], "com.lab.tx")]
     assert [(e[0], e[2]) for e in wildcard.events] == [([1], "com.lab.temp"), ([4], "com.zoo.temp")]
     # The publisher's own node routed its event once (NATS echoes nothing back).
-    yield deferLater(0.3)
+    yield sleep(0.3)
     assert here.events == [([1], {"unit": "C"}, "com.lab.temp", None)]
     assert len(exact.events) == 1 and len(prefix.events) == 2 and len(wildcard.events) == 2
     for session in (publisher, local, remote):
@@ -262,7 +257,7 @@ def test_a_call_reaches_a_procedure_registered_on_another_node_only(cluster):
     for _ in range(300):  # a's copy of the registration directory follows within moments
         if (yield caller_a.call("wamp.registration.lookup", "com.only.on.b")) is not None:
             break
-        yield deferLater(0.02)
+        yield sleep(0.02)
     assert (yield caller_a.call("com.only.on.b")) == "from b"
     for session in (callee, caller_a, caller_b):
         session.leave()

@@ -2,7 +2,6 @@
 tickets that join once on any node, retained events, tenant realms, a deny
 list that a node cut off catches up on, and a resync after NATS restarts."""
 
-import json
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +16,7 @@ from ..security_support import HS_SECRET, http, token
 from ..support import LeftBeforeJoining, connect_ws, within
 from relayrouter.cluster.state import retained_key
 
-from .harness import LOOPS, NatsServer, Node
+from .harness import LOOPS, NatsServer, Node, ready, sleep
 
 REALMS = """
 [revocation]
@@ -97,23 +96,11 @@ def refused(d):
     raise AssertionError("joined, but should have been refused")
 
 
-def ready(node) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"{node.http_url}/ready", timeout=5) as r:
-            return r.status, json.load(r)
-    except urllib.error.HTTPError as e:
-        return e.code, json.load(e)
-
 
 def metric_lines(node) -> list[str]:
     with urllib.request.urlopen(f"{node.http_url}/metrics", timeout=5) as r:
         return r.read().decode().splitlines()
 
-
-def deferLater(seconds):
-    from twisted.internet import reactor, task
-
-    return task.deferLater(reactor, seconds, lambda: None)
 
 
 @defer.inlineCallbacks
@@ -126,7 +113,7 @@ def until(attempt, seconds: float = 15.0, what: str = "the condition"):
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {seconds:.0f} s")
-        yield deferLater(0.05)
+        yield sleep(0.05)
 
 
 @defer.inlineCallbacks
@@ -135,7 +122,7 @@ def retained_on(session, topic):
     got = []
     sub = yield session.subscribe(lambda *a, details=None, **kw: got.append((a, details)), topic,
                                   options=SubscribeOptions(get_retained=True, details=True))
-    yield deferLater(0.3)
+    yield sleep(0.3)
     yield sub.unsubscribe()
     return got[-1] if got else None
 
@@ -186,7 +173,7 @@ def test_an_expired_ticket_is_refused_on_another_node(cluster):
     nats, nodes = cluster
     # The token expires in 1 s: the ticket with it (a ticket never outlives its token).
     ticket = (yield mint(nodes["a"], sub="device-9", role="device", lifetime=1))["ticket"]
-    yield deferLater(1.5)
+    yield sleep(1.5)
     late = yield refused(join(nodes["b"], ticket))
     assert late.message == "one-time ticket unknown, used or expired"
 
@@ -272,7 +259,7 @@ def test_retained_events_published_faster_than_nats_answers_leave_the_latest_in_
 
     yield until(lambda: threads.deferToThread(bucket_holds).addCallback(lambda held: held == latest),
                 what="the bucket keeping the latest three")
-    yield deferLater(0.5)  # the last echoes are in: nothing changes any more
+    yield sleep(0.5)  # the last echoes are in: nothing changes any more
     assert (yield threads.deferToThread(bucket_holds)) == latest
     for node in ("a", "b"):
         reader = yield _anonymous(nodes[node], "fast_retained")
@@ -280,7 +267,7 @@ def test_retained_events_published_faster_than_nats_answers_leave_the_latest_in_
         yield reader.subscribe(lambda *a: got.append(a), "t.", options=SubscribeOptions(match="prefix",
                                                                                           get_retained=True))
         yield until(lambda: len(got) == 3, what=f"three retained events on {node}")
-        yield deferLater(0.3)
+        yield sleep(0.3)
         assert sorted(got) == [(i,) for i in sorted(latest)], node
         reader.leave()
     publisher.leave()
@@ -366,7 +353,7 @@ def test_a_tenant_made_on_a_is_a_realm_of_every_node_with_pubsub_across_them(clu
     on_a = yield connect_ws(nodes["a"], realm="acme")
     got = []
     yield on_c.subscribe(lambda *a: got.append(a), "acme.temp")
-    yield deferLater(0.5)  # node c's interest reaches NATS
+    yield sleep(0.5)  # node c's interest reaches NATS
     yield on_a.publish("acme.temp", 1, options=PublishOptions(acknowledge=True))
     yield until(lambda: got, what="the tenant's event on c")
     assert got == [(1,)]

@@ -10,10 +10,10 @@ import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import SubscribeOptions
-from twisted.internet import defer, reactor, task, threads
+from twisted.internet import defer, reactor, threads
 
 from ..support import connect_ws
-from .harness import LOOPS, NatsServer, Node
+from .harness import LOOPS, NatsServer, Node, sleep, stop_all
 
 BEATS = "heartbeat_interval = 0.25\nheartbeat_ttl = 1.0\n"
 TTL = 1.0
@@ -29,11 +29,6 @@ def _start(tmp_path, loop):
     return nats, nodes
 
 
-def _stop(nats, nodes):
-    for node in nodes.values():
-        node.stop()
-    nats.stop()
-
 
 @pytest.fixture(scope="module", params=LOOPS)
 def shared(tmp_path_factory, request):
@@ -42,7 +37,7 @@ def shared(tmp_path_factory, request):
     try:
         yield nats, nodes
     finally:
-        _stop(nats, nodes)
+        stop_all(nats, nodes)
 
 
 @pytest.fixture(params=LOOPS)
@@ -51,11 +46,8 @@ def cluster(tmp_path, request):
     try:
         yield nats, nodes
     finally:
-        _stop(nats, nodes)
+        stop_all(nats, nodes)
 
-
-def sleep(seconds):
-    return task.deferLater(reactor, seconds, lambda: None)
 
 
 class Inbox:
