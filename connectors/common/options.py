@@ -98,7 +98,9 @@ class ConnectorOptions:
         env = os.environ if env is None else env
         persisted = persisted or {}
         for name, (default, kind) in self._all_defaults().items():
-            value, source = self.get(name), "command line"
+            # Given on the command line, unless an earlier resolve() filled it in (again: idempotent).
+            given = self.sources.get(name, "command line") == "command line"
+            value, source = (self.get(name) if given else None), "command line"
             if value is None and env.get(self.env_name(name)):
                 value, source = env[self.env_name(name)], "environment"
             if value is None and persisted.get(name) is not None:
