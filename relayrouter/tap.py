@@ -5,7 +5,7 @@ import os
 from twisted.python import usage
 
 from . import config as cfg
-from . import logs
+from . import extras, logs, runfiles
 
 
 class Options(usage.Options):
@@ -42,12 +42,13 @@ class Options(usage.Options):
         self["realm"].append(name)
 
     def postOptions(self) -> None:
+        runfiles.own_twistd_files(self.parent, "relayrouter")
         self._log_format()
         try:
             self["parsed_config"] = build_config(self)
         except cfg.ConfigError as e:
             raise usage.UsageError(f"configuration error: {e}") from None
-
+        require_extras(self["parsed_config"])
 
     def _log_format(self) -> None:
         given = self["log-format"]
@@ -86,10 +87,19 @@ def build_config(options) -> cfg.Config:
     return config.with_defaults()
 
 
+def require_extras(config: cfg.Config) -> None:
+    """One line and exit 1 when a configured feature's extra is not installed."""
+    if config.cluster is not None:
+        extras.require("[cluster]", "cluster")
+    if config.storage is not None and config.storage.dsn is not None:
+        extras.require("[storage] dsn (PostgreSQL)", "postgresql")
+
+
 def makeService(options):
     from .service import RouterService
     from .store import StoreError
 
+    runfiles.lock_state_dir(options["parsed_config"].state_dir)
     try:
         reload_config = (lambda: build_config(options)) if options["config"] else None
         return RouterService(options["parsed_config"], handle_signals=True, reload_config=reload_config)

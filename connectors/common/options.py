@@ -17,6 +17,7 @@ import os
 
 from twisted.python import usage
 
+from relayrouter import runfiles
 
 from .credentials import Credentials, TlsClient, load_cryptosign_key, read_secret_file
 from .errors import ConfigError
@@ -81,6 +82,10 @@ class ConnectorOptions:
 
     # -------------------------------------------------------------- values
 
+    def plugin_name(self) -> str:
+        """The twistd plugin's name: ``IOT_AGENT`` -> ``iot-agent``."""
+        return self.env_prefix.lower().replace("_", "-")
+
     def env_name(self, name: str) -> str:
         return f"{self.env_prefix}_{name.upper().replace('-', '_')}"
 
@@ -133,6 +138,7 @@ class ConnectorOptions:
     def postOptions(self) -> None:
         """twistd's hook: :meth:`build`, a :class:`ConfigError` becoming the
         usage error twistd prints (``configuration error: --option (ENV): ...``)."""
+        runfiles.own_twistd_files(getattr(self, "parent", None), self.plugin_name())
         try:
             self.build()
         except ConfigError as e:

@@ -14,6 +14,7 @@ from twisted.python import usage
 
 from connectors.common import ConnectorOptions, RouterConnection, open_state_dir
 from connectors.common.errors import ConfigError
+from relayrouter import extras, runfiles
 from relayrouter.e2e import keys as e2e_keys
 
 from . import config as cfg
@@ -44,6 +45,8 @@ class Options(ConnectorOptions, usage.Options):
                 raise ConfigError(f"{self.describe_option('config')}: required")
             self.settings = dataclasses.replace(self.router_settings(), payload_passthru=True)
             self.config = cfg.load(self["config"])
+            if self.config.store_backend == "postgresql":
+                extras.require('store.backend = "postgresql"', "postgresql")
             if self["http"]:
                 self.config = dataclasses.replace(self.config, http_listen=self.config.http_listen + (self["http"],))
                 if self.config.http_auth is None:
@@ -81,6 +84,7 @@ def makeService(options):
     from twisted.internet import reactor
 
     config = options.config
+    runfiles.lock_state_dir(options.state_dir)
     try:
         store = open_store(config, options.state_dir)
     except RuntimeError as e:

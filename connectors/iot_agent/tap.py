@@ -11,6 +11,7 @@ from twisted.python import usage
 
 from connectors.common import ConfigError, ConnectorOptions
 from connectors.common.credentials import read_secret_file
+from relayrouter import extras, runfiles
 
 from .service import AgentConfig, IotAgent
 
@@ -112,6 +113,8 @@ class Options(ConnectorOptions, usage.Options):
             raise ConfigError(f"{self.describe_option('mqtt-username')} and --mqtt-password-file "
                               "(IOT_AGENT_MQTT_PASSWORD): required with MQTT (a dynamic-security admin account);"
                               " or --mqtt-host '' for none")
+        if (self["database"] or "").startswith(("postgresql://", "postgres://")):
+            extras.require("--database postgresql://...", "postgresql")
         tls = [self[n] for n in ("device-tls-listen", "device-tls-cert", "device-tls-key", "device-tls-ca")]
         if any(tls) and not all(tls):
             raise ConfigError("--device-tls-listen, --device-tls-cert, --device-tls-key and --device-tls-ca "
@@ -157,4 +160,5 @@ class Options(ConnectorOptions, usage.Options):
 
 
 def makeService(options):
+    runfiles.lock_state_dir(options["state-dir"])
     return IotAgent(options["config"])

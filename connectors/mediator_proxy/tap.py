@@ -8,6 +8,8 @@ never remembered: they come from the environment or from files each time.
 
 from twisted.python import usage
 
+from relayrouter import runfiles
+
 from ..common import ConfigError, ConnectorOptions, StateStore
 from ..common.state import open_state_dir
 from .service import MediatorProxy, ProxyConfig
@@ -98,4 +100,5 @@ def _remembered_options(state_dir: str) -> dict:
 
 
 def makeService(options):
+    runfiles.lock_state_dir(options["state-dir"])
     return MediatorProxy(options["config"], remembered=options["remembered"])

@@ -1,5 +1,5 @@
-from twisted.application.service import ServiceMaker
+from relayrouter.plugin import Plugin
 
-decrypt_search = ServiceMaker("decrypt-search", "connectors.decrypt_search.tap",
-                              "On-premises decryption, search and replication of end-to-end encrypted topics.",
-                              "decrypt-search")
+decrypt_search = Plugin("decrypt-search", "connectors.decrypt_search.tap",
+                        "On-premises decryption, search and replication of end-to-end encrypted topics.",
+                        extra="decrypt-search")

@@ -1,4 +1,4 @@
-from twisted.application.service import ServiceMaker
+from relayrouter.plugin import Plugin
 
-iot_agent = ServiceMaker("iot-agent", "connectors.iot_agent.tap",
-                         "IoT agent: devices over HTTP and MQTT into tenant realms (dojot-compatible).", "iot-agent")
+iot_agent = Plugin("iot-agent", "connectors.iot_agent.tap",
+                   "IoT agent: devices over HTTP and MQTT into tenant realms (dojot-compatible).", extra="iot")
