@@ -26,7 +26,8 @@ fi
 # Debian packages: sshd and ssh (tunnel), ffmpeg (live video) for the relay tests;
 # mosquitto and mosquitto-clients (its dynamic-security plugin, mosquitto_ctrl)
 # for the IoT agent's tests, which start their own broker; nats-server (with
-# JetStream) for the cluster tests, which start their own server.
+# JetStream) for the cluster tests, which start their own server; systemd
+# (systemd-analyze verify) for the units in contrib/systemd/.
 missing=""
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
 command -v ssh >/dev/null || missing="$missing openssh-client"
@@ -34,6 +35,7 @@ command -v ffmpeg >/dev/null || missing="$missing ffmpeg"
 command -v mosquitto >/dev/null || missing="$missing mosquitto"
 command -v mosquitto_ctrl >/dev/null || missing="$missing mosquitto-clients"
 command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing="$missing nats-server"
+command -v systemd-analyze >/dev/null || missing="$missing systemd"
 if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
