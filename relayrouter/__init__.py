@@ -1,3 +1,3 @@
 """relayrouter: a WAMP v2 router on Twisted and Autobahn."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
