@@ -19,7 +19,7 @@ from .auth.jwt import JwtKey, JwtPolicy
 from .auth.onetime import DEFAULT_LIFETIME
 from .auth.ratelimit import FailureLimits
 from .auth.ticket import TicketPrincipal
-from .auth.tls import CertRule
+from .auth.tls import CertRule, attribute_name
 from .auth.wampcra import Salt, WampCraPrincipal
 from .configcheck import ConfigError
 from .configcheck import (  # the shared checks, under this module's private names
@@ -282,15 +282,37 @@ def _tls_rules(item: Any, key: str) -> tuple[CertRule, ...] | None:
     for i, r in enumerate(_list(item, "rules")):
         rkey = f"{key}.rules[{i}]"
         _table(r, rkey)
-        _only(r, rkey, {"role", "authid", "realm", "subject_cn", "san", "sha256", "issuer_cn"})
+        _only(r, rkey, {"role", "authid", "realm", "subject_cn", "san", "sha256", "issuer_cn", "subject", "issuer"})
         fields = {n: _optional(r, n, str, rkey) for n in ("authid", "realm", "subject_cn", "san", "sha256", "issuer_cn")}
         try:
-            rules.append(CertRule(authrole=_get(r, "role", str, None, rkey), **fields))
+            rules.append(CertRule(authrole=_get(r, "role", str, None, rkey), **fields,
+                                  subject=_name_matchers(r, "subject", rkey),
+                                  issuer=_name_matchers(r, "issuer", rkey)))
         except ValueError as e:
             raise ConfigError(f"{rkey}: {e}") from None
     if not rules:
         raise ConfigError(f"{key}.rules: list at least one identity rule")
     return tuple(rules)
+
+
+def _name_matchers(rule: dict, name: str, key: str) -> tuple[tuple[str, str], ...]:
+    """``subject = { o = "regex", ou = "regex" }``: one regex per name attribute."""
+    table = rule.get(name)
+    if table is None:
+        return ()
+    _table(table, f"{key}.{name}")
+    matchers = []
+    for attr, regex in table.items():
+        if not isinstance(regex, str):
+            raise ConfigError(f"{key}.{name}.{attr}: must be a string (a regex), not {type(regex).__name__}")
+        try:
+            attribute_name(attr)
+        except ValueError as e:
+            raise ConfigError(f"{key}.{name}.{attr}: {e}") from None
+        matchers.append((attr, regex))
+    if not matchers:
+        raise ConfigError(f"{key}.{name}: give at least one attribute, e.g. {{ o = \"...\" }}")
+    return tuple(matchers)
 
 
 # ----------------------------------------------------------------------- JWT

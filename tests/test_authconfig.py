@@ -30,6 +30,14 @@ def principal(**kw):
      "listeners[0].tls.ca: required"),
     ({"http": {"allowed_origins": ["app.example.com"]}}, "http.allowed_origins"),
     ({"auth_limits": {"burts": 5}}, "auth_limits.burts: unknown key"),
+    (realm({"tls": {"rules": [{"role": "m", "authid": "a", "subject": {"org": "x"}}]}}),
+     "realms[0].auth.tls.rules[0].subject.org: 'org' is not a certificate name attribute"),
+    (realm({"tls": {"rules": [{"role": "m", "authid": "a", "subject": {"o": 5}}]}}),
+     "realms[0].auth.tls.rules[0].subject.o: must be a string (a regex), not int"),
+    (realm({"tls": {"rules": [{"role": "m", "authid": "a", "issuer": {}}]}}),
+     "realms[0].auth.tls.rules[0].issuer: give at least one attribute"),
+    (realm({"tls": {"rules": [{"role": "m", "authid": "a", "subject": {"O": "(open"}}]}}),
+     "realms[0].auth.tls.rules[0]: certificate rule subject.O '(open' is not a valid regex"),
     ({"auth_limits": {"burst": 0}}, "auth_limits.burst: must be positive"),
     ({"auth_limits": {"address_per_minute": -1}}, "auth_limits.address_per_minute: must be a positive number"),
     ({"auth_limits": {"per_minute": "10"}}, "auth_limits.per_minute: must be int or float, not str"),
@@ -42,6 +50,12 @@ def test_errors_name_the_key(monkeypatch, data, message):
         parse(data)
     assert message in str(info.value)
     assert "inline-value" not in str(info.value) and "too-short" not in str(info.value)
+
+
+def test_tls_rule_subject_and_issuer_tables():
+    rules = parse(realm({"tls": {"rules": [{"role": "manager", "authid": "m", "subject": {"O": "Micronets Manager Cert"},
+                                             "issuer": {"o": "Micronets-WS-Root"}}]}})).realms[0].auth.tls
+    assert rules[0].subject == (("O", "Micronets Manager Cert"),) and rules[0].issuer == (("o", "Micronets-WS-Root"),)
 
 
 def test_auth_section_turns_anonymous_off_unless_configured(monkeypatch):

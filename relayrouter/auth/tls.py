@@ -3,15 +3,23 @@
 The TLS layer has already verified the certificate chain against the
 configured CA; here we only map the verified certificate to an identity.  The
 certificate arrives as Autobahn's ``peer_certificate_details`` dict
-(``TransportInfo.peer_cert``): ``subject``/``issuer`` as ``{"cn": ...}``,
+(``TransportInfo.peer_cert``): ``subject``/``issuer`` as ``{"cn": ..., "o": ...}``
+(OpenSSL short names in lower case),
 ``sha256`` as ``"AB:CD:..."`` and ``extensions`` as ``[{"name", "value"}]``
 with ``subjectAltName`` printed the OpenSSL way (``DNS:a, IP Address:1.2.3.4``).
 
 Rules are tried in order; the first whose every given matcher matches wins.
-Regex named groups, plus ``cn`` and ``sha256``, fill the rule's templates::
+A rule matches any subject or issuer attribute (``subject={"o": regex}``;
+``subject_cn``/``issuer_cn`` are short for the CN), SAN entries and the
+SHA-256 fingerprint.  An attribute the certificate does not carry never
+matches.  Regex named groups, plus ``cn`` and ``sha256``, fill the rule's
+templates::
 
     CertRule(subject_cn=r"^(?P<realm>[^:]+):(?P<authid>.+)$", authrole="device")
     # CN "tenant:device-7" -> realm "tenant", authid "device-7"
+    CertRule(subject=(("o", "Micronets Manager Cert"),), authid="manager:8675309:00224dd149bb",
+             authrole="manager")
+    # a certificate with only O= (no CN) gets its authid from the rule
 
 Without a template, authid is the ``authid`` group if the rule has one, else
 the CN; realm is the ``realm`` group if any, else the realm of the HELLO.
@@ -25,6 +33,25 @@ from ..core.auth import Accept, Deny, JoinRequest
 
 _BUILTIN_FIELDS = frozenset({"cn", "sha256"})
 
+# Subject and issuer attributes by the lower-case name Autobahn gives them
+# (OpenSSL's short name); an attribute without one is named by its dotted OID.
+ATTRIBUTES = frozenset({
+    "cn", "c", "l", "st", "street", "o", "ou", "serialnumber", "surname", "givenname", "title",
+    "generationqualifier", "x500uniqueidentifier", "dnqualifier", "pseudonym", "uid", "dc",
+    "emailaddress", "jurisdictioncountryname", "jurisdictionlocalityname",
+    "jurisdictionstateorprovincename", "businesscategory", "postaladdress", "postalcode",
+    "unstructuredname", "inn", "ogrn", "snils"})
+_DOTTED_OID = re.compile(r"[0-9]+(\.[0-9]+)+")
+
+
+def attribute_name(name: str) -> str:
+    """The key under which ``name`` (``O``, ``serialNumber``, ``2.5.4.97``) appears in a certificate's details."""
+    key = name.strip().lower()
+    if key not in ATTRIBUTES and not _DOTTED_OID.fullmatch(key):
+        raise ValueError(f"'{name}' is not a certificate name attribute (e.g. CN, O, OU, serialNumber, "
+                         "emailAddress, or a dotted OID)")
+    return key
+
 
 @dataclass(frozen=True, slots=True)
 class CertRule:
@@ -35,17 +62,21 @@ class CertRule:
     san: str | None = None  # regex matched against each SAN entry, e.g. "DNS:(?P<authid>.+)"
     sha256: str | None = None  # fingerprint, with or without colons
     issuer_cn: str | None = None  # regex, full match
+    subject: tuple[tuple[str, str], ...] = ()  # (attribute, regex) pairs, e.g. (("o", "Acme"),)
+    issuer: tuple[tuple[str, str], ...] = ()
     _patterns: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         patterns = tuple((name, _compile(name, getattr(self, name)))
                          for name in ("subject_cn", "san", "issuer_cn") if getattr(self, name))
+        patterns += tuple(((side, attribute_name(attr)), _compile(f"{side}.{attr}", regex))
+                          for side in ("subject", "issuer") for attr, regex in getattr(self, side))
         object.__setattr__(self, "_patterns", patterns)
         if self.sha256 is not None:
             object.__setattr__(self, "sha256", _fingerprint(self.sha256))
         if not patterns and self.sha256 is None:
             raise ValueError(f"certificate rule for role '{self.authrole}' matches nothing: "
-                             "give subject_cn, san, sha256 or issuer_cn")
+                             "give subject, issuer, subject_cn, san, sha256 or issuer_cn")
         groups = {g for _, p in patterns for g in p.groupindex} | _BUILTIN_FIELDS
         for template in (self.authrole, self.authid, self.realm):
             _check_template(template, groups)
@@ -68,26 +99,40 @@ class CertRule:
         return authid, _fill(self.authrole, fields), realm
 
 
+_SHORTHANDS = {"subject_cn": ("subject", "cn"), "issuer_cn": ("issuer", "cn")}
+
+
 @dataclass(frozen=True, slots=True)
 class _Cert:
-    subject_cn: str
-    issuer_cn: str
+    subject: dict
+    issuer: dict
     sha256: str
     sans: tuple[str, ...]
 
     @classmethod
     def from_details(cls, details: dict) -> "_Cert":
         return cls(
-            subject_cn=(details.get("subject") or {}).get("cn", ""),
-            issuer_cn=(details.get("issuer") or {}).get("cn", ""),
+            subject=_names(details.get("subject")),
+            issuer=_names(details.get("issuer")),
             sha256=_fingerprint(details.get("sha256") or ""),
             sans=_sans(details.get("extensions") or ()),
         )
 
-    def values_for(self, matcher: str) -> tuple[str, ...]:
+    @property
+    def subject_cn(self) -> str:
+        return self.subject.get("cn", "")
+
+    def describe(self) -> str:
+        """The subject as people read it, e.g. ``O=Micronets Manager Cert``."""
+        return ", ".join(f"{k.upper() if len(k) <= 2 else k}={v}" for k, v in self.subject.items()) or "empty"
+
+    def values_for(self, matcher) -> tuple[str, ...]:
+        """What a matcher is tried against; an attribute the certificate lacks gives nothing."""
         if matcher == "san":
             return self.sans
-        return (getattr(self, matcher),)
+        side, attr = _SHORTHANDS.get(matcher, matcher)
+        value = getattr(self, side).get(attr)
+        return () if value is None else (value,)
 
 
 class TlsAuthenticator:
@@ -111,7 +156,7 @@ class TlsAuthenticator:
             fields = rule.match(cert)
             if fields is not None:
                 return self._accept(rule, fields, request, cert)
-        return Deny(f"no identity rule matches the client certificate (CN '{cert.subject_cn}')")
+        return Deny(f"no identity rule matches the client certificate (subject '{cert.describe()}')")
 
     def authenticate(self, request, state, signature, extra) -> Deny:
         return Deny("TLS client-certificate authentication takes no challenge")
@@ -119,7 +164,8 @@ class TlsAuthenticator:
     def _accept(self, rule: CertRule, fields: dict, request: JoinRequest, cert: _Cert) -> Accept | Deny:
         authid, authrole, realm = rule.identity(fields, request.realm)
         if not authid or not authrole or not realm:
-            return Deny(f"the identity rule gave an empty authid, authrole or realm for CN '{cert.subject_cn}'")
+            return Deny(f"the identity rule gave an empty authid, authrole or realm for the client certificate "
+                        f"(subject '{cert.describe()}'): a certificate without a CN needs a rule that sets authid")
         return Accept(authid, authrole, "tls", authprovider=self.authprovider,
                       authextra={"sha256": cert.sha256}, realm=realm)
 
@@ -154,6 +200,10 @@ def _match_any(pattern: re.Pattern, values: tuple[str, ...]) -> dict | None:
 
 def _fingerprint(text: str) -> str:
     return text.replace(":", "").strip().upper()
+
+
+def _names(name) -> dict:
+    return {str(k).lower(): str(v) for k, v in name.items()} if isinstance(name, dict) else {}
 
 
 def _sans(extensions) -> tuple[str, ...]:

@@ -3,6 +3,10 @@
     relayrouter pki ca --out pki/ca
     relayrouter pki server --ca pki/ca --name localhost --san DNS:localhost --san IP:127.0.0.1 --out pki/server
     relayrouter pki client --ca pki/ca --cn tenant:device-7 --out pki/device-7
+    relayrouter pki client --ca pki/ca --pair 8675309/00224dd149bb --class gateway --pkeycert --out pki/gw
+
+``--pkeycert`` also writes ``<kind>.pkeycert.pem``, the certificate followed by
+its key in one file (mode 0600), which Micronets gateways and managers load.
 
 Keys are EC P-256, written with mode 0600; nothing is overwritten without
 ``--force``.  For development and tests: a production CA lives elsewhere.
@@ -52,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("--ca", required=True, metavar="DIR", help="directory holding ca.key and ca.crt")
         sub.add_argument("--san", action="append", default=[],
                          help="DNS:name, IP:address, email:addr or URI:uri (repeatable)")
+    for sub in (server, client):
+        sub.add_argument("--pkeycert", action="store_true",
+                         help="also write <kind>.pkeycert.pem: the certificate and its key in one file")
     for sub in (ca, server, client):
         sub.add_argument("--out", required=True, metavar="DIR")
         sub.add_argument("--force", action="store_true", help="overwrite existing files")
@@ -61,10 +68,13 @@ def run(args: argparse.Namespace) -> int:
     if args.days <= 0:
         raise CliError(f"--days must be positive, not {args.days}")
     out = Path(args.out)
-    _refuse_overwrite(out, args.kind, args.force)
+    combined = getattr(args, "pkeycert", False)
+    _refuse_overwrite(out, args.kind, args.force, combined)
     issued = _RUNNERS[args.kind](args)
     for path in write(out, args.kind, issued):
         print(path)
+    if combined:
+        print(write_pkeycert(out, args.kind, issued))
     return 0
 
 
@@ -180,8 +190,13 @@ def _paths(out: Path, kind: str) -> tuple[Path, Path]:
     return out / f"{stem}.key", out / f"{stem}.crt"
 
 
-def _refuse_overwrite(out: Path, kind: str, force: bool) -> None:
-    existing = [str(p) for p in _paths(out, kind) if p.exists()]
+def _pkeycert_path(out: Path, kind: str) -> Path:
+    return out / f"{_FILES[kind]}.pkeycert.pem"
+
+
+def _refuse_overwrite(out: Path, kind: str, force: bool, combined: bool = False) -> None:
+    paths = _paths(out, kind) + ((_pkeycert_path(out, kind),) if combined else ())
+    existing = [str(p) for p in paths if p.exists()]
     if existing and not force:
         raise CliError(f"{', '.join(existing)} exists already; use --force to overwrite")
 
@@ -189,11 +204,21 @@ def _refuse_overwrite(out: Path, kind: str, force: bool) -> None:
 def write(out: Path, kind: str, issued: Issued) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     key_path, cert_path = _paths(out, kind)
-    key_pem = issued.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption())
-    _write_private(key_path, key_pem)
+    _write_private(key_path, _key_pem(issued))
     cert_path.write_bytes(issued.cert.public_bytes(serialization.Encoding.PEM))
     return key_path, cert_path
+
+
+def write_pkeycert(out: Path, kind: str, issued: Issued) -> Path:
+    """The certificate, then its key, in one private file (what Python's ``load_cert_chain`` takes)."""
+    path = _pkeycert_path(out, kind)
+    _write_private(path, issued.cert.public_bytes(serialization.Encoding.PEM) + _key_pem(issued))
+    return path
+
+
+def _key_pem(issued: Issued) -> bytes:
+    return issued.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
 
 
 def _write_private(path: Path, data: bytes) -> None:

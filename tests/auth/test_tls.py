@@ -18,11 +18,15 @@ from .wire import Wire, assert_abort, request
 CA_KEY = ec.generate_private_key(ec.SECP256R1())
 
 
-def cert(cn: str, sans=(), issuer_cn="dev CA") -> dict:
-    """A real CA-signed certificate, as autobahn describes it in TransportDetails.peer_cert."""
+def cert(cn: str | None, sans=(), issuer_cn="dev CA", subject=()) -> dict:
+    """A real CA-signed certificate, as autobahn describes it in TransportDetails.peer_cert;
+    ``subject`` adds (NameOID, value) attributes, ``cn=None`` leaves the CN out."""
     now = datetime.datetime.now(datetime.timezone.utc)
+    names = [x509.NameAttribute(oid, value) for oid, value in subject]
+    if cn is not None:
+        names.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
     builder = (x509.CertificateBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+               .subject_name(x509.Name(names))
                .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_cn)]))
                .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
                .serial_number(x509.random_serial_number())
@@ -78,7 +82,53 @@ def test_issuer_and_cn_must_both_match():
 
 def test_cert_matching_no_rule_is_denied_clearly():
     decision = TlsAuthenticator([TENANT_RULE]).hello(request(transport=tls(cert("no-colon"))))
-    assert decision == Deny("no identity rule matches the client certificate (CN 'no-colon')")
+    assert decision == Deny("no identity rule matches the client certificate (subject 'CN=no-colon')")
+
+
+# A Micronets certificate carries only an organisation name, no CN.
+MICRONETS_MANAGER = [(NameOID.ORGANIZATION_NAME, "Micronets Manager Cert")]
+
+
+def test_a_subject_attribute_other_than_cn_matches():
+    rule = CertRule(subject=(("O", "Micronets Manager Cert"),), authid="manager:8675309:00224dd149bb",
+                    authrole="manager")
+    decision = TlsAuthenticator([rule]).hello(request(transport=tls(cert(None, subject=MICRONETS_MANAGER))))
+    assert (decision.authid, decision.authrole) == ("manager:8675309:00224dd149bb", "manager")
+
+
+def test_subject_attributes_fill_templates_and_must_all_match():
+    rule = CertRule(subject=(("ou", "(?P<cls>gateway|manager)"), ("serialNumber", "(?P<sub>[0-9]+)/(?P<box>[0-9a-f]+)")),
+                    authid="{cls}:{sub}:{box}", authrole="{cls}")
+    peer = cert(None, subject=[(NameOID.ORGANIZATIONAL_UNIT_NAME, "gateway"), (NameOID.SERIAL_NUMBER, "8675309/00224dd149bb")])
+    decision = TlsAuthenticator([rule]).hello(request(transport=tls(peer)))
+    assert (decision.authid, decision.authrole) == ("gateway:8675309:00224dd149bb", "gateway")
+    only_ou = cert(None, subject=[(NameOID.ORGANIZATIONAL_UNIT_NAME, "gateway")])
+    assert isinstance(TlsAuthenticator([rule]).hello(request(transport=tls(only_ou))), Deny)
+
+
+def test_an_attribute_the_certificate_lacks_never_matches():
+    rule = CertRule(subject=(("o", ".*"),), authid="anyone", authrole="x")
+    decision = TlsAuthenticator([rule]).hello(request(transport=tls(cert("only-a-cn"))))
+    assert decision == Deny("no identity rule matches the client certificate (subject 'CN=only-a-cn')")
+
+
+def test_issuer_attribute_matches():
+    rule = CertRule(issuer=(("cn", "partner CA"),), subject=(("o", "Acme"),), authid="acme", authrole="partner")
+    peer = cert(None, issuer_cn="partner CA", subject=[(NameOID.ORGANIZATION_NAME, "Acme")])
+    assert TlsAuthenticator([rule]).hello(request(transport=tls(peer))).authid == "acme"
+
+
+def test_a_certificate_without_cn_and_a_rule_without_authid_is_denied_saying_why():
+    rule = CertRule(subject=(("o", "Micronets Manager Cert"),), authrole="manager")
+    decision = TlsAuthenticator([rule]).hello(request(transport=tls(cert(None, subject=MICRONETS_MANAGER))))
+    assert isinstance(decision, Deny) and "a certificate without a CN needs a rule that sets authid" in decision.message
+    assert "O=Micronets Manager Cert" in decision.message
+
+
+def test_an_unknown_attribute_name_is_a_config_error():
+    with pytest.raises(ValueError, match="'org' is not a certificate name attribute"):
+        CertRule(subject=(("org", "x"),), authrole="x")
+    CertRule(subject=(("2.5.4.97", "x"),), authrole="x")  # a dotted OID is fine
 
 
 def test_no_cert_on_insecure_transport_is_denied():

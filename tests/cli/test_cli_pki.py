@@ -115,6 +115,20 @@ def test_client_cert_maps_to_an_identity(pki):
     assert isinstance(decision, Accept) and (decision.realm, decision.authid) == ("tenant", "device-7")
 
 
+def test_pkeycert_is_the_certificate_and_its_key_in_one_private_file(pki, tmp_path):
+    import ssl as stdlib_ssl
+
+    ok("client", "--ca", pki / "ca", "--pair", "8675309/00224dd149bb", "--class", "gateway", "--pkeycert",
+       "--out", tmp_path / "gw")
+    combined = tmp_path / "gw/client.pkeycert.pem"
+    assert stat.S_IMODE(combined.stat().st_mode) == 0o600
+    assert combined.read_bytes() == (tmp_path / "gw/client.crt").read_bytes() + (tmp_path / "gw/client.key").read_bytes()
+    # What a Micronets peer does with it: Python's ssl loads the one file as cert and key.
+    stdlib_ssl.SSLContext(stdlib_ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(str(combined))
+    again = cli("client", "--ca", pki / "ca", "--cn", "x", "--pkeycert", "--out", tmp_path / "gw")
+    assert again.returncode == 2 and "client.pkeycert.pem" in again.stderr
+
+
 def test_existing_files_are_not_overwritten_without_force(pki):
     before = (pki / "ca/ca.key").read_bytes()
     result = cli("ca", "--out", pki / "ca")
