@@ -46,6 +46,15 @@ class Pairing:
                 self.meetups_by_realm.setdefault(realm.name, []).append(meetups)
         return children
 
+    def endpoints(self) -> list[tuple[str, str]]:
+        """(path, realm) of every Micronets endpoint a WebSocket listener serves."""
+        return [(pairing.legacy.path, realm.name) for realm, pairing in self.realms if pairing.legacy.path]
+
+    def connections(self) -> list:
+        """Every open Micronets connection, on every listener."""
+        return [c for meetups in (m for ms in self.meetups_by_realm.values() for m in ms)
+                for c in list(meetups.connections)]
+
     # -------------------------------------------------------------- reload
 
     def reload_realm(self, realm, before, after) -> None:

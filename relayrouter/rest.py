@@ -162,9 +162,16 @@ def response(value: Any) -> dict:
             "body": value.get("body")}
 
 
+# The slug an error body names its status by (the connectors' HTTP errors use the same words).
+ERROR_SLUGS = {400: "bad_request", 403: "forbidden", 404: "not_found", 413: "too_large", 500: "internal_error",
+               502: "bad_gateway", 503: "unavailable", 504: "gateway_timeout"}
+
+
 def error_response(status: int, reason: str, message: str) -> dict:
+    """A response the bridge makes itself: the status line's ``reason``, and a body
+    ``{"error": <slug>, "message": ...}``."""
     return {"status": status, "reason": reason, "headers": [], "content_type": "application/json",
-            "body": {"error": reason, "message": message}}
+            "body": {"error": ERROR_SLUGS.get(status, "error"), "message": message}}
 
 
 # ------------------------------------------------- the Micronets proxy's form

@@ -185,7 +185,8 @@ class RouterService(service.MultiService):
         factory = wrap_tls(factory, listener.tls)
         self.wamp_factories.append(wamp_factory)
         _track_connections(factory)
-        listening = ListenerService(self.reactor, listener, factory, self.router)
+        endpoints_ = self.pairing.endpoints() if listener.kind == "websocket" else ()
+        listening = ListenerService(self.reactor, listener, factory, self.router, endpoints_)
         listening.setServiceParent(self)
         self.listeners.append(listening)
 
@@ -218,7 +219,11 @@ class RouterService(service.MultiService):
     def _unestablished(self) -> list:
         """Transports with no WAMP connection yet (mid HTTP request or RawSocket handshake)."""
         protocols = [p for listener in self.listeners for p in listener.factory.live_protocols]
-        transports = [autobahn_overrides.transport_of(p) for p in protocols if getattr(p, "_conn", None) is None]
+        # Behind TLS the protocol is the wrapper's; a Micronets connection has no WAMP
+        # connection either, but shutdown closes it with a frame.
+        inner = [(p, getattr(p, "wrappedProtocol", p)) for p in protocols]
+        transports = [autobahn_overrides.transport_of(p) for p, proto in inner
+                      if getattr(proto, "_conn", None) is None and not getattr(proto, "is_micronets", False)]
         return [t for t in transports if t is not None and getattr(t, "connected", True)]
 
     def startService(self) -> None:
@@ -271,7 +276,9 @@ class RouterService(service.MultiService):
             return
         log.info("{why} received: closing sessions (at most {t}s), then stopping",
                  why=why, t=self.config.limits.shutdown_timeout)
-        self.shutdown().addBoth(lambda _: self.reactor.stop())
+        d = self.shutdown()
+        d.addErrback(lambda failure: log.failure("Shutdown failed", failure))
+        d.addBoth(lambda _: self.reactor.stop())
 
     @defer.inlineCallbacks
     def shutdown(self):
@@ -286,12 +293,18 @@ class RouterService(service.MultiService):
             connection.session.goodbye(errors.CLOSE_SYSTEM_SHUTDOWN, "the router is shutting down")
         for peer in list(self.relay.peers) if self.relay is not None else ():
             peer.session.goodbye(errors.CLOSE_SYSTEM_SHUTDOWN, "the router is shutting down")
+        for legacy in self.pairing.connections():
+            legacy.shut_down("the router is shutting down")  # a close frame: Micronets has no GOODBYE
         deadline = self.reactor.seconds() + self.config.limits.shutdown_timeout
-        while self.connections() and self.reactor.seconds() < deadline:
+        while (self.connections() or self.pairing.connections()) and self.reactor.seconds() < deadline:
             yield task.deferLater(self.reactor, 0.05, lambda: None)
         left = self.connections()
         for connection in left:
             connection.drop()
+        legacy_left = self.pairing.connections()
+        for legacy in legacy_left:
+            legacy.dropConnection(abort=True)
+        left = left + legacy_left
         log.info("Shutdown: {closed} sessions closed cleanly, {dropped} dropped",
                  closed="all" if not left else "some", dropped=len(left))
 
@@ -299,7 +312,9 @@ class RouterService(service.MultiService):
 class ListenerService(service.Service):
     """Binds one configured endpoint while the service runs."""
 
-    def __init__(self, reactor, listener: Listener, factory, router) -> None:
+    def __init__(self, reactor, listener: Listener, factory, router, micronets=()) -> None:
+        """``micronets``: (path, realm) of the Micronets endpoints this listener's site serves."""
+        self.micronets = tuple(micronets)
         self.reactor = reactor
         self.listener = listener
         self.factory = factory
@@ -341,6 +356,10 @@ class ListenerService(service.Service):
                 url = "wss" + url[2:]
             log.info("relayrouter listening: WebSocket at {url} (realms: {realms})",
                      url=url, realms=", ".join(self.router.realms))
+            base = url[:len(url) - len(listener.path)] if listener.path else url
+            for path, realm in self.micronets:
+                log.info("relayrouter listening: Micronets endpoint at {url}<meetup-id> (realm: {realm})",
+                         url=f"{base.rstrip('/')}/{path.strip('/')}/", realm=realm)
         else:
             log.info("relayrouter listening: {kind} on {address} (realms: {realms})",
                      kind=listener.kind, address=address, realms=", ".join(self.router.realms))

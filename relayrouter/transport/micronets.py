@@ -33,7 +33,7 @@ existing gateways expect before they reconnect.
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -90,6 +90,7 @@ class Meetups:
 
     realm: object
     settings: LegacySettings
+    connections: set = field(default_factory=set)  # the open connections, for shutdown
 
 
 class LegacyPeer:
@@ -106,6 +107,7 @@ class LegacyPeer:
 
 
 class LegacyProtocol(WebSocketServerProtocol):
+    is_micronets = True  # what shutdown closes with a frame, not as a connection that never upgraded
     identity: pairs.PeerIdentity | None = None
     session = None
     hello: dict | None = None
@@ -148,28 +150,51 @@ class LegacyProtocol(WebSocketServerProtocol):
         return decision.authid
 
     def onOpen(self) -> None:
+        self.meetups.connections.add(self)
         self._ping = None
         self._ping_timer = self.factory.clock.callLater(self.meetups.settings.ping_interval, self._send_ping)
 
     # --------------------------------------------------------- from the peer
 
     def onMessage(self, payload: bytes, is_binary: bool) -> None:
+        # Only the HELLO must parse: after it the seed proxy reads nothing, it
+        # copies frames, so a frame the router cannot read never ends a pair.
+        if self.hello is None:
+            self._hello(payload)
+        elif self.mode == "verbatim":
+            self.partner.sendMessage(payload, is_binary)
+        elif self.mode == "waiting":
+            self._drop("before its peer arrived", payload)
+        else:
+            self._from_legacy(payload, is_binary)
+
+    def _hello(self, payload: bytes) -> None:
         try:
             message = parse(payload)
-            if self.hello is None:
-                check_hello(message)
-                self.hello = {"message": message}
-                self._join()
-            elif self.mode == "waiting":
-                log.info("Micronets peer {peer} sent {kind} before its peer arrived: dropped",
-                         peer=self.peer, kind=message["messageType"])
-            elif self.mode == "verbatim":
-                self.partner.sendMessage(payload, is_binary)
-            else:
-                self._translate(message)
+            check_hello(message)
         except ProtocolError as e:
             log.info("Micronets protocol error from {peer}: {error}", peer=self.peer, error=str(e))
             self._close(1008, str(e))
+            return
+        self.hello = {"message": message}
+        self._join()
+
+    def _from_legacy(self, payload: bytes, is_binary: bool) -> None:
+        """A frame for a WAMP peer: a Micronets message is translated, anything else dropped and counted."""
+        try:
+            message = None if is_binary else parse(payload)
+        except ProtocolError as e:
+            self._drop(f"that the WAMP peer cannot be given ({e})", payload)
+            return
+        if message is None:
+            self._drop("that the WAMP peer cannot be given (a binary frame)", payload)
+            return
+        self._translate(message)
+
+    def _drop(self, why: str, payload: bytes) -> None:
+        self.meetups.realm.counters["pair.micronets_dropped"] += 1
+        log.info("Micronets peer {peer} sent a frame {why}: dropped ({size} bytes)",
+                 peer=self.peer, why=why, size=len(payload))
 
     mode = "waiting"
 
@@ -300,8 +325,7 @@ class LegacyProtocol(WebSocketServerProtocol):
             self._send(m.Publish(self._request(None), ident.prefix + "event." + kind[len("EVENT:"):],
                                  args=[body], kwargs={"content_type": content_type} if content_type else None))
         else:
-            log.info("Micronets peer {peer} sent {kind}, which has no WAMP counterpart: dropped",
-                     peer=self.peer, kind=kind)
+            self._drop(f"of type {kind}, which has no WAMP counterpart,", b"")
 
     def _forward_request(self, message: dict) -> None:
         in_response_to = message.get("messageId")
@@ -386,7 +410,14 @@ class LegacyProtocol(WebSocketServerProtocol):
         """A close frame with the seed's codes (1002, 1008), which sendClose reserves to Autobahn."""
         self.sendCloseFrame(code, reason.encode()[:123], isReply=False)
 
+    def shut_down(self, reason: str) -> None:
+        """The router is stopping: close 1001 (going away), the peer's partner too."""
+        self._close(1001, reason)
+
     def onClose(self, was_clean: bool, code, reason) -> None:
+        meetups = getattr(self, "meetups", None)
+        if meetups is not None:
+            meetups.connections.discard(self)
         for timer in (getattr(self, "_ping_timer", None), getattr(self, "_ping", None)):
             if timer is not None and timer.active():
                 timer.cancel()
@@ -407,8 +438,9 @@ class LegacyFactory(WebSocketServerFactory):
         self.router = router
         self.meetups = meetups
         self.clock = clock
+        # failByDrop=False: a frame over the limit gets close 1009, as on the WAMP endpoint.
         self.setProtocolOptions(maxMessagePayloadSize=max_message_size,
-                                maxFramePayloadSize=max_message_size)
+                                maxFramePayloadSize=max_message_size, failByDrop=False)
 
 
 class _MeetupResource(Resource):

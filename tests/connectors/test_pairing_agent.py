@@ -232,7 +232,7 @@ def test_a_local_service_that_is_down_is_a_502_never_a_hang(world):
     service.down = True
     started = reactor.seconds()
     response, body = yield request("GET", world["urls"]["gateway"]["rest"] + "/anything")
-    assert response.code == 502, body
+    assert response.code == 502 and json.loads(body)["error"] == "bad_gateway", body
     assert "the local service at http://127.0.0.1:" in json.loads(body)["message"]
     assert reactor.seconds() - started < 10
 
@@ -250,6 +250,7 @@ def test_peer_leaving_mid_call_answers_at_once_then_it_comes_back(world):
     # Its peer away, the manager's agent answers 503 at once, naming why.
     response, body = yield request("GET", world["urls"]["manager"]["rest"] + "/json")
     assert response.code == 503 and "relayrouter.error.peer_absent" in json.loads(body)["message"]
+    assert json.loads(body)["error"] == "unavailable"  # a slug, as every error body of the connectors
     world["urls"]["gateway"] = yield threads.deferToThread(start_agent, gateway)
     response, body = yield request("GET", world["urls"]["manager"]["rest"] + "/json")
     assert response.code == 200

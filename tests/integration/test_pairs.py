@@ -6,6 +6,7 @@ import json
 import pytest
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketClientFactory
+from autobahn.wamp.types import SubscribeOptions
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from twisted.internet import defer, endpoints, reactor, ssl
@@ -233,6 +234,47 @@ def test_legacy_gateway_with_a_wamp_manager(router, certs):
     yield manager.leave()
     code, reason = yield gateway.closed()
     assert (code, reason) == (1002, "the peer websocket disconnected")
+
+
+@pytest_twisted.inlineCallbacks
+def test_mixed_pair_drops_what_it_cannot_translate_and_carries_on(router, certs):
+    """A Micronets peer paired with a WAMP peer: a frame that is no Micronets message
+    (not JSON, {"message": 5}, no messageType, binary) has nothing to become, so it is
+    dropped and counted, and the pair carries on."""
+    gateway = yield legacy_peer(router, certs, "gateway")
+    gateway.send(hello("micronets-gw", "gw-1"))
+    manager = yield wamp_peer(router, certs, "manager")
+    assert (yield gateway.next())["message"]["messageType"] == "CONN:HELLO"
+    got = defer.DeferredQueue()
+    yield manager.subscribe(lambda body, **kw: got.put(body), f"relayrouter.pair.{SUB}.{BOX}.event.",
+                            options=SubscribeOptions(match="prefix"))
+    gateway.send_bytes(b"not json")
+    gateway.send({"message": 5})
+    gateway.send({"message": {"messageId": 1}})
+    gateway.send_bytes(b"\x00\x01", binary=True)
+    gateway.send({"message": {"messageId": 2, "messageType": "EVENT:after", "requiresResponse": False,
+                              "dataFormat": "application/json", "messageBody": {"n": 2}}})
+    assert (yield within(got.get())) == {"n": 2}
+    assert router.router.realms["micronets"].counters["pair.micronets_dropped"] == 4
+    yield manager.publish(f"relayrouter.pair.{SUB}.{BOX}.event.back", "still paired", content_type="text/plain")
+    assert (yield gateway.next())["message"]["messageType"] == "EVENT:back"
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_oversized_frame_gets_close_1009(certs, tmp_path):
+    tls = certs.listener_tls("required")
+    running = yield start({"limits": {"max_message_size": 4096},
+                           "listeners": [{"type": "websocket", "endpoint": "tcp:0:interface=127.0.0.1", "tls": tls}],
+                           "realms": [{"name": "micronets", "auth": {"tls": {"rules": [PEER_RULE]}}, "pairing": {}}]},
+                          tmp_path / "state")
+    try:
+        peer = yield legacy_peer(running, certs, "gateway")
+        peer.send(hello("micronets-gw", "gw-1"))
+        peer.send_bytes(b"x" * 5000)
+        code, _ = yield peer.closed()
+        assert code == 1009
+    finally:
+        yield stop(running)
 
 
 @pytest_twisted.inlineCallbacks
