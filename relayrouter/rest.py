@@ -29,6 +29,8 @@ import json
 import zlib
 from typing import Any
 
+from .httpinput import BadInput, json_value
+
 # Carried by content_type and the body itself, never as headers (Micronets README 5.3),
 # and the hop-by-hop headers no forwarder passes on (RFC 9110 7.6.1).
 NOT_FORWARDED = frozenset({"content-length", "content-type", "content-encoding", "host", "connection",
@@ -68,9 +70,9 @@ def body_value(raw: bytes, content_type: str | None) -> Any:
         return None
     if is_json(content_type):
         try:
-            return json.loads(raw)
-        except ValueError:
-            return bytes(raw)  # not the JSON it claims to be: passed on untouched
+            return json_value(raw)
+        except BadInput:
+            return bytes(raw)  # not the JSON it claims to be (or nested too deep): passed on untouched
     if media_type(content_type).startswith("text/"):
         try:
             return raw.decode(_charset(content_type))

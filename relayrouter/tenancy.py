@@ -10,6 +10,7 @@ from .core import errors
 from .core.procedures import AdminPolicy, ProcedureError
 from .core.tenancy import NO_SUCH_TEMPLATE, REALM_EXISTS, Tenancy
 from .store.tenants import SqliteTenantStore
+from .httpinput import string_field
 from .transport.tickets import HttpRefusal, _arg, _body, _JsonResource
 
 log = Logger(namespace="relayrouter")
@@ -104,8 +105,8 @@ class RealmsResource(_JsonResource):
     def render_POST(self, request):  # noqa: N802
         def create(r):
             body = _body(r)
-            return self._admin(r, lambda: self.tenancy.create(body.get("name", _arg(r, "name")),
-                                                              body.get("template", _arg(r, "template"))))
+            return self._admin(r, lambda: self.tenancy.create(string_field(body, "name", _arg(r, "name")),
+                                                              string_field(body, "template", _arg(r, "template"))))
         return self._serve(request, create)
 
     def render_DELETE(self, request):  # noqa: N802

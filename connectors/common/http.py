@@ -4,7 +4,10 @@ Every answer is JSON.  Errors are ``{"error": "<slug>", "message": "<what to
 do about it>"}`` with the status that fits (:func:`json_error`); a resource
 raises :class:`HttpError` (or returns a Deferred that fails with one) and
 :class:`JsonResource` renders it.  Unknown paths get a JSON 404 and wrong
-methods a JSON 405 with ``Allow``, never twisted.web's HTML pages.
+methods a JSON 405 with ``Allow``, never twisted.web's HTML pages.  What a
+resource reads it reads with :mod:`relayrouter.httpinput` (bounded JSON,
+UTF-8 headers and parameters, numbers in range); its ``BadInput`` is
+answered like an HttpError, with its own status (400, 413, 415).
 """
 
 import json
@@ -13,6 +16,8 @@ from twisted.application import service as service_module
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from twisted.web import resource, server
+
+from relayrouter import httpinput
 
 log = Logger()
 
@@ -76,6 +81,9 @@ class JsonResource(resource.Resource):
                 request.setHeader(name.encode(), str(value).encode())
             _finish(request, json_error(request, e.code, e.message, e.error))
             return
+        if failure.check(httpinput.BadInput):
+            _finish(request, json_error(request, failure.value.code, failure.value.message))
+            return
         log.failure("unexpected error answering {method} {path}", failure,
                     method=request.method.decode("ascii", "replace"), path=request.path.decode("ascii", "replace"))
         _finish(request, json_error(request, 500, "internal error; the connector's log has the details"))
@@ -116,15 +124,10 @@ class StatusResource(JsonResource):
         return self._describe()
 
 
-def read_body(request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes with a 413."""
-    length = request.getHeader("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise HttpError(413, f"body of {length} bytes is over the limit of {limit} bytes")
-    body = request.content.read(limit + 1)
-    if len(body) > limit:
-        raise HttpError(413, f"body is over the limit of {limit} bytes")
-    return body
+# The request body (413 past ``limit`` bytes), and the body as JSON bounded in
+# size and nesting (400 naming the limit): relayrouter.httpinput, the router's own.
+read_body = httpinput.read_body
+json_body = httpinput.json_body
 
 
 class HttpService(service_module.Service):

@@ -13,6 +13,7 @@ import time
 
 from connectors.common.errors import ConfigError
 from connectors.common.http import HttpError
+from relayrouter import httpinput
 from relayrouter.auth.jwt import JwtAuthenticator, JwtKey, JwtPolicy, StaticKeys
 from relayrouter.core.auth import Deny
 
@@ -43,7 +44,7 @@ class Bearer:
 
     def claims(self, request, scope: str) -> dict:
         """The token's claims, or HttpError 401 / 403."""
-        header = request.getHeader("authorization") or ""
+        header = httpinput.header(request, "Authorization") or ""
         kind, _, token = header.partition(" ")
         if not hmac.compare_digest(kind.lower().encode(), b"bearer") or not token.strip():
             self.refused += 1

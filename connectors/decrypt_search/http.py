@@ -12,11 +12,9 @@
 Bad parameters are 400 with a message naming the parameter.
 """
 
-import json
-
 from twisted.internet import defer
 
-from connectors.common.http import HttpError, HttpService, JsonResource, JsonRoot, read_body
+from connectors.common.http import HttpError, HttpService, JsonResource, JsonRoot, json_body
 
 from . import query
 from .bearer import Bearer
@@ -100,10 +98,7 @@ class Publish(Endpoint):
         content_type = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
         if content_type != "application/json":
             raise HttpError(415, "send the body as application/json: {\"topic\", \"document\", \"recipients\"?}")
-        try:
-            body = json.loads(read_body(request, self.api.config.max_body))
-        except ValueError:
-            raise HttpError(400, "the body is not JSON") from None
+        body = json_body(request, self.api.config.max_body)
         if not isinstance(body, dict) or set(body) - {"topic", "document", "recipients"}:
             raise HttpError(400, "the body must be an object with topic, document and optionally recipients")
         return self.api.publish(body.get("topic"), body.get("document"), body.get("recipients"))

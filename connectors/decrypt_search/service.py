@@ -25,7 +25,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from relayrouter import e2e
+from relayrouter import e2e, httpinput
 from relayrouter.e2e.wamp import publish_envelope
 
 from . import query
@@ -373,9 +373,9 @@ class Api:
         before = params.get("before")
         if before is not None:
             try:
-                before = int(before)
-            except (TypeError, ValueError):
-                raise query.QueryError("before", f"{before!r} is not a quarantine id") from None
+                before = httpinput.integer(str(before), "before", low=0)
+            except httpinput.BadInput:
+                raise query.QueryError("before", f"{str(before)[:40]!r} is not a quarantine id") from None
         return self.db.read("quarantine", reason, limit, before)
 
     def recipients(self, names) -> list:

@@ -11,7 +11,6 @@ or ``Authorization: Bearer tenant@deviceid:<secret>``.
 """
 
 import base64
-import json
 import re
 
 import jwt as pyjwt
@@ -19,6 +18,8 @@ from autobahn.twisted.resource import WebSocketResource
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import resource, server
+
+from relayrouter import httpinput
 
 from connectors.common import HttpError, JsonResource, StatusResource, json_error, json_response, read_body
 
@@ -111,20 +112,15 @@ class ApiResource(JsonResource):
 
     @staticmethod
     def json_body(request, limit: int = MAX_BODY):
-        raw = read_body(request, limit)
-        try:
-            return json.loads(raw)
-        except ValueError as e:
-            raise HttpError(400, f"the body is not JSON: {e}") from None
+        return httpinput.json_value(read_body(request, limit))
 
     @staticmethod
     def arg(request, name: str):
-        values = request.args.get(name.encode())
-        return values[0].decode("utf8", "replace") if values else None
+        return httpinput.arg(request, name)
 
     @staticmethod
     def args(request, name: str) -> list[str]:
-        return [v.decode("utf8", "replace") for v in request.args.get(name.encode(), [])]
+        return [httpinput.text(v, f"?{name}=") for v in request.args.get(name.encode(), [])]
 
 
 def _answer(value, request) -> None:
@@ -293,6 +289,10 @@ def legacy_history(api, request, device_id):
         dateFrom=api.arg(request, "dateFrom"), dateTo=api.arg(request, "dateTo"))
 
 
+def _path(request) -> str:
+    return httpinput.path_segment(request.path, "the path")
+
+
 def _page_args(api, request) -> dict:
     return {name: api.arg(request, name) for name in ("dateFrom", "dateTo", "limit", "page", "order")}
 
@@ -300,14 +300,14 @@ def _page_args(api, request) -> dict:
 @route("GET", r"/tss/v1/devices/(?P<device_id>[^/]+)/data")
 @_registry_errors
 def device_data(api, request, device_id):
-    return api.agent.page_history(api.tenant(request), device_id, None, request.path.decode(),
+    return api.agent.page_history(api.tenant(request), device_id, None, _path(request),
                                   **_page_args(api, request))
 
 
 @route("GET", r"/tss/v1/devices/(?P<device_id>[^/]+)/attrs/(?P<attr>[^/]+)/data")
 @_registry_errors
 def attr_data(api, request, device_id, attr):
-    return api.agent.page_history(api.tenant(request), device_id, attr, request.path.decode(),
+    return api.agent.page_history(api.tenant(request), device_id, attr, _path(request),
                                   **_page_args(api, request))
 
 

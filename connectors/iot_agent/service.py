@@ -21,6 +21,8 @@ from twisted.application import service
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 
+from relayrouter import httpinput
+
 from connectors.common import HttpService, RouterSettings, StatusResource
 from connectors.common.state import open_state_dir
 
@@ -162,10 +164,10 @@ class MqttSide:
             worker.ack(mid, qos)
             return
         try:
-            body = json.loads(message.payload)
-        except ValueError:
+            body = httpinput.json_value(message.payload, field="the payload")
+        except httpinput.BadInput as e:
             counters["mqtt_refused_malformed"] += 1
-            agent.note_refusal(device, "the payload is not JSON")
+            agent.note_refusal(device, e.message)
             worker.ack(mid, qos)
             return
         try:

@@ -39,6 +39,7 @@ from ..core.meta import iso8601
 from ..core.procedures import AdminPolicy, ProcedureError
 from ..opsconfig import ConsoleConfig
 from ..core.stats import traffic
+from ..httpinput import BadInput, path_segment
 
 ACCESS = "relayrouter.console.access"
 OVERVIEW = "relayrouter.console.overview"
@@ -151,9 +152,24 @@ class Console:
             def directoryListing(self):  # noqa: N802 - twisted.web's name
                 return notFound()
 
+            def getChild(self, path, request):  # noqa: N802
+                # twisted.web fails on a NUL (ValueError: a 500) and logs a traceback for
+                # a segment that is not UTF-8: neither names a file here.
+                if not _file_name(path):
+                    return notFound()
+                return super().getChild(path, request)
+
         pages = Pages(STATIC_DIR)
         pages.indexNames = ["index.html"]
         return {b"console": pages}
+
+
+def _file_name(segment: bytes) -> bool:
+    try:
+        path_segment(segment)
+    except BadInput:
+        return False
+    return True
 
 
 def _row(session) -> dict:

@@ -288,4 +288,5 @@ def _claim_and_value(fields: Mapping) -> tuple[str, str]:
 
 
 def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A count of seconds: finite, and within what a float holds exactly (1e12 s is 31,700 years)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and -1e12 <= value <= 1e12

@@ -142,6 +142,8 @@ class Tenancy:
         if not isinstance(name, str) or not TENANT_NAME.fullmatch(name):
             raise ProcedureError(errors.INVALID_ARGUMENT,
                                  f"tenant name {name!r} must be 1-64 of a-z, 0-9 and '_'")
+        if template is not None and not isinstance(template, str):
+            raise ProcedureError(NO_SUCH_TEMPLATE, f"template must be a template's name, not {template!r}"[:200])
         if template is None:
             raise ProcedureError(NO_SUCH_TEMPLATE, "name a template: the configuration has no default "
                                  "([tenants] default_template)")

@@ -44,11 +44,13 @@ from twisted.web import server
 from ..core import errors
 from ..core.auth import Accept
 from ..core.peer import TransportInfo
-from .tickets import HttpRefusal, _JsonResource, _arg, _client
+from ..httpinput import BadInput, json_value, read_body, string_field
+from .tickets import HttpRefusal, _JsonResource, _arg, _client, bad_input
 
 log = Logger(namespace="relayrouter.http_bridge")
 
 MAX_SESSIONS = 1000
+MAX_TIMEOUT_MS = 2 ** 31 - 1  # a call's options.timeout (about 24 days)
 IDLE_SECONDS = 300.0
 STATUS_OF = {errors.NOT_AUTHORIZED: 403, errors.NO_SUCH_PROCEDURE: 404, errors.INVALID_ARGUMENT: 400,
              errors.INVALID_URI: 400, errors.CANCELED: 504, errors.TIMEOUT: 504, errors.NO_AVAILABLE_CALLEE: 503,
@@ -112,10 +114,15 @@ class BridgeSession:
 
     def request(self, build) -> defer.Deferred:
         self.used = self.clock.seconds()
+        try:
+            message = build(self._next + 1)
+        except (AssertionError, TypeError, ValueError) as e:  # Autobahn checks its messages' fields so
+            raise HttpRefusal(400, errors.INVALID_ARGUMENT,
+                              f"the options are not valid: {e or type(e).__name__}"[:300]) from None
         self._next += 1
         d = defer.Deferred()
         self.peer.waiting[self._next] = d
-        self.session.receive_message(build(self._next))
+        self.session.receive_message(message)
         return d
 
     def leave(self) -> None:
@@ -214,6 +221,10 @@ class _BridgeResource(_JsonResource):
         elif failure.check(HttpRefusal):
             e = failure.value
             self._answer(request, e.code, {"error": e.error, "args": [str(e)], "kwargs": {}})
+        elif failure.check(BadInput):
+            answer = bad_input(failure.value)
+            self._answer(request, failure.value.code, {"error": answer["error"], "args": [answer["message"]],
+                                                       "kwargs": {}})
         else:
             log.failure("HTTP bridge {path} failed", failure=failure, path=request.path.decode("ascii", "replace"))
             self._answer(request, 500, {"error": errors.INTERNAL_ERROR, "args": ["the router failed; see its log"],
@@ -230,17 +241,17 @@ class _BridgeResource(_JsonResource):
         return answer
 
     def _body(self, request) -> bytes:
-        limit = self.bridge.config.max_body
-        length = request.getHeader(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            raise HttpRefusal(413, errors.INVALID_ARGUMENT, f"the body is over the limit of {limit} bytes")
-        body = request.content.read(limit + 1)
-        if len(body) > limit:
-            raise HttpRefusal(413, errors.INVALID_ARGUMENT, f"the body is over the limit of {limit} bytes")
+        body = self._read(request)
         kind = (request.getHeader(b"content-type") or b"application/json").split(b";")[0].strip().lower()
         if kind != b"application/json":
             raise HttpRefusal(400, errors.INVALID_ARGUMENT, "the body must be application/json")
         return body
+
+    def _read(self, request) -> bytes:
+        try:
+            return read_body(request, self.bridge.config.max_body)
+        except BadInput as e:  # Crossbar's bridge says invalid_argument for a body too large
+            raise HttpRefusal(e.code, errors.INVALID_ARGUMENT, e.message) from None
 
     @defer.inlineCallbacks
     def _session(self, request, body: bytes, event: dict):
@@ -249,7 +260,8 @@ class _BridgeResource(_JsonResource):
             key = self.bridge.verify_signed(request, body)
             accept = Accept(key.authid, key.role, "http-bridge", authprovider="http-bridge", realm=key.realm)
             return self.bridge.sessions.for_identity(("key", key.key), accept, address)
-        realm = _arg(request, "realm") or event.pop("realm", None) or self.bridge.default_realm()
+        realm = _arg(request, "realm") or string_field(event, "realm") or self.bridge.default_realm()
+        event.pop("realm", None)
         if realm is None:
             raise HttpRefusal(400, errors.NO_SUCH_REALM, "name the realm: ?realm=NAME")
         accept = yield self._bearer_accept(request, realm)
@@ -282,8 +294,9 @@ class CallResource(_BridgeResource):
         procedure = _string(event, "procedure")
         args, kwargs, options = _payload(event)
         timeout = options.get("timeout", self.bridge.config.call_timeout * 1000)
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-            raise HttpRefusal(400, errors.INVALID_ARGUMENT, "options.timeout must be a positive number of ms")
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= MAX_TIMEOUT_MS:
+            raise HttpRefusal(400, errors.INVALID_ARGUMENT,
+                              f"options.timeout must be a positive number of ms, at most {MAX_TIMEOUT_MS}")
         result = yield bridge_session.request(lambda request: m.Call(
             request, procedure, args=args or None, kwargs=kwargs or None, timeout=int(timeout)))
         answer = {}
@@ -303,10 +316,7 @@ class WebhookResource(_BridgeResource):
         hook = self.bridge.hooks.get(name)
         if hook is None:
             raise HttpRefusal(404, errors.INVALID_ARGUMENT, f"no webhook named '{name}'")
-        limit = self.bridge.config.max_body
-        body = request.content.read(limit + 1)
-        if len(body) > limit:
-            raise HttpRefusal(413, errors.INVALID_ARGUMENT, f"the body is over the limit of {limit} bytes")
+        body = self._read(request)
         _check_webhook(request, hook, body)
         content_type = (request.getHeader(b"content-type") or b"").decode("latin-1")
         accept = Accept(f"webhook:{hook.name}", "webhook", "webhook", authprovider="http-bridge", realm=hook.realm)
@@ -388,10 +398,7 @@ class HttpBridge:
 
 
 def _json_object(body: bytes) -> dict:
-    try:
-        event = json.loads(body or b"{}")
-    except ValueError:
-        raise HttpRefusal(400, errors.INVALID_ARGUMENT, "the body is not valid JSON") from None
+    event = json_value(body or b"{}")
     if not isinstance(event, dict):
         raise HttpRefusal(400, errors.INVALID_ARGUMENT, "the body must be a JSON object")
     return event
@@ -415,9 +422,9 @@ def _body_value(body: bytes, content_type: str):
     kind = content_type.split(";")[0].strip().lower()
     if kind == "application/json" or kind.endswith("+json"):
         try:
-            return json.loads(body)
-        except ValueError:
-            pass
+            return json_value(body)
+        except BadInput:
+            pass  # not JSON (or too deep): passed on as the text or bytes it is
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:

@@ -46,6 +46,7 @@ from .. import rest
 from ..core import pairs
 from ..core.auth import Accept, JoinRequest
 from ..core.peer import TransportInfo
+from ..httpinput import BadInput, json_value
 from ..pairconfig import LegacySettings
 from .tls import tls_facts
 
@@ -62,9 +63,9 @@ class ProtocolError(Exception):
 
 def parse(payload: bytes) -> dict:
     try:
-        envelope = json.loads(payload)
-    except ValueError:
-        raise ProtocolError("the message is not JSON") from None
+        envelope = json_value(payload, field="the message")
+    except BadInput as e:
+        raise ProtocolError(e.message) from None
     message = envelope.get("message") if isinstance(envelope, dict) else None
     if not isinstance(message, dict):
         raise ProtocolError("the message has no 'message' object")

@@ -31,9 +31,10 @@ class Access:
 
     def privileged(self, request) -> bool:
         token = self.config.token
-        header = request.getHeader("authorization") or ""
-        if token is not None and header.startswith("Bearer "):
-            if hmac.compare_digest(header[len("Bearer "):].strip().encode(), token.encode()):
+        # Bytes, compared as bytes: a header that is not UTF-8 is a wrong token, not a crash.
+        header = request.getHeader(b"authorization") or b""
+        if token is not None and header.startswith(b"Bearer "):
+            if hmac.compare_digest(header[len(b"Bearer "):].strip(), token.encode()):
                 return True
         return self.config.loopback_open and _loopback(request)
 
@@ -41,7 +42,7 @@ class Access:
         """Why ``request`` may not read /metrics, or None."""
         if self.privileged(request):
             return None
-        if request.getHeader("authorization"):
+        if request.getHeader(b"authorization"):
             return 401, "the metrics token is wrong"
         if self.config.token is None:
             return 403, "metrics are open to loopback callers only; set [metrics] secret_env or secret_file " \

@@ -33,6 +33,8 @@ from ..auth.onetime import Grant, TooManyTickets
 from ..auth.ratelimit import address_of, claimed_authid
 from ..core import errors
 from ..core.procedures import ProcedureError
+from ..httpinput import BadInput, arg, header, json_object, string_field
+from .http import BODY_TOO_LARGE
 from .origins import cors_headers
 
 log = Logger(namespace="relayrouter.http")
@@ -94,6 +96,9 @@ class _JsonResource(Resource):
         if failure.check(ProcedureError):
             _finish(request, 400, {"error": failure.value.uri, "message": str(failure.value)})
             return
+        if failure.check(BadInput):
+            _finish(request, failure.value.code, bad_input(failure.value))
+            return
         log.failure("HTTP {path} failed", failure=failure, path=request.path.decode("ascii", "replace"))
         _finish(request, 500, {"error": errors.INTERNAL_ERROR, "message": "the router failed; see its log"})
 
@@ -152,7 +157,7 @@ class TicketResource(_JsonResource):
                 "url": url, "ticket_url": f"{url}?ticket={ticket}"}
 
     def _realm(self, request) -> str:
-        realm = _arg(request, "realm") or _body(request).get("realm")
+        realm = _arg(request, "realm") or string_field(_body(request), "realm")
         offering = self.security.tickets_by_realm
         if realm is None and len(offering) == 1:
             realm = next(iter(offering))
@@ -203,9 +208,14 @@ class DenyListResource(_JsonResource):
 
 # ------------------------------------------------------------------ helpers
 
+def bad_input(e: BadInput) -> dict:
+    """The JSON answer to hostile or malformed input (httpinput.BadInput)."""
+    error = BODY_TOO_LARGE if e.code == 413 else errors.INVALID_ARGUMENT
+    return {"error": error, "message": e.message}
+
+
 def _header(request, name: bytes) -> str | None:
-    value = request.getHeader(name)
-    return value.decode("latin-1") if isinstance(value, bytes) else value
+    return header(request, name.decode("ascii"))
 
 
 def _bearer(request) -> str | None:
@@ -217,22 +227,11 @@ def _bearer(request) -> str | None:
 
 
 def _arg(request, name: str) -> str | None:
-    values = request.args.get(name.encode())
-    return values[0].decode("utf8", "replace") if values else None
+    return arg(request, name)
 
 
 def _body(request) -> dict:
-    raw = request.content.read() if request.content is not None else b""
-    request.content.seek(0) if request.content is not None else None
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise HttpRefusal(400, errors.INVALID_ARGUMENT, "the body must be JSON") from None
-    if not isinstance(body, dict):
-        raise HttpRefusal(400, errors.INVALID_ARGUMENT, "the body must be a JSON object")
-    return body
+    return json_object(request, MAX_BODY)
 
 
 def _client(request) -> str:

@@ -217,6 +217,21 @@ def test_notifications_reach_the_other_peer(world):
 
 
 @pytest_twisted.inlineCallbacks
+def test_json_too_deep_to_decode_crosses_the_pair_untouched(world):
+    # Like any body that is not the JSON it claims to be: passed on byte-exact, never a 500.
+    deep = b"[" * 5000
+    response, body = yield request("POST", world["urls"]["gateway"]["control"] + "/events/deep", data=deep,
+                                   headers={"Content-Type": ["application/json"]})
+    assert response.code == 202, body
+    name, content_type, payload = yield world["events"]["manager"].received.get()
+    assert (name, content_type, payload) == ("deep", "application/json", deep)
+    response, body = yield request("POST", world["urls"]["gateway"]["rest"] + "/upload", data=deep,
+                                   headers={"Content-Type": ["application/json"]})
+    assert response.code == 200, body
+    assert json.loads(body) == {"length": len(deep), "sha256": hashlib.sha256(deep).hexdigest()}
+
+
+@pytest_twisted.inlineCallbacks
 def test_status_tells_the_pair_and_the_peer(world):
     response, body = yield request("GET", world["urls"]["gateway"]["control"] + "/status")
     status = json.loads(body)

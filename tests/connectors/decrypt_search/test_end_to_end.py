@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 import pytest_twisted
+import treq
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import PublishOptions
 from twisted.internet import defer
@@ -222,6 +223,26 @@ def test_http_api_refuses_missing_expired_and_wrongly_signed_tokens(world, route
     assert bad["message"].startswith("amount.near")
     yield get(acme, "/search", {"limit": "5"})
     assert token() not in acme.output()  # tokens are never logged
+
+
+@pytest_twisted.inlineCallbacks
+def test_hostile_input_is_a_400_naming_what_never_a_500(world, router, connectors):
+    acme = connectors("acme")
+    bad = {b"Authorization": [b"Bearer \xff\xfe" + token().encode()]}
+    for method, path in [("GET", "/search"), ("GET", "/records/1"), ("GET", "/analytics"),
+                         ("GET", "/quarantine"), ("POST", "/publish"), ("GET", "/status")]:
+        response = yield treq.request(method, acme.url + path, headers=bad, data=b"{}" if method == "POST" else None)
+        answer = yield response.json()
+        assert (response.code, answer["message"]) == (400, "the Authorization header is not valid UTF-8"), path
+    huge = "9" * 400  # no SQLite integer holds it
+    for before in (huge, "-" + huge, "-1", "1e5"):
+        answer = yield get(acme, "/quarantine", {"before": before}, expect=400)
+        assert answer["message"].startswith("before"), answer
+    yield get(acme, "/quarantine", {"before": str(2 ** 63 - 1)})
+    headers = {"Authorization": f"Bearer {token()}", "Content-Type": "application/json"}
+    response = yield treq.post(acme.url + "/publish", b"[" * 5000, headers=headers)
+    answer = yield response.json()
+    assert (response.code, answer["message"]) == (400, "the body is nested more than 100 levels deep (the limit)")
 
 
 def test_loose_key_permissions_are_refused_at_start(tmp_path, world, router):

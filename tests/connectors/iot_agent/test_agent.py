@@ -196,7 +196,7 @@ def test_http_refusals_are_precise_and_counted(env):
         status, answer = yield http("POST", url, body, headers=basic(made["credentials"]))
         assert status == code and words in answer["message"], answer
     status, answer = yield http("POST", url, raw=b"{not json", headers=basic(made["credentials"]))
-    assert status == 400 and "not JSON" in answer["message"]
+    assert status == 400 and "not valid JSON" in answer["message"]
     status, answer = yield http("POST", url + "/create-many", [{"data": {"temperature": 1}}, {"data": 5}],
                                 headers=basic(made["credentials"]))
     assert status == 400 and answer["message"].startswith("message 1: 'data' must be an object")
@@ -215,6 +215,35 @@ def test_http_refusals_are_precise_and_counted(env):
     # Nothing of a refused message was stored.
     status, body = yield http("GET", f"{agent.url}/tss/v1/devices/h2/data", bearer=user("acme"))
     assert body["paging"]["totalItems"] == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_json_nested_thousands_deep_is_a_400_on_every_body_never_a_500(env):
+    agent = env.agent
+    made = yield create(env, "acme", "deep1")
+    deep = b"[" * 5000
+    device, tenant = basic(made["credentials"]), {"Authorization": f"Bearer {user('acme')}"}
+    cases = [("POST", "/http-agent/v1/incoming-messages", device),
+             ("POST", "/http-agent/v1/incoming-messages/create-many", device),
+             ("POST", "/device", tenant), ("PUT", "/device/deep1", tenant), ("PUT", "/device/deep1/actuate", tenant)]
+    for method, path, headers in cases:
+        status, answer = yield http(method, agent.url + path, raw=deep, headers=headers)
+        assert status == 400, (path, status, answer)
+        assert answer["message"] == "the body is nested more than 100 levels deep (the limit)", answer
+    # Over MQTT too: refused and counted, the agent goes on.
+    before = agent.status()["counters"].get("mqtt_refused_malformed", 0)
+    mqtt = made["credentials"]["mqtt"]
+    sender = MqttDevice(env.broker.port, mqtt["username"], mqtt["password"], client_id=mqtt["client_id"])
+    rc = yield blocking(sender.connect)
+    assert not rc.is_failure
+    try:
+        rc = yield blocking(sender.publish, "acme:deep1/attrs", deep)
+        assert not rc.is_failure
+        yield until(lambda: agent.status()["counters"].get("mqtt_refused_malformed", 0) == before + 1)
+    finally:
+        sender.close()
+    status, _ = yield http("GET", f"{agent.url}/device/deep1", bearer=user("acme"))
+    assert status == 200
 
 
 @pytest_twisted.inlineCallbacks
