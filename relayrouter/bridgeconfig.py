@@ -10,6 +10,8 @@ from .configcheck import array as _array, get as _get, only as _only, positive a
 
 TOP_LEVEL_KEYS = {"http_bridge"}
 ERROR_STATUS = ("mapped", "crossbar")
+WEBHOOK_EVENTS = ("kwargs", "crossbar")
+DEFAULT_WEBHOOK_ROLE = "webhook"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,14 +30,16 @@ class BridgeKey:
 
 @dataclass(frozen=True, slots=True)
 class Webhook:
-    name: str
+    name: str  # "" for the webhook at POST /webhook (Crossbar's path)
     realm: str
     topic: str
     token: str | None = None  # bearer token the sender must present, if any
-    github_secret: str | None = None  # X-Hub-Signature-256 / X-Hub-Signature check, if any
+    github_secret: str | None = None  # X-Hub-Signature-256 check, if any
+    role: str = DEFAULT_WEBHOOK_ROLE  # the role whose rules its publications meet
+    event: str = "kwargs"  # "kwargs": body, content_type, headers; "crossbar": args[0] = {"body", "headers"}
 
     def __repr__(self) -> str:
-        return f"Webhook(name={self.name!r}, realm={self.realm!r}, topic={self.topic!r})"
+        return f"Webhook(name={self.name!r}, realm={self.realm!r}, topic={self.topic!r}, role={self.role!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +53,11 @@ class BridgeConfig:
     webhooks: tuple = ()
 
 
-def http_bridge(data: dict, realm_names: set[str]) -> BridgeConfig | None:
+def http_bridge(data: dict, realm_roles: dict) -> BridgeConfig | None:
+    """``realm_roles``: realm name -> its role names, or None for a realm without roles."""
     from .authconfig import _secret
+
+    realm_names = set(realm_roles)
 
     if "http_bridge" not in data:
         return None
@@ -78,25 +85,16 @@ def http_bridge(data: dict, realm_names: set[str]) -> BridgeConfig | None:
         if len(secret) < 16:
             raise ConfigError(f"{kkey}: the secret must be at least 16 characters")
         realm = _realm_named(_get(k, "realm", str, None, kkey), realm_names, f"{kkey}.realm")
-        keys.append(BridgeKey(name, secret, realm, _get(k, "role", str, None, kkey),
+        keys.append(BridgeKey(name, secret, realm, _role(k, kkey, realm, realm_roles, None),
                               _get(k, "authid", str, f"http-bridge:{name}", kkey)))
     hooks, names = [], set()
     for i, w in enumerate(_array(item, "webhooks")):
-        wkey = f"{key}.webhooks[{i}]"
-        _table(w, wkey)
-        _only(w, wkey, {"name", "realm", "topic", "token_env", "token_file", "github_secret_env",
-                        "github_secret_file"})
-        name = _get(w, "name", str, None, wkey)
-        if not name or "/" in name or name in names:
-            raise ConfigError(f"{wkey}.name: {name!r} is empty, has a '/' or is configured twice")
-        names.add(name)
-        token = _secret({"secret_" + k[len("token_"):]: v for k, v in w.items() if k.startswith("token_")}, wkey) \
-            if ("token_env" in w or "token_file" in w) else None
-        github = _secret({"secret_" + k[len("github_secret_"):]: v for k, v in w.items()
-                          if k.startswith("github_secret_")}, wkey) \
-            if ("github_secret_env" in w or "github_secret_file" in w) else None
-        hooks.append(Webhook(name, _realm_named(_get(w, "realm", str, None, wkey), realm_names, f"{wkey}.realm"),
-                             _get(w, "topic", str, None, wkey), token, github))
+        hook = _webhook(w, f"{key}.webhooks[{i}]", realm_roles, error_status, _secret)
+        if "/" in hook.name or hook.name in names:
+            raise ConfigError(f"{key}.webhooks[{i}].name: {hook.name!r} has a '/' or is configured twice "
+                              "(one webhook may leave it out: it is served at POST /webhook)")
+        names.add(hook.name)
+        hooks.append(hook)
     window = _get(item, "timestamp_window", (int, float), 300, key)
     timeout = _get(item, "call_timeout", (int, float), 30, key)
     if window <= 0 or timeout <= 0:
@@ -104,6 +102,34 @@ def http_bridge(data: dict, realm_names: set[str]) -> BridgeConfig | None:
     return BridgeConfig(default_realm=default_realm, max_body=_positive(item, "max_body", 1024 * 1024, key),
                         call_timeout=float(timeout), timestamp_window=float(window), error_status=error_status,
                         keys=tuple(keys), webhooks=tuple(hooks))
+
+
+def _webhook(w, wkey: str, realm_roles: dict, error_status: str, _secret) -> Webhook:
+    _table(w, wkey)
+    _only(w, wkey, {"name", "realm", "topic", "role", "event", "token_env", "token_file", "github_secret_env",
+                    "github_secret_file"})
+    name = _get(w, "name", str, "", wkey)
+    realm = _realm_named(_get(w, "realm", str, None, wkey), set(realm_roles), f"{wkey}.realm")
+    role = _role(w, wkey, realm, realm_roles, DEFAULT_WEBHOOK_ROLE)
+    event = _get(w, "event", str, "crossbar" if error_status == "crossbar" else "kwargs", wkey)
+    if event not in WEBHOOK_EVENTS:
+        raise ConfigError(f"{wkey}.event: must be one of {', '.join(WEBHOOK_EVENTS)}, not {event!r}")
+    token = _secret({"secret_" + k[len("token_"):]: v for k, v in w.items() if k.startswith("token_")}, wkey) \
+        if ("token_env" in w or "token_file" in w) else None
+    github = _secret({"secret_" + k[len("github_secret_"):]: v for k, v in w.items()
+                      if k.startswith("github_secret_")}, wkey) \
+        if ("github_secret_env" in w or "github_secret_file" in w) else None
+    return Webhook(name, realm, _get(w, "topic", str, None, wkey), token, github, role, event)
+
+
+def _role(item: dict, key: str, realm: str, realm_roles: dict, default: str | None) -> str:
+    """The ``role`` a key or webhook acts as: one of its realm's roles, when the realm has roles."""
+    role = _get(item, "role", str, default, key)
+    roles = realm_roles[realm]
+    if roles is not None and role not in roles:
+        raise ConfigError(f"{key}.role: realm '{realm}' has no role '{role}' (its roles: "
+                          f"{', '.join(sorted(roles)) or 'none'})")
+    return role
 
 
 def _realm_named(name: str, realm_names: set[str], key: str) -> str:

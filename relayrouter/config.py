@@ -113,7 +113,8 @@ def parse(data: dict) -> Config:
         relay=_relay(data),
         metrics=opsconfig.metrics(data),
         console=opsconfig.console(data),
-        http_bridge=bridgeconfig.http_bridge(data, {r.name for r in realms}),
+        http_bridge=bridgeconfig.http_bridge(data, {r.name: None if r.roles is None else {role.name for role in r.roles}
+                                                    for r in realms}),
         cluster=clusterconfig.cluster(data),
     )
 

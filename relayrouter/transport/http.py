@@ -12,7 +12,9 @@ like ``request.args``); :class:`BoundedRequest` then checks the
 ``Content-Length`` as soon as the headers are in, and counts a chunked body
 as it arrives, and refuses a larger one at once: 413, JSON ``{"error":
 error, "message": ...}`` (``error`` is the resource's, default
-``relayrouter.error.body_too_large``), ``Connection: close``.  What the
+``relayrouter.error.body_too_large``; a resource whose answers have another
+shape gives a function of the message that returns the body instead),
+``Connection: close``.  What the
 client still sends is read and thrown away (a client told at once stops
 sending), up to ``DISCARD_BYTES`` or ``DISCARD_SECONDS``, then the
 connection is closed: closing at once could lose the answer to a TCP reset.
@@ -106,7 +108,8 @@ class BoundedRequest(Request):
         self._refused = True
         limit, what, error = self._limit
         message = f"{size}; {what} is {limit} bytes"
-        body = json.dumps({"error": error or BODY_TOO_LARGE, "message": message}).encode()
+        shaped = error(message) if callable(error) else {"error": error or BODY_TOO_LARGE, "message": message}
+        body = json.dumps(shaped).encode()
         channel = self.channel
         channel.transport.write(b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)

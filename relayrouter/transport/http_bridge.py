@@ -21,10 +21,12 @@ Bridge sessions are kept per identity (the key, or the token) and reused;
 an idle one is closed after a while, a revoked or expired one by the guard
 as any session.  Answers follow Crossbar's bodies (``{"id"}`` for a
 publication, ``{"args", "kwargs"}`` for a result, ``{"error", "args",
-"kwargs"}`` for an error); WAMP errors get HTTP statuses (403 not
-authorized, 404 no such procedure, 400 bad arguments, 504 timeout, 503 no
-callee, 502 a callee's own error) unless ``error_status = "crossbar"``, which
-answers a callee's error with 200 as Crossbar does.
+"kwargs"}`` for an error, every refusal included: 405, 413); WAMP errors get
+HTTP statuses (403 not authorized, 404 no such procedure, 400 bad arguments,
+504 timeout, 503 no callee, 502 a callee's own error) unless ``error_status =
+"crossbar"``, which answers every WAMP error with 200 as Crossbar does (its
+caller treats any ``ApplicationError`` as the callee's answer).  POST and PUT
+are the same request, as in Crossbar.
 """
 
 import base64
@@ -55,8 +57,6 @@ IDLE_SECONDS = 300.0
 STATUS_OF = {errors.NOT_AUTHORIZED: 403, errors.NO_SUCH_PROCEDURE: 404, errors.INVALID_ARGUMENT: 400,
              errors.INVALID_URI: 400, errors.CANCELED: 504, errors.TIMEOUT: 504, errors.NO_AVAILABLE_CALLEE: 503,
              errors.UNAVAILABLE: 503, "relayrouter.error.limit_exceeded": 429, errors.PROTOCOL_VIOLATION: 400}
-ROUTER_ERRORS = frozenset(STATUS_OF) | {errors.OPTION_NOT_ALLOWED, errors.DISCLOSE_ME_DISALLOWED,
-                                        errors.FEATURE_NOT_SUPPORTED, errors.INTERNAL_ERROR}
 SECRET_HEADERS = frozenset({b"authorization", b"cookie", b"x-hub-signature", b"x-hub-signature-256"})
 
 
@@ -180,23 +180,38 @@ class Nonces:
         return True
 
 
+def _refusal(error: str, message: str) -> dict:
+    """Crossbar's error shape, for every answer the bridge refuses."""
+    return {"error": error, "args": [message], "kwargs": {}}
+
+
 class _BridgeResource(_JsonResource):
-    methods = "POST, OPTIONS"
+    methods = "POST, PUT, OPTIONS"
 
     def __init__(self, bridge) -> None:
         super().__init__(bridge.security)
         self.bridge = bridge
 
+    def render(self, request):
+        if request.method not in (b"POST", b"PUT", b"OPTIONS"):
+            request.setHeader(b"allow", self.methods.encode())
+            return self._answer(request, 405, _refusal(errors.INVALID_ARGUMENT, (
+                f"{request.method.decode('ascii', 'replace')} is not served here: use {self.methods}")))
+        return super().render(request)
+
     def render_POST(self, request):  # noqa: N802
         return self._serve_bridge(request)
 
+    render_PUT = render_POST  # noqa: N815 - Crossbar takes PUT as POST
+
     def body_limit(self, segments: list, query: dict) -> tuple:
         """Bodies over ``max_body`` are refused while they arrive (transport/http.py)."""
-        return self.bridge.config.max_body, "http_bridge.max_body", errors.INVALID_ARGUMENT
+        return (self.bridge.config.max_body, "http_bridge.max_body",
+                lambda message: _refusal(errors.INVALID_ARGUMENT, message))
 
     def _serve_bridge(self, request):
         if not self._origin_ok(request):
-            return self._answer(request, 403, {"error": errors.NOT_AUTHORIZED, "message": "origin not allowed"})
+            return self._answer(request, 403, _refusal(errors.NOT_AUTHORIZED, "origin not allowed"))
         d = defer.maybeDeferred(self._handle, request)
         d.addCallbacks(lambda answer: self._answer(request, *answer), lambda f: self._failed(request, f))
         return server.NOT_DONE_YET
@@ -215,20 +230,18 @@ class _BridgeResource(_JsonResource):
         if failure.check(WampError):
             e = failure.value
             code = STATUS_OF.get(e.uri, 502)
-            if e.uri not in ROUTER_ERRORS and self.bridge.config.error_status == "crossbar":
-                code = 200
+            if self.bridge.config.error_status == "crossbar":
+                code = 200  # Crossbar: any WAMP error is the call's answer
             self._answer(request, code, {"error": e.uri, "args": e.args_, "kwargs": e.kwargs})
         elif failure.check(HttpRefusal):
             e = failure.value
-            self._answer(request, e.code, {"error": e.error, "args": [str(e)], "kwargs": {}})
+            self._answer(request, e.code, _refusal(e.error, str(e)))
         elif failure.check(BadInput):
             answer = bad_input(failure.value)
-            self._answer(request, failure.value.code, {"error": answer["error"], "args": [answer["message"]],
-                                                       "kwargs": {}})
+            self._answer(request, failure.value.code, _refusal(answer["error"], answer["message"]))
         else:
             log.failure("HTTP bridge {path} failed", failure=failure, path=request.path.decode("ascii", "replace"))
-            self._answer(request, 500, {"error": errors.INTERNAL_ERROR, "args": ["the router failed; see its log"],
-                                        "kwargs": {}})
+            self._answer(request, 500, _refusal(errors.INTERNAL_ERROR, "the router failed; see its log"))
 
     # ------------------------------------------------------------ the request
 
@@ -242,9 +255,9 @@ class _BridgeResource(_JsonResource):
 
     def _body(self, request) -> bytes:
         body = self._read(request)
-        kind = (request.getHeader(b"content-type") or b"application/json").split(b";")[0].strip().lower()
-        if kind != b"application/json":
-            raise HttpRefusal(400, errors.INVALID_ARGUMENT, "the body must be application/json")
+        kind, charset = _media_type(request.getHeader(b"content-type") or b"application/json")
+        if kind != "application/json" or charset not in ("utf-8", "utf8"):
+            raise HttpRefusal(400, errors.INVALID_ARGUMENT, "the body must be application/json in UTF-8")
         return body
 
     def _read(self, request) -> bytes:
@@ -304,30 +317,48 @@ class CallResource(_BridgeResource):
             answer["args"] = result.args
         if result.kwargs:
             answer["kwargs"] = result.kwargs
+        if not answer and self.bridge.config.error_status == "crossbar":
+            answer["args"] = [None]  # Crossbar: a call that returns nothing returns None
         return 200, answer
 
 
 class WebhookResource(_BridgeResource):
-    """``POST /webhook/{name}``: any body becomes an event on the webhook's topic -> 202 ``{"id"}``."""
+    """``POST /webhook/{name}`` (``POST /webhook``: the webhook without a name): any body
+    becomes an event on the webhook's topic -> 202 ``{"id"}``."""
 
     @defer.inlineCallbacks
     def _handle(self, request):
         name = b"/".join(request.postpath).decode("utf-8", "replace")
         hook = self.bridge.hooks.get(name)
         if hook is None:
-            raise HttpRefusal(404, errors.INVALID_ARGUMENT, f"no webhook named '{name}'")
+            raise HttpRefusal(404, errors.INVALID_ARGUMENT, f"no webhook named '{name}'" if name else
+                              "no webhook is served at /webhook (give one webhook no name)")
         body = self._read(request)
         _check_webhook(request, hook, body)
-        content_type = (request.getHeader(b"content-type") or b"").decode("latin-1")
-        accept = Accept(f"webhook:{hook.name}", "webhook", "webhook", authprovider="http-bridge", realm=hook.realm)
+        accept = Accept(f"webhook:{hook.name or '-'}", hook.role, "webhook", authprovider="http-bridge",
+                        realm=hook.realm)
         bridge_session = self.bridge.sessions.for_identity(("webhook", hook.name), accept, _client(request))
-        headers = {k.decode("latin-1").lower(): v[0].decode("latin-1")
-                   for k, v in request.requestHeaders.getAllRawHeaders() if k.lower() not in SECRET_HEADERS}
-        kwargs = {"body": _body_value(body, content_type), "content_type": content_type or None,
-                  "headers": headers}
-        published = yield bridge_session.request(lambda r: m.Publish(r, hook.topic, kwargs=kwargs,
+        args, kwargs = _webhook_event(request, hook, body)
+        published = yield bridge_session.request(lambda r: m.Publish(r, hook.topic, args=args, kwargs=kwargs,
                                                                      acknowledge=True))
         return 202, {"id": published.publication}
+
+
+def _webhook_event(request, hook, body: bytes) -> tuple[list | None, dict | None]:
+    """The event a webhook publishes: Crossbar's ``args[0] = {"body": <text>, "headers":
+    {name: [values]}}``, or kwargs ``body`` (JSON decoded), ``content_type``, ``headers``.
+    Credentials and signatures never travel in the headers."""
+    raw = [(k.decode("latin-1"), [v.decode("latin-1") for v in vs])
+           for k, vs in request.requestHeaders.getAllRawHeaders() if k.lower() not in SECRET_HEADERS]
+    if hook.event == "crossbar":
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HttpRefusal(400, errors.INVALID_ARGUMENT, "the body must be UTF-8 text") from None
+        return [{"body": text, "headers": dict(raw)}], None
+    content_type = (request.getHeader(b"content-type") or b"").decode("latin-1")
+    return None, {"body": _body_value(body, content_type), "content_type": content_type or None,
+                  "headers": {k.lower(): vs[0] for k, vs in raw}}
 
 
 class HttpBridge:
@@ -416,6 +447,17 @@ def _payload(event: dict) -> tuple[list, dict, dict]:
     if not isinstance(args, list) or not isinstance(kwargs, dict) or not isinstance(options, dict):
         raise HttpRefusal(400, errors.INVALID_ARGUMENT, "args must be a list, kwargs and options objects")
     return args, kwargs, options
+
+
+def _media_type(header: bytes) -> tuple[str, str]:
+    """(media type, charset) of a Content-Type header, lower case; charset utf-8 when not given."""
+    kind, *params = header.decode("latin-1").split(";")
+    charset = "utf-8"
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    return kind.strip().lower(), charset
 
 
 def _body_value(body: bytes, content_type: str):

@@ -161,7 +161,8 @@ def test_wamp_errors_become_statuses_with_the_uri(router):
     code, answer = yield post(router, "/call", {"procedure": "com.example.fail"}, bearer=admin)
     assert answer == {"error": "com.example.error.out_of_stock", "args": ["no more"], "kwargs": {"item": 7}}
     code, answer = yield post(router, "/call", b"x" * 5000, bearer=admin)
-    assert code == 413 and answer["error"] == "wamp.error.invalid_argument" and "2048" in answer["message"]
+    assert code == 413 and answer["error"] == "wamp.error.invalid_argument" and "2048" in answer["args"][0]
+    assert answer["kwargs"] == {}  # Crossbar's error shape, for a body refused while it arrives too
     code, answer = yield post(router, "/call", b"{not json", bearer=admin)
     assert code == 400 and "not valid JSON" in answer["args"][0]
     code, answer = yield post(router, "/call", {"args": [1]}, bearer=admin)
@@ -178,7 +179,7 @@ def test_crossbar_error_status_answers_callee_errors_with_200(monkeypatch, tmp_p
         assert code == 200 and answer["error"] == "com.example.error.out_of_stock"
         body = json.dumps({"procedure": "com.example.nothing"}).encode()
         code, answer = yield post(running, "/call", body, params=signed_query(body))
-        assert code == 404  # the router's own refusals keep their status
+        assert code == 200 and answer["error"] == "wamp.error.no_such_procedure"  # as Crossbar answers
     finally:
         yield stop(running)
 
@@ -199,3 +200,31 @@ def test_webhook_turns_a_signed_body_into_an_event(router):
     assert code == 401 and "does not match" in answer["args"][0]
     code, answer = yield post(router, "/webhook/gitlab", payload)
     assert code == 404
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"role": "nobody"}, "http_bridge.webhooks[0].role: realm 'realm1' has no role 'nobody' (its roles: backend, user, webhook)"),
+    ({"event": "xml"}, "http_bridge.webhooks[0].event: must be one of kwargs, crossbar, not 'xml'"),
+    ({"name": "a/b"}, "http_bridge.webhooks[0].name: 'a/b' has a '/'"),
+])
+def test_webhook_settings_are_checked_at_start(monkeypatch, change, message):
+    from relayrouter.config import ConfigError, parse
+
+    data = config(monkeypatch)
+    data["http_bridge"]["webhooks"][0].update(change)
+    with pytest.raises(ConfigError) as info:
+        parse(data)
+    assert message in str(info.value)
+
+
+def test_a_realm_with_roles_needs_the_webhooks_default_role(monkeypatch):
+    from relayrouter.config import ConfigError, parse
+
+    data = config(monkeypatch)
+    data["realms"][0]["roles"] = [r for r in data["realms"][0]["roles"] if r["name"] != "webhook"]
+    with pytest.raises(ConfigError, match=r"webhooks\[0\].role: realm 'realm1' has no role 'webhook'"):
+        parse(data)
+    data["http_bridge"]["keys"][0]["role"] = "admin"
+    data["http_bridge"]["webhooks"] = []
+    with pytest.raises(ConfigError, match=r"keys\[0\].role: realm 'realm1' has no role 'admin'"):
+        parse(data)
