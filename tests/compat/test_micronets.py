@@ -304,7 +304,7 @@ def test_what_the_first_peer_sends_while_waiting_is_dropped(world):
 
 
 @pytest.mark.parametrize("first, reason", [
-    (b"not json", "the message is not JSON"),
+    (b"not json", "the message is not valid JSON"),
     (b'{"message": {"messageId": 0, "messageType": "REST:REQUEST", "requiresResponse": false}}',
      "the first message must be CONN:HELLO, not REST:REQUEST"),
     (b'{"message": {"messageId": 0, "messageType": "CONN:HELLO", "requiresResponse": "no",'
@@ -316,7 +316,8 @@ def test_the_first_frame_must_be_a_well_formed_hello(world, first, reason):
     a bool requiresResponse and messageType CONN:HELLO, or the connection ends."""
     peer = yield connect(world, "manager")
     peer.send_raw(first)
-    assert (yield peer.closed()) == (1008, reason)
+    code, said = yield peer.closed()
+    assert code == 1008 and said.startswith(reason)
 
 
 @pytest_twisted.inlineCallbacks
