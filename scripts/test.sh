@@ -27,7 +27,8 @@ fi
 # mosquitto and mosquitto-clients (its dynamic-security plugin, mosquitto_ctrl)
 # for the IoT agent's tests, which start their own broker; nats-server (with
 # JetStream) for the cluster tests, which start their own server; systemd
-# (systemd-analyze verify) for the units in contrib/systemd/.
+# (systemd-analyze verify) for the units in contrib/systemd/; graphviz (dot) for
+# the documentation's diagrams (tests/docs builds the site).
 missing=""
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
 command -v ssh >/dev/null || missing="$missing openssh-client"
@@ -36,6 +37,7 @@ command -v mosquitto >/dev/null || missing="$missing mosquitto"
 command -v mosquitto_ctrl >/dev/null || missing="$missing mosquitto-clients"
 command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing="$missing nats-server"
 command -v systemd-analyze >/dev/null || missing="$missing systemd"
+command -v dot >/dev/null || missing="$missing graphviz"
 if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null

@@ -2,6 +2,7 @@ import pytest
 import pytest_twisted
 
 from . import log_guard
+from .dists import dists, wheelhouse  # noqa: F401  (built once for the whole run)
 from .support import start_router
 
 

@@ -1,0 +1,54 @@
+"""The sdist and wheel built from a clean copy of the tree, once per test run (tests/packaging, tests/docs)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(argv, **kwargs):
+    result = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    assert result.returncode == 0, f"{argv} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _clean_env() -> dict:
+    """The environment of a user's shell: nothing that points into the checkout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# What a fresh clone does not have: build output and metadata left by earlier
+# builds and editable installs.  A stale SOURCES.txt in relayrouter.egg-info
+# makes setuptools ship modules that a clean build leaves out.
+NOT_IN_A_CLONE = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".tox",
+                                        ".venv", "node_modules", "relayrouter-state", ".pytest_cache",
+                                        ".hypothesis", "dropin.cache", "_build")
+
+
+@pytest.fixture(scope="session")
+def dists(tmp_path_factory) -> dict:
+    clone = tmp_path_factory.mktemp("clone") / "relayrouter"
+    shutil.copytree(ROOT, clone, ignore=NOT_IN_A_CLONE)
+    out = tmp_path_factory.mktemp("dist")
+    _run([sys.executable, "-m", "build", "--outdir", str(out), str(clone)], env=_clean_env())
+    (wheel,) = out.glob("*.whl")
+    (sdist,) = out.glob("*.tar.gz")
+    return {"wheel": wheel, "sdist": sdist}
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(dists, tmp_path_factory) -> Path:
+    """The wheel and a wheel of every package it and its extras need: what
+    ``pip install --no-index --find-links`` installs from, without a network."""
+    house = tmp_path_factory.mktemp("wheelhouse")
+    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--wheel-dir", str(house),
+          f"relayrouter[all] @ {dists['wheel'].as_uri()}"], env=_clean_env(), timeout=900)
+    return house
+

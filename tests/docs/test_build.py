@@ -1,0 +1,31 @@
+"""docs/ builds with Sphinx without a warning: -W (warnings are errors) and nitpicky, so a link to a
+page or heading that does not exist, a bad directive or an unreadable image fails the build."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def test_the_site_builds_without_a_warning(tmp_path):
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", "-b", "html",
+                             "-d", str(tmp_path / "doctrees"), str(ROOT / "docs"), str(tmp_path / "html")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not result.stderr.strip(), result.stderr
+    print(f"sphinx-build html: {time.monotonic() - started:.1f} s")
+    html = tmp_path / "html"
+    # The option tables are read from the plugins: a row of each.
+    twistd = (html / "reference" / "twistd.html").read_text()
+    for option in ("--websocket", "--mqtt-host", "--agent-endpoint", "--local-service", "--key-file"):
+        assert option in twistd, option
+    assert "IOT_AGENT_MQTT_HOST" in twistd
+    # The architecture diagram was drawn.
+    assert list((html / "_images").glob("graphviz-*.svg"))

@@ -1,0 +1,127 @@
+"""Every example block of README.md and docs/ checked with Sybil, as written.
+
+* ``toml``: parsed, then passed through the configuration checker of the
+  component it configures (the router's start-time check, or
+  decrypt-search's when its first line is ``# decrypt-search.toml``), in a
+  directory holding what the examples name (``relayrouter pki``'s
+  certificates in ``pki/``, ``relayrouter keys``' key files in ``keys/``),
+  with every environment variable a ``*_env`` key names set;
+* ``python``: run, each block in a fresh namespace (a block a tutorial saves
+  as a file runs as the tutorial's step instead, tests/docs/test_tutorials.py);
+* ``json``: parsed.
+
+Shell steps (``console`` blocks) run in tests/docs/test_tutorials.py.
+"""
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from sybil import Sybil
+from sybil.parsers.markdown import CodeBlockParser
+
+from relayrouter import config as router_config
+from relayrouter import tap as router_tap
+
+from .tutorial import FILE_COMMENT
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = sorted([ROOT / "CHANGELOG.md"] + [p for p in (ROOT / "docs").rglob("*.md") if "_build" not in p.parts])
+
+
+def _file_name(source: str) -> str | None:
+    match = FILE_COMMENT.match(source.split("\n", 1)[0])
+    return match["name"] if match else None
+
+
+def _env_names(value) -> set[str]:
+    """Every environment variable a ``*_env`` key of the TOML names."""
+    if isinstance(value, dict):
+        found = {v for k, v in value.items() if k.endswith("_env") and isinstance(v, str)}
+        return found.union(*(_env_names(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_env_names(v) for v in value))
+    return set()
+
+
+def check_toml(example) -> None:
+    source = example.parsed
+    data = tomllib.loads(source)
+    sandbox: Path = example.namespace["sandbox"]
+    name = _file_name(source) or "router.toml"
+    path = sandbox / name
+    path.write_text(source)
+    for variable in _env_names(data):
+        os.environ.setdefault(variable, secrets.token_urlsafe(48))
+    if name == "decrypt-search.toml":
+        from connectors.decrypt_search import config as ds_config
+
+        ds_config.load(str(path))
+        return
+    options = {"config": str(path), "websocket": [], "rawsocket": [], "realm": [], "state-dir": None,
+               "max-message-size": None}
+    try:
+        router_tap.build_config(options)
+    except router_config.ConfigError as e:
+        raise AssertionError(f"configuration error: {e}") from None
+
+
+def run_python(example) -> None:
+    """In a process of its own (an example may run a reactor), in the sandbox, within a minute."""
+    source = example.parsed
+    if "tutorials" in Path(example.path).parts and _file_name(source):
+        return  # saved and run by the tutorial (test_tutorials.py)
+    sandbox: Path = example.namespace["sandbox"]
+    script = sandbox / f"example_{example.line}.py"
+    script.write_text(source)
+    result = subprocess.run([sys.executable, str(script)], cwd=sandbox, capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert result.returncode == 0, f"{example.path}:{example.line} exited {result.returncode}:\n" \
+                                   f"{result.stdout}{result.stderr}"
+
+
+def check_json(example) -> None:
+    json.loads(example.parsed)
+
+
+SYBIL = Sybil(parsers=[CodeBlockParser("toml", check_toml), CodeBlockParser("python", run_python),
+                       CodeBlockParser("json", check_json)])
+
+
+def _examples() -> list:
+    return [pytest.param(example, id=f"{page.relative_to(ROOT)}:{example.line}")
+            for page in PAGES for example in SYBIL.parse(page).examples()]
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory) -> Path:
+    """The files the examples name, made as the pages say to make them."""
+    home = tmp_path_factory.mktemp("examples")
+    cli = [sys.executable, "-m", "relayrouter.cli"]
+    for args in (["pki", "ca", "--out", "pki/ca"],
+                 ["pki", "server", "--ca", "pki/ca", "--name", "localhost", "--san", "DNS:localhost", "--out",
+                  "pki/server"],
+                 ["pki", "client", "--ca", "pki/ca", "--cn", "device-7", "--out", "pki/device-7"],
+                 ["keys", "new", "--org", "acme", "--out", "keys"]):
+        result = subprocess.run(cli + args, cwd=home, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+    return home
+
+
+@pytest.mark.parametrize("example", _examples())
+def test_example(example, sandbox, monkeypatch):
+    monkeypatch.chdir(sandbox)
+    for name in [n for n in os.environ if n.endswith(("_SECRET", "_TICKET", "_TOKEN"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(os, "environ", os.environ.copy())  # what an example sets stays in it
+    example.namespace["sandbox"] = sandbox
+    example.evaluate()
+
+
+def test_every_page_is_read():
+    assert len(PAGES) > 20 and _examples()
