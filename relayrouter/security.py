@@ -9,7 +9,7 @@ guard; for the HTTP site the ticket and deny-list endpoints.
 
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from .auth.cryptosign import CryptosignAuthenticator
@@ -29,6 +29,8 @@ from .core.revocation import AUTHID, DenyList, DenyListApi, SessionGuard
 from .store.denylist import SqliteDenyListStore
 from .transport.origins import OriginPolicy
 from .transport.tickets import DenyListResource, TicketResource
+
+MISSING_KEYS_CHECK = 1.0  # seconds between looks for JWKS that have no key loaded
 
 log = Logger(namespace="relayrouter")
 
@@ -216,8 +218,21 @@ class Security:
         self._started = True
         for fetched in self.fetched_keys:
             fetched.refresh()
+        # Readiness waits on these keys: fetch missing ones again on our own schedule.
+        self._missing_keys = task.LoopingCall(self.fetch_missing_keys)
+        self._missing_keys.clock = self.reactor
+        self._missing_keys.start(MISSING_KEYS_CHECK, now=False)
+
+    def fetch_missing_keys(self) -> None:
+        """A JWKS that has no key loaded yet is fetched again (FetchedKeys spaces the fetches)."""
+        for fetched in self.fetched_keys:
+            if not fetched.keys:
+                fetched.refresh()
 
     def stop(self) -> None:
+        missing_keys = getattr(self, "_missing_keys", None)
+        if missing_keys is not None and missing_keys.running:
+            missing_keys.stop()
         self.store.close()
 
     # ---------------------------------------------------------------- HTTP

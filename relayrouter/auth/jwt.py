@@ -180,7 +180,13 @@ class FetchedKeys:
     a new one starts at most every ``min_interval`` seconds, so a flood of
     tokens with made-up kids cannot turn into a flood of fetches.  A failed
     fetch keeps the keys we had and is counted in ``refresh_failures``.
+    While no key is loaded at all (the server was down at start), a fetch may
+    start every ``UNLOADED_RETRY`` seconds at most (or ``min_interval``, if
+    shorter): the owner calls :meth:`refresh` on its own schedule then, so
+    readiness does not wait for a client to log in.
     """
+
+    UNLOADED_RETRY = 10.0
 
     def __init__(self, fetch: Callable[[], Any], *, clock: Callable[[], float] = time.monotonic,
                  min_interval: float = 60.0, keys: Iterable[JwtKey] = ()) -> None:
@@ -200,7 +206,8 @@ class FetchedKeys:
         if self._waiters is not None:
             return self._wait()
         now = self.clock()
-        if self._last_fetch is not None and now - self._last_fetch < self.min_interval:
+        interval = self.min_interval if self.keys else min(self.min_interval, self.UNLOADED_RETRY)
+        if self._last_fetch is not None and now - self._last_fetch < interval:
             return None
         self._last_fetch = now
         self._waiters = []

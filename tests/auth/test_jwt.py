@@ -283,3 +283,18 @@ def test_unknown_kid_through_the_session_waits_for_the_refresh(clock):
     assert wire.peer.sent == [] and not wire.peer.closed  # waiting for the keys
     fetch.calls[0].fire({"keys": [rsa_jwk("k1")]})
     assert_welcome(wire.peer.last(), "alice", "user", "jwt")
+
+
+def test_without_any_key_a_fetch_may_start_every_ten_seconds_whatever_min_interval(clock):
+    fetch = FakeFetch()
+    keys = FetchedKeys(fetch, clock=clock, min_interval=3600)
+    keys.refresh()
+    fetch.calls[0].fire(ValueError("connection refused"))  # the JWKS server is down
+    clock.now += 9
+    assert keys.refresh() is None and len(fetch.calls) == 1
+    clock.now += 1
+    keys.refresh()
+    assert len(fetch.calls) == 2
+    fetch.calls[1].fire({"keys": [rsa_jwk("k1")]})
+    clock.now += 10  # loaded: min_interval applies again
+    assert keys.refresh() is None and len(fetch.calls) == 2

@@ -10,7 +10,7 @@ import jwt as pyjwt
 import pytest
 import pytest_twisted
 from cryptography.hazmat.primitives.asymmetric import rsa
-from twisted.internet import defer, endpoints, reactor
+from twisted.internet import defer, endpoints, reactor, task
 from twisted.web import resource, server
 
 from ..refusals import assert_refused
@@ -180,5 +180,32 @@ def test_a_failing_or_vanished_server_keeps_the_keys_already_fetched(jwks_server
         yield jwks_server.up()
         client = yield join(running, "k2", sub="device-9")
         assert client.details.authid == "device-9"
+    finally:
+        yield stop(running)
+
+
+@pytest_twisted.inlineCallbacks
+def test_ready_recovers_on_its_own_when_the_jwks_server_comes_back(jwks_server, tmp_path):
+    """A load balancer waits on /ready: the router fetches keys it could not load on its
+    own schedule, not only when a client happens to log in."""
+    import treq
+
+    yield jwks_server.down()
+    running = yield router_for(jwks_server, tmp_path, ALWAYS)
+    try:
+        response = yield treq.get(running.http_url + "/ready")
+        body = yield response.json()
+        assert response.code == 503 and any("JWKS keys are not loaded yet" in p for p in body["problems"])
+        yield jwks_server.up()  # same port; no client logs in from here on
+
+        deadline = reactor.seconds() + 20
+        while True:
+            response = yield treq.get(running.http_url + "/ready")
+            yield response.content()
+            if response.code == 200:
+                break
+            assert reactor.seconds() < deadline, "/ready stayed 503 after the JWKS server came back"
+            yield task.deferLater(reactor, 0.1, lambda: None)
+        assert jwks_server.jwks.requests == 1
     finally:
         yield stop(running)
