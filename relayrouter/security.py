@@ -82,6 +82,9 @@ class Security:
         self.admin = CurrentAdmin(_admin_policy(revocation))
         self.denylist_api = DenyListApi(self.guard, self.admin, revocation.default_ttl)
         self.jwt_by_realm: dict[str, JwtAuthenticator] = {}
+        # The relay's realm ([relay]): its JWTs are relay tokens, which need no sub (relay/tokens.py).
+        relay = getattr(config, "relay", None)
+        self.relay_realm: str | None = relay.realm if relay is not None else None
         self.tickets_by_realm: dict[str, OneTimeTickets] = {}
         self.shared_tickets = None  # the cluster's tickets ([cluster]): every vault's, see share_tickets
         self.fetched_keys: list[FetchedKeys] = []
@@ -199,6 +202,11 @@ class Security:
     def _jwt(self, realm: str, jwt: JwtConfig, authmethod: str) -> JwtAuthenticator:
         existing = self.jwt_by_realm.get(realm)
         keys = existing.keys if existing is not None else self._keys(jwt)
+        if realm == self.relay_realm:
+            from .relay.tokens import RelayTokenChecker
+
+            return RelayTokenChecker(keys, jwt.policy, self.reactor.seconds, authmethod=authmethod,
+                                     authprovider="jwt")
         return JwtAuthenticator(keys, jwt.policy, authmethod=authmethod, clock=self.reactor.seconds)
 
     def _keys(self, jwt: JwtConfig):

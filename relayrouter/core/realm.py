@@ -58,6 +58,9 @@ class Realm:
             authenticators if authenticators is not None
             else {"anonymous": AnonymousAuthenticator()})
         self.authorizer = authorizer or AllowAll()
+        # A feature's ceiling on some sessions, whatever the roles say (the relay's tokens,
+        # relay/scope.py): authorize() and forget() like an authorizer's; None: no ceiling.
+        self.confinement = None
         self.policy = policy or RealmPolicy()
         # Procedures the router answers itself (meta API, deny list, ...): features add
         # theirs with procedures.add(uri, handler); see core/procedures.py.
@@ -124,6 +127,8 @@ class Realm:
             if self.pairs is not None:
                 self.pairs.left(session)
         self.authorizer.forget(session)
+        if self.confinement is not None:
+            self.confinement.forget(session)
 
     # ----------------------------------------------------------- authorization
 
@@ -134,6 +139,10 @@ class Realm:
             verdict = self.pairs.authorize(session, action, uri, match)
             if verdict is not NOT_MINE:
                 return verdict
+        if self.confinement is not None:
+            refusal = self.confinement.authorize(session, action, uri, match)
+            if refusal is not None:
+                return refusal
         return self.authorizer.authorize(session, action, uri, match)
 
     def may_disclose_caller(self, session, uri: str | None = None) -> bool:

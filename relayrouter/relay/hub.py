@@ -12,7 +12,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.wamp import message as m
@@ -20,7 +20,6 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from ..auth.jwt import JwtAuthenticator
 from ..auth.onetime import Grant, OneTimeTickets
 from ..core import errors
 from ..core.auth import Accept, Deny
@@ -33,13 +32,13 @@ from .access import BidsResource, PrefixResource, StatusResource, _scopes
 from .config import RelayConfig
 from .raw import RawRelayFactory
 from .stats import Direction, iso, iso_seconds
+from .scope import RelayScope
+from .tokens import BID, BOOKING_ID, RelayTokenChecker
 
 log = Logger(namespace="relayrouter.relay")
 
 STATS_TOPIC = "relayrouter.stats"
 STATS_GET = "relayrouter.stats.get"
-BID = "bid"
-BOOKING_ID = "booking_id"  # the seed's claim name for the booking id
 MONITOR_AUTHID = "relayrouter-relay-monitor"
 MIN_PUBLISH_INTERVAL = 1.0  # on-request stats publications, at most one per second
 
@@ -64,40 +63,6 @@ class RawGrant:
         return "write" in self.scopes
 
 
-class ClaimsChecker(JwtAuthenticator):
-    """The relay realm's JWT checks, for tokens that need not carry a ``sub``
-    (the seed's tokens have ``topic``, ``prefix``, ``scopes``, ``booking_id``)."""
-
-    def __init__(self, keys, policy, clock, authrole: str | None) -> None:
-        super().__init__(keys, policy, authmethod="ticket", clock=clock, authprovider="relay")
-        self.fixed_role = authrole
-
-    def _accept(self, claims: dict) -> Accept | Deny:
-        claims = _with_bid(claims)
-        bid = claims.get(BID)
-        authid = claims.get(self.policy.authid_claim)
-        if not isinstance(authid, str) or not authid:
-            authid = bid if isinstance(bid, str) and bid else f"relay:{claims.get('prefix')}/{claims.get('topic')}"
-        authrole = self.fixed_role
-        if authrole is None and self.policy.authrole_claim:
-            authrole = claims.get(self.policy.authrole_claim)
-        if not isinstance(authrole, str) or not authrole:
-            authrole = self.policy.authrole or "relay"
-        exp = claims.get("exp")
-        return Accept(authid, authrole, "ticket", authprovider="relay", permissions=claims,
-                      expires_at=float(exp) if exp is not None else None)
-
-
-def _with_bid(claims: Mapping) -> dict:
-    """The claims with ``bid`` and ``booking_id`` both set when either is."""
-    out = dict(claims)
-    bid = out.get(BID) or out.get(BOOKING_ID)
-    if isinstance(bid, str) and bid:
-        out.setdefault(BID, bid)
-        out.setdefault(BOOKING_ID, bid)
-    return out
-
-
 class Relay:
     def __init__(self, config: RelayConfig, router, security, limits, clock) -> None:
         self.config = config
@@ -105,6 +70,7 @@ class Relay:
         self.security = security
         self.clock = clock
         self.realm = router.realms[config.realm]
+        self.realm.confinement = RelayScope(config, security.admin)  # a token's claims are its ceiling
         self.codes = OneTimeTickets(clock.seconds, lifetime=config.code_lifetime)
         security.guard.revocation_listeners.append(self._void_codes)
         self.peers: dict = {}  # RawPeer -> None, in connection order
@@ -149,12 +115,12 @@ class Relay:
             return defer.succeed(Deny(f"realm '{self.config.realm}' no longer takes JWTs"))
         return defer.maybeDeferred(checker.check, token)
 
-    def checker(self) -> ClaimsChecker | None:
+    def checker(self) -> RelayTokenChecker | None:
         """The realm's current JWT keys and policy (a configuration reload may change them)."""
         jwt = self.security.jwt_by_realm.get(self.config.realm)
         if jwt is None:
             return None
-        return ClaimsChecker(jwt.keys, jwt.policy, self.clock.seconds, self.config.authrole)
+        return RelayTokenChecker(jwt.keys, jwt.policy, self.clock.seconds, authrole=self.config.authrole)
 
     def mint_code(self, prefix: str, topic: str, accept: Accept) -> str:
         claims = accept.permissions

@@ -119,7 +119,7 @@ def test_relay_keeps_working_across_a_roles_reload(monkeypatch, tmp_path):
         report = service.reload("test")
         assert "realm lab: roles applied" in " ".join(report["changed"]), report
         watcher = yield connect_ws(router, realm="lab", authmethods=["ticket"],
-                                   ticket=practable_token(sub="dash"))
+                                   ticket=practable_token(sub="dash", scopes=("relay:stats",)))
         got = defer.Deferred()
         yield watcher.subscribe(lambda report: got.called or got.callback(report), "relayrouter.stats")
         writer = yield connect_topic(router, topic="locked")

@@ -21,7 +21,7 @@ def router(monkeypatch, tmp_path):
 def test_stats_figures_match_the_traffic(router):
     writer = yield connect_topic(router, scopes=("write",), booking_id="w")
     reader = yield connect_topic(router, scopes=("read",), booking_id="r")
-    wamp = yield connect_ws(router, realm="lab", authmethods=["ticket"], ticket=practable_token(sub="svc"))
+    wamp = yield connect_ws(router, realm="lab", authmethods=["ticket"], ticket=practable_token(sub="svc", scopes=("write", "relay:stats")))
     sizes = [10, 200, 3000, 40000]
     for n in sizes:
         writer.send_binary(b"x" * n)
@@ -44,7 +44,7 @@ def test_stats_figures_match_the_traffic(router):
 
 @pytest_twisted.inlineCallbacks
 def test_stats_topic_every_interval_and_on_request(router):
-    wamp = yield connect_ws(router, realm="lab", authmethods=["ticket"], ticket=practable_token(sub="dash"))
+    wamp = yield connect_ws(router, realm="lab", authmethods=["ticket"], ticket=practable_token(sub="dash", scopes=("relay:stats",)))
     reports = []
     first = defer.Deferred()
 
