@@ -21,20 +21,30 @@ token bucket, each refilled as time passes:
 
 A success costs nothing, and an attempt refused by a limit spends nothing
 (hammering a locked account neither prolongs its lock nor brings the address
-nearer its ceiling).  So a successful login is refused only when its own
-``(address, authid)`` budget is spent, or while the address's ceiling is
-spent and the authid has not logged in from there lately.
+nearer its ceiling).  So a correct *guessable* secret (a static ticket,
+WAMP-CRA) is refused only when its own ``(address, authid)`` budget is
+spent, or while the address's ceiling is spent and the authid has not logged
+in from there lately.
 
-The authid is the one in HELLO; without one, the subject a JWT credential
-claims (read without verifying it: it only picks the bucket; a forged
-subject just lands in another bucket and spends the address's ceiling), and
-otherwise ``""``, shared by the credentials that name nobody.  Anonymous
-logins are passed through: there is nothing to guess.  Buckets that
-have refilled are forgotten, so memory follows the failing clients;
-``max_entries`` bounds each table (the oldest entries go first).
+Credentials that cannot be guessed (a JWT whose signature and claims are
+valid, a cryptosign signature, a TLS client certificate, a one-time ticket:
+:func:`unguessable`) are never refused because of failures, theirs or
+anybody else's: an attempt over a limit is still checked, and only let in if
+it is one of those; anything else gets the limit's refusal, the same answer
+whether its secret was right or wrong (so the limit is no oracle).
+
+The authid is the one in HELLO; without one, the identity a JWT credential
+claims (read without verifying it: it only picks the bucket): its ``sub``,
+else its booking id, else its ``prefix``/``topic``, else a hash of the token,
+so tokens that name nobody do not share one bucket; otherwise ``""``, shared
+by the credentials that name nobody.  Anonymous logins are passed through:
+there is nothing to guess.  Buckets that have refilled are forgotten, so
+memory follows the failing clients; ``max_entries`` bounds each table (the
+oldest entries go first).
 """
 
 import base64
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -141,15 +151,40 @@ class FailureLimiter:
 
     def check(self, address: str, authid: str) -> Refusal | None:
         """Whether an attempt may have its credentials checked; a Refusal (counted) if not."""
+        refusal = self.peek(address, authid)
+        if refusal is not None:
+            self.refusing(refusal)
+        return refusal
+
+    def peek(self, address: str, authid: str) -> Refusal | None:
+        """The Refusal an attempt would get now, not counted (see :meth:`settle`)."""
         wait = self.pairs.wait((address, authid))
         if wait is not None:
-            self.counters["refused_authid"] += 1
             return Refusal(BY_AUTHID, wait)
         wait = self.addresses.wait(address)
         if wait is not None and not self._logged_in_lately(address, authid):
-            self.counters["refused_address"] += 1
             return Refusal(BY_ADDRESS, wait)
         return None
+
+    def refusing(self, refusal: Refusal) -> None:
+        self.counters["refused_authid" if refusal.by == BY_AUTHID else "refused_address"] += 1
+
+    def settle(self, address: str, authid: str, refusal: Refusal | None, decision: Any) -> Any:
+        """The answer to an attempt that :meth:`peek` gave ``refusal`` and the
+        authenticator ``decision`` (Accept or Deny): an unguessable Accept
+        always stands; else a refusal (counted, nothing spent), else the
+        decision, counted as a failure or a success."""
+        if isinstance(decision, Accept) and unguessable(decision):
+            self.succeeded(address, authid)
+            return decision
+        if refusal is not None:
+            self.refusing(refusal)
+            return refusal
+        if isinstance(decision, Accept):
+            self.succeeded(address, authid)
+        elif isinstance(decision, Deny):
+            self.failed(address, authid)
+        return decision
 
     def failed(self, address: str, authid: str) -> None:
         self.counters["failures"] += 1
@@ -177,29 +212,48 @@ def address_of(peer: str) -> str:
 
 
 _MAX_TOKEN = 16384
+# Credentials no one can guess: a valid one is never refused by a limit.
+UNGUESSABLE_METHODS = frozenset({"jwt", "cryptosign", "tls"})
+UNGUESSABLE_PROVIDERS = frozenset({"jwt", "relay", "one-time-ticket"})  # authmethod ticket
+
+
+def unguessable(accept: Accept) -> bool:
+    """Whether an Accept was earned with a credential that cannot be guessed
+    (a verified signature or certificate, or a 256-bit one-time ticket)."""
+    return accept.authmethod in UNGUESSABLE_METHODS or accept.authprovider in UNGUESSABLE_PROVIDERS
 
 
 def claimed_authid(credential: Any) -> str:
-    """The subject a JWT credential claims, unverified (it only picks a budget), or ""."""
+    """The identity a JWT credential claims, unverified (it only picks a budget):
+    its ``sub``, else ``booking:<booking_id or bid>``, else ``topic:<prefix>/<topic>``,
+    else ``token:<hash>``; "" for anything that is not a JWT."""
     if type(credential) is not str or len(credential) > _MAX_TOKEN or credential.count(".") != 2:
         return ""
     body = credential.split(".")[1]
     try:
         claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     except ValueError:
-        return ""
-    sub = claims.get("sub") if type(claims) is dict else None
-    return sub if type(sub) is str else ""
+        claims = None
+    claims = claims if type(claims) is dict else {}
+    sub, bid, topic = claims.get("sub"), claims.get("booking_id") or claims.get("bid"), claims.get("topic")
+    if type(sub) is str and sub:
+        return sub
+    if type(bid) is str and bid:
+        return f"booking:{bid}"
+    if type(topic) is str and topic:
+        return f"topic:{claims.get('prefix')}/{topic}"
+    return "token:" + hashlib.sha256(credential.encode("utf8", "replace")).hexdigest()[:32]
 
 
 class RateLimited:
     """Wraps an authenticator: refuses attempts over a budget, counts its decisions.
 
-    With an authid in HELLO the budgets are checked first.  Without one the
-    key is known only from the credential: a Challenge goes out unchecked and
-    the AUTHENTICATE that answers it is checked; a decision made on the HELLO
-    alone (TLS, a ticket in the URL) is checked under ``""`` before it is
-    returned.
+    The budget's key is HELLO's authid, else the identity the credential
+    claims (:func:`claimed_authid`; ``""`` when there is none).  WAMP-CRA
+    (guessable only) is refused at HELLO when over a budget; every other
+    method's attempt is decided by :meth:`FailureLimiter.settle`, so a valid
+    unguessable credential gets in whatever the budgets say.  A Challenge goes
+    out unchecked: the AUTHENTICATE that answers it is settled.
     """
 
     def __init__(self, inner, limiter: FailureLimiter) -> None:
@@ -211,36 +265,24 @@ class RateLimited:
         if self.authmethod == "anonymous":  # nothing to guess, nothing to limit
             return self.inner.hello(request)
         address = address_of(request.transport.peer)
-        if request.authid:
-            refusal = self.limiter.check(address, request.authid)
-            if refusal is not None:
-                return Deny(refusal.message)
-            return self._counted(address, request.authid, self.inner.hello(request))
-        return self._unnamed(address, self.inner.hello(request))
+        token = request.authextra.get("token") if self.authmethod == "jwt" else None
+        authid = request.authid or claimed_authid(token)
+        refusal = self.limiter.peek(address, authid)
+        if refusal is not None and self.authmethod == "wampcra":
+            self.limiter.refusing(refusal)
+            return Deny(refusal.message)
+        return self._settled(address, authid, refusal, self.inner.hello(request))
 
     def authenticate(self, request: JoinRequest, state, signature: str, extra: dict) -> Any:
         address = address_of(request.transport.peer)
         authid = request.authid or claimed_authid(signature)
-        refusal = self.limiter.check(address, authid)
-        if refusal is not None:
-            return Deny(refusal.message)
-        return self._counted(address, authid, self.inner.authenticate(request, state, signature, extra))
+        refusal = self.limiter.peek(address, authid)
+        return self._settled(address, authid, refusal, self.inner.authenticate(request, state, signature, extra))
 
-    def _unnamed(self, address: str, decision: Any) -> Any:
+    def _settled(self, address: str, authid: str, refusal: Refusal | None, decision: Any) -> Any:
         if hasattr(decision, "addBoth"):
-            return decision.addBoth(lambda d: self._unnamed(address, d))
+            return decision.addBoth(lambda d: self._settled(address, authid, refusal, d))
         if isinstance(decision, Challenge):
             return decision
-        refusal = self.limiter.check(address, "")
-        if refusal is not None:
-            return Deny(refusal.message)
-        return self._counted(address, "", decision)
-
-    def _counted(self, address: str, authid: str, decision: Any) -> Any:
-        if hasattr(decision, "addBoth"):
-            return decision.addBoth(lambda d: self._counted(address, authid, d))
-        if isinstance(decision, Deny):
-            self.limiter.failed(address, authid)
-        elif isinstance(decision, Accept):
-            self.limiter.succeeded(address, authid)
-        return decision
+        outcome = self.limiter.settle(address, authid, refusal, decision)
+        return Deny(outcome.message) if isinstance(outcome, Refusal) else outcome

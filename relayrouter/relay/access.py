@@ -17,9 +17,8 @@ from twisted.web import server
 from twisted.web.pages import notFound
 from twisted.web.resource import Resource
 
-from ..auth.ratelimit import address_of, claimed_authid
 from ..core import errors
-from ..transport.tickets import HttpRefusal, _arg, _client, _header, _JsonResource, _json
+from ..transport.tickets import HttpRefusal, _arg, _header, _JsonResource, _json, limited_token_check
 
 NO_CONTENT = object()  # a handler's answer for 204
 
@@ -39,21 +38,11 @@ class _RelayResource(_JsonResource):
     @defer.inlineCallbacks
     def _claims(self, request) -> Any:
         """The verified claims of the request's token (``Authorization: <JWT>`` or ``Bearer <JWT>``)."""
-        address = address_of(_client(request))
-        limiter = self.security.limiter
         token = _token(request)
-        authid = claimed_authid(token)
-        refusal = limiter.check(address, authid)
-        if refusal is not None:
-            raise HttpRefusal(429, errors.AUTHENTICATION_FAILED, refusal.message)
         if token is None:
             raise HttpRefusal(401, errors.AUTHENTICATION_FAILED, "send the token as Authorization: <JWT>")
-        decision = yield self.relay.check_token(token)
-        if not getattr(decision, "authid", None):
-            limiter.failed(address, authid)
-            raise HttpRefusal(401, errors.AUTHENTICATION_FAILED,
-                              getattr(decision, "message", "token refused"))
-        limiter.succeeded(address, authid)
+        decision = yield limited_token_check(self.security.limiter, request, token,
+                                             lambda: self.relay.check_token(token))
         return decision
 
     @defer.inlineCallbacks

@@ -30,8 +30,9 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from ..auth.onetime import Grant, TooManyTickets
-from ..auth.ratelimit import address_of, claimed_authid
+from ..auth.ratelimit import Refusal, address_of, claimed_authid
 from ..core import errors
+from ..core.auth import Accept
 from ..core.procedures import ProcedureError
 from ..httpinput import BadInput, arg, header, json_object, string_field
 from .http import BODY_TOO_LARGE
@@ -105,24 +106,31 @@ class _JsonResource(Resource):
     @defer.inlineCallbacks
     def _bearer_accept(self, request, realm: str):
         """The Accept for the request's bearer JWT on ``realm``, or an HttpRefusal."""
-        address = address_of(_client(request))
-        limiter = self.security.limiter
         token = _bearer(request)
-        authid = claimed_authid(token)
-        refusal = limiter.check(address, authid)
-        if refusal is not None:
-            raise HttpRefusal(429, errors.AUTHENTICATION_FAILED, refusal.message)
         if token is None:
             request.setHeader(b"www-authenticate", b'Bearer realm="relayrouter"')
             raise HttpRefusal(401, errors.AUTHENTICATION_FAILED, "send Authorization: Bearer <JWT>")
-        decision = yield self.security.check_jwt(realm, token)
-        if not getattr(decision, "authid", None):
-            limiter.failed(address, authid)
-            raise HttpRefusal(401, errors.AUTHENTICATION_FAILED, getattr(decision, "message", "token refused"))
-        limiter.succeeded(address, authid)
+        decision = yield limited_token_check(self.security.limiter, request, token,
+                                             lambda: self.security.check_jwt(realm, token))
         if self.security.denylist.match(decision.authid, decision.permissions) is not None:
             raise HttpRefusal(403, errors.NOT_AUTHORIZED, "this token has been revoked")
         return decision
+
+
+@defer.inlineCallbacks
+def limited_token_check(limiter, request, token: str, check):
+    """The Accept for ``token`` (``check()``: a Deferred of Accept or Deny) under the
+    failed-login limits: a valid token always; else HttpRefusal 429 over a limit, 401."""
+    address = address_of(_client(request))
+    authid = claimed_authid(token)
+    refusal = limiter.peek(address, authid)
+    decision = yield check()
+    outcome = limiter.settle(address, authid, refusal, decision)
+    if isinstance(outcome, Refusal):
+        raise HttpRefusal(429, errors.AUTHENTICATION_FAILED, outcome.message)
+    if not isinstance(outcome, Accept):
+        raise HttpRefusal(401, errors.AUTHENTICATION_FAILED, getattr(decision, "message", "token refused"))
+    return outcome
 
 
 class TicketResource(_JsonResource):

@@ -67,7 +67,7 @@ def test_one_user_failing_50_times_locks_out_only_that_user():
     assert aborted(lab.login(unlucky, USERS[unlucky]), AUTHID_REFUSAL + " 1 s")
     lab.clock.advance(0.2)
     assert welcomed(lab.login(unlucky, USERS[unlucky]), unlucky)
-    # ... and refusals spent nothing: 10 failures, the rest refused unchecked.
+    # ... and refusals spent nothing: 10 failures, the rest refused (right or wrong, the same answer).
     assert lab.limiter.counters == {"failures": 10, "refused_authid": 42, "refused_address": 0, "successes": 30}
 
 
@@ -146,13 +146,27 @@ def jwt_like(payload: str) -> str:
     return f"eyJhbGciOiJIUzI1NiJ9.{body}.c2ln"
 
 
+def token_hash(credential: str) -> str:
+    import hashlib
+
+    return "token:" + hashlib.sha256(credential.encode()).hexdigest()[:32]
+
+
 @pytest.mark.parametrize("credential, authid", [
     (jwt_like('{"sub": "device-7", "aud": "x"}'), "device-7"),
-    (jwt_like('{"sub": 7}'), ""), (jwt_like("[1]"), ""), (jwt_like("not json"), ""),
+    (jwt_like('{"booking_id": "bk-1", "topic": "pend00"}'), "booking:bk-1"),
+    (jwt_like('{"bid": "bk-2"}'), "booking:bk-2"),
+    (jwt_like('{"prefix": "session", "topic": "pend00"}'), "topic:session/pend00"),
     ("a.b", ""), ("rrt_opaque-ticket", ""), (None, ""), ("x." + "a" * 20000 + ".y", ""),
 ])
 def test_the_authid_a_credential_claims(credential, authid):
     assert claimed_authid(credential) == authid
+
+
+@pytest.mark.parametrize("payload", ['{"sub": 7}', "[1]", "not json", "{}"])
+def test_a_jwt_that_names_nobody_is_counted_by_its_hash_not_one_shared_identity(payload):
+    credential = jwt_like(payload)
+    assert claimed_authid(credential) == token_hash(credential)
 
 
 def test_without_an_authid_in_hello_the_jwt_subject_picks_the_budget():
@@ -229,3 +243,38 @@ def test_reload_caps_spent_buckets_and_changes_the_rate():
     assert refusal is not None and round(refusal.retry_after) == 10  # the new rate: one token per 10 s
     now[0] += 10
     assert limiter.check("tcp4:10.0.0.1", "alice") is None
+
+
+class Signed:
+    """An authenticator of unguessable credentials (cryptosign-like): the right answer is 'signed'."""
+
+    authmethod = "cryptosign"
+
+    def hello(self, request):
+        from relayrouter.core.auth import Challenge
+        return Challenge("cryptosign", {}, state=request.authid)
+
+    def authenticate(self, request, state, signature, extra):
+        from relayrouter.core.auth import Accept, Deny
+        return Accept(state, "device", "cryptosign") if signature == "signed" else Deny("bad signature")
+
+
+@pytest.mark.parametrize("wrong_by", ["the same authid", "many authids"])
+def test_a_valid_unguessable_credential_is_never_refused_by_the_limits(wrong_by):
+    clock = FakeClock(0.0)
+    limiter = FailureLimiter(clock, FailureLimits(burst=3, address_burst=5))
+    router = make_router(clock=clock)
+    router.realms["realm1"].authenticators = {"cryptosign": RateLimited(Signed(), limiter)}
+
+    def login(authid, signature):
+        peer = connect(router, TransportInfo(peer=f"{LAB}:1"))
+        peer.receive([1, "realm1", {"roles": ALL_ROLES, "authmethods": ["cryptosign"], "authid": authid}])
+        if isinstance(peer.last(), m.Challenge):
+            peer.receive([5, signature, {}])
+        return peer.last()
+
+    for i in range(10):
+        login("device-1" if wrong_by == "the same authid" else f"device-{i + 10}", "forged")
+    refusal = AUTHID_REFUSAL if wrong_by == "the same authid" else ADDRESS_REFUSAL
+    assert aborted(login("device-1" if wrong_by == "the same authid" else "device-99", "forged"), refusal)
+    assert welcomed(login("device-1", "signed"), "device-1")  # someone else's failures cost it nothing

@@ -115,7 +115,8 @@ def test_500_attempts_across_random_authids_hit_the_per_address_ceiling(lab):
 
 @pytest_twisted.inlineCallbacks
 def test_http_tokens_are_limited_by_the_subject_they_claim(monkeypatch, tmp_path):
-    """POST /ticket: bad JWTs claiming one subject refuse that subject (429), not the others."""
+    """POST /ticket: bad JWTs claiming one subject refuse those bad JWTs (429), not the
+    subject's valid token, nor the others."""
     from ..security_support import HS_SECRET, ISSUER, http, token
 
     monkeypatch.setenv("JWT_SECRET", HS_SECRET)
@@ -133,7 +134,10 @@ def test_http_tokens_are_limited_by_the_subject_they_claim(monkeypatch, tmp_path
             codes.append((code, body["message"]))
         assert [c for c, _ in codes] == [401, 401, 401, 429, 429]
         assert codes[3][1].startswith(AUTHID_REFUSAL), codes[3]
-        code, _, body = yield http("POST", url, bearer=token(sub="device-1"))  # right token, same subject
+        # A valid token cannot be guessed: never refused because forgeries claimed its subject.
+        code, _, body = yield http("POST", url, bearer=token(sub="device-1"))
+        assert code == 200 and body["ticket"].startswith("rrt_"), body
+        code, _, body = yield http("POST", url, bearer=forged)  # the forgeries are still refused
         assert (code, body["message"][:len(AUTHID_REFUSAL)]) == (429, AUTHID_REFUSAL)
         code, _, body = yield http("POST", url, bearer=token(sub="device-2"))  # same address, other subject
         assert code == 200 and body["ticket"].startswith("rrt_")
@@ -143,7 +147,8 @@ def test_http_tokens_are_limited_by_the_subject_they_claim(monkeypatch, tmp_path
 
 @pytest_twisted.inlineCallbacks
 def test_jwt_tickets_without_an_authid_are_limited_by_their_subject(monkeypatch, tmp_path):
-    """Clients that send a JWT as ticket and no authid in HELLO: the token's sub picks the budget."""
+    """Clients that send a JWT as ticket and no authid in HELLO: the token's sub picks the budget
+    of the bad tokens; a valid token gets in whatever that budget says."""
     from relayrouter.auth.jwt import BAD_SIGNATURE
 
     from ..security_support import HS_SECRET, ISSUER, token
@@ -161,6 +166,8 @@ def test_jwt_tickets_without_an_authid_are_limited_by_their_subject(monkeypatch,
         assert all(refused_with(o, BAD_SIGNATURE) for o in outcomes[:10]), outcomes[:10]
         assert all(refused_with(o, AUTHID_REFUSAL) for o in outcomes[10:]), outcomes[10:]
         outcome = yield attempt(running, None, token(sub="device-1"))  # a good token, same subject
+        assert outcome == ("joined", "device-1")  # a valid signed token is never refused by the limit
+        outcome = yield attempt(running, None, forged)
         assert refused_with(outcome, AUTHID_REFUSAL), outcome
         outcome = yield attempt(running, None, token(sub="device-2"))  # same address, other subject
         assert outcome == ("joined", "device-2")
