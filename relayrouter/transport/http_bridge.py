@@ -74,11 +74,13 @@ class BridgePeer:
     def __init__(self) -> None:
         self.waiting: dict[int, defer.Deferred] = {}
         self.closed = False
+        self.leaving = False  # we said GOODBYE: the router's GOODBYE is its reply
         self.session = None
 
     def send(self, message: m.Message) -> None:
         if isinstance(message, m.Goodbye):
-            self.session.receive_message(m.Goodbye(errors.CLOSE_GOODBYE_AND_OUT))
+            if not self.leaving:  # the router ends the session (revoked, kicked): answer it
+                self.session.receive_message(m.Goodbye(errors.CLOSE_GOODBYE_AND_OUT))
             self.close()
             return
         request = getattr(message, "request", None)
@@ -127,6 +129,7 @@ class BridgeSession:
 
     def leave(self) -> None:
         if self.alive:
+            self.peer.leaving = True
             self.session.receive_message(m.Goodbye(errors.CLOSE_NORMAL))
         self.peer.close()
 
