@@ -4,7 +4,8 @@ Every answer is JSON.  Errors are ``{"error": "<slug>", "message": "<what to
 do about it>"}`` with the status that fits (:func:`json_error`); a resource
 raises :class:`HttpError` (or returns a Deferred that fails with one) and
 :class:`JsonResource` renders it.  Unknown paths get a JSON 404 and wrong
-methods a JSON 405 with ``Allow``, never twisted.web's HTML pages.  What a
+methods a JSON 405 with ``Allow`` (:class:`ConnectorRequest`, the router's
+answer with our slug, for every resource), never twisted.web's HTML pages.  What a
 resource reads it reads with :mod:`relayrouter.httpinput` (bounded JSON,
 UTF-8 headers and parameters, numbers in range); its ``BadInput`` is
 answered like an HttpError, with its own status (400, 413, 415).
@@ -18,6 +19,7 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 from relayrouter import httpinput
+from relayrouter.transport.http import JsonMethodsRequest, method_not_allowed
 
 log = Logger()
 
@@ -60,9 +62,9 @@ class JsonResource(resource.Resource):
         if handler is None and method == "HEAD":
             handler = getattr(self, "render_GET", None)
         if handler is None:
-            allowed = sorted(m[len("render_"):] for m in dir(self) if m.startswith("render_") and m != "render_HEAD")
-            request.setHeader(b"allow", ", ".join(allowed).encode())
-            return json_error(request, 405, f"{method} is not allowed here; use {' or '.join(allowed)}")
+            allowed = [m[len("render_"):] for m in dir(self) if m.startswith("render_")]
+            allowed += ["HEAD"] if "GET" in allowed else []
+            return method_not_allowed(request, allowed, SLUGS[405])
         d = defer.maybeDeferred(handler, request)
         d.addCallbacks(self._answer, self._refuse, (request,), None, (request,), None)
         d.addErrback(log.failure, "answering {uri}", uri=request.uri)
@@ -130,6 +132,13 @@ read_body = httpinput.read_body
 json_body = httpinput.json_body
 
 
+class ConnectorRequest(JsonMethodsRequest):
+    """A method a resource does not serve: 405, ``Allow``, JSON (the router's, with our slug)."""
+
+    method_not_allowed = SLUGS[405]
+    not_found = SLUGS[404]
+
+
 class HttpService(service_module.Service):
     """Serves ``root`` on a Twisted endpoint string (``tcp:8081:interface=127.0.0.1``)
     and logs the address it got (so ``tcp:0`` can be found)."""
@@ -142,6 +151,7 @@ class HttpService(service_module.Service):
         self.description = description
         self.reactor = reactor
         self.site = server.Site(root)
+        self.site.requestFactory = ConnectorRequest
         self.site.log = lambda request: None  # no access log: agents post often, the status says enough
         self.name_for_log = name
         self.port = None

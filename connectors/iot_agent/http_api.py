@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 from relayrouter import httpinput
+from relayrouter.transport.http import method_not_allowed
 
 from connectors.common import HttpError, JsonResource, StatusResource, json_error, json_response, read_body
 
@@ -98,8 +99,7 @@ class ApiResource(JsonResource):
                 return server.NOT_DONE_YET
             allowed.append(route_method)
         if allowed:
-            request.setHeader(b"allow", ", ".join(allowed).encode())
-            return json_error(request, 405, f"{method} is not allowed here; use {' or '.join(allowed)}")
+            return method_not_allowed(request, allowed, "method_not_allowed")
         return json_error(request, 404, f"no resource at {path}")
 
     # ----------------------------------------------------------- helpers

@@ -18,6 +18,14 @@ shape gives a function of the message that returns the body instead),
 client still sends is read and thrown away (a client told at once stops
 sending), up to ``DISCARD_BYTES`` or ``DISCARD_SECONDS``, then the
 connection is closed: closing at once could lose the answer to a TCP reset.
+
+Methods
+-------
+A method the resource does not serve is a 405 with ``Allow`` and a JSON body
+``{"error": "relayrouter.error.method_not_allowed", "message": ...}``, for any
+method (:class:`JsonMethodsRequest`; twisted.web says 501 in HTML for
+methods other than GET, HEAD and POST).  The connectors' sites use the same
+request class with their own error slugs.
 """
 
 import json
@@ -25,7 +33,8 @@ from urllib.parse import parse_qs
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.logger import Logger
-from twisted.web.resource import Resource
+from twisted.web.error import UnsupportedMethod
+from twisted.web.resource import Resource, _computeAllowedMethods
 from twisted.web.server import Request, Site
 
 log = Logger(namespace="relayrouter.http")
@@ -45,7 +54,76 @@ def _access_line(timestamp: str, request) -> str:
     return f'{client} - - [{timestamp}] "{request.method.decode("ascii", "replace")} {path}" {request.code}'
 
 
-class BoundedRequest(Request):
+class JsonMethodsRequest(Request):
+    """A request whose resource does not serve its method gets 405 with
+    ``Allow`` and a JSON body, whatever the method: twisted.web answers 501
+    with an HTML page for methods other than GET, HEAD and POST, and fails
+    (a 500) on HEAD where a resource serves no GET."""
+
+    method_not_allowed = "relayrouter.error.method_not_allowed"  # the answers' "error"
+    not_found = "relayrouter.error.not_found"
+
+    def render(self, resrc):
+        super().render(_MethodsServed(resrc))
+
+
+class _MethodsServed:
+    """A resource as a request renders it: an UnsupportedMethod becomes the 405 answer."""
+
+    def __init__(self, resource) -> None:
+        self.resource = resource
+
+    def render(self, request):
+        resource = self.resource
+        if isinstance(resource, WebSocketResource) and request.method != b"GET":
+            # Autobahn would answer 405 without Allow, in HTML (HEAD too: no GET to fake it with).
+            return method_not_allowed(request, [b"GET"], request.method_not_allowed)
+        try:
+            if request.method == b"HEAD" and _serves_no_get(resource):
+                raise UnsupportedMethod(_computeAllowedMethods(resource))
+            return resource.render(request)
+        except UnsupportedMethod as e:
+            if request.method == b"HEAD" and b"GET" in e.allowedMethods:
+                raise  # twisted.web answers HEAD as GET, without the body
+            if not _served(e.allowedMethods):  # a container of other resources: nothing here
+                return json_answer(request, 404, request.not_found, "no resource at this path")
+            return method_not_allowed(request, e.allowedMethods, request.method_not_allowed)
+
+    def __repr__(self) -> str:
+        return repr(self.resource)
+
+
+def _serves_no_get(resource) -> bool:
+    # Resource.render_HEAD calls render_GET: a resource that has none fails there.
+    return (isinstance(resource, Resource) and type(resource).render is Resource.render
+            and getattr(resource, "render_GET", None) is None)
+
+
+def _served(allowed) -> list:
+    """The methods in ``allowed`` (bytes or str) as sorted bytes; HEAD only with GET
+    (twisted.web lists HEAD for every Resource, and answers it with render_GET)."""
+    methods = {m if isinstance(m, bytes) else m.encode() for m in allowed}
+    if b"GET" not in methods:
+        methods.discard(b"HEAD")
+    return sorted(methods)
+
+
+def method_not_allowed(request, allowed, error: str) -> bytes:
+    """405, ``Allow``, JSON ``{"error", "message"}`` naming the methods served."""
+    allowed = _served(allowed)
+    request.setHeader(b"allow", b", ".join(allowed))
+    method = request.method.decode("ascii", "replace")[:20]
+    names = " or ".join(m.decode("ascii") for m in allowed)
+    return json_answer(request, 405, error, f"{method} is not allowed here; use {names}")
+
+
+def json_answer(request, code: int, error: str, message: str) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json")
+    return json.dumps({"error": error, "message": message}).encode()
+
+
+class BoundedRequest(JsonMethodsRequest):
     """A request whose body is refused while it arrives once it is larger
     than its resource's ``body_limit`` (see the module doc)."""
 

@@ -12,7 +12,8 @@ neither query strings nor that segment.
 
 Refusals, JSON ``{"error": ..., "message": ...}``: 400 (realm ambiguous),
 401 (no credential), 403 (wrong credential, or HTTP posts off), 404 (no such
-realm or no mailbox rule names it), 405, 413 (larger than
+realm or no mailbox rule names it), 405 with ``Allow: POST`` (the site's, see
+transport/http.py), 413 (larger than
 ``max_message_bytes``), 507 (full, with ``overflow = "refuse"``), 503 (the
 store failed).
 """
@@ -134,11 +135,6 @@ class MailboxResource(Resource):
             what = "the largest max_message_bytes here"
         limit = max((rule.max_message_bytes for rule in found), default=mb.DEFAULT_MAX_MESSAGE_BYTES)
         return limit, what, mb.TOO_LARGE
-
-    def render_GET(self, request):  # noqa: N802
-        request.setHeader(b"allow", b"POST")
-        return _json(request, 405, {"error": "wamp.error.invalid_argument",
-                                    "message": "POST a message body to this URL"})
 
 
 class _Refusal(Exception):

@@ -135,7 +135,14 @@ def test_status_and_json_errors(site, logged_errors):
     assert code == 500 and "secret" not in body["message"]
     code, headers, body = yield get("DELETE", site + "/echo")
     assert code == 405 and body["error"] == "method_not_allowed"
-    assert headers.getRawHeaders("allow") == ["GET, POST"]
+    assert headers.getRawHeaders("allow") == ["GET, HEAD, POST"]  # HEAD is served wherever GET is
+    response = yield treq.request("HEAD", site + "/echo")
+    assert response.code == 200
+    for method in ("PUT", "PATCH", "OPTIONS", "TRACE"):  # twisted.web would say 501, in HTML
+        code, headers, body = yield get(method, site + "/status")
+        assert (code, body["error"]) == (405, "method_not_allowed")
+        assert headers.getRawHeaders("allow") == ["GET, HEAD"]
+        assert body["message"] == f"{method} is not allowed here; use GET or HEAD"
     code, _, body = yield get("GET", site + "/nowhere/at/all")
     assert (code, body["error"]) == (404, "not_found")
     code, _, body = yield get("POST", site + "/status")

@@ -183,3 +183,35 @@ def test_bridge_options_of_the_wrong_type_are_a_400(router, options):
     body = json.dumps({"procedure": "com.example.p", "options": {"timeout": 1e300}}).encode()
     status, _, answer = yield request(router.ws_port, "POST", "/call", body, admin_headers())
     assert status == 400 and b"options.timeout" in answer, answer
+
+
+ODD_METHODS = ("PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "HEAD", "POST", "GET", "PROPFIND")
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready", "/metrics", "/ticket", "/denylist", "/realms", "/publish",
+                                  "/call", "/webhook/open", "/console/", "/console/index.html", "/ws"])
+@pytest_twisted.inlineCallbacks
+def test_a_method_a_resource_does_not_serve_is_a_405_with_allow_and_json(router, path):
+    for method in ODD_METHODS:
+        status, head, answer = yield request(router.ws_port, method, path)
+        assert status < 500, (method, path, status, answer)
+        if status != 405:
+            continue
+        allow = [line for line in head.split(b"\r\n") if line.startswith(b"allow: ")]
+        assert len(allow) == 1, (method, path, head)
+        allowed = allow[0][len(b"allow: "):].decode().upper().split(", ")
+        assert method not in allowed and allowed, (method, path, allowed)
+        if method != "HEAD":  # a HEAD answer has no body
+            body = json.loads(answer)
+            assert body == {"error": "relayrouter.error.method_not_allowed",
+                            "message": f"{method} is not allowed here; use {' or '.join(allowed)}"}
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_methods_twisted_answers_501_are_405_naming_the_allowed_ones(router):
+    for method, path, allowed in [("PUT", "/health", b"GET, HEAD"), ("TRACE", "/metrics", b"GET, HEAD"),
+                                  ("PATCH", "/ticket", b"OPTIONS, POST"), ("HEAD", "/ticket", b"OPTIONS, POST"),
+                                  ("PUT", "/denylist", b"DELETE, GET, HEAD, OPTIONS, POST"),
+                                  ("DELETE", "/console/index.html", b"GET, HEAD")]:
+        status, head, _ = yield request(router.ws_port, method, path)
+        assert (status, b"allow: " + allowed.lower() in head) == (405, True), (method, path, head)
