@@ -24,8 +24,8 @@ pairs procedures, and the procedures here:
   caller may do; the page asks first and leaves when refused;
 * ``relayrouter.console.overview()`` -> ``{"time", "realms": [{"name",
   "sessions"}], "messages_received", "messages_sent", "bytes_received",
-  "bytes_sent", "publications"}``: router-wide totals; the page draws rates
-  from two of them;
+  "bytes_sent", "publications", "rate": {"in", "out", "seconds"}}``:
+  router-wide totals, and the message rates the page draws (:class:`RateMeter`);
 * ``relayrouter.console.sessions(realm=None)`` -> ``{"realm", "sessions":
   [{"session", "authid", "authrole", "authmethod", "transport", "peer",
   "serializer", "since", "rx_bytes", "tx_bytes"}]}`` for the caller's realm
@@ -33,6 +33,7 @@ pairs procedures, and the procedures here:
 """
 
 import os
+from collections import deque
 
 from ..core import errors
 from ..core.meta import iso8601
@@ -87,10 +88,42 @@ class ConsoleAccess:
                 "(console.roles, console.operator_roles or the router's admins may)")
 
 
+RATE_WINDOW = 10.0  # seconds a rate is measured over
+
+
+class RateMeter:
+    """Messages per second over the last ``window`` seconds, from the router's totals.
+
+    Pages poll every second and refresh their tables every two (or what
+    ``refresh_ms`` says), and those refreshes are messages too: a rate taken
+    between two consecutive polls counts a refresh burst in every other one and
+    zig-zags under steady traffic.  Measured over a window holding whole
+    refresh periods, the same traffic gives a flat line.  Totals are recorded
+    as overview calls come (from any page); the rate is from the record whose
+    age is nearest ``window`` (timers are not exact) to now.
+    """
+
+    def __init__(self, window: float = RATE_WINDOW) -> None:
+        self.window = window
+        self.samples: deque = deque(maxlen=1024)  # (time, received, sent), oldest first
+
+    def rate(self, now: float, received: int, sent: int) -> dict:
+        while self.samples and now - self.samples[0][0] > 2 * self.window:
+            self.samples.popleft()
+        earlier = [s for s in self.samples if s[0] < now]
+        base = min(earlier, key=lambda s: abs(now - s[0] - self.window)) if earlier else None
+        self.samples.append((now, received, sent))
+        if base is None:
+            return {"in": None, "out": None, "seconds": 0.0}
+        span = now - base[0]
+        return {"in": (received - base[1]) / span, "out": (sent - base[2]) / span, "seconds": span}
+
+
 class Console:
     def __init__(self, router, access: ConsoleAccess) -> None:
         self.router = router
         self.access = access
+        self.meter = RateMeter()
 
     def install_realm(self, realm, rc) -> None:
         """The console's procedures on a realm (realms.RealmBuilder)."""
@@ -117,14 +150,16 @@ class Console:
         bytes_in, bytes_out = traffic(stats, (session.peer for session in self.router.sessions()))
         realms = sorted(self.router.realms.items()) if self.access.sees_router(call.realm) else [
             (call.realm.name, call.realm)]
+        now, received, sent = self.router.clock.seconds(), sum(stats.received), sum(stats.sent)
         return {
-            "time": self.router.clock.seconds(),
+            "time": now,
             "realms": [{"name": name, "sessions": len(realm.sessions)} for name, realm in realms],
-            "messages_received": sum(stats.received),
-            "messages_sent": sum(stats.sent),
+            "messages_received": received,
+            "messages_sent": sent,
             "bytes_received": bytes_in,
             "bytes_sent": bytes_out,
             "publications": stats.publications,
+            "rate": self.meter.rate(now, received, sent),
         }
 
     def sessions(self, call, level) -> dict:
@@ -181,7 +216,7 @@ def _row(session) -> dict:
         "authrole": session.authrole,
         "authmethod": session.authmethod,
         "transport": transport.kind,
-        "peer": transport.peer,
+        "peer": getattr(peer, "remote", None) or transport.peer,  # a bridge session: its last HTTP client
         "serializer": transport.serializer,
         "since": iso8601(since) if since is not None else None,
         "rx_bytes": getattr(peer, "rx_bytes", None),

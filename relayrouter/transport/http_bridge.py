@@ -71,11 +71,22 @@ class WampError(Exception):
 class BridgePeer:
     """The core's peer for one bridge session: answers go to the waiting requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, stats=None, now: float | None = None) -> None:
         self.waiting: dict[int, defer.Deferred] = {}
         self.closed = False
         self.leaving = False  # we said GOODBYE: the router's GOODBYE is its reply
         self.session = None
+        # What the console shows of a session that has no connection: since when, the
+        # HTTP bodies it carried and who sent the last request (the session is shared).
+        self.stats = stats
+        self.connected_at = now
+        self.rx_bytes = self.tx_bytes = self.requests = 0
+        self.remote: str | None = None
+
+    def served(self, host: str, body_bytes: int) -> None:
+        self.requests += 1
+        self.rx_bytes += body_bytes
+        self.remote = f"{host} (HTTP, {self.requests} request{'s' if self.requests != 1 else ''})"
 
     def send(self, message: m.Message) -> None:
         if isinstance(message, m.Goodbye):
@@ -93,6 +104,10 @@ class BridgePeer:
             d.callback(message)
 
     def close(self) -> None:
+        if not self.closed and self.stats is not None:  # the router's totals keep what it carried
+            self.stats.bytes_in += self.rx_bytes
+            self.stats.bytes_out += self.tx_bytes
+            self.rx_bytes = self.tx_bytes = 0
         self.closed = True
         waiting, self.waiting = self.waiting, {}
         for d in waiting.values():
@@ -101,7 +116,7 @@ class BridgePeer:
 
 class BridgeSession:
     def __init__(self, router, accept: Accept, peer_address: str, clock) -> None:
-        self.peer = BridgePeer()
+        self.peer = BridgePeer(router.stats, clock.seconds())
         self.clock = clock
         self.used = clock.seconds()
         self.session = router.session(self.peer, TransportInfo(kind="http", peer=peer_address,
@@ -225,9 +240,19 @@ class _BridgeResource(_JsonResource):
         request.setResponseCode(code)
         request.setHeader(b"content-type", b"application/json; charset=UTF-8")
         request.setHeader(b"cache-control", b"no-store")
-        request.write(json.dumps(body).encode())
+        data = json.dumps(body).encode()
+        peer = getattr(request, "bridge_peer", None)
+        if peer is not None and not peer.closed:
+            peer.tx_bytes += len(data)
+        request.write(data)
         request.finish()
         return server.NOT_DONE_YET
+
+    @staticmethod
+    def _served(request, bridge_session, body: bytes) -> None:
+        request.bridge_peer = bridge_session.peer
+        host = getattr(request.getClientAddress(), "host", None) or "-"
+        bridge_session.peer.served(host, len(body))
 
     def _failed(self, request, failure) -> None:
         if failure.check(WampError):
@@ -253,6 +278,7 @@ class _BridgeResource(_JsonResource):
         body = self._body(request)
         event = _json_object(body)
         bridge_session = yield self._session(request, body, event)
+        self._served(request, bridge_session, body)
         answer = yield self.perform(bridge_session, event)
         return answer
 
@@ -341,6 +367,7 @@ class WebhookResource(_BridgeResource):
         accept = Accept(f"webhook:{hook.name or '-'}", hook.role, "webhook", authprovider="http-bridge",
                         realm=hook.realm)
         bridge_session = self.bridge.sessions.for_identity(("webhook", hook.name), accept, _client(request))
+        self._served(request, bridge_session, body)
         args, kwargs = _webhook_event(request, hook, body)
         published = yield bridge_session.request(lambda r: m.Publish(r, hook.topic, args=args, kwargs=kwargs,
                                                                      acknowledge=True))

@@ -217,3 +217,37 @@ def test_a_tenant_realm_gets_the_same_router_procedures(roles_router):
     lab_viewer = yield as_(roles_router, "viewer", VIEWER_TICKET)
     listing = yield lab_viewer.call("relayrouter.console.sessions", realm="acme")
     assert sorted(s["authid"] for s in listing["sessions"]) == ["ops", "viewer"]
+
+
+def test_the_message_rate_is_flat_under_steady_traffic_with_page_refreshes():
+    """20 messages/s in and out, plus the page's own refresh (28 calls and results every
+    2 s) and its poll each second, at slightly uneven moments: the rate the page draws
+    stays flat (a difference between consecutive polls went 28 <-> 56)."""
+    from relayrouter.console import RateMeter
+
+    meter, received, sent, now = RateMeter(), 0, 0, 1000.0
+    drawn, between_polls, last = [], [], None
+    for second in range(40):
+        received, sent = received + 20, sent + 20
+        if second % 2 == 0:
+            received, sent = received + 28, sent + 28  # the tables' refresh burst
+        now = 1000.0 + second + (0.03 if second % 3 else 0.0)  # timers are not exact
+        received, sent = received + 1, sent + 1  # this poll
+        rate = meter.rate(now, received, sent)
+        if last is not None:
+            between_polls.append((received - last[1]) / (now - last[0]))
+        last = (now, received, sent)
+        if second >= 12:
+            drawn.append(rate)
+    assert max(between_polls[10:]) / min(between_polls[10:]) > 2  # the artefact, as it was
+    for rate in drawn:
+        assert rate["in"] == pytest.approx(35, rel=0.02) and rate["out"] == pytest.approx(35, rel=0.02)
+        assert rate["seconds"] == pytest.approx(10, abs=0.1)
+
+
+def test_the_first_overview_has_no_rate_yet():
+    from relayrouter.console import RateMeter
+
+    meter = RateMeter()
+    assert meter.rate(5.0, 10, 10) == {"in": None, "out": None, "seconds": 0.0}
+    assert meter.rate(6.0, 30, 20) == {"in": 20.0, "out": 10.0, "seconds": 1.0}

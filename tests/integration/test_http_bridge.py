@@ -228,3 +228,30 @@ def test_a_realm_with_roles_needs_the_webhooks_default_role(monkeypatch):
     data["http_bridge"]["webhooks"] = []
     with pytest.raises(ConfigError, match=r"keys\[0\].role: realm 'realm1' has no role 'admin'"):
         parse(data)
+
+
+@pytest_twisted.inlineCallbacks
+def test_bridge_and_webhook_sessions_show_their_http_side_in_the_console(monkeypatch, tmp_path):
+    data = config(monkeypatch)
+    data["console"] = {"roles": ["backend"]}
+    data["realms"][0]["roles"][0]["rules"].append({"uri": "relayrouter.console.", "match": "prefix",
+                                                   "allow": ["call"]})
+    running = yield start(data, tmp_path / "state")
+    try:
+        viewer = yield connect_ws(running)
+        body = json.dumps({"topic": "com.example.news"}).encode()
+        code, _ = yield post(running, "/publish", body, params=signed_query(body))
+        payload = b'{"action": "opened"}'
+        signature = "sha256=" + hmac.new(GITHUB_SECRET.encode(), payload, hashlib.sha256).hexdigest()
+        code, _ = yield post(running, "/webhook/github", payload, headers={"X-Hub-Signature-256": [signature]})
+        rows = {row["authid"]: row for row in (yield viewer.call("relayrouter.console.sessions"))["sessions"]}
+        for authid, sent in (("http-bridge:foobar", body), ("webhook:github", payload)):
+            row = rows[authid]
+            assert row["peer"] == "127.0.0.1 (HTTP, 1 request)" and row["transport"] == "http", row
+            assert row["since"].endswith("Z") and row["rx_bytes"] == len(sent) and row["tx_bytes"] > 0, row
+        before = (yield viewer.call("relayrouter.console.overview"))["bytes_received"]
+        running.service.http_bridge.close()  # the sessions end: the router's totals keep their bytes
+        after = (yield viewer.call("relayrouter.console.overview"))["bytes_received"]
+        assert after >= before
+    finally:
+        yield stop(running)

@@ -25,7 +25,6 @@
   let connection = null;
   let session = null;
   let timers = [];
-  let lastTotals = null;
 
   // ------------------------------------------------------------- login
 
@@ -141,7 +140,6 @@
   function stop() {
     timers.forEach(clearInterval);
     timers = [];
-    lastTotals = null;
   }
 
   function call(procedure, args, kwargs) {
@@ -167,16 +165,13 @@
   function rates() {
     call('relayrouter.console.overview').then((o) => {
       showRealms(o);
-      if (lastTotals) {
-        const dt = Math.max(o.time - lastTotals.time, 0.001);
-        state.rates.push({
-          in: (o.messages_received - lastTotals.messages_received) / dt,
-          out: (o.messages_sent - lastTotals.messages_sent) / dt,
-        });
+      // The router measures the rate over a window of whole refresh periods: a
+      // difference between two polls would count every other refresh and zig-zag.
+      if (o.rate && o.rate.in !== null) {
+        state.rates.push({ in: o.rate.in, out: o.rate.out });
         if (state.rates.length > RATE_POINTS) state.rates.shift();
         drawRates();
       }
-      lastTotals = o;
     }, report);
   }
 
