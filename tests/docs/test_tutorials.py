@@ -4,6 +4,8 @@ Each runs in a fresh directory and a fresh virtualenv, inside a network
 namespace of its own, against the real router and connectors it starts.
 """
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,9 @@ def test_every_tutorial_is_listed():
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
-def test_tutorial_runs_as_written(page, wheelhouse, tmp_path):
-    workdir = tmp_path / "reader"
-    workdir.mkdir()
-    tutorial.run(page, workdir, wheelhouse)
+def test_tutorial_runs_as_written(page, wheelhouse):
+    base = Path(tempfile.mkdtemp(prefix="tutorial-"))  # under /tmp: a normal user can reach it
+    try:
+        tutorial.run(page, base, wheelhouse)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -14,7 +14,8 @@ A page's fenced blocks, top to bottom, are the reader's actions:
 The commands run in one ``bash``, so ``cd`` and ``. venv/bin/activate`` last
 as they do for the reader, in an empty directory, inside a network namespace
 of their own (only its loopback: the default ports are free and nothing leaves
-the machine).  ``pip install`` installs from a local wheelhouse (the built
+the machine), as a normal user (``nobody`` when the suite runs as root, as CI
+does: a reader is not root, and Mosquitto started by root would switch users).  ``pip install`` installs from a local wheelhouse (the built
 wheel and its dependencies) through ``PIP_NO_INDEX`` and ``PIP_FIND_LINKS``,
 which is how the reader's ``pip install relayrouter`` reaches the version
 under test.
@@ -22,13 +23,14 @@ under test.
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 FENCE = re.compile(r"^(?P<fence>```+)(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S)
-FILE_COMMENT = re.compile(r"^(?:#|//) (?P<name>[\w.-]+\.(?:py|toml|json|env|sh|txt))$")
+FILE_COMMENT = re.compile(r"^(?:#|//) (?P<name>[\w.-]+\.(?:py|toml|json|env|sh|txt|conf))$")
 MARK = "@@tutorial-step"
 
 
@@ -64,7 +66,7 @@ def _commands(body: str, line: int) -> list[Command]:
     commands, current, expected, start = [], None, [], line
     for number, raw in enumerate(body.rstrip("\n").split("\n"), line):
         if current is not None and current.endswith("\\"):
-            current = current[:-1] + "\n" + raw
+            current = current + "\n" + raw
         elif raw.startswith("$ "):
             if current is not None:
                 commands.append(Command(start, current, "\n".join(expected)))
@@ -130,25 +132,45 @@ def reader_environment(wheelhouse: Path, home: Path) -> dict:
     return env
 
 
-def in_own_network(argv: list[str]) -> list[str]:
-    """argv run in a new network namespace whose loopback is up (as root, or in a user namespace)."""
-    flags = "-n" if os.geteuid() == 0 else "-rn"
-    return ["unshare", flags, "sh", "-c", 'ip link set lo up && exec "$@"', "tutorial", *argv]
+NOBODY = 65534  # Debian's nobody and nogroup
 
 
-def run(page: Path, workdir: Path, wheelhouse: Path, timeout: float = 600) -> None:
-    """Run ``page``'s steps in ``workdir``; AssertionError naming the first step that went wrong."""
+def as_reader(argv: list[str]) -> list[str]:
+    """argv in a new network namespace whose loopback is up, as ``nobody`` when we are root
+    (else as ourselves, in a user namespace)."""
+    if os.geteuid() != 0:
+        return ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$@"', "tutorial", *argv]
+    drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--reset-env"]
+    return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "tutorial", *drop, "env", "-i",
+            *argv]
+
+
+def _readers_directory(base: Path, name: str) -> Path:
+    path = base / name
+    path.mkdir(mode=0o755)
+    if os.geteuid() == 0:
+        os.chown(path, NOBODY, NOBODY)
+    return path
+
+
+def run(page: Path, base: Path, wheelhouse: Path, timeout: float = 600) -> None:
+    """Run ``page``'s steps in an empty directory under ``base``; AssertionError naming the first
+    step that went wrong."""
     page_steps = steps(page)
     assert page_steps, f"{page}: no steps"
-    files = workdir.parent / f"{workdir.name}-files"
-    files.mkdir()
-    home = workdir.parent / f"{workdir.name}-home"
-    home.mkdir()
+    base.chmod(0o755)
+    house = base / "wheelhouse"
+    shutil.copytree(wheelhouse, house, copy_function=os.link)  # where the reader may read it
+    house.chmod(0o755)
+    files = base / "files"
+    files.mkdir(mode=0o755)
+    workdir, home = _readers_directory(base, "reader"), _readers_directory(base, "home")
     (files / "script.sh").write_text(script(page_steps, files))
+    env = reader_environment(house, home)
+    argv = as_reader([f"{k}={v}" for k, v in env.items()] + ["bash", str(files / "script.sh")]) \
+        if os.geteuid() == 0 else as_reader(["bash", str(files / "script.sh")])
     try:
-        result = subprocess.run(in_own_network(["bash", str(files / "script.sh")]), cwd=workdir,
-                                env=reader_environment(wheelhouse, home), capture_output=True, text=True,
-                                timeout=timeout)
+        result = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
     finally:
         stop_left_behind(workdir)
     done = {o.index: o for o in outcomes("\n" + result.stdout)}
