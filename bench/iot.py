@@ -36,7 +36,7 @@ PAD = "x" * 120  # makes the JSON about 200 bytes
 
 # ----------------------------------------------------------------- workers
 
-def _publisher(port, username, password, topic, count, start_at, out):
+def _publisher(port, username, password, client_id, topic, count, start_at, out):
     import paho.mqtt.client as paho
     import threading
 
@@ -50,7 +50,7 @@ def _publisher(port, username, password, topic, count, start_at, out):
         if acked[0] == count:
             done.release()
 
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
     if username:
         client.username_pw_set(username, password)
     client.max_inflight_messages_set(100)
@@ -70,14 +70,14 @@ def _publisher(port, username, password, topic, count, start_at, out):
     client.loop_stop()
 
 
-def _c_publisher(port, username, password, topic, count, start_at, out):
+def _c_publisher(port, username, password, client_id, topic, count, start_at, out):
     """mosquitto_pub -l (C, QoS 1): one message per line written to its stdin,
     each stamped when written (the pipe holds at most 64 KiB, a few hundred
     messages, so the stamp is at most that early)."""
     import subprocess
 
     proc = subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-u", username, "-P", password,
-                             "-t", topic, "-q", "1", "-l", "-V", "mqttv5"], stdin=subprocess.PIPE)
+                             "-i", client_id, "-t", topic, "-q", "1", "-l", "-V", "mqttv5"], stdin=subprocess.PIPE)
     while time.time() < start_at:
         time.sleep(0.001)
     began = time.time()
@@ -228,9 +228,9 @@ def passthrough(broker, args):
     ready.wait(20)
     start_at = time.time() + 0.5
     publisher = _c_publisher if args.publisher == "mosquitto_pub" else _publisher
-    pubs = [ctx.Process(target=publisher, args=(broker.port, RAW_USER, RAW_PASSWORD,
+    pubs = [ctx.Process(target=publisher, args=(broker.port, RAW_USER, RAW_PASSWORD, f"bench-raw-{i}",
                                                   "bench/raw", total // args.publishers, start_at, out))
-            for _ in range(args.publishers)]
+            for i in range(args.publishers)]
     for p in pubs:
         p.start()
     results = [out.get(timeout=300) for _ in range(args.publishers + 1)]
@@ -251,6 +251,7 @@ def mqtt_phase(env, devices, args):
     publisher = _c_publisher if args.publisher == "mosquitto_pub" else _publisher
     pubs = [ctx.Process(target=publisher, args=(env.broker.port, d["credentials"]["mqtt"]["username"],
                                                   d["credentials"]["mqtt"]["password"],
+                                                  d["credentials"]["mqtt"]["client_id"],
                                                   f"bench:{d['device']['id']}/attrs", per, start_at, out))
             for d in devices]
     for p in pubs:

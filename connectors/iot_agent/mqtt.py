@@ -17,6 +17,7 @@ PUBACK goes back only once the message is persisted.
 
 import json
 import secrets
+from dataclasses import dataclass, field
 
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
@@ -278,7 +279,15 @@ class ReactorMqtt:
 
 class DynamicSecurity:
     """Device accounts in Mosquitto's dynamic-security plugin, over the
-    agent's control connection (an account with the plugin's admin role)."""
+    agent's control connection (an account with the plugin's admin role).
+
+    Every device account is bound to one client id, its username
+    ``tenant:id``: the broker refuses the account under any other client id,
+    so a device can neither resume nor take over a session that is not its
+    own (the agent's persistent ones, another device's).  The account's
+    ``textname`` records the credential generation the broker holds, which
+    lets :meth:`reconcile` find accounts whose password, client id or role
+    is out of date without setting (and so disconnecting) the others."""
 
     def __init__(self, mqtt: ReactorMqtt, reactor, timeout: float = 10.0) -> None:
         self.mqtt = mqtt
@@ -300,7 +309,8 @@ class DynamicSecurity:
             got.append((int(index), response))
             if len(got) == expected:
                 del self._waiting[key]
-                d.callback([r for _, r in sorted(got, key=lambda item: item[0])])
+                # Outside paho's callback (it holds a lock that disconnect() takes too).
+                self.reactor.callLater(0, d.callback, [r for _, r in sorted(got, key=lambda item: item[0])])
 
     def run(self, commands: list[dict]) -> defer.Deferred:
         """Fires with one response per command, in order (each may carry ``error``)."""
@@ -313,6 +323,12 @@ class DynamicSecurity:
         sent.addErrback(lambda f: self._fail(key, f))
         d.addTimeout(self.timeout, self.reactor, onTimeoutCancel=lambda *_: self._timed_out(key))
         return d
+
+    def checked(self, commands: list[dict], allowed=()) -> defer.Deferred:
+        """:meth:`run`, failing with :class:`DynsecError` on an error not in ``allowed``."""
+        if not commands:
+            return defer.succeed([])
+        return self.run(commands).addCallback(_only_errors, allowed=allowed)
 
     def _fail(self, key, failure) -> None:
         entry = self._waiting.pop(key, None)
@@ -330,41 +346,63 @@ class DynamicSecurity:
         return {"attrs": [f"{tenant}:{device_id}/attrs", f"/{tenant}/{device_id}/attrs"],
                 "config": [f"{tenant}:{device_id}/config", f"/{tenant}/{device_id}/config"]}
 
-    def device_commands(self, tenant: str, device_id: str, password: str, set_password: bool = False) -> list[dict]:
-        topics = self.topics(tenant, device_id)
+    def _create_role(self, account: "DeviceAccount") -> dict:
+        topics = self.topics(account.tenant, account.device_id)
         acls = [{"acltype": "publishClientSend", "topic": t, "allow": True} for t in topics["attrs"]]
         for t in topics["config"]:
             acls += [{"acltype": "subscribePattern", "topic": t, "allow": True},
                      {"acltype": "publishClientReceive", "topic": t, "allow": True}]
-        role = _role(tenant, device_id)
-        username = f"{tenant}:{device_id}"
-        commands = [{"command": "createRole", "rolename": role, "acls": acls},
-                    {"command": "createClient", "username": username, "password": password,
-                     "roles": [{"rolename": role}]},
-                    {"command": "enableClient", "username": username}]
-        if set_password:  # a new credential (the broker disconnects the device's session)
-            commands.insert(2, {"command": "setClientPassword", "username": username, "password": password})
-        return commands
+        return {"command": "createRole", "rolename": account.role, "acls": acls}
 
-    def provision(self, tenant: str, device_id: str, password: str, set_password: bool = False) -> defer.Deferred:
-        d = self.run(self.device_commands(tenant, device_id, password, set_password))
-        d.addCallback(_only_errors, allowed=("already exists",))
-        return d
+    def device_commands(self, account: "DeviceAccount") -> list[dict]:
+        """A new account: its role, the client bound to its client id, enabled."""
+        return [self._create_role(account),
+                {"command": "createClient", **account.fields(), "roles": [{"rolename": account.role}]},
+                {"command": "enableClient", "username": account.username}]
+
+    @staticmethod
+    def repair_command(account: "DeviceAccount") -> dict:
+        """An existing account brought in line (the broker disconnects its session)."""
+        return {"command": "modifyClient", **account.fields(), "roles": [{"rolename": account.role}]}
+
+    def provision(self, account: "DeviceAccount", set_password: bool = False) -> defer.Deferred:
+        commands = self.device_commands(account)
+        if set_password:  # a new credential (the broker disconnects the device's session)
+            commands.insert(2, self.repair_command(account))
+        return self.checked(commands, allowed=("already exists",))
 
     def remove(self, tenant: str, device_id: str) -> defer.Deferred:
-        d = self.run([{"command": "deleteClient", "username": f"{tenant}:{device_id}"},
-                      {"command": "deleteRole", "rolename": _role(tenant, device_id)}])
-        d.addCallback(_only_errors, allowed=("not found",))
-        return d
+        return self.checked([{"command": "deleteClient", "username": f"{tenant}:{device_id}"},
+                             {"command": "deleteRole", "rolename": _role(tenant, device_id)}],
+                            allowed=("not found",))
 
     def enable(self, tenant: str, device_ids, enabled: bool) -> defer.Deferred:
         command = "enableClient" if enabled else "disableClient"
-        commands = [{"command": command, "username": f"{tenant}:{d}"} for d in device_ids]
-        if not commands:
-            return defer.succeed([])
-        d = self.run(commands)
-        d.addCallback(_only_errors, allowed=("not found",))
-        return d
+        return self.checked([{"command": command, "username": f"{tenant}:{d}"} for d in device_ids],
+                            allowed=("not found",))
+
+    @defer.inlineCallbacks
+    def reconcile(self, accounts: list["DeviceAccount"], served, batch: int = 50):
+        """Bring the broker in line with the registry: create missing accounts,
+        repair those whose client id, credential generation or role differ
+        (accounts made before client ids were bound, a credential rotated
+        while the broker was out of reach), enable the accounts of served
+        tenants and disable the others.  Fires with the number repaired."""
+        [listing] = yield self.checked([{"command": "listClients", "verbose": True}])
+        present = {c.get("username"): c for c in (listing.get("data") or {}).get("clients", [])}
+        commands, repaired = [], 0
+        for account in accounts:
+            found = present.get(account.username)
+            if found is None:
+                commands += self.device_commands(account)[:2]
+            elif not account.matches(found):
+                commands += [self._create_role(account), self.repair_command(account)]
+                repaired += 1
+            enable = "enableClient" if served(account.tenant) else "disableClient"
+            commands.append({"command": enable, "username": account.username})
+        for start in range(0, len(commands), batch):
+            yield self.checked(commands[start:start + batch], allowed=("already exists",))
+        return repaired
 
     @defer.inlineCallbacks
     def grant_agent(self, username: str):
@@ -396,6 +434,40 @@ class DynamicSecurity:
 
 def _role(tenant: str, device_id: str) -> str:
     return f"iot-device:{tenant}:{device_id}"
+
+
+@dataclass(frozen=True)
+class DeviceAccount:
+    """A device's broker account: username and client id both ``tenant:id``."""
+
+    tenant: str
+    device_id: str
+    password: str = field(repr=False)
+    generation: int
+
+    @property
+    def username(self) -> str:
+        return f"{self.tenant}:{self.device_id}"
+
+    client_id = username
+
+    @property
+    def role(self) -> str:
+        return _role(self.tenant, self.device_id)
+
+    @property
+    def textname(self) -> str:
+        return f"iot-agent device, credential generation {self.generation}"
+
+    def fields(self) -> dict:
+        return {"username": self.username, "password": self.password, "clientid": self.client_id,
+                "textname": self.textname}
+
+    def matches(self, found: dict) -> bool:
+        """Whether the broker's account (``listClients`` verbose) is this one."""
+        roles = {r.get("rolename") for r in found.get("roles") or []}
+        return (found.get("clientid") == self.client_id and found.get("textname") == self.textname
+                and self.role in roles)
 
 
 class DynsecError(Exception):

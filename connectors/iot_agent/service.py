@@ -31,7 +31,7 @@ from .devices import DeviceDirectory, load_key
 from .history import BadQuery, LegacyQuery, PageQuery
 from .ingest import DEVICE_DATA, Ingest
 from .kafka_ws import KafkaWsHub, Tickets, make_factory
-from .mqtt import DROPPED_TOPIC, DYNSEC_RESPONSE, DynamicSecurity, ReactorMqtt
+from .mqtt import DROPPED_TOPIC, DYNSEC_RESPONSE, DeviceAccount, DynamicSecurity, ReactorMqtt
 from .normalize import Invalid, convert
 from .registry import RegistryError
 from .store import Store
@@ -122,22 +122,11 @@ class MqttSide:
         granted = yield self.dynsec.grant_agent(self.config.mqtt_username)
         if granted:
             return  # the broker disconnects us for the new role; the next connection carries on
-        devices = list(self.agent.devices.devices.values())
-        for start in range(0, len(devices), 50):
-            commands = []
-            for device in devices[start:start + 50]:
-                commands += self.dynsec.device_commands(device["tenant"], device["id"],
-                                                        self.agent.devices.secret(device))
-            if commands:
-                yield self.dynsec.run(commands)
-        offline = {}
-        for device in devices:
-            if not self.agent.tenants.served(device["tenant"]):
-                offline.setdefault(device["tenant"], []).append(device["id"])
-        for tenant, ids in offline.items():
-            yield self.dynsec.enable(tenant, ids, False)
+        accounts = [self.agent.account(device) for device in self.agent.devices.devices.values()]
+        repaired = yield self.dynsec.reconcile(accounts, self.agent.tenants.served)
         self.provisioned = True
-        log.info("mqtt: {count} device accounts provisioned in the broker", count=len(devices))
+        log.info("mqtt: {count} device accounts provisioned in the broker ({repaired} brought up to date)",
+                 count=len(accounts), repaired=repaired)
 
     def _control_message(self, client, message) -> None:
         if message.topic == DYNSEC_RESPONSE:
@@ -349,13 +338,15 @@ class IotAgent(service.MultiService):
         if self.mqtt is None or not self.mqtt.control.connected:
             return False
         try:
-            yield self.mqtt.dynsec.provision(device["tenant"], device["id"], self.devices.secret(device),
-                                             set_password)
+            yield self.mqtt.dynsec.provision(self.account(device), set_password)
         except Exception as e:  # noqa: BLE001 - reconciled at the next control connection
             log.warn("device {tenant}:{id}: provisioning in the broker failed: {e}", tenant=device["tenant"],
                      id=device["id"], e=str(e))
             return False
         return True
+
+    def account(self, device: dict) -> DeviceAccount:
+        return DeviceAccount(device["tenant"], device["id"], self.devices.secret(device), device["generation"])
 
     def get_device(self, tenant: str, device_id: str):
         self._served(tenant)

@@ -104,6 +104,9 @@ class Options(ConnectorOptions, usage.Options):
         if self["mqtt-worker-protocol"] not in ("5", "3.1.1"):
             raise ConfigError(f"{self.describe_option('mqtt-worker-protocol')}: 5 or 3.1.1, "
                               f"not {self['mqtt-worker-protocol']!r}")
+        if ":" in self["mqtt-client-id"] or not self["mqtt-client-id"]:  # device client ids are tenant:id
+            raise ConfigError(f"{self.describe_option('mqtt-client-id')}: a non-empty id without ':' (devices' "
+                              f"client ids are tenant:id), not {self['mqtt-client-id']!r}")
         if not 0 < self["mqtt-port"] < 65536:
             raise ConfigError(f"{self.describe_option('mqtt-port')}: not a port")
         mqtt_password = env.get("IOT_AGENT_MQTT_PASSWORD") or None

@@ -10,6 +10,8 @@ import urllib.error
 import urllib.request
 
 import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from autobahn.twisted.websocket import (WampWebSocketClientFactory, WebSocketClientFactory,
                                         WebSocketClientProtocol)
 from autobahn.wamp.types import ComponentConfig
@@ -47,33 +49,55 @@ def http(*args, **kwargs) -> defer.Deferred:
 
 
 class MqttDevice:
-    """A device: paho-mqtt, MQTT 5, its own loop thread; every wait bounded."""
+    """A device: paho-mqtt (MQTT 5 or 3.1.1), its own loop thread; every wait bounded.
+
+    Its client id is its username unless given (the agent's convention:
+    ``tenant:id`` for both)."""
 
     def __init__(self, port: int, username: str | None, password: str | None, client_id: str | None = None,
-                 clean: bool = True) -> None:
+                 clean: bool = True, protocol: str = "5") -> None:
         self.port = port
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id or "", protocol=paho.MQTTv5)
+        if client_id is None:
+            client_id = username or ""
+        if protocol == "5":
+            self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+        else:
+            self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                      protocol=paho.MQTTv311, clean_session=clean)
+        self.protocol = protocol
         if username is not None:
             self.client.username_pw_set(username, password)
         self.connack = queue.Queue()
         self.acks: dict[int, queue.Queue] = {}
         self.messages: queue.Queue = queue.Queue()
         self.subscribed = queue.Queue()
+        self.disconnects = queue.Queue()
         self._lock = threading.Lock()
         self.client.on_connect = lambda c, u, f, rc, p: self.connack.put(rc)
+        self.client.on_disconnect = lambda c, u, f, rc, p: self.disconnects.put(rc)
         self.client.on_publish = self._on_publish
         self.client.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload))
         self.client.on_subscribe = lambda c, u, mid, rcs, p: self.subscribed.put(rcs)
         self.clean = clean
 
     def connect(self):
-        """The CONNACK's reason code (success or the broker's refusal)."""
-        self.client.connect("127.0.0.1", self.port, 30, clean_start=self.clean)
+        """The CONNACK's reason code (success or the broker's refusal); after a
+        refusal the client stops (no reconnection)."""
+        if self.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            if not self.clean:
+                props.SessionExpiryInterval = 3600  # a session the broker keeps
+            self.client.connect("127.0.0.1", self.port, 30, clean_start=self.clean, properties=props)
+        else:
+            self.client.connect("127.0.0.1", self.port, 30)
         self.client.loop_start()
         try:
-            return self.connack.get(timeout=TIMEOUT)
+            rc = self.connack.get(timeout=TIMEOUT)
         except queue.Empty:
             raise AssertionError("no CONNACK from the broker") from None
+        if rc.is_failure:
+            self.client.loop_stop()
+        return rc
 
     def _on_publish(self, client, userdata, mid, rc, properties) -> None:
         with self._lock:
