@@ -109,6 +109,27 @@ def test_a_device_cannot_take_over_the_agents_sessions(env):
     victim.close()
 
 
+@pytest_twisted.inlineCallbacks
+def test_a_device_cannot_knock_another_device_off_the_broker(env):
+    """Finding: a device connecting with another device's client id under its
+    own credentials ended that device's connection (and its session)."""
+    port = env.broker.port
+    attacker = (yield create(env, "acme", "thief2"))["credentials"]["mqtt"]
+    other_tenant = yield connected_device(env, (yield create(env, "globex", "victim2")), clean=False)
+    same_tenant = yield connected_device(env, (yield create(env, "acme", "victim3")), clean=False)
+    send = Sender(other_tenant, "globex:victim2/attrs")
+    for (tool, protocol, clean), target in zip(ATTEMPTS, itertools.cycle(("globex:victim2", "acme:victim3"))):
+        refused, received = yield attack(port, attacker, target, tool, protocol, clean, send)
+        assert refused and not received, f"{tool} MQTT {protocol} clean={clean} as {target}: {received!r}"
+    rc = yield blocking(same_tenant.publish, "acme:victim3/attrs", {"humidity": 1})
+    assert not rc.is_failure
+    assert other_tenant.disconnects.empty() and same_tenant.disconnects.empty()  # neither was knocked off
+    values = yield stored_values(env.agent.url, "globex", "victim2", send.sent)
+    assert values == list(range(send.sent))
+    other_tenant.close()
+    same_tenant.close()
+
+
 @pytest.mark.parametrize("tool, protocol, clean", ATTEMPTS)
 @pytest_twisted.inlineCallbacks
 def test_a_device_connects_with_its_own_client_id(env, tool, protocol, clean):
