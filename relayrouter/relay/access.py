@@ -42,7 +42,7 @@ class _RelayResource(_JsonResource):
         if token is None:
             raise HttpRefusal(401, errors.AUTHENTICATION_FAILED, "send the token as Authorization: <JWT>")
         decision = yield limited_token_check(self.security.limiter, request, token,
-                                             lambda: self.relay.check_token(token))
+                                             lambda: self.relay.check_token(token), self.relay.client_peer)
         return decision
 
     @defer.inlineCallbacks
@@ -126,16 +126,12 @@ class BidListResource(_RelayResource):
     @defer.inlineCallbacks
     def _change(self, request):
         yield self._scoped(request, self.relay.config.admin_scope)
-        bid = _arg(request, "bid")
-        if not bid:
-            raise HttpRefusal(400, errors.INVALID_ARGUMENT, "bid (booking id) missing: ?bid=...&exp=...")
-        try:
-            exp = int(_arg(request, "exp") or "")
-        except ValueError:
+        bid, exp = _bid_and_exp(request)
+        if exp < self.relay.clock.seconds():  # the seed: 400, "missing or in the past"
             raise HttpRefusal(400, errors.INVALID_ARGUMENT,
-                              "exp missing or not a whole number of seconds since the epoch") from None
+                              f"booking expiry time (exp) {exp} is in the past")
         if self.deny:
-            self.relay.deny_bid(bid, exp)  # raises HttpRefusal for an exp in the past
+            self.relay.deny_bid(bid, exp)
         else:
             self.relay.allow_bid(bid, exp)
         return NO_CONTENT
@@ -160,6 +156,25 @@ def _token(request) -> str | None:
     scheme, _, rest = value.partition(" ")
     token = rest.strip() if scheme.lower() == "bearer" else value
     return token or None
+
+
+def _bid_and_exp(request) -> tuple[str, int]:
+    """``?bid=...&exp=...``: both required, exp a whole number; else 422 naming the
+    parameter (the seed's API validates them before its handler, with 422)."""
+    bid = _arg(request, "bid")
+    if not bid:
+        raise HttpRefusal(422, errors.INVALID_ARGUMENT, "bid (booking id) in query is required: ?bid=...&exp=...")
+    raw = _arg(request, "exp")
+    if not raw:
+        raise HttpRefusal(422, errors.INVALID_ARGUMENT, "exp (booking expiry time) in query is required")
+    try:
+        exp = int(raw)
+    except ValueError:
+        exp = None
+    if exp is None or not -2**63 <= exp < 2**63:  # the seed's exp is an int64
+        raise HttpRefusal(422, errors.INVALID_ARGUMENT,
+                          "exp (booking expiry time) must be a whole number of seconds since the epoch")
+    return bid, exp
 
 
 def _scopes(claims) -> tuple:

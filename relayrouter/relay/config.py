@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..configcheck import ConfigError
+from . import proxies
 from ..configcheck import (  # the shared checks, under this module's private names
     get as _get, only as _only, positive as _positive, seconds as _seconds, table as _table,
 )
@@ -32,6 +33,7 @@ class RelayConfig:
     stats_topic: str = "stats"  # the practable stats topic under the first prefix; "" for none
     admin_scope: str = "relay:admin"
     stats_scope: str = "relay:stats"
+    trusted_proxies: tuple = ()  # ip networks whose X-Forwarded-For names the client (proxies.py)
 
     def wamp_topic_for(self, prefix: str, topic: str) -> str:
         return self.wamp_topic.format(prefix=prefix, topic=topic)
@@ -39,7 +41,7 @@ class RelayConfig:
 
 KEYS = {"realm", "prefixes", "wamp_topic", "code_lifetime", "allow_no_booking_id", "public_url",
         "authrole", "buffer_messages", "buffer_bytes", "stats_interval", "stats_topic",
-        "admin_scope", "stats_scope"}
+        "admin_scope", "stats_scope", "trusted_proxies"}
 
 
 def parse(item: Any, data: dict, key: str = "relay") -> RelayConfig:
@@ -85,6 +87,7 @@ def parse(item: Any, data: dict, key: str = "relay") -> RelayConfig:
         stats_topic=_get(item, "stats_topic", str, "stats", key),
         admin_scope=_get(item, "admin_scope", str, "relay:admin", key),
         stats_scope=_get(item, "stats_scope", str, "relay:stats", key),
+        trusted_proxies=proxies.parse(item.get("trusted_proxies"), f"{key}.trusted_proxies"),
     )
 
 

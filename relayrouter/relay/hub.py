@@ -27,7 +27,7 @@ from ..core.peer import TransportInfo
 from ..core.revocation import DenyListError
 from ..core.procedures import ProcedureError
 from ..transport.tickets import HttpRefusal, _header
-from . import frames
+from . import frames, proxies
 from .access import BidsResource, PrefixResource, StatusResource, _scopes
 from .config import RelayConfig
 from .raw import RawRelayFactory
@@ -181,6 +181,24 @@ class Relay:
         denylist = self.security.denylist
         self.codes.void(lambda grant: denylist.denies(entry, grant.authid, grant.claims))
 
+    def remote_addr(self, transport) -> str:
+        """The client's address for reports: the TCP peer (``host:port``), or, from a
+        listed proxy (``relay.trusted_proxies``), the client its X-Forwarded-For names."""
+        peer = _address(transport.peer)
+        trusted = self.config.trusted_proxies
+        if not trusted:
+            return peer
+        host = _host(transport.peer)
+        client = proxies.client_host(host, transport.http_headers.get("x-forwarded-for"), trusted)
+        return peer if client == host else client
+
+    def client_peer(self, request, peer: str) -> str:
+        """``tcp4:HOST:0`` of an HTTP request's client, the same way (for the failed-login limits)."""
+        trusted = self.config.trusted_proxies
+        host = _host(peer)
+        client = proxies.client_host(host, _header(request, b"x-forwarded-for"), trusted) if trusted else host
+        return peer if client == host else f"{'tcp6' if ':' in client else 'tcp4'}:{client}:0"
+
     # --------------------------------------------------------- connections
 
     def opened(self, peer) -> None:
@@ -275,7 +293,7 @@ class Relay:
             "scopes": list(grant.scopes),
             "connected_at": iso(peer.connected_at),
             "expires_at": iso(accept.expires_at),
-            "remote_addr": _address(peer.session.transport.peer),
+            "remote_addr": self.remote_addr(peer.session.transport),
             "user_agent": peer.session.transport.http_headers.get("user-agent", ""),
             "rx": peer.rx.report(now),
             "tx": peer.tx.report(now),
@@ -324,7 +342,7 @@ class Relay:
                 "can_write": grant.can_write,
                 "connected_at": iso_seconds(peer.connected_at),
                 "expires_at": iso_seconds(grant.accept.expires_at),
-                "remote_addr": _address(peer.session.transport.peer),
+                "remote_addr": self.remote_addr(peer.session.transport),
                 "scopes": list(grant.scopes),
                 "user_agent": peer.session.transport.http_headers.get("user-agent", ""),
                 "stats": {"tx": peer.tx.practable(now), "rx": peer.rx.practable(now)},
@@ -337,7 +355,7 @@ class Relay:
         now = self.clock.seconds()
         return [{"topic": p.grant.topic, "canRead": p.grant.can_read, "canWrite": p.grant.can_write,
                  "connected": iso_seconds(p.connected_at), "expiresAt": iso_seconds(p.grant.accept.expires_at),
-                 "remoteAddr": _address(p.session.transport.peer), "scopes": list(p.grant.scopes),
+                 "remoteAddr": self.remote_addr(p.session.transport), "scopes": list(p.grant.scopes),
                  "userAgent": p.session.transport.http_headers.get("user-agent", ""),
                  "stats": {"tx": p.tx.practable(now), "rx": p.rx.practable(now)}}
                 for p in self.peers]
@@ -480,6 +498,12 @@ def _uri_problem(uri: str) -> bool:
     from ..core.uri import uri_problem
 
     return uri_problem(uri) is not None
+
+
+def _host(peer: str) -> str:
+    """``tcp4:127.0.0.1:5000`` -> ``127.0.0.1``."""
+    kind, _, rest = peer.partition(":")
+    return rest.rsplit(":", 1)[0] if kind in ("tcp4", "tcp6") else peer
 
 
 def _address(peer: str) -> str:

@@ -178,6 +178,7 @@ class RawRelayProtocol(WebSocketServerProtocol):
         code = (request.params.get("code") or [None])[0]
         self._grant = relay.grant_for_upgrade(request.path, code)  # raises ConnectionDeny
         self._user_agent = request.headers.get("user-agent", "")
+        self._forwarded_for = request.headers.get("x-forwarded-for")
         # The seed offers the subprotocol "null" (a browser work-around); echo it if asked.
         return "null" if "null" in (request.protocols or ()) else None
 
@@ -186,7 +187,7 @@ class RawRelayProtocol(WebSocketServerProtocol):
         details = self._transport_details
         info = TransportInfo(kind="relay", peer=details.peer or "", serializer="raw",
                              is_secure=bool(details.is_secure),
-                             http_headers={"user-agent": self._user_agent})
+                             http_headers=_kept(user_agent=self._user_agent, forwarded_for=self._forwarded_for))
         self.raw_peer = RawPeer(self, relay, self._grant, info)
         relay.opened(self.raw_peer)
 
@@ -230,3 +231,11 @@ class RawRelayFactory(WebSocketServerFactory):
         if settings.heartbeat_interval:
             self.setProtocolOptions(autoPingInterval=settings.heartbeat_interval,
                                     autoPingTimeout=settings.heartbeat_timeout)
+
+
+def _kept(user_agent: str, forwarded_for: str | None) -> dict:
+    """The upgrade headers a raw session keeps (reports, relay.trusted_proxies)."""
+    headers = {"user-agent": user_agent}
+    if forwarded_for is not None:
+        headers["x-forwarded-for"] = forwarded_for
+    return headers

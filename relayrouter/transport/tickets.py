@@ -118,10 +118,12 @@ class _JsonResource(Resource):
 
 
 @defer.inlineCallbacks
-def limited_token_check(limiter, request, token: str, check):
+def limited_token_check(limiter, request, token: str, check, client=None):
     """The Accept for ``token`` (``check()``: a Deferred of Accept or Deny) under the
-    failed-login limits: a valid token always; else HttpRefusal 429 over a limit, 401."""
-    address = address_of(_client(request))
+    failed-login limits: a valid token always; else HttpRefusal 429 over a limit, 401.
+    ``client(request, peer)``: the client's peer string when a proxy forwards."""
+    peer = _client(request)
+    address = address_of(client(request, peer) if client is not None else peer)
     authid = claimed_authid(token)
     refusal = limiter.peek(address, authid)
     decision = yield check()

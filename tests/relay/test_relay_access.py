@@ -163,7 +163,7 @@ def test_deny_mid_session_closes_voids_codes_and_refuses(router):
                                headers={"Authorization": admin})
     assert code == 400
     code, _, _ = yield http("POST", f"{router.http_url}/bids/deny?exp={exp}", headers={"Authorization": admin})
-    assert code == 400
+    assert code == 422
     code, _, body = yield http("GET", f"{router.http_url}/bids/deny",
                                headers={"Authorization": practable_token()})
     assert code == 403 and "relay:admin" in body["message"]

@@ -1,0 +1,26 @@
+"""The README's relay section, read by the tests that hold it to its word:
+its configuration (the compatibility suite runs against it) and its commands."""
+
+import re
+import tomllib
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+SECTION = "## Remote-lab relay (practable-compatible)"
+
+
+def section() -> str:
+    text = README.read_text()
+    start = text.index(SECTION)
+    end = text.index("\n## ", start + len(SECTION))
+    return text[start:end]
+
+
+def blocks(language: str = "") -> list[str]:
+    """The fenced code blocks of the relay section, of one language (``""``: unmarked)."""
+    return [m.group(2) for m in re.finditer(r"```(\w*)\n(.*?)```", section(), re.S) if m.group(1) == language]
+
+
+def relay_config() -> dict:
+    """The relay configuration the README shows (its first TOML block), as a dict."""
+    return tomllib.loads(blocks("toml")[0])
