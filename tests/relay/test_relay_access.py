@@ -70,18 +70,6 @@ def test_access_refusals(router):
 
 
 @pytest_twisted.inlineCallbacks
-def test_code_expires_after_its_lifetime(router):
-    code, body = yield post_access(router, "pend00", practable_token())
-    relay = router.service.relay
-    relay.codes.clock = lambda: time.time() + 31
-    try:
-        with pytest.raises(RawRefused):
-            yield open_raw(router, body["uri"])
-    finally:
-        relay.codes.clock = time.time
-
-
-@pytest_twisted.inlineCallbacks
 def test_read_only_cannot_write_and_write_only_reads_nothing(router):
     writer = yield connect_topic(router, scopes=("write",))
     reader = yield connect_topic(router, scopes=("read",))
