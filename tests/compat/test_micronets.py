@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import pytest_twisted
@@ -28,7 +29,7 @@ from cryptography.x509.oid import NameOID
 from twisted.internet import defer, endpoints, reactor, ssl, threads
 
 from ..connectors.processes import ROOT, Child, RouterProcess
-from ..support import within
+from ..support import connect_ws, within
 
 SUB, BOX = "8675309", "00224dd149bb"
 PREFIX = "/micronets/v1/ws-proxy/"
@@ -368,6 +369,79 @@ def test_a_certificate_meets_only_its_own_pair(world):
     own.send(hello("micronets-dpp", "dpp-1"))
     own.drop()
     yield own.closed()
+
+
+# ------------------------------------------- README.md §5: the messages, with a WAMP peer
+
+
+def wamp_peer(world, who: str):
+    """An Autobahn session of the pair, with one of the seed-shaped certificates."""
+    port = world["router"].port
+    address = SimpleNamespace(ws_url=f"ws://localhost:{port}/ws", ws_port=port)
+    return connect_ws(address, realm="micronets", authmethods=["tls"], tls=client_tls(world["pki"], who))
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_rest_request_as_the_readme_writes_it_reaches_a_wamp_peer(world):
+    """README.md §5.3 (the example POST request) and §5.4 (REST:RESPONSE naming it with
+    inResponseTo): a Micronets manager's request reaches a WAMP gateway's REST procedure."""
+    gateway = yield wamp_peer(world, "test-client")
+    seen = []
+
+    def rest(request):
+        seen.append(request)
+        return {"status": 201, "reason": "Created", "headers": [["Location", "/micronets/v1/dhcp/subnets/s7"]],
+                "content_type": "application/json", "body": {"subnetId": "mocksubnet007"}}
+
+    yield gateway.register(rest, f"relayrouter.pair.{SUB}.{BOX}.rest.gateway")
+    manager = yield connect(world, "manager")
+    manager.send(hello("micronets-manager", "mm-1"))
+    assert (yield manager.next())["message"]["peerClass"] == "gateway"
+    body = {"subnetId": "mocksubnet007", "ipv4Network": {"network": "192.168.1.0", "mask": "255.255.255.0",
+                                                         "gateway": "192.168.1.1"}, "nameservers": ["1.2.3.4"]}
+    manager.send({"message": {"messageId": 1, "messageType": "REST:REQUEST", "requiresResponse": True,
+                              "method": "POST", "path": "/micronets/v1/dhcp/subnets",
+                              "headers": [{"name": "Host", "value": "localhost:5001"},
+                                          {"name": "Accept", "value": "*/*"}],
+                              "dataFormat": "application/json", "messageBody": body}})
+    answer = (yield manager.next())["message"]
+    assert answer["messageType"] == "REST:RESPONSE" and answer["inResponseTo"] == 1
+    assert answer["requiresResponse"] is False and answer["statusCode"] == 201
+    assert answer["dataFormat"] == "application/json" and answer["messageBody"] == {"subnetId": "mocksubnet007"}
+    assert {"name": "Location", "value": "/micronets/v1/dhcp/subnets/s7"} in answer["headers"]
+    [request] = seen
+    assert (request["method"], request["path"], request["body"]) == ("POST", "/micronets/v1/dhcp/subnets", body)
+    assert ["Accept", "*/*"] in request["headers"] and request["content_type"] == "application/json"
+    yield gone(manager)
+    yield gateway.leave()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_response_without_a_body_and_an_octet_stream_event_reach_a_wamp_peer(world):
+    """README.md §5.4 (the example DELETE response: statusCode and no body) and §5.5 (EVENT:<name>
+    with dataFormat and messageBody, base64 for application/octet-stream)."""
+    gateway = yield connect(world, "test-client")
+    gateway.send(hello("micronets-gw", "gw-1"))
+    manager = yield wamp_peer(world, "manager")
+    assert (yield gateway.next())["message"]["peerClass"] == "manager"
+    events = defer.DeferredQueue()
+    yield manager.subscribe(lambda body, **kw: events.put((body, kw)),
+                            f"relayrouter.pair.{SUB}.{BOX}.event.DPP:DPPOnboardingProgressEvent")
+    call = manager.call(f"relayrouter.pair.{SUB}.{BOX}.rest.gateway",
+                        {"method": "DELETE", "path": "/micronets/v1/dhcp/subnets/mocksubnet007"})
+    request = (yield gateway.next())["message"]
+    assert (request["messageType"], request["method"]) == ("REST:REQUEST", "DELETE")
+    gateway.send({"message": {"messageId": 3, "inResponseTo": request["messageId"],
+                              "messageType": "REST:RESPONSE", "requiresResponse": False, "statusCode": 200}})
+    response = yield call
+    assert response["status"] == 200 and response["body"] in (None, b"", "")
+    gateway.send({"message": {"messageId": 4, "messageType": "EVENT:DPP:DPPOnboardingProgressEvent",
+                              "requiresResponse": False, "dataFormat": "application/octet-stream",
+                              "messageBody": "AAEC/w=="}})
+    body, kwargs = yield within(events.get())
+    assert body == b"\x00\x01\x02\xff" and kwargs == {"content_type": "application/octet-stream"}
+    yield manager.leave()
+    yield gateway.closed()
 
 
 # ------------------------------------------------- relayrouter's own, same router
