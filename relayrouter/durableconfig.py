@@ -134,7 +134,8 @@ def _array(item: dict, name: str, key: str) -> list:
 # ---------------------------------------------------------------- mailboxes
 
 _MAILBOX_KEYS = {"uri", "max_messages", "max_bytes", "max_message_bytes", "max_age", "overflow",
-                 "visibility_timeout", "http", "token_secret_env", "token_secret_file"}
+                 "visibility_timeout", "max_messages_per_sender", "max_bytes_per_sender", "http",
+                 "token_secret_env", "token_secret_file"}
 
 
 def realm_mailboxes(item: dict, key: str) -> tuple | None:
@@ -173,11 +174,22 @@ def _mailbox_rule(item, key: str) -> MailboxRule:
     visibility = _get(item, "visibility_timeout", (int, float), default.visibility_timeout, key)
     if visibility <= 0:
         raise ConfigError(f"{key}.visibility_timeout: must be a positive number of seconds")
+    max_messages = _positive(item, "max_messages", default.max_messages, key)
+    per_sender = _positive(item, "max_messages_per_sender", min(default.max_messages_per_sender, max_messages), key)
+    default_share = min(max(default.max_bytes_per_sender, max_message_bytes), max_bytes)
+    per_sender_bytes = _positive(item, "max_bytes_per_sender", default_share, key)
+    if per_sender > max_messages:
+        raise ConfigError(f"{key}.max_messages_per_sender: larger than max_messages ({max_messages})")
+    if per_sender_bytes > max_bytes:
+        raise ConfigError(f"{key}.max_bytes_per_sender: larger than max_bytes ({max_bytes})")
+    if per_sender_bytes < max_message_bytes:
+        raise ConfigError(f"{key}.max_bytes_per_sender: smaller than max_message_bytes ({max_message_bytes}):"
+                          " a message of the largest size could never be put")
     return MailboxRule(
-        uri=uri, max_messages=_positive(item, "max_messages", default.max_messages, key),
-        max_bytes=max_bytes, max_message_bytes=max_message_bytes,
+        uri=uri, max_messages=max_messages, max_bytes=max_bytes, max_message_bytes=max_message_bytes,
         max_age=_seconds_or_forever(item, "max_age", key, default.max_age),
-        overflow=overflow, visibility_timeout=float(visibility), http=http, token_secret=secret)
+        overflow=overflow, visibility_timeout=float(visibility), max_messages_per_sender=per_sender,
+        max_bytes_per_sender=per_sender_bytes, http=http, token_secret=secret)
 
 
 def _filled(uri: str) -> str:

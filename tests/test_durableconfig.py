@@ -89,6 +89,16 @@ def test_mailbox_rules_parse_with_defaults(monkeypatch):
     assert first == MailboxRule("mailbox.{authid}", token_secret=b"a-long-enough-secret")
     assert "a-long-enough-secret" not in repr(first)
     assert (second.owner_field, second.http, second.overflow, second.max_age) == ("team", "open", "drop-oldest", 0.0)
+    assert (first.max_messages_per_sender, first.max_bytes_per_sender) == (1000, 8 * 1024 * 1024)
+
+
+def test_a_senders_share_defaults_within_the_mailboxs_bounds():
+    config = cfg.parse({"realms": [{"name": "r", "mailboxes": [
+        {"uri": "small.{authid}", "http": "open", "max_messages": 5, "max_bytes": 4096},
+        {"uri": "big.{authid}", "http": "open", "max_message_bytes": 16 * 1024 * 1024}]}]})
+    small, big = config.realms[0].mailboxes
+    assert (small.max_messages_per_sender, small.max_bytes_per_sender) == (5, 4096)
+    assert big.max_bytes_per_sender == 16 * 1024 * 1024  # one message of the largest size always fits
 
 
 @pytest.mark.parametrize("rule, message", [
@@ -104,6 +114,14 @@ def test_mailbox_rules_parse_with_defaults(monkeypatch):
     ({"uri": "m.{authid}", "http": "open", "visibility_timeout": 0}, "visibility_timeout: must be a positive"),
     ({"uri": "m.{authid}", "http": "open", "max_mesages": 1}, "realms[0].mailboxes[0].max_mesages: unknown key"),
     ({"uri": "m.{authid}", "token_secret_env": "RR_MB_SHORT"}, "at least 16 characters"),
+    ({"uri": "m.{authid}", "http": "open", "max_messages": 10, "max_messages_per_sender": 11},
+     "realms[0].mailboxes[0].max_messages_per_sender: larger than max_messages (10)"),
+    ({"uri": "m.{authid}", "http": "open", "max_messages_per_sender": 0},
+     "realms[0].mailboxes[0].max_messages_per_sender"),
+    ({"uri": "m.{authid}", "http": "open", "max_bytes": 100, "max_message_bytes": 10, "max_bytes_per_sender": 101},
+     "realms[0].mailboxes[0].max_bytes_per_sender: larger than max_bytes (100)"),
+    ({"uri": "m.{authid}", "http": "open", "max_message_bytes": 100, "max_bytes_per_sender": 99},
+     "realms[0].mailboxes[0].max_bytes_per_sender: smaller than max_message_bytes (100)"),
 ])
 def test_bad_mailbox_rules_name_the_key(rule, message, monkeypatch):
     monkeypatch.setenv("RR_MB_SHORT", "short")

@@ -131,6 +131,7 @@ class InboundQueue:
 # Outbound: how a failed put into another mailbox is treated.
 TRANSIENT_PUT_ERRORS = frozenset({
     "relayrouter.error.mailbox_full",
+    "relayrouter.error.mailbox_sender_quota",
     "relayrouter.error.store_failed",
     "relayrouter.error.limit_exceeded",
     "wamp.error.canceled",

@@ -9,12 +9,16 @@ exists from its first message.
 
 *Put* (a PUBLISH to a mailbox URI, or ``POST /mailbox/{name}``): checked
 against the bounds (``max_messages``, ``max_bytes`` including puts not yet
-committed, ``max_message_bytes``), given the next message ID, and handed to
-the store.  Only the store's completion makes the message visible to takers
+committed, ``max_message_bytes``) and against the sender's share of them
+(``max_messages_per_sender``, ``max_bytes_per_sender``: what one sender put
+and the owner has not taken yet, so nobody fills another's mailbox), given
+the next message ID, and handed to the store.  Only the store's completion makes the message visible to takers
 and answers the sender (PUBLISHED, HTTP 202): what was acknowledged is
 durable.  At the bound, ``overflow = refuse`` answers
-``relayrouter.error.mailbox_full``; ``drop-oldest`` deletes the oldest
-messages (counted in ``drops``) to make room.
+``relayrouter.error.mailbox_full`` (``mailbox_sender_quota`` at the sender's
+share); ``drop-oldest`` deletes the oldest messages (counted in ``drops``) to
+make room, the sender's own first when its share is used up: one sender's
+puts never push out another's until the mailbox itself is full.
 
 *Take* (``relayrouter.mailbox.take``, a pending router procedure): each
 message goes to the owner as one progressive RESULT, lowest ID first, at
@@ -28,7 +32,8 @@ leave memory at once (never delivered again) and the RESULT waits for the
 store's delete: an acked message does not come back after a crash.
 
 Indexes and who owns them: ``Mailboxes.mailboxes[uri]`` (this module);
-``Mailbox.messages[id]`` (committed, unacked, in ID order); ``Mailbox.fresh``
+``Mailbox.messages[id]`` (committed, unacked, in ID order); ``Mailbox.senders[sender]``
+(messages and bytes each sender has in it, puts not yet committed included); ``Mailbox.fresh``
 (IDs never delivered, in order) and ``Mailbox.returned`` (a heap of IDs to
 deliver again); ``Taker.inflight[id]`` (delivered, unacked, with deadline).
 A message is in exactly one of fresh / returned / some taker's inflight.
@@ -53,6 +58,7 @@ STATS = "relayrouter.mailbox.stats"
 ENDPOINT = "relayrouter.mailbox.endpoint"
 
 MAILBOX_FULL = "relayrouter.error.mailbox_full"
+SENDER_QUOTA = "relayrouter.error.mailbox_sender_quota"
 TOO_LARGE = "relayrouter.error.mailbox_message_too_large"
 TAKEN_OVER = "relayrouter.error.mailbox_taken_over"
 STORE_FAILED = "relayrouter.error.store_failed"
@@ -65,6 +71,7 @@ HTTP_MODES = ("token", "open", "off")
 
 MAX_INFLIGHT = 1000
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+ANONYMOUS_SENDER = "wamp:anonymous"  # anonymous sessions share one share: a new session is no new quota
 _ID_BLOCK = 1000  # message IDs reserved in the store at a time
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -78,6 +85,8 @@ class MailboxRule:
     max_age: float = 7 * 86400.0  # seconds; 0 keeps messages until taken
     overflow: str = REFUSE
     visibility_timeout: float = 60.0
+    max_messages_per_sender: int = 1000
+    max_bytes_per_sender: int = 8 * 1024 * 1024
     http: str = "token"  # POST /mailbox/{name}: token | open | off
     token_secret: bytes | None = field(default=None, repr=False)
 
@@ -130,25 +139,59 @@ class Mailbox:
         self.pending = 0  # puts given to the store, not committed yet
         self.pending_bytes = 0
         self.taker: Taker | None = None
+        self.senders: dict[str | None, list[int]] = {}  # sender -> [messages, bytes]
         self.redeliveries = 0
         self.drops = 0
         self.expired = 0
 
     # ------------------------------------------------------------------- put
 
-    def room_for(self, size: int) -> str | None:
+    def room_for(self, size: int, sender: str | None = None) -> str | None:
         """None when a message of ``size`` bytes fits (dropping the oldest if
         the policy says so), else the refusal."""
         rule = self.rule
         if size > rule.max_message_bytes:
             return f"{size} bytes is more than this mailbox's max_message_bytes ({rule.max_message_bytes})"
+        if rule.overflow != DROP_OLDEST and self._over(size):
+            return self._full()
+        share = self.sender_refusal(size, sender)
+        while share is not None:  # drop-oldest: the sender's own oldest make room for its newest
+            own = next((i for i, message in self.messages.items() if message.sender == sender), None)
+            if rule.overflow != DROP_OLDEST or own is None:
+                return share
+            self.drop(own, "drops")
+            share = self.sender_refusal(size, sender)
         while self._over(size):
-            if rule.overflow != DROP_OLDEST or not self.messages:
-                return (f"mailbox '{self.uri}' is full ({len(self.messages) + self.pending} messages, "
-                        f"{self.bytes + self.pending_bytes} bytes; max_messages {rule.max_messages}, "
-                        f"max_bytes {rule.max_bytes})")
+            if not self.messages:
+                return self._full()
             self.drop(next(iter(self.messages)), "drops")
         return None
+
+    def _full(self) -> str:
+        rule = self.rule
+        return (f"mailbox '{self.uri}' is full ({len(self.messages) + self.pending} messages, "
+                f"{self.bytes + self.pending_bytes} bytes; max_messages {rule.max_messages}, "
+                f"max_bytes {rule.max_bytes})")
+
+    def sender_refusal(self, size: int, sender: str | None) -> str | None:
+        """Why ``sender`` may not put ``size`` more bytes here (its share is
+        used up until the owner takes some), or None."""
+        if sender is None:
+            return None
+        held, held_bytes = self.senders.get(sender, (0, 0))
+        rule = self.rule
+        if held + 1 > rule.max_messages_per_sender or held_bytes + size > rule.max_bytes_per_sender:
+            return (f"{_sender_name(sender)} holds {held} messages ({held_bytes} bytes) in mailbox '{self.uri}',"
+                    f" its share (max_messages_per_sender {rule.max_messages_per_sender}, max_bytes_per_sender"
+                    f" {rule.max_bytes_per_sender}); try again once the owner has taken some")
+        return None
+
+    def count_sender(self, sender: str | None, size: int, sign: int = 1) -> None:
+        held = self.senders.setdefault(sender, [0, 0])
+        held[0] += sign
+        held[1] += sign * size
+        if held[0] <= 0:
+            del self.senders[sender]
 
     def _over(self, size: int) -> bool:
         return (len(self.messages) + self.pending + 1 > self.rule.max_messages
@@ -176,6 +219,7 @@ class Mailbox:
         message = self.messages.pop(message_id, None)
         if message is not None:
             self.bytes -= message.size
+            self.count_sender(message.sender, message.size, -1)
             if self.taker is not None:
                 self.taker.inflight.pop(message_id, None)
         return message
@@ -400,6 +444,7 @@ class Mailboxes:
         mailbox = self.mailbox(message.mailbox)
         if mailbox is None:
             return False
+        mailbox.count_sender(message.sender, message.size)
         mailbox.committed(message)
         return True
 
@@ -433,24 +478,27 @@ class Mailboxes:
 
     # ----------------------------------------------------------------- put
 
-    def put(self, uri: str, args, kwargs, size: int, done) -> str | None:
-        """Store one message; ``done(message_id | StoreError)`` once durable.
+    def put(self, uri: str, args, kwargs, size: int, done, sender: str | None = None) -> str | None:
+        """Store one message from ``sender`` (``wamp:<authid>``, ``http:<address>``;
+        None for the router's own); ``done(message_id | StoreError)`` once durable.
         Returns a refusal (and calls nothing) when the message cannot be taken."""
         mailbox = self.mailbox(uri)
         if mailbox is None:
             return f"'{uri}' is not a mailbox of realm '{self.realm.name}'"
-        refusal = mailbox.room_for(size)
+        refusal = mailbox.room_for(size, sender)
         if refusal is not None:
             return refusal
         message = MailboxMessage(self.realm.name, uri, self.ids.allocate(), self.realm.now(),
-                                 args, kwargs, size)
+                                 args, kwargs, size, sender=sender)
         mailbox.pending += 1
         mailbox.pending_bytes += size
+        mailbox.count_sender(sender, size)
 
         def stored(outcome) -> None:
             mailbox.pending -= 1
             mailbox.pending_bytes -= size
             if isinstance(outcome, StoreError):
+                mailbox.count_sender(sender, size, -1)
                 self._store_failed(outcome)
                 done(outcome)
                 return
@@ -467,6 +515,8 @@ class Mailboxes:
     def refusal_uri(self, text: str) -> str:
         if "max_message_bytes" in text:
             return TOO_LARGE
+        if "max_messages_per_sender" in text:
+            return SENDER_QUOTA
         if "is not a mailbox" in text:
             return NO_SUCH_MAILBOX
         return MAILBOX_FULL
@@ -487,7 +537,7 @@ class Mailboxes:
                 # PUBLISHED only now: "acknowledge" means the message is durable.
                 session.peer.send(m.Published(msg.request, outcome))
 
-        refusal = self.put(msg.topic, args, msg.kwargs, size, done)
+        refusal = self.put(msg.topic, args, msg.kwargs, size, done, wamp_sender(session))
         if refusal is not None:
             self.realm.counters["mailbox_refused"] += 1
             if acknowledge:
@@ -586,6 +636,18 @@ class Mailboxes:
         path = f"/mailbox/{uri}/{token}" if token else f"/mailbox/{uri}?realm={self.realm.name}"
         return {"mailbox": uri, "realm": self.realm.name, "token": token, "path": path,
                 "url": self.public_base + path if self.public_base else None}
+
+
+def wamp_sender(session) -> str:
+    """Whose share a session's put uses: its authid; anonymous sessions share one."""
+    if session.authmethod == "anonymous" or not session.authid:
+        return ANONYMOUS_SENDER
+    return f"wamp:{session.authid}"
+
+
+def _sender_name(sender: str) -> str:
+    kind, _, name = sender.partition(":")
+    return {"wamp": f"sender '{name}'", "http": f"HTTP sender {name}"}.get(kind, f"sender {sender!r}")
 
 
 def _size(args, kwargs) -> int:

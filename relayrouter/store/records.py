@@ -103,6 +103,7 @@ class MailboxMessage:
     kwargs: dict | None
     size: int
     attempts: int = 0
+    sender: str | None = None  # who put it, for the per-sender bounds (None: unknown, before they existed)
 
 
 @dataclass(frozen=True, slots=True)

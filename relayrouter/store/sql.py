@@ -234,9 +234,9 @@ class SqlStore:
                        "FROM mailbox_messages ORDER BY realm, mailbox, id")
         messages = []
         for realm, mailbox, message_id, timestamp, attempts, size, payload in cursor.fetchall():
-            args, kwargs = _decode(payload)
+            args, kwargs, *sender = _decode(payload)  # rows written before senders were kept have two parts
             messages.append(MailboxMessage(realm, mailbox, message_id, timestamp, args, kwargs,
-                                           size, attempts))
+                                           size, attempts, sender[0] if sender else None))
         cursor.execute("SELECT value FROM counters WHERE name = 'mailbox_next_id'")
         row = cursor.fetchone()
         next_id = max([row[0] if row else 1] + [m.id + 1 for m in messages])
@@ -254,7 +254,7 @@ class SqlStore:
         cursor.executemany(self.q(
             "INSERT INTO mailbox_messages (realm, mailbox, id, timestamp, attempts, size, payload) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)"),
-            [(m.realm, m.mailbox, m.id, m.timestamp, m.attempts, m.size, _encode(m.args, m.kwargs))
+            [(m.realm, m.mailbox, m.id, m.timestamp, m.attempts, m.size, _encode(m.args, m.kwargs, m.sender))
              for m in arguments])
         return [None] * len(arguments)
 

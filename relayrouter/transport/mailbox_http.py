@@ -13,8 +13,9 @@ neither query strings nor that segment.
 Refusals, JSON ``{"error": ..., "message": ...}``: 400 (realm ambiguous),
 401 (no credential), 403 (wrong credential, or HTTP posts off), 404 (no such
 realm or no mailbox rule names it), 405 with ``Allow: POST`` (the site's, see
-transport/http.py), 413 (larger than
-``max_message_bytes``), 507 (full, with ``overflow = "refuse"``), 503 (the
+transport/http.py), 413 (larger than ``max_message_bytes``), 429 (this client
+address's share of the mailbox is used up: ``max_messages_per_sender`` /
+``max_bytes_per_sender``), 507 (full, with ``overflow = "refuse"``), 503 (the
 store failed).
 """
 
@@ -62,10 +63,10 @@ class MailboxResource(Resource):
             else:
                 _finish(request, 202, {"id": outcome, "mailbox": name})
 
-        refusal = mailboxes.put(name, [body], {"content_type": content_type}, len(body), done)
+        refusal = mailboxes.put(name, [body], {"content_type": content_type}, len(body), done, _sender(request))
         if refusal is not None:
             uri = mailboxes.refusal_uri(refusal)
-            code = {mb.TOO_LARGE: 413, mb.MAILBOX_FULL: 507}.get(uri, 404)
+            code = {mb.TOO_LARGE: 413, mb.MAILBOX_FULL: 507, mb.SENDER_QUOTA: 429}.get(uri, 404)
             log.info("POST /mailbox refused ({code}): {text}", code=code, text=refusal)
             return _json(request, code, {"error": uri, "message": refusal})
         return server.NOT_DONE_YET
@@ -142,6 +143,12 @@ class _Refusal(Exception):
         super().__init__(message)
         self.code = code
         self.error = error
+
+
+def _sender(request) -> str:
+    """HTTP senders' shares are per client address (they all hold the same token)."""
+    address = request.getClientAddress()
+    return f"http:{getattr(address, 'host', None) or 'unix'}"
 
 
 def _bearer(request) -> str | None:

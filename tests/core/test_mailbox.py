@@ -7,6 +7,7 @@ from relayrouter.core.auth import Accept
 from relayrouter.core.mailbox import MailboxRule, Mailboxes, MessageIds
 from relayrouter.core.procedures import AdminPolicy
 from relayrouter.store.memory import MemoryStore
+from relayrouter.store.records import StoreError
 from relayrouter.testing import ALL_ROLES, FakeClock, connect, make_router
 
 PUBLISH, CALL, CANCEL = 16, 48, 49
@@ -34,7 +35,8 @@ def join_as(router, authid, role="user", claims=None):
 
 class _Fixed:
     def __init__(self, authid, role, claims):
-        self.accept = Accept(authid=authid, authrole=role, authmethod="anonymous", permissions=claims)
+        # a named principal (anonymous sessions share one sender's share of a mailbox)
+        self.accept = Accept(authid=authid, authrole=role, authmethod="ticket", permissions=claims)
 
     def hello(self, request):
         return self.accept
@@ -263,3 +265,98 @@ def test_counters_are_recorded_at_each_change_and_restored_after_a_restart():
     call(owner, "relayrouter.mailbox.stats", ["mailbox.agentb"])
     stats = owner.take()[-1].args[0]
     assert {name: stats[name] for name in kept} == kept and stats["depth"] == 0
+
+
+def test_one_sender_cannot_fill_another_agents_mailbox():
+    """Each sender has a share of a mailbox (what it put and the owner has not
+    taken yet): beyond it, relayrouter.error.mailbox_sender_quota, while the
+    owner's other senders still get in; a share comes back as the owner acks."""
+    router, realm, store, clock, mailboxes = setup(hold=False, max_messages=10, max_messages_per_sender=3)
+    attacker, friend, owner = join_as(router, "mallory"), join_as(router, "alice"), join_as(router, "agentb")
+    for i in range(4):
+        put(attacker, "mailbox.agentb", i)
+    answers = attacker.take()
+    assert [type(x) for x in answers[:3]] == [m.Published] * 3
+    refused = answers[3]
+    assert refused.error == "relayrouter.error.mailbox_sender_quota"
+    assert "sender 'mallory' holds 3 messages" in refused.args[0] and "max_messages_per_sender 3" in refused.args[0]
+    put(friend, "mailbox.agentb", "hello")
+    assert isinstance(friend.take()[-1], m.Published)
+    call(owner, "relayrouter.mailbox.take", ["mailbox.agentb"], receive_progress=True)
+    first = progress_ids(owner.take())[0]
+    call(owner, "relayrouter.mailbox.ack", ["mailbox.agentb", first])
+    put(attacker, "mailbox.agentb", "again")
+    assert isinstance(attacker.take()[-1], m.Published)
+
+
+def test_a_senders_bytes_are_bounded_too_and_anonymous_sessions_share_one_share():
+    router, realm, store, clock, mailboxes = setup(hold=False, max_bytes_per_sender=10)
+    sender = join_as(router, "mallory")
+    put(sender, "mailbox.agentb", "x" * 6)
+    put(sender, "mailbox.agentb", "y" * 6)
+    assert [type(x) for x in sender.take()] == [m.Published, m.Error]
+    router, realm, store, clock, mailboxes = setup(hold=False, max_messages_per_sender=2)
+    realm.authenticators = {}
+    peers = []
+    for _ in range(3):  # a new anonymous session is no new share
+        peer = connect(router)
+        realm.authenticators = {"anonymous": _Anonymous()}
+        peer.receive([1, "realm1", {"roles": ALL_ROLES, "authmethods": ["anonymous"]}])
+        peer.take()
+        put(peer, "mailbox.agentb", "m")
+        peers.append(peer.take()[-1])
+    assert [type(x) for x in peers] == [m.Published, m.Published, m.Error]
+    assert peers[2].error == "relayrouter.error.mailbox_sender_quota"
+
+
+class _Anonymous:
+    _count = 0
+
+    def hello(self, request):
+        _Anonymous._count += 1
+        return Accept(authid=f"anon-{_Anonymous._count}", authrole="anonymous", authmethod="anonymous")
+
+
+def test_puts_not_yet_committed_and_failed_stores_count_right_in_a_share():
+    router, realm, store, clock, mailboxes = setup(hold=True, max_messages_per_sender=1)
+    sender = join_as(router, "mallory")
+    put(sender, "mailbox.agentb", 1)
+    put(sender, "mailbox.agentb", 2)
+    assert sender.take()[-1].error == "relayrouter.error.mailbox_sender_quota"
+    store.flush()
+    assert isinstance(sender.take()[-1], m.Published)
+    assert mailboxes.mailbox("mailbox.agentb").senders == {"wamp:mallory": [1, 8]}
+    put(sender, "mailbox.agentc", 3)
+    store.held = [(done, StoreError("disk full")) for done, outcome in store.held]
+    store.flush()
+    assert sender.take()[-1].error == "relayrouter.error.store_failed"
+    assert mailboxes.mailbox("mailbox.agentc").senders == {}  # a failed put holds no share
+
+
+def test_shares_are_restored_after_a_restart():
+    router, realm, store, clock, mailboxes = setup(hold=False, max_messages_per_sender=2)
+    sender = join_as(router, "mallory")
+    put(sender, "mailbox.agentb", 1)
+    put(sender, "mailbox.agentb", 2)
+    state = store.mailbox_load()
+    assert {msg.sender for msg in state.messages} == {"wamp:mallory"}
+    router = make_router("realm1", clock=clock)
+    again = Mailboxes(router.realms["realm1"], mailboxes.rules, store, MessageIds(store, state.next_id))
+    router.realms["realm1"].broker.mailboxes = again
+    for message in state.messages:
+        assert again.load(message)
+    sender = join_as(router, "mallory")
+    put(sender, "mailbox.agentb", 3)
+    assert sender.take()[-1].error == "relayrouter.error.mailbox_sender_quota"
+
+
+def test_drop_oldest_drops_the_senders_own_oldest_when_its_share_is_used_up():
+    router, realm, store, clock, mailboxes = setup(hold=False, max_messages=10, max_messages_per_sender=2,
+                                                   overflow="drop-oldest")
+    friend, attacker = join_as(router, "alice"), join_as(router, "mallory")
+    put(friend, "mailbox.agentb", "keep me")
+    for i in range(5):
+        put(attacker, "mailbox.agentb", i)
+    assert all(isinstance(x, m.Published) for x in attacker.take())
+    box = mailboxes.mailbox("mailbox.agentb")
+    assert [msg.args for msg in box.messages.values()] == [["keep me"], [3], [4]] and box.drops == 3

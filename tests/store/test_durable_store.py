@@ -163,6 +163,32 @@ def test_mailbox_messages_survive_reopening_in_order_with_attempts(backend):
     assert state.next_id == 10  # reserved IDs are never handed out twice
 
 
+def test_a_mailbox_messages_sender_survives_reopening(backend):
+    """Per-sender shares of a mailbox are counted again after a restart."""
+    store = backend.open()
+    store.mailbox_reserve(10)
+    store.mailbox_put(MailboxMessage("r1", "mb.a", 1, 1001.0, [b"x"], {}, 1, sender="wamp:mallory"), None)
+    store.mailbox_put(message("mb.a", 2), None)
+    backend.sync(store)
+    backend.close(store)
+    state = backend.open().mailbox_load()
+    assert [(m.id, m.sender) for m in state.messages] == [(1, "wamp:mallory"), (2, None)]
+
+
+def test_mailbox_rows_written_before_senders_were_kept_still_load(sql_backend):
+    import cbor2
+
+    store = sql_backend.open()
+    store.mailbox_reserve(10)
+    sql_backend.sync(store)
+    store.writer.call(lambda connection: connection.cursor().execute(store.q(
+        "INSERT INTO mailbox_messages (realm, mailbox, id, timestamp, attempts, size, payload) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)"), ("r1", "mb.a", 1, 1000.0, 0, 3, cbor2.dumps([[b"old"], {}]))))
+    sql_backend.close(store)
+    [old] = sql_backend.open().mailbox_load().messages
+    assert old.args == [b"old"] and old.sender is None
+
+
 def test_mailbox_counters_survive_reopening_the_last_recorded_wins(backend):
     store = backend.open()
     store.mailbox_counters("r1", "mb.a", {"redeliveries": 1, "drops": 0, "expired": 0})
