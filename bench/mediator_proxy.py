@@ -38,6 +38,7 @@ from bench.procstat import CLOCK_TICKS, cpu_ticks  # noqa: E402
 
 SECRET = "bench-mailbox-secret-0123456789"
 TICKET = "bench-agent-ticket-0123456789"
+API_TOKEN = "bench-local-api-token-0123456789"
 ROUTER_TOML = """
 state_dir = "{state}"
 [[listeners]]
@@ -54,6 +55,8 @@ secret_env = "BENCH_TICKET"
 uri = "mailbox.{{authid}}"
 max_messages = 1000000
 max_bytes = 1073741824
+max_messages_per_sender = 1000000   # the backlog comes from one address
+max_bytes_per_sender = 1073741824
 http = "token"
 token_secret_env = "BENCH_MAILBOX_SECRET"
 """
@@ -179,7 +182,7 @@ def main():
         proxy_args = twistd("mediator-proxy", "--router", ws, "--realm", "bench", "--authid", "agent",
                             "--agent-endpoint", f"http://127.0.0.1:{agent_port}/", "--state-dir", work / "proxy",
                             "--listen", "tcp:0:interface=127.0.0.1", "--max-inflight", str(args.max_inflight))
-        proxy_env = {"MEDIATOR_PROXY_TICKET": TICKET}
+        proxy_env = {"MEDIATOR_PROXY_TICKET": TICKET, "MEDIATOR_PROXY_API_TOKEN": API_TOKEN}
 
         # learn the public endpoint once, then stop the proxy for the backlog
         proxy = Proc("proxy", proxy_args, proxy_env)
@@ -188,7 +191,8 @@ def main():
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(http + "/endpoint", timeout=5) as r:
+                asked = urllib.request.Request(http + "/endpoint", headers={"Authorization": f"Bearer {API_TOKEN}"})
+                with urllib.request.urlopen(asked, timeout=5) as r:
                     endpoint = json.loads(r.read())["endpoint"]
                     break
             except OSError:

@@ -8,7 +8,8 @@ the local HTTP helpers and the common options.
 * :class:`StateStore` / :class:`Spool` (``state.py``): ``--state-dir``, 0700,
   SQLite key/value and durable FIFO spools written off the reactor thread.
 * :class:`JsonResource`, :class:`StatusResource`, :func:`json_error`,
-  :class:`HttpError`, :class:`HttpService` (``http.py``).
+  :class:`HttpError`, :class:`HttpService`, :class:`TokenGuard` (``http.py``);
+  :func:`load_api_token` (``api_token.py``): the local API's bearer token.
 * :class:`ConnectorOptions` (``options.py``): the shared twistd options, each
   with an environment variable.
 """
@@ -16,13 +17,15 @@ the local HTTP helpers and the common options.
 from .backoff import Backoff
 from .credentials import Credentials, TlsClient
 from .errors import ConfigError
-from .http import HttpError, HttpService, JsonResource, JsonRoot, StatusResource, json_error, json_response, read_body
+from .api_token import ApiToken, load_api_token
+from .http import (HttpError, HttpService, JsonResource, JsonRoot, StatusResource, TokenGuard, json_error,
+                   json_response, read_body)
 from .options import ConnectorOptions
 from .router import RouterConnection, RouterSettings
 from .state import Spool, SpoolItem, StateStore, open_state_dir
 
 __all__ = [
-    "Backoff", "ConfigError", "ConnectorOptions", "Credentials", "HttpError", "HttpService", "JsonResource",
+    "ApiToken", "Backoff", "ConfigError", "ConnectorOptions", "Credentials", "HttpError", "HttpService", "JsonResource",
     "JsonRoot", "RouterConnection", "RouterSettings", "Spool", "SpoolItem", "StateStore", "StatusResource",
-    "TlsClient", "json_error", "json_response", "open_state_dir", "read_body",
+    "TlsClient", "TokenGuard", "json_error", "load_api_token", "json_response", "open_state_dir", "read_body",
 ]

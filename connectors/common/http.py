@@ -108,6 +108,37 @@ class JsonRoot(resource.Resource):
         return NotFound().render(request)
 
 
+class TokenGuard(resource.Resource):
+    """Wraps a root: every request needs ``Authorization: Bearer <token>``
+    (an :class:`~connectors.common.api_token.ApiToken`), else a JSON 401."""
+
+    def __init__(self, root, token, realm: str) -> None:
+        super().__init__()
+        self.root = root
+        self.token = token
+        self.challenge = f'Bearer realm="{realm}"'.encode()
+
+    def getChildWithDefault(self, path, request):
+        if not self.token.admits(request.getHeader(b"authorization")):
+            return Unauthorized(self.challenge)
+        return self.root.getChildWithDefault(path, request)
+
+    def render(self, request):
+        return self.getChildWithDefault(b"", request).render(request)
+
+
+class Unauthorized(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, challenge: bytes) -> None:
+        super().__init__()
+        self.challenge = challenge
+
+    def render(self, request):
+        request.setHeader(b"www-authenticate", self.challenge)
+        return json_error(request, 401, "send Authorization: Bearer <the local API token> (see --api-token-file)")
+
+
 class NotFound(resource.Resource):
     isLeaf = True
 

@@ -16,13 +16,13 @@ Both keep what they cannot deliver as dead letters in the state store, never
 drop it.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from ..common import HttpService, JsonRoot, RouterConnection, RouterSettings, StateStore
+from ..common import ApiToken, HttpService, JsonRoot, RouterConnection, RouterSettings, StateStore, TokenGuard
 from .inbound import Inbound
 from .outbound import Outbound
 from .resources import DeadLettersPage, EndpointPage, OutboundPage, StatusPage
@@ -46,6 +46,7 @@ class ProxyConfig:
     agent_retry_max: float = 30.0
     max_outbound_bytes: int = 1048576
     max_outbound_messages: int = 100000
+    api_token: ApiToken | None = field(default=None, repr=False)  # required by MediatorProxy
 
 
 class MediatorProxy(service.MultiService):
@@ -55,6 +56,8 @@ class MediatorProxy(service.MultiService):
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor
+        if config.api_token is None:
+            raise ValueError("the local API needs a token (ProxyConfig.api_token)")
         self.config = config
         self.reactor = reactor
         self.remembered = remembered or {}
@@ -73,17 +76,18 @@ class MediatorProxy(service.MultiService):
         root.putChild(b"endpoint", EndpointPage(self))
         root.putChild(b"outbound", OutboundPage(self))
         root.putChild(b"dead-letters", DeadLettersPage(self))
-        return root
+        return TokenGuard(root, self.config.api_token, "mediator-proxy")
 
     def startService(self) -> None:
         if self.remembered:
             self.store.put("options", self.remembered)
         c = self.config
         self.log.info("mediator-proxy: router {router} realm {realm} ({method}{authid}), mailbox {mailbox},"
-                      " agent {agent}, state {state}", router=c.router.url, realm=c.router.realm,
-                      method=c.router.credentials.method,
+                      " agent {agent}, state {state}; the local API's token is in {token}",
+                      router=c.router.url, realm=c.router.realm, method=c.router.credentials.method,
                       authid=f" as {c.router.credentials.authid}" if c.router.credentials.authid else "",
-                      mailbox=c.mailbox, agent=c.agent_endpoint, state=self.store.path)
+                      mailbox=c.mailbox, agent=c.agent_endpoint, state=self.store.path,
+                      token=c.api_token.source)
         self.inbound.load()
         super().startService()
 

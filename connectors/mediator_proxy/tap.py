@@ -3,14 +3,18 @@
 Every option has an environment variable ``MEDIATOR_PROXY_<OPTION>``; what
 was given (command line or environment) is remembered in ``--state-dir``, so
 a restart with no options resumes with the same configuration.  Secrets are
-never remembered: they come from the environment or from files each time.
+never remembered: they come from the environment or from files each time;
+the local API's token too (``--api-token-file``, ``MEDIATOR_PROXY_API_TOKEN``,
+else ``<state-dir>/api-token``).
 """
+
+import os
 
 from twisted.python import usage
 
 from relayrouter import runfiles
 
-from ..common import ConfigError, ConnectorOptions, StateStore
+from ..common import ConfigError, ConnectorOptions, StateStore, load_api_token
 from ..common.state import open_state_dir
 from .service import MediatorProxy, ProxyConfig
 
@@ -26,6 +30,7 @@ PROXY_DEFAULTS = {
     "agent-retry-max": (30.0, float),
     "max-outbound-bytes": (1048576, int),
     "max-outbound-messages": (100000, int),
+    "api-token-file": (None, str),
 }
 
 
@@ -55,6 +60,9 @@ class Options(ConnectorOptions, usage.Options):
         ["max-outbound-bytes", None, None, "Largest outbound message accepted on /outbound (default 1 MiB)."],
         ["max-outbound-messages", None, None, "Outbound messages the spool holds at most while the router is away;"
                                               " beyond, /outbound answers 507 (default 100000)."],
+        ["api-token-file", None, None, "File holding the token the local API asks for (Authorization: Bearer),"
+                                       " chmod 600; or put the token in MEDIATOR_PROXY_API_TOKEN; default: made"
+                                       " once in <state-dir>/api-token."],
     ]
 
     def build(self) -> None:
@@ -68,27 +76,41 @@ class Options(ConnectorOptions, usage.Options):
             raise ConfigError(f"{self.describe_option('agent-retry-initial')}: above --agent-retry-max")
         self.require_http_url("agent-endpoint", "the agent's inbound URL")
         self.require_http_url("public-url")
+        check_listen(self["listen"], self.describe_option("listen"))
+        env = getattr(self, "_env", os.environ)
+        token = load_api_token(self["api-token-file"], env.get(self.env_name("api-token")),
+                               self.env_name("api-token"), open_state_dir(self["state-dir"]))
         self["config"] = ProxyConfig(
             router=self.router_settings(), agent_endpoint=self["agent-endpoint"], state_dir=self["state-dir"],
             listen=self["listen"], mailbox=self["mailbox"], public_url=self["public-url"],
             max_attempts=self["max-attempts"], max_inflight=self["max-inflight"],
             agent_timeout=self["agent-timeout"], agent_retry_initial=self["agent-retry-initial"],
             agent_retry_max=self["agent-retry-max"], max_outbound_bytes=self["max-outbound-bytes"],
-            max_outbound_messages=self["max-outbound-messages"])
+            max_outbound_messages=self["max-outbound-messages"], api_token=token)
         remembered = self.remembered()
         remembered.pop("state-dir", None)
         self["remembered"] = remembered
 
     def _state_dir(self) -> str:
-        import os
-
         return self["state-dir"] or os.environ.get(self.env_name("state-dir")) or self.state_dir_default
+
+
+def check_listen(description: str, what: str) -> None:
+    """A Unix socket for the local API must not let other users connect (Twisted's default is 0666)."""
+    if not description.startswith("unix:"):
+        return
+    fields = dict(part.split("=", 1) for part in description.split(":")[1:] if "=" in part)
+    try:
+        mode = int(fields.get("mode", "666"), 8)
+    except ValueError:
+        raise ConfigError(f"{what}: mode={fields['mode']!r} is not an octal mode") from None
+    if mode & 0o007:
+        raise ConfigError(f"{what}: the socket would let every user connect (mode {mode:04o});"
+                          " add :mode=600 (or 660 for a group)")
 
 
 def _remembered_options(state_dir: str) -> dict:
     """The options a previous run was given, if its state directory exists."""
-    import os
-
     if not os.path.exists(os.path.join(state_dir, "state.sqlite3")):
         return {}
     open_state_dir(state_dir)

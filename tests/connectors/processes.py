@@ -212,14 +212,19 @@ class AgentProcess(JsonLines):
         return self.messages()
 
 
+API_TOKEN = "local-api-token-of-the-tests-0123456789"
+
+
 class ProxyProcess(Child):
-    """``twistd mediator-proxy``; its HTTP port is learnt from the log and kept across restarts."""
+    """``twistd mediator-proxy``; its HTTP port is learnt from the log and kept across restarts.
+    Its local API's token is :data:`API_TOKEN` unless ``env`` says otherwise."""
 
     def __init__(self, tmp_path: Path, args=(), env=None) -> None:
-        super().__init__("mediator-proxy", [], env=env)
+        super().__init__("mediator-proxy", [], env=dict({"MEDIATOR_PROXY_API_TOKEN": API_TOKEN}, **(env or {})))
         self.state_dir = tmp_path / "proxy-state"
         self.args = list(args)
         self.http_port = 0
+        self.api_token = self.env["MEDIATOR_PROXY_API_TOKEN"]
 
     def start(self, args=None, with_state_dir=True) -> None:
         args = self.args if args is None else list(args)
@@ -235,8 +240,13 @@ class ProxyProcess(Child):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    def request(self, method: str, path: str, body: bytes | None = None, headers=None):
+        """The local API, with the token."""
+        headers = dict({"Authorization": f"Bearer {self.api_token}"}, **(headers or {}))
+        return http_json(method, self.url + path, body, headers)
+
     def get(self, path: str):
-        return http_json("GET", self.url + path)
+        return self.request("GET", path)
 
     def status(self) -> dict:
         return self.get("/status")[1]

@@ -80,10 +80,10 @@ def test_outbound_is_spooled_while_the_router_is_away_and_sent_in_order_when_bac
     proxy = proxy_for(tmp_path, router.ws_url, proxies)
     proxy.start()
     assert proxy.status()["status"] == "connecting"
-    code, body, _ = http_json("GET", proxy.url + "/endpoint")
+    code, body, _ = proxy.request("GET", "/endpoint")
     assert code == 503 and body["error"] == "unavailable"
     for i in range(5):
-        code, body, _ = http_json("POST", proxy.url + "/outbound/mailbox.agenta", b"out-%d" % i,
+        code, body, _ = proxy.request("POST", "/outbound/mailbox.agenta", b"out-%d" % i,
                                   {"Content-Type": "application/didcomm-envelope-enc"})
         assert code == 202 and body["mailbox"] == "mailbox.agenta", body
     assert proxy.status()["outbound"]["spooled"] == 5
@@ -130,16 +130,16 @@ def test_bad_outbound_requests(tmp_path, router, proxies):
     proxy = proxy_for(tmp_path, router.ws_url, proxies, args=["--max-outbound-bytes", "10",
                                                               "--max-outbound-messages", "2"])
     proxy.start()
-    code, body, _ = http_json("POST", proxy.url + "/outbound/not%20a%20uri!", b"x")
+    code, body, _ = proxy.request("POST", "/outbound/not%20a%20uri!", b"x")
     assert code == 400 and "/outbound/<mailbox uri>" in body["message"]
-    code, body, _ = http_json("POST", proxy.url + "/outbound/mailbox.x", b"x" * 11)
+    code, body, _ = proxy.request("POST", "/outbound/mailbox.x", b"x" * 11)
     assert code == 413 and body["error"] == "too_large"
-    code, body, headers = http_json("GET", proxy.url + "/outbound/mailbox.x")
+    code, body, headers = proxy.request("GET", "/outbound/mailbox.x")
     assert code == 405 and headers["Allow"] == "POST"
-    code, body, _ = http_json("GET", proxy.url + "/nothing")
+    code, body, _ = proxy.request("GET", "/nothing")
     assert code == 404
-    assert [http_json("POST", proxy.url + "/outbound/mailbox.x", b"m")[0] for _ in range(3)] == [202, 202, 507]
-    code, body, _ = http_json("POST", proxy.url + "/outbound/mailbox.x", b"m")
+    assert [proxy.request("POST", "/outbound/mailbox.x", b"m")[0] for _ in range(3)] == [202, 202, 507]
+    code, body, _ = proxy.request("POST", "/outbound/mailbox.x", b"m")
     assert code == 507 and "--max-outbound-messages" in body["message"]
 
 
@@ -174,3 +174,139 @@ def test_wrong_ticket_is_one_clear_error_and_slow_retries(tmp_path, router, prox
     out = proxy.output()
     assert out.count("the router refused us") == 1
     assert "wamp.error.authentication_failed" in out and "wrong-ticket-do-not-log" not in out
+
+
+LOCAL_API = [("GET", "/status"), ("GET", "/endpoint"), ("POST", "/outbound/mailbox.agenta"),
+             ("GET", "/dead-letters"), ("POST", "/dead-letters/inbound/1/retry"),
+             ("DELETE", "/dead-letters/outbound/1"), ("GET", "/"), ("GET", "/nothing")]
+
+
+MAILBOX_CONFIG = CONFIG + """
+[[realms.mailboxes]]
+uri = "mailbox.{authid}"
+token_secret_env = "MAILBOX_SECRET"
+"""
+
+
+def test_every_local_endpoint_needs_the_api_token(tmp_path, proxies):
+    """Loopback is no boundary: without the local API's token nobody reads the
+    mailbox's endpoint (it carries the mailbox token), sends as the agent or
+    touches its dead letters."""
+    router = RouterProcess(tmp_path, MAILBOX_CONFIG, env={"AGENTB_TICKET": TICKET,
+                                                          "MAILBOX_SECRET": "mailbox-secret-0123456789"})
+    router.start()
+    proxies.append(router)
+    proxy = proxy_for(tmp_path, router.ws_url, proxies)
+    proxy.start()
+    proxy.wait_status(lambda s: s["status"] == "ready")
+    wrong = {
+        "none": {},
+        "wrong token": {"Authorization": "Bearer " + "x" * len(proxy.api_token)},
+        "a prefix of it": {"Authorization": "Bearer " + proxy.api_token[:-1]},
+        "not a bearer": {"Authorization": "Basic " + proxy.api_token},
+        "the token alone": {"Authorization": proxy.api_token},
+    }
+    for method, path in LOCAL_API:
+        for why, headers in wrong.items():
+            code, body, answer_headers = http_json(method, proxy.url + path, b"m" if method == "POST" else None,
+                                                   headers)
+            assert (code, body["error"]) == (401, "unauthorized"), (method, path, why, code, body)
+            assert answer_headers["WWW-Authenticate"] == 'Bearer realm="mediator-proxy"'
+    status = proxy.status()
+    assert status["outbound"]["spooled"] == 0 and status["outbound"]["sent"] == 0  # nothing went out
+    code, body, _ = proxy.request("GET", "/endpoint")
+    assert code == 200 and body["endpoint"].startswith(router.http_url + "/mailbox/mailbox.agentb/")
+    proxy.stop()
+    assert proxy.api_token not in proxy.output()
+
+
+def test_a_non_utf8_authorization_header_is_refused_cleanly(tmp_path, router, proxies):
+    import socket
+
+    proxy = proxy_for(tmp_path, router.ws_url, proxies)
+    proxy.start()
+    with socket.create_connection(("127.0.0.1", proxy.http_port), timeout=10) as sock:
+        sock.sendall(b"GET /endpoint HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+
+
+def test_without_a_configured_token_one_is_made_0600_in_the_state_dir_and_kept(tmp_path, router, proxies):
+    proxy = proxy_for(tmp_path, router.ws_url, proxies, env={"MEDIATOR_PROXY_API_TOKEN": ""})
+    proxy.start()
+    path = proxy.state_dir / "api-token"
+    token = path.read_text().strip()
+    assert len(token) == 64 and int(token, 16) >= 0
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert f"the local API's token is in {path}\n" in proxy.output()
+    proxy.api_token = token
+    assert proxy.request("GET", "/status")[0] == 200
+    proxy.stop()
+    proxy.start(args=[])
+    assert path.read_text().strip() == token and proxy.request("GET", "/status")[0] == 200
+    proxy.stop()
+    assert token not in proxy.output()
+
+
+def test_an_api_token_file_is_used_when_private_and_refused_when_not(tmp_path, router, proxies):
+    token_file = tmp_path / "api.token"
+    token_file.write_text("a-token-from-a-file-0123456789\n")
+    token_file.chmod(0o644)
+    child = Child("proxy", twistd("mediator-proxy", "--state-dir", tmp_path / "s", "--agent-endpoint", "http://a/",
+                                  "--api-token-file", token_file))
+    child.start()
+    assert child.proc.wait(60) != 0
+    assert f"configuration error: --api-token-file: {token_file} is accessible by group or others" in child.output()
+    token_file.chmod(0o600)
+    proxy = proxy_for(tmp_path, router.ws_url, proxies, args=["--api-token-file", token_file],
+                      env={"MEDIATOR_PROXY_API_TOKEN": "ignored-when-a-file-is-given"})
+    proxy.start()
+    proxy.api_token = "a-token-from-a-file-0123456789"
+    assert proxy.request("GET", "/status")[0] == 200
+
+
+@pytest.mark.parametrize("args, env, message", [
+    ([], {"MEDIATOR_PROXY_API_TOKEN": "short"},
+     "MEDIATOR_PROXY_API_TOKEN: the API token must be at least 16 characters"),
+    (["--listen", "unix:/tmp/never-made.sock"], {},
+     "--listen (MEDIATOR_PROXY_LISTEN): the socket would let every user connect (mode 0666); add :mode=600"),
+    (["--listen", "unix:/tmp/never-made.sock:mode=9"], {}, "--listen (MEDIATOR_PROXY_LISTEN): mode='9' is not"),
+])
+def test_weak_local_api_settings_are_refused_at_start(tmp_path, args, env, message):
+    child = Child("proxy", twistd("mediator-proxy", "--state-dir", tmp_path / "s", "--agent-endpoint", "http://a/",
+                                  *args), env=env)
+    child.start()
+    assert child.proc.wait(60) != 0
+    assert "configuration error: " + message in child.output()
+
+
+def test_the_local_api_on_a_private_unix_socket(tmp_path, router):
+    import http.client
+    import socket
+    import stat
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(str(path))
+
+    path = tmp_path / "api.sock"
+    child = Child("proxy", twistd("mediator-proxy", "--state-dir", tmp_path / "s", "--agent-endpoint", "http://a/",
+                                  "--router", router.ws_url, "--realm", "lab", "--authid", "agentb",
+                                  "--listen", f"unix:{path}:mode=600"),
+                  env={"MEDIATOR_PROXY_TICKET": TICKET, "MEDIATOR_PROXY_API_TOKEN": "unix-socket-api-token-0123"})
+    child.start()
+    try:
+        child.wait_for("listening")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        answers = []
+        for headers in ({}, {"Authorization": "Bearer unix-socket-api-token-0123"}):
+            connection = UnixConnection("localhost", timeout=10)
+            connection.request("GET", "/status", headers=headers)
+            answers.append(connection.getresponse().status)
+            connection.close()
+        assert answers == [401, 200]
+    finally:
+        child.stop()

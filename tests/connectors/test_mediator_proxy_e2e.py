@@ -28,7 +28,8 @@ authid = "agenta"
 role = "agent"
 secret_env = "AGENTA_TICKET"
 
-# With roles, the proxy's role needs exactly this (README: twistd mediator-proxy)
+# With roles, the proxy's role needs this (README: twistd mediator-proxy): its own
+# mailbox, and the mailboxes it sends to by name
 [[realms.roles]]
 name = "agent"
 [[realms.roles.rules]]
@@ -36,8 +37,10 @@ uri = "relayrouter.mailbox."
 match = "prefix"
 allow = ["call"]
 [[realms.roles.rules]]
-uri = "mailbox."
-match = "prefix"
+uri = "mailbox.{authid}"
+allow = ["publish"]
+[[realms.roles.rules]]
+uri = "mailbox.agenta"
 allow = ["publish"]
 
 [[realms.mailboxes]]
@@ -87,7 +90,7 @@ def start_proxy(tmp_path, router, agent, started, authid="agentb", args=()):
 
 
 def endpoint(proxy) -> str:
-    code, body, _ = http_json("GET", proxy.url + "/endpoint")
+    code, body, _ = proxy.request("GET", "/endpoint")
     assert code == 200, body
     assert body["mailbox"] == "mailbox.agentb" and body["realm"] == "lab"
     return body["endpoint"]
@@ -184,7 +187,7 @@ def test_refused_message_becomes_a_dead_letter_and_the_rest_keep_flowing(tmp_pat
     status = proxy.wait_status(lambda s: s["dead_letters"]["count"] == 1)
     dead = status["dead_letters"]["recent"][0]
     assert (dead["id"], dead["status"], dead["attempts"]) == (ids[1], 400, 3) and "no thanks" in dead["reason"]
-    code, letters, _ = http_json("GET", proxy.url + "/dead-letters?body=1")
+    code, letters, _ = proxy.request("GET", "/dead-letters?body=1")
     assert code == 200 and len(letters["inbound"]) == 1 and letters["outbound"] == []
     import base64
 
@@ -197,16 +200,16 @@ def test_refused_message_becomes_a_dead_letter_and_the_rest_keep_flowing(tmp_pat
     assert len(agent.messages()) == 5  # acknowledged after it was kept: not delivered again
 
     seq = dead["seq"]
-    code, body, _ = http_json("POST", f"{proxy.url}/dead-letters/inbound/{seq}/retry")
+    code, body, _ = proxy.request("POST", f"/dead-letters/inbound/{seq}/retry")
     assert code == 502 and "still kept" in body["message"] and proxy.status()["dead_letters"]["count"] == 1
     http_json("POST", agent.url.rsplit("/", 1)[0] + "/control/accept")
-    code, body, _ = http_json("POST", f"{proxy.url}/dead-letters/inbound/{seq}/retry")
+    code, body, _ = proxy.request("POST", f"/dead-letters/inbound/{seq}/retry")
     assert (code, body["delivered"], body["id"]) == (200, True, ids[1])
     assert agent.messages()[-1]["id"] == ids[1] and agent.messages()[-1]["body"] == "REFUSE second"
     status = proxy.status()
     assert status["dead_letters"] == {"count": 0, "recent": []}
-    assert http_json("DELETE", f"{proxy.url}/dead-letters/inbound/{seq}")[0] == 404
-    assert http_json("POST", f"{proxy.url}/dead-letters/sideways/1/retry")[0] == 400
+    assert proxy.request("DELETE", f"/dead-letters/inbound/{seq}")[0] == 404
+    assert proxy.request("POST", f"/dead-letters/sideways/1/retry")[0] == 400
 
 
 def test_outbound_reaches_another_agents_mailbox(tmp_path, router, agent, started):
@@ -216,7 +219,7 @@ def test_outbound_reaches_another_agents_mailbox(tmp_path, router, agent, starte
         proxy_b = start_proxy(tmp_path, router, agent, started)
         start_proxy(tmp_path, router, other, started, authid="agenta")
         for i in range(3):
-            code, body, _ = http_json("POST", proxy_b.url + "/outbound/mailbox.agenta", b"to a %d" % i,
+            code, body, _ = proxy_b.request("POST", "/outbound/mailbox.agenta", b"to a %d" % i,
                                       {"Content-Type": DIDCOMM})
             assert code == 202
         seen = other.wait_messages(lambda ms: len(ms) >= 3)
@@ -244,24 +247,24 @@ def test_public_url_replaces_the_routers_address_in_the_endpoint(tmp_path, route
     proxy.stop()
     proxy.start(args=["--public-url", "https://relay.example.com/"])  # remembered options, one changed
     proxy.wait_status(lambda s: s["status"] == "ready", what="ready")
-    assert http_json("GET", proxy.url + "/endpoint")[1]["endpoint"] == "https://relay.example.com" + path
+    assert proxy.request("GET", "/endpoint")[1]["endpoint"] == "https://relay.example.com" + path
 
 
 def test_outbound_the_router_refuses_becomes_an_outbound_dead_letter(tmp_path, router, agent, started):
     proxy = start_proxy(tmp_path, router, agent, started, args=["--max-outbound-bytes", "3000000"])
     too_large = b"x" * 1_100_000  # over the mailbox's max_message_bytes (1 MiB)
     for body in (too_large, b"fine"):
-        assert http_json("POST", proxy.url + "/outbound/mailbox.agenta", body,
+        assert proxy.request("POST", "/outbound/mailbox.agenta", body,
                          {"Content-Type": "text/plain"})[0] == 202
     status = proxy.wait_status(lambda s: s["outbound"]["dead_letters"] == 1 and s["outbound"]["sent"] == 1)
     assert "mailbox_message_too_large" in status["outbound"]["last_error"]["message"]
-    letters = http_json("GET", proxy.url + "/dead-letters")[1]["outbound"]
+    letters = proxy.request("GET", "/dead-letters")[1]["outbound"]
     assert len(letters) == 1 and letters[0]["size"] == len(too_large) and letters[0]["mailbox"] == "mailbox.agenta"
     seq = letters[0]["seq"]
-    code, body, _ = http_json("POST", f"{proxy.url}/dead-letters/outbound/{seq}/retry")
+    code, body, _ = proxy.request("POST", f"/dead-letters/outbound/{seq}/retry")
     assert code == 202 and body["mailbox"] == "mailbox.agenta"
     proxy.wait_status(lambda s: s["outbound"]["dead_letters"] == 1 and s["outbound"]["spooled"] == 0
-                      and http_json("GET", proxy.url + "/dead-letters")[1]["outbound"][0]["seq"] != seq)
-    again = http_json("GET", proxy.url + "/dead-letters")[1]["outbound"][0]["seq"]
-    assert http_json("DELETE", f"{proxy.url}/dead-letters/outbound/{again}")[1] == {"removed": again}
+                      and proxy.request("GET", "/dead-letters")[1]["outbound"][0]["seq"] != seq)
+    again = proxy.request("GET", "/dead-letters")[1]["outbound"][0]["seq"]
+    assert proxy.request("DELETE", f"/dead-letters/outbound/{again}")[1] == {"removed": again}
     assert proxy.status()["outbound"]["dead_letters"] == 0

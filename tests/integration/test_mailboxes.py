@@ -21,7 +21,7 @@ from twisted.internet import defer, reactor, threads
 
 from relayrouter import config as cfg
 
-from ..support import Client, connect_ws, start_router, within
+from ..support import Client, connect_ws, eventually, start_router, within
 from .test_twistd import read_until, stop, twistd, URL
 
 SECRETS = {"RR_TEST_SENDER": "sender-secret-1", "RR_TEST_AGENTB": "agentb-secret-1",
@@ -175,6 +175,92 @@ def test_post_to_a_mailbox_over_http():
         assert first["args"] == [body] and first["kwargs"] == {"content_type": "application/didcomm-envelope-enc"}
         assert taker.received[1]["kwargs"] == {"content_type": "application/octet-stream"}
         owner.leave()
+    finally:
+        yield running.service.stopService()
+
+
+@pytest_twisted.inlineCallbacks
+def test_one_sender_over_http_or_wamp_cannot_fill_another_agents_mailbox():
+    """An agent-role credential that may publish on the mailbox prefix, or an
+    HTTP client with the (public) endpoint URL, gets its share of the mailbox
+    and no more: 429 / relayrouter.error.mailbox_sender_quota, while the
+    owner's other senders still get in."""
+    running = yield started(realm_config(max_messages=20, max_messages_per_sender=3))
+    try:
+        owner = yield as_user(running, "agentb")
+        sender = yield as_user(running, "sender")
+        endpoint = yield owner.call("relayrouter.mailbox.endpoint", "mailbox.agentb")
+        url = running.http_url + endpoint["path"]
+        for i in range(3):
+            yield sender.publish("mailbox.agentb", i, options=PublishOptions(acknowledge=True))
+        with pytest.raises(ApplicationError) as refused:
+            yield sender.publish("mailbox.agentb", 3, options=PublishOptions(acknowledge=True))
+        assert refused.value.error == "relayrouter.error.mailbox_sender_quota"
+        codes = []
+        for i in range(4):
+            response = yield treq.post(url, data=b"from http %d" % i)
+            codes.append(response.code)
+            answer = json.loads((yield response.content()))
+        assert codes == [202, 202, 202, 429]
+        assert answer["error"] == "relayrouter.error.mailbox_sender_quota"
+        assert "HTTP sender 127.0.0.1 holds 3 messages" in answer["message"]
+        taker = Taker(owner, ack=True)
+        yield taker.until(6)
+        yield eventually(lambda: len(taker.acked_ids) == 6)
+        again = yield treq.post(url, data=b"after the owner took them")
+        assert again.code == 202
+        published = yield sender.publish("mailbox.agentb", 4, options=PublishOptions(acknowledge=True))
+        assert published.id
+        for session in (owner, sender):
+            session.leave()
+    finally:
+        yield running.service.stopService()
+
+
+def readme_agent_role() -> dict:
+    """The role rule README.md shows for the mediator proxy's agents."""
+    import tomllib
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("### `twistd mediator-proxy`", 1)[1]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    return tomllib.loads(block)["realms"]["roles"][0]
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_readme_role_lets_an_agent_publish_to_its_own_mailbox_and_named_ones_only(monkeypatch):
+    secrets = {"agent-a": "agent-a-secret-1", "agent-b": "agent-b-secret-1", "agent-c": "agent-c-secret-1"}
+    for authid, secret in secrets.items():
+        monkeypatch.setenv("RR_" + authid.upper().replace("-", "_"), secret)
+    realm = {"name": "realm1", "roles": [readme_agent_role()],
+             "auth": {"ticket": {"principals": [
+                 {"authid": a, "role": "agent", "secret_env": "RR_" + a.upper().replace("-", "_")}
+                 for a in secrets]}},
+             "mailboxes": [{"uri": "mailbox.{authid}", "token_secret_env": "RR_TEST_MAILBOX_SECRET"}]}
+    running = yield started(realm)
+    try:
+        sessions = {}
+        for authid, secret in secrets.items():
+            sessions[authid] = yield connect_ws(running, "json", authmethods=["ticket"], authid=authid,
+                                                ticket=secret)
+        outcomes = {}
+        for sender, mailbox in (("agent-b", "mailbox.agent-b"), ("agent-b", "mailbox.agent-a"),
+                                ("agent-b", "mailbox.agent-c"), ("agent-c", "mailbox.agent-c"),
+                                ("agent-c", "mailbox.agent-b")):
+            try:
+                yield sessions[sender].publish(mailbox, "hi", options=PublishOptions(acknowledge=True))
+                outcomes[(sender, mailbox)] = "put"
+            except ApplicationError as e:
+                outcomes[(sender, mailbox)] = e.error
+        assert outcomes == {("agent-b", "mailbox.agent-b"): "put", ("agent-b", "mailbox.agent-a"): "put",
+                            ("agent-b", "mailbox.agent-c"): "wamp.error.not_authorized",
+                            ("agent-c", "mailbox.agent-c"): "put",
+                            ("agent-c", "mailbox.agent-b"): "wamp.error.not_authorized"}
+        endpoint = yield sessions["agent-c"].call("relayrouter.mailbox.endpoint", "mailbox.agent-c")
+        assert endpoint["mailbox"] == "mailbox.agent-c"
+        for session in sessions.values():
+            session.leave()
     finally:
         yield running.service.stopService()
 
