@@ -58,10 +58,18 @@ class Database:
     def start(self) -> defer.Deferred:
         self.writer.start()
         self.readers.start()
-        d = self._on(self.writer, lambda: self.store.create_schema(self.writer_conns.get()))
+        d = self._on(self.writer, self._open)
         return d.addCallback(self._opened)
 
-    def _opened(self, _) -> None:
+    def _open(self) -> list:
+        conn = self.writer_conns.get()
+        migrated = self.store.create_schema(conn)
+        self.store.maintain(conn)
+        return migrated
+
+    def _opened(self, migrated: list) -> None:
+        for step in migrated:
+            log.info("store migrated in place: {step}", step=step)
         self.open = True
         waiting, self._waiting = self._waiting, []
         for d in waiting:
@@ -85,7 +93,14 @@ class Database:
         return deferToThreadPool(self.reactor, pool, fn)
 
     def write(self, items: list, cursors: dict) -> defer.Deferred:
-        return self._on(self.writer, lambda: self.store.write(self.writer_conns.get(), items, cursors, time.time()))
+        return self._on(self.writer, lambda: self._write(items, cursors))
+
+    def _write(self, items: list, cursors: dict):
+        conn = self.writer_conns.get()
+        result = self.store.write(conn, items, cursors, time.time())
+        if result.stored:
+            self.store.maintain(conn)
+        return result
 
     def read(self, method: str, *args) -> defer.Deferred:
         run = lambda: getattr(self.store, method)(self.reader_conns.get(), *args)  # noqa: E731

@@ -9,18 +9,28 @@ received.  ``cursors`` holds, per subscription, the last publication stored;
 it is written in the same transaction as the records, so after a crash the
 connector resumes exactly where its data ends.
 
-Sorting and paging.  Every indexed field F has the sort key
-``(F IS NULL, COALESCE(F, 0), id)`` with an index in each direction, so
-records without F come last whichever way one sorts (the built-in fields,
-never NULL, sort by ``(F, id)`` with one index); a page starts
-strictly after the previous page's last key (keyset paging: no offsets, no
-record skipped or repeated when new records arrive between pages).
+Sorting and paging.  Every indexed field F has one index ``(F, id)`` over
+the plain column, which serves both directions and bounds a range on F;
+every keyword field K (``topic`` and ``sender`` too) also has ``(K, created,
+id)``, for "K equals this, newest first".  Records without F come last
+whichever way one sorts: a search reads the records with F first (``F IS
+NOT NULL``, in the index's order) and, when the page is not full yet, those
+without it (``F IS NULL``, by id).  A page starts strictly after the
+previous page's last key (keyset paging: no offsets, no record skipped or
+repeated when new records arrive between pages).
+
+Schema versions.  ``store_meta`` records the schema version.  A store made
+before versions were recorded is version 1 (order indexes over ``CASE`` /
+``COALESCE`` expressions, which a range on the sorted field cannot bound);
+:meth:`Store.create_schema` migrates it in place, in one transaction, and
+says so; a store of a newer version than this code knows is refused.
 
 The methods here are blocking; ``service.py`` runs writes on one writer
 thread and reads on reader threads, each with its own connection.
 """
 
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -30,11 +40,15 @@ from .config import BUILTIN_FIELDS, Config
 from .ingest import DUPLICATE, Quarantined, Record
 from .query import Analytics, Search, encode_cursor, fts5_match, pg_tsquery
 
+SCHEMA_VERSION = 2
+# statistics for the planner and the full-text index merged into one segment whenever the
+# store has doubled since the last time (from this many records on): amortized, a constant per record
+MAINTAIN_FROM = 10_000
 QUARANTINE_PAGE = 100
-# shares of the records matching the text that decide the search plan (see Dialect.text_filter)
-RARE_SHARE = 0.02
-RARE_MIN = 1000
-COMMON_SHARE = 0.25
+# how many records match the text decides the search plan (see Dialect.text_filter): at most RARE,
+# their ids drive; up to sqrt(COMMON_FACTOR x records x limit), a set of them is looked up
+RARE = 3000
+COMMON_FACTOR = 50
 
 
 @dataclass
@@ -58,27 +72,29 @@ class Dialect:
     def bucket(self, seconds: int) -> str:
         return f"(CAST(created / {int(seconds)} AS INTEGER) * {int(seconds)})"
 
-    def text_filter(self, terms, cur) -> tuple:
+    def text_filter(self, terms, cur, limit: int) -> tuple:
         """(clause, parameter, checked per row) for the full-text part of a search.
 
         The plan depends on how many records match, counted (up to a bound) in the FTS index:
-        few (at most RARE_SHARE): their rowids drive the query; some (up to COMMON_SHARE): the
-        order index drives and each row is looked up in the set of matches, built once; many:
-        the order index drives and each candidate that passes the other conditions is checked
-        against the FTS index, which stops after a few rows.  No plan collects 80,000 matches
-        to return 20 of them, and none checks a rare phrase row by row.
+        at most RARE, their rowids drive the query and the matches are sorted; up to the bound,
+        the order index drives and each row is looked up in the set of matches, built once;
+        more, and the order index drives and each candidate that passes the other conditions is
+        checked against the FTS index, which stops after a few rows.  The bound weighs building
+        the set (about 0.4 us per match) against checking candidates (about 20 us each, and
+        limit x records / matches of them): sqrt(COMMON_FACTOR x records x limit), 10,000 matches
+        at 100,000 records, 32,000 at 1,000,000.  No plan collects 80,000 matches to return 20
+        of them, and none checks a rare phrase row by row.
         """
         match = fts5_match(terms)
         cur.execute("SELECT COALESCE(MAX(id), 0) FROM records")
-        total = cur.fetchone()[0]
-        rare, common = max(RARE_MIN, int(total * RARE_SHARE)), int(total * COMMON_SHARE)
-        cur.execute("SELECT rowid FROM records_fts WHERE records_fts MATCH ? LIMIT ?", (match, rare + 1))
-        ids = [row[0] for row in cur.fetchall()]
-        if len(ids) <= rare:
-            return "r.id IN (SELECT value FROM json_each(?))", json.dumps(ids), False
+        common = max(RARE, int(math.sqrt(COMMON_FACTOR * cur.fetchone()[0] * limit)))
         cur.execute("SELECT COUNT(*) FROM (SELECT rowid FROM records_fts WHERE records_fts MATCH ? LIMIT ?)",
                     (match, common + 1))
-        if cur.fetchone()[0] <= common:
+        matches = cur.fetchone()[0]
+        if matches <= RARE:
+            cur.execute("SELECT rowid FROM records_fts WHERE records_fts MATCH ?", (match,))
+            return "r.id IN (SELECT value FROM json_each(?))", json.dumps([row[0] for row in cur.fetchall()]), False
+        if matches <= common:
             # "+" keeps SQLite from driving the query by the set: it is only looked up
             return "+r.id IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)", match, False
         return "EXISTS (SELECT 1 FROM records_fts f WHERE records_fts MATCH ? AND f.rowid = r.id)", match, True
@@ -96,7 +112,7 @@ class PostgresDialect(Dialect):
     def bucket(self, seconds: int) -> str:
         return f"(floor(created / {int(seconds)}) * {int(seconds)})"
 
-    def text_filter(self, terms, cur) -> tuple:
+    def text_filter(self, terms, cur, limit: int) -> tuple:
         return "r.tsv @@ to_tsquery('simple', ?)", pg_tsquery(terms), False
 
 
@@ -104,15 +120,8 @@ def column(name: str) -> str:
     return name if name in BUILTIN_FIELDS else f"f_{name}"
 
 
-def sort_key(name: str, kind: str) -> tuple:
-    """(nulls-last flag expression or None, value expression) that a search orders by.
-
-    Built-in fields are never NULL: one plain index serves both directions."""
-    col = column(name)
-    if name in BUILTIN_FIELDS:
-        return None, col
-    empty = "''" if kind == "keyword" else "0"
-    return f"(CASE WHEN {col} IS NULL THEN 1 ELSE 0 END)", f"COALESCE({col}, {empty})"
+class StoreVersionError(ValueError):
+    pass
 
 
 class Store:
@@ -131,7 +140,50 @@ class Store:
 
     # ---------------------------------------------------------------- schema
 
-    def create_schema(self, conn) -> None:
+    def create_schema(self, conn) -> list:
+        """Create or migrate the schema; the steps of a migration done, for the log (empty: none)."""
+        cur = conn.cursor()
+        if self.dialect.name == "sqlite":
+            cur.execute("BEGIN")  # the module would commit each DDL statement on its own
+        try:
+            version = self._version(cur)
+            if version is not None and version > SCHEMA_VERSION:
+                raise StoreVersionError(f"the store has schema version {version}, newer than this connector's "
+                                        f"{SCHEMA_VERSION}: run the newer connector, or restore a backup")
+            for statement in self._tables():
+                cur.execute(statement)
+            self._add_fields(cur)
+            done = self._migrate_from_1(cur) if version == 1 else []
+            for statement in self._indexes(cur):
+                cur.execute(statement)
+            cur.execute(self.dialect.sql("DELETE FROM store_meta WHERE name = 'schema_version'"))
+            cur.execute(self.dialect.sql("INSERT INTO store_meta (name, value) VALUES ('schema_version', ?)"),
+                        (str(SCHEMA_VERSION),))
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        return done
+
+    def _version(self, cur) -> int | None:
+        """The store's schema version; None for a new store, 1 for one made before versions were kept."""
+        if not self._has_table(cur, "records"):
+            return None
+        if not self._has_table(cur, "store_meta"):
+            return 1
+        cur.execute("SELECT value FROM store_meta WHERE name = 'schema_version'")
+        row = cur.fetchone()
+        return int(row[0]) if row else 1
+
+    def _has_table(self, cur, name: str) -> bool:
+        if self.dialect.name == "sqlite":
+            cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        else:
+            cur.execute("SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() "
+                        "AND table_name = %s", (name,))
+        return cur.fetchone() is not None
+
+    def _tables(self) -> list:
         d = self.dialect
         statements = [
             f"""CREATE TABLE IF NOT EXISTS records (
@@ -147,25 +199,35 @@ class Store:
             f"CREATE TABLE IF NOT EXISTS cursors (subscription TEXT PRIMARY KEY, publication BIGINT NOT NULL, "
             f"updated {d.real} NOT NULL)",
             "CREATE TABLE IF NOT EXISTS indexed_fields (name TEXT PRIMARY KEY, type TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
         ]
         if d.name == "sqlite":
             statements.append("CREATE VIRTUAL TABLE IF NOT EXISTS records_fts USING fts5(body, content='', "
                               "tokenize='unicode61 remove_diacritics 2')")
         else:
             statements.append("CREATE INDEX IF NOT EXISTS records_tsv ON records USING GIN (tsv)")
-        cur = conn.cursor()
-        for statement in statements:
-            cur.execute(statement)
-        self._add_fields(cur)
+        return statements
+
+    def _indexes(self, cur) -> list:
+        """Version 2: (F, id) for every field, (K, created, id) for every keyword field."""
+        statements = []
         for name, kind in self.fields.items():
-            null_last, value = sort_key(name, kind)
-            if null_last is None:
-                cur.execute(f"CREATE INDEX IF NOT EXISTS records_by_{name} ON records ({value}, id)")
-                continue
-            cur.execute(f"CREATE INDEX IF NOT EXISTS records_asc_{name} ON records ({null_last}, {value}, id)")
-            cur.execute(f"CREATE INDEX IF NOT EXISTS records_desc_{name} ON records "
-                        f"({null_last}, {value} DESC, id DESC)")
-        conn.commit()
+            col = column(name)
+            statements.append(f"CREATE INDEX IF NOT EXISTS records_by_{name} ON records ({col}, id)")
+            if kind == "keyword":
+                statements.append(f"CREATE INDEX IF NOT EXISTS records_{name}_created ON records "
+                                  f"({col}, created, id)")
+        return statements
+
+    def _migrate_from_1(self, cur) -> list:
+        """Version 1 ordered every indexed field by two expression indexes; drop them (the new are made next)."""
+        cur.execute("SELECT name FROM indexed_fields")
+        names = [row[0] for row in cur.fetchall()]
+        for name in names:
+            for direction in ("asc", "desc"):
+                cur.execute(f"DROP INDEX IF EXISTS records_{direction}_{name}")
+        return [f"schema 1 -> {SCHEMA_VERSION}: the order indexes of {', '.join(names) or 'no field'} are now over "
+                "the plain columns, with (field, created) indexes for keyword fields"]
 
     def _add_fields(self, cur) -> None:
         cur.execute("SELECT name, type FROM indexed_fields")
@@ -180,6 +242,32 @@ class Store:
                 cur.execute(self.dialect.sql("INSERT INTO indexed_fields (name, type) VALUES (?, ?)"),
                             (f.name, f.type))
         # fields no longer configured keep their column; they are simply not indexed any more
+
+    # ----------------------------------------------------------- maintenance
+
+    def maintain(self, conn, force: bool = False) -> int | None:
+        """Refresh the planner's statistics and merge the full-text index once the store has doubled.
+
+        SQLite only (PostgreSQL's autovacuum does both).  The range, equality and order conditions of
+        a search are weighed with these statistics; the full-text index's segments, merged into one,
+        make a per-record text check cost a seek instead of one per segment.  Returns the record count
+        maintained at, or None when nothing was due."""
+        if self.dialect.name != "sqlite":
+            return None
+        cur = conn.cursor()
+        cur.execute("SELECT COALESCE(MAX(id), 0) FROM records")
+        records = cur.fetchone()[0]
+        cur.execute("SELECT value FROM store_meta WHERE name = 'maintained_at'")
+        row = cur.fetchone()
+        last = int(row[0]) if row else 0
+        if not force and (records < MAINTAIN_FROM or records < 2 * last):
+            return None
+        cur.execute("ANALYZE")
+        cur.execute("INSERT INTO records_fts (records_fts) VALUES ('optimize')")
+        cur.execute("DELETE FROM store_meta WHERE name = 'maintained_at'")
+        cur.execute("INSERT INTO store_meta (name, value) VALUES ('maintained_at', ?)", (str(records),))
+        conn.commit()
+        return records
 
     # ---------------------------------------------------------------- writes
 
@@ -252,46 +340,54 @@ class Store:
         return dict(cur.fetchall())
 
     def search(self, conn, search: Search) -> dict:
-        where, params = self._conditions(search.conditions)
         cur = conn.cursor()
-        kind = self.fields[search.order]
-        null_last, value = sort_key(search.order, kind)
-        if search.after is not None:
-            where_after, after_params = self._after(null_last, value, search)
-            where.append(where_after)
-            params += after_params
-        if search.terms:
-            clause, match, per_row = self.dialect.text_filter(search.terms, cur)
+        where, params = self._conditions(search.conditions)
+        text = self.dialect.text_filter(search.terms, cur, search.limit) if search.terms else None
+        nullable = search.order not in BUILTIN_FIELDS
+        after_nulls = search.after is not None and search.after[0] == 1
+        rows = [] if after_nulls else self._page(cur, search, where, params, text, nulls=False)
+        if nullable and len(rows) <= search.limit and not _excludes_nulls(search):
+            rows += self._page(cur, search, where, params, text, nulls=True, limit=search.limit + 1 - len(rows))
+        records = [_record(row) for row, _ in rows[:search.limit]]
+        next_cursor = None
+        if len(rows) > search.limit:
+            last, flag = rows[search.limit - 1]
+            next_cursor = encode_cursor(search.order_spec, (flag, last[8] if not flag else 0, last[0]))
+        return {"records": records, "next_cursor": next_cursor}
+
+    def _page(self, cur, search: Search, where: list, params: list, text, nulls: bool, limit: int = 0) -> list:
+        """One part of a page: the records with the order field (in its order) or without it (by id)."""
+        col = f"r.{column(search.order)}"
+        where, params = list(where), list(params)
+        op = "<" if search.descending else ">"
+        direction = "DESC" if search.descending else "ASC"
+        if nulls:
+            where.append(f"{col} IS NULL")
+            if search.after is not None and search.after[0] == 1:
+                where.append(f"r.id {op} ?")
+                params.append(search.after[2])
+            order = f"r.id {direction}"
+        else:
+            if search.order not in BUILTIN_FIELDS:
+                where.append(f"{col} IS NOT NULL")
+            if search.after is not None:
+                where.append(f"({col}, r.id) {op} (?, ?)")
+                params += [search.after[1], search.after[2]]
+            order = f"{col} {direction}, r.id {direction}"
+        if text is not None:
+            clause, match, per_row = text
             if per_row and where:
                 # checked per candidate row: only once the cheap conditions hold (SQLite may
                 # otherwise run the full-text check on every row it scans)
                 clause = f"(CASE WHEN {' AND '.join(where)} THEN {clause} ELSE 0 END)"
                 params = params + params
-            where.append(clause)
-            params.append(match)
-        direction = "DESC" if search.descending else "ASC"
-        nulls = f"{null_last} ASC, " if null_last else ""
+            where = where + [clause]
+            params = params + [match]
         sql = (f"SELECT r.id, r.publication, r.topic, r.message_id, r.sender, r.created, r.received, r.document, "
-               f"{null_last or 0}, {value} FROM records r"
-               + (" WHERE " + " AND ".join(where) if where else "")
-               + f" ORDER BY {nulls}{value} {direction}, r.id {direction} LIMIT {search.limit + 1}")
+               f"{col} FROM records r" + (" WHERE " + " AND ".join(where) if where else "")
+               + f" ORDER BY {order} LIMIT {int(limit or search.limit + 1)}")
         cur.execute(self.dialect.sql(sql), params)
-        rows = cur.fetchall()
-        records = [_record(row) for row in rows[:search.limit]]
-        next_cursor = None
-        if len(rows) > search.limit:
-            last = rows[search.limit - 1]
-            next_cursor = encode_cursor(search.order_spec, (int(last[8]), last[9], last[0]))
-        return {"records": records, "next_cursor": next_cursor}
-
-    def _after(self, null_last: str, value: str, search: Search) -> tuple:
-        flag, last, last_id = search.after
-        op = "<" if search.descending else ">"
-        if null_last is None:
-            return f"({value}, r.id) {op} (?, ?)", [last, last_id]
-        # nulls last in both directions: the flag always ascends
-        return (f"({null_last} > ? OR ({null_last} = ? AND ({value}, r.id) {op} (?, ?)))",
-                [flag, flag, last, last_id])
+        return [(row, 1 if nulls else 0) for row in cur.fetchall()]
 
     def _conditions(self, conditions, table: str = "r.") -> tuple:
         where, params = [], []
@@ -353,6 +449,11 @@ class Store:
         records = cur.fetchone()[0]
         cur.execute("SELECT reason, COUNT(*) FROM quarantine GROUP BY reason ORDER BY reason")
         return {"records": int(records), "quarantine": {reason: int(n) for reason, n in cur.fetchall()}}
+
+
+def _excludes_nulls(search: Search) -> bool:
+    """A condition on the order field holds for no record without it."""
+    return any(c.field == search.order for c in search.conditions)
 
 
 def _record(row) -> dict:

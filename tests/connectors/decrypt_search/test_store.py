@@ -179,14 +179,14 @@ def test_schema_survives_reopening_and_refuses_a_changed_field_type(tmp_path):
         store.create_schema(store.connect())
 
 
-@pytest.mark.parametrize("common_share", [1.0, 0.0])
-def test_common_text_takes_the_other_plans_with_the_same_results(filled, monkeypatch, common_share):
-    """Text matching more than RARE_SHARE is looked up per row, or checked per row beyond COMMON_SHARE."""
+@pytest.mark.parametrize("common_factor", [1e6, 0])
+def test_common_text_takes_the_other_plans_with_the_same_results(filled, monkeypatch, common_factor):
+    """Text matching more than RARE records is looked up per row, or checked per row beyond the bound."""
     from connectors.decrypt_search import store as store_module
 
-    monkeypatch.setattr(store_module, "RARE_MIN", 0)
-    monkeypatch.setattr(store_module, "RARE_SHARE", 0.0)
-    monkeypatch.setattr(store_module, "COMMON_SHARE", common_share)
+    monkeypatch.setattr(store_module, "RARE", 0)
+    monkeypatch.setattr(store_module, "COMMON_FACTOR", common_factor)
     test_text_prefix_and_phrase(filled)
     test_text_with_filters_and_order(filled)
     test_cursor_paging_returns_every_record_once_in_order(filled, "-amount")
+
