@@ -14,7 +14,7 @@ JSON Schema and whose indexed fields have their declared types
 import datetime
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jsonschema.exceptions import best_match
 
@@ -42,6 +42,7 @@ class Record:
     document: dict
     fields: dict  # name -> value (float for number/date, str for keyword), absent when missing
     text: str
+    payload: bytes = field(default=b"", repr=False)  # the envelope as received (kept if it is a replay)
 
     def as_dict(self, record_id: int | None = None) -> dict:
         result = {"publication": self.publication, "topic": self.topic, "message_id": self.message_id,
@@ -99,7 +100,7 @@ class Ingestor:
                                opened.sender.signing_kid, opened.message_id.hex())
         return Record(publication, topic, opened.message_id.hex(), opened.sender.org, opened.sender.signing_kid,
                       opened.created_ms / 1000.0, now, opened.document, fields,
-                      text_of(opened.document, self.config.text_fields))
+                      text_of(opened.document, self.config.text_fields), payload)
 
 
 def _shape(args) -> str:

@@ -305,7 +305,7 @@ class Store:
                 return
             item = Quarantined(item.publication, item.topic, DUPLICATE,
                                f"message {item.message_id} is stored already as record {existing[0]} (a replay)",
-                               item.received, b"", item.sender_kid, item.message_id)
+                               item.received, item.payload, item.sender_kid, item.message_id)
         self._insert_quarantine(cur, item)
         result.quarantined.append(item)
 

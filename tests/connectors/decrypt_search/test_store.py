@@ -190,3 +190,22 @@ def test_common_text_takes_the_other_plans_with_the_same_results(filled, monkeyp
     test_text_with_filters_and_order(filled)
     test_cursor_paging_returns_every_record_once_in_order(filled, "-amount")
 
+
+def test_a_replayed_envelope_is_quarantined_with_its_payload_as_received(store):
+    """The same envelope published twice: the second is a replay, kept byte for byte."""
+    writer = store.connect()
+    store.create_schema(writer)
+    envelope = e2e.seal({"order": 9, "amount": 1.0, "status": "new"}, "com.orders.eu", KEYS["globex"],
+                        [KEYS["acme"].public])
+    ingestor = Ingestor(CONFIG, KEYS["acme"], clock=lambda: 2_000_000.0)
+    first, again = (ingestor.process(p, "com.orders.eu", [envelope]) for p in (700, 701))
+    result = store.write(writer, [first, again], {}, now=1.0)
+    assert len(result.stored) == 1 and [q.reason for q in result.quarantined] == ["duplicate"]
+    reader = store.connect(reader=True)
+    entry = store.quarantine(reader, "duplicate", 10, None)["entries"][0]
+    assert entry["publication"] == 701 and entry["size"] == len(envelope)
+    cur = reader.cursor()
+    cur.execute(store.dialect.sql("SELECT payload FROM quarantine WHERE publication = ?"), (701,))
+    assert bytes(cur.fetchone()[0]) == envelope
+    writer.close()
+    reader.close()
