@@ -8,8 +8,8 @@ receives each message of ``<subject>`` in the ticket's tenant, filtered by
 ``where`` then projected by ``fields``, as one JSON text frame (a message that
 does not pass, or projects to ``{}``, is not sent).
 
-Close codes (dojot's): 4000-4004 a malformed ``where``/``fields`` (see
-relayrouter.core.filters), 4401 a missing, unknown, used or expired ticket,
+Close codes (dojot's): 4000-4004 a malformed ``where`` (see dojot_filter;
+4999 where dojot answers that, with ``compat="dojot"``), 4401 a missing, unknown, used or expired ticket,
 4403 a topic that is not the tenant's (it must start with ``<tenant>.``),
 4408 the connection's lifetime is over (the later of the JWT's ``exp`` and
 ``max_lifetime``; -1 = only the JWT), 4503 the tenant is not served now.
@@ -25,7 +25,9 @@ from urllib.parse import unquote
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.logger import Logger
 
-from relayrouter.core.filters import ContentFilter, FilterError
+from relayrouter.core.filters import FilterError
+
+from .dojot_filter import DojotFilter
 
 log = Logger()
 
@@ -83,8 +85,10 @@ class KafkaWsHub:
     """Open Kafka-WS connections by (tenant, subject); the agent hands it every
     message it publishes, and it subscribes in the router for other subjects."""
 
-    def __init__(self, tickets: Tickets, clock, max_lifetime: float = 7200.0, local_subjects=()) -> None:
+    def __init__(self, tickets: Tickets, clock, max_lifetime: float = 7200.0, local_subjects=(),
+                 compat: str = "relayrouter") -> None:
         self.tickets = tickets
+        self.compat = compat
         self.clock = clock
         self.max_lifetime = max_lifetime
         self.local_subjects = frozenset(local_subjects)
@@ -179,7 +183,7 @@ class KafkaWsProtocol(WebSocketServerProtocol):
             self.close_with(FORBIDDEN_TOPIC, "Tenant can't access this topic")
             return
         try:
-            self._filter = ContentFilter(_one(self._params, "fields") or None, _one(self._params, "where") or None)
+            self._filter = DojotFilter(_one(self._params, "fields"), _one(self._params, "where"), hub.compat)
         except FilterError as e:
             hub.counters["closed_filter"] += 1
             self.close_with(e.code, e.message[:120])

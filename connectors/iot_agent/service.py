@@ -28,6 +28,7 @@ from connectors.common.state import open_state_dir
 
 from . import http_api
 from .devices import DeviceDirectory, load_key
+from .dojot_api import DojotError
 from .history import BadQuery, LegacyQuery, PageQuery
 from .ingest import DEVICE_DATA, Ingest
 from .kafka_ws import KafkaWsHub, Tickets, make_factory
@@ -74,6 +75,7 @@ class AgentConfig:
     ticket_lifetime: float = 60.0
     kafka_ws_max_lifetime: float = 7200.0
     kafka_ws_jwt_exp: bool = False
+    compat: str = "relayrouter"  # or "dojot": dojot v0.8.0 also where we differ on purpose
 
 
 def _error(e) -> ApplicationError:
@@ -226,7 +228,7 @@ class IotAgent(service.MultiService):
         self.tickets = Tickets(reactor.seconds, config.ticket_lifetime)
         self.kafka_ws_jwt_exp = config.kafka_ws_jwt_exp
         self.hub = KafkaWsHub(self.tickets, reactor.seconds, config.kafka_ws_max_lifetime,
-                              local_subjects=(DEVICE_DATA, DEVICE_EVENTS))
+                              local_subjects=(DEVICE_DATA, DEVICE_EVENTS), compat=config.compat)
         self.tenants = TenantSessions(config.router, reactor, on_tenant_up=self._tenant_up,
                                       on_tenant_down=self._tenant_down, fixed=config.tenants)
         self.tenants.setServiceParent(self)
@@ -403,17 +405,23 @@ class IotAgent(service.MultiService):
         self.counters["actuations"] += 1
         return result
 
+    def now_ms(self) -> int:
+        return int(self.reactor.seconds() * 1000)
+
     @defer.inlineCallbacks
-    def page_history(self, tenant, device_id, attr, url, **params):
+    def page_history(self, tenant, device_id, attr, url, query=None, csv=False, **params):
+        """The retriever's page (or its CSV rows); parameters are checked before the device."""
+        parsed = PageQuery.parse(device_id, attr, now_ms=self.now_ms(), **params)
         yield self.get_device(tenant, device_id)
-        query = PageQuery.parse(device_id, attr, **params)
-        rows, total = yield self.store.run(lambda tables: query.run(tables, tenant))
-        return query.answer(rows, total, url)
+        rows, total = yield self.store.run(lambda tables: parsed.run(tables, tenant))
+        if csv:
+            return parsed.rows_for_csv(rows)
+        return parsed.answer(rows, total, url, query)
 
     @defer.inlineCallbacks
     def legacy_history(self, tenant, device_id, attrs=(), **params):
+        query = LegacyQuery.parse(device_id, attrs, now_ms=self.now_ms(), **params)
         yield self.get_device(tenant, device_id)
-        query = LegacyQuery.parse(device_id, attrs, **params)
         found = yield self.store.run(lambda tables: query.run(tables, tenant))
         answer = query.answer(found)
         if answer is None:
@@ -426,7 +434,7 @@ class IotAgent(service.MultiService):
     def _wamp(d: defer.Deferred) -> defer.Deferred:
         """Our refusals as WAMP errors with the agent's URIs."""
         def refuse(failure):
-            if failure.check(RegistryError, BadQuery, Invalid):
+            if failure.check(RegistryError, BadQuery, Invalid, DojotError):
                 raise _error(failure.value)
             return failure
         return d.addErrback(refuse)

@@ -13,6 +13,7 @@ from connectors.common import ConfigError, ConnectorOptions
 from connectors.common.credentials import read_secret_file
 from relayrouter import extras, runfiles
 
+from .dojot_filter import COMPAT_MODES
 from .service import AgentConfig, IotAgent
 
 AGENT_DEFAULTS = {
@@ -43,6 +44,7 @@ AGENT_DEFAULTS = {
     "ticket-lifetime": (60.0, float),
     "kafka-ws-max-lifetime": (7200.0, float),
     "kafka-ws-jwt-exp": (False, bool),
+    "compat": ("relayrouter", str),
 }
 
 
@@ -90,6 +92,8 @@ class Options(ConnectorOptions, usage.Options):
         ["ticket-lifetime", None, None, "Seconds a Kafka-WS ticket is good for (default 60)."],
         ["kafka-ws-max-lifetime", None, None, "Seconds a Kafka-WS connection may last (default 7200; -1: no limit)."],
         ["kafka-ws-jwt-exp", None, None, "Let a Kafka-WS connection last until its JWT's exp if later (default false)."],
+        ["compat", None, None, "relayrouter (default) or dojot: also where relayrouter deliberately differs from"
+                               " dojot v0.8.0, behave as dojot does (README: Differences from dojot)."],
     ]
 
     def build(self) -> None:
@@ -122,6 +126,8 @@ class Options(ConnectorOptions, usage.Options):
         if any(tls) and not all(tls):
             raise ConfigError("--device-tls-listen, --device-tls-cert, --device-tls-key and --device-tls-ca "
                               "go together")
+        if self["compat"] not in COMPAT_MODES:
+            raise ConfigError(f"{self.describe_option('compat')}: {' or '.join(COMPAT_MODES)}, not {self['compat']!r}")
         key, algorithms = self._jwt_key(env)
         tenants = tuple(t.strip() for t in self["tenants"].split(",") if t.strip()) if self["tenants"] else None
         self["config"] = AgentConfig(
@@ -136,7 +142,8 @@ class Options(ConnectorOptions, usage.Options):
             legacy_topics=self["legacy-topics"], api_jwt_key=key, api_jwt_algorithms=algorithms,
             api_jwt_audience=self["api-jwt-audience"], api_jwt_issuer=self["api-jwt-issuer"],
             api_tenant_claim=self["api-tenant-claim"], ticket_lifetime=self["ticket-lifetime"],
-            kafka_ws_max_lifetime=self["kafka-ws-max-lifetime"], kafka_ws_jwt_exp=self["kafka-ws-jwt-exp"])
+            kafka_ws_max_lifetime=self["kafka-ws-max-lifetime"], kafka_ws_jwt_exp=self["kafka-ws-jwt-exp"],
+            compat=self["compat"])
 
     def _jwt_key(self, env):
         secret = env.get("IOT_AGENT_API_JWT_SECRET") or None
