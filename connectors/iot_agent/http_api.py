@@ -22,16 +22,18 @@ from twisted.web import resource, server
 from relayrouter import httpinput
 from relayrouter.transport.http import method_not_allowed
 
-from connectors.common import HttpError, JsonResource, StatusResource, json_error, json_response, read_body
+from connectors.common import HttpError, JsonResource, StatusResource, json_response, read_body
 
-from .history import BadQuery
+from . import dojot_api
+from .dojot_api import DojotError, body_of
+from .history import PAGE_PARAMETERS, BadQuery
 from .normalize import Invalid
 from .registry import RegistryError
 
 log = Logger()
 
 MAX_BODY = 256_000  # dojot's express.parsing.limit
-MAX_MESSAGES = 1000  # per create-many request
+MISSING_JWT = "Missing JWT token"  # dojot's words
 
 
 class ApiJwt:
@@ -47,8 +49,11 @@ class ApiJwt:
     def claims(self, request) -> dict:
         header = (request.getHeader(b"authorization") or b"").decode("latin-1").strip()
         scheme, _, token = header.partition(" ")
+        if not header:
+            raise HttpError(401, MISSING_JWT, headers={"WWW-Authenticate": "Bearer"})
         if scheme.lower() != "bearer" or not token.strip():
-            raise HttpError(401, "send Authorization: Bearer <JWT>", headers={"WWW-Authenticate": "Bearer"})
+            raise HttpError(401, "Invalid JWT token: send Authorization: Bearer <JWT>",
+                            headers={"WWW-Authenticate": "Bearer"})
         if self.key is None:
             raise HttpError(503, "this agent verifies no JWTs (--api-jwt-secret-file / --api-jwt-public-key)")
         options = {"require": ["exp"], "verify_aud": self.audience is not None}
@@ -67,6 +72,13 @@ class ApiJwt:
 
 
 _ROUTES = []
+
+# The error body of each API, by path (dojot's services answer in their own shapes).
+_SHAPES = (("/http-agent/", "error"), ("/tss/", "error"), ("/history/", "title"), ("/kafka-ws/", "message"))
+
+
+def shape_of(path: str) -> str:
+    return next((shape for prefix, shape in _SHAPES if path.startswith(prefix)), "relayrouter")
 
 
 def route(method: str, pattern: str):
@@ -98,9 +110,27 @@ class ApiResource(JsonResource):
                 d.addErrback(log.failure, "answering {path}", path=path)
                 return server.NOT_DONE_YET
             allowed.append(route_method)
+        shape = "error" if shape_of(path) == "title" else shape_of(path)  # the SDK's own 404 in the history proxy
         if allowed:
-            return method_not_allowed(request, allowed, "method_not_allowed")
-        return json_error(request, 404, f"no resource at {path}")
+            if shape == "relayrouter":
+                return method_not_allowed(request, allowed, "method_not_allowed")
+            request.setHeader(b"allow", ", ".join(allowed).encode())
+            return _error_body(request, HttpError(405, f"{method} is not allowed here; use {' or '.join(allowed)}"),
+                               shape)
+        text = "Not Found" if shape != "relayrouter" else f"no resource at {path}"
+        return _error_body(request, HttpError(404, text), shape)
+
+    def _refuse(self, failure, request) -> None:
+        if failure.check(httpinput.BadInput):
+            failure.value.headers = {}
+        elif not failure.check(HttpError):
+            return super()._refuse(failure, request)
+        for name, value in failure.value.headers.items():
+            request.setHeader(name.encode(), str(value).encode())
+        body = _error_body(request, failure.value, shape_of(request.path.decode("utf8", "replace")))
+        if not (request.finished or getattr(request, "_disconnected", False)):
+            request.write(body)
+            request.finish()
 
     # ----------------------------------------------------------- helpers
 
@@ -123,6 +153,14 @@ class ApiResource(JsonResource):
         return [httpinput.text(v, f"?{name}=") for v in request.args.get(name.encode(), [])]
 
 
+def _error_body(request, e: HttpError, shape: str) -> bytes:
+    return json_response(request, body_of(e, shape), e.code)
+
+
+class Csv(str):
+    """A route's answer written as ``text/csv`` (the retriever's ``Accept: text/csv``)."""
+
+
 def _answer(value, request) -> None:
     code, body = value if isinstance(value, tuple) else (200, value)
     if request.finished or getattr(request, "_disconnected", False):
@@ -131,7 +169,12 @@ def _answer(value, request) -> None:
         request.setResponseCode(204)
         request.finish()
         return
-    request.write(json_response(request, body, code))
+    if isinstance(body, Csv):
+        request.setResponseCode(code)
+        request.setHeader(b"content-type", b"text/csv; charset=utf-8")
+        request.write(body.encode())
+    else:
+        request.write(json_response(request, body, code))
     request.finish()
 
 
@@ -141,7 +184,10 @@ def _registry_errors(fn):
         try:
             result = yield fn(self, request, **kw)
         except RegistryError as e:
-            raise HttpError(e.status, e.message, e.error) from None
+            error = HttpError(e.status, e.message, e.error)
+            if e.error == "no_data":
+                error.title = "Attr not found"  # the history proxy's title
+            raise error from None
         except (BadQuery, Invalid) as e:
             raise HttpError(400, str(e), "invalid_request") from None
         return result
@@ -150,8 +196,13 @@ def _registry_errors(fn):
 
 # ------------------------------------------------------------ HTTP agent
 
+INVALID_BASIC = "Invalid Basic token."  # dojot's words for each refusal it shares with us
+INVALID_CREDENTIALS = "Invalid credentials."
+UNABLE_TO_AUTHENTICATE = "Unable to authenticate"
+
+
 def device_of(api: ApiResource, request) -> dict:
-    """The posting device, by client certificate, basic auth or device token; 401/403 otherwise."""
+    """The posting device, by client certificate, basic auth or device token; 4xx otherwise."""
     agent = api.agent
     cn = _certificate_cn(request)
     if cn is not None:
@@ -161,28 +212,32 @@ def device_of(api: ApiResource, request) -> dict:
     header = (request.getHeader(b"authorization") or b"").decode("latin-1").strip()
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "basic":
+        if not value.strip():
+            agent.counters["refused_bad_credentials"] += 1
+            raise DojotError(401, INVALID_BASIC, headers=_BASIC)
         try:
             username, _, secret = base64.b64decode(value.strip(), validate=True).decode("utf8").partition(":")
         except (ValueError, UnicodeDecodeError):
-            raise HttpError(401, "malformed basic credentials") from None
+            username, secret = "", ""  # dojot decodes anything; what it finds names no device
     elif scheme.lower() == "bearer" and "@" in value and ":" in value:
         username, _, secret = value.strip().partition(":")
     else:
         agent.counters["refused_no_credentials"] += 1
-        raise HttpError(401, "a device authenticates with its client certificate, basic auth "
-                        "(tenant@deviceid) or Authorization: Bearer tenant@deviceid:<secret>",
-                        headers={"WWW-Authenticate": 'Basic realm="iot-agent"'})
+        if b"/unsecure/" in request.path:
+            raise DojotError(401, INVALID_BASIC, headers=_BASIC)
+        raise DojotError(400, UNABLE_TO_AUTHENTICATE)
     tenant, at, device_id = username.partition("@")
-    if not at:
-        agent.counters["refused_bad_credentials"] += 1
-        raise HttpError(401, "the device username is tenant@deviceid")
-    device = agent.devices.get(tenant, device_id)
-    if device is None or not agent.tenants.served(tenant):
-        return _known(agent, None, f"device {username!r}")
+    device = agent.devices.get(tenant, device_id) if at else None
+    if device is None:
+        agent.counters["refused_unknown_device" if at else "refused_bad_credentials"] += 1
+        raise DojotError(401, INVALID_CREDENTIALS, headers=_BASIC)  # as a wrong secret: no device is revealed
     if agent.devices.check_secret(tenant, device_id, secret) is None:
         agent.counters["refused_bad_credentials"] += 1
-        raise HttpError(401, "wrong device credentials", headers={"WWW-Authenticate": 'Basic realm="iot-agent"'})
-    return device
+        raise DojotError(401, INVALID_CREDENTIALS, headers=_BASIC)
+    return _known(agent, device, f"device {username!r}")
+
+
+_BASIC = {"WWW-Authenticate": 'Basic realm="iot-agent"'}
 
 
 def _known(agent, device, who: str) -> dict:
@@ -203,28 +258,34 @@ def _certificate_cn(request) -> str | None:
     return certificate.get_subject().commonName
 
 
-@route("POST", r"/http-agent/v1/incoming-messages")
+@route("POST", r"/http-agent/v1(?:/unsecure)?/incoming-messages")
 def incoming(api, request):
     device = device_of(api, request)
-    return _ingest(api, device, [api.json_body(request)])
+    body = _checked(api, dojot_api.check_single, api.json_body(request))
+    return _ingest(api, device, [body])
 
 
-@route("POST", r"/http-agent/v1/incoming-messages/create-many")
+@route("POST", r"/http-agent/v1(?:/unsecure)?/incoming-messages/create-many")
 def incoming_many(api, request):
     device = device_of(api, request)
-    body = api.json_body(request)
-    if not isinstance(body, list) or not body:
-        raise HttpError(400, "create-many takes a non-empty JSON array of messages")
-    if len(body) > MAX_MESSAGES:
-        raise HttpError(413, f"at most {MAX_MESSAGES} messages per request, {len(body)} given")
-    return _ingest(api, device, body)
+    return _ingest(api, device, _checked(api, dojot_api.check_many, api.json_body(request)))
+
+
+def _checked(api, check, body):
+    try:
+        check(body)
+    except DojotError:
+        api.agent.counters["refused_invalid"] += 1
+        raise
+    return body
 
 
 def _ingest(api, device, bodies):
     try:
         d = api.agent.ingest.accept(device, bodies)
     except Invalid as e:
-        raise HttpError(400, str(e), "invalid_message") from None
+        index = getattr(e, "index", None)
+        raise DojotError(400, str(e) if index is None else {str(index): str(e)}) from None
     d.addCallback(lambda _: (204, None))
     return d
 
@@ -293,22 +354,36 @@ def _path(request) -> str:
     return httpinput.path_segment(request.path, "the path")
 
 
-def _page_args(api, request) -> dict:
-    return {name: api.arg(request, name) for name in ("dateFrom", "dateTo", "limit", "page", "order")}
+def _retriever(api, request, device_id, attr):
+    """The retriever's order: the caller, unknown parameters, the Accept header, then the device."""
+    tenant = api.tenant(request)
+    query = {}
+    for raw in request.args:
+        name = httpinput.text(raw, "a query parameter's name")
+        if name not in PAGE_PARAMETERS:
+            raise DojotError(400, f"Unknown query parameter '{name}'")
+        query[name] = api.arg(request, name)
+    accept = request.getHeader(b"accept")
+    kind = dojot_api.acceptable(accept.decode("latin-1") if accept is not None else None)
+    if kind is None:
+        raise dojot_api.not_acceptable(accept.decode("latin-1"))
+    d = api.agent.page_history(tenant, device_id, attr, _path(request), query=query, csv=kind == "csv",
+                               **query)
+    if kind == "csv":
+        d.addCallback(lambda rows: Csv(dojot_api.csv_text(rows)))
+    return d
 
 
 @route("GET", r"/tss/v1/devices/(?P<device_id>[^/]+)/data")
 @_registry_errors
 def device_data(api, request, device_id):
-    return api.agent.page_history(api.tenant(request), device_id, None, _path(request),
-                                  **_page_args(api, request))
+    return _retriever(api, request, device_id, None)
 
 
 @route("GET", r"/tss/v1/devices/(?P<device_id>[^/]+)/attrs/(?P<attr>[^/]+)/data")
 @_registry_errors
 def attr_data(api, request, device_id, attr):
-    return api.agent.page_history(api.tenant(request), device_id, attr, _path(request),
-                                  **_page_args(api, request))
+    return _retriever(api, request, device_id, attr)
 
 
 # -------------------------------------------------------------- Kafka-WS
@@ -346,13 +421,27 @@ class _UpgradeRequired(resource.Resource):
         return b'{"error": "upgrade_required", "message": "this URL is a WebSocket"}\n'
 
 
+class _Fallback(resource.Resource):
+    """A path level whose unknown children the API answers (its JSON 404, in the API's shape)."""
+
+    def __init__(self, api) -> None:
+        super().__init__()
+        self.api = api
+
+    def getChild(self, path, request):  # noqa: N802
+        return self.api
+
+    def render(self, request):
+        return self.api.render(request)
+
+
 class Root(resource.Resource):
     def __init__(self, api: ApiResource, status: StatusResource, ws_factory) -> None:
         super().__init__()
         self.api = api
         self.putChild(b"status", status)
-        kafka = resource.Resource()
-        v1 = resource.Resource()
+        kafka = _Fallback(api)
+        v1 = _Fallback(api)
         kafka.putChild(b"v1", v1)
         v1.putChild(b"ticket", api)
         v1.putChild(b"topics", _AnyTopic(WebSocketResource(ws_factory)))

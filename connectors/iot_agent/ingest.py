@@ -56,7 +56,9 @@ class Ingest:
                 messages.append(normalize(tenant, device_id, attrs, ts, types))
             except Invalid as e:
                 self.counters["refused_invalid"] += 1
-                raise Invalid(f"message {index}: {e}" if len(bodies) > 1 else str(e)) from None
+                if len(bodies) > 1:
+                    e.index = index  # create-many answers {index: reason}, as dojot does
+                raise
         return self._queue(messages)
 
     def _queue(self, messages: list[dict]) -> defer.Deferred:

@@ -1,6 +1,6 @@
 """What devices send, turned into dojot's message; free of I/O.
 
-A device sends ``{"ts"?: ISO-8601, "data": {attr: value, ...}}`` (HTTP, and
+A device sends ``{"ts"?: RFC 3339 or epoch ms, "data": {attr: value, ...}}`` (HTTP, and
 MQTT when the payload has exactly that shape) or, over MQTT, the attribute
 object itself.  ``normalize`` checks and types every value against the
 device's attribute definitions and returns::
@@ -27,20 +27,56 @@ class Invalid(ValueError):
     """A device message that cannot be accepted; the text says why."""
 
 
-def parse_timestamp(text) -> int:
-    """ISO-8601 (``2021-06-16T09:32:01.683000Z``, an offset, or none = UTC) -> epoch ms."""
-    if not isinstance(text, str):
-        raise Invalid(f"'ts' must be an ISO-8601 string, not {type(text).__name__}")
-    candidate = text.strip()
-    if candidate.endswith(("Z", "z")):
-        candidate = candidate[:-1] + "+00:00"
-    try:
-        when = datetime.fromisoformat(candidate)
-    except ValueError:
-        raise Invalid(f"'ts' is not an ISO-8601 date and time: {text!r}") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return int(round(when.timestamp() * 1000))
+_DATE_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt\s]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+                        r"(?:([Zz])|([+-])([0-9]{2})(?::?([0-9]{2}))?)")
+MAX_EPOCH_MS = 8_640_000_000_000_000  # the last instant a JavaScript Date holds
+_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def parse_date_time(text) -> int | None:
+    """RFC 3339 date-time as JSON Schema's ``date-time`` format takes it (an
+    offset is required) -> epoch nanoseconds, exactly; None when it is not one.
+    A leap second (``:60``) is a valid date-time but no instant: None."""
+    found = _DATE_TIME.fullmatch(text) if isinstance(text, str) else None
+    if found is None:
+        return None
+    year, month, day, hour, minute, second = (int(found.group(i)) for i in range(1, 7))
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    if not 1 <= month <= 12 or not 1 <= day <= _DAYS[month - 1] + (month == 2 and leap):
+        return None
+    off_h, off_m = int(found.group(10) or 0), int(found.group(11) or 0)
+    if hour > 23 or minute > 59 or second > 59 or off_h > 23 or off_m > 59:
+        return None
+    fraction = (found.group(7) or "")[:9].ljust(9, "0")
+    offset = (off_h * 60 + off_m) * (-1 if found.group(9) == "-" else 1)
+    days = _days_since_epoch(year, month, day)
+    seconds = days * 86400 + hour * 3600 + (minute - offset) * 60 + second
+    return seconds * 1_000_000_000 + int(fraction)
+
+
+def _days_since_epoch(year: int, month: int, day: int) -> int:
+    """Days from 1970-01-01 in the proleptic Gregorian calendar (any year, 0 too)."""
+    year -= month <= 2
+    era = year // 400
+    of_era = year - era * 400
+    of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    of_era_days = of_era * 365 + of_era // 4 - of_era // 100 + of_year
+    return era * 146097 + of_era_days - 719468
+
+
+def parse_timestamp(value, now_ms: int = 0) -> int:
+    """A message's ``ts`` -> epoch ms, as dojot's HTTP agent reads it: an
+    RFC 3339 date-time (sub-millisecond digits dropped) or an integer of epoch
+    milliseconds (0 stands for now); at or before 1970 it is no timestamp."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer() and value >= 0:
+        ms = int(value) or now_ms
+    elif isinstance(value, str) and (ns := parse_date_time(value)) is not None:
+        ms = ns // 1_000_000
+    else:
+        raise Invalid(f"'ts' must be an RFC 3339 date-time or an integer of epoch milliseconds, not {_show(value)}")
+    if not 0 < ms <= MAX_EPOCH_MS:
+        raise Invalid("Invalid timestamp")
+    return ms
 
 
 def format_timestamp(ms: int) -> str:
@@ -52,20 +88,18 @@ def format_timestamp(ms: int) -> str:
 def envelope(body, now_ms: int, envelope_only: bool = True) -> tuple[dict, int]:
     """(attribute object, timestamp ms) of one incoming message.
 
-    ``envelope_only`` (HTTP) requires ``{"ts"?, "data"}``; otherwise (MQTT) a
-    body that is not exactly that shape is the attribute object itself."""
+    ``envelope_only`` (HTTP) requires ``{"ts"?, "data"}`` (other keys are let
+    be, as dojot's schema does); otherwise (MQTT) a body that is not exactly
+    that shape is the attribute object itself."""
     if not isinstance(body, dict):
         raise Invalid(f"a message must be a JSON object, not {_kind(body)}")
     is_envelope = "data" in body and set(body) <= {"data", "ts"} and isinstance(body["data"], dict)
     if envelope_only or is_envelope:
-        unknown = sorted(set(body) - {"data", "ts"})
-        if unknown:
-            raise Invalid(f"unknown key {unknown[0]!r} (a message has 'data' and optionally 'ts')")
         if "data" not in body:
             raise Invalid("missing 'data' (the attributes the device sends)")
         if not isinstance(body["data"], dict):
             raise Invalid(f"'data' must be an object, not {_kind(body['data'])}")
-        ts = parse_timestamp(body["ts"]) if "ts" in body else now_ms
+        ts = parse_timestamp(body["ts"], now_ms) if "ts" in body else now_ms
         return body["data"], ts
     return body, now_ms
 

@@ -196,7 +196,7 @@ class Tables:
             where.append("ts >= ?")
             params.append(date_from)
         if date_to is not None:
-            where.append("ts <= ?")
+            where.append("ts < ?")  # dojot's (InfluxDB's) range ends before dateTo
             params.append(date_to)
         if attr is not None:
             where.append(_has_attr(self.dialect))

@@ -87,8 +87,8 @@ def test_data_queries(tables):
     assert total == 10 and [ts for ts, _ in rows] == list(range(1009, 999, -1))
     rows, total = tables.query_data("admin", "d", order="asc", limit=3, offset=3)
     assert total == 10 and [a["t"] for _, a in rows] == [3, 4, 5]
-    rows, total = tables.query_data("admin", "d", date_from=1002, date_to=1004)
-    assert total == 3 and [a["t"] for _, a in rows] == [4, 3, 2]
+    rows, total = tables.query_data("admin", "d", date_from=1002, date_to=1004)  # [from, to)
+    assert total == 2 and [a["t"] for _, a in rows] == [3, 2]
     rows, total = tables.query_data("admin", "d", attr="h")
     assert total == 5 and all("h" in a for _, a in rows)
     assert tables.query_data("other", "d") == ([], 0)

@@ -29,43 +29,81 @@ def test_tickets_are_bounded():
         tickets.issue("a", None)
 
 
+from connectors.iot_agent.dojot_api import DojotError
+
+NOW = 1_700_000_000_000
+
+
 @pytest.mark.parametrize("kwargs, words", [
-    ({"order": "up"}, "order must be asc or desc"),
-    ({"limit": "0"}, "limit must be a whole number from 1 to 256"),
-    ({"limit": "257"}, "from 1 to 256"),
-    ({"page": "x"}, "page must be a whole number"),
-    ({"dateFrom": "yesterday"}, "dateFrom must be an ISO-8601"),
+    ({"order": "up"}, "order should be equal to one of the allowed values: asc, desc"),
+    ({"dateFrom": "yesterday"}, 'request.query.dateFrom should match format "date-time"'),
+    ({"dateTo": "2021-01-02T00:00:00"}, 'request.query.dateTo should match format "date-time"'),  # no offset
     ({"dateFrom": "2021-01-02T00:00:00Z", "dateTo": "2021-01-01T00:00:00Z"}, "dateFrom is after dateTo"),
 ])
 def test_page_query_errors(kwargs, words):
+    """Retriever: api/v1.yml (format date-time, order enum); Flux refuses an empty range."""
     with pytest.raises(BadQuery, match=words):
-        PageQuery.parse("d", None, **kwargs)
+        PageQuery.parse("d", None, now_ms=NOW, **kwargs)
+
+
+@pytest.mark.parametrize("limit, page, expected", [
+    (None, None, (256, 1)), ("0", "0", (256, 1)), ("-5", "-1", (256, 1)), ("abc", "x", (256, 1)),
+    ("1.9", "2.7", (1, 2)), ("300abc", "3", (256, 3)), ("256", "1", (256, 1)),
+])
+def test_page_query_limit_and_page_as_the_retriever_reads_them(limit, page, expected):
+    """Retriever: app/express/interceptors/CustomPaginator.js (limit 0 -> the default) over
+    express-paginate (parseInt, page below 1 -> 1, limit capped)."""
+    query = PageQuery.parse("d", None, limit=limit, page=page, now_ms=NOW)
+    assert (query.limit, query.page) == expected
+
+
+@pytest.mark.parametrize("limit", ["257", "1e3", " 300"])
+def test_page_query_limit_over_the_maximum_is_a_400(limit):
+    """Retriever: CustomPaginator.js compares the text as a number with the maximum."""
+    with pytest.raises(DojotError, match="The configured maximum limit is 256"):
+        PageQuery.parse("d", None, limit=limit, now_ms=NOW)
+
+
+def test_page_query_window_is_dateFrom_inclusive_dateTo_exclusive_to_the_nanosecond():
+    """Retriever: app/influx/DeviceDataRepository.js (Flux range: start inclusive, stop
+    exclusive; stop now() without dateTo, routes/v1/Devices.js checkDateTo)."""
+    query = PageQuery.parse("d", None, now_ms=NOW)
+    assert (query.date_from, query.date_to) == (None, NOW)
+    query = PageQuery.parse("d", None, dateFrom="1970-01-01T00:00:01.0000001Z",
+                            dateTo="1970-01-01T00:00:02.0005Z", now_ms=NOW)
+    assert (query.date_from, query.date_to) == (1001, 2001)  # 1000 ms is before the start, 2000 ms inside
 
 
 def test_page_query_answer_shape_and_paging():
-    query = PageQuery.parse("d", None, limit="2", page="2", order="asc")
-    answer = query.answer([(1000, {"t": 1}), (2000, {"t": 2})], 5, "/tss/v1/devices/d/data")
+    """Retriever: CustomPaginator.js getPaging (next only when the page is full)."""
+    query = PageQuery.parse("d", None, limit="2", page="2", order="asc", now_ms=NOW)
+    answer = query.answer([(1000, {"t": 1}), (2000, {"t": 2})], 5, "/tss/v1/devices/d/data", {"order": "asc"})
     assert answer["data"] == [{"ts": "1970-01-01T00:00:01.000Z", "attrs": [{"label": "t", "value": 1}]},
                               {"ts": "1970-01-01T00:00:02.000Z", "attrs": [{"label": "t", "value": 2}]}]
     paging = answer["paging"]
     assert (paging["totalItems"], paging["totalPages"], paging["limitPerPage"]) == (5, 3, 2)
     assert paging["previous"]["number"] == 1 and paging["next"]["number"] == 3
-    assert paging["current"]["url"] == "/tss/v1/devices/d/data?page=2&limit=2&order=asc"
-    attr = PageQuery.parse("d", "t").answer([(1000, {"t": 1})], 1, "/u")
+    assert paging["current"]["url"] == "/tss/v1/devices/d/data?order=asc&page=2&limit=2"
+    short = query.answer([(1000, {"t": 1})], 3, "/u")
+    assert short["paging"]["next"] is None
+    attr = PageQuery.parse("d", "t", now_ms=NOW).answer([(1000, {"t": 1})], 1, "/u")
     assert attr["data"] == [{"ts": "1970-01-01T00:00:01.000Z", "value": 1}]
 
 
 def test_legacy_query_shapes():
-    one = LegacyQuery.parse("d", ["t"], lastN="2")
+    """History proxy: src/handlers/handleResponse.js (device_id, ts, value, attr, metadata),
+    src/proxy.js (firstN wins, ascending), handleValidation.js (256 points by default)."""
+    one = LegacyQuery.parse("d", ["t"], lastN="2", now_ms=NOW)
     assert one.count == 2 and one.newest_first
     assert one.answer({"t": [(1000, 5)]}) == [{"device_id": "d", "attr": "t", "value": 5,
-                                               "ts": "1970-01-01T00:00:01.000Z"}]
+                                               "ts": "1970-01-01T00:00:01.000Z", "metadata": {}}]
     assert one.answer({}) is None
-    several = LegacyQuery.parse("d", "t,h", firstN="1")
+    several = LegacyQuery.parse("d", "t,h", firstN="1", now_ms=NOW)
     assert not several.newest_first
-    assert several.answer({"t": [(1000, 5)]}) == {"t": [{"device_id": "d", "attr": "t", "value": 5,
+    assert several.answer({"t": [(1000, 5)]}) == {"t": [{"device_id": "d", "attr": "t", "value": 5, "metadata": {},
                                                           "ts": "1970-01-01T00:00:01.000Z"}], "h": []}
-    with pytest.raises(BadQuery, match="lastN or firstN, not both"):
-        LegacyQuery.parse("d", [], lastN="1", firstN="1")
+    both = LegacyQuery.parse("d", [], lastN="1", firstN="3", now_ms=NOW)
+    assert (both.count, both.newest_first) == (3, False)
+    assert LegacyQuery.parse("d", [], now_ms=NOW).count == 256
     with pytest.raises(BadQuery, match="attr must be an attribute name"):
-        LegacyQuery.parse("d", ['a"b'])
+        LegacyQuery.parse("d", ['a"b'], now_ms=NOW)
