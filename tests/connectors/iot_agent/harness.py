@@ -3,6 +3,7 @@ port, generated config with the dynamic-security plugin, stopped by PID), the
 router (``twistd relayrouter``) with a management realm and a tenant
 template, and the agent (``twistd iot-agent``)."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,8 +12,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from types import SimpleNamespace
+
 import jwt as pyjwt
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from relayrouter.cli import pki
 
 from ..processes import STARTED, Child, RouterProcess, twistd
 
@@ -206,3 +213,63 @@ class Agent(Child):
 
         with urllib.request.urlopen(f"{self.url}/status", timeout=10) as r:
             return json.load(r)
+
+
+def make_pki(root: Path, client_cns) -> SimpleNamespace:
+    """A CA, a server certificate for localhost and a client certificate per CN (``clients[cn] = (crt, key)``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    ca = pki.make_ca("iot test CA", 30)
+    pki.write(root / "ca", "ca", ca)
+    server = pki.make_leaf(ca, "localhost", [x509.DNSName("localhost")], ExtendedKeyUsageOID.SERVER_AUTH, 30)
+    server_key, server_crt = pki.write(root / "server", "server", server)
+    out = SimpleNamespace(ca_crt=root / "ca" / "ca.crt", server_key=server_key, server_crt=server_crt, clients={})
+    for cn in client_cns:
+        key, crt = pki.write(root / cn.replace(":", "_"), "client",
+                             pki.make_leaf(ca, cn, [], ExtendedKeyUsageOID.CLIENT_AUTH, 30))
+        out.clients[cn] = (crt, key)
+    return out
+
+
+def wait_served(agent, tenants, seconds=20.0, mqtt=True) -> None:
+    """Until the agent serves ``tenants`` (and has provisioned the broker, with ``mqtt``)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status = agent.status()
+        served = {t for t, s in status["router"]["tenants"].items() if s == "ready"}
+        if tenants <= served and (not mqtt or status["mqtt"]["provisioned"]):
+            return
+        time.sleep(0.05)  # the agent reports through /status only
+    raise AssertionError(f"tenants {tenants} not served: {agent.status()}")
+
+
+ADMIN_TOKEN_CLAIMS = {"role": "admin", "sub": "ops"}
+
+
+@contextlib.contextmanager
+def agent_environment(tmp: Path, tenants, client_cns, *agent_args):
+    """Mosquitto, the router with ``tenants`` made, and the agent with a device TLS
+    listener (client certificates for ``client_cns``), all stopped at the end."""
+    from .clients import http_sync
+
+    broker = Mosquitto(tmp / "mosquitto")
+    broker.start()
+    router = agent = None
+    try:
+        router = start_router(tmp)
+        for name in tenants:
+            status, body = http_sync("POST", f"{router.http_url}/realms", {"name": name},
+                                     bearer=token(**ADMIN_TOKEN_CLAIMS))
+            assert status == 200, body
+        certs = make_pki(tmp / "pki", client_cns)
+        agent = Agent(tmp, router, broker, *agent_args, "--device-tls-listen", "tcp:0:interface=127.0.0.1",
+                      "--device-tls-cert", certs.server_crt, "--device-tls-key", certs.server_key,
+                      "--device-tls-ca", certs.ca_crt)
+        agent.start()
+        agent.tls_port = int(agent.wait_for(TLS_LINE).group(1))
+        wait_served(agent, set(tenants))
+        yield SimpleNamespace(broker=broker, router=router, agent=agent, certs=certs, tmp=tmp)
+    finally:
+        for part in (agent, router):
+            if part is not None:
+                part.stop()
+        broker.stop()

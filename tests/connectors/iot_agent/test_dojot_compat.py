@@ -21,22 +21,16 @@ import time
 import urllib.error
 import urllib.request
 from urllib.parse import quote
-from types import SimpleNamespace
 
 import pytest
 import pytest_twisted
-from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID
 from twisted.internet import defer
 
-from relayrouter.cli import pki
-
 from .clients import blocking, http_sync, kafka_ws, tls_context
-from .harness import TLS_LINE, Agent, Mosquitto, start_router, token
+from .harness import Agent, agent_environment, token, wait_served
 
 pytestmark = pytest.mark.timeout(240)
 
-ADMIN = token(role="admin", sub="ops")
 SINGLE_ID = "2674a775-5e93-4370-8f1f-2e6f9d102e1f"
 MANY_ID = "65b79e1a-0c6e-4fdd-9eba-7e5f2a4373fb"
 T0 = 1623834000000  # 2021-06-16T09:00:00.000Z
@@ -56,52 +50,10 @@ def iso(ms: int) -> str:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("dojot")
-    broker = Mosquitto(tmp / "mosquitto")
-    broker.start()
-    router = agent = None
-    try:
-        router = start_router(tmp)
-        for name in ("acme", "globex"):
-            status, body = http_sync("POST", f"{router.http_url}/realms", {"name": name}, bearer=ADMIN)
-            assert status == 200, body
-        certs = _pki(tmp / "pki")
-        agent = Agent(tmp, router, broker, "--device-tls-listen", "tcp:0:interface=127.0.0.1",
-                      "--device-tls-cert", certs.server_crt, "--device-tls-key", certs.server_key,
-                      "--device-tls-ca", certs.ca_crt)
-        agent.start()
-        agent.tls_port = int(agent.wait_for(TLS_LINE).group(1))
-        _wait_served(agent, {"acme", "globex"})
-        out = SimpleNamespace(broker=broker, router=router, agent=agent, certs=certs, tmp=tmp, devices={})
-        _history_device(out)
-        yield out
-    finally:
-        for part in (agent, router):
-            if part is not None:
-                part.stop()
-        broker.stop()
-
-
-def _pki(root):
-    root.mkdir(parents=True, exist_ok=True)
-    ca = pki.make_ca("dojot test CA", 30)
-    pki.write(root / "ca", "ca", ca)
-    server = pki.make_leaf(ca, "localhost", [x509.DNSName("localhost")], ExtendedKeyUsageOID.SERVER_AUTH, 30)
-    server_key, server_crt = pki.write(root / "server", "server", server)
-    key, crt = pki.write(root / "client", "client",
-                         pki.make_leaf(ca, "acme:c0ffee", [], ExtendedKeyUsageOID.CLIENT_AUTH, 30))
-    return SimpleNamespace(ca_crt=root / "ca" / "ca.crt", server_key=server_key, server_crt=server_crt,
-                           client=(crt, key))
-
-
-def _wait_served(agent, tenants, seconds=20.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        served = {t for t, s in agent.status()["router"]["tenants"].items() if s == "ready"}
-        if tenants <= served and agent.status()["mqtt"]["provisioned"]:
-            return
-        time.sleep(0.05)  # the agent reports through /status only
-    raise AssertionError(f"tenants {tenants} not served: {agent.status()}")
+    with agent_environment(tmp_path_factory.mktemp("dojot"), ("acme", "globex"), ("acme:c0ffee",)) as environment:
+        environment.devices = {}
+        _history_device(environment)
+        yield environment
 
 
 def user(tenant):
@@ -285,7 +237,7 @@ def test_http_agent_client_certificate_on_every_route(env, path):
     """connector/http-agent/app/express/interceptors/deviceIdentification.js: on TLS the configured
     mode (cn: tenant:deviceid) identifies the device on every route, /unsecure/ too."""
     device(env, "c0ffee")
-    crt, key = env.certs.client
+    crt, key = env.certs.clients["acme:c0ffee"]
     url = f"https://127.0.0.1:{env.agent.tls_port}{path}"
     got, _, _ = call("POST", url, {"ts": T0 + 7, "data": {"t": 1}}, context=tls_context(env.certs.ca_crt, crt, key))
     assert got == 204 and latest_ts(env, "c0ffee") == iso(T0 + 7)
@@ -495,19 +447,10 @@ def dojot_agent(env):
     agent = Agent(env.tmp / "compat", env.router, None, "--compat", "dojot")
     (env.tmp / "compat").mkdir(exist_ok=True)
     agent.start()
-    _wait_served_http(agent, {"acme", "globex"})
+    wait_served(agent, {"acme", "globex"}, mqtt=False)
     agent.devices = {}
     yield agent
     agent.stop()
-
-
-def _wait_served_http(agent, tenants, seconds=20.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if tenants <= {t for t, s in agent.status()["router"]["tenants"].items() if s == "ready"}:
-            return
-        time.sleep(0.05)  # the agent reports through /status only
-    raise AssertionError(f"tenants {tenants} not served: {agent.status()}")
 
 
 def agent_device(agent, device_id):
