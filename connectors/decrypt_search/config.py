@@ -6,6 +6,7 @@ Reading keys and schemas from files happens here too, so a connector that
 starts has everything it needs; nothing here logs a secret.
 """
 
+import importlib
 import json
 import os
 import re
@@ -31,6 +32,7 @@ class TopicRule:
     match: str
     schema: dict | None
     validator: object = field(default=None, compare=False, repr=False)
+    checks: tuple = field(default=(), compare=False, repr=False)  # (name, callable) run before indexing
 
     def matches(self, topic: str) -> bool:
         if self.match == "exact":
@@ -226,7 +228,7 @@ def _topics(data, base: Path) -> tuple:
     rules = []
     for i, item in enumerate(_array(data, "topics")):
         where = f"topics[{i}]"
-        _known(item, {"uri", "match", "schema", "schema_file"}, where)
+        _known(item, {"uri", "match", "schema", "schema_file", "validators"}, where)
         uri = _str(item, "uri", where, required=True)
         match = item.get("match", "exact")
         if match not in MATCHES:
@@ -235,7 +237,7 @@ def _topics(data, base: Path) -> tuple:
         validator = None
         if schema is not None:
             validator = validators.validator_for(schema)(schema, format_checker=None)
-        rules.append(TopicRule(uri, match, schema, validator))
+        rules.append(TopicRule(uri, match, schema, validator, _checks(item, where)))
     if not rules:
         raise ConfigError("topics: at least one [[topics]] to subscribe to")
     return tuple(rules)
@@ -262,6 +264,27 @@ def _schema(item: dict, where: str, base: Path):
     except schema_exceptions.SchemaError as e:
         raise ConfigError(f"{where}.schema: not a valid JSON Schema: {e.message}") from None
     return schema
+
+
+def _checks(item: dict, where: str) -> tuple:
+    """The Python validators of a topic rule, imported now: an error names the key."""
+    targets = _str_list(item, "validators", where)
+    return tuple((t, import_callable(t, f"{where}.validators[{j}]")) for j, t in enumerate(targets))
+
+
+def import_callable(target: str, key: str):
+    """The function ``package.module:function`` names; a ConfigError naming ``key`` if there is none."""
+    module_name, _, name = target.partition(":")
+    if not module_name or not name:
+        raise ConfigError(f"{key}: {target!r} must be 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # an import error of any kind in the user's module
+        raise ConfigError(f"{key}: cannot import {module_name}: {type(e).__name__}: {e}") from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ConfigError(f"{key}: {module_name} has no function {name!r}")
+    return function
 
 
 def _index(data) -> tuple:

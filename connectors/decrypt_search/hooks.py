@@ -11,13 +11,12 @@ later, is counted and logged; replication never waits for it and never stops
 because of it.
 """
 
-import importlib
 import inspect
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from connectors.common.errors import ConfigError
+from .config import import_callable
 
 log = Logger(namespace="decrypt_search.hooks")
 
@@ -32,18 +31,7 @@ class HookContext:
 
 
 def load(targets) -> list:
-    functions = []
-    for i, target in enumerate(targets):
-        module_name, _, name = target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as e:  # an import error of any kind in the user's module
-            raise ConfigError(f"hooks[{i}].function: cannot import {module_name}: {type(e).__name__}: {e}") from None
-        function = getattr(module, name, None)
-        if not callable(function):
-            raise ConfigError(f"hooks[{i}].function: {module_name} has no function {name!r}")
-        functions.append((target, function))
-    return functions
+    return [(target, import_callable(target, f"hooks[{i}].function")) for i, target in enumerate(targets)]
 
 
 class Hooks:

@@ -8,7 +8,16 @@ it cannot be used.  Order of the checks: the payload must be one envelope
 ``not_addressed``, ``unknown_sender``, ``bad_signature``, ``undecryptable``,
 ``malformed``), then the document must be an object that passes its topic's
 JSON Schema and whose indexed fields have their declared types
-(``schema_invalid``).  Nothing raises: bad input is data here.
+(``schema_invalid``), then the rule's Python validators, in order, each of
+which may refuse it (``rejected``, with its message; a validator that fails
+otherwise: ``internal_error``, naming it).  Nothing raises: bad input is data
+here.
+
+A validator is ``function(record)`` with ``record`` a dict (``topic``,
+``sender``, ``created``, ``document``, ``message_id``); it accepts by
+returning None (or True) and refuses by returning a message (a string) or
+raising :class:`Rejected`.  It runs on the ingest worker threads, several at
+once: it must not block for long and must be thread-safe.
 """
 
 import datetime
@@ -26,7 +35,12 @@ SCHEMA_INVALID = "schema_invalid"
 NO_TOPIC_RULE = "no_topic_rule"
 DUPLICATE = "duplicate"
 INTERNAL_ERROR = "internal_error"
-REASONS = e2e.REASONS + (SCHEMA_INVALID, NO_TOPIC_RULE, DUPLICATE, INTERNAL_ERROR)
+REJECTED = "rejected"
+REASONS = e2e.REASONS + (SCHEMA_INVALID, NO_TOPIC_RULE, DUPLICATE, INTERNAL_ERROR, REJECTED)
+
+
+class Rejected(Exception):
+    """Raised by a validator to refuse a record; its text is the quarantine message."""
 MAX_MESSAGE = 500  # characters of a quarantine message
 
 
@@ -98,9 +112,32 @@ class Ingestor:
         if problem:
             return Quarantined(publication, topic, SCHEMA_INVALID, problem[:MAX_MESSAGE], now, payload,
                                opened.sender.signing_kid, opened.message_id.hex())
+        refusal = _validate(rule, {"topic": topic, "sender": opened.sender.org, "created": opened.created_ms / 1000.0,
+                                   "message_id": opened.message_id.hex(), "document": opened.document})
+        if refusal is not None:
+            reason, message = refusal
+            return Quarantined(publication, topic, reason, message[:MAX_MESSAGE], now, payload,
+                               opened.sender.signing_kid, opened.message_id.hex())
         return Record(publication, topic, opened.message_id.hex(), opened.sender.org, opened.sender.signing_kid,
                       opened.created_ms / 1000.0, now, opened.document, fields,
                       text_of(opened.document, self.config.text_fields), payload)
+
+
+def _validate(rule, record: dict) -> tuple | None:
+    """(reason, message) of the first validator that refuses the record, or None."""
+    for target, function in rule.checks:
+        try:
+            verdict = function(record)
+        except Rejected as e:
+            return REJECTED, f"{target}: {e}"
+        except Exception as e:  # the validator's own failure: the record is kept aside, not lost
+            return INTERNAL_ERROR, f"validator {target} failed: {type(e).__name__}: {e}"
+        if isinstance(verdict, str):
+            return REJECTED, f"{target}: {verdict}"
+        if verdict not in (None, True):
+            return INTERNAL_ERROR, (f"validator {target} returned a {type(verdict).__name__}: "
+                                    "None or True accepts, a message refuses")
+    return None
 
 
 def _shape(args) -> str:

@@ -132,7 +132,7 @@ class World:
         return self.keys[name].public
 
 
-def connector_toml(world: World, me: str, extra: str = "", schema_file="order.schema.json") -> str:
+def connector_toml(world: World, me: str, extra: str = "", schema_file="order.schema.json", topic_options="") -> str:
     peers = "".join(f'\n[[peers]]\npublic_file = "{world.dir / (name + ".pub")}"\n'
                     for name in world.keys if name != me)
     return f"""
@@ -144,6 +144,7 @@ key_file = "{world.dir / (me + '.key')}"
 uri = "com.orders."
 match = "prefix"
 schema_file = "{schema_file}"
+{topic_options}
 
 [[topics]]
 uri = "com.notes"
@@ -185,12 +186,12 @@ procedures = "com.{me}.records"
 
 class Connector(Child):
     def __init__(self, tmp_path, world: World, me: str, router: RouterProcess, extra: str = "", env=None,
-                 args=(), pythonpath=None) -> None:
+                 args=(), pythonpath=None, topic_options: str = "") -> None:
         self.dir = tmp_path / f"connector-{me}"
         self.dir.mkdir(exist_ok=True)
         config = self.dir / "decrypt-search.toml"
         (self.dir / "order.schema.json").write_text(json.dumps(ORDER_SCHEMA))
-        config.write_text(connector_toml(world, me, extra))
+        config.write_text(connector_toml(world, me, extra, topic_options=topic_options))
         base_env = {"DECRYPT_SEARCH_TICKET": TICKETS[me], **(env or {})}
         super().__init__(f"decrypt-search-{me}", twistd(
             "decrypt-search", "--config", config, "--router", router.ws_url, "--realm", "trade",
