@@ -44,6 +44,13 @@ def run(command: str, cwd: Path, path: str) -> str:
     return done.stdout
 
 
+def test_the_pairs_certificate_commands_are_the_walkthroughs():
+    """The "Pairs" section's relayrouter pki lines are run by the walk-through below."""
+    issued = blocks("Issue the certificates with `relayrouter pki`", "sh").splitlines()
+    walk = blocks("#### Try it: both sides of a pair on one machine", "sh").splitlines()
+    assert issued and all(line in walk for line in issued if line.strip())
+
+
 def test_the_pairing_walkthrough_runs_as_written(tmp_path):
     ports = free_ports()
     toml = blocks("## Pairs: a gateway and its manager", "toml")
