@@ -24,3 +24,11 @@ def blocks(language: str = "") -> list[str]:
 def relay_config() -> dict:
     """The relay configuration the README shows (its first TOML block), as a dict."""
     return tomllib.loads(blocks("toml")[0])
+
+
+def commands(containing: str) -> list[str]:
+    """The shell commands of the unmarked block that contains ``containing``: continuation
+    lines joined, comments dropped."""
+    (block,) = [b for b in blocks("") if containing in b]
+    joined = block.replace("\\\n", " ")
+    return [" ".join(line.split()) for line in joined.splitlines() if line.strip() and not line.startswith("#")]

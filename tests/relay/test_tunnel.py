@@ -5,6 +5,7 @@ import getpass
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -282,3 +283,40 @@ def test_client_bytes_wait_until_the_server_has_spoken(router):
         client.stop()
         host.stop()
         yield target.stopListening()
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_readmes_tunnel_commands_with_its_relay_configuration(monkeypatch, tmp_path, sshd):
+    """The README's tunnel section as written, against the README's relay configuration:
+    its two `relayrouter token` lines mint the tokens (no sub), its host line connects the
+    tunnel, its ProxyCommand line runs ssh through it (the local port 8080, sshd's port and
+    ssh's key and user are this test's)."""
+    from .readme import commands, relay_config
+
+    monkeypatch.setenv("RELAYROUTER_JWT_SECRET", HS_SECRET)
+    data = relay_config()
+    data["relay"]["stats_interval"] = 0
+    router = yield start(data, tmp_path / "state")
+    lines = [c.replace("ws://127.0.0.1:8080/ws", router.ws_url) for c in commands("relayrouter tunnel host")]
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    host = None
+    try:
+        for line in (c for c in lines if c.startswith("relayrouter token")):
+            subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, check=True, timeout=60)
+        (host_line,) = [c for c in lines if "tunnel host" in c]
+        host = subprocess.Popen(["bash", "-c", host_line.replace("127.0.0.1:22", f"127.0.0.1:{sshd.port}")],
+                                cwd=tmp_path, env=env, start_new_session=True)
+        yield eventually(lambda: "tunnel.lab42.open" in _registered(router), seconds=30)
+        (ssh_line,) = [c for c in lines if "ProxyCommand" in c]
+        key = sshd.root / "user_key"
+        ssh_line = ssh_line.replace("ssh -o", f"ssh -F /dev/null -i {key} -o StrictHostKeyChecking=no -o "
+                                    "UserKnownHostsFile=/dev/null -o BatchMode=yes -o", 1)
+        proc = subprocess.Popen(["bash", "-c", ssh_line.replace("pi@lab42", f"{sshd.user}@lab42") + " echo readme"],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        code, out, err = yield finished(proc)
+        assert (code, out.strip()) == (0, "readme"), err
+    finally:
+        if host is not None:
+            os.killpg(host.pid, signal.SIGTERM)  # bash and the tunnel host it started
+            host.wait(10)
+        yield stop(router)
