@@ -36,13 +36,13 @@ class Pairing:
         if rc.name in self.configured:
             self.realms.append((realm, rc.pairing))
 
-    def http_resources(self, clock, max_message_size: int) -> dict:
+    def http_resources(self, clock, limits) -> dict:
         from .transport import micronets
 
         children: dict = {}
         for realm, pairing in self.realms:
             if pairing.legacy.path:
-                meetups = micronets.mount(children, self.router, realm, pairing.legacy, clock, max_message_size)
+                meetups = micronets.mount(children, self.router, realm, pairing.legacy, clock, limits)
                 self.meetups_by_realm.setdefault(realm.name, []).append(meetups)
         return children
 

@@ -170,7 +170,7 @@ class RouterService(service.MultiService):
             resources.update(self.tenancy.http_resources())
             if self.relay is not None:
                 resources.update(self.relay.http_resources())
-            resources.update(self.pairing.http_resources(self.reactor, limits.max_message_size))
+            resources.update(self.pairing.http_resources(self.reactor, limits))
             resources.update(ops_http.resources(self, self.metrics, self.config.metrics or MetricsConfig()))
             if self.http_bridge is not None:
                 resources.update(self.http_bridge.resources())

@@ -30,9 +30,16 @@ dropped), a ping goes out every ``ping_interval`` seconds and an unanswered
 one closes the connection (1002, "Ping timed out"), and when one peer leaves
 the other is closed (1002, "the peer websocket disconnected"), which is what
 existing gateways expect before they reconnect.
+
+Unlike the seed, a connection that has not joined its pair is bounded like a
+WAMP one: it must send its HELLO and join within ``limits.hello_timeout``
+(else close 1008), and one certificate holds at most
+:data:`MAX_PENDING_PER_PEER` such connections at once (more are refused at
+the upgrade, 429): answering pings does not keep a silent connection open.
 """
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 
 from autobahn.twisted.resource import WebSocketResource
@@ -48,11 +55,13 @@ from ..core.auth import Accept, JoinRequest
 from ..core.peer import TransportInfo
 from ..httpinput import BadInput, json_value
 from ..pairconfig import LegacySettings
+from .settings import ListenerSettings
 from .tls import tls_facts
 
 log = Logger(namespace="relayrouter.micronets")
 
 PEER_GONE = (1002, "the peer websocket disconnected")
+MAX_PENDING_PER_PEER = 2  # connections of one certificate that have not joined yet (the seed's two per meetup)
 ROLES = {"caller": {}, "callee": {}, "publisher": {},
          "subscriber": {"features": {"pattern_based_subscription": True}}}
 
@@ -92,6 +101,7 @@ class Meetups:
     realm: object
     settings: LegacySettings
     connections: set = field(default_factory=set)  # the open connections, for shutdown
+    pending_by_authid: Counter = field(default_factory=Counter)  # upgrades that have not joined yet
 
 
 class LegacyPeer:
@@ -134,6 +144,12 @@ class LegacyProtocol(WebSocketServerProtocol):
             meetups.realm.counters["pair.refused_foreign_meetup"] += 1
             raise ConnectionDeny(403, f"the client certificate is pair {identity.subscriber}/{identity.box}'s: "
                                  f"its meetup id is '{expected}', not '{meetup_id}'")
+        if meetups.pending_by_authid[authid] >= MAX_PENDING_PER_PEER:
+            meetups.realm.counters["pair.micronets_pending_refused"] += 1
+            raise ConnectionDeny(429, f"authid '{authid}' already has {MAX_PENDING_PER_PEER} Micronets "
+                                 "connections that have not joined their pair")
+        meetups.pending_by_authid[authid] += 1
+        self._pending_authid = authid
         self.identity = identity
         self.meetups = meetups
         self._next_id = 0
@@ -154,6 +170,26 @@ class LegacyProtocol(WebSocketServerProtocol):
         self.meetups.connections.add(self)
         self._ping = None
         self._ping_timer = self.factory.clock.callLater(self.meetups.settings.ping_interval, self._send_ping)
+        self._hello_timer = self.factory.clock.callLater(self.factory.hello_timeout, self._hello_deadline)
+
+    _pending_authid = None
+    _hello_timer = None
+
+    def _hello_deadline(self) -> None:
+        self._hello_timer = None
+        if self._pending_authid is not None:
+            self.meetups.realm.counters["pair.micronets_hello_timeouts"] += 1
+            self._close(1008, f"no CONN:HELLO and join within limits.hello_timeout "
+                              f"({self.factory.hello_timeout:g} seconds)")
+
+    def _not_pending(self) -> None:
+        """Joined, or gone: no longer one of its certificate's pending connections."""
+        authid, self._pending_authid = self._pending_authid, None
+        if authid is not None:
+            pending = self.meetups.pending_by_authid
+            pending[authid] -= 1
+            if pending[authid] <= 0:
+                del pending[authid]
 
     # --------------------------------------------------------- from the peer
 
@@ -218,6 +254,7 @@ class LegacyProtocol(WebSocketServerProtocol):
     def _joined(self) -> None:
         if self.session is None:
             return
+        self._not_pending()
         ident = self.identity
         self._send(m.Register(self._request(None), pairs.rest_procedure(ident.subscriber, ident.box,
                                                                         ident.peer_class)))
@@ -419,7 +456,8 @@ class LegacyProtocol(WebSocketServerProtocol):
         meetups = getattr(self, "meetups", None)
         if meetups is not None:
             meetups.connections.discard(self)
-        for timer in (getattr(self, "_ping_timer", None), getattr(self, "_ping", None)):
+            self._not_pending()
+        for timer in (getattr(self, "_ping_timer", None), getattr(self, "_ping", None), self._hello_timer):
             if timer is not None and timer.active():
                 timer.cancel()
         session, self.session = self.session, None
@@ -434,14 +472,16 @@ class LegacyProtocol(WebSocketServerProtocol):
 class LegacyFactory(WebSocketServerFactory):
     protocol = LegacyProtocol
 
-    def __init__(self, router, meetups: Meetups, clock, max_message_size: int) -> None:
+    def __init__(self, router, meetups: Meetups, clock, settings: ListenerSettings) -> None:
         super().__init__()
         self.router = router
         self.meetups = meetups
         self.clock = clock
+        self.hello_timeout = settings.hello_timeout
         # failByDrop=False: a frame over the limit gets close 1009, as on the WAMP endpoint.
-        self.setProtocolOptions(maxMessagePayloadSize=max_message_size,
-                                maxFramePayloadSize=max_message_size, failByDrop=False)
+        self.setProtocolOptions(maxMessagePayloadSize=settings.max_message_size,
+                                maxFramePayloadSize=settings.max_message_size, failByDrop=False,
+                                openHandshakeTimeout=settings.hello_timeout)
 
 
 class _MeetupResource(Resource):
@@ -457,11 +497,11 @@ class _MeetupResource(Resource):
         return self.ws.render(request)
 
 
-def mount(children: dict, router, realm, settings: LegacySettings, clock, max_message_size: int) -> Meetups:
+def mount(children: dict, router, realm, settings: LegacySettings, clock, limits: ListenerSettings) -> Meetups:
     """Add the resource serving ``settings.path`` for ``realm`` to a site's root ``children``."""
     parts = [p.encode() for p in settings.path.split("/") if p]
     meetups = Meetups(realm, settings)
-    leaf = _MeetupResource(LegacyFactory(router, meetups, clock, max_message_size))
+    leaf = _MeetupResource(LegacyFactory(router, meetups, clock, limits))
     for part in parts[:-1]:
         child = children.get(part)
         if child is None:
