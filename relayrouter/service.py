@@ -289,12 +289,13 @@ class RouterService(service.MultiService):
             [defer.maybeDeferred(s.stopService) for s in self.listeners], consumeErrors=True)
         for transport in self._unestablished():
             transport.abortConnection()  # nothing to say GOODBYE to
+        # Micronets peers first: a WAMP partner's GOODBYE would otherwise close them as "peer gone".
+        for legacy in self.pairing.connections():
+            legacy.shut_down("the router is shutting down")  # a close frame: Micronets has no GOODBYE
         for connection in self.connections():
             connection.session.goodbye(errors.CLOSE_SYSTEM_SHUTDOWN, "the router is shutting down")
         for peer in list(self.relay.peers) if self.relay is not None else ():
             peer.session.goodbye(errors.CLOSE_SYSTEM_SHUTDOWN, "the router is shutting down")
-        for legacy in self.pairing.connections():
-            legacy.shut_down("the router is shutting down")  # a close frame: Micronets has no GOODBYE
         deadline = self.reactor.seconds() + self.config.limits.shutdown_timeout
         while (self.connections() or self.pairing.connections()) and self.reactor.seconds() < deadline:
             yield task.deferLater(self.reactor, 0.05, lambda: None)

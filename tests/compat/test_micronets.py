@@ -456,13 +456,19 @@ def test_the_start_up_log_names_the_micronets_endpoint(world):
 @pytest_twisted.inlineCallbacks
 def test_sigterm_closes_micronets_peers_with_a_close_frame(world):
     """Last: it stops the module's router. Micronets has no GOODBYE: each peer gets close
-    1001 'the router is shutting down', and the log counts them."""
-    manager, gateway = yield paired(world)
+    1001 'the router is shutting down'; a WAMP peer over TLS gets its GOODBYE; the log
+    counts them all."""
+    manager = yield connect(world, "manager")
+    manager.send(hello("micronets-manager", "mm-1"))
     waiting = yield connect(world, "dpp-client", path=f"{PREFIX}sub/{SUB}/ffffffffffff")
     waiting.send(hello("micronets-dpp", "dpp-1"))
+    gateway = yield wamp_peer(world, "test-client")  # a WAMP session over TLS too
+    assert (yield manager.next())["message"]["messageType"] == "CONN:HELLO"
     router = world["router"]
     router.proc.send_signal(signal.SIGTERM)
-    for peer in (manager, gateway, waiting):
+    for peer in (manager, waiting):
         assert (yield peer.closed()) == (1001, "the router is shutting down")
+    details = yield within(gateway.left)
+    assert details.reason == "wamp.close.system_shutdown"  # a GOODBYE, not a dropped TLS connection
     yield threads.deferToThread(router.wait_for, r"Shutdown: all sessions closed cleanly, 0 dropped")
     assert (yield threads.deferToThread(router.proc.wait, 30)) == 0
