@@ -17,13 +17,20 @@ which protocol: the pair table admits one gateway and one manager, presence
 events fire, the admin procedures list and kick legacy peers too.
 
 * Both peers legacy: once both said HELLO, each gets the other's HELLO and
-  every later frame is relayed verbatim, as the seed proxy does.
+  every later frame is relayed verbatim and unread (text or binary, JSON or
+  not), as the seed proxy does: only the HELLO is ever parsed.
 * A legacy peer and a WAMP peer: the legacy peer gets a HELLO made from the
   WAMP peer's identity; its ``REST:REQUEST`` becomes a CALL of the WAMP peer's
   REST procedure (the result comes back as ``REST:RESPONSE``); a CALL of the
   legacy peer's REST procedure becomes a ``REST:REQUEST`` frame (its
   ``REST:RESPONSE`` comes back as the YIELD); ``EVENT:<name>`` and events on
-  the pair's ``event.<name>`` topics cross both ways.
+  the pair's ``event.<name>`` topics cross both ways.  A frame that is no
+  Micronets message (or has no WAMP counterpart) is dropped and counted
+  (``pair.micronets_dropped``); the pair carries on.
+
+A frame over the size limit gets close 1009; the router stopping closes every
+legacy connection with 1001 (:meth:`LegacyProtocol.shut_down`): Micronets has
+no GOODBYE.
 
 As the seed does: the first peer waits (frames it sends meanwhile are
 dropped), a ping goes out every ``ping_interval`` seconds and an unanswered
