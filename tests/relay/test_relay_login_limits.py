@@ -80,3 +80,27 @@ def test_wamp_joins_with_expired_relay_tokens_lock_out_only_those_tokens(router)
         ("joined", "bk-other")
     assert (yield wamp_attempt(router, practable_token(booking_id="bk-stale", scopes=("read",)))) == \
         ("joined", "bk-stale")
+
+
+@pytest.mark.parametrize("trusted, second_client", [(["127.0.0.1"], 401), ([], 429)])
+@pytest_twisted.inlineCallbacks
+def test_behind_a_trusted_proxy_the_forwarded_client_is_the_address(monkeypatch, tmp_path, trusted,
+                                                                      second_client):
+    """relay.trusted_proxies: failures behind the proxy count against the client X-Forwarded-For
+    names, so one client's failures do not spend another's ceiling (without it, the proxy's)."""
+    from .support import http
+
+    data = relay_config(monkeypatch, stats_interval=0, trusted_proxies=trusted)
+    data["auth_limits"] = {"burst": 10, "per_minute": 10, "address_burst": 30, "address_per_minute": 1}
+    running = yield start(data, tmp_path / "state")
+    running.service.security.limiter.clock = FakeClock(reactor.seconds())
+    url = f"{running.http_url}/session/pend00"
+    try:
+        for i in range(31):
+            yield http("POST", url, headers={"Authorization": expired(booking_id=f"gone-{i}"),
+                                             "X-Forwarded-For": "203.0.113.1"})
+        code, _, _ = yield http("POST", url, headers={"Authorization": expired(booking_id="other"),
+                                                      "X-Forwarded-For": "203.0.113.2"})
+        assert code == second_client
+    finally:
+        yield stop(running)
