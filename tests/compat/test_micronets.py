@@ -12,6 +12,7 @@ subprocess written from the test client's documented protocol.
 
 import datetime
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -472,3 +473,19 @@ def test_sigterm_closes_micronets_peers_with_a_close_frame(world):
     assert details.reason == "wamp.close.system_shutdown"  # a GOODBYE, not a dropped TLS connection
     yield threads.deferToThread(router.wait_for, r"Shutdown: all sessions closed cleanly, 0 dropped")
     assert (yield threads.deferToThread(router.proc.wait, 30)) == 0
+
+
+def test_the_documented_rules_are_the_ones_tested_here():
+    """README "Existing Micronets certificates, as they are" and docs/compatibility/micronets.md
+    give the rules this module's router runs with (the pinned fingerprint aside)."""
+    import tomllib
+
+    tested = tomllib.loads(CONFIG)["realms"][0]["auth"]["tls"]["rules"][:2]
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("#### Existing Micronets certificates, as they are"):]
+    page = (ROOT / "docs/compatibility/micronets.md").read_text()
+    for text in (section, page):
+        block = tomllib.loads(re.search(r"```toml\n(.*?)```", text, re.S).group(1))
+        realms = block["realms"]  # a list with [[realms]], the table alone with [realms.auth.tls]
+        realm = realms[0] if isinstance(realms, list) else realms
+        assert realm["auth"]["tls"]["rules"][:2] == tested
