@@ -51,6 +51,16 @@ class IndexField:
 
 
 @dataclass(frozen=True)
+class Report:
+    """A named aggregate of a number field: ``GET /reports/<name>``, ``<procedures>.report``."""
+    name: str
+    field: str  # an indexed number field
+    metrics: tuple  # count, sum, avg, min, max, p<N>
+    by: tuple = ()  # keyword fields to group by
+    bucket: str | None = None  # minute | hour | day: also group by time bucket of created
+
+
+@dataclass(frozen=True)
 class JwtKeyConfig:
     kid: str | None
     secret: bytes | None
@@ -84,6 +94,7 @@ class Config:
     http_auth: HttpAuth | None = None
     procedures: str | None = None
     hooks: tuple = ()
+    reports: tuple = ()
     catchup_page: int = 500
     max_body: int = 1 << 20
 
@@ -92,6 +103,9 @@ class Config:
         if name in BUILTIN_FIELDS:
             return BUILTIN_FIELDS[name]
         return next((f.type for f in self.index if f.name == name), None)
+
+    def report(self, name: str) -> Report | None:
+        return next((r for r in self.reports if r.name == name), None)
 
     def rule_for(self, topic: str) -> TopicRule | None:
         return next((r for r in self.topics if r.matches(topic)), None)
@@ -110,7 +124,11 @@ def load(path: str | Path, base: Path | None = None) -> Config:
     return parse(data, base or path.parent)
 
 
-TOP_KEYS = {"organisation", "peers", "topics", "index", "text", "store", "http", "wamp", "hooks", "catchup"}
+TOP_KEYS = {"organisation", "peers", "topics", "index", "text", "store", "http", "wamp", "hooks", "catchup",
+            "reports"}
+METRIC = re.compile(r"^(count|sum|avg|min|max|p([1-9][0-9]?))$")
+BUCKET_NAMES = ("minute", "hour", "day")
+MAX_GROUP_BY = 3
 
 
 def parse(data: dict, base: Path) -> Config:
@@ -140,6 +158,7 @@ def parse(data: dict, base: Path) -> Config:
         store_backend=backend, store_dsn=store.get("dsn"), store_path=store.get("path", "records.sqlite3"),
         http_listen=tuple(_str_list(http, "listen", "http")), http_auth=_http_auth(http.get("auth"), base),
         procedures=_str(wamp, "procedures", "wamp"), hooks=tuple(_hooks(data.get("hooks", []))),
+        reports=_reports(data.get("reports", []), index),
         catchup_page=_int(catchup, "page", "catchup", 500, 1, 10000),
         max_body=_int(http, "max_body", "http", 1 << 20, 1024, 64 << 20))
 
@@ -346,6 +365,37 @@ def _jwt_key(item: dict, where: str, base: Path) -> JwtKeyConfig:
         return JwtKeyConfig(item.get("kid"), None, path.read_bytes())
     except OSError as e:
         raise ConfigError(f"{where}.public_key_file: cannot read {path}: {e.strerror}") from None
+
+
+def _reports(data, index: tuple) -> tuple:
+    kinds = dict(BUILTIN_FIELDS, **{f.name: f.type for f in index})
+    reports, names = [], set()
+    for i, item in enumerate(_array(data, "reports")):
+        where = f"reports[{i}]"
+        _known(item, {"name", "field", "metrics", "by", "bucket"}, where)
+        name = _str(item, "name", where, required=True)
+        if not FIELD_NAME.match(name) or name in names:
+            raise ConfigError(f"{where}.name: {name!r} must be unique, lower-case letters, digits and _")
+        names.add(name)
+        number = _str(item, "field", where, required=True)
+        if kinds.get(number) != "number":
+            numbers = [f for f, k in kinds.items() if k == "number"]
+            raise ConfigError(f"{where}.field: {number!r} is not an indexed number field ({', '.join(numbers)})")
+        metrics = _str_list(item, "metrics", where) or ["count", "sum", "avg", "min", "max"]
+        bad = [m for m in metrics if not METRIC.match(m)]
+        if bad:
+            raise ConfigError(f"{where}.metrics: {bad[0]!r} is not count, sum, avg, min, max or p1..p99")
+        by = _str_list(item, "by", where)
+        wrong = [f for f in by if kinds.get(f) != "keyword"]
+        if wrong or len(by) > MAX_GROUP_BY or len(set(by)) != len(by):
+            raise ConfigError(f"{where}.by: up to {MAX_GROUP_BY} different keyword fields "
+                              f"({', '.join(f for f, k in kinds.items() if k == 'keyword')})"
+                              + (f"; {wrong[0]!r} is not one" if wrong else ""))
+        bucket = item.get("bucket")
+        if bucket is not None and bucket not in BUCKET_NAMES:
+            raise ConfigError(f"{where}.bucket: must be minute, hour or day, not {bucket!r}")
+        reports.append(Report(name, number, tuple(dict.fromkeys(metrics)), tuple(by), bucket))
+    return tuple(reports)
 
 
 def _hooks(data) -> list:

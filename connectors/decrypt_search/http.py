@@ -5,6 +5,7 @@
 | ``GET /search?q=&field.op=&order=&limit=&cursor=`` | search | ``{"records": [...], "next_cursor"}`` |
 | ``GET /records/<id>`` | search | one record, 404 if none |
 | ``GET /analytics?by=&bucket=&from=&to=&field.op=`` | search | ``{"buckets": [{"start", "value", "count"}], ...}`` |
+| ``GET /reports/<name>?from=&to=&q=&field.op=`` | search | ``{"name", "groups": [{"start"?, <by>..., <metrics>}]}`` |
 | ``GET /quarantine?reason=&limit=&before=`` | quarantine | ``{"entries": [...], "next_before"}`` |
 | ``POST /publish`` ``{"topic", "document", "recipients"?}`` | publish | ``{"publication", "message_id", ...}`` |
 | ``GET /status`` | status | counters, router state, store counts |
@@ -82,6 +83,15 @@ class Analytics(Endpoint):
         return self.api.analytics(request.args)
 
 
+class Reports(Endpoint):
+    @_guard
+    def render_GET(self, request):
+        if len(request.postpath) != 1 or self.api.config.report(request.postpath[0].decode("utf8", "replace")) is None:
+            names = ", ".join(r.name for r in self.api.config.reports) or "none configured"
+            raise HttpError(404, f"use /reports/<name> with a configured report ({names})")
+        return self.api.report(request.postpath[0].decode("utf8"), request.args)
+
+
 class Quarantine(Endpoint):
     scope = "quarantine"
 
@@ -112,7 +122,8 @@ class Status(Endpoint):
         return self.api.status()
 
 
-ENDPOINTS = {b"search": Search, b"records": Records, b"analytics": Analytics, b"quarantine": Quarantine,
+ENDPOINTS = {b"search": Search, b"records": Records, b"analytics": Analytics, b"reports": Reports,
+             b"quarantine": Quarantine,
              b"publish": Publish, b"status": Status}
 
 

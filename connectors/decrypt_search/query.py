@@ -244,6 +244,15 @@ def decode_cursor(text, order_spec: str) -> tuple:
     return tuple(position)
 
 
+@dataclass(frozen=True)
+class ReportQuery:
+    report: object  # config.Report
+    start: float
+    end: float
+    conditions: tuple
+    terms: tuple
+
+
 # -------------------------------------------------------------- analytics
 
 def parse_analytics(params: dict, config: Config, now: float | None = None) -> Analytics:
@@ -263,3 +272,25 @@ def parse_analytics(params: dict, config: Config, now: float | None = None) -> A
         raise QueryError("bucket", f"more than {MAX_BUCKETS} {name}s in the range: take a larger bucket")
     conditions = parse_conditions(params, config, reserved=("by", "bucket", "from", "to"))
     return Analytics(by, BUCKETS[name], name, start, end, conditions)
+
+
+# ---------------------------------------------------------------- reports
+
+def parse_report(name, params: dict, config: Config, now: float | None = None) -> ReportQuery:
+    """A configured report over ``from``/``to`` (default the last 24 hours), with the search's
+    filters: ``q`` and field conditions."""
+    report = config.report(name) if isinstance(name, str) else None
+    if report is None:
+        raise QueryError("name", f"{str(name)[:40]!r} is not a configured report "
+                                 f"({', '.join(r.name for r in config.reports) or 'none configured'})")
+    params = flat_params(params)
+    now = time.time() if now is None else now
+    end = _value("to", params["to"], "date") if "to" in params else now
+    start = _value("from", params["from"], "date") if "from" in params else end - 86400
+    if end <= start:
+        raise QueryError("from", "must be before to")
+    if report.bucket and (end - start) / BUCKETS[report.bucket] > MAX_BUCKETS:
+        raise QueryError("from", f"more than {MAX_BUCKETS} {report.bucket}s in the range: take a shorter one")
+    terms = parse_q(params["q"]) if params.get("q") else ()
+    conditions = parse_conditions(params, config, reserved=("from", "to", "q", "name"))
+    return ReportQuery(report, start, end, conditions, terms)

@@ -381,6 +381,9 @@ class Api:
     def analytics(self, params: dict) -> defer.Deferred:
         return self.db.read("analytics", query.parse_analytics(params, self.config))
 
+    def report(self, name, params: dict) -> defer.Deferred:
+        return self.db.read("report", query.parse_report(name, params, self.config))
+
     def quarantine(self, params: dict) -> defer.Deferred:
         params = query.flat_params(params)
         reason = params.get("reason")
@@ -437,7 +440,7 @@ class NotConnected(Exception):
     pass
 
 
-PROCEDURES = ("search", "get", "analytics", "quarantine", "publish", "status")
+PROCEDURES = ("search", "get", "analytics", "report", "quarantine", "publish", "status")
 
 
 class Procedures:
@@ -475,6 +478,9 @@ class Procedures:
 
     def _analytics(self, **params):
         return self.api.analytics(params)
+
+    def _report(self, name=None, **params):
+        return self.api.report(name, params)
 
     def _quarantine(self, **params):
         return self.api.quarantine(params)

@@ -29,6 +29,7 @@ The methods here are blocking; ``service.py`` runs writes on one writer
 thread and reads on reader threads, each with its own connection.
 """
 
+import itertools
 import json
 import math
 import os
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 
 from .config import BUILTIN_FIELDS, Config
 from .ingest import DUPLICATE, Quarantined, Record
-from .query import Analytics, Search, encode_cursor, fts5_match, pg_tsquery
+from .query import BUCKETS, Analytics, ReportQuery, Search, encode_cursor, fts5_match, pg_tsquery
 
 SCHEMA_VERSION = 2
 # statistics for the planner and the full-text index merged into one segment whenever the
@@ -100,6 +101,11 @@ class Dialect:
         return "EXISTS (SELECT 1 FROM records_fts f WHERE records_fts MATCH ? AND f.rowid = r.id)", match, True
 
 
+    def text_set(self, terms) -> tuple:
+        """(clause, parameter): the records matching the text, for aggregates over all of them."""
+        return "r.id IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)", fts5_match(terms)
+
+
 class PostgresDialect(Dialect):
     name = "postgresql"
     real = "DOUBLE PRECISION"
@@ -111,6 +117,9 @@ class PostgresDialect(Dialect):
 
     def bucket(self, seconds: int) -> str:
         return f"(floor(created / {int(seconds)}) * {int(seconds)})"
+
+    def text_set(self, terms) -> tuple:
+        return "r.tsv @@ to_tsquery('simple', ?)", pg_tsquery(terms)
 
     def text_filter(self, terms, cur, limit: int) -> tuple:
         return "r.tsv @@ to_tsquery('simple', ?)", pg_tsquery(terms), False
@@ -424,6 +433,44 @@ class Store:
         return {"by": a.by, "bucket": a.bucket_name, "from": a.start, "to": a.end, "buckets": buckets,
                 "total": sum(b["count"] for b in buckets)}
 
+    def report(self, conn, rq: ReportQuery) -> dict:
+        """A configured report: its metrics per group (time bucket of created, then the by fields)."""
+        r = rq.report
+        where, params = self._conditions(rq.conditions)
+        where = ["r.created >= ?", "r.created < ?"] + where
+        params = [rq.start, rq.end] + params
+        if rq.terms:
+            clause, match = self.dialect.text_set(rq.terms)
+            where.append(clause)
+            params.append(match)
+        keys = ([self.dialect.bucket(BUCKETS[r.bucket])] if r.bucket else []) + [f"r.{column(f)}" for f in r.by]
+        value = f"r.{column(r.field)}"
+        # groups without a by value come last in their bucket, on both backends
+        group = f" GROUP BY {', '.join(keys)} ORDER BY {', '.join(k + ' NULLS LAST' for k in keys)}" if keys else ""
+        cur = conn.cursor()
+        cur.execute(self.dialect.sql(
+            f"SELECT {''.join(k + ', ' for k in keys)}COUNT({value}), SUM({value}), AVG({value}), MIN({value}), "
+            f"MAX({value}) FROM records r WHERE {' AND '.join(where)}{group}"), params)
+        groups = {_key(r, row[:len(keys)]): self._group(r, row[:len(keys)], row[len(keys):])
+                  for row in cur.fetchall() if row[len(keys)]}  # groups whose records all lack the field: none
+        percentiles = [m for m in r.metrics if m.startswith("p")]
+        if percentiles and groups:
+            cur.execute(self.dialect.sql(
+                f"SELECT {''.join(k + ', ' for k in keys)}{value} FROM records r WHERE {' AND '.join(where)} "
+                f"AND {value} IS NOT NULL ORDER BY {''.join(k + ', ' for k in keys)}{value}"), params)
+            for key, rows in itertools.groupby(cur.fetchall(), key=lambda row: _key(r, row[:len(keys)])):
+                _percentiles(groups[key], [row[-1] for row in rows], percentiles)
+        return {"name": r.name, "field": r.field, "by": list(r.by), "bucket": r.bucket, "from": rq.start,
+                "to": rq.end, "groups": list(groups.values())}
+
+    def _group(self, r, key: tuple, figures: tuple) -> dict:
+        group = {"start": float(key[0])} if r.bucket else {}
+        group.update(zip(r.by, key[1:] if r.bucket else key))
+        count, total, average, low, high = figures
+        named = {"count": int(count), "sum": total, "avg": average, "min": low, "max": high}
+        group.update({m: named[m] if m == "count" else float(named[m]) for m in r.metrics if m in named})
+        return group
+
     def quarantine(self, conn, reason: str | None, limit: int, before: int | None) -> dict:
         where, params = [], []
         if reason:
@@ -449,6 +496,18 @@ class Store:
         records = cur.fetchone()[0]
         cur.execute("SELECT reason, COUNT(*) FROM quarantine GROUP BY reason ORDER BY reason")
         return {"records": int(records), "quarantine": {reason: int(n) for reason, n in cur.fetchall()}}
+
+
+def _key(report, key: tuple) -> tuple:
+    """A group's key as both queries give it (the bucket's start as a float on every backend)."""
+    return ((float(key[0]),) + tuple(key[1:])) if report.bucket else tuple(key)
+
+
+def _percentiles(group: dict, values: list, metrics: list) -> None:
+    """Nearest rank: pN is the smallest value with at least N % of the values at or below it."""
+    for metric in metrics:
+        rank = math.ceil(int(metric[1:]) / 100 * len(values))
+        group[metric] = float(values[max(rank, 1) - 1])
 
 
 def _excludes_nulls(search: Search) -> bool:

@@ -1,6 +1,8 @@
 """The store on SQLite (FTS5) and on PostgreSQL (tsvector, a database of its own
 created and dropped here): exact search results, paging, analytics, dedupe."""
 
+import re
+
 import pytest
 
 from connectors.decrypt_search import query
@@ -209,3 +211,67 @@ def test_a_replayed_envelope_is_quarantined_with_its_payload_as_received(store):
     assert bytes(cur.fetchone()[0]) == envelope
     writer.close()
     reader.close()
+
+
+REPORTS = [{"name": "revenue", "field": "amount", "by": ["status"],
+            "metrics": ["count", "sum", "avg", "min", "max", "p50", "p90"]},
+           {"name": "hourly", "field": "amount", "bucket": "hour", "metrics": ["sum", "p50"]},
+           {"name": "by_topic_city", "field": "amount", "by": ["topic", "city"], "metrics": ["count"]}]
+
+
+def reporting(store):
+    from connectors.decrypt_search.store import Store
+
+    config = make_config("acme", KEYS, reports=REPORTS)
+    return config, Store(config, store._connect, store.dialect)
+
+
+def test_reports_aggregate_a_number_field_per_group_with_the_searchs_filters(filled):
+    store, _, reader = filled
+    config, store = reporting(store)
+    base = 1_000_000
+    window = {"from": str(base - 3600), "to": str(base + 2 * 86400)}
+
+    def run(name, **params):
+        return store.report(reader, query.parse_report(name, {**window, **params}, config))["groups"]
+
+    assert run("revenue") == [
+        {"status": "new", "count": 2, "sum": 104.0, "avg": 52.0, "min": 5.0, "max": 99.0, "p50": 5.0, "p90": 99.0},
+        {"status": "paid", "count": 2, "sum": 42.5, "avg": 21.25, "min": 12.5, "max": 30.0, "p50": 12.5,
+         "p90": 30.0},
+        {"status": "shipped", "count": 2, "sum": 19.75, "avg": 9.875, "min": 7.25, "max": 12.5, "p50": 7.25,
+         "p90": 12.5}]
+    assert [(g["status"], g["sum"]) for g in run("revenue", q="vase")] == [("new", 5.0), ("paid", 30.0),
+                                                                          ("shipped", 12.5)]
+    assert run("hourly", city="Lyon") == [{"start": 997200.0, "sum": 35.0, "p50": 5.0},
+                                          {"start": 1083600.0, "sum": 12.5, "p50": 12.5}]
+    assert run("by_topic_city", **{"amount.gte": "10"}) == [
+        {"topic": "com.orders.eu", "city": "Lyon", "count": 2}, {"topic": "com.orders.eu", "city": "Paris", "count": 1},
+        {"topic": "com.orders.eu", "city": None, "count": 1}]
+    assert run("revenue", **{"from": str(base + 10 * 86400), "to": str(base + 11 * 86400)}) == []
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("nope", {}, "name: 'nope' is not a configured report (revenue, hourly, by_topic_city)"),
+    ("revenue", {"amount.near": "1"}, "amount.near: unknown operator"),
+    ("hourly", {"from": "0", "to": "100000000"}, "from: more than 10000 hours"),
+    ("revenue", {"from": "10", "to": "5"}, "from: must be before to"),
+])
+def test_report_requests_are_checked(name, params, message):
+    config = make_config("acme", KEYS, reports=REPORTS)
+    with pytest.raises(query.QueryError, match=re.escape(message)):
+        query.parse_report(name, params, config)
+
+
+@pytest.mark.parametrize("report, message", [
+    ({"name": "r", "field": "status"}, "reports[0].field: 'status' is not an indexed number field (amount)"),
+    ({"name": "r", "field": "amount", "metrics": ["median"]}, "reports[0].metrics: 'median' is not count"),
+    ({"name": "r", "field": "amount", "by": ["amount"]}, "reports[0].by: up to 3 different keyword fields"),
+    ({"name": "r", "field": "amount", "bucket": "week"}, "reports[0].bucket: must be minute, hour or day"),
+    ({"name": "R!", "field": "amount"}, "reports[0].name"),
+])
+def test_report_definitions_are_checked_at_start(report, message):
+    from connectors.decrypt_search.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        make_config("acme", KEYS, reports=[report])
