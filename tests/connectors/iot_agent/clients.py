@@ -131,6 +131,16 @@ class MqttDevice:
         self.client.loop_stop()
 
 
+def try_connect(port: int, username: str, password: str, client_id: str, protocol: str = "5",
+                clean: bool = True):
+    """Blocking: the CONNACK's reason code of a device that then goes away."""
+    device = MqttDevice(port, username, password, client_id=client_id, protocol=protocol, clean=clean)
+    rc = device.connect()
+    if not rc.is_failure:
+        device.close()
+    return rc
+
+
 @defer.inlineCallbacks
 def wamp(router_ws_url: str, port: int, realm: str, ticket: str):
     session = Client(ComponentConfig(realm, {"authmethods": ["ticket"], "authid": "tester", "ticket": ticket}))

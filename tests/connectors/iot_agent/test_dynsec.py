@@ -12,7 +12,7 @@ from connectors.iot_agent.mqtt import (DYNSEC_RESPONSE, DeviceAccount, DynamicSe
                                        ReactorMqtt)
 from connectors.iot_agent.tap import Options
 
-from .clients import MqttDevice, blocking
+from .clients import MqttDevice, blocking, try_connect
 from .harness import ADMIN_PASSWORD, Mosquitto
 
 pytestmark = pytest.mark.timeout(120)
@@ -66,17 +66,8 @@ def account(tenant: str, device_id: str, generation: int = 1) -> DeviceAccount:
     return DeviceAccount(tenant, device_id, f"secret-{tenant}-{device_id}-{generation}", generation)
 
 
-def try_connect(broker, username, password, client_id, protocol="5", clean=True):
-    """Blocking: the CONNACK's reason code of a device that then goes away."""
-    device = MqttDevice(broker.port, username, password, client_id=client_id, protocol=protocol, clean=clean)
-    rc = device.connect()
-    if not rc.is_failure:
-        device.close()
-    return rc
-
-
 def connects(broker, acct: DeviceAccount, client_id=None, password=None, **kwargs) -> defer.Deferred:
-    return blocking(try_connect, broker, acct.username, password or acct.password,
+    return blocking(try_connect, broker.port, acct.username, password or acct.password,
                     acct.client_id if client_id is None else client_id, **kwargs)
 
 

@@ -15,8 +15,10 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
-from .clients import MqttDevice, blocking, http
-from .test_agent import create, env, user  # noqa: F401 - env: the module's agent, router and broker
+from .clients import MqttDevice, blocking, http, try_connect
+from .harness import ADMIN_PASSWORD
+# env: the module's own agent, router and broker
+from .test_agent import ADMIN, _wait_served, create, env, make_tenant, user  # noqa: F401
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -146,3 +148,33 @@ def test_a_device_connects_with_its_own_client_id(env, tool, protocol, clean):
     rc = yield blocking(device.publish, f"{mqtt['username']}/attrs", {"humidity": 3})
     assert not rc.is_failure
     device.close()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_restart_binds_accounts_of_earlier_versions_and_disables_tenants_gone_meanwhile(env):
+    """Last: it restarts the module's agent. An account an earlier version made
+    (no client id) connects under any id until the agent starts again; a tenant
+    deleted while the agent was down keeps an enabled account until then."""
+    port = env.broker.port
+    yield blocking(make_tenant, env.router, "fleeting")
+    yield blocking(_wait_served, env.agent, {"fleeting"})
+    legacy = (yield create(env, "acme", "legacy1"))["credentials"]["mqtt"]
+    fleeting = (yield create(env, "fleeting", "f1"))["credentials"]["mqtt"]
+    yield blocking(subprocess.run, ["mosquitto_ctrl", "-h", "127.0.0.1", "-p", str(port), "-u", "admin",
+                                    "-P", ADMIN_PASSWORD, "dynsec", "setClientId", legacy["username"]],
+                   check=True, capture_output=True, timeout=30)
+    rc = yield connects(port, legacy, "someone-else")
+    assert not rc.is_failure  # as an earlier version left it
+    yield blocking(env.agent.stop)
+    status, _ = yield http("DELETE", f"{env.router.http_url}/realms/fleeting", bearer=ADMIN)
+    assert status == 200
+    assert not (yield connects(port, fleeting, fleeting["client_id"])).is_failure  # nobody disabled it
+    yield blocking(env.agent.start)
+    yield blocking(_wait_served, env.agent, {"acme", "globex"})
+    assert (yield connects(port, legacy, "someone-else")).is_failure
+    assert not (yield connects(port, legacy, legacy["client_id"])).is_failure
+    assert (yield connects(port, fleeting, fleeting["client_id"])).is_failure
+
+
+def connects(port, credentials, client_id) -> defer.Deferred:
+    return blocking(try_connect, port, credentials["username"], credentials["password"], client_id)
