@@ -30,19 +30,16 @@ class Endpoint(JsonResource):
         self.api = api
         self.bearer = bearer
 
-    def authorized(self, request) -> None:
-        self.bearer.claims(request, self.scope)
+    def authorized(self, request):
+        return self.bearer.claims(request, self.scope)
 
 
 def _guard(method):
     """Authorize, run, and turn our errors into HTTP ones."""
 
     def render(self, request):
-        self.authorized(request)
-        try:
-            d = defer.maybeDeferred(method, self, request)
-        except query.QueryError as e:
-            raise HttpError(400, e.message)
+        d = defer.maybeDeferred(self.authorized, request)  # a Deferred while a JWKS is fetched
+        d.addCallback(lambda _: method(self, request))
         return d.addErrback(_translate)
 
     return render
@@ -127,6 +124,12 @@ ENDPOINTS = {b"search": Search, b"records": Records, b"analytics": Analytics, b"
              b"publish": Publish, b"status": Status}
 
 
+def _reactor():
+    from twisted.internet import reactor
+
+    return reactor
+
+
 def make_root(api, bearer: Bearer) -> JsonRoot:
     root = JsonRoot()
     for name, cls in ENDPOINTS.items():
@@ -136,5 +139,7 @@ def make_root(api, bearer: Bearer) -> JsonRoot:
 
 def http_services(config, api, reactor=None) -> list:
     bearer = Bearer(config.http_auth) if config.http_auth else None
+    if bearer is not None:
+        (reactor or _reactor()).callWhenRunning(bearer.start)
     return [HttpService(listen, make_root(api, bearer), name="decrypt-search", reactor=reactor)
             for listen in config.http_listen]
