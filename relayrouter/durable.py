@@ -13,8 +13,9 @@ from twisted.logger import Logger
 from .core.history import FEATURE as EVENT_HISTORY, GET_EVENTS, READ, History
 from .core.mailbox import Mailboxes, MessageIds
 from .core.procedures import AdminPolicy
+from .core.records import StoreError
 from .core.router import welcome_roles
-from .store import StoreError, open_store
+from .store import open_store
 
 log = Logger(namespace="relayrouter")
 

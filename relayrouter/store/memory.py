@@ -8,8 +8,8 @@ between submitting work and its being durable.
 from dataclasses import replace
 
 from ..core.matching import EXACT
-from .records import (HistoryPage, HistoryQuery, MailboxMessage, MailboxState, StoredEvent,
-                      UnknownPublication, wanted)
+from ..core.records import (HistoryPage, HistoryQuery, MailboxMessage, MailboxState, StoredEvent,
+                            UnknownPublication, wanted)
 
 
 class MemoryStore:

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from twisted.logger import Logger
 
 from ..core.stats import Histogram
-from .records import StoreError
+from ..core.records import StoreError
 
 log = Logger(namespace="relayrouter.store")
 

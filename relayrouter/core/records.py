@@ -1,4 +1,7 @@
-"""What the durable store keeps, as plain values, and the store's interface.
+"""What the core keeps in the durable store, as plain values, and the
+interface (:class:`Store`) it needs from it: the core owns both, the
+backends in :mod:`relayrouter.store` implement the interface and import this
+module, never the reverse.
 
 Theory of operation
 -------------------
@@ -18,7 +21,7 @@ before an ack is durable before it.
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from ..core.matching import EXACT, pattern_matches
+from .matching import EXACT, pattern_matches
 
 Done = Callable[[Any], None]
 
