@@ -6,6 +6,7 @@
 | ``GET /records/<id>`` | search | one record, 404 if none |
 | ``GET /analytics?by=&bucket=&from=&to=&field.op=`` | search | ``{"buckets": [{"start", "value", "count"}], ...}`` |
 | ``GET /reports/<name>?from=&to=&q=&field.op=`` | search | ``{"name", "groups": [{"start"?, <by>..., <metrics>}]}`` |
+| ``GET /feed?q=&field.op=&after=`` | search | Server-Sent Events, one per record committed (``feed.py``) |
 | ``GET /quarantine?reason=&limit=&before=`` | quarantine | ``{"entries": [...], "next_before"}`` |
 | ``POST /publish`` ``{"topic", "document", "recipients"?}`` | publish | ``{"publication", "message_id", ...}`` |
 | ``GET /status`` | status | counters, router state, store counts |
@@ -19,6 +20,7 @@ from connectors.common.http import HttpError, HttpService, JsonResource, JsonRoo
 
 from . import query
 from .bearer import Bearer
+from .feed import FeedResource
 from .service import NotConnected
 
 
@@ -120,7 +122,7 @@ class Status(Endpoint):
 
 
 ENDPOINTS = {b"search": Search, b"records": Records, b"analytics": Analytics, b"reports": Reports,
-             b"quarantine": Quarantine,
+             b"feed": FeedResource, b"quarantine": Quarantine,
              b"publish": Publish, b"status": Status}
 
 

@@ -98,8 +98,12 @@ class Dialect:
         if matches <= common:
             # "+" keeps SQLite from driving the query by the set: it is only looked up
             return "+r.id IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)", match, False
-        return "EXISTS (SELECT 1 FROM records_fts f WHERE records_fts MATCH ? AND f.rowid = r.id)", match, True
+        return self.text_per_row(terms)[0], match, True
 
+
+    def text_per_row(self, terms) -> tuple:
+        """(clause, parameter): the text checked for each record of a few."""
+        return "EXISTS (SELECT 1 FROM records_fts f WHERE records_fts MATCH ? AND f.rowid = r.id)", fts5_match(terms)
 
     def text_set(self, terms) -> tuple:
         """(clause, parameter): the records matching the text, for aggregates over all of them."""
@@ -120,6 +124,8 @@ class PostgresDialect(Dialect):
 
     def text_set(self, terms) -> tuple:
         return "r.tsv @@ to_tsquery('simple', ?)", pg_tsquery(terms)
+
+    text_per_row = text_set
 
     def text_filter(self, terms, cur, limit: int) -> tuple:
         return "r.tsv @@ to_tsquery('simple', ?)", pg_tsquery(terms), False
@@ -432,6 +438,30 @@ class Store:
                    for start, value, count in cur.fetchall()]
         return {"by": a.by, "bucket": a.bucket_name, "from": a.start, "to": a.end, "buckets": buckets,
                 "total": sum(b["count"] for b in buckets)}
+
+    def after(self, conn, conditions: tuple, terms: tuple, after: int, limit: int) -> list:
+        """The records after id ``after`` that pass the filters, in id order (the live feed's replay)."""
+        cur = conn.cursor()
+        where, params = self._conditions(conditions)
+        where.append("r.id > ?")
+        params.append(after)
+        if terms:
+            clause, match, _ = self.dialect.text_filter(terms, cur, limit)
+            where.append(clause)
+            params.append(match)
+        cur.execute(self.dialect.sql(
+            "SELECT r.id, r.publication, r.topic, r.message_id, r.sender, r.created, r.received, r.document "
+            f"FROM records r WHERE {' AND '.join(where)} ORDER BY r.id LIMIT {int(limit)}"), params)
+        return [_record(row) for row in cur.fetchall()]
+
+    def text_matches(self, conn, terms: tuple, ids: list) -> set:
+        """Which of the records ``ids`` match the text (the live feed's check of a committed batch)."""
+        clause, match = self.dialect.text_per_row(terms)
+        marks = ", ".join("?" for _ in ids)
+        cur = conn.cursor()
+        cur.execute(self.dialect.sql(f"SELECT r.id FROM records r WHERE r.id IN ({marks}) AND {clause}"),
+                    list(ids) + [match])
+        return {row[0] for row in cur.fetchall()}
 
     def report(self, conn, rq: ReportQuery) -> dict:
         """A configured report: its metrics per group (time bucket of created, then the by fields)."""
