@@ -128,6 +128,10 @@ class Store(Protocol):
     def close(self) -> None:
         """Finish what was submitted, then release everything. Blocking."""
 
+    def after_fork(self) -> None:
+        """Go on in a process forked since :meth:`start` (twistd daemonizes after
+        making the service, and threads do not survive a fork)."""
+
     # history
     def history_append(self, event: StoredEvent, keep: int) -> None:
         """Keep ``event``; then at most ``keep`` events of its topic (oldest go)."""

@@ -32,6 +32,9 @@ class MemoryStore:
     def close(self) -> None:
         self.flush()
 
+    def after_fork(self) -> None:
+        pass
+
     def flush(self) -> None:
         held, self.held = self.held, []
         for done, outcome in held:

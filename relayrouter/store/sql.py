@@ -74,6 +74,9 @@ class SqlStore:
     def close(self) -> None:
         self.writer.close()
 
+    def after_fork(self) -> None:
+        self.writer.after_fork()
+
     def schema_version(self) -> int:
         return self.writer.call(_version)
 
