@@ -7,6 +7,7 @@ second process given a state directory already in use stops with one line.
 """
 
 import os
+import re
 import signal
 import sys
 import time
@@ -165,3 +166,46 @@ def test_a_daemonized_router_keeps_its_durable_store(tmp_path):
     with sqlite3.connect(tmp_path / "relayrouter-state" / "relayrouter.sqlite3") as db:
         assert db.execute("SELECT count(*) FROM mailbox_messages").fetchone() == (1,)
     assert "Traceback" not in (tmp_path / "relayrouter.log").read_text()
+
+
+def test_a_daemonized_connector_keeps_its_state_store(tmp_path):
+    """``twistd mediator-proxy`` without -n: its state store, opened while the service was made,
+    must write in the daemon (it did not: the proxy never took its mailbox, /endpoint stayed 503)."""
+    import subprocess
+
+    router = Child("router", twistd("--pidfile=", "relayrouter", "--config", "router.toml"), cwd=tmp_path)
+    (tmp_path / "router.toml").write_text(MAILBOX_TOML.replace('http = "open"', 'http = "open"\n\n'
+                                                               '[realms.auth.anonymous]\nrole = "agent"'))
+    router.start()
+    try:
+        url = f"ws://127.0.0.1:{router.wait_for(WS_LINE).group(1)}/ws"
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+        started = subprocess.run([sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+                                  "mediator-proxy", "--router", url, "--realm", "agents",
+                                  "--agent-endpoint", "http://127.0.0.1:9/", "--listen",
+                                  "tcp:0:interface=127.0.0.1"], cwd=tmp_path, env=env, capture_output=True,
+                                 text=True, timeout=60)
+        assert started.returncode == 0, started.stderr
+        pid = int(_wait_file(tmp_path / "mediator-proxy.pid", "the daemon"))
+        try:
+            log = tmp_path / "mediator-proxy.log"
+            deadline = time.monotonic() + 30
+            while not (port := re.search(r"listening: http://127\.0\.0\.1:(\d+)/", log.read_text())):
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            while (answer := _http("GET", f"http://127.0.0.1:{port.group(1)}/endpoint"))[0] != 200:
+                assert time.monotonic() < deadline + 30, (answer, log.read_text())
+                time.sleep(0.1)
+            assert answer[1]["mailbox"].startswith("mailbox.anonymous-")  # an anonymous session's authid
+        finally:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while (tmp_path / "mediator-proxy.pid").exists():
+                assert time.monotonic() < deadline, "the daemon did not stop"
+                time.sleep(0.05)
+    finally:
+        router.stop()
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "mediator-proxy-state" / "state.sqlite3") as db:
+        assert dict(db.execute("SELECT key, 1 FROM kv"))["options"] == 1  # remembered in the daemon
