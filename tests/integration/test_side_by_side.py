@@ -118,12 +118,13 @@ http = "open"
 """
 
 
-def _http(method: str, url: str, body: bytes | None = None) -> tuple[int, dict]:
+def _http(method: str, url: str, body: bytes | None = None, token: str | None = None) -> tuple[int, dict]:
     import json
     import urllib.error
     import urllib.request
 
-    request = urllib.request.Request(url, data=body, method=method)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, json.loads(answer.read())
@@ -193,8 +194,9 @@ def test_a_daemonized_connector_keeps_its_state_store(tmp_path):
             while not (port := re.search(r"listening: http://127\.0\.0\.1:(\d+)/", log.read_text())):
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.05)
-            while (answer := _http("GET", f"http://127.0.0.1:{port.group(1)}/endpoint"))[0] != 200:
-                assert time.monotonic() < deadline + 30, (answer, log.read_text())
+            token = _wait_file(tmp_path / "mediator-proxy-state" / "api-token", "the local API token")
+            while (answer := _http("GET", f"http://127.0.0.1:{port.group(1)}/endpoint", token=token))[0] != 200:
+                assert time.monotonic() < deadline + 90, (answer, log.read_text())
                 time.sleep(0.1)
             assert answer[1]["mailbox"].startswith("mailbox.anonymous-")  # an anonymous session's authid
         finally:
