@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from .errors import ConfigError
+from relayrouter.client import ConfigError
 
 DB_NAME = "state.sqlite3"
 SCHEMA_VERSION = 1

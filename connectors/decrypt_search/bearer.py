@@ -16,7 +16,7 @@ import time
 
 from twisted.internet import defer
 
-from connectors.common.errors import ConfigError
+from relayrouter.client.errors import ConfigError
 from connectors.common.http import HttpError
 from relayrouter import httpinput
 from relayrouter.auth.jwks import jwks_fetcher

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from jsonschema import exceptions as schema_exceptions
 from jsonschema import validators
 
-from connectors.common.errors import ConfigError
+from relayrouter.client.errors import ConfigError
 from relayrouter.e2e import keys as e2e_keys
 
 MATCHES = ("exact", "prefix", "wildcard")
