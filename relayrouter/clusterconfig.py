@@ -20,7 +20,7 @@ TOP_LEVEL_KEYS = {"cluster"}
 _KEYS = {"nats", "node", "subject_prefix", "user", "password_env", "password_file",
          "token_env", "token_file", "tls", "reconnect_wait", "connect_timeout", "max_pending_bytes",
          "heartbeat_interval", "heartbeat_ttl", "loop", "nkey_seed_env", "nkey_seed_file",
-         "credentials_file"}
+         "credentials_file", "replicas"}
 _TLS_KEYS = {"ca", "certificate", "key", "hostname"}
 # A NATS subject token we put names into unescaped: no ".", "*", ">" or spaces.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -60,6 +60,9 @@ class ClusterConfig:
     # "thread": nats-py on an asyncio loop of its own thread; "reactor": on the
     # reactor's own loop, which must then be Twisted's asyncio reactor.
     loop: str = "thread"
+    # Replicas of every shared-state bucket in JetStream; None: as many as the
+    # NATS servers the client knows, up to 3.
+    replicas: int | None = None
 
     def __repr__(self) -> str:  # never a password or token
         return (f"ClusterConfig(servers={self.servers}, node={self.node!r}, user={self.user!r}, "
@@ -113,11 +116,12 @@ def cluster(data: dict) -> ClusterConfig | None:
     ttl = _seconds(item, "heartbeat_ttl", 3.0, key)
     if ttl < 2 * interval:
         raise ConfigError(f"{key}.heartbeat_ttl: must be at least twice heartbeat_interval ({interval:g} s)")
+    replicas = _replicas(item, key)
     loop = _get(item, "loop", str, "thread", key)
     if loop not in LOOPS:
         raise ConfigError(f"{key}.loop: must be \"thread\" or \"reactor\" (with twistd --reactor=asyncio), not {loop!r}")
     return ClusterConfig(
-        heartbeat_interval=interval, heartbeat_ttl=ttl, loop=loop,
+        heartbeat_interval=interval, heartbeat_ttl=ttl, loop=loop, replicas=replicas,
         servers=tuple(servers), node=node, subject_prefix=prefix, user=user, password=password, token=token,
         nkey_seed=nkey_seed, credentials_file=credentials,
         tls=_tls(item.get("tls"), f"{key}.tls", servers),
@@ -223,3 +227,14 @@ def _tls(item, key: str, servers: list) -> ClusterTls | None:
     key_file = str(_private_file(item, "key", key)) if "key" in item else None
     return ClusterTls(ca=item.get("ca"), certificate=item.get("certificate"), key=key_file,
                       hostname=_get(item, "hostname", str, "", key) or None)
+
+
+def _replicas(item: dict, key: str) -> int | None:
+    """cluster.replicas: 1 to 5 (JetStream's own bound), or absent for the default."""
+    if "replicas" not in item:
+        return None
+    value = item["replicas"]
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
+        raise ConfigError(f"{key}.replicas: must be a whole number from 1 to 5 (JetStream's limit), "
+                          f"not {value!r}")
+    return value

@@ -217,3 +217,11 @@ def test_every_topic_a_pattern_matches_reaches_its_subject(uri, match):
     for topic in topics:
         if pattern_matches(uri, match, topic):
             assert _nats_matches(subjects.interest_subject("R", uri, match), subjects.event_subject("R", topic))
+
+
+def test_replicas_default_to_the_nats_servers_and_are_checked():
+    assert parse(**BASE).replicas is None  # as many as the NATS servers known, up to 3
+    assert parse(**BASE, replicas=3).replicas == 3
+    for wrong in (0, 6, -1, 2.5, "3", True):
+        with pytest.raises(cfg.ConfigError, match=r"^cluster\.replicas: must be a whole number from 1 to 5"):
+            parse(**BASE, replicas=wrong)

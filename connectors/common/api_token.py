@@ -15,7 +15,8 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
-from relayrouter.client import ConfigError, check_private_file, read_secret_file
+from .credentials import check_private_file, read_secret_file
+from .errors import ConfigError
 
 FILE_NAME = "api-token"
 MIN_LENGTH = 16

@@ -19,7 +19,9 @@ from twisted.python import usage
 
 from relayrouter import runfiles
 
-from relayrouter.client import ConfigError, Credentials, RouterSettings, TlsClient, load_cryptosign_key, read_secret_file
+from .credentials import Credentials, TlsClient, load_cryptosign_key, read_secret_file
+from .errors import ConfigError
+from .router import RouterSettings
 
 # name: (default, type)
 ROUTER_DEFAULTS = {

@@ -29,6 +29,7 @@ from ..core.broker import Publication
 from ..core.matching import EXACT, pattern_matches
 from . import subjects
 from .bridge import NatsBridge
+from .buckets import Buckets
 from .calls import Calls
 from .view import ClusterView
 
@@ -61,6 +62,11 @@ class Cluster:
         self.reactor = reactor
         self.counters: Counter = Counter()  # events_out, events_in, events_unmatched, events_unserializable
         self.bridge = NatsBridge(config, reactor, self._received, self._state)
+        # Every shared-state bucket, made with the same replicas; checked for a quorum for /ready.
+        self.buckets = Buckets(config.replicas)
+        self._check_buckets = task.LoopingCall(self._bucket_health)
+        self._check_buckets.clock = reactor
+        self._failed_last: set = set()  # buckets that failed the last check
         # broker -> its realm's subject base; subject -> (broker, {base subscription: None})
         self._bases: dict = {}
         self._interest: dict[str, tuple] = {}
@@ -129,12 +135,15 @@ class Cluster:
         """What keeps this node from being ready for cluster features, for /ready."""
         if not self.connected:
             return ["cluster: not connected to NATS (local routing goes on; see the log)"]
+        problems = [f"cluster: JetStream bucket '{name}' cannot serve: {why} (the shared state it keeps "
+                    "is not available on this node)" for name, why in sorted(self.buckets.unhealthy.items())]
         problem = self.state.problem() if self.state is not None else None
-        return [problem] if problem else []
+        return problems + ([problem] if problem else [])
 
     def start(self) -> None:
         self.bridge.start()
         self._beat.start(self.config.heartbeat_interval, now=True)
+        self._check_buckets.start(self.config.heartbeat_ttl, now=False)
         self.view.start()
         self.calls.start()
 
@@ -142,9 +151,32 @@ class Cluster:
         """None, or a Deferred when the NATS connection closes later (cluster.loop = "reactor")."""
         if self._beat.running:
             self._beat.stop()
+        if self._check_buckets.running:
+            self._check_buckets.stop()
         self.view.stop()
         self.calls.stop()
         return self.bridge.stop()
+
+    # ---------------------------------------------------------- buckets
+
+    def _bucket_health(self) -> None:
+        """Each bucket's quorum, asked of JetStream on the heartbeat_ttl schedule, for /ready."""
+        if not self.connected or not self.buckets.names:
+            return
+        d = self.bridge.run(self.buckets.check)
+        d.addCallbacks(self._bucket_health_seen, lambda failure: None)
+
+    def _bucket_health_seen(self, failing: dict) -> None:
+        """A bucket failing two checks in a row cannot serve (one failed check is often a leader
+        election under way, over within seconds); one good check and it serves again."""
+        before = self.buckets.unhealthy
+        unhealthy = {name: why for name, why in failing.items() if name in before or name in self._failed_last}
+        self._failed_last = set(failing)
+        for name in sorted(set(unhealthy) - set(before)):
+            log.warn("cluster: JetStream bucket {bucket} cannot serve: {why}", bucket=name, why=unhealthy[name])
+        for name in sorted(set(before) - set(unhealthy)):
+            log.info("cluster: JetStream bucket {bucket} serves again", bucket=name)
+        self.buckets.unhealthy = unhealthy
 
     # ---------------------------------------------------------- liveness
 

@@ -156,7 +156,7 @@ class Calls:
         prefix = cluster.config.subject_prefix
         self.prefix = prefix
         self.subject = subjects.rpc_subject(prefix, self.node)
-        self.directory = Directory(subjects.bucket_name(prefix, "reg"))
+        self.directory = Directory(subjects.bucket_name(prefix, "reg"), cluster.buckets)
         self.counters: Counter = Counter()
         self.dealers: dict = {}  # realm name -> Dealer
         self.outgoing: dict = {}  # call ID -> PendingCall with a RemoteCallee
@@ -177,6 +177,7 @@ class Calls:
         self._gone: set = set()  # nodes declared gone (their callees are not routed to)
         self._purging: set = set()  # gone nodes whose entries are being removed
         self._isolated = True  # NATS away: other nodes' callees are not routed to
+        self._isolating = None  # the delayed call that isolates this node, while NATS is briefly away
         self._silent: dict[str, float] = {}  # node with entries or calls here, not heard -> since when
         self._watchdog = task.LoopingCall(self._check_silent)
         self._watchdog.clock = cluster.reactor
@@ -209,6 +210,7 @@ class Calls:
         """A clean stop: this node's entries leave the directory (the bridge waits for it, bounded)."""
         if self._watchdog.running:
             self._watchdog.stop()
+        self._cancel_isolation()
         if not self.bridge.connected:
             return
         self.bridge.run(self.directory.stop_watch).addErrback(lambda _: None)
@@ -385,16 +387,42 @@ class Calls:
 
     def _state(self, state: str, text: str) -> None:
         if state in ("connected", "reconnected"):
-            self._isolated = False
+            self._cancel_isolation()
             self._said_failure = False
             self._silent.clear()  # every node gets a whole TTL from this connection to be heard
             self._say_hello()
+            if self._isolated:
+                # Other nodes' callees as last seen, at once: a client failing over to
+                # another NATS server finds them there, while the directory's watch
+                # restarts (which can take seconds while JetStream elects leaders).
+                # The watch's snapshot then corrects what changed meanwhile; nodes
+                # that died meanwhile are left out by their silence (_gone).
+                self._isolated = False
+                for name in list(self.values):
+                    self._sync(name)
             self._restart_watch()
-        elif state in ("disconnected", "unreachable", "closed") and not self._isolated:
-            self._isolated = True
+        elif state in ("disconnected", "unreachable", "closed"):
             self.synced = False
-            for name in list(self.values):
-                self._sync(name)  # local callees only while NATS is away
+            if state == "closed":
+                self._isolate()
+            elif not self._isolated and self._isolating is None:
+                # A failover to another server reconnects within reconnect_wait: other
+                # nodes' callees stay routed to meanwhile (what is sent waits in the
+                # client's buffer); after it, local callees only while NATS is away.
+                self._isolating = self.reactor.callLater(self.config.reconnect_wait, self._isolate)
+
+    def _isolate(self) -> None:
+        self._isolating = None
+        if self._isolated or self.bridge.connected:
+            return
+        self._isolated = True
+        for name in list(self.values):
+            self._sync(name)  # local callees only while NATS is away
+
+    def _cancel_isolation(self) -> None:
+        if self._isolating is not None and self._isolating.active():
+            self._isolating.cancel()
+        self._isolating = None
 
     def _restart_watch(self) -> None:
         self._generation += 1
@@ -657,7 +685,7 @@ class Calls:
                 self._unsent(pending, errors.INVALID_ARGUMENT,
                              f"the call cannot go to its callee on node {callee.node}: {e}")
                 return
-            if not self.bridge.connected:
+            if self._isolated:  # briefly away (a failover): the client buffers it until reconnected
                 self._unsent(pending, errors.UNAVAILABLE,
                              f"the callee is on node {callee.node}, out of reach (this node lost NATS)")
                 return

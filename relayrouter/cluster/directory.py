@@ -98,8 +98,9 @@ class Directory:
     """The bucket, seen from the loop thread.  Every method here is a coroutine
     function for :meth:`NatsBridge.run`: ``await method(nc, js, ...)``."""
 
-    def __init__(self, bucket: str) -> None:
+    def __init__(self, bucket: str, buckets) -> None:
         self.bucket = bucket
+        self.buckets = buckets  # cluster.buckets: made with the cluster's replicas
         self._kv = None  # the bucket handle, made once per NATS client
         self._kv_of = None
         self._watcher = None
@@ -107,11 +108,7 @@ class Directory:
     async def _bucket(self, nc, js):
         if self._kv is None or self._kv_of is not nc:
             try:
-                try:
-                    kv = await js.key_value(self.bucket)
-                except js_errors.BucketNotFoundError:
-                    # Several nodes may create it at once: JetStream takes identical configurations.
-                    kv = await js.create_key_value(bucket=self.bucket, history=1)
+                kv = await self.buckets.open(nc, js, self.bucket)
             except js_errors.ServiceUnavailableError:
                 raise NoJetStream("the NATS server has no JetStream (nats-server -js)") from None
             self._kv, self._kv_of = kv, nc

@@ -71,6 +71,13 @@ DENY, TICKETS, RETAINED, TENANTS = "deny", "tickets", "retained", "tenants"
 WATCHED = (DENY, RETAINED, TENANTS)
 # A ticket entry the minting node could not delete (it died) goes with the bucket's age limit.
 TICKET_BUCKET_MAX_AGE = 24 * 3600.0
+# A change JetStream did not take while connected (a bucket electing its leader) is written again after this.
+REWRITE_WAIT = 0.5
+REWRITES_BEFORE_RESYNC = 4  # then a whole resync (it makes a deleted bucket anew)
+# A ticket stored or taken while its bucket elects a leader is tried again every
+# ELECTION_RETRY for at most ELECTION_PATIENCE before the client is told to try again.
+ELECTION_RETRY = 0.25
+ELECTION_PATIENCE = 10.0
 WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream's "expected last subject sequence" refusals
 
 
@@ -112,26 +119,12 @@ def decode_event(data: bytes):
 
 # ---------------------------------------------------------------- loop thread
 
-async def _bucket(js, name: str, max_age: float | None = None):
-    from nats.js import api
-    from nats.js import errors as js_errors
-
-    try:
-        return await js.key_value(name)
-    except js_errors.BucketNotFoundError:
-        pass
-    try:
-        return await js.create_key_value(api.KeyValueConfig(bucket=name, history=1, ttl=max_age,
-                                                            storage=api.StorageType.FILE))
-    except js_errors.APIError:  # another node created it meanwhile
-        return await js.key_value(name)
-
-
 class _LoopSide:
     """What lives on the NATS loop's thread: the buckets and the current watches."""
 
-    def __init__(self, names: dict[str, str]) -> None:
+    def __init__(self, names: dict[str, str], buckets) -> None:
         self.names = names
+        self.buckets = buckets  # cluster.buckets: every bucket made with the same replicas
         self.kv: dict = {}
         self.watches: list = []  # (watcher, follower task) of the current generation
 
@@ -140,10 +133,10 @@ class _LoopSide:
         import asyncio
 
         await self._stop_watches()
-        self.kv = {TICKETS: await _bucket(js, self.names[TICKETS], TICKET_BUCKET_MAX_AGE)}
+        self.kv = {TICKETS: await self.buckets.open(nc, js, self.names[TICKETS], TICKET_BUCKET_MAX_AGE)}
         snapshots = {}
         for what in WATCHED:
-            kv = self.kv[what] = await _bucket(js, self.names[what])
+            kv = self.kv[what] = await self.buckets.open(nc, js, self.names[what])
             watcher = await kv.watchall()
             snapshot = {}
             while True:
@@ -218,6 +211,25 @@ async def _take(nc, js, side, key):
     return entry.value
 
 
+async def _patiently(nc, js, fn, *args):
+    """``fn(nc, js, *args)``, again while the bucket has no leader to answer (an election
+    after a NATS server died takes seconds), for at most ELECTION_PATIENCE."""
+    import asyncio
+
+    import nats.errors
+    from nats.js import errors as js_errors
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ELECTION_PATIENCE
+    while True:
+        try:
+            return await fn(nc, js, *args)
+        except (js_errors.NoStreamResponseError, nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            if loop.time() + ELECTION_RETRY > deadline or not nc.is_connected:
+                raise
+            await asyncio.sleep(ELECTION_RETRY)
+
+
 def _lost_race(failure) -> bool:
     from nats.js import errors as js_errors
 
@@ -235,12 +247,13 @@ class SharedState:
         self.reactor = cluster.reactor
         self.node = cluster.config.node
         self.names = bucket_names(cluster.config.subject_prefix)
-        self._side = _LoopSide(self.names)
+        self._side = _LoopSide(self.names, cluster.buckets)
         self.synced = False
         self.counters = cluster.counters  # denials_out/in, tickets_*, retained_*, tenants_*, resyncs
         self._generation = 0
         self._said_failure = False
         self._retry = None
+        self._rewrites_failed = 0  # pending changes written again in a row without success
         # Local changes the bucket has not taken yet: (what, key) -> (value or None, expected revision).
         self._pending: dict[tuple[str, str], tuple] = {}
         # The last revision seen of each key of the watched buckets.
@@ -372,12 +385,33 @@ class SharedState:
             return  # the bucket changed meanwhile; its change reaches us through the watch
         if not failure.check(NotConnected):
             log.warn("cluster: JetStream did not take a change of {what} ({error}); it is written again "
-                     "at the next resync", what=what, error=failure.getErrorMessage())
+                     "shortly", what=what, error=failure.getErrorMessage())
         self._keep(what, key, value, last)
-        # Still connected (a timeout, JetStream busy): resync soon rather than at the next
-        # reconnection, which may never come; a lost connection resyncs on reconnecting anyway.
+        self._write_again_soon()
+
+    def _write_again_soon(self) -> None:
+        """Still connected (a timeout, a bucket electing its leader): write what is pending
+        again soon rather than at the next reconnection, which may never come; a lost
+        connection resyncs on reconnecting anyway."""
         if self.cluster.connected and not (self._retry is not None and self._retry.active()):
-            self._retry = self.reactor.callLater(max(self.cluster.config.reconnect_wait, 0.5), self._resync)
+            self._retry = self.reactor.callLater(REWRITE_WAIT, self._rewrite)
+
+    def _rewrite(self) -> None:
+        if not self.synced or self._rewrites_failed >= REWRITES_BEFORE_RESYNC:
+            # The watches are gone too, or the bucket itself may be (an operator deleted it,
+            # which looks like an election to a writer): everything again, buckets made anew.
+            self._rewrites_failed = 0
+            self._resync()
+            return
+        d = self._flush()
+        d.addCallbacks(self._rewritten, self._rewrite_failed)
+
+    def _rewritten(self, _) -> None:
+        self._rewrites_failed = 0
+
+    def _rewrite_failed(self, failure) -> None:
+        self._rewrites_failed += 1
+        self._write_again_soon()
 
     def _update(self, generation: int, what: str, key: str, revision: int, value) -> None:
         if generation != self._generation or (what, key) in self._pending:
@@ -463,7 +497,7 @@ class SharedState:
                                dict(grant.claims or {}), grant.expires_at, expires_at])
         if not self._tickets_open:
             return defer.succeed(False)
-        d = self.cluster.bridge.run(_put, self._side, TICKETS, ticket_key(digest), value)
+        d = self.cluster.bridge.run(_patiently, _put, self._side, TICKETS, ticket_key(digest), value)
 
         def stored(_):
             self.counters["tickets_shared"] += 1
@@ -485,7 +519,7 @@ class SharedState:
             self.counters["tickets_unavailable"] += 1
             return defer.fail(Unavailable("this node cannot reach the cluster to check the one-time ticket; "
                                           "try again shortly"))
-        d = self.cluster.bridge.run(_take, self._side, ticket_key(digest))
+        d = self.cluster.bridge.run(_patiently, _take, self._side, ticket_key(digest))
 
         def taken(value):
             if value is None:

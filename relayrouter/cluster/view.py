@@ -473,11 +473,8 @@ class ClusterView:
     async def _prepare(self, nc, js, stored_keys: list) -> tuple[set, set]:
         """Make the bucket (idempotent); which of ``stored_keys`` a survivor took, and
         which are not there at all (the NATS server lost its store)."""
-        try:
-            kv = await js.key_value(self._bucket)
-        except js_errors.BucketNotFoundError:
-            kv = await js.create_key_value(bucket=self._bucket, history=1,
-                                           description="relayrouter: testaments of live sessions")
+        kv = await self.cluster.buckets.open(nc, js, self._bucket,
+                                             description="relayrouter: testaments of live sessions")
         self._loop_kv[self._bucket] = kv
         taken, missing = set(), set()
         for key in stored_keys:

@@ -106,11 +106,16 @@ class Node(RouterProcess):
 
     def start(self) -> None:
         """Started, connected to NATS and its shared state synced with JetStream."""
+        mark = self.start_unsynced()
+        self.wait_synced(mark)
+
+    def start_unsynced(self) -> int:
+        """Started and connected to NATS; the output line it started at."""
         mark = len(self.all_output)
         super().start()
         where = "the reactor's asyncio loop" if self.loop == "reactor" else "a loop thread"
         self.wait_output(rf"cluster: node {self.name} connected to NATS at \S+ \(client on {where}\)", 30, mark)
-        self.wait_synced(mark)
+        return mark
 
     def wait_synced(self, after: int, seconds: float = 60.0) -> None:
         """Until the node says it synced its shared state (after output line ``after``), or, on a
@@ -155,3 +160,86 @@ def stop_all(nats, nodes: dict) -> None:
     for node in nodes.values():
         node.stop()
     nats.stop()
+
+
+class NatsCluster:
+    """``size`` nats-servers with JetStream routed into one NATS cluster on free loopback
+    ports (client, monitoring, routes), each its own process and store, stopped by PID.
+    Each keeps its ports across a kill and restart, so the routes heal."""
+
+    def __init__(self, tmp_path: Path, size: int = 3, name: str = "relayrouter-test") -> None:
+        self.route_ports = [free_port() for _ in range(size)]
+        self.servers: list[NatsServer] = []
+        for i in range(size):
+            home = tmp_path / f"nats-{i}"
+            home.mkdir(exist_ok=True)
+            routes = ", ".join(f"nats-route://127.0.0.1:{p}" for j, p in enumerate(self.route_ports) if j != i)
+            config = (f'server_name: "n{i}"\n'
+                      f"jetstream {{ store_dir: \"{home / 'js'}\" }}\n"
+                      f'cluster {{ name: "{name}", listen: "127.0.0.1:{self.route_ports[i]}", '
+                      f"routes: [{routes}] }}\n")
+            server = NatsServer(home, config, jetstream=False)
+            server.name = f"nats-server n{i}"
+            server.server_name = f"n{i}"
+            self.servers.append(server)
+
+    def start(self) -> None:
+        for server in self.servers:
+            super(NatsServer, server).start()
+        for server in self.servers:
+            server.wait_for("Server is ready", 30)
+        self.wait_jetstream()
+
+    def wait_jetstream(self, seconds: float = 60.0) -> None:
+        """Until every running server sees a JetStream meta leader (the cluster can create streams)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if all(self._meta_leader(s) for s in self.servers if s.running):
+                return
+            time.sleep(0.1)
+        raise AssertionError("the NATS cluster elected no JetStream meta leader")
+
+    def wait_streams_current(self, seconds: float = 60.0) -> None:
+        """Until every stream has a leader and every replica of it is current (a rolling
+        restart's next step waits for this, as an operator's would)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if all(self._streams_current(s) for s in self.servers if s.running):
+                return
+            time.sleep(0.2)
+        raise AssertionError("the NATS cluster's streams did not all become current")
+
+    @staticmethod
+    def _streams_current(server) -> bool:
+        """Every stream this server reports has a leader, and those it leads have every
+        replica current (only a leader knows its followers' state)."""
+        url = f"http://127.0.0.1:{server.monitor}/jsz?streams=true"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                found = json.load(r)
+        except (OSError, ValueError):
+            return False
+        for account in found.get("account_details") or ():
+            for stream in account.get("stream_detail") or ():
+                cluster = stream.get("cluster") or {}
+                if not cluster.get("leader"):
+                    return False
+                if cluster["leader"] == server.server_name and any(not peer.get("current") or peer.get("offline") for peer in cluster.get("replicas") or ()):
+                    return False
+        return True
+
+    @staticmethod
+    def _meta_leader(server) -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.monitor}/jsz", timeout=2) as r:
+                return (json.load(r).get("meta_cluster") or {}).get("leader")
+        except (OSError, ValueError):
+            return None
+
+    @property
+    def urls(self) -> list[str]:
+        return [s.url for s in self.servers]
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()

@@ -1,5 +1,4 @@
-"""A client's way out to the router (a connector's, ``relayrouter tunnel``'s):
-one session, kept up forever.
+"""The connector's way out to the router: one session, kept up forever.
 
 Theory of operation
 -------------------
