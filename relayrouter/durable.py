@@ -13,8 +13,9 @@ from twisted.logger import Logger
 from .core.history import FEATURE as EVENT_HISTORY, GET_EVENTS, READ, History
 from .core.mailbox import Mailboxes, MessageIds
 from .core.procedures import AdminPolicy
+from .core.records import StoreError
 from .core.router import welcome_roles
-from .store import StoreError, open_store
+from .store import open_store
 
 log = Logger(namespace="relayrouter")
 
@@ -195,7 +196,9 @@ class Durable:
         return {b"mailbox": MailboxResource(self.mailboxes_by_realm)}
 
     def start(self) -> None:
-        """Periodic work: history and mailbox expiry."""
+        """The store's thread in a daemonized process, then periodic work: history and mailbox expiry."""
+        if self.store is not None:
+            self.store.after_fork()
         ages = [rule.max_age for h in self.histories for rule in h.rules if rule.max_age]
         ages += [rule.max_age for mbs in self.mailboxes_by_realm.values() for rule in mbs.rules if rule.max_age]
         if ages:

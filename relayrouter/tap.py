@@ -97,7 +97,7 @@ def require_extras(config: cfg.Config) -> None:
 
 def makeService(options):
     from .service import RouterService
-    from .store import StoreError
+    from .core.records import StoreError
 
     runfiles.lock_state_dir(options["parsed_config"].state_dir)
     try:

@@ -1,10 +1,10 @@
 """What every connector shares: the way out to the router, the state dir,
 the local HTTP helpers and the common options.
 
-* :class:`RouterConnection` / :class:`RouterSettings` (``router.py``): one
-  session to the router, kept up forever with jittered backoff; a refused
-  credential logged once and retried slowly.
-* :class:`Credentials`, :class:`TlsClient` (``credentials.py``).
+* :class:`RouterConnection` / :class:`RouterSettings`, :class:`Backoff`,
+  :class:`Credentials`, :class:`TlsClient`, :class:`ConfigError`: the client
+  kit, which lives on the library side (:mod:`relayrouter.client`, shared
+  with the ``relayrouter`` command) and is re-exported here.
 * :class:`StateStore` / :class:`Spool` (``state.py``): ``--state-dir``, 0700,
   SQLite key/value and durable FIFO spools written off the reactor thread.
 * :class:`JsonResource`, :class:`StatusResource`, :func:`json_error`,
@@ -14,14 +14,12 @@ the local HTTP helpers and the common options.
   with an environment variable.
 """
 
-from .backoff import Backoff
-from .credentials import Credentials, TlsClient
-from .errors import ConfigError
+from relayrouter.client import Backoff, ConfigError, Credentials, RouterConnection, RouterSettings, TlsClient
+
 from .api_token import ApiToken, load_api_token
 from .http import (HttpError, HttpService, JsonResource, JsonRoot, StatusResource, TokenGuard, json_error,
                    json_response, read_body)
 from .options import ConnectorOptions
-from .router import RouterConnection, RouterSettings
 from .state import Spool, SpoolItem, StateStore, open_state_dir
 
 __all__ = [

@@ -19,9 +19,7 @@ from twisted.python import usage
 
 from relayrouter import runfiles
 
-from .credentials import Credentials, TlsClient, load_cryptosign_key, read_secret_file
-from .errors import ConfigError
-from .router import RouterSettings
+from relayrouter.client import ConfigError, Credentials, RouterSettings, TlsClient, load_cryptosign_key, read_secret_file
 
 # name: (default, type)
 ROUTER_DEFAULTS = {

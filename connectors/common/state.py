@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from .errors import ConfigError
+from relayrouter.client import ConfigError
 
 DB_NAME = "state.sqlite3"
 SCHEMA_VERSION = 1
@@ -79,6 +79,10 @@ class StateStore:
         self._counts: dict[str, int] = {}
         self._load()
         self._queue: queue.Queue = queue.Queue()
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        self._pid = os.getpid()
         self._thread = threading.Thread(target=self._writer, name="state-writer", daemon=True)
         self._thread.start()
 
@@ -139,9 +143,26 @@ class StateStore:
 
     def _submit(self, work) -> defer.Deferred:
         """Run ``work(db)`` in a transaction on the writer thread."""
+        if self._pid != os.getpid():
+            self._after_fork()
         d = defer.Deferred()
         self._queue.put((work, d))
         return d
+
+    def _after_fork(self) -> None:
+        """twistd daemonizes (forks) after making the service, which may have opened
+        this store: the writer thread did not survive; start another, with what
+        was queued."""
+        queued = []
+        while True:
+            try:
+                queued.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        self._queue = queue.Queue()
+        for item in queued:
+            self._queue.put(item)
+        self._start_writer()
 
     def _writer(self) -> None:
         db = self._connect()

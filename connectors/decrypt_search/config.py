@@ -13,11 +13,12 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from jsonschema import exceptions as schema_exceptions
 from jsonschema import validators
 
-from connectors.common.errors import ConfigError
+from relayrouter.client.errors import ConfigError
 from relayrouter.e2e import keys as e2e_keys
 
 MATCHES = ("exact", "prefix", "wildcard")
@@ -65,6 +66,7 @@ class JwtKeyConfig:
     kid: str | None
     secret: bytes | None
     public_pem: bytes | None
+    jwks: dict | None = None  # a JWKS file's document
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class HttpAuth:
     audience: str | None = None
     issuer: str | None = None
     leeway: float = 30.0
+    jwks_url: str | None = None  # the identity provider's keys, fetched (again on an unknown kid)
+    refresh_interval: float = 60.0  # least seconds between two fetches of jwks_url
 
 
 @dataclass(frozen=True)
@@ -330,25 +334,54 @@ def _http_auth(data, base: Path) -> HttpAuth | None:
         return None
     if not isinstance(data, dict):
         raise ConfigError("http.auth: must be a table")
-    _known(data, {"algorithms", "keys", "audience", "issuer", "leeway"}, "http.auth")
+    _known(data, {"algorithms", "keys", "audience", "issuer", "leeway", "refresh_interval"}, "http.auth")
     algorithms = tuple(_str_list(data, "algorithms", "http.auth")) or ("HS256",)
-    keys = []
+    keys, urls = [], []
     for i, item in enumerate(_array(data.get("keys", []), "http.auth.keys")):
-        keys.append(_jwt_key(item, f"http.auth.keys[{i}]", base))
-    if not keys:
+        where = f"http.auth.keys[{i}]"
+        if isinstance(item, dict) and "jwks_url" in item:
+            _known(item, {"jwks_url"}, where)
+            urls.append(_jwks_url(item["jwks_url"], f"{where}.jwks_url"))
+        else:
+            keys.append(_jwt_key(item, where, base))
+    if not keys and not urls:
         raise ConfigError("http.auth.keys: at least one key to check bearer tokens with")
-    leeway = data.get("leeway", 30.0)
-    if isinstance(leeway, bool) or not isinstance(leeway, (int, float)) or leeway < 0:
-        raise ConfigError("http.auth.leeway: must be a number of seconds >= 0")
+    if len(urls) > 1:
+        raise ConfigError("http.auth.keys: at most one jwks_url")
+    kidless = [i for i, k in enumerate(keys) if k.kid is None and k.jwks is None]
+    if urls and kidless:
+        raise ConfigError(f"http.auth.keys[{kidless[0]}]: give it a kid: beside a jwks_url, a key without one "
+                          "would be tried for every token whose kid is not its own")
+    leeway = _seconds(data, "leeway", 30.0)
     return HttpAuth(algorithms, tuple(keys), _str(data, "audience", "http.auth"), _str(data, "issuer", "http.auth"),
-                    float(leeway))
+                    leeway, urls[0] if urls else None, _seconds(data, "refresh_interval", 60.0))
+
+
+def _seconds(table: dict, key: str, default: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"http.auth.{key}: must be a number of seconds >= 0")
+    return float(value)
+
+
+def _jwks_url(url, key: str) -> str:
+    """https, or http to this machine only: keys fetched in the clear could be swapped on the way."""
+    if not isinstance(url, str):
+        raise ConfigError(f"{key}: must be a URL")
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url
+    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost"):
+        return url
+    raise ConfigError(f"{key}: {url!r} must be https:// (or http:// to 127.0.0.1, ::1 or localhost)")
 
 
 def _jwt_key(item: dict, where: str, base: Path) -> JwtKeyConfig:
-    _known(item, {"kid", "secret_env", "secret_file", "public_key_file"}, where)
-    given = [k for k in ("secret_env", "secret_file", "public_key_file") if k in item]
+    _known(item, {"kid", "secret_env", "secret_file", "public_key_file", "jwks_file"}, where)
+    given = [k for k in ("secret_env", "secret_file", "public_key_file", "jwks_file") if k in item]
     if len(given) != 1:
-        raise ConfigError(f"{where}: give exactly one of secret_env, secret_file, public_key_file")
+        raise ConfigError(f"{where}: give exactly one of secret_env, secret_file, public_key_file, jwks_file, "
+                          "jwks_url")
     if "secret_env" in item:
         var = item["secret_env"]
         if not os.environ.get(var):
@@ -362,9 +395,15 @@ def _jwt_key(item: dict, where: str, base: Path) -> JwtKeyConfig:
         except e2e_keys.KeyFileError as e:
             raise ConfigError(f"{where}.secret_file: {e}") from None
     try:
-        return JwtKeyConfig(item.get("kid"), None, path.read_bytes())
+        text = path.read_bytes()
     except OSError as e:
-        raise ConfigError(f"{where}.public_key_file: cannot read {path}: {e.strerror}") from None
+        raise ConfigError(f"{where}.{given[0]}: cannot read {path}: {e.strerror}") from None
+    if "jwks_file" in item:
+        try:
+            return JwtKeyConfig(item.get("kid"), None, None, json.loads(text))
+        except ValueError as e:
+            raise ConfigError(f"{where}.jwks_file: {path} is not JSON: {e}") from None
+    return JwtKeyConfig(item.get("kid"), None, text)
 
 
 def _reports(data, index: tuple) -> tuple:

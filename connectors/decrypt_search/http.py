@@ -6,6 +6,7 @@
 | ``GET /records/<id>`` | search | one record, 404 if none |
 | ``GET /analytics?by=&bucket=&from=&to=&field.op=`` | search | ``{"buckets": [{"start", "value", "count"}], ...}`` |
 | ``GET /reports/<name>?from=&to=&q=&field.op=`` | search | ``{"name", "groups": [{"start"?, <by>..., <metrics>}]}`` |
+| ``GET /feed?q=&field.op=&after=`` | search | Server-Sent Events, one per record committed (``feed.py``) |
 | ``GET /quarantine?reason=&limit=&before=`` | quarantine | ``{"entries": [...], "next_before"}`` |
 | ``POST /publish`` ``{"topic", "document", "recipients"?}`` | publish | ``{"publication", "message_id", ...}`` |
 | ``GET /status`` | status | counters, router state, store counts |
@@ -19,6 +20,7 @@ from connectors.common.http import HttpError, HttpService, JsonResource, JsonRoo
 
 from . import query
 from .bearer import Bearer
+from .feed import FeedResource
 from .service import NotConnected
 
 
@@ -30,19 +32,16 @@ class Endpoint(JsonResource):
         self.api = api
         self.bearer = bearer
 
-    def authorized(self, request) -> None:
-        self.bearer.claims(request, self.scope)
+    def authorized(self, request):
+        return self.bearer.claims(request, self.scope)
 
 
 def _guard(method):
     """Authorize, run, and turn our errors into HTTP ones."""
 
     def render(self, request):
-        self.authorized(request)
-        try:
-            d = defer.maybeDeferred(method, self, request)
-        except query.QueryError as e:
-            raise HttpError(400, e.message)
+        d = defer.maybeDeferred(self.authorized, request)  # a Deferred while a JWKS is fetched
+        d.addCallback(lambda _: method(self, request))
         return d.addErrback(_translate)
 
     return render
@@ -123,8 +122,14 @@ class Status(Endpoint):
 
 
 ENDPOINTS = {b"search": Search, b"records": Records, b"analytics": Analytics, b"reports": Reports,
-             b"quarantine": Quarantine,
+             b"feed": FeedResource, b"quarantine": Quarantine,
              b"publish": Publish, b"status": Status}
+
+
+def _reactor():
+    from twisted.internet import reactor
+
+    return reactor
 
 
 def make_root(api, bearer: Bearer) -> JsonRoot:
@@ -136,5 +141,7 @@ def make_root(api, bearer: Bearer) -> JsonRoot:
 
 def http_services(config, api, reactor=None) -> list:
     bearer = Bearer(config.http_auth) if config.http_auth else None
+    if bearer is not None:
+        (reactor or _reactor()).callWhenRunning(bearer.start)
     return [HttpService(listen, make_root(api, bearer), name="decrypt-search", reactor=reactor)
             for listen in config.http_listen]

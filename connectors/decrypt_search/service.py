@@ -29,6 +29,7 @@ from relayrouter import e2e, httpinput
 from relayrouter.e2e.wamp import publish_envelope
 
 from . import query
+from .feed import Feed
 from .hooks import HookContext, Hooks
 from .hooks import load as load_hooks
 from .ingest import INTERNAL_ERROR, Ingestor, Quarantined
@@ -159,6 +160,7 @@ class Replicator:
         self.ingestor = ingestor
         self.db = db
         self.hooks = hooks
+        self.feed = None  # the live feed, offered each committed batch
         self.reactor = reactor
         self.recent = RecentIds()
         self.workers = Workers(ingestor, reactor)
@@ -311,6 +313,8 @@ class Replicator:
                 log.warn("quarantined publication {publication} on {topic}: {reason}: {message} "
                          "({n} so far for this reason; GET /quarantine lists them)", publication=q.publication,
                          topic=q.topic, reason=q.reason, message=q.message, n=seen)
+        if self.feed is not None:
+            self.feed.publish(result.stored)
         for record_id, record in result.stored:
             self.hooks.run(record.as_dict(record_id))
         self._pump()
@@ -367,6 +371,7 @@ class Api:
         self.replicator = replicator
         self.router = router
         self.hooks = hooks
+        self.feed = None
 
     def search(self, params: dict) -> defer.Deferred:
         return self.db.read("search", query.parse_search(params, self.config))
@@ -433,7 +438,7 @@ class Api:
         return {"organisation": self.config.org, "encryption_kid": self.keys.public.encryption_kid,
                 "signing_kid": self.keys.public.signing_kid, "router": self.router.describe(),
                 "store": {"backend": self.config.store_backend, **counts}, "replication": self.replicator.describe(),
-                "hooks": self.hooks.describe()}
+                "hooks": self.hooks.describe(), "feed": self.feed.describe() if self.feed else None}
 
 
 class NotConnected(Exception):
@@ -512,8 +517,10 @@ class DecryptSearch(service.MultiService):
         functions = hook_functions if hook_functions is not None else load_hooks(config.hooks)
         self.hooks = Hooks(functions, HookContext(self._hook_publish))
         self.replicator = Replicator(config, self.ingestor, self.db, self.hooks, reactor)
+        self.feed = self.replicator.feed = Feed(self.db, config, reactor)
         self.router = router_factory(on_join=self._joined, on_leave=self.replicator.left)
         self.api = Api(config, keys, self.db, self.replicator, self.router, self.hooks)
+        self.api.feed = self.feed
         self.procedures = Procedures(self.api, config.procedures) if config.procedures else None
         self.ready = defer.Deferred()
         self.http = http_factory(self.api) if http_factory else []
@@ -532,6 +539,7 @@ class DecryptSearch(service.MultiService):
     def startService(self) -> None:
         super().startService()
         self.replicator.workers.start()
+        self.feed.start()
         d = self.db.start()
         d.addCallback(lambda _: self.router.setServiceParent(self))
         d.addCallbacks(lambda _: self.ready.callback(None), self._store_failed)
@@ -546,6 +554,7 @@ class DecryptSearch(service.MultiService):
 
     @defer.inlineCallbacks
     def stopService(self):
+        self.feed.stop()
         yield super().stopService()
         yield self.replicator.drain()
         self.replicator.workers.stop()

@@ -80,7 +80,8 @@ class Dialect:
         at most RARE, their rowids drive the query and the matches are sorted; up to the bound,
         the order index drives and each row is looked up in the set of matches, built once;
         more, and the order index drives and each candidate that passes the other conditions is
-        checked against the FTS index, which stops after a few rows.  The bound weighs building
+        checked against the FTS index, which stops after a few rows (plain words only: a prefix
+        or a phrase always takes the set, a check of one costing milliseconds).  The bound weighs building
         the set (about 0.4 us per match) against checking candidates (about 20 us each, and
         limit x records / matches of them): sqrt(COMMON_FACTOR x records x limit), 10,000 matches
         at 100,000 records, 32,000 at 1,000,000.  No plan collects 80,000 matches to return 20
@@ -95,11 +96,17 @@ class Dialect:
         if matches <= RARE:
             cur.execute("SELECT rowid FROM records_fts WHERE records_fts MATCH ?", (match,))
             return "r.id IN (SELECT value FROM json_each(?))", json.dumps([row[0] for row in cur.fetchall()]), False
-        if matches <= common:
+        if matches <= common or any(t.prefix or t.phrase for t in terms):
+            # a prefix or a phrase costs milliseconds per record to check (a prefix is expanded each
+            # time), more than building the set of its matches once
             # "+" keeps SQLite from driving the query by the set: it is only looked up
             return "+r.id IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)", match, False
-        return "EXISTS (SELECT 1 FROM records_fts f WHERE records_fts MATCH ? AND f.rowid = r.id)", match, True
+        return self.text_per_row(terms)[0], match, True
 
+
+    def text_per_row(self, terms) -> tuple:
+        """(clause, parameter): the text checked for each record of a few."""
+        return "EXISTS (SELECT 1 FROM records_fts f WHERE records_fts MATCH ? AND f.rowid = r.id)", fts5_match(terms)
 
     def text_set(self, terms) -> tuple:
         """(clause, parameter): the records matching the text, for aggregates over all of them."""
@@ -120,6 +127,8 @@ class PostgresDialect(Dialect):
 
     def text_set(self, terms) -> tuple:
         return "r.tsv @@ to_tsquery('simple', ?)", pg_tsquery(terms)
+
+    text_per_row = text_set
 
     def text_filter(self, terms, cur, limit: int) -> tuple:
         return "r.tsv @@ to_tsquery('simple', ?)", pg_tsquery(terms), False
@@ -432,6 +441,30 @@ class Store:
                    for start, value, count in cur.fetchall()]
         return {"by": a.by, "bucket": a.bucket_name, "from": a.start, "to": a.end, "buckets": buckets,
                 "total": sum(b["count"] for b in buckets)}
+
+    def after(self, conn, conditions: tuple, terms: tuple, after: int, limit: int) -> list:
+        """The records after id ``after`` that pass the filters, in id order (the live feed's replay)."""
+        cur = conn.cursor()
+        where, params = self._conditions(conditions)
+        where.append("r.id > ?")
+        params.append(after)
+        if terms:
+            clause, match, _ = self.dialect.text_filter(terms, cur, limit)
+            where.append(clause)
+            params.append(match)
+        cur.execute(self.dialect.sql(
+            "SELECT r.id, r.publication, r.topic, r.message_id, r.sender, r.created, r.received, r.document "
+            f"FROM records r WHERE {' AND '.join(where)} ORDER BY r.id LIMIT {int(limit)}"), params)
+        return [_record(row) for row in cur.fetchall()]
+
+    def text_matches(self, conn, terms: tuple, ids: list) -> set:
+        """Which of the records ``ids`` match the text (the live feed's check of a committed batch)."""
+        clause, match = self.dialect.text_per_row(terms)
+        marks = ", ".join("?" for _ in ids)
+        cur = conn.cursor()
+        cur.execute(self.dialect.sql(f"SELECT r.id FROM records r WHERE r.id IN ({marks}) AND {clause}"),
+                    list(ids) + [match])
+        return {row[0] for row in cur.fetchall()}
 
     def report(self, conn, rq: ReportQuery) -> dict:
         """A configured report: its metrics per group (time bucket of created, then the by fields)."""

@@ -13,7 +13,7 @@ import os
 from twisted.python import usage
 
 from connectors.common import ConnectorOptions, RouterConnection, open_state_dir
-from connectors.common.errors import ConfigError
+from relayrouter.client.errors import ConfigError
 from relayrouter import extras, runfiles
 from relayrouter.e2e import keys as e2e_keys
 

@@ -501,7 +501,7 @@ class _TlsListener(service.Service):
         from twisted.protocols.tls import TLSMemoryBIOFactory
         from twisted.web import server
 
-        from connectors.common.credentials import check_private_file
+        from relayrouter.client.credentials import check_private_file
 
         check_private_file(config.device_tls_key, "--device-tls-key")
         with open(config.device_tls_cert, "rb") as f:

@@ -10,7 +10,7 @@ import os
 from twisted.python import usage
 
 from connectors.common import ConfigError, ConnectorOptions
-from connectors.common.credentials import read_secret_file
+from relayrouter.client.credentials import read_secret_file
 from relayrouter import extras, runfiles
 
 from .dojot_filter import COMPAT_MODES

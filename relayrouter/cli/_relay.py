@@ -22,8 +22,8 @@ def add_token_arguments(parser, env_prefix: str) -> None:
 def token_source(args):
     """A function returning the current token (a file is re-read on every call)."""
     if args.token_file:
-        from connectors.common.credentials import check_private_file
-        from connectors.common.errors import ConfigError
+        from relayrouter.client.credentials import check_private_file
+        from relayrouter.client.errors import ConfigError
 
         path = args.token_file
         try:

@@ -177,7 +177,7 @@ class _TcpProtocol(protocol.Protocol):
 
 class TcpSource:
     def __init__(self, host: Host, address: str, port: int) -> None:
-        from connectors.common.backoff import Backoff
+        from relayrouter.client.backoff import Backoff
 
         self.host = host
         self.address, self.port = address, port
@@ -220,7 +220,7 @@ class WebSocketSource:
     """A local WebSocket server (the seed's host forwards those too)."""
 
     def __init__(self, host: Host, url: str) -> None:
-        from connectors.common.backoff import Backoff
+        from relayrouter.client.backoff import Backoff
 
         self.host = host
         self.url = url

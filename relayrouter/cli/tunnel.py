@@ -37,9 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from connectors.common.credentials import Credentials
-    from connectors.common.errors import ConfigError
-    from connectors.common.router import RouterSettings
+    from relayrouter.client.credentials import Credentials
+    from relayrouter.client.errors import ConfigError
+    from relayrouter.client.router import RouterSettings
 
     for name in ("router", "realm", "name"):
         if not getattr(args, name):
@@ -74,7 +74,7 @@ def _target(args) -> tuple[str, int]:
 def _host(settings, args, target) -> None:
     from twisted.internet import reactor
 
-    from connectors.common.router import RouterConnection
+    from relayrouter.client.router import RouterConnection
 
     from ..relay.tunnel import TunnelHost
 
@@ -85,7 +85,7 @@ def _host(settings, args, target) -> None:
 def _client(settings, args, done) -> None:
     from twisted.internet import endpoints, protocol, reactor, stdio
 
-    from connectors.common.router import RouterConnection
+    from relayrouter.client.router import RouterConnection
 
     from ..relay.tunnel import LocalConnection, TunnelClient
 

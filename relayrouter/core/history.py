@@ -32,7 +32,7 @@ from .matching import EXACT, MATCH_POLICIES, UriIndex
 from .meta import iso8601
 from .procedures import PENDING, ProcedureError
 from .uri import pattern_problem
-from ..store.records import HistoryQuery, StoredEvent, StoreError, UnknownPublication
+from .records import HistoryQuery, StoredEvent, StoreError, UnknownPublication
 
 GET_EVENTS = "wamp.subscription.get_events"
 READ = "relayrouter.history.read"

@@ -50,7 +50,7 @@ from autobahn.wamp import message as m
 
 from . import errors
 from .procedures import PENDING, AdminPolicy, ProcedureError
-from ..store.records import COUNTERS, MailboxMessage, StoreError
+from .records import COUNTERS, MailboxMessage, StoreError
 
 TAKE = "relayrouter.mailbox.take"
 ACK = "relayrouter.mailbox.ack"

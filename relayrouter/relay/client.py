@@ -5,7 +5,7 @@ the client opens that WebSocket and exchanges plain text and binary frames.
 It works against relayrouter's raw relay and against the seed's own relay.
 :class:`Reconnecting` keeps one such connection up forever: after a failure
 it waits with the connector base's jittered exponential backoff
-(``connectors.common.backoff``), a refusal (HTTP 4xx) is logged once and
+(``relayrouter.client.backoff``), a refusal (HTTP 4xx) is logged once and
 retried at the maximum delay.  (The connector base's RouterConnection is
 for WAMP sessions; this is its counterpart for the seed's raw streams.)
 
@@ -23,7 +23,7 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from connectors.common.backoff import Backoff
+from relayrouter.client.backoff import Backoff
 
 log = Logger(namespace="relayrouter.relay.client")
 

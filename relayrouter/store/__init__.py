@@ -1,9 +1,9 @@
 """What the router persists, behind narrow interfaces.
 
-* :mod:`.records`: the durable store's interface and values (history,
-  mailboxes); backends :mod:`.sql` over :mod:`.sqlite` (the embedded
-  default, a file in the state directory) or :mod:`.postgres`, and
-  :mod:`.memory` for tests.  All writes go through one writer thread per
+* Backends of the durable store, whose interface and values (history,
+  mailboxes) belong to the core (:mod:`relayrouter.core.records`):
+  :mod:`.sql` over :mod:`.sqlite` (the embedded default, a file in the state
+  directory) or :mod:`.postgres`, and :mod:`.memory` for tests.  All writes go through one writer thread per
   database in group commits (:mod:`.writer`): nothing here runs on the
   reactor thread's publish/call path.
 * :mod:`.denylist`: the deny list's own small SQLite file, read at start and
@@ -13,7 +13,7 @@
 from pathlib import Path
 from typing import Callable
 
-from .records import Store, StoreError  # noqa: F401 (the package's API)
+from ..core.records import Store, StoreError  # noqa: F401 (the package's API)
 
 
 def open_store(storage, state_dir: str | Path, deliver: Callable) -> "Store":

@@ -8,8 +8,8 @@ between submitting work and its being durable.
 from dataclasses import replace
 
 from ..core.matching import EXACT
-from .records import (HistoryPage, HistoryQuery, MailboxMessage, MailboxState, StoredEvent,
-                      UnknownPublication, wanted)
+from ..core.records import (HistoryPage, HistoryQuery, MailboxMessage, MailboxState, StoredEvent,
+                            UnknownPublication, wanted)
 
 
 class MemoryStore:
@@ -31,6 +31,9 @@ class MemoryStore:
 
     def close(self) -> None:
         self.flush()
+
+    def after_fork(self) -> None:
+        pass
 
     def flush(self) -> None:
         held, self.held = self.held, []

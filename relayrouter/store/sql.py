@@ -22,8 +22,8 @@ from typing import Callable
 import cbor2
 
 from ..core.matching import EXACT
-from .records import (COUNTERS, HistoryPage, HistoryQuery, MailboxMessage, MailboxState,
-                      StoredEvent, StoreError, UnknownPublication, wanted)
+from ..core.records import (COUNTERS, HistoryPage, HistoryQuery, MailboxMessage, MailboxState,
+                            StoredEvent, StoreError, UnknownPublication, wanted)
 from .writer import Writer
 
 SCHEMA_VERSION = 3
@@ -56,7 +56,7 @@ def _decode(blob) -> list:
 
 
 class SqlStore:
-    """:class:`~relayrouter.store.records.Store` over a :class:`Dialect`."""
+    """:class:`~relayrouter.core.records.Store` over a :class:`Dialect`."""
 
     def __init__(self, dialect: Dialect, deliver: Callable, max_batch: int = 4096) -> None:
         self.dialect = dialect
@@ -73,6 +73,9 @@ class SqlStore:
 
     def close(self) -> None:
         self.writer.close()
+
+    def after_fork(self) -> None:
+        self.writer.after_fork()
 
     def schema_version(self) -> int:
         return self.writer.call(_version)

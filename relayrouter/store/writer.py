@@ -18,6 +18,7 @@ transaction of its own, so one bad item fails alone; if the commit itself
 fails (disk full, server gone), every item of the group gets the error.
 """
 
+import os
 import queue
 import threading
 import time
@@ -26,7 +27,7 @@ from typing import Any, Callable
 from twisted.logger import Logger
 
 from ..core.stats import Histogram
-from .records import StoreError
+from ..core.records import StoreError
 
 log = Logger(namespace="relayrouter.store")
 
@@ -43,6 +44,7 @@ class Writer:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._pid: int | None = None  # the process that started the thread
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self.failures = 0  # work that failed, done callback or not
@@ -60,6 +62,7 @@ class Writer:
         def first(connection):
             result.append(setup(connection))
 
+        self._pid = os.getpid()
         self._thread = threading.Thread(target=self._main, args=(first,),
                                         name=f"relayrouter-store-{self.name}", daemon=True)
         self._thread.start()
@@ -67,6 +70,25 @@ class Writer:
         if self._startup_error is not None:
             raise self._startup_error
         return result[0] if result else None
+
+    def after_fork(self) -> None:
+        """In a process forked since :meth:`start`, where the thread is gone: a
+        new thread on a connection of its own (the old one is left untouched,
+        as a database connection must not be used across a fork), taking the
+        work queued so far."""
+        if self._thread is None or self._pid == os.getpid():
+            return
+        queued = []
+        while True:
+            try:
+                queued.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        self._queue = queue.SimpleQueue()
+        for item in queued:
+            self._queue.put(item)
+        self._ready = threading.Event()
+        self.start(lambda connection: None)
 
     def submit(self, kind: str, argument: Any, done: Callable | None = None) -> None:
         self._queue.put((kind, argument, done))

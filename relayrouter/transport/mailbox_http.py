@@ -27,7 +27,7 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from ..core import mailbox as mb
-from ..store.records import StoreError
+from ..core.records import StoreError
 
 log = Logger(namespace="relayrouter.http")
 

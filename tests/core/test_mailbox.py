@@ -7,7 +7,7 @@ from relayrouter.core.auth import Accept
 from relayrouter.core.mailbox import MailboxRule, Mailboxes, MessageIds
 from relayrouter.core.procedures import AdminPolicy
 from relayrouter.store.memory import MemoryStore
-from relayrouter.store.records import StoreError
+from relayrouter.core.records import StoreError
 from relayrouter.testing import ALL_ROLES, FakeClock, connect, make_router
 
 PUBLISH, CALL, CANCEL = 16, 48, 49

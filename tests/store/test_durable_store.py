@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from relayrouter.store.records import (HistoryQuery, MailboxMessage, StoredEvent, StoreError,
+from relayrouter.core.records import (HistoryQuery, MailboxMessage, StoredEvent, StoreError,
                                        UnknownPublication)
 from relayrouter.store.sql import SCHEMA_VERSION, SqlStore
 from relayrouter.store.sqlite import SqliteDialect

@@ -132,7 +132,9 @@ class World:
         return self.keys[name].public
 
 
-def connector_toml(world: World, me: str, extra: str = "", schema_file="order.schema.json", topic_options="") -> str:
+def connector_toml(world: World, me: str, extra: str = "", schema_file="order.schema.json", topic_options="",
+                   http_auth="") -> str:
+    """``http_auth``: the [http.auth] table in place of the HMAC secret's (``world.jwt_secret_file``)."""
     peers = "".join(f'\n[[peers]]\npublic_file = "{world.dir / (name + ".pub")}"\n'
                     for name in world.keys if name != me)
     return f"""
@@ -173,10 +175,7 @@ path = "ship.city"
 [http]
 listen = "tcp:0:interface=127.0.0.1"
 [http.auth]
-algorithms = ["HS256"]
-audience = "decrypt-search"
-[[http.auth.keys]]
-secret_file = "{world.jwt_secret_file}"
+{http_auth or _HMAC_AUTH.format(secret=world.jwt_secret_file)}
 
 [wamp]
 procedures = "com.{me}.records"
@@ -184,14 +183,21 @@ procedures = "com.{me}.records"
 """
 
 
+_HMAC_AUTH = """algorithms = ["HS256"]
+audience = "decrypt-search"
+[[http.auth.keys]]
+secret_file = "{secret}"
+"""
+
+
 class Connector(Child):
     def __init__(self, tmp_path, world: World, me: str, router: RouterProcess, extra: str = "", env=None,
-                 args=(), pythonpath=None, topic_options: str = "") -> None:
+                 args=(), pythonpath=None, topic_options: str = "", http_auth: str = "") -> None:
         self.dir = tmp_path / f"connector-{me}"
         self.dir.mkdir(exist_ok=True)
         config = self.dir / "decrypt-search.toml"
         (self.dir / "order.schema.json").write_text(json.dumps(ORDER_SCHEMA))
-        config.write_text(connector_toml(world, me, extra, topic_options=topic_options))
+        config.write_text(connector_toml(world, me, extra, topic_options=topic_options, http_auth=http_auth))
         base_env = {"DECRYPT_SEARCH_TICKET": TICKETS[me], **(env or {})}
         super().__init__(f"decrypt-search-{me}", twistd(
             "decrypt-search", "--config", config, "--router", router.ws_url, "--realm", "trade",

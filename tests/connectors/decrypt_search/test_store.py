@@ -275,3 +275,16 @@ def test_report_definitions_are_checked_at_start(report, message):
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         make_config("acme", KEYS, reports=[report])
+
+
+def test_the_feeds_reads_records_after_an_id_and_text_of_a_batch(filled):
+    """What the live feed asks the store: its replay (id order, filters) and a batch's text check."""
+    store, _, reader = filled
+    everything = store.after(reader, (), (), 0, 100)
+    ids = [r["id"] for r in everything]
+    assert [r["document"]["order"] for r in everything] == [1, 2, 3, 4, 5, 6] and ids == sorted(ids)
+    blue = query.parse_search({"q": "blue", "amount.gte": "10"}, CONFIG)
+    assert [r["document"]["order"] for r in store.after(reader, blue.conditions, blue.terms, ids[2], 100)] == [5, 6]
+    assert [r["document"]["order"] for r in store.after(reader, (), (), ids[0], 2)] == [2, 3]
+    assert store.text_matches(reader, query.parse_q("vase"), ids) == {ids[0], ids[2], ids[5]}
+    assert store.text_matches(reader, query.parse_q('"blue vase"'), ids[:3]) == {ids[0]}

@@ -1,4 +1,5 @@
-"""The connector's way out to the router: one session, kept up forever.
+"""A client's way out to the router (a connector's, ``relayrouter tunnel``'s):
+one session, kept up forever.
 
 Theory of operation
 -------------------

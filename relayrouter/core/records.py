@@ -1,4 +1,7 @@
-"""What the durable store keeps, as plain values, and the store's interface.
+"""What the core keeps in the durable store, as plain values, and the
+interface (:class:`Store`) it needs from it: the core owns both, the
+backends in :mod:`relayrouter.store` implement the interface and import this
+module, never the reverse.
 
 Theory of operation
 -------------------
@@ -18,7 +21,7 @@ before an ack is durable before it.
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from ..core.matching import EXACT, pattern_matches
+from .matching import EXACT, pattern_matches
 
 Done = Callable[[Any], None]
 
@@ -124,6 +127,10 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Finish what was submitted, then release everything. Blocking."""
+
+    def after_fork(self) -> None:
+        """Go on in a process forked since :meth:`start` (twistd daemonizes after
+        making the service, and threads do not survive a fork)."""
 
     # history
     def history_append(self, event: StoredEvent, keep: int) -> None:
