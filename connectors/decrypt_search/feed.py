@@ -166,10 +166,9 @@ class Feed:
         for follower in list(self.followers):
             follower.close()
 
-    def publish(self, stored: list) -> None:
-        """Called right after a commit with its (record id, Record) pairs."""
+    def publish(self, stored: list, committed: float) -> None:
+        """Called after a commit (``committed``: its time.perf_counter()) with its (record id, Record) pairs."""
         if stored and self.followers:
-            committed = time.perf_counter()
             for follower in list(self.followers):
                 follower.offer(stored, committed)
 

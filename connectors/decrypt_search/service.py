@@ -314,7 +314,7 @@ class Replicator:
                          "({n} so far for this reason; GET /quarantine lists them)", publication=q.publication,
                          topic=q.topic, reason=q.reason, message=q.message, n=seen)
         if self.feed is not None:
-            self.feed.publish(result.stored)
+            self.feed.publish(result.stored, result.committed)
         for record_id, record in result.stored:
             self.hooks.run(record.as_dict(record_id))
         self._pump()

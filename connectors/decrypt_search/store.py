@@ -35,6 +35,7 @@ import math
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 
 from .config import BUILTIN_FIELDS, Config
@@ -57,6 +58,7 @@ class WriteResult:
     stored: list  # (record id, Record) for each record committed
     quarantined: list  # Quarantined committed
     skipped: int  # publications already stored (catch-up overlapping live events)
+    committed: float = 0.0  # time.perf_counter() right after the commit (the live feed's latency starts here)
 
 
 class Dialect:
@@ -303,6 +305,7 @@ class Store:
             for subscription, publication in cursors.items():
                 cur.execute(sql, (subscription, publication, now))
             conn.commit()
+            result.committed = time.perf_counter()
         except BaseException:
             conn.rollback()
             raise
