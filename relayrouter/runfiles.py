@@ -6,7 +6,8 @@ side, as the documentation does:
 * twistd's pid file defaults to ``<plugin>.pid`` (twistd's own default,
   ``twistd.pid``, is shared by every plugin: the second process would stop
   with "Another twistd server is running"), its log file, when daemonized,
-  to ``<plugin>.log``; ``--pidfile`` and ``--logfile`` still name others;
+  to the pid file's name with ``.log`` (``<plugin>.log``, ``gw.log`` for
+  ``--pidfile gw.pid``); ``--pidfile`` and ``--logfile`` still name others;
 * each state directory defaults to a name of its own
   (``relayrouter-state``, ``iot-agent-state``, ...) and is locked while a
   process uses it, so a second process given the same one stops at start
@@ -29,7 +30,10 @@ def own_twistd_files(server_options, plugin: str) -> None:
     if server_options.get("pidfile") == TWISTD_PIDFILE:
         server_options["pidfile"] = f"{plugin}.pid"
     if not (server_options.get("logfile") or server_options.get("nodaemon") or server_options.get("syslog")):
-        server_options["logfile"] = f"{plugin}.log"
+        # Named after the pid file, so that a second process of a plugin given its own
+        # pid file (gw.pid) logs on its own too (gw.log).
+        pidfile = server_options.get("pidfile")
+        server_options["logfile"] = (os.path.splitext(pidfile)[0] if pidfile else plugin) + ".log"
 
 
 def lock_state_dir(path: str, option: str = "--state-dir") -> None:
