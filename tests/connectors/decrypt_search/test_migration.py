@@ -1,12 +1,11 @@
 """A store made before schema versions were kept (version 1) is migrated in place at start.
 
 The fixtures were written by that connector's own store code (``fixtures/``: a SQLite file and a
-``pg_dump`` of a PostgreSQL store, each with the six records of test_store.py and one quarantined
+``pg_dump --inserts`` of a PostgreSQL store, each with the six records of test_store.py and one quarantined
 entry, cursor at publication 107), so this is what an existing installation has on disk."""
 
 import shutil
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -70,8 +69,10 @@ def test_a_version_1_sqlite_store_is_migrated_in_place(tmp_path):
 
 def test_a_version_1_postgresql_store_is_migrated_in_place():
     with own_database("ds_migrate") as dsn:
-        subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", str(FIXTURES / "store-v1.postgresql.sql")],
-                       check=True, capture_output=True)
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:  # pg_dump --inserts: plain statements
+            conn.execute((FIXTURES / "store-v1.postgresql.sql").read_text())
         check_migrated(postgres_store(CONFIG, dsn))
 
 
