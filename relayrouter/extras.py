@@ -15,6 +15,7 @@ EXTRAS = {
     "decrypt-search": ("jsonschema",),
     "cluster": ("nats", "nkeys"),
     "postgresql": ("psycopg",),
+    "didcomm": ("aries_askar",),
 }
 
 

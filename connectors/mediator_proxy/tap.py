@@ -12,7 +12,7 @@ import os
 
 from twisted.python import usage
 
-from relayrouter import runfiles
+from relayrouter import extras, runfiles
 
 from ..common import ConfigError, ConnectorOptions, StateStore, load_api_token
 from ..common.state import open_state_dir
@@ -65,7 +65,12 @@ class Options(ConnectorOptions, usage.Options):
                                        " once in <state-dir>/api-token."],
     ]
 
+    subCommands = [["didcomm", None, lambda: _didcomm_options(), "DIDComm mode: in place of Indicio's proxy-mediator"
+                                                       " (options and environment named as there)."]]
+
     def build(self) -> None:
+        if self.subCommand == "didcomm":
+            return  # the subcommand's options are all it needs
         persisted = _remembered_options(self._state_dir())
         self.resolve(persisted)
         self.require_above_zero("max-attempts", "max-inflight", "agent-timeout", "agent-retry-initial",
@@ -121,6 +126,19 @@ def _remembered_options(state_dir: str) -> dict:
         store.close()
 
 
+def _didcomm_options():
+    extras.require("twistd mediator-proxy didcomm", "didcomm")
+    from .didcomm.tap import DidcommOptions
+
+    return DidcommOptions()
+
+
 def makeService(options):
+    if options.subCommand == "didcomm":
+        from .didcomm.service import DidcommProxy
+
+        config = options.subOptions["config"]
+        runfiles.lock_state_dir(config.state_dir)
+        return DidcommProxy(config)
     runfiles.lock_state_dir(options["state-dir"])
     return MediatorProxy(options["config"], remembered=options["remembered"])

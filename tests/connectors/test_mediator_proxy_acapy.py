@@ -91,13 +91,15 @@ class Webhooks:
 class AcaPy(Child):
     """One ACA-Py agent: askar wallet under its own HOME, no ledger, HTTP in and out."""
 
-    def __init__(self, label: str, home, endpoint: str, inbound_port: int, webhooks: Webhooks) -> None:
+    def __init__(self, label: str, home, endpoint: str, inbound_port: int, webhooks: Webhooks,
+                 extra=()) -> None:
         self.admin_port = free_port()
         self.inbound_port = inbound_port
         home.mkdir(exist_ok=True)
         super().__init__(f"aca-py {label}", [
             ACAPY, "start", "--label", f"agent-{label}", "--inbound-transport", "http", "127.0.0.1",
-            str(inbound_port), "--outbound-transport", "http", "--endpoint", endpoint,
+            str(inbound_port), "--outbound-transport", "http", "--endpoint",
+            *([endpoint] if isinstance(endpoint, str) else endpoint), *extra,
             "--admin", "127.0.0.1", str(self.admin_port), "--admin-insecure-mode", "--no-ledger",
             "--wallet-type", "askar", "--wallet-name", f"wallet-{label}", "--wallet-key", f"key-{label}",
             "--auto-provision", "--auto-accept-invites", "--auto-accept-requests", "--auto-ping-connection",

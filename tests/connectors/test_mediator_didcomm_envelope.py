@@ -1,0 +1,123 @@
+"""DIDComm v1 envelopes and the DIDComm mode's options, against ACA-Py's own packer.
+
+The interop cases run ACA-Py 0.12.8's ``aries_cloudagent.askar.didcomm.v1``
+in its own virtualenv: what it packs we open, and what we pack it opens,
+Authcrypt (the sender's key recovered) and Anoncrypt.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from connectors.mediator_proxy.didcomm import envelope, messages
+
+from .processes import Child, twistd
+from .test_mediator_proxy_acapy import ACAPY
+
+ACAPY_PYTHON = os.path.join(os.path.dirname(ACAPY), "python")
+
+ACAPY_SIDE = r"""
+import asyncio, json, sys
+from aries_askar import Key, KeyAlg, Store
+from aries_cloudagent.askar.didcomm.v1 import pack_message, unpack_message
+from aries_cloudagent.wallet.util import bytes_to_b58
+
+async def main():
+    given = json.loads(sys.stdin.read())
+    theirs = Key.from_secret_bytes(KeyAlg.ED25519, bytes.fromhex(given["secret"]))
+    their_vk = bytes_to_b58(theirs.get_public_bytes())
+    packed = pack_message([given["ours"]], theirs if given["auth"] else None, b'{"from": "aca-py"}')
+    store = await Store.provision("sqlite://:memory:", "raw", Store.generate_raw_key(), recreate=True)
+    async with store.session() as session:
+        await session.insert_key(their_vk, theirs)
+        message, recipient, sender = await unpack_message(session, given["envelope"].encode())
+    print(json.dumps({"packed": packed.decode(), "their_vk": their_vk, "opened": json.loads(message),
+                      "recipient": recipient, "sender": sender}))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("authcrypt", [True, False])
+def test_envelopes_interoperate_with_acapy(authcrypt):
+    if not os.access(ACAPY_PYTHON, os.X_OK):
+        pytest.skip(f"ACA-Py's virtualenv not found ({ACAPY_PYTHON})")
+    ours, theirs = envelope.new_key(), envelope.new_key()
+    their_vk = envelope.verkey(theirs)
+    sent = envelope.pack({"from": "relayrouter"}, [their_vk], ours if authcrypt else None)
+    given = {"secret": theirs.get_secret_bytes().hex(), "ours": envelope.verkey(ours), "auth": authcrypt,
+             "envelope": sent.decode()}
+    result = subprocess.run([ACAPY_PYTHON, "-c", ACAPY_SIDE], input=json.dumps(given), capture_output=True,
+                            text=True, timeout=120, env={"PATH": os.environ.get("PATH", "")})
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.splitlines()[-1])
+    assert answer["opened"] == {"from": "relayrouter"} and answer["recipient"] == their_vk
+    assert answer["sender"] == (envelope.verkey(ours) if authcrypt else None)
+    opened = envelope.unpack(answer["packed"].encode(), {envelope.verkey(ours): ours})
+    assert opened.message == {"from": "aca-py"} and opened.recipient == envelope.verkey(ours)
+    assert opened.sender == (their_vk if authcrypt else None)
+
+
+def test_a_tampered_or_foreign_envelope_is_refused_by_name():
+    ours, stranger = envelope.new_key(), envelope.new_key()
+    packed = json.loads(envelope.pack({"a": 1}, [envelope.verkey(ours)], stranger))
+    packed["ciphertext"] = envelope.b64url(b"x" + envelope.from_b64url(packed["ciphertext"])[1:])
+    cases = {b"not json": "not a DIDComm v1 envelope",
+             json.dumps(packed).encode(): "cannot open the envelope",
+             envelope.pack({"a": 1}, [envelope.verkey(stranger)]): "packed for none of our keys"}
+    for body, message in cases.items():
+        with pytest.raises(envelope.EnvelopeError, match=message):
+            envelope.unpack(body, {envelope.verkey(ours): ours})
+
+
+def test_did_key_and_base58_round_trip():
+    key = envelope.new_key()
+    verkey = envelope.verkey(key)
+    assert envelope.did_key(verkey).startswith("did:key:z6Mk")
+    assert envelope.verkey_of(envelope.did_key(verkey)) == verkey == envelope.verkey_of(verkey)
+    assert envelope.b58decode(envelope.b58encode(b"\0\0abc")) == b"\0\0abc"
+    with pytest.raises(ValueError):
+        envelope.verkey_of("did:key:z6LSbysY2xFMRpGMhb7tFTLMpeuPRaqaWM1yECx2AtzE3KCc")  # an X25519 did:key
+
+
+def test_keylist_updates_are_kept_and_answered_per_key():
+    """The seed answers every update "success" and keeps nothing
+    (proxy_mediator/protocols/coordinate_mediation.py); here they are applied."""
+    a, b = envelope.verkey(envelope.new_key()), envelope.verkey(envelope.new_key())
+    update = {"@id": "u1", "updates": [{"recipient_key": envelope.did_key(a), "action": "add"},
+                                       {"recipient_key": b, "action": "add"},
+                                       {"recipient_key": "not a key", "action": "add"},
+                                       {"recipient_key": a, "action": "add"}]}
+    keys, answer = messages.apply_keylist_update([], update)
+    assert keys == [a, b]
+    assert [u["result"] for u in answer["updated"]] == ["success", "success", "client_error", "no_change"]
+    keys, answer = messages.apply_keylist_update(keys, {"updates": [{"recipient_key": a, "action": "remove"}]})
+    assert keys == [b] and answer["updated"][0]["result"] == "success"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({}, "--port (PORT): required"),
+    ({"PORT": "3000"}, "--endpoint (ENDPOINT): required"),
+    ({"PORT": "3000", "ENDPOINT": "ftp://x"}, "--endpoint (ENDPOINT): 'ftp://x' is not an http"),
+    ({"PORT": "3000", "ENDPOINT": "http://x", "ENABLE_STORE": "true"}, "--repo-uri (REPO_URI): required when"),
+    ({"PORT": "3000", "ENDPOINT": "http://x", "ENABLE_STORE": "1", "REPO_URI": "sqlite://x"},
+     "--repo-key (REPO_KEY): required when"),
+    ({"PORT": "3000", "ENDPOINT": "http://x", "POLL_INTERVAL": "soon"}, "--poll-interval (POLL_INTERVAL): 'soon'"),
+    ({"PORT": "99999", "ENDPOINT": "http://x"}, "--port (PORT): 99999 is not a port"),
+])
+def test_the_seeds_variables_are_read_and_bad_ones_named(tmp_path, env, message):
+    """proxy_mediator/__main__.py config(): PORT and ENDPOINT required, REPO_URI and REPO_KEY with
+    ENABLE_STORE, POLL_INTERVAL a float."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("PORT", "ENDPOINT", "ENABLE_STORE", "REPO_URI",
+                                                               "REPO_KEY", "POLL_INTERVAL", "MEDIATOR_INVITE")}
+    child = Child("didcomm", twistd("mediator-proxy", "didcomm", "--state-dir", tmp_path / "s"),
+                  env=env, cwd=tmp_path)
+    child.env = dict(clean, **child.env)
+    for name in ("PORT", "ENDPOINT", "ENABLE_STORE", "REPO_URI", "REPO_KEY", "POLL_INTERVAL"):
+        if name not in env:
+            child.env.pop(name, None)
+    child.start()
+    assert child.proc.wait(60) != 0
+    assert "configuration error: " + message in child.output()
