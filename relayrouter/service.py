@@ -146,6 +146,10 @@ class RouterService(service.MultiService):
                 self.cluster.attach(realm)
             # Deny list, one-time tickets, retained events and tenants: in JetStream for every node.
             self.cluster.share_state(self.security, self.tenancy.tenancy)
+            # Failed-login budgets spent by every node's failures (cluster/limits.py).
+            from .cluster.limits import SharedLimits
+
+            SharedLimits(self.cluster, self.security.limiter)
         # /metrics, /health, /ready; refused logins are counted by the observer.
         self.auth_refusals = self.router.observer.auth_refusals
         self.metrics = Metrics(self)

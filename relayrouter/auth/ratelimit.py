@@ -41,6 +41,11 @@ by the credentials that name nobody.  Anonymous logins are passed through:
 there is nothing to guess.  Buckets that have refilled are forgotten, so
 memory follows the failing clients; ``max_entries`` bounds each table (the
 oldest entries go first).
+
+In a cluster every node spends the same budgets: each failure verified here
+is handed to ``share`` (the cluster publishes it, :mod:`relayrouter.cluster.limits`),
+and :meth:`FailureLimiter.failed_elsewhere` spends the buckets for a failure
+another node verified.  Successes (``remember_success``) stay per node.
 """
 
 import base64
@@ -134,6 +139,8 @@ class FailureLimiter:
         self.addresses = _Buckets(now, limits.address_burst, limits.address_per_minute, limits.max_entries)
         self.logins_by_pair: dict[tuple[str, str], float] = {}  # (address, authid) -> last success
         self.counters = {"failures": 0, "refused_authid": 0, "refused_address": 0, "successes": 0}
+        # f(address, authid) after each failure verified here, or None: how a cluster shares them.
+        self.share: Callable[[str, str], None] | None = None
 
     def reload(self, limits: FailureLimits) -> None:
         """New budgets (a configuration reload): buckets already spent keep
@@ -188,6 +195,17 @@ class FailureLimiter:
 
     def failed(self, address: str, authid: str) -> None:
         self.counters["failures"] += 1
+        self._spend(address, authid)
+        if self.share is not None:
+            self.share(address, authid)
+
+    def failed_elsewhere(self, address: str, authid: str) -> None:
+        """A failure another node of the cluster verified: the same budgets
+        spent, counted apart (``failures_elsewhere``)."""
+        self.counters["failures_elsewhere"] = self.counters.get("failures_elsewhere", 0) + 1
+        self._spend(address, authid)
+
+    def _spend(self, address: str, authid: str) -> None:
         self.pairs.spend((address, authid))
         self.addresses.spend(address)
 

@@ -107,3 +107,8 @@ def rpc_hello_subject(prefix: str) -> str:
 def rpc_subject(prefix: str, node: str) -> str:
     """Where calls for ``node``'s callees, and answers for its callers, arrive."""
     return f"{prefix}.rpc.{escape(node, dots=True)}"
+
+
+def login_failures_subject(prefix: str) -> str:
+    """Where nodes tell each other of the failed logins they verified (cluster/limits.py)."""
+    return f"{prefix}.authfail"
