@@ -188,8 +188,28 @@ class RouterCollector:
                                   "for sessions of nodes that are gone", value=counters["testaments_published_for_others"])
         yield GaugeMetricFamily("relayrouter_cluster_testaments_stored", "This node's sessions whose testaments "
                                 "are kept in NATS JetStream KV", value=cluster.view.stored_in_kv())
+        yield from _cluster_nodes(cluster.nodes)
         yield from _cluster_calls(cluster.calls)
         yield from _cluster_state(cluster)
+
+
+def _cluster_nodes(nodes):
+    """What each node of the view says of itself (cluster/nodes.py), labelled by node."""
+    info = GaugeMetricFamily("relayrouter_cluster_node_info", "1 per node of the cluster view, with its "
+                             "relayrouter version", labels=["node", "version"])
+    figures = {name: GaugeMetricFamily(f"relayrouter_cluster_node_{name}", text, labels=["node"]) for name, text in (
+        ("sessions", "Sessions on each node, all realms, as of its last heartbeat"),
+        ("load", "CPU seconds each node's process used per second over its last heartbeat interval"),
+        ("up_since_seconds", "When each node started (Unix time)"),
+        ("last_heard_seconds", "When this node last heard each node's heartbeat (Unix time; now for itself)"))}
+    for node, record, heard in nodes.records():
+        info.add_metric([node, str(record.get("version"))], 1)
+        for name, value in (("sessions", record.get("sessions")), ("load", record.get("load")),
+                            ("up_since_seconds", record.get("since")), ("last_heard_seconds", heard)):
+            if isinstance(value, (int, float)):
+                figures[name].add_metric([node], value)
+    yield info
+    yield from figures.values()
 
 
 def _cluster_calls(calls):

@@ -150,6 +150,9 @@ class RouterService(service.MultiService):
             from .cluster.limits import SharedLimits
 
             SharedLimits(self.cluster, self.security.limiter)
+            # The cluster's nodes for operators (relayrouter.cluster.nodes, the console, /metrics).
+            self.cluster.nodes.addresses = self._addresses
+            self.console.install_cluster(self.cluster)
         # /metrics, /health, /ready; refused logins are counted by the observer.
         self.auth_refusals = self.router.observer.auth_refusals
         self.metrics = Metrics(self)
@@ -216,6 +219,11 @@ class RouterService(service.MultiService):
         if closing is not None:  # NATS on the reactor's loop: closed once the loop has run its part
             return closing.addBoth(lambda _: result)
         return result
+
+    def _addresses(self) -> list[str]:
+        """``host:port`` of each listener bound now."""
+        bound = [listener.port.getHost() for listener in self.listeners if listener.port is not None]
+        return [f"{_url_host(a.host)}:{a.port}" for a in bound if getattr(a, "host", None) is not None]
 
     def connections(self) -> list:
         return [c for factory in self.wamp_factories for c in factory.connections]

@@ -31,6 +31,7 @@ from . import subjects
 from .bridge import NatsBridge
 from .buckets import Buckets
 from .calls import Calls
+from .nodes import Nodes
 from .view import ClusterView
 
 log = Logger(namespace="relayrouter.cluster")
@@ -77,6 +78,7 @@ class Cluster:
         # Liveness: every node announces itself and its session counts on one subject.
         self._heartbeat_subject = subjects.heartbeat_subject(config.subject_prefix)
         self._peers: dict[str, tuple] = {}  # node -> (last heard, {realm: {authrole: sessions}})
+        self.nodes = Nodes(self)  # what each node says of itself in its heartbeats (cluster/nodes.py)
         # f(event, node) on the reactor thread, event "up" (first heartbeat heard)
         # or "gone" (silent for heartbeat_ttl): what calls, testaments and the
         # cluster view of other features hang on.
@@ -182,8 +184,12 @@ class Cluster:
 
     def live_nodes(self) -> list[str]:
         """The other nodes heard from within heartbeat_ttl."""
+        return sorted(self.heard_at())
+
+    def heard_at(self) -> dict[str, float]:
+        """The other live nodes, each with when its last heartbeat came."""
         now = self.reactor.seconds()
-        return sorted(n for n, (seen, _) in self._peers.items() if now - seen <= self.config.heartbeat_ttl)
+        return {n: seen for n, (seen, _) in self._peers.items() if now - seen <= self.config.heartbeat_ttl}
 
     def _heartbeat(self) -> None:
         counts = {}
@@ -191,19 +197,22 @@ class Cluster:
             counts[realm.name] = dict(Counter(s.authrole for s in realm.sessions.values()))
         if self.bridge.connected:  # nobody to tell otherwise; the next beat after connecting will
             self.bridge.publish(self._heartbeat_subject,
-                                msgpack.packb([WIRE_VERSION, self.config.node, counts]))
+                                msgpack.packb([WIRE_VERSION, self.config.node, counts, self.nodes.mine()]))
         now = self.reactor.seconds()
         for node, (seen, _) in list(self._peers.items()):
             if now - seen > self.config.heartbeat_ttl:
                 del self._peers[node]
+                self.nodes.gone(node)
                 log.warn("cluster: node {peer} is gone (no heartbeat for {ttl:g} s)", peer=node,
                          ttl=self.config.heartbeat_ttl)
                 self._tell("gone", node)
 
     def _heard(self, data: bytes) -> None:
-        version, node, counts = msgpack.unpackb(data, raw=False)[:3]
+        beat = msgpack.unpackb(data, raw=False)
+        version, node, counts = beat[:3]
         if node == self.config.node:
             return
+        self.nodes.heard(node, beat[3] if len(beat) > 3 else None)
         new = node not in self._peers
         self._peers[node] = (self.reactor.seconds(), counts)
         if new:

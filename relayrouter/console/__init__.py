@@ -29,7 +29,11 @@ pairs procedures, and the procedures here:
 * ``relayrouter.console.sessions(realm=None)`` -> ``{"realm", "sessions":
   [{"session", "authid", "authrole", "authmethod", "transport", "peer",
   "serializer", "since", "rx_bytes", "tx_bytes"}]}`` for the caller's realm
-  (or the one named).
+  (or the one named);
+* ``relayrouter.cluster.nodes()`` -> ``{"nodes": [{"name", "self",
+  "version", "addresses", "sessions", "load", "up_since", "last_heard"}]}``:
+  the cluster's nodes (:mod:`relayrouter.cluster.nodes`), on a clustered
+  router only, for console users of a configured realm (router reach).
 """
 
 import os
@@ -45,6 +49,7 @@ from ..httpinput import BadInput, path_segment
 ACCESS = "relayrouter.console.access"
 OVERVIEW = "relayrouter.console.overview"
 SESSIONS = "relayrouter.console.sessions"
+CLUSTER_NODES = "relayrouter.cluster.nodes"
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 VIEW, OPERATE = "view", "operate"
 
@@ -124,12 +129,21 @@ class Console:
         self.router = router
         self.access = access
         self.meter = RateMeter()
+        self.cluster = None  # relayrouter.cluster.Cluster, on a clustered router (install_cluster)
 
     def install_realm(self, realm, rc) -> None:
         """The console's procedures on a realm (realms.RealmBuilder)."""
         realm.procedures.add(ACCESS, self._users_only(self.whoami))
         realm.procedures.add(OVERVIEW, self._users_only(self.overview))
         realm.procedures.add(SESSIONS, self._users_only(self.sessions))
+        if self.cluster is not None:
+            realm.procedures.add(CLUSTER_NODES, self._users_only(self.cluster_nodes))
+
+    def install_cluster(self, cluster) -> None:
+        """The cluster view on every realm, those made later included."""
+        self.cluster = cluster
+        for realm in self.router.realms.values():
+            realm.procedures.add(CLUSTER_NODES, self._users_only(self.cluster_nodes))
 
     def _users_only(self, fn):
         def handle(call):
@@ -175,6 +189,12 @@ class Console:
         if realm is None:
             raise ProcedureError(errors.INVALID_ARGUMENT, f"no realm {name!r}")
         return {"realm": realm.name, "sessions": [_row(s) for s in realm.sessions.values()]}
+
+    def cluster_nodes(self, call, level) -> dict:
+        if not self.access.sees_router(call.realm):
+            raise ProcedureError(errors.NOT_AUTHORIZED, f"the console of realm '{call.realm.name}' shows "
+                                 "that realm only, not the cluster")
+        return {"nodes": self.cluster.nodes.listing()}
 
     # ---------------------------------------------------------------- HTTP
 

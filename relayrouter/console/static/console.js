@@ -16,7 +16,7 @@
     loggedIn: false, authid: null, authrole: null, realm: null, error: null,
     access: null, reach: null, // what relayrouter.console.access said: "view" | "operate", "router" | "realm"
     realms: [], sessions: [], subscriptions: [], registrations: [], denylist: [],
-    mailboxes: null, pairs: null, rates: [],
+    mailboxes: null, pairs: null, nodes: null, rates: [],
   };
   window.consoleState = state;
   // The logged-in session's calls, for tests and the curious: nothing the session may not do anyway.
@@ -240,6 +240,12 @@
   }
 
   function refreshExtras() {
+    optional('relayrouter.cluster.nodes', 'cluster-panel', (r) => {
+      state.nodes = r.nodes;
+      fill('cluster', r.nodes, (n) => [n.self ? `${n.name} (this node)` : n.name, n.version || '',
+        (n.addresses || []).join(', '), num(n.sessions), n.load == null ? '' : n.load.toFixed(2),
+        n.up_since || '', n.last_heard]);
+    });
     optional('relayrouter.mailbox.stats', 'mailboxes-panel', (r) => {
       const boxes = Array.isArray(r) ? r : (r.mailboxes || []);
       state.mailboxes = boxes;
