@@ -167,12 +167,15 @@ class RouterCollector:
                                      "in (dispatched here), unmatched (received, no local subscription wanted "
                                      "it), dropped_out/dropped_in (messages not handed to NATS, NATS "
                                      "away or its buffer full / not taken from it, the reactor too far behind), "
+                                     "dropped_outage (events published while this node was not connected to NATS: "
+                                     "delivered on this node only), "
                                      "unserializable, invalid", labels=["kind"])
         counters = cluster.counters
         for kind in ("out", "in", "unmatched", "unserializable", "invalid"):
             events.add_metric([kind], counters[f"events_{kind}"])
         events.add_metric(["dropped_out"], cluster.bridge.dropped)
         events.add_metric(["dropped_in"], cluster.bridge.dropped_in)
+        events.add_metric(["dropped_outage"], counters["events_dropped_outage"] + cluster.bridge.dropped_outage)
         yield events
         denials = CounterMetricFamily("relayrouter_cluster_denials", "Deny-list changes sent to and applied "
                                       "from other nodes", labels=["direction"])

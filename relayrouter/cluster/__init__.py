@@ -61,7 +61,8 @@ class Cluster:
         self.config = config
         self.router = router
         self.reactor = reactor
-        self.counters: Counter = Counter()  # events_out, events_in, events_unmatched, events_unserializable
+        # events_out, events_in, events_unmatched, events_unserializable, events_dropped_outage
+        self.counters: Counter = Counter()
         self.bridge = NatsBridge(config, reactor, self._received, self._state)
         # Every shared-state bucket, made with the same replicas; checked for a quorum for /ready.
         self.buckets = Buckets(config.replicas)
@@ -282,8 +283,11 @@ class Cluster:
         base = self._bases.get(broker)
         if base is None:  # its realm was detached (a tenant deleted, a session still closing)
             return
-        self.counters["events_out"] += 1
-        self.bridge.publish(subjects.event_subject(base, msg.topic), data)
+        if not self.bridge.connected:  # dropped at once, not sent late (README, "Events during a NATS outage")
+            self.counters["events_dropped_outage"] += 1
+        else:
+            self.counters["events_out"] += 1
+            self.bridge.publish(subjects.event_subject(base, msg.topic), data, during_outage=False)
         if msg.retain and self.state is not None:
             self.state.retained(broker, msg.topic, publication_id, data)
 

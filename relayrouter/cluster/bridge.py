@@ -74,6 +74,8 @@ class NatsBridge:
         self.on_state = on_state
         self.connected = False  # read on the reactor thread, set through on_state
         self.dropped = 0  # publications that could not be handed to NATS (no connection, buffer full)
+        # publish(..., during_outage=False) not sent: the client was not connected (cluster events)
+        self.dropped_outage = 0
         self.dropped_in = 0  # messages from NATS dropped because the reactor was this far behind
         self._lock = threading.Lock()
         self._commands: list = []
@@ -105,8 +107,11 @@ class NatsBridge:
         else:
             self._thread.start()
 
-    def publish(self, subject: str, data: bytes) -> None:
-        self._push(("pub", subject, data))
+    def publish(self, subject: str, data: bytes, during_outage: bool = True) -> None:
+        """``during_outage``: kept in nats-py's buffer (``max_pending_bytes``) while it
+        reconnects, and sent once it is back; False: dropped at once while the
+        client is not connected (counted in ``dropped_outage``)."""
+        self._push(("pub", subject, data, during_outage))
 
     def subscribe(self, subject: str) -> None:
         self._push(("sub", subject))
@@ -225,6 +230,9 @@ class NatsBridge:
         if kind == "pub":
             if nc is None or nc.is_closed:
                 self.dropped += 1
+                return
+            if not command[3] and not nc.is_connected:
+                self.dropped_outage += 1
                 return
             try:
                 await nc.publish(command[1], command[2])
