@@ -243,3 +243,18 @@ class NatsCluster:
     def stop(self) -> None:
         for server in self.servers:
             server.stop()
+
+
+def nats_and_nodes(tmp_path: Path, names: str = "abc", **node_options):
+    """For a fixture (``yield from``): one NATS server and a node of each of ``names`` on it
+    (``node_options`` as :class:`Node` takes them), all stopped afterwards."""
+    nats = NatsServer(tmp_path)
+    nats.start()
+    nodes = {}
+    try:
+        for name in names:
+            nodes[name] = Node(tmp_path, name, nats.url, **node_options)
+            nodes[name].start()
+        yield nats, nodes
+    finally:
+        stop_all(nats, nodes)

@@ -9,7 +9,7 @@ import pytest
 import pytest_twisted
 
 from ..support import LeftBeforeJoining, connect_ws
-from .harness import NatsServer, Node, sleep
+from .harness import nats_and_nodes, sleep
 
 DEV = "dev-ticket-0123456789"
 BURST = 6
@@ -31,18 +31,7 @@ principals = [{{ authid = "dev", role = "device", secret_env = "DEV_TICKET" }}]
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cluster-login-limits")
-    nats = NatsServer(tmp)
-    nats.start()
-    nodes = {}
-    try:
-        for name in ("a", "b", "c"):
-            nodes[name] = Node(tmp, name, nats.url, REALMS, env={"DEV_TICKET": DEV})
-            nodes[name].start()
-        yield nats, nodes
-    finally:
-        for node in nodes.values():
-            node.stop()
-        nats.stop()
+    yield from nats_and_nodes(tmp, realms=REALMS, env={"DEV_TICKET": DEV})
 
 
 def limiter_metric(node, event: str) -> float:

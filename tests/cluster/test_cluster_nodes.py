@@ -15,7 +15,7 @@ from autobahn.wamp.exception import ApplicationError
 from relayrouter import __version__
 
 from ..support import connect_ws
-from .harness import NatsServer, Node, sleep
+from .harness import nats_and_nodes, sleep
 
 BEATS = "heartbeat_interval = 0.25\nheartbeat_ttl = 1.0\n"
 TICKETS = {"WATCH_TICKET": "watcher-ticket-0123456789", "DEV_TICKET": "device-ticket-0123456789"}
@@ -40,18 +40,7 @@ rules = [{ uri = "relayrouter.", match = "prefix", allow = ["call"] }]
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cluster-nodes")
-    nats = NatsServer(tmp)
-    nats.start()
-    nodes = {}
-    try:
-        for name in ("a", "b", "c"):
-            nodes[name] = Node(tmp, name, nats.url, REALMS, env=TICKETS, extra=BEATS)
-            nodes[name].start()
-        yield nats, nodes
-    finally:
-        for node in nodes.values():
-            node.stop()
-        nats.stop()
+    yield from nats_and_nodes(tmp, realms=REALMS, env=TICKETS, extra=BEATS)
 
 
 def join(node, authid):
