@@ -242,6 +242,7 @@ class IotAgent(service.MultiService):
         self.api = http_api.ApiResource(self, jwt)
         root = http_api.Root(self.api, StatusResource(self.describe), make_factory(self.hub))
         self.http = HttpService(config.listen, root, name="iot-agent", reactor=reactor)
+        self.http.site.requestFactory = http_api.AgentRequest
         self.http.setServiceParent(self)
         self.device_tls = None
         if config.device_tls_listen:
@@ -517,6 +518,7 @@ class _TlsListener(service.Service):
             verify=True, caCerts=[a.original for a in authorities], requireCertificate=True,
             raiseMinimumTo=ssl.TLSVersion.TLSv1_2)
         site = server.Site(root)
+        site.requestFactory = http_api.AgentRequest
         site.log = lambda request: None
         self.factory = TLSMemoryBIOFactory(options, False, site)
         self.reactor = reactor
