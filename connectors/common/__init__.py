@@ -14,7 +14,7 @@ the local HTTP helpers and the common options.
   with an environment variable.
 """
 
-from relayrouter.client import Backoff, ConfigError, Credentials, RouterConnection, RouterSettings, TlsClient
+from relayrouter.api import Backoff, ConfigError, Credentials, RouterConnection, RouterSettings, TlsClient
 
 from .api_token import ApiToken, load_api_token
 from .http import (HttpError, HttpService, JsonResource, JsonRoot, StatusResource, TokenGuard, json_error,

@@ -15,7 +15,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
-from relayrouter.client import ConfigError, check_private_file, read_secret_file
+from relayrouter.api import ConfigError, check_private_file, read_secret_file
 
 FILE_NAME = "api-token"
 MIN_LENGTH = 16

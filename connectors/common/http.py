@@ -18,8 +18,7 @@ from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from twisted.web import resource, server
 
-from relayrouter import httpinput
-from relayrouter.transport.http import JsonMethodsRequest, method_not_allowed
+from relayrouter.api import JsonMethodsRequest, httpinput, method_not_allowed
 
 log = Logger()
 

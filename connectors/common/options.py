@@ -17,9 +17,9 @@ import os
 
 from twisted.python import usage
 
-from relayrouter import runfiles
+from relayrouter.api import (ConfigError, Credentials, RouterSettings, TlsClient, load_cryptosign_key, read_secret_file,
+                             runfiles)
 
-from relayrouter.client import ConfigError, Credentials, RouterSettings, TlsClient, load_cryptosign_key, read_secret_file
 
 # name: (default, type)
 ROUTER_DEFAULTS = {

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from relayrouter.client import ConfigError
+from relayrouter.api import ConfigError
 
 DB_NAME = "state.sqlite3"
 SCHEMA_VERSION = 1

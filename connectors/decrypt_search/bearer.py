@@ -16,13 +16,9 @@ import time
 
 from twisted.internet import defer
 
-from relayrouter.client.errors import ConfigError
+from relayrouter.api import (Accept, CombinedKeys, ConfigError, Deny, FetchedKeys, JwtAuthenticator, JwtKey, JwtPolicy,
+                             StaticKeys, httpinput, jwks_fetcher, keys_from_jwks)
 from connectors.common.http import HttpError
-from relayrouter import httpinput
-from relayrouter.auth.jwks import jwks_fetcher
-from relayrouter.auth.jwt import FetchedKeys, JwtAuthenticator, JwtKey, JwtPolicy, StaticKeys, keys_from_jwks
-from relayrouter.core.auth import Accept, Deny
-from relayrouter.security import CombinedKeys
 
 from .config import HttpAuth
 

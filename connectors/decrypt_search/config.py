@@ -18,8 +18,7 @@ from urllib.parse import urlsplit
 from jsonschema import exceptions as schema_exceptions
 from jsonschema import validators
 
-from relayrouter.client.errors import ConfigError
-from relayrouter.e2e import keys as e2e_keys
+from relayrouter.api import ConfigError, e2e_keys
 
 MATCHES = ("exact", "prefix", "wildcard")
 FIELD_TYPES = ("number", "date", "keyword")

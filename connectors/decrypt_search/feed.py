@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from connectors.common.http import HttpError, JsonResource
-from relayrouter import httpinput
+from relayrouter.api import httpinput
 
 from . import query
 

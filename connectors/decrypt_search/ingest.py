@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from jsonschema.exceptions import best_match
 
-from relayrouter import e2e
+from relayrouter.api import e2e
 
 from .config import Config
 

@@ -25,8 +25,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from relayrouter import e2e, httpinput
-from relayrouter.e2e.wamp import publish_envelope
+from relayrouter.api import e2e, httpinput, publish_envelope
 
 from . import query
 from .feed import Feed

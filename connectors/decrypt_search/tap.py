@@ -13,9 +13,7 @@ import os
 from twisted.python import usage
 
 from connectors.common import ConnectorOptions, RouterConnection, open_state_dir
-from relayrouter.client.errors import ConfigError
-from relayrouter import extras, runfiles
-from relayrouter.e2e import keys as e2e_keys
+from relayrouter.api import ConfigError, e2e_keys, extras, runfiles
 
 from . import config as cfg
 from .bearer import Bearer

@@ -59,7 +59,7 @@ import math
 import re
 from collections import deque
 
-from relayrouter.core.filters import FilterError
+from relayrouter.api import FilterError
 
 from .jsvalues import js_boolean, js_number, js_string
 

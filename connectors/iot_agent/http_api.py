@@ -19,8 +19,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import resource, server
 
-from relayrouter import httpinput
-from relayrouter.transport.http import method_not_allowed
+from relayrouter.api import httpinput, method_not_allowed
 
 from connectors.common import HttpError, JsonResource, StatusResource, json_response, read_body
 from connectors.common.http import ConnectorRequest

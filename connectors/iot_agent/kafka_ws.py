@@ -25,7 +25,7 @@ from urllib.parse import unquote
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.logger import Logger
 
-from relayrouter.core.filters import FilterError
+from relayrouter.api import FilterError
 
 from .dojot_filter import DojotFilter
 

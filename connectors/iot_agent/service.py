@@ -21,7 +21,7 @@ from twisted.application import service
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 
-from relayrouter import httpinput
+from relayrouter.api import httpinput
 
 from connectors.common import HttpService, RouterSettings, StatusResource
 from connectors.common.state import open_state_dir
@@ -502,7 +502,7 @@ class _TlsListener(service.Service):
         from twisted.protocols.tls import TLSMemoryBIOFactory
         from twisted.web import server
 
-        from relayrouter.client.credentials import check_private_file
+        from relayrouter.api import check_private_file
 
         check_private_file(config.device_tls_key, "--device-tls-key")
         with open(config.device_tls_cert, "rb") as f:

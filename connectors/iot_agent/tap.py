@@ -10,8 +10,7 @@ import os
 from twisted.python import usage
 
 from connectors.common import ConfigError, ConnectorOptions
-from relayrouter.client.credentials import read_secret_file
-from relayrouter import extras, runfiles
+from relayrouter.api import extras, read_secret_file, runfiles
 
 from .dojot_filter import COMPAT_MODES
 from .service import AgentConfig, IotAgent

@@ -12,7 +12,7 @@ import os
 
 from twisted.python import usage
 
-from relayrouter import extras, runfiles
+from relayrouter.api import extras, runfiles
 
 from ..common import ConfigError, ConnectorOptions, StateStore, load_api_token
 from ..common.state import open_state_dir

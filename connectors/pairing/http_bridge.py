@@ -18,7 +18,7 @@ from twisted.web import resource, server
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
-from relayrouter import rest
+from relayrouter.api import rest
 
 log = Logger(namespace="pairing-agent")
 

@@ -29,8 +29,7 @@ from twisted.logger import Logger
 
 from connectors.common import HttpError, HttpService, JsonResource, JsonRoot, RouterConnection, StatusResource
 from connectors.common.http import read_body
-from relayrouter import rest
-from relayrouter.core.pairs import event_topic, pair_prefix, presence_topic, rest_procedure
+from relayrouter.api import event_topic, pair_prefix, presence_topic, rest, rest_procedure
 
 from .http_bridge import LocalService, NotConnected, PeerProxy
 
