@@ -20,7 +20,7 @@ TOP_LEVEL_KEYS = {"cluster"}
 _KEYS = {"nats", "node", "subject_prefix", "user", "password_env", "password_file",
          "token_env", "token_file", "tls", "reconnect_wait", "connect_timeout", "max_pending_bytes",
          "heartbeat_interval", "heartbeat_ttl", "loop", "nkey_seed_env", "nkey_seed_file",
-         "credentials_file", "replicas"}
+         "credentials_file", "replicas", "prefer_local_callees"}
 _TLS_KEYS = {"ca", "certificate", "key", "hostname"}
 # A NATS subject token we put names into unescaped: no ".", "*", ">" or spaces.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -63,6 +63,8 @@ class ClusterConfig:
     # Replicas of every shared-state bucket in JetStream; None: as many as the
     # NATS servers the client knows, up to 3.
     replicas: int | None = None
+    # roundrobin and random pick among the caller's node's callees when it has any.
+    prefer_local_callees: bool = False
 
     def __repr__(self) -> str:  # never a password or token
         return (f"ClusterConfig(servers={self.servers}, node={self.node!r}, user={self.user!r}, "
@@ -122,6 +124,7 @@ def cluster(data: dict) -> ClusterConfig | None:
         raise ConfigError(f"{key}.loop: must be \"thread\" or \"reactor\" (with twistd --reactor=asyncio), not {loop!r}")
     return ClusterConfig(
         heartbeat_interval=interval, heartbeat_ttl=ttl, loop=loop, replicas=replicas,
+        prefer_local_callees=_get(item, "prefer_local_callees", bool, False, key),
         servers=tuple(servers), node=node, subject_prefix=prefix, user=user, password=password, token=token,
         nkey_seed=nkey_seed, credentials_file=credentials,
         tls=_tls(item.get("tls"), f"{key}.tls", servers),

@@ -27,6 +27,7 @@ def test_a_minimal_section():
     assert c.servers == ("nats://127.0.0.1:4222",) and c.node == "n1" and c.subject_prefix == "relayrouter"
     assert c.user is None and c.token is None and c.tls is None
     assert c.loop == "thread" and parse(**BASE, loop="reactor").loop == "reactor"
+    assert c.prefer_local_callees is False and parse(**BASE, prefer_local_callees=True).prefer_local_callees
 
 
 @pytest.mark.parametrize("cluster, message", [
@@ -50,6 +51,7 @@ def test_a_minimal_section():
     ({**BASE, "loop": "asyncio"}, 'cluster.loop: must be "thread" or "reactor" (with twistd --reactor=asyncio), '
                                   "not 'asyncio'"),
     ({**BASE, "loop": 1}, "cluster.loop: must be"),
+    ({**BASE, "prefer_local_callees": "yes"}, "cluster.prefer_local_callees: must be"),
 ])
 def test_errors_name_the_key(cluster, message, monkeypatch):
     monkeypatch.setenv("CLUSTER_TEST_PW", "pw")

@@ -81,6 +81,7 @@ class RemoteCallee:
     """A callee on another node, as the dealer sees it in ``registration.callees``."""
 
     __slots__ = ("calls", "node", "session_id", "authid", "authrole", "flags", "realm", "invocations", "peer")
+    on_other_node = True  # what the dealer's prefer_local looks for
 
     def __init__(self, calls, node, session_id, authid, authrole, flags, realm) -> None:
         self.calls = calls
@@ -201,6 +202,7 @@ class Calls:
         # JetStream): they stay unique once they enter the directory.
         realm.dealer._ids = _RandomIds()
         realm.dealer.cluster = self
+        realm.dealer.prefer_local = self.config.prefer_local_callees
         self.dealers[realm.name] = realm.dealer
 
     def start(self) -> None:

@@ -63,9 +63,13 @@ class Registration:
         self.created = created
         self._next = 0  # roundrobin position
 
-    def pick(self):
-        """The callee the next call goes to, by the shared registration policy."""
+    def pick(self, prefer_local: bool = False):
+        """The callee the next call goes to, by the shared registration policy;
+        ``prefer_local``: roundrobin and random among this node's callees when
+        there are any (a cluster's other nodes' callees are ``on_other_node``)."""
         callees = self.callees
+        if prefer_local and self.invoke in ("roundrobin", "random"):
+            callees = [c for c in callees if not getattr(c, "on_other_node", False)] or callees
         if self.invoke == "roundrobin":
             self._next %= len(callees)
             callee = callees[self._next]
@@ -102,6 +106,7 @@ class Dealer:
         self.registrations_by_id: dict[int, Registration] = {}
         self._ids = SequentialIds()
         self.cluster = None  # relayrouter.cluster.calls.Calls when the realm is clustered
+        self.prefer_local = False  # [cluster] prefer_local_callees
 
     # ------------------------------------------------------------ registering
 
@@ -212,7 +217,7 @@ class Dealer:
 
     def _invoke(self, session, msg: m.Call, request: int, uri: str, registration: Registration,
                 disclose: bool, ppt) -> None:
-        callee = registration.pick()
+        callee = registration.pick(self.prefer_local)
         if ppt is not None and not callee.supports("callee", PPT_FEATURE):
             _error(session, msg, errors.FEATURE_NOT_SUPPORTED,
                    f"the callee of '{uri}' does not support payload passthru mode")
