@@ -107,7 +107,8 @@ def sandbox(tmp_path_factory) -> Path:
                  ["pki", "server", "--ca", "pki/ca", "--name", "localhost", "--san", "DNS:localhost", "--out",
                   "pki/server"],
                  ["pki", "client", "--ca", "pki/ca", "--cn", "device-7", "--out", "pki/device-7"],
-                 ["keys", "new", "--org", "acme", "--out", "keys"]):
+                 ["keys", "new", "--org", "acme", "--out", "keys"],
+                 ["keys", "new", "--org", "supplier", "--out", "keys"]):
         result = subprocess.run(cli + args, cwd=home, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
     return home
