@@ -23,6 +23,8 @@ SINGLE_SCHEMA_ID = "2674a775-5e93-4370-8f1f-2e6f9d102e1f"
 MANY_SCHEMA_ID = "65b79e1a-0c6e-4fdd-9eba-7e5f2a4373fb"
 SCHEMA_FAILURE = "Input data schema validation failure."
 MANY_MAX_ITEMS = 64  # dojot's create-many schema
+MAX_PAGE = 2 ** 31  # a page past any data (its offset stays an integer SQL can hold)
+MAX_SCHEMA_ERRORS = 100  # a hostile body's report stays small (ajv would list every error)
 
 
 class DojotError(HttpError):
@@ -105,7 +107,8 @@ def check_single(body) -> None:
     """dojot's single-message schema; DojotError 400 with ajv's report."""
     errors = _kind_errors(body, "", "#")
     if errors:
-        raise DojotError(400, SCHEMA_FAILURE, {"schemaId": SINGLE_SCHEMA_ID, "schemaErrors": errors})
+        raise DojotError(400, SCHEMA_FAILURE,
+                         {"schemaId": SINGLE_SCHEMA_ID, "schemaErrors": errors[:MAX_SCHEMA_ERRORS]})
 
 
 def check_many(body, max_items: int = MANY_MAX_ITEMS) -> None:
@@ -116,6 +119,8 @@ def check_many(body, max_items: int = MANY_MAX_ITEMS) -> None:
         errors = []
         for index, item in enumerate(body):
             errors += _kind_errors(item, f"/{index}", "#/items")
+            if len(errors) >= MAX_SCHEMA_ERRORS:
+                break
         if not body:
             errors.append(_ajv("", "#/minItems", "minItems", {"limit": 1}, "must NOT have fewer than 1 items"))
         if len(body) > max_items:
@@ -123,7 +128,8 @@ def check_many(body, max_items: int = MANY_MAX_ITEMS) -> None:
                                f"must NOT have more than {max_items} items"))
         errors += _duplicates(body)
     if errors:
-        raise DojotError(400, SCHEMA_FAILURE, {"schemaId": MANY_SCHEMA_ID, "schemaErrors": errors})
+        raise DojotError(400, SCHEMA_FAILURE,
+                         {"schemaId": MANY_SCHEMA_ID, "schemaErrors": errors[:MAX_SCHEMA_ERRORS]})
 
 
 def _duplicates(items: list) -> list:
@@ -160,9 +166,9 @@ def page_limit(text: str | None, default: int, maximum: int) -> int:
 
 
 def page_number(text: str | None) -> int:
-    """The retriever's page: the leading integer, 1 for none or below 1."""
+    """The retriever's page: the leading integer (at most MAX_PAGE), 1 for none or below 1."""
     number = js_parse_int(text) if text is not None else None
-    return number if number is not None and number >= 1 else 1
+    return min(number, MAX_PAGE) if number is not None and number >= 1 else 1
 
 
 _MEDIA = re.compile(r"\s*([^\s/;]+)/([^\s;]+)\s*(?:;(.*))?")

@@ -33,7 +33,10 @@ def js_number(value) -> float:
     if len(text) > 2 and text[1].lower() in _RADIX:
         base, pattern = _RADIX[text[1].lower()]
         if pattern.fullmatch(text):
-            return float(int(text[2:], base))
+            try:
+                return float(int(text[2:], base))
+            except OverflowError:  # beyond a double, as JavaScript reads it
+                return math.inf
     return math.nan
 
 
@@ -86,8 +89,11 @@ def _js_float(x: float) -> str:
 
 def js_parse_int(text: str) -> int | None:
     """``parseInt(text, 10)``; None for NaN."""
-    found = re.match(r"[+-]?\d+", text.lstrip(_JS_SPACE))
-    return int(found.group()) if found else None
+    found = re.match(r"([+-]?)0*(\d+)", text.lstrip(_JS_SPACE))
+    if found is None:
+        return None
+    digits = found.group(2)[:20]  # more digits than a page count can use: any value this large does
+    return int(found.group(1) + digits)
 
 
 def js_json(value) -> str:

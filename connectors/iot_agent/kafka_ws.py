@@ -100,7 +100,12 @@ class KafkaWsHub:
 
     def deliver(self, tenant: str, subject: str, document) -> None:
         for connection in tuple(self.connections.get((tenant, subject), ())):
-            connection.deliver(document)
+            try:
+                connection.deliver(document)
+            except Exception:  # noqa: BLE001 - one connection's failure must not stop the others (nor ingest)
+                self.counters["failed"] = self.counters.get("failed", 0) + 1
+                log.failure("Kafka-WS: delivering to a connection of {tenant}.{subject} failed",
+                            tenant=tenant, subject=subject)
 
     def add(self, connection) -> None:
         key = (connection.tenant, connection.subject)

@@ -297,6 +297,8 @@ RETRIEVER = [
      D + "?limit=0", 200, lambda b: len(b["data"]) == 5),
     ("limit not a number is the default", RT + "express-paginate middleware (parseInt || 0)",
      D + "?limit=abc&page=x", 200, lambda b: len(b["data"]) == 5 and b["paging"]["current"]["number"] == 1),
+    ("a page past any data", RT + "express-paginate middleware (parseInt) + CustomPaginator.js (getPaging)",
+     D + "?page=" + "9" * 50, 200, lambda b: b["data"] == [] and b["paging"]["next"] is None),
     ("limit over 256", RT + "app/express/interceptors/CustomPaginator.js (maxLimit)",
      D + "?limit=257", 400, lambda b: b == {"error": "The configured maximum limit is 256"}),
     ("order neither asc nor desc", RT + "api/v1.yml (order enum) + interceptors/OpenApiValidator.js",

@@ -125,3 +125,27 @@ def test_agent_requests_skip_form_parsing_of_post_bodies():
     request.process = lambda: None
     request.requestReceived(b"POST", b"/tss/v1/devices/d/data?page=2", b"HTTP/1.1")
     assert request.args == {b"page": [b"2"]} and request.content.read() == b"injected=1"
+
+
+def test_hostile_numbers_in_dojot_parameters_are_answered_not_raised():
+    """A page, a limit or a where operand of thousands of digits, or a hexadecimal beyond a double."""
+    from connectors.iot_agent.dojot_filter import DojotFilter
+    from connectors.iot_agent.jsvalues import js_number, js_parse_int
+    from relayrouter.core.filters import FilterError
+
+    assert js_number("0x" + "f" * 300) == float("inf") and js_parse_int("9" * 5000) == int("9" * 20)
+    query = PageQuery.parse("d", None, page="9" * 5000, limit="0" * 5000 + "5", now_ms=NOW)
+    assert (query.page, query.limit) == (2 ** 31, 5)  # an empty page, its offset within SQL's integers
+    with pytest.raises(FilterError) as caught:
+        DojotFilter(None, "attrs.n=gt:0x" + "f" * 300 + ";")
+    assert caught.value.code == 4004
+    assert DojotFilter(None, "attrs.n=gt:1;").apply({"attrs": {"n": "0x" + "f" * 300}}) is None
+
+
+def test_a_hostile_create_many_gets_a_bounded_report():
+    """ajv would list an error per item; a 256 kB body of them must not make a megabytes answer."""
+    from connectors.iot_agent.dojot_api import MAX_SCHEMA_ERRORS, check_many
+
+    with pytest.raises(DojotError) as caught:
+        check_many([1] * 100_000)
+    assert len(caught.value.detail["schemaErrors"]) == MAX_SCHEMA_ERRORS
