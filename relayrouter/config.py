@@ -17,9 +17,8 @@ from .configcheck import (  # the shared checks, under this module's private nam
     seconds_or_off as _seconds_or_off, table as _table,
 )
 from .core.limits import SessionLimits
+from .limitsconfig import SLOW_CONSUMER_POLICIES, ListenerSettings, OutboundLimits
 from .relay import config as relay_config
-from .transport.outbound import SLOW_CONSUMER_POLICIES, OutboundLimits
-from .transport.settings import ListenerSettings
 
 DEFAULT_WEBSOCKET = "tcp:8080:interface=127.0.0.1"
 DEFAULT_REALM = "realm1"

@@ -1,10 +1,11 @@
 """Loading the configuration is plain data: no Twisted, and no import cycle
 between config.py and the modules reading its sections."""
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
+
+from .imports import imports_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,21 +56,6 @@ def test_loading_and_parsing_the_config_loads_no_twisted(tmp_path):
     assert result.stdout.strip() == "[]"
 
 
-def _imports(module: Path) -> set[str]:
-    """The modules ``module`` imports, anywhere in it (lazy imports too), relative ones resolved."""
-    parts = module.relative_to(ROOT).with_suffix("").parts[:-1]  # its package, e.g. relayrouter.relay
-    names = set()
-    for node in ast.walk(ast.parse(module.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            base = ".".join(parts[:len(parts) - node.level + 1]) if node.level else ""
-            base = ".".join(p for p in (base, node.module) if p)
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-    return names
-
-
 def _module_file(name: str) -> Path | None:
     path = ROOT.joinpath(*name.split("."))
     for candidate in (path.with_suffix(".py"), path / "__init__.py"):
@@ -81,8 +67,8 @@ def _module_file(name: str) -> Path | None:
 def test_no_module_config_reads_with_imports_it_back():
     """Every relayrouter module config.py imports (its section readers, the shared checks)
     imports config.py neither at the top nor lazily: the cycle stays broken as sections are added."""
-    used = {name for name in _imports(ROOT / "relayrouter" / "config.py") if name.startswith("relayrouter.")}
+    used = {name for name in imports_of(ROOT / "relayrouter" / "config.py") if name.startswith("relayrouter.")}
     files = {f for f in map(_module_file, used) if f is not None and f.name != "__init__.py"}
     assert ROOT / "relayrouter" / "authconfig.py" in files and ROOT / "relayrouter" / "configcheck.py" in files
     for module in files:
-        assert "relayrouter.config" not in _imports(module), module.relative_to(ROOT)
+        assert "relayrouter.config" not in imports_of(module), module.relative_to(ROOT)

@@ -31,8 +31,8 @@ from .autobahn_overrides import attach_handler, detach_handler, object_serialize
 from .tls import tls_facts
 from ..core.session import State
 from .inbound import too_deep
-from .outbound import DISCONNECT, DROP_NEWEST, DROP_OLDEST, OutboundLimits  # noqa: F401 (re-exported)
-from .settings import ListenerSettings
+from ..limitsconfig import (DISCONNECT, DROP_NEWEST, DROP_OLDEST,  # noqa: F401 (re-exported)
+                            ListenerSettings, OutboundLimits)
 
 # Before a session joins a realm (whose policy then applies), or in a realm without one.
 DEFAULT_OUTBOUND = OutboundLimits()

@@ -62,7 +62,7 @@ from ..core.auth import Accept, JoinRequest
 from ..core.peer import TransportInfo
 from ..httpinput import BadInput, json_value
 from ..pairconfig import LegacySettings
-from .settings import ListenerSettings
+from ..limitsconfig import ListenerSettings
 from .tls import tls_facts
 
 log = Logger(namespace="relayrouter.micronets")

@@ -6,7 +6,7 @@ import pytest
 import pytest_twisted
 
 from relayrouter import config as cfg
-from relayrouter.transport.settings import ListenerSettings
+from relayrouter.limitsconfig import ListenerSettings
 from tests.support import connect_rawsocket, connect_ws
 
 
