@@ -149,3 +149,19 @@ def test_a_hostile_create_many_gets_a_bounded_report():
     with pytest.raises(DojotError) as caught:
         check_many([1] * 100_000)
     assert len(caught.value.detail["schemaErrors"]) == MAX_SCHEMA_ERRORS
+
+
+@pytest.mark.parametrize("value, ok", [("dojot", True), ("relayrouter", True), ("Dojot", False), ("0.8", False)])
+def test_the_compat_setting_is_checked_at_start(tmp_path, monkeypatch, value, ok):
+    from twisted.python.usage import UsageError
+
+    from connectors.iot_agent.tap import Options
+
+    options = Options()
+    argv = ["--state-dir", str(tmp_path), "--mqtt-host", "", "--compat", value]
+    if ok:
+        options.parseOptions(argv)
+        assert options["config"].compat == value
+    else:
+        with pytest.raises(UsageError, match="--compat.*relayrouter or dojot"):
+            options.parseOptions(argv)
