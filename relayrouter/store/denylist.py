@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Iterable, Protocol
 
 from ..core.revocation import DenyEntry
+from . import versioned
+
+SCHEMA_VERSION = 1  # PRAGMA user_version (relayrouter.store.versioned)
 
 
 class DenyListStore(Protocol):
@@ -77,6 +80,7 @@ class SqliteDenyListStore:
         self._db = sqlite3.connect(os.fspath(self.path), isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(_SCHEMA)
+        versioned.upgrade(self._db, self.path, SCHEMA_VERSION)
 
     @classmethod
     def in_state_dir(cls, state_dir: str | Path) -> "SqliteDenyListStore":

@@ -11,6 +11,10 @@ import os
 import sqlite3
 from pathlib import Path
 
+from . import versioned
+
+SCHEMA_VERSION = 1  # PRAGMA user_version (relayrouter.store.versioned)
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS tenants (name TEXT PRIMARY KEY, template TEXT NOT NULL, created REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS tenancy (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
@@ -31,6 +35,7 @@ class SqliteTenantStore:
         for statement in _SCHEMA:
             self._db.execute(statement)
         self._db.commit()
+        versioned.upgrade(self._db, path, SCHEMA_VERSION)
 
     @classmethod
     def in_state_dir(cls, state_dir: str | Path) -> "SqliteTenantStore":
