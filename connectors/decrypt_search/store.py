@@ -266,14 +266,14 @@ class Store:
     # ----------------------------------------------------------- maintenance
 
     def maintain(self, conn, force: bool = False) -> int | None:
-        """Refresh the planner's statistics and merge the full-text index once the store has doubled.
+        """Refresh the planner's statistics (and, SQLite, merge the full-text index) once the store has doubled.
 
-        SQLite only (PostgreSQL's autovacuum does both).  The range, equality and order conditions of
-        a search are weighed with these statistics; the full-text index's segments, merged into one,
-        make a per-record text check cost a seek instead of one per segment.  Returns the record count
-        maintained at, or None when nothing was due."""
-        if self.dialect.name != "sqlite":
-            return None
+        The range, equality and order conditions of a search are weighed with these statistics (on
+        PostgreSQL too: its autovacuum would get there, a minute or more after a catch-up); the
+        full-text index's segments, merged into one, make a per-record text check cost a seek
+        instead of one per segment.  Returns the record count maintained at, or None when nothing
+        was due."""
+        sql = self.dialect.sql
         cur = conn.cursor()
         cur.execute("SELECT COALESCE(MAX(id), 0) FROM records")
         records = cur.fetchone()[0]
@@ -282,10 +282,13 @@ class Store:
         last = int(row[0]) if row else 0
         if not force and (records < MAINTAIN_FROM or records < 2 * last):
             return None
-        cur.execute("ANALYZE")
-        cur.execute("INSERT INTO records_fts (records_fts) VALUES ('optimize')")
+        if self.dialect.name == "sqlite":
+            cur.execute("ANALYZE")
+            cur.execute("INSERT INTO records_fts (records_fts) VALUES ('optimize')")
+        else:
+            cur.execute("ANALYZE records")
         cur.execute("DELETE FROM store_meta WHERE name = 'maintained_at'")
-        cur.execute("INSERT INTO store_meta (name, value) VALUES ('maintained_at', ?)", (str(records),))
+        cur.execute(sql("INSERT INTO store_meta (name, value) VALUES ('maintained_at', ?)"), (str(records),))
         conn.commit()
         return records
 

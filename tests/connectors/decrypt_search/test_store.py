@@ -288,3 +288,23 @@ def test_the_feeds_reads_records_after_an_id_and_text_of_a_batch(filled):
     assert [r["document"]["order"] for r in store.after(reader, (), (), ids[0], 2)] == [2, 3]
     assert store.text_matches(reader, query.parse_q("vase"), ids) == {ids[0], ids[2], ids[5]}
     assert store.text_matches(reader, query.parse_q('"blue vase"'), ids[:3]) == {ids[0]}
+
+
+def test_maintenance_runs_when_the_store_has_doubled(store, monkeypatch):
+    """Planner statistics (and SQLite's full-text merge) from MAINTAIN_FROM records on, then at each doubling."""
+    from connectors.decrypt_search import store as store_module
+
+    monkeypatch.setattr(store_module, "MAINTAIN_FROM", 4)
+    writer = store.connect()
+    store.create_schema(writer)
+    batches = [records()[:3], records()[3:]]
+    store.write(writer, batches[0], {}, now=1.0)
+    assert store.maintain(writer) is None  # 3 records: not yet
+    store.write(writer, [Record(**{**r.__dict__, "publication": r.publication + 1000,
+                                   "message_id": r.message_id[:-1] + "x"}) for r in batches[0]], {}, now=1.0)
+    assert store.maintain(writer) == 6
+    assert store.maintain(writer) is None  # not doubled since
+    store.write(writer, batches[1], {}, now=1.0)
+    assert store.maintain(writer) is None  # 9 < 12
+    assert store.maintain(writer, force=True) == 9
+    writer.close()
