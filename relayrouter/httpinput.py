@@ -151,6 +151,13 @@ def header(request, name: str) -> str | None:
     return None if raw is None else text(raw, f"the {title} header")
 
 
+def carried_header(request, name: str) -> str | None:
+    """A header a proxy passes on rather than reads (a body's Content-Type): every
+    byte kept, as latin-1, never an error."""
+    raw = request.getHeader(name.lower().encode("ascii"))
+    return None if raw is None else raw.decode("latin-1")
+
+
 def bearer(request) -> str | None:
     """The token of ``Authorization: Bearer <token>``, or None (no header, another scheme)."""
     value = header(request, "Authorization")

@@ -57,9 +57,8 @@ class JsonResource(resource.Resource):
 
     def render(self, request):
         method = request.method.decode("ascii", "replace")
-        handler = getattr(self, f"render_{method}", None)
-        if handler is None and method == "HEAD":
-            handler = getattr(self, "render_GET", None)
+        # HEAD is GET's (twisted.web's Resource.render_HEAD fails where there is no GET).
+        handler = getattr(self, "render_GET" if method == "HEAD" else f"render_{method}", None)
         if handler is None:
             allowed = [m[len("render_"):] for m in dir(self) if m.startswith("render_")]
             allowed += ["HEAD"] if "GET" in allowed else []

@@ -16,6 +16,8 @@ Bad parameters are 400 with a message naming the parameter.
 
 from twisted.internet import defer
 
+from relayrouter.api import httpinput
+
 from connectors.common.http import HttpError, HttpService, JsonResource, JsonRoot, json_body
 
 from . import query
@@ -104,7 +106,7 @@ class Publish(Endpoint):
 
     @_guard
     def render_POST(self, request):
-        content_type = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
+        content_type = (httpinput.header(request, "Content-Type") or "").split(";")[0].strip().lower()
         if content_type != "application/json":
             raise HttpError(415, "send the body as application/json: {\"topic\", \"document\", \"recipients\"?}")
         body = json_body(request, self.api.config.max_body)

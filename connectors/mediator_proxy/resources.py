@@ -6,6 +6,8 @@ import re
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from relayrouter.api import httpinput
+
 from ..common import HttpError, JsonResource, read_body
 from . import delivery
 
@@ -54,7 +56,7 @@ class OutboundPage(JsonResource):
         if self.proxy.outbound.held() >= self.proxy.config.max_outbound_messages:
             raise HttpError(507, f"the outbound spool holds {self.proxy.config.max_outbound_messages} messages"
                                  " (--max-outbound-messages) while the router is away; try again later")
-        content_type = request.getHeader("content-type") or delivery.DEFAULT_CONTENT_TYPE
+        content_type = httpinput.carried_header(request, "Content-Type") or delivery.DEFAULT_CONTENT_TYPE
         d = self.proxy.outbound.accept(mailbox, body, content_type)
         d.addCallbacks(lambda seq: (202, {"spooled": seq, "mailbox": mailbox,
                                           "queued": len(self.proxy.outbound.spool)}), self._not_spooled)
@@ -88,7 +90,7 @@ class DeadLettersPage(JsonResource):
             shape = "/dead-letters/<inbound|outbound>/<seq>" + (f"/{action}" if action else "")
             raise HttpError(404 if request.method == b"GET" else 400, f"use {shape}")
         worker = self.proxy.inbound if parts[0] == "inbound" else self.proxy.outbound
-        return worker, int(parts[1])
+        return worker, httpinput.integer(parts[1], "the seq", low=0)
 
     def render_POST(self, request):
         worker, seq = self._target(request, "retry")

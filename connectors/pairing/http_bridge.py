@@ -18,7 +18,7 @@ from twisted.web import resource, server
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
-from relayrouter.api import rest
+from relayrouter.api import httpinput, rest
 
 log = Logger(namespace="pairing-agent")
 
@@ -109,17 +109,17 @@ class PeerProxy(resource.Resource):
         return server.NOT_DONE_YET
 
     def _forward(self, request):
-        length = request.getHeader("content-length")
+        length = httpinput.carried_header(request, "Content-Length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             return rest.error_response(413, "Payload Too Large", f"the body is over {self.max_body} bytes")
         raw = request.content.read(self.max_body + 1)
         if len(raw) > self.max_body:
             return rest.error_response(413, "Payload Too Large", f"the body is over {self.max_body} bytes")
         try:
-            raw = rest.decoded(raw, request.getHeader("content-encoding"))
+            raw = rest.decoded(raw, httpinput.carried_header(request, "Content-Encoding"))
         except rest.RestError as e:
             return rest.error_response(400, "Bad Request", str(e))
-        content_type = request.getHeader("content-type")
+        content_type = httpinput.carried_header(request, "Content-Type")
         path = request.uri.decode("latin-1").split("?", 1)[0]
         query = [[k.decode("latin-1"), v.decode("latin-1")] for k, vs in request.args.items() for v in vs]
         headers = [[name.decode("latin-1"), v.decode("latin-1")]

@@ -29,7 +29,7 @@ from twisted.logger import Logger
 
 from connectors.common import HttpError, HttpService, JsonResource, JsonRoot, RouterConnection, StatusResource
 from connectors.common.http import read_body
-from relayrouter.api import event_topic, pair_prefix, presence_topic, rest, rest_procedure
+from relayrouter.api import event_topic, httpinput, pair_prefix, presence_topic, rest, rest_procedure
 
 from .http_bridge import LocalService, NotConnected, PeerProxy
 
@@ -155,7 +155,7 @@ class _Events(JsonResource):
         if not name or any(c in name for c in ".#/ "):
             raise HttpError(404, "POST /events/<name>, where the name has no '.', '#', '/' or spaces")
         raw = read_body(request, self.max_body)
-        content_type = request.getHeader("content-type")
+        content_type = httpinput.carried_header(request, "Content-Type")
         d = self.agent.publish_event(name, rest.body_value(raw, content_type), content_type)
         return d.addCallbacks(lambda _: (202, {"published": name}), _refused)
 

@@ -74,7 +74,8 @@ class _JsonResource(Resource):
         return b""
 
     def _origin_ok(self, request) -> bool:
-        origin = _header(request, b"origin")
+        origin = request.getHeader(b"origin")  # one that is not ASCII is no allowed origin: never an error
+        origin = origin.decode("latin-1") if origin is not None else None
         if not self.security.origins.allows(origin):
             return False
         if origin is not None:

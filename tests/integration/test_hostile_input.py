@@ -220,3 +220,13 @@ def test_the_methods_twisted_answers_501_are_405_naming_the_allowed_ones(router)
                                   ("DELETE", "/console/index.html", b"GET, HEAD")]:
         status, head, _ = yield request(router.ws_port, method, path)
         assert (status, b"allow: " + allowed.lower() in head) == (405, True), (method, path, head)
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_origin_that_is_not_utf8_is_judged_like_any_other(router):
+    # No [http] origins configured: every origin is let through, this one too.
+    for method, path, code in (("POST", "/ticket", 200), ("OPTIONS", "/ticket", 204), ("GET", "/denylist", 200),
+                               ("POST", "/publish", 400)):
+        status, _, answer = yield request(router.ws_port, method, path, b"{}",
+                                          dict(admin_headers(), Origin=b"https://\xff.example"))
+        assert status == code, (method, path, status, answer)
