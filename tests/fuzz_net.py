@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from twisted.application.service import IServiceCollection, IServiceMaker
 from twisted.plugin import getPlugins
+from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 WEBSOCKETS = frozenset({"autobahn.twisted.resource.WebSocketResource",
@@ -70,18 +71,22 @@ REACH = {
     "relayrouter.transport.micronets._MeetupResource": [""],
     # connectors
     "connectors.common.http.JsonRoot": ["", "/nope", "/%00/%ff"],
+    "connectors.common.http.TokenGuard": [""],  # the tree it guards is walked through it
     "connectors.common.http.StatusResource": [""],
     # The IoT agent's root hands every path it has no child for to ApiResource, which routes by
     # the whole path (regular expressions): both are reached at each route (routes_of()).
     "connectors.iot_agent.http_api.Root": None,
     "connectors.iot_agent.http_api.ApiResource": None,
     "connectors.iot_agent.http_api._AnyTopic": ["", "/acme.device-data"],
+    "connectors.iot_agent.http_api._Fallback": ["", "/nope"],
     "connectors.decrypt_search.http.Search": [""],
     "connectors.decrypt_search.http.Records": ["", "/1", "/%00", "/1/2"],
     "connectors.decrypt_search.http.Analytics": [""],
     "connectors.decrypt_search.http.Quarantine": [""],
     "connectors.decrypt_search.http.Publish": [""],
     "connectors.decrypt_search.http.Status": [""],
+    "connectors.decrypt_search.http.Reports": ["", "/x1", "/%ff", "/x1/x2"],
+    "connectors.decrypt_search.feed.FeedResource": ["", "/x1"],  # an event stream once allowed
     "connectors.pairing.http_bridge.PeerProxy": ["", "/%00/a%ff?b=%ff"],  # any path: all go to the other peer
     "connectors.pairing.service._Events": ["", "/DPP:Started", "/bad.name", "/%ff"],
     "connectors.mediator_proxy.resources.StatusPage": [""],
@@ -149,6 +154,9 @@ def resource_tree(site: Site) -> list[tuple[str, object]]:
 
     def walk(resource, path):
         found.append((path or "/", resource))
+        wrapped = getattr(resource, "root", None)  # a guard handing its requests to the tree it wraps
+        if IResource.providedBy(wrapped):
+            walk(wrapped, path)
         for name, child in sorted(getattr(resource, "children", {}).items()):
             walk(child, f"{path}/{name.decode('latin-1')}")
 
@@ -188,11 +196,20 @@ def routes_of(resource) -> list[str]:
 
     paths = []
     for _, pattern, _ in http_api._ROUTES:
-        text = re.sub(r"\(\?P<\w+>\[\^/\]\+\)", SEGMENT, pattern.pattern)
-        text = text.removesuffix("/?$")
-        assert re.fullmatch(r"[/\w.-]+", text), f"the net cannot fill in the route {pattern.pattern!r}"
-        paths.append(text)
+        text = re.sub(r"\(\?P<\w+>\[\^/\]\+\)", SEGMENT, pattern.pattern).removesuffix("/?$")
+        for path in _optional_parts(text):
+            assert re.fullmatch(r"[/\w.-]+", path), f"the net cannot fill in the route {pattern.pattern!r}"
+            paths.append(path)
     return sorted(set(paths))
+
+
+def _optional_parts(text: str) -> list[str]:
+    """A route with ``(?:part)?``: every path with and without each part."""
+    found = re.search(r"\(\?:([/\w.-]+)\)\?", text)
+    if found is None:
+        return [text]
+    rest = text[found.end():]
+    return [text[:found.start()] + middle + tail for middle in ("", found.group(1)) for tail in _optional_parts(rest)]
 
 
 # ------------------------------------------------------------ requests
@@ -211,19 +228,30 @@ def send(port: int, method: bytes, target: bytes, headers: list, body: bytes = b
         sock.sendall(b"\r\n".join(head) + b"\r\n\r\n" + body)
         if length is not None and length is not False and length > len(body):
             return None, b""  # a truncated body: the client gives up and goes (no answer to wait for)
-        answer = b""
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except (ConnectionResetError, TimeoutError):
-                break
-            if not chunk:
-                break
-            answer += chunk
+        answer = _read_answer(sock)
     match = re.match(rb"HTTP/1\.[01] (\d{3})", answer)
     return (int(match.group(1)) if match else 0), answer
 
 
+def _read_answer(sock) -> bytes:
+    """Until the server closes; a streamed answer (200 without Content-Length: an
+    event stream) until it pauses for STREAM_PAUSE seconds."""
+    answer = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not chunk:
+            break
+        answer += chunk
+        head, sep, _ = answer.partition(b"\r\n\r\n")
+        if sep and re.match(rb"HTTP/1\.[01] 200", head) and b"content-length:" not in head.lower():
+            sock.settimeout(STREAM_PAUSE)
+    return answer
+
+
+STREAM_PAUSE = 0.5
 DEEP = b"[" * 5000
 HOSTILE_BODIES = [
     (b"application/json", DEEP),
