@@ -115,6 +115,7 @@ class TokenGuard(resource.Resource):
         self.root = root
         self.token = token
         self.challenge = f'Bearer realm="{realm}"'.encode()
+        self.isLeaf = root.isLeaf  # a leaf is guarded in render(), a tree in getChildWithDefault()
 
     def getChildWithDefault(self, path, request):
         if not self.token.admits(request.getHeader(b"authorization")):
@@ -122,7 +123,9 @@ class TokenGuard(resource.Resource):
         return self.root.getChildWithDefault(path, request)
 
     def render(self, request):
-        return self.getChildWithDefault(b"", request).render(request)
+        if not self.token.admits(request.getHeader(b"authorization")):
+            return Unauthorized(self.challenge).render(request)
+        return self.root.render(request)
 
 
 class Unauthorized(resource.Resource):

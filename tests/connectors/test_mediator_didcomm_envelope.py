@@ -121,3 +121,34 @@ def test_the_seeds_variables_are_read_and_bad_ones_named(tmp_path, env, message)
     child.start()
     assert child.proc.wait(60) != 0
     assert "configuration error: " + message in child.output()
+
+
+def test_with_a_token_the_admin_routes_ask_for_it_and_the_rest_stays_as_the_seeds(tmp_path):
+    """The seed's admin routes are open (proxy_mediator/admin.py); given MEDIATOR_PROXY_API_TOKEN,
+    /retrieve_agent_invitation and /receive_mediator_invitation ask for it, while POST / (agents
+    and the mediator) and GET /status stay open."""
+    from .processes import HTTP_LINE, http_json
+    from .test_mediator_proxy_acapy import free_port
+
+    port = free_port()
+    token = "didcomm-admin-token-0123456789"
+    child = Child("didcomm", twistd("mediator-proxy", "didcomm"), cwd=tmp_path, env={
+        "PORT": f"tcp:{port}:interface=127.0.0.1", "ENDPOINT": f"http://127.0.0.1:{port}/",
+        "MEDIATOR_PROXY_STATE_DIR": str(tmp_path / "s"), "MEDIATOR_PROXY_API_TOKEN": token})
+    child.env.pop("MEDIATOR_INVITE", None)
+    child.start()
+    try:
+        child.wait_for(HTTP_LINE)
+        url = f"http://127.0.0.1:{port}"
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert http_json("GET", url + "/retrieve_agent_invitation")[0] == 401
+        assert http_json("POST", url + "/receive_mediator_invitation", b'{"invitation_url": "x"}')[0] == 401
+        assert http_json("GET", url + "/retrieve_agent_invitation", headers=bearer)[:2] == (200, {"invitation_url": None})
+        code, body, _ = http_json("POST", url + "/receive_mediator_invitation", b'{"invitation_url": "http://m/x"}',
+                                  bearer)
+        assert code == 400 and "c_i= or oob=" in body["message"]
+        assert http_json("GET", url + "/status")[1]["status"] == "setup"
+        assert http_json("POST", url + "/", b"not an envelope")[0] == 400
+    finally:
+        child.stop()
+    assert token not in child.output()

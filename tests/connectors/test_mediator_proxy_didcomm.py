@@ -128,6 +128,10 @@ def test_status_moves_init_setup_ready_and_two_acapy_agents_talk_through_mediato
     proxy.start()
     assert proxy.status() in ("init", "setup")
     b = connect_agent_behind_the_proxy(proxy, webhooks, procs, tmp_path)
+    # one agent per proxy: once B is connected, nobody else connects on the invitation
+    url = http_json("GET", proxy.url + "/retrieve_agent_invitation")[1]["invitation_url"]
+    refused = from_a_stranger(proxy, url, 'messages.connection_request("intruder", envelope.verkey(me), "http://x/")')
+    assert refused["description"]["code"] == "request-not-accepted"
     invitation, a, a_conn = connect_outside_peer(b, webhooks, procs, tmp_path)
     service = invitation["services"][0]
     assert service["serviceEndpoint"] == mediator.admin.replace(str(mediator.admin_port), str(mediator.inbound_port))
@@ -190,22 +194,32 @@ def test_a_forward_on_another_connection_is_refused_with_the_seeds_problem_repor
     proxy.wait_status("setup")
     url = wait_for("agent invitation", lambda: http_json("GET", proxy.url + "/retrieve_agent_invitation")[1]
                    ["invitation_url"])
-    invitation_key = invitation_of(url)["services"][0]["recipientKeys"][0]
-    script = FORWARD_FROM_A_STRANGER.replace("PROXY", proxy.url + "/").replace("KEY", invitation_key)
-    child = Child("stranger", [proxy.argv[0], "-c", script])
-    child.start()
-    answer = json.loads(child.wait_for(r"^\{.*").group(0))
+    answer = from_a_stranger(proxy, url, 'messages.new_message("routing/1.0/forward", to=KEY, msg={"x": 1})')
     assert answer["@type"].endswith("report-problem/1.0/problem-report")
     assert answer["description"]["code"] == "forward-from-unauthorized-connection"
 
 
-FORWARD_FROM_A_STRANGER = r"""
+def from_a_stranger(proxy, invitation_url: str, message: str) -> dict:
+    """What the proxy answers (return route) to ``message`` (Python, with KEY = its invitation key)
+    packed to its invitation key by a key it never met."""
+    key = invitation_of(invitation_url)["services"][0]["recipientKeys"][0]
+    script = STRANGER.replace("PROXY_URL", proxy.url + "/").replace("THE_KEY", repr(key)).replace("MESSAGE", message)
+    child = Child("stranger", [proxy.argv[0], "-c", script])
+    child.start()
+    try:
+        return json.loads(child.wait_for(r"^\{.*").group(0))
+    finally:
+        child.stop()
+
+
+STRANGER = r"""
 import json, os, urllib.request
 from connectors.mediator_proxy.didcomm import envelope, messages
 me = envelope.new_key()
-forward = messages.with_return_route(messages.new_message("routing/1.0/forward", to="KEY", msg={"x": 1}))
-packed = envelope.pack(forward, [envelope.verkey_of("KEY")], me)
-request = urllib.request.Request("PROXY", data=packed, headers={"Content-Type": "application/didcomm-envelope-enc"})
+KEY = THE_KEY
+forward = messages.with_return_route(MESSAGE)
+packed = envelope.pack(forward, [envelope.verkey_of(KEY)], me)
+request = urllib.request.Request("PROXY_URL", data=packed, headers={"Content-Type": "application/didcomm-envelope-enc"})
 with urllib.request.urlopen(request, timeout=30) as response:
     answer = envelope.unpack(response.read(), {envelope.verkey(me): me}).message
 os.write(1, (json.dumps(answer) + "\n").encode())

@@ -30,7 +30,8 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.web import server
 
-from ...common import Backoff, HttpError, HttpService, JsonResource, JsonRoot, StateStore, read_body
+from ...common import (ApiToken, Backoff, HttpError, HttpService, JsonResource, JsonRoot, StateStore, TokenGuard,
+                       read_body)
 from .. import delivery
 from ..delivery import DELIVERED, REFUSED
 from . import envelope, messages
@@ -56,7 +57,7 @@ class DidcommConfig:
     agent_retry_initial: float = 0.5
     agent_retry_max: float = 30.0
     reconnect_max: float = 30.0
-    store: dict = field(default_factory=dict, repr=False)  # ENABLE_STORE, REPO_URI, REPO_KEY as given
+    api_token: ApiToken | None = field(default=None, repr=False)  # guards the admin routes when given
 
 
 class DidcommProxy(service.MultiService):
@@ -85,9 +86,12 @@ class DidcommProxy(service.MultiService):
     def _resources(self):
         root = Inbound(self)
         root.putChild(b"status", _Page(lambda request: self.describe()))
-        root.putChild(b"retrieve_agent_invitation", _Page(
-            lambda request: {"invitation_url": (self.store.get(INVITATION) or {}).get("url")}))
-        root.putChild(b"receive_mediator_invitation", MediatorInvitation(self))
+        admin = {b"retrieve_agent_invitation": _Page(
+                     lambda request: {"invitation_url": (self.store.get(INVITATION) or {}).get("url")}),
+                 b"receive_mediator_invitation": MediatorInvitation(self)}
+        for name, page in admin.items():
+            token = self.config.api_token
+            root.putChild(name, TokenGuard(page, token, "mediator-proxy") if token is not None else page)
         return root
 
     def describe(self) -> dict:
@@ -104,6 +108,12 @@ class DidcommProxy(service.MultiService):
         self._load_keys()
         self.log.info("mediator-proxy didcomm: endpoint {endpoint}, state {state}, poll every {poll} s",
                       endpoint=self.config.endpoint, state=self.store.path, poll=self.config.poll_interval)
+        if self.config.api_token is None:
+            self.log.warn("the admin routes (/retrieve_agent_invitation, /receive_mediator_invitation) are open,"
+                          " as the proxy-mediator's are: whoever reaches PORT first may connect as the agent;"
+                          " set MEDIATOR_PROXY_API_TOKEN or --api-token-file to guard them")
+        else:
+            self.log.info("the admin routes ask for the token in {source}", source=self.config.api_token.source)
         self.set_up().addErrback(lambda f: self.log.failure("the DIDComm set-up failed", f))
 
     @defer.inlineCallbacks

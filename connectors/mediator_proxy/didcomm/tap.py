@@ -10,7 +10,7 @@ import os
 
 from twisted.python import usage
 
-from ...common import ConfigError
+from ...common import ConfigError, load_api_token
 from ...common.state import open_state_dir
 from .. import check_listen_port
 from .service import DidcommConfig
@@ -19,7 +19,8 @@ SEED_ENV = {"port": "PORT", "endpoint": "ENDPOINT", "mediator-invite": "MEDIATOR
             "poll-interval": "POLL_INTERVAL", "repo-uri": "REPO_URI", "repo-key": "REPO_KEY",
             "log-level": "LOG_LEVEL"}
 OWN_ENV = {"state-dir": "MEDIATOR_PROXY_STATE_DIR", "max-attempts": "MEDIATOR_PROXY_MAX_ATTEMPTS",
-           "agent-retry-max": "MEDIATOR_PROXY_AGENT_RETRY_MAX"}
+           "agent-retry-max": "MEDIATOR_PROXY_AGENT_RETRY_MAX", "api-token-file": "MEDIATOR_PROXY_API_TOKEN_FILE"}
+TOKEN_ENV = "MEDIATOR_PROXY_API_TOKEN"
 
 
 class DidcommOptions(usage.Options):
@@ -43,6 +44,9 @@ class DidcommOptions(usage.Options):
                                   " default ./mediator-proxy-state)."],
         ["max-attempts", None, None, "Refusals by the agent before a message becomes a dead letter (default 5)."],
         ["agent-retry-max", None, None, "Most seconds between posts to an agent that is down (default 30)."],
+        ["api-token-file", None, None, "File (chmod 600) with a token the admin routes then ask for"
+                                       " (Authorization: Bearer); or the token in MEDIATOR_PROXY_API_TOKEN;"
+                                       " default: open, as the proxy-mediator's."],
     ]
 
     def postOptions(self) -> None:
@@ -75,7 +79,10 @@ class DidcommOptions(usage.Options):
         numbers = {name: self._number(env, name, kind, default) for name, kind, default in (
             ("poll-interval", float, 20.0), ("max-attempts", int, 5), ("agent-retry-max", float, 30.0))}
         state_dir = open_state_dir(self.value(env, "state-dir", "./mediator-proxy-state"))
-        return DidcommConfig(port=check_listen_port(port, self.name("port")), endpoint=endpoint,
+        token_file = self.value(env, "api-token-file")
+        token = load_api_token(token_file, env.get(TOKEN_ENV), TOKEN_ENV, state_dir) \
+            if token_file or env.get(TOKEN_ENV) else None
+        return DidcommConfig(api_token=token, port=check_listen_port(port, self.name("port")), endpoint=endpoint,
                              state_dir=state_dir, mediator_invite=self.value(env, "mediator-invite"),
                              poll_interval=numbers["poll-interval"], max_attempts=numbers["max-attempts"],
                              agent_retry_max=numbers["agent-retry-max"],
