@@ -26,6 +26,7 @@ from twisted.logger import Logger
 
 from ..core import meta
 from ..core.broker import Publication
+from ..core.ids import global_id
 from ..core.matching import EXACT, pattern_matches
 from . import subjects
 from .bridge import NatsBridge
@@ -290,6 +291,11 @@ class Cluster:
             self.bridge.publish(subjects.event_subject(base, msg.topic), data, during_outage=False)
         if msg.retain and self.state is not None:
             self.state.retained(broker, msg.topic, publication_id, data)
+
+    def meta_published(self, broker, topic: str, args: list) -> None:
+        """A meta event of this node (``wamp.session.on_join``, ...): to the other
+        nodes' subscribers, as an event the router published (never disclosed)."""
+        self.published(broker, Publication(m.Publish(0, topic, args=args), _UNDISCLOSED, False, None), global_id())
 
     # ------------------------------------------------------ from NATS
 

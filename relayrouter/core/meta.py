@@ -351,20 +351,28 @@ class MetaEvents(RealmObserver):
     def __init__(self, realm) -> None:
         self.realm = realm
 
-    def _matches(self, topic: str) -> list:
-        return self.realm.broker.subscriptions.match(topic)
+    def _matches(self, topic: str) -> list | None:
+        """The local subscriptions to ``topic``; None when nobody may want it
+        (none here, and no other nodes: a clustered realm's go to them too)."""
+        broker = self.realm.broker
+        matches = broker.subscriptions.match(topic)
+        return matches if matches or broker.cluster is not None else None
 
     def _publish(self, matches: list, topic: str, args: list) -> None:
-        self.realm.broker.publish_meta(matches, topic, args)
+        broker = self.realm.broker
+        if matches:
+            broker.publish_meta(matches, topic, args)
+        if broker.cluster is not None:  # every other node's subscribers too (relayrouter/cluster/)
+            broker.cluster.meta_published(broker, topic, args)
 
     def joined(self, session) -> None:
         matches = self._matches("wamp.session.on_join")
-        if matches:
+        if matches is not None:
             self._publish(matches, "wamp.session.on_join", [session_details(session)])
 
     def left(self, session) -> None:
         matches = self._matches("wamp.session.on_leave")
-        if matches:
+        if matches is not None:
             self._publish(matches, "wamp.session.on_leave",
                           [session.session_id, session.authid, session.authrole])
 
@@ -393,14 +401,14 @@ class MetaEvents(RealmObserver):
         if created_details is not None:
             topic = f"{prefix}.on_create"
             matches = self._matches(topic)
-            if matches:
+            if matches is not None:
                 self._publish(matches, topic, [session.session_id, created_details(entry)])
         topic = f"{prefix}.{event}"
         matches = self._matches(topic)
-        if matches:
+        if matches is not None:
             self._publish(matches, topic, [session.session_id, entry.id])
         if deleted:
             topic = f"{prefix}.on_delete"
             matches = self._matches(topic)
-            if matches:
+            if matches is not None:
                 self._publish(matches, topic, [session.session_id, entry.id])
