@@ -154,6 +154,29 @@ def test_a_tenant_inherits_the_templates_event_history(router):
 
 
 @pytest_twisted.inlineCallbacks
+def test_two_tenants_never_cross_on_the_same_uris_and_the_same_identity(router):
+    """The tenant boundary: the same topic, procedure and authid in two tenants are two
+    different things; nothing published, registered or kept in one is seen from the other."""
+    for name in ("acme", "globex"):
+        code, _, body = yield http("POST", f"{router.http_url}/realms", bearer=token(**ADMIN), body={"name": name})
+        assert code == 200, body
+    acme = yield join(router, "acme", sub="same-person")
+    globex = yield join(router, "globex", sub="same-person")
+    heard = {"acme": [], "globex": []}
+    yield acme.subscribe(lambda v: heard["acme"].append(v), "app.t")
+    yield globex.subscribe(lambda v: heard["globex"].append(v), "app.t")
+    yield globex.register(lambda: "globex's answer", "app.p")
+    yield acme.publish("app.t", "for acme", options=PublishOptions(acknowledge=True, exclude_me=False))
+    yield eventually(lambda: heard["acme"] == ["for acme"])
+    with pytest.raises(ApplicationError) as e:
+        yield acme.call("app.p")
+    assert e.value.error == "wamp.error.no_such_procedure"
+    assert (yield globex.call("app.p")) == "globex's answer"
+    kept = yield globex.call("relayrouter.history.read", "app.t")
+    assert kept["events"] == [] and heard["globex"] == []
+
+
+@pytest_twisted.inlineCallbacks
 def test_without_their_own_admins_tenants_follow_the_routers(monkeypatch, tmp_path):
     data = config(monkeypatch)
     data["tenants"] = {}
