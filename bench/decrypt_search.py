@@ -367,11 +367,11 @@ def main(reactor, args):
     try:
         router.start()
         connector = Connector(tmp, world, "acme", router, extra=extra)
-        publisher = yield connect_publisher(router)
         rate = None
-        if args.fill:
+        if args.fill:  # before the publisher joins: filling holds this process's reactor for minutes
             start_on_filled_store(connector, args.records, words)
-        else:
+        publisher = yield connect_publisher(router)
+        if not args.fill:
             rate = yield catch_up(connector, publisher, envelopes[:args.records], args.records)
         live_rate = None
         if args.live:
