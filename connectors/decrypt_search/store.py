@@ -82,8 +82,8 @@ class Dialect:
         at most RARE, their rowids drive the query and the matches are sorted; up to the bound,
         the order index drives and each row is looked up in the set of matches, built once;
         more, and the order index drives and each candidate that passes the other conditions is
-        checked against the FTS index, which stops after a few rows (plain words only: a prefix
-        or a phrase always takes the set, a check of one costing milliseconds).  The bound weighs building
+        checked against the FTS index, which stops after a few rows (not for a prefix: it always
+        takes the set, a check of one costing milliseconds).  The bound weighs building
         the set (about 0.4 us per match) against checking candidates (about 20 us each, and
         limit x records / matches of them): sqrt(COMMON_FACTOR x records x limit), 10,000 matches
         at 100,000 records, 32,000 at 1,000,000.  No plan collects 80,000 matches to return 20
@@ -92,15 +92,16 @@ class Dialect:
         match = fts5_match(terms)
         cur.execute("SELECT COALESCE(MAX(id), 0) FROM records")
         common = max(RARE, int(math.sqrt(COMMON_FACTOR * cur.fetchone()[0] * limit)))
+        prefix = any(t.prefix for t in terms)  # a prefix never takes the per-record check: no need to count far
         cur.execute("SELECT COUNT(*) FROM (SELECT rowid FROM records_fts WHERE records_fts MATCH ? LIMIT ?)",
-                    (match, common + 1))
+                    (match, (RARE if prefix else common) + 1))
         matches = cur.fetchone()[0]
         if matches <= RARE:
             cur.execute("SELECT rowid FROM records_fts WHERE records_fts MATCH ?", (match,))
             return "r.id IN (SELECT value FROM json_each(?))", json.dumps([row[0] for row in cur.fetchall()]), False
-        if matches <= common or any(t.prefix or t.phrase for t in terms):
-            # a prefix or a phrase costs milliseconds per record to check (a prefix is expanded each
-            # time), more than building the set of its matches once
+        if matches <= common or prefix:
+            # a prefix costs milliseconds per record to check (it is expanded each time), more than
+            # building the set of its matches once
             # "+" keeps SQLite from driving the query by the set: it is only looked up
             return "+r.id IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)", match, False
         return self.text_per_row(terms)[0], match, True
