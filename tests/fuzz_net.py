@@ -89,6 +89,9 @@ REACH = {
     "connectors.decrypt_search.feed.FeedResource": ["", "/x1"],  # an event stream once allowed
     "connectors.pairing.http_bridge.PeerProxy": ["", "/%00/a%ff?b=%ff"],  # any path: all go to the other peer
     "connectors.pairing.service._Events": ["", "/DPP:Started", "/bad.name", "/%ff"],
+    "connectors.mediator_proxy.didcomm.service.Inbound": ["", "/nope", "/%00"],  # POST /: DIDComm envelopes
+    "connectors.mediator_proxy.didcomm.service._Page": [""],
+    "connectors.mediator_proxy.didcomm.service.MediatorInvitation": [""],
     "connectors.mediator_proxy.resources.StatusPage": [""],
     "connectors.mediator_proxy.resources.EndpointPage": [""],
     "connectors.mediator_proxy.resources.OutboundPage": ["", "/mailbox.agenta", "/%00", "/a/b"],

@@ -344,7 +344,27 @@ def mediator_proxy(tmp_path_factory):
         router_proc.stop()
 
 
-@pytest.mark.parametrize("name", ["decrypt_search", "iot_agent", "pairing_agents", "mediator_proxy"])
+@pytest.fixture(scope="module")
+def didcomm_proxy(tmp_path_factory):
+    """The DIDComm mode with no mediator yet: its seed-compatible surface, admin routes guarded."""
+    from .processes import HTTP_LINE, Child, twistd
+
+    tmp = tmp_path_factory.mktemp("net-didcomm")
+    port, token = fuzz_net.unused_port(), "didcomm-admin-token-0123456789"
+    child = Child("mediator-proxy didcomm", twistd("mediator-proxy", "didcomm", "--state-dir", tmp / "state"),
+                  env={"PORT": f"tcp:{port}:interface=127.0.0.1", "ENDPOINT": f"http://127.0.0.1:{port}/",
+                       "MEDIATOR_PROXY_API_TOKEN": token})
+    child.env.pop("MEDIATOR_INVITE", None)
+    try:
+        child.start()
+        child.wait_for(HTTP_LINE)
+        yield Component.of(child, "mediator-proxy", port, tmp / "built-state", b"/status", bearer(token))
+    finally:
+        child.stop()
+
+
+@pytest.mark.parametrize("name", ["decrypt_search", "iot_agent", "pairing_agents", "mediator_proxy",
+                                  "didcomm_proxy"])
 def test_each_connector_under_the_fixed_hostile_set_and_hypothesis(request, name):
     found = request.getfixturevalue(name)
     for component in found if isinstance(found, tuple) else (found,):

@@ -149,12 +149,12 @@ def unpack(envelope: bytes, keys: dict[str, Key]) -> Unpacked:
         header = json.loads(from_b64url(protected))
         recipients = header["recipients"]
         alg = header["alg"]
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
         raise EnvelopeError(f"not a DIDComm v1 envelope ({e.__class__.__name__})") from None
-    if alg not in ("Authcrypt", "Anoncrypt") or header.get("enc") != ENC:
-        raise EnvelopeError(f"unsupported envelope: alg {alg!r}, enc {header.get('enc')!r}")
+    if not isinstance(recipients, list) or alg not in ("Authcrypt", "Anoncrypt") or header.get("enc") != ENC:
+        raise EnvelopeError(f"unsupported envelope: alg {str(alg)[:40]!r}, enc {str(header.get('enc'))[:40]!r}")
     mine = [r for r in recipients if isinstance(r, dict) and isinstance(r.get("header"), dict)
-            and r["header"].get("kid") in keys]
+            and isinstance(r["header"].get("kid"), str) and r["header"]["kid"] in keys]
     if not mine:
         raise EnvelopeError("packed for none of our keys")
     recipient = mine[0]["header"]["kid"]

@@ -30,8 +30,9 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.web import server
 
-from ...common import (ApiToken, Backoff, HttpError, HttpService, JsonResource, JsonRoot, StateStore, TokenGuard,
-                       read_body)
+from relayrouter import httpinput
+
+from ...common import ApiToken, Backoff, HttpError, HttpService, JsonResource, JsonRoot, StateStore, TokenGuard
 from .. import delivery
 from ..delivery import DELIVERED, REFUSED
 from . import envelope, messages
@@ -479,12 +480,9 @@ class MediatorInvitation(JsonResource):
 
     @defer.inlineCallbacks
     def render_POST(self, request):
-        try:
-            url = json.loads(read_body(request, 65536))["invitation_url"]
-        except (ValueError, KeyError, TypeError):
-            raise HttpError(400, 'send {"invitation_url": "<the mediator\'s invitation URL>"}') from None
-        if not isinstance(url, str):
-            raise HttpError(400, "'invitation_url' must be a string")
+        url = httpinput.string_field(httpinput.json_object(request, 65536), "invitation_url")
+        if not url:
+            raise HttpError(400, 'send {"invitation_url": "<the mediator\'s invitation URL>"}')
         if (self.proxy.store.get(MEDIATOR) or {}).get("keylist_updated"):
             raise HttpError(409, "the proxy already has a mediator")
         try:
