@@ -1,7 +1,7 @@
 """RPC and publish/subscribe through one, two and three router nodes joined by NATS.
 
     python bench/cluster.py [--nodes 1,2,3] [--loops thread,reactor] [--scenarios ...]
-                            [--reps 3] [--duration 5] [--warmup 1] [--json FILE]
+                            [--reps 3] [--duration 5] [--warmup 1] [--json FILE] [--prefer-local]
 
 Starts its own ``nats-server`` (loopback, free ports) and ``twistd relayrouter``
 nodes from this checkout, and drives them with bench/run.py's Node load
@@ -12,6 +12,10 @@ exactly as bench/run.py measures the router. Topologies, for each loop mode:
 - ``N nodes, same node``: N clustered nodes, every end on node A;
 - ``N nodes, across``: the publisher (caller) on A, the subscribers (callee)
   on the other nodes, round-robin (1 -> 100 through 3 nodes: 50 on B, 50 on C).
+- ``N nodes, callee on every node`` (RPC only): the caller on A, one
+  ``roundrobin`` registration with a callee on each node; with
+  ``--prefer-local`` the nodes run ``[cluster] prefer_local_callees = true``,
+  so A's calls stay on A, else two calls in three cross (with 3 nodes).
 
 Scenarios (``--scenarios``, loadgen's names): ``pubsub_1to1`` (256
 publications in flight end to end, 200-byte msgpack payload),
@@ -120,7 +124,8 @@ def start_nats(tmp: Path, core: int | None) -> tuple[Proc, str]:
     return nats, f"nats://127.0.0.1:{port}"
 
 
-def start_node(tmp: Path, name: str, nats_url: str | None, loop: str, core: int | None) -> tuple[Proc, str]:
+def start_node(tmp: Path, name: str, nats_url: str | None, loop: str, core: int | None,
+               prefer_local: bool = False) -> tuple[Proc, str]:
     port = free_port()
     home = tmp / name
     home.mkdir()
@@ -128,6 +133,8 @@ def start_node(tmp: Path, name: str, nats_url: str | None, loop: str, core: int 
             f'endpoint = "tcp:{port}:interface=127.0.0.1"\n')
     if nats_url:
         toml += f'[cluster]\nnats = ["{nats_url}"]\nnode = "{name}"\nloop = "{loop}"\n'
+        if prefer_local:
+            toml += "prefer_local_callees = true\n"
     (home / "router.toml").write_text(toml)
     reactor = ["--reactor=asyncio"] if loop == "reactor" else []
     node = Proc([sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
@@ -142,9 +149,12 @@ def others_ticks(mine: set) -> dict:
     return {p: cpu_ticks(p) for p in all_pids() if p not in mine}
 
 
-def drive(scenario: str, pub_url: str, sub_urls: list[str], pids: dict, args) -> dict:
-    """One loadgen run; its figures plus µs of CPU per delivered event (call) per process."""
+def drive(scenario: str, pub_url: str, sub_urls: list[str], pids: dict, args, each: bool = False) -> dict:
+    """One loadgen run; its figures plus µs of CPU per delivered event (call) per process.
+    ``each``: RPC with a callee on every one of ``sub_urls`` (one roundrobin registration)."""
     name, extra, _, _ = SCENARIOS[scenario]
+    if each:
+        extra = [*extra, "--callees", "each"]
     command = ["node", str(GENERATOR), "--scenario", name, "--ser", "msgpack", "--url", pub_url,
                "--sub-urls", ",".join(sub_urls), "--warmup", str(args.warmup), "--duration", str(args.duration),
                *extra]
@@ -183,22 +193,27 @@ def drive(scenario: str, pub_url: str, sub_urls: list[str], pids: dict, args) ->
 
 
 def placements(count: int) -> list[tuple[str, list[int]]]:
-    """(label, indexes of the nodes the subscribers/callee are on); the publisher is on node 0."""
+    """(label, indexes of the nodes the subscribers/callee are on); the publisher is on node 0.
+    "callee on every node": RPC only, one roundrobin registration with a callee on each node."""
     out = [("same node", [0])]
     if count > 1:
         out.append(("across", list(range(1, count))))
+        out.append(("callee on every node", list(range(count))))
     return out
 
 
 def measure(topology: str, scenario: str, pub_url: str, sub_urls: list[str], pids: dict, args,
             runs: dict) -> None:
     """One run, kept under (topology, scenario) with the other rounds' runs."""
-    if scenario.startswith("rpc"):
+    each = topology.endswith("callee on every node")
+    if each and not scenario.startswith("rpc"):
+        return
+    if scenario.startswith("rpc") and not each:
         sub_urls = sub_urls[:1]  # one callee
     earlier = runs.setdefault((topology, scenario), [])
     if earlier and all("error" in r for r in earlier):
         return  # e.g. calls do not cross nodes in this build: repeating says nothing new
-    run = drive(scenario, pub_url, sub_urls, pids, args)
+    run = drive(scenario, pub_url, sub_urls, pids, args, each)
     log(f"  {topology} | {scenario} | round {len(earlier) + 1}: " + (run.get("error") or ", ".join(
         f"{k}={run[k]:,.1f}" for k in run if k.startswith("us_") or k in (SCENARIOS[scenario][2], "p99_us"))))
     earlier.append(run)
@@ -233,7 +248,8 @@ def run_round(loop: str, nats_url: str, tmp: Path, args, runs: dict) -> None:
         nodes = []
         try:
             for i in range(count):
-                nodes.append(start_node(tmp, f"{stamp}-{count}{NODE_NAMES[i]}", nats_url, loop, core))
+                nodes.append(start_node(tmp, f"{stamp}-{count}{NODE_NAMES[i]}", nats_url, loop, core,
+                                        args.prefer_local))
             time.sleep(2)  # heartbeats: every node has heard the others
             pids = {NODE_NAMES[i].upper(): proc.pid for i, (proc, _) in enumerate(nodes)}
             pids["nats"] = args.nats_pid
@@ -358,6 +374,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--no-pin", dest="pin", action="store_false")
+    parser.add_argument("--prefer-local", action="store_true",
+                        help="clustered nodes with [cluster] prefer_local_callees = true")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--report", help="print the table of a --json file and exit")
     parser.add_argument("--markdown", action="store_true", help="with --report: as a Markdown table")

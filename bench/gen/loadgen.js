@@ -17,6 +17,8 @@
 //
 // --sub-urls: where subscribers (round-robin) and the callee connect, when not
 // at --url (bench/cluster.py: the ends on different nodes of a cluster).
+// --callees each: RPC with one callee at every --sub-urls URL, one roundrobin
+// registration (default "one": a single callee at the first).
 'use strict';
 const net = require('net');
 const WebSocket = require('ws');
@@ -40,7 +42,7 @@ function parseOptions(argv) {
   const o = {
     scenario: 'rpc_latency', ser: 'json', url: 'ws://127.0.0.1:8080/ws', raw: '', realm: 'realm1',
     warmup: 2, duration: 10, window: 0, payload: 0, subscribers: 100, sessions: 5000,
-    patterns: 10000, concurrency: 100, settle: 2, 'max-ops': 50000000, 'sub-urls': '',
+    patterns: 10000, concurrency: 100, settle: 2, 'max-ops': 50000000, 'sub-urls': '', callees: 'one',
   };
   for (let i = 0; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, '');
@@ -238,7 +240,9 @@ class Session {
     return new Promise((resolve, reject) => { this.pending.set(msg[1], { resolve, reject }); this.send(msg); });
   }
   async subscribe(topic, options = {}) { return (await this.request([T.SUBSCRIBE, nextRequest++, options, topic]))[2]; }
-  async register(procedure) { return (await this.request([T.REGISTER, nextRequest++, {}, procedure]))[2]; }
+  async register(procedure, options = {}) {
+    return (await this.request([T.REGISTER, nextRequest++, options, procedure]))[2];
+  }
   close() { this.transport.close(); }
 }
 
@@ -259,11 +263,19 @@ async function window(counters) {
 async function rpc() {
   const procedure = `bench.rpc.${unique}`;
   const arg = 'a'.repeat(opt.payload);
-  const callee = await new Session('callee', opt.subUrls[0]).join();
-  callee.handlers[T.INVOCATION] = (msg) => callee.send([T.YIELD, codec.id(msg[1]), {}, msg[4] || []]);
-  await callee.register(procedure);
+  const each = opt.callees === 'each';
+  const callees = [];
+  for (const url of each ? opt.subUrls : [opt.subUrls[0]]) {
+    const callee = await new Session('callee', url).join();
+    callee.handlers[T.INVOCATION] = (msg) => callee.send([T.YIELD, codec.id(msg[1]), {}, msg[4] || []]);
+    await callee.register(procedure, each ? { invoke: 'roundrobin' } : {});
+    callees.push(callee);
+  }
   const caller = await new Session('caller').join();
-  if (opt.subUrls[0] !== opt.url) await reachable(caller, procedure);
+  if (callees.length > 1 || opt.subUrls[0] !== opt.url) {
+    await reachable(caller, procedure);
+    if (each) await sleep(1); // every node's callee in the caller node's directory
+  }
 
   const latencyMode = opt.window === 1;
   const samples = [];
@@ -288,7 +300,7 @@ async function rpc() {
   const w = await window(() => { measuring = true; return answered; });
   stopping = true; measuring = false;
   await sleep(0.3);
-  caller.close(); callee.close();
+  caller.close(); for (const callee of callees) callee.close();
   const out = { calls_per_s: Math.round((w.c1 - w.c0) / w.seconds), seconds: w.seconds, checked };
   if (latencyMode) Object.assign(out, percentiles(samples));
   return out;
