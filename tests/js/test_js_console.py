@@ -187,3 +187,65 @@ def test_a_session_that_is_no_console_user_is_refused(console_router, node_bin, 
     assert result["login_visible"] and not result["main_visible"]
     assert result["state"]["loggedIn"] is False and result["state"]["access"] is None
     assert result["page_errors"] == []
+
+
+@pytest.fixture
+def console_cluster(tmp_path):
+    """A NATS server and two clustered routers (a, b) with the console configuration."""
+    import os
+    import shutil
+    import socket
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    children = []
+    try:
+        port = free_port()
+        nats = ChildProcess([shutil.which("nats-server") or "/usr/sbin/nats-server", "-a", "127.0.0.1", "-p", port,
+                             "-js", "-sd", tmp_path / "nats"], name="nats-server", merge_stderr=True)
+        children.append(nats)
+        nats.wait_for(lambda line: "Server is ready" in line, STARTUP_TIMEOUT, "nats-server ready")
+        env = dict(os.environ, CONSOLE_TICKET=ADMIN_TICKET, DEVICE_TICKET=DEVICE_TICKET,
+                   VIEWER_TICKET=VIEWER_TICKET, INTERN_TICKET=INTERN_TICKET)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        routers = []
+        for name in ("a", "b"):
+            home = tmp_path / name
+            home.mkdir()
+            (home / "router.toml").write_text(CONFIG + f"""
+[cluster]
+nats = ["nats://127.0.0.1:{port}"]
+node = "{name}"
+heartbeat_interval = 0.25
+heartbeat_ttl = 1.0
+""")
+            argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
+                    "relayrouter", "--config", home / "router.toml", "--state-dir", home / "state"]
+            child = ChildProcess(argv, name=f"router {name}", env=env, cwd=home, merge_stderr=True, keep=2000)
+            children.append(child)
+            child.ws_url = child.wait_for(lambda l: (m := WS_LINE.search(l)) and m.group(1), STARTUP_TIMEOUT,
+                                          "'relayrouter listening' log line")
+            routers.append(child)
+        yield routers
+    finally:
+        for child in reversed(children):
+            child.stop()
+
+
+def test_the_console_shows_the_clusters_nodes(console_cluster, node_bin, chromium_bin, spawn, tmp_path):
+    """The Cluster table of node a's console lists both nodes from their heartbeats."""
+    a, b = console_cluster
+    result = drive_console(spawn, node_bin, chromium_bin, a, tmp_path, "cluster", mode="cluster", nodes=2,
+                           authid="auditor", ticket=VIEWER_TICKET, watch="-").result(120)
+    assert result["panel_visible"] and result["page_errors"] == []
+    rows = result["rows"]
+    assert [r[0] for r in rows] == ["a (this node)", "b"]
+    from relayrouter import __version__
+
+    b_port = b.ws_url.split(":")[2].split("/")[0]
+    assert rows[1][1] == __version__ and rows[1][2] == f"127.0.0.1:{b_port}"
+    assert rows[1][6].endswith("Z") and rows[0][5].endswith("Z")
+    assert [n["name"] for n in result["state"]["nodes"]] == ["a", "b"]

@@ -10,7 +10,9 @@
 // With mode "refused": logs in and reports the page's login error (a session
 // that is no console user). With mode "viewer": logs in as a read-only
 // console user, waits for the watched session, checks that the page offers
-// no deny-list change and that the router refuses one, and reports.
+// no deny-list change and that the router refuses one, and reports. With
+// mode "cluster": logs in and waits until the Cluster table lists cfg.nodes
+// nodes, then reports its rows as shown.
 //
 // config: {console_url, chromium, user_data_dir, screenshot, realm, authid,
 //          ticket, watch, mode?, timeout_ms?}
@@ -71,6 +73,7 @@ async function drive(cfg) {
     await step('the login form goes away', () => page.waitForSelector('#login', { state: 'hidden', timeout }));
     emit({ event: 'logged_in', url: landed });
     if (cfg.mode === 'viewer') return await viewer(page, cfg, step, row, timeout, pageErrors);
+    if (cfg.mode === 'cluster') return await cluster(page, cfg, step, timeout, pageErrors);
 
     await step('the device appears', () => page.waitForSelector(row(cfg.watch), { timeout }));
     await step('its subscription is listed', () => page.waitForFunction(
@@ -122,6 +125,17 @@ async function viewer(page, cfg, step, row, timeout, pageErrors) {
     denylist_visible: await page.isVisible('#denylist'),
     buttons: await page.$$eval('#sessions button, #denylist button', (bs) => bs.map((b) => b.textContent)),
     add_refused: tried, page_errors: pageErrors,
+  };
+}
+
+async function cluster(page, cfg, step, timeout, pageErrors) {
+  await step('the Cluster table lists every node', () => page.waitForFunction(
+    (n) => document.querySelectorAll('#cluster tbody tr').length === n, cfg.nodes, { timeout }));
+  await page.screenshot({ path: cfg.screenshot, fullPage: true });
+  return {
+    rows: await page.$$eval('#cluster tbody tr', (trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent))),
+    panel_visible: await page.isVisible('#cluster-panel'),
+    state: await page.evaluate(() => window.consoleState), page_errors: pageErrors,
   };
 }
 
