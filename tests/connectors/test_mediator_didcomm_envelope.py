@@ -152,3 +152,40 @@ def test_with_a_token_the_admin_routes_ask_for_it_and_the_rest_stays_as_the_seed
     finally:
         child.stop()
     assert token not in child.output()
+
+
+def test_the_spool_is_bounded_and_the_mediator_keeps_what_does_not_fit(tmp_path):
+    """Forwards on the mediator's connection are spooled up to --max-spooled; beyond, 503 with
+    Retry-After (the mediator keeps the message) instead of a disk that fills while the agent is away."""
+    import sqlite3
+    import time
+
+    from .processes import HTTP_LINE, http_json
+    from .test_mediator_proxy_acapy import free_port
+
+    port = free_port()
+    child = Child("didcomm", twistd("mediator-proxy", "didcomm", "--state-dir", tmp_path / "s"), cwd=tmp_path,
+                  env={"PORT": f"tcp:{port}:interface=127.0.0.1", "ENDPOINT": f"http://127.0.0.1:{port}/",
+                       "MEDIATOR_PROXY_MAX_SPOOLED": "3"})
+    child.env.pop("MEDIATOR_INVITE", None)
+    child.start()
+    try:
+        child.wait_for(HTTP_LINE)
+        deadline = time.monotonic() + 30
+        while True:  # the keys are committed at start
+            with sqlite3.connect(tmp_path / "s" / "state.sqlite3") as db:
+                row = db.execute("SELECT value FROM kv WHERE key = 'didcomm.keys'").fetchone()
+            if row or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        ours = envelope.verkey(envelope.key_from_secret(bytes.fromhex(json.loads(row[0])["mediator"])))
+        agent_key = envelope.verkey(envelope.new_key())
+        answers = []
+        for i in range(4):
+            forward = messages.new_message("routing/1.0/forward", to=agent_key, msg={"n": i})
+            answers.append(http_json("POST", f"http://127.0.0.1:{port}/", envelope.pack(forward, [ours])))
+        assert [a[0] for a in answers] == [202, 202, 202, 503]
+        assert "--max-spooled" in answers[3][1]["message"] and answers[3][2]["Retry-After"] == "30"
+        assert http_json("GET", f"http://127.0.0.1:{port}/status")[1]["spooled"] == 3
+    finally:
+        child.stop()

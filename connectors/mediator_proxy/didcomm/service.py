@@ -58,6 +58,7 @@ class DidcommConfig:
     agent_retry_initial: float = 0.5
     agent_retry_max: float = 30.0
     reconnect_max: float = 30.0
+    max_spooled: int = 100000
     api_token: ApiToken | None = field(default=None, repr=False)  # guards the admin routes when given
 
 
@@ -262,6 +263,8 @@ class DidcommProxy(service.MultiService):
                 self.refused_forwards += 1
                 raise ProtocolError("forward-from-unauthorized-connection",
                                     "forward messages are taken only on the mediator's connection")
+            if self.spool_full():
+                raise SpoolFull()
             yield self.spool_forward(message)
             return None
         agent = self.store.get(AGENT)
@@ -309,6 +312,9 @@ class DidcommProxy(service.MultiService):
         opened = envelope.unpack(body, {self.verkey("mediator"): self.keys["mediator"]})
         if messages.type_of(opened.message) == "routing/1.0/forward":
             yield self.spool_forward(opened.message)
+
+    def spool_full(self) -> bool:
+        return len(self.spool) >= self.config.max_spooled
 
     @defer.inlineCallbacks
     def spool_forward(self, message: dict):
@@ -364,6 +370,12 @@ class DidcommProxy(service.MultiService):
         return response.code, f"HTTP {response.code}"
 
 
+class SpoolFull(Exception):
+    def __init__(self) -> None:
+        super().__init__("the proxy's spool is full (--max-spooled) while the agent is not taking messages;"
+                         " the mediator keeps this one until then")
+
+
 class Retriever:
     """The WebSocket to the mediator: a trust ping every poll interval; reopened with backoff."""
 
@@ -416,7 +428,8 @@ class Retriever:
         self.poll.start(self.proxy.config.poll_interval, now=True)
 
     def ping(self) -> None:
-        if self.protocol is not None:
+        """No ping while the spool is full: what the mediator holds stays there until we took some."""
+        if self.protocol is not None and not self.proxy.spool_full():
             mediator = self.proxy.store.get(MEDIATOR)
             packed = envelope.pack(messages.trust_ping(), [mediator["verkey"]], self.proxy.keys["mediator"])
             self.protocol.sendMessage(packed, isBinary=True)
@@ -527,7 +540,10 @@ class Inbound(JsonRoot):
         request.finish()
 
     def _failed(self, failure, request) -> None:
-        if failure.check(envelope.EnvelopeError):
+        if failure.check(SpoolFull):
+            request.setHeader(b"retry-after", b"30")
+            body = _json(request, 503, {"error": "unavailable", "message": str(failure.value)})
+        elif failure.check(envelope.EnvelopeError):
             body = _json(request, 400, {"error": "bad_request", "message": str(failure.value)})
         else:
             self.proxy.log.failure("handling an inbound DIDComm message failed", failure)

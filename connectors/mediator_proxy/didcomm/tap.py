@@ -19,7 +19,8 @@ SEED_ENV = {"port": "PORT", "endpoint": "ENDPOINT", "mediator-invite": "MEDIATOR
             "poll-interval": "POLL_INTERVAL", "repo-uri": "REPO_URI", "repo-key": "REPO_KEY",
             "log-level": "LOG_LEVEL"}
 OWN_ENV = {"state-dir": "MEDIATOR_PROXY_STATE_DIR", "max-attempts": "MEDIATOR_PROXY_MAX_ATTEMPTS",
-           "agent-retry-max": "MEDIATOR_PROXY_AGENT_RETRY_MAX", "api-token-file": "MEDIATOR_PROXY_API_TOKEN_FILE"}
+           "agent-retry-max": "MEDIATOR_PROXY_AGENT_RETRY_MAX", "api-token-file": "MEDIATOR_PROXY_API_TOKEN_FILE",
+           "max-spooled": "MEDIATOR_PROXY_MAX_SPOOLED"}
 TOKEN_ENV = "MEDIATOR_PROXY_API_TOKEN"
 
 
@@ -44,6 +45,8 @@ class DidcommOptions(usage.Options):
                                   " default ./mediator-proxy-state)."],
         ["max-attempts", None, None, "Refusals by the agent before a message becomes a dead letter (default 5)."],
         ["agent-retry-max", None, None, "Most seconds between posts to an agent that is down (default 30)."],
+        ["max-spooled", None, None, "Messages the spool holds for an agent that is not taking them; beyond,"
+                                    " the mediator keeps the rest (no polls, 503 to its posts) (default 100000)."],
         ["api-token-file", None, None, "File (chmod 600) with a token the admin routes then ask for"
                                        " (Authorization: Bearer); or the token in MEDIATOR_PROXY_API_TOKEN;"
                                        " default: open, as the proxy-mediator's."],
@@ -77,7 +80,8 @@ class DidcommOptions(usage.Options):
         if store and not self.value(env, "repo-key"):
             raise ConfigError(f"{self.name('repo-key')}: required when the store is enabled")
         numbers = {name: self._number(env, name, kind, default) for name, kind, default in (
-            ("poll-interval", float, 20.0), ("max-attempts", int, 5), ("agent-retry-max", float, 30.0))}
+            ("poll-interval", float, 20.0), ("max-attempts", int, 5), ("agent-retry-max", float, 30.0),
+            ("max-spooled", int, 100000))}
         state_dir = open_state_dir(self.value(env, "state-dir", "./mediator-proxy-state"))
         token_file = self.value(env, "api-token-file")
         token = load_api_token(token_file, env.get(TOKEN_ENV), TOKEN_ENV, state_dir) \
@@ -85,7 +89,7 @@ class DidcommOptions(usage.Options):
         return DidcommConfig(api_token=token, port=check_listen_port(port, self.name("port")), endpoint=endpoint,
                              state_dir=state_dir, mediator_invite=self.value(env, "mediator-invite"),
                              poll_interval=numbers["poll-interval"], max_attempts=numbers["max-attempts"],
-                             agent_retry_max=numbers["agent-retry-max"],
+                             agent_retry_max=numbers["agent-retry-max"], max_spooled=numbers["max-spooled"],
                              agent_retry_initial=min(0.5, numbers["agent-retry-max"]))
 
     def _number(self, env, name: str, kind, default):
