@@ -250,9 +250,11 @@ class Follower:
     def __init__(self) -> None:
         self.events = 0
         self.response = None
+        self.buffer = b""
 
     def received(self, data: bytes) -> None:
-        self.events += data.count(b"\nevent: record\n")
+        *blocks, self.buffer = (self.buffer + data).split(b"\n\n")  # an event may straddle two reads
+        self.events += sum(1 for block in blocks if b"\nevent: record\n" in block)
 
     def stop(self) -> None:
         self.response.original._transport.loseConnection()
@@ -392,7 +394,8 @@ def main(reactor, args):
             print(f"live: {bulk:,} published and stored in {bulk / live_rate:.1f} s = "
                   f"{live_rate:,.0f} records/s end to end", flush=True)
             feed = status(connector)["feed"]
-            print(f"live feed: {follower.events:,} records to one follower (GET /feed); commit to the event "
+            print(f"live feed: {follower.events:,} events to one follower (GET /feed; closed "
+                  f"{feed['closed_for_not_reading']} times for not reading); commit to the event "
                   f"written to its socket, p50 {feed['commit_to_write_ms_p50']} ms per batch (the last 1,000 "
                   "batches, one at a time and under the live load)", flush=True)
             follower.stop()
