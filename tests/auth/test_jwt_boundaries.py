@@ -1,0 +1,96 @@
+"""JWT keys and claims where a broken line went unnoticed: a key given as a
+certificate, a key's kid and algorithms kept, the JWKS keys that are not for
+signing skipped without hiding the others, a role claim that is not a name,
+and what an accepted session carries (provider, expiry)."""
+
+import datetime
+
+import jwt as pyjwt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
+
+from relayrouter.auth.jwt import JwtAuthenticator, JwtKey, JwtPolicy, StaticKeys, keys_from_jwks
+from relayrouter.core.auth import Accept, Deny
+
+from tests.auth.test_jwt_edges import LONG_SECRET, NOW, RSA_KEY, _b64, _token
+
+
+def _certificate_pem() -> str:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "issuer.example")])
+    start = datetime.datetime(2023, 1, 1, tzinfo=datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(RSA_KEY.public_key()).serial_number(7)
+                   .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=3650))
+                   .sign(RSA_KEY, hashes.SHA256()))
+    return certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _rsa_jwk(**fields) -> dict:
+    return {**pyjwt.algorithms.RSAAlgorithm.to_jwk(RSA_KEY.public_key(), as_dict=True), **fields}
+
+
+def _authenticator(clock, key, **policy) -> JwtAuthenticator:
+    policy = {"algorithms": ("RS256", "HS256"), "authrole": "user", **policy}
+    return JwtAuthenticator(StaticKeys([key]), JwtPolicy(**policy), clock=clock, authprovider="idp")
+
+
+def test_a_certificates_public_key_verifies_and_keeps_its_kid_and_algorithms(clock):
+    key = JwtKey.from_pem(_certificate_pem(), kid="issuer-1", algorithms=["RS256"])
+    assert (key.family, key.kid, key.algorithms) == ("RSA", "issuer-1", ("RS256",))
+    token = pyjwt.encode({"sub": "alice", "exp": NOW + 300}, RSA_KEY, algorithm="RS256",
+                         headers={"kid": "issuer-1"})
+    assert isinstance(_authenticator(clock, key).check(token), Accept)
+
+
+def test_a_public_key_in_pem_text_keeps_its_kid():
+    pem = RSA_KEY.public_key().public_bytes(serialization.Encoding.PEM,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+    key = JwtKey.from_pem(pem, kid="k2")
+    assert (key.family, key.kid) == ("RSA", "k2")
+    assert key.algorithms == ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+
+
+def test_an_hmac_jwk_keeps_its_kid():
+    key = JwtKey.from_jwk({"kty": "oct", "k": _b64(LONG_SECRET), "kid": "shared-1", "alg": "HS256"})
+    assert (key.family, key.kid, key.algorithms) == ("oct", "shared-1", ("HS256",))
+
+
+def test_an_unusable_jwk_is_refused_naming_its_kid():
+    with pytest.raises(ValueError, match=r"^unusable JWK with kid 'odd-1': "):
+        JwtKey.from_jwk({"kty": "XYZ", "kid": "odd-1"})
+
+
+def test_a_jwks_skips_keys_not_for_signing_and_keys_it_cannot_use_but_keeps_the_rest():
+    jwks = {"keys": ["not a key", _rsa_jwk(use="enc", kid="enc-1"), {"kty": "XYZ", "kid": "odd-1"},
+                     _rsa_jwk(use="sig", kid="sig-1"), _rsa_jwk(kid="plain-1")]}
+    assert [key.kid for key in keys_from_jwks(jwks)] == ["sig-1", "plain-1"]
+
+
+@pytest.mark.parametrize("document", [[], {"keys": {}}, {"key": []}, "keys"])
+def test_a_document_that_is_not_a_jwks_is_refused(document):
+    with pytest.raises(ValueError) as refused:
+        keys_from_jwks(document)
+    assert str(refused.value) == "a JWKS must be a JSON object with a 'keys' list"
+
+
+@pytest.mark.parametrize("role, expected", [("admin", "admin"), ("", "user"), (5, "user"), (["admin"], "user")])
+def test_a_role_claim_that_is_not_a_name_falls_back_to_the_fixed_role(clock, role, expected):
+    key = JwtKey.hmac(LONG_SECRET)
+    decision = _authenticator(clock, key, authrole_claim="role").check(_token(role=role))
+    assert isinstance(decision, Accept) and decision.authrole == expected
+
+
+def test_without_a_fixed_role_a_token_without_the_role_claim_is_denied_naming_it(clock):
+    key = JwtKey.hmac(LONG_SECRET)
+    decision = _authenticator(clock, key, authrole=None, authrole_claim="role").check(_token(role=5))
+    assert isinstance(decision, Deny) and decision.message == "token has no 'role' claim to take the role from"
+
+
+def test_an_accepted_session_carries_the_provider_and_the_tokens_expiry(clock):
+    key = JwtKey.hmac(LONG_SECRET)
+    decision = _authenticator(clock, key).check(_token())
+    assert (decision.authprovider, decision.expires_at) == ("idp", float(NOW + 300))
+    decision = _authenticator(clock, key, require_exp=False).check(_token(exp=None))
+    assert isinstance(decision, Accept) and decision.expires_at is None
