@@ -22,6 +22,8 @@ import re
 import time
 from dataclasses import dataclass
 
+from relayrouter.api import httpinput
+
 from .config import Config
 from .ingest import convert, parse_date
 
@@ -234,7 +236,7 @@ def encode_cursor(order_spec: str, position: tuple) -> str:
 def decode_cursor(text, order_spec: str) -> tuple:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        data = json.loads(raw)
+        data = httpinput.json_value(raw, field="cursor")  # BadInput is a ValueError
         position = data["k"]
         ok = data["o"] == order_spec and len(position) == 3 and isinstance(position[2], int)
     except (binascii.Error, ValueError, TypeError, KeyError, AttributeError):

@@ -50,11 +50,11 @@ another node verified.  Successes (``remember_success``) stay per node.
 
 import base64
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..core.auth import Accept, Challenge, Deny, JoinRequest
+from ..httpinput import json_value
 
 BY_AUTHID = "authid"
 BY_ADDRESS = "address"
@@ -249,8 +249,8 @@ def claimed_authid(credential: Any) -> str:
         return ""
     body = credential.split(".")[1]
     try:
-        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    except ValueError:
+        claims = json_value(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)), field="the token")
+    except ValueError:  # not base64, or BadInput: not JSON, nested too deep
         claims = None
     claims = claims if type(claims) is dict else {}
     sub, bid, topic = claims.get("sub"), claims.get("booking_id") or claims.get("bid"), claims.get("topic")

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 
 from ..auth.onetime import Grant, OneTimeTickets
 from ..core import errors
+from ..httpinput import BadInput, json_value
 from ..core.auth import Accept, Deny
 from ..core.peer import TransportInfo
 from ..core.revocation import DenyListError
@@ -231,8 +232,8 @@ class Relay:
         if (peer.grant.topic == self.config.stats_topic and peer.grant.prefix == self.config.prefixes[0]
                 and isinstance(value, str) and '"update"' in value):
             try:
-                command = json.loads(value)
-            except ValueError:
+                command = json_value(value, field="the stats command")
+            except BadInput:
                 return
             if isinstance(command, dict) and command.get("cmd") == "update":
                 self.clock.callLater(0, self.publish_stats, True)

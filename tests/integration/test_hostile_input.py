@@ -3,6 +3,7 @@ never a 500 with a traceback: JSON nested thousands of levels deep, a
 ``realm`` that is not a string, an Authorization header that is not UTF-8,
 a NUL in a static file's path, numbers no float holds."""
 
+import base64
 import json
 
 import pytest
@@ -13,7 +14,7 @@ from relayrouter.httpinput import MAX_DEPTH
 
 from ..security_support import HS_SECRET, ISSUER, start, stop, token
 from .test_http_bridge import BRIDGE_SECRET, GITHUB_SECRET, signed_query
-from ..support import connect_ws, eventually
+from ..support import LeftBeforeJoining, connect_ws, eventually
 from .test_mailboxes import raw_http
 
 JWT = {"algorithms": ["HS256"], "audience": "relayrouter", "issuer": ISSUER, "as_ticket": True,
@@ -230,3 +231,16 @@ def test_an_origin_that_is_not_utf8_is_judged_like_any_other(router):
         status, _, answer = yield request(router.ws_port, method, path, b"{}",
                                           dict(admin_headers(), Origin=b"https://\xff.example"))
         assert status == code, (method, path, status, answer)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_jwt_whose_claims_are_nested_thousands_deep_is_refused_not_a_crash(router):
+    # The failed-login limits read a JWT's claims, unverified, to pick its budget.
+    body = base64.urlsafe_b64encode(b"[" * 5000).rstrip(b"=").decode()
+    forged = f"eyJhbGciOiJIUzI1NiJ9.{body}.c2ln"
+    status, _, answer = yield request(router.ws_port, "POST", "/ticket", b"",
+                                      {"Authorization": f"Bearer {forged}"})
+    assert status == 401, answer
+    with pytest.raises(LeftBeforeJoining) as e:
+        yield connect_ws(router, realm="management", authmethods=["ticket"], ticket=forged)
+    assert "authentication_failed" in str(e.value)

@@ -71,3 +71,16 @@ def test_stats_topic_every_interval_and_on_request(router):
     assert isinstance(listing, list) and {r["topic"] for r in listing} == {"pend00", "stats"}
     assert set(listing[0]) >= {"canRead", "canWrite", "connected", "expiresAt", "remoteAddr", "scopes",
                                "topic", "userAgent"}
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_stats_command_nested_too_deep_is_ignored_like_any_unreadable_one(router):
+    stats = yield connect_topic(router, topic="stats", booking_id="status-server")
+    reader = yield connect_topic(router, topic="stats", scopes=("read",), booking_id="reader")
+    deep = "[" * 5000 + '"update"'  # Python's JSON decoder gives up with a RecursionError
+    stats.send_text(deep)
+    stats.send_text("after")
+    frames = []
+    while "after" not in frames and len(frames) < 10:  # the reports published on the topic come between
+        frames.append((yield reader.next()))
+    assert deep in frames and "after" in frames  # relayed like any frame; the writer's connection lives on

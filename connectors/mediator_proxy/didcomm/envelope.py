@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from aries_askar import Key, KeyAlg, crypto_box
 
+from relayrouter.api import httpinput
+
 ENC = "xchacha20poly1305_ietf"
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _ED25519_MULTICODEC = b"\xed\x01"
@@ -144,9 +146,9 @@ def _recipient(verkey_b58: str, cek: bytes, sender: Key | None) -> dict:
 def unpack(envelope: bytes, keys: dict[str, Key]) -> Unpacked:
     """Open an envelope packed for one of ``keys`` (verkey -> private key)."""
     try:
-        outer = json.loads(envelope)
+        outer = httpinput.json_value(envelope, field="the envelope")  # BadInput is a ValueError
         protected = outer["protected"]
-        header = json.loads(from_b64url(protected))
+        header = httpinput.json_value(from_b64url(protected), field="the protected header")
         recipients = header["recipients"]
         alg = header["alg"]
     except (ValueError, KeyError, TypeError, RecursionError) as e:
@@ -163,7 +165,7 @@ def unpack(envelope: bytes, keys: dict[str, Key]) -> Unpacked:
         payload = Key.from_secret_bytes(KeyAlg.C20P, cek).aead_decrypt(
             from_b64url(outer["ciphertext"]), nonce=from_b64url(outer["iv"]), tag=from_b64url(outer["tag"]),
             aad=protected.encode("ascii"))
-        message = json.loads(bytes(payload))
+        message = httpinput.json_value(bytes(payload), field="the message")
     except EnvelopeError:
         raise
     except Exception as e:  # noqa: BLE001 - askar raises its own error type for a bad box or tag

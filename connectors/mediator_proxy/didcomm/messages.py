@@ -32,6 +32,8 @@ import time
 import uuid
 from urllib.parse import parse_qs, urlparse
 
+from relayrouter.api import httpinput
+
 from . import envelope
 
 PREFIX = "https://didcomm.org/"
@@ -160,7 +162,8 @@ def parse_invitation(url: str) -> dict:
 
 def _decode_invitation(value: str) -> dict:
     try:
-        invitation = json.loads(envelope.from_b64url(value.replace("+", "-").replace("/", "_")))
+        invitation = httpinput.json_value(envelope.from_b64url(value.replace("+", "-").replace("/", "_")),
+                                          field="the invitation")  # BadInput is a ValueError
     except ValueError:
         raise ProtocolError("invalid-invitation", "the invitation is not base64 JSON") from None
     if not isinstance(invitation, dict):

@@ -1,6 +1,7 @@
 """decrypt-search end to end: the real router and two organisations' connectors
 as processes, an Autobahn-Python publisher, HTTP with real bearer tokens."""
 
+import base64
 import time
 import uuid
 
@@ -239,6 +240,9 @@ def test_hostile_input_is_a_400_naming_what_never_a_500(world, router, connector
         answer = yield get(acme, "/quarantine", {"before": before}, expect=400)
         assert answer["message"].startswith("before"), answer
     yield get(acme, "/quarantine", {"before": str(2 ** 63 - 1)})
+    deep_cursor = base64.urlsafe_b64encode(b"[" * 5000).decode()
+    answer = yield get(acme, "/search", {"cursor": deep_cursor}, expect=400)
+    assert answer["message"].startswith("cursor"), answer
     headers = {"Authorization": f"Bearer {token()}", "Content-Type": "application/json"}
     response = yield treq.post(acme.url + "/publish", b"[" * 5000, headers=headers)
     answer = yield response.json()
