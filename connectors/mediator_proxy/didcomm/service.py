@@ -30,7 +30,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.web import server
 
-from relayrouter import httpinput
+from relayrouter.api import httpinput
 
 from ...common import ApiToken, Backoff, HttpError, HttpService, JsonResource, JsonRoot, StateStore, TokenGuard
 from .. import delivery
