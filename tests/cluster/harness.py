@@ -245,15 +245,17 @@ class NatsCluster:
             server.stop()
 
 
-def nats_and_nodes(tmp_path: Path, names: str = "abc", **node_options):
-    """For a fixture (``yield from``): one NATS server and a node of each of ``names`` on it
-    (``node_options`` as :class:`Node` takes them), all stopped afterwards."""
-    nats = NatsServer(tmp_path)
+def nats_and_nodes(tmp_path: Path, names: str = "abc", servers: int = 1, **node_options):
+    """For a fixture (``yield from``): one NATS server, or a NATS cluster of ``servers``, and a
+    node of each of ``names`` (the i-th on server i modulo their number; ``node_options`` as
+    :class:`Node` takes them), all stopped afterwards."""
+    nats = NatsServer(tmp_path) if servers == 1 else NatsCluster(tmp_path, servers)
     nats.start()
+    urls = [nats.url] if servers == 1 else nats.urls
     nodes = {}
     try:
-        for name in names:
-            nodes[name] = Node(tmp_path, name, nats.url, **node_options)
+        for i, name in enumerate(names):
+            nodes[name] = Node(tmp_path, name, urls[i % len(urls)], **node_options)
             nodes[name].start()
         yield nats, nodes
     finally:

@@ -1,5 +1,7 @@
 """Failed-login limits for the whole cluster: three nodes behind one address
-(as behind a load balancer) give a guesser one allowance, not three."""
+(as behind a load balancer) give a guesser one allowance, not three; on one
+NATS server, and with each node on its own server of a three-server NATS
+cluster."""
 
 import re
 import time
@@ -28,10 +30,10 @@ principals = [{{ authid = "dev", role = "device", secret_env = "DEV_TICKET" }}]
 """
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+@pytest.fixture(scope="module", params=[1, 3], ids=["one-nats-server", "three-nats-servers"])
+def cluster(tmp_path_factory, request):
     tmp = tmp_path_factory.mktemp("cluster-login-limits")
-    yield from nats_and_nodes(tmp, realms=REALMS, env={"DEV_TICKET": DEV})
+    yield from nats_and_nodes(tmp, servers=request.param, realms=REALMS, env={"DEV_TICKET": DEV})
 
 
 def limiter_metric(node, event: str) -> float:

@@ -2,14 +2,15 @@
 node's wamp.session.on_join/on_leave and subscription and registration meta
 events, each once."""
 
+import time
+
 import pytest
 import pytest_twisted
 from autobahn.wamp.types import SubscribeOptions
 
 from ..support import connect_ws, eventually
-from .harness import nats_and_nodes
+from .harness import nats_and_nodes, sleep
 from .test_cluster_calls import named
-from .test_cluster_pubsub import nats_has
 
 TOPICS = ("wamp.session.on_join", "wamp.session.on_leave", "wamp.subscription.on_create",
           "wamp.subscription.on_subscribe", "wamp.subscription.on_unsubscribe", "wamp.subscription.on_delete",
@@ -17,9 +18,10 @@ TOPICS = ("wamp.session.on_join", "wamp.session.on_leave", "wamp.subscription.on
           "wamp.registration.on_delete")
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    yield from nats_and_nodes(tmp_path_factory.mktemp("cluster-meta-events"))
+@pytest.fixture(scope="module", params=[1, 3], ids=["one-nats-server", "three-nats-servers"])
+def cluster(tmp_path_factory, request):
+    """Three nodes on one NATS server, or each on its own server of a NATS cluster."""
+    yield from nats_and_nodes(tmp_path_factory.mktemp("cluster-meta-events"), servers=request.param)
 
 
 class Heard:
@@ -36,20 +38,36 @@ class Heard:
 
 
 @pytest_twisted.inlineCallbacks
-def listener(nats, node, name):
+def listener(node):
+    """A session subscribed to every meta topic, wamp.session.on_join last: NATS passes
+    interest on in order, so once another node's on_join arrives, every topic's does."""
     session = yield connect_ws(node)
     heard = Heard()
-    for topic in TOPICS:
+    for topic in TOPICS[::-1]:
         yield session.subscribe(heard, topic, options=SubscribeOptions(details=True))
-        yield nats_has(nats, name, f"relayrouter.ev.realm1.{topic}")
     return session, heard
+
+
+@pytest_twisted.inlineCallbacks
+def heard_from(node, listeners, seconds: float = 15.0):
+    """Sessions join and leave ``node`` until every listener heard one of them join."""
+    deadline = time.monotonic() + seconds
+    while True:
+        probe = yield connect_ws(node)
+        probe_id = probe._session_id
+        probe.leave()
+        yield sleep(0.1)
+        if all(heard.about(probe_id) for heard in listeners):
+            return
+        assert time.monotonic() < deadline, "the listeners never heard the other node's meta events"
 
 
 @pytest_twisted.inlineCallbacks
 def test_every_node_hears_every_nodes_meta_events_once(cluster):
     nats, nodes = cluster
-    on_a, heard_a = yield listener(nats, nodes["a"], "a")
-    on_c, heard_c = yield listener(nats, nodes["c"], "c")
+    on_a, heard_a = yield listener(nodes["a"])
+    on_c, heard_c = yield listener(nodes["c"])
+    yield heard_from(nodes["b"], [heard_a, heard_c])
 
     worker = yield connect_ws(nodes["b"])
     sid = worker._session_id
