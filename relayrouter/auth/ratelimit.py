@@ -116,6 +116,14 @@ class _Buckets:
             del self.tokens_by_key[key]
         return tokens
 
+    def bring_up_to_now(self) -> None:
+        """Every bucket's tokens as of now, at the current rate (before the rate changes)."""
+        now = self.clock()
+        for key in list(self.tokens_by_key):
+            tokens = self._tokens(key)
+            if key in self.tokens_by_key:
+                self.tokens_by_key[key] = (tokens, now)
+
     def _make_room(self) -> None:
         for key in list(self.tokens_by_key):
             self._tokens(key)
@@ -148,8 +156,7 @@ class FailureLimiter:
         self.limits = limits
         for buckets, burst, per_minute in ((self.pairs, limits.burst, limits.per_minute),
                                            (self.addresses, limits.address_burst, limits.address_per_minute)):
-            for key in list(buckets.tokens_by_key):
-                buckets._tokens(key)  # brought up to now at the old rate
+            buckets.bring_up_to_now()  # what was refilled at the old rate is kept
             buckets.burst, buckets.rate, buckets.max_entries = burst, per_minute / 60.0, limits.max_entries
 
     @property
