@@ -4,8 +4,13 @@
   component it configures (the router's start-time check, or
   decrypt-search's when its first line is ``# decrypt-search.toml``), in a
   directory holding what the examples name (``relayrouter pki``'s
-  certificates in ``pki/``, ``relayrouter keys``' key files in ``keys/``),
-  with every environment variable a ``*_env`` key names set;
+  certificates in ``pki/``, ``relayrouter keys``' key files in ``keys/``, a
+  JWT public key ``keys/local-1.pem``; ``/etc/relayrouter/`` is that
+  directory's ``etc/relayrouter/``), with every environment variable a
+  ``*_env`` key names set. A router fragment is checked as part of a whole
+  file: tables of one realm without the realm (``[[realms.mailboxes]]``
+  alone) as the realm ``realm1``'s, and a fragment naming no realm with
+  ``realm1`` added, the realm a router without a file has;
 * ``python``: run, each block in a fresh namespace (a block a tutorial saves
   as a file runs as the tutorial's step instead, tests/docs/test_tutorials.py);
 * ``json``: parsed.
@@ -26,12 +31,12 @@ from sybil import Sybil
 from sybil.parsers.markdown import CodeBlockParser
 
 from relayrouter import config as router_config
-from relayrouter import tap as router_tap
 
 from .tutorial import FILE_COMMENT
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = sorted([ROOT / "CHANGELOG.md"] + [p for p in (ROOT / "docs").rglob("*.md") if "_build" not in p.parts])
+PAGES = sorted([ROOT / "README.md", ROOT / "CHANGELOG.md"]
+               + [p for p in (ROOT / "docs").rglob("*.md") if "_build" not in p.parts])
 
 
 def _file_name(source: str) -> str | None:
@@ -50,9 +55,9 @@ def _env_names(value) -> set[str]:
 
 
 def check_toml(example) -> None:
-    source = example.parsed
-    data = tomllib.loads(source)
     sandbox: Path = example.namespace["sandbox"]
+    source = example.parsed.replace("/etc/relayrouter/", f"{sandbox}/etc/relayrouter/")
+    data = tomllib.loads(source)
     name = _file_name(source) or "router.toml"
     path = sandbox / name
     path.write_text(source)
@@ -63,19 +68,27 @@ def check_toml(example) -> None:
 
         ds_config.load(str(path))
         return
-    options = {"config": str(path), "websocket": [], "rawsocket": [], "realm": [], "state-dir": None,
-               "max-message-size": None}
     try:
-        router_tap.build_config(options)
+        router_config.parse(as_whole_file(data)).with_defaults()
     except router_config.ConfigError as e:
         raise AssertionError(f"configuration error: {e}") from None
+
+
+def as_whole_file(data: dict) -> dict:
+    """A router fragment as part of a whole file (see the module's docstring)."""
+    realms = data.get("realms")
+    if isinstance(realms, dict) and "name" not in realms:
+        return {**data, "realms": [{"name": "realm1", **realms}]}
+    if realms is None:
+        return {**data, "realms": [{"name": "realm1"}]}
+    return data
 
 
 def run_python(example) -> None:
     """In a process of its own (an example may run a reactor), in the sandbox, within a minute."""
     source = example.parsed
-    if "tutorials" in Path(example.path).parts and _file_name(source):
-        return  # saved and run by the tutorial (test_tutorials.py)
+    if _file_name(source) and ("tutorials" in Path(example.path).parts or Path(example.path).name == "README.md"):
+        return  # saved and run by the tutorial (test_tutorials.py) or, README's, by tests/packaging
     sandbox: Path = example.namespace["sandbox"]
     script = sandbox / f"example_{example.line}.py"
     script.write_text(source)
@@ -111,7 +124,22 @@ def sandbox(tmp_path_factory) -> Path:
                  ["keys", "new", "--org", "supplier", "--out", "keys"]):
         result = subprocess.run(cli + args, cwd=home, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
+    _jwt_public_key(home / "keys" / "local-1.pem")
+    etc = home / "etc" / "relayrouter"
+    etc.mkdir(parents=True)
+    for name, source in {"nats-ca.pem": "pki/ca/ca.crt", "node.pem": "pki/server/server.crt",
+                         "node.key": "pki/server/server.key"}.items():
+        (etc / name).write_bytes((home / source).read_bytes())
+        (etc / name).chmod(0o600)
     return home
+
+
+def _jwt_public_key(path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    path.write_bytes(key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 @pytest.mark.parametrize("example", _examples())
