@@ -9,7 +9,8 @@
   directory's ``etc/relayrouter/``), with every environment variable a
   ``*_env`` key names set. A router fragment is checked as part of a whole
   file: tables of one realm without the realm (``[[realms.mailboxes]]``
-  alone) as the realm ``realm1``'s, and a fragment naming no realm with
+  alone) as the realm ``realm1``'s, a listener's tables without the
+  listener (``[listeners.tls]``) as a WebSocket listener's, and a fragment naming no realm with
   ``realm1`` added, the realm a router without a file has;
 * ``python``: run, each block in a fresh namespace (a block a tutorial saves
   as a file runs as the tutorial's step instead, tests/docs/test_tutorials.py);
@@ -76,6 +77,9 @@ def check_toml(example) -> None:
 
 def as_whole_file(data: dict) -> dict:
     """A router fragment as part of a whole file (see the module's docstring)."""
+    listeners = data.get("listeners")
+    if isinstance(listeners, dict) and "endpoint" not in listeners:
+        data = {**data, "listeners": [{"type": "websocket", "endpoint": "tcp:8443", **listeners}]}
     realms = data.get("realms")
     if isinstance(realms, dict) and "name" not in realms:
         return {**data, "realms": [{"name": "realm1", **realms}]}
@@ -127,10 +131,16 @@ def sandbox(tmp_path_factory) -> Path:
     _jwt_public_key(home / "keys" / "local-1.pem")
     etc = home / "etc" / "relayrouter"
     etc.mkdir(parents=True)
-    for name, source in {"nats-ca.pem": "pki/ca/ca.crt", "node.pem": "pki/server/server.crt",
-                         "node.key": "pki/server/server.key"}.items():
-        (etc / name).write_bytes((home / source).read_bytes())
-        (etc / name).chmod(0o600)
+    (home / "lib").mkdir()
+    for name, source in {"etc/relayrouter/nats-ca.pem": "pki/ca/ca.crt",
+                         "etc/relayrouter/node.pem": "pki/server/server.crt",
+                         "etc/relayrouter/node.key": "pki/server/server.key",
+                         # Micronets' own file names (docs/reference/pairs.md)
+                         "lib/micronets-ws-proxy.cert.pem": "pki/server/server.crt",
+                         "lib/micronets-ws-proxy.key.pem": "pki/server/server.key",
+                         "lib/micronets-ws-root.cert.pem": "pki/ca/ca.crt"}.items():
+        (home / name).write_bytes((home / source).read_bytes())
+        (home / name).chmod(0o600)
     return home
 
 
