@@ -1,4 +1,4 @@
-"""The limit keys: the README example is valid and says the defaults; bad values are named."""
+"""The limit keys: the documented example (docs/reference/router.md) is valid and says the defaults; bad values are named."""
 
 import re
 import tomllib
@@ -12,7 +12,7 @@ from relayrouter.core.limits import SessionLimits
 from relayrouter.service import build_router
 from relayrouter.testing import FakeClock, join
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[1] / "docs" / "reference" / "router.md"
 
 
 def test_readme_example_parses_and_shows_the_defaults():

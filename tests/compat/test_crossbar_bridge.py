@@ -256,8 +256,8 @@ def test_the_webhook_curl_of_crossbars_docs_runs(router):
 
 
 def readme_blocks(heading: str) -> dict:
-    """The first ``toml`` and ``sh`` code blocks after ``heading`` in README.md."""
-    text = (ROOT / "README.md").read_text()
+    """The first ``toml`` and ``sh`` code blocks after ``heading`` in docs/reference/operations.md."""
+    text = (ROOT / "docs/reference/operations.md").read_text()
     section = text[text.index(heading):]
     return {kind: re.search(rf"```{kind}\n(.*?)```", section, re.S).group(1) for kind in ("toml", "sh")}
 
@@ -265,7 +265,7 @@ def readme_blocks(heading: str) -> dict:
 def test_the_readme_try_it_commands_run_as_written(tmp_path):
     """README "Try it: Crossbar's clients, unchanged": its bridge.toml and commands, on a
     free port instead of 8080 (the router started by the test, as the twistd line says)."""
-    blocks = readme_blocks("#### Try it: Crossbar's clients, unchanged")
+    blocks = readme_blocks("### Try it: Crossbar's clients, unchanged")
     lines = [line for line in blocks["sh"].splitlines() if line.strip()]
     env = dict(line[len("export "):].split("=", 1) for line in lines if line.startswith("export "))
     assert any(line.startswith("twistd -n relayrouter --config bridge.toml") for line in lines)

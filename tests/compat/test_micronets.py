@@ -481,8 +481,8 @@ def test_the_documented_rules_are_the_ones_tested_here():
     import tomllib
 
     tested = tomllib.loads(CONFIG)["realms"][0]["auth"]["tls"]["rules"][:2]
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("#### Existing Micronets certificates, as they are"):]
+    readme = (ROOT / "docs/reference/pairs.md").read_text()
+    section = readme[readme.index("## Existing Micronets certificates, as they are"):]
     page = (ROOT / "docs/compatibility/micronets.md").read_text()
     for text in (section, page):
         block = tomllib.loads(re.search(r"```toml\n(.*?)```", text, re.S).group(1))

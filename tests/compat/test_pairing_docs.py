@@ -11,14 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..connectors.processes import ROOT, Child
+from ..connectors.processes import Child
 
 OWN_TERMINAL = "# its own terminal"
 PORTS = ("5050", "5000", "5001", "5002", "5011", "5012", "6000")
 
 
 def blocks(heading: str, kind: str) -> str:
-    text = (ROOT / "README.md").read_text()
+    from ..documentation import everything
+
+    text = everything()
     section = text[text.index(heading):]
     return re.search(rf"```{kind}\n(.*?)```", section, re.S).group(1)
 
@@ -47,14 +49,14 @@ def run(command: str, cwd: Path, path: str) -> str:
 def test_the_pairs_certificate_commands_are_the_walkthroughs():
     """The "Pairs" section's relayrouter pki lines are run by the walk-through below."""
     issued = blocks("Issue the certificates with `relayrouter pki`", "sh").splitlines()
-    walk = blocks("#### Try it: both sides of a pair on one machine", "sh").splitlines()
+    walk = blocks("## Try it: both sides of a pair on one machine", "sh").splitlines()
     assert issued and all(line in walk for line in issued if line.strip())
 
 
 def test_the_pairing_walkthrough_runs_as_written(tmp_path):
     ports = free_ports()
-    toml = blocks("## Pairs: a gateway and its manager", "toml")
-    steps = [line for line in blocks("#### Try it: both sides of a pair on one machine", "sh").splitlines()
+    toml = blocks("# Pairs: a gateway and its manager", "toml")
+    steps = [line for line in blocks("## Try it: both sides of a pair on one machine", "sh").splitlines()
              if line.strip()]
     path = f"{Path(sys.executable).parent}:/usr/bin:/bin"  # relayrouter, twistd, python3: the suite's own
     (tmp_path / "pairs.toml").write_text(localised(toml, ports).replace("interface=0.0.0.0", "interface=127.0.0.1"))

@@ -5,9 +5,10 @@
   decrypt-search's when its first line is ``# decrypt-search.toml``), in a
   directory holding what the examples name (``relayrouter pki``'s
   certificates in ``pki/``, ``relayrouter keys``' key files in ``keys/``, a
-  JWT public key ``keys/local-1.pem``; ``/etc/relayrouter/`` is that
-  directory's ``etc/relayrouter/``), with every environment variable a
-  ``*_env`` key names set. A router fragment is checked as part of a whole
+  JWT public key ``keys/local-1.pem``; ``/etc/relayrouter/`` and
+  ``/run/secrets/`` are that directory's own), with every environment variable a
+  ``*_env`` key names set, and decrypt-search's example validators and
+  hooks importable (``mypackage``). A router fragment is checked as part of a whole
   file: tables of one realm without the realm (``[[realms.mailboxes]]``
   alone) as the realm ``realm1``'s, a listener's tables without the
   listener (``[listeners.tls]``) as a WebSocket listener's, and a fragment naming no realm with
@@ -57,7 +58,9 @@ def _env_names(value) -> set[str]:
 
 def check_toml(example) -> None:
     sandbox: Path = example.namespace["sandbox"]
-    source = example.parsed.replace("/etc/relayrouter/", f"{sandbox}/etc/relayrouter/")
+    source = example.parsed
+    for directory in ("/etc/relayrouter/", "/run/secrets/"):
+        source = source.replace(directory, f"{sandbox}{directory}")
     data = tomllib.loads(source)
     name = _file_name(source) or "router.toml"
     path = sandbox / name
@@ -67,7 +70,11 @@ def check_toml(example) -> None:
     if name == "decrypt-search.toml":
         from connectors.decrypt_search import config as ds_config
 
-        ds_config.load(str(path))
+        sys.path.insert(0, str(sandbox))  # the validators' and hooks' package (mypackage)
+        try:
+            ds_config.load(str(path))
+        finally:
+            sys.path.remove(str(sandbox))
         return
     try:
         router_config.parse(as_whole_file(data)).with_defaults()
@@ -125,13 +132,26 @@ def sandbox(tmp_path_factory) -> Path:
                   "pki/server"],
                  ["pki", "client", "--ca", "pki/ca", "--cn", "device-7", "--out", "pki/device-7"],
                  ["keys", "new", "--org", "acme", "--out", "keys"],
-                 ["keys", "new", "--org", "supplier", "--out", "keys"]):
+                 ["keys", "new", "--org", "supplier", "--out", "keys"],
+                 ["keys", "new", "--org", "globex", "--out", "keys"]):
         result = subprocess.run(cli + args, cwd=home, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
     _jwt_public_key(home / "keys" / "local-1.pem")
     etc = home / "etc" / "relayrouter"
     etc.mkdir(parents=True)
+    # decrypt-search's validators and hooks as docs/reference/decrypt-search.md describes them
+    (home / "mypackage").mkdir()
+    (home / "mypackage" / "__init__.py").write_text("")
+    (home / "mypackage" / "checks.py").write_text(
+        "def credit_limit(record):\n    return None if record['document'].get('amount', 0) < 10000 else 'over the limit'\n")
+    (home / "mypackage" / "hooks.py").write_text("def on_record(record, context):\n    context.log.info('stored')\n")
+    (home / "jwt.secret").write_text(secrets.token_urlsafe(48))
+    (home / "jwt.secret").chmod(0o600)
+    (home / "schemas").mkdir()
+    (home / "schemas" / "order.json").write_text('{"type": "object"}')
     (home / "lib").mkdir()
+    (home / "run" / "secrets").mkdir(parents=True)
+    (home / "run" / "secrets" / "alice").write_text(secrets.token_urlsafe(32))
     for name, source in {"etc/relayrouter/nats-ca.pem": "pki/ca/ca.crt",
                          "etc/relayrouter/node.pem": "pki/server/server.crt",
                          "etc/relayrouter/node.key": "pki/server/server.key",

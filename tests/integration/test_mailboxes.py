@@ -218,12 +218,12 @@ def test_one_sender_over_http_or_wamp_cannot_fill_another_agents_mailbox():
 
 
 def readme_agent_role() -> dict:
-    """The role rule README.md shows for the mediator proxy's agents."""
+    """The role rule the documentation shows for the mediator proxy's agents."""
     import tomllib
-    from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = text.split("### `twistd mediator-proxy`", 1)[1]
+    from ..documentation import page
+
+    section = page("reference/mediator-proxy.md")
     block = section.split("```toml\n", 1)[1].split("```", 1)[0]
     return tomllib.loads(block)["realms"]["roles"][0]
 

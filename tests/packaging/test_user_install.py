@@ -1,6 +1,6 @@
 """What a new user does first, done the way they do it.
 
-README's first command is ``pip install . && twistd -n relayrouter``.  The
+README's first command is ``pip install . && twistd -n relayrouter`` and its example client.py.  The
 rest of the suite imports the checkout, so it cannot notice a module that
 the built distribution leaves out; these tests build the sdist and the wheel
 (the wheel from the sdist, as pip does), install the wheel into a fresh
@@ -12,10 +12,8 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import tarfile
 import zipfile
-from pathlib import Path
 
 import pytest
 
@@ -87,9 +85,11 @@ def test_readme_first_command_runs_a_router_a_client_can_use(venv, tmp_path):
         url = match.group(1)
         if "--websocket" not in argv:
             assert url == "ws://127.0.0.1:8080/ws"
-        client = _run([sys.executable, str(Path(__file__).with_name("first_client.py")), url, "realm1"],
-                      env=_clean_env(), timeout=120)
-        assert client.stdout.split() == ["called:5", "event:hello"]
+        # README's example, as written (on the router's port when 8080 was taken).
+        (workdir / "client.py").write_text(readme_client().replace("ws://127.0.0.1:8080/ws", url))
+        client = _run([str(venv / "bin" / "python"), "client.py"], cwd=workdir, env=_clean_env(), timeout=120)
+        assert client.stdout.splitlines() == ["called: 5", "event: hello"]
+        assert "`python client.py` prints `called: 5` and `event: hello`" in readme
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
@@ -100,6 +100,12 @@ def test_readme_first_command_runs_a_router_a_client_can_use(venv, tmp_path):
     assert "Traceback" not in rest, rest
     # The router kept its state where README says, inside the working directory.
     assert (workdir / "relayrouter-state").is_dir()
+
+
+def readme_client() -> str:
+    """README's ``# client.py`` block."""
+    text = (ROOT / "README.md").read_text()
+    return re.search(r"```python\n(# client\.py\n.*?)```", text, re.S).group(1)
 
 
 def _port_free(port: int) -> bool:

@@ -5,15 +5,11 @@ import re
 import tomllib
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-SECTION = "## Remote-lab relay (practable-compatible)"
+README = Path(__file__).resolve().parents[2] / "docs" / "reference" / "relay.md"  # moved from README.md
 
 
 def section() -> str:
-    text = README.read_text()
-    start = text.index(SECTION)
-    end = text.index("\n## ", start + len(SECTION))
-    return text[start:end]
+    return README.read_text()
 
 
 def blocks(language: str = "") -> list[str]:
