@@ -1,4 +1,4 @@
-"""``[cluster]``: several router nodes joined by NATS (see README, "Scale-out").
+"""``[cluster]``: several router nodes joined by NATS (see docs/reference/cluster.md).
 
 Called from :mod:`relayrouter.config`; errors name the key.  Without the
 section the router runs alone and nothing of the NATS client is imported.

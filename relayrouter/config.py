@@ -1,7 +1,7 @@
 """The router's configuration: a TOML file, command-line options on top.
 
 Everything is validated at start; a bad value stops the router with an error
-that names the key (``realms[1].name: ...``).  See README for every key.
+that names the key (``realms[1].name: ...``).  docs/reference/ has every key.
 """
 
 import tomllib

@@ -1,5 +1,5 @@
 """Configuration of tenants (realms made at run time): ``[[realm_templates]]``
-and ``[tenants]``.  See README, "Tenants"."""
+and ``[tenants]``.  See docs/reference/tenants.md."""
 
 from dataclasses import dataclass
 from typing import Any, Callable

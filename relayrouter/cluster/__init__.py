@@ -284,7 +284,7 @@ class Cluster:
         base = self._bases.get(broker)
         if base is None:  # its realm was detached (a tenant deleted, a session still closing)
             return
-        if not self.bridge.connected:  # dropped at once, not sent late (README, "Events during a NATS outage")
+        if not self.bridge.connected:  # dropped at once, not sent late (docs/reference/cluster.md, "Events during a NATS outage")
             self.counters["events_dropped_outage"] += 1
         else:
             self.counters["events_out"] += 1

@@ -9,8 +9,8 @@
 
 ``seal`` / ``open_envelope`` are pure functions over bytes (envelope.py);
 ``publish_sealed`` sends an envelope from Autobahn-Python as WAMP Payload
-Passthru (wamp.py); keys.py reads and writes key files.  README's
-"End-to-end envelope" section specifies the format for other languages.
+Passthru (wamp.py); keys.py reads and writes key files.  docs/reference/e2e.md,
+"End-to-end envelope", specifies the format for other languages.
 """
 
 from .envelope import (

@@ -17,7 +17,7 @@ Layout (all integers big-endian)::
     | n x (kid 8 | wrapped_key 80) | ct_len u32 | ciphertext | signature 64
 
 The topic is inside the signed, authenticated header: an envelope replayed
-on another topic is refused.  README's "End-to-end envelope" section is the
+on another topic is refused.  docs/reference/e2e.md ("End-to-end envelope") is the
 specification; tests/e2e/vectors/envelope-v1.json is its test vector.
 """
 

@@ -1,7 +1,7 @@
 """The ``[relay]`` table: practable-compatible access and raw WebSocket streams.
 
 Checked at start like the rest of the file; errors name the key
-(``relay.prefixes[0]: ...``).  See README, "Remote-lab relay".
+(``relay.prefixes[0]: ...``).  See docs/reference/relay.md.
 """
 
 from dataclasses import dataclass

@@ -8,7 +8,7 @@ one-time ticket::
 
 The realm comes from ``?realm=`` or a JSON body ``{"realm": ...}``, else it is
 the one realm with one-time tickets on.  ``GET / POST / DELETE /denylist``
-administer the deny list with an admin JWT (see README).
+administer the deny list with an admin JWT (see docs/reference/security.md).
 
 Bodies are small JSON objects: one over :data:`MAX_BODY` bytes is refused
 with 413 while it arrives, before it is read (``body_limit``, see
