@@ -76,7 +76,10 @@ class FastJsonObjectSerializer:
     def _load(data: bytes):
         obj = orjson.loads(data)
         if _NUL_STRING in data:
-            obj = _decode_binary(obj)
+            try:
+                obj = _decode_binary(obj)
+            except RecursionError:  # orjson reads 1024 levels; Python recurses to ~1000
+                raise ValueError("a binary value is nested too deep to decode") from None
         return obj
 
 

@@ -82,3 +82,12 @@ def test_the_router_offers_its_own_binary_serializers():
     assert kinds == {"cbor.batched": CBORObjectSerializer, "cbor": CBORObjectSerializer,
                      "msgpack.batched": MsgPackObjectSerializer, "msgpack": MsgPackObjectSerializer,
                      "json.batched": FastJsonObjectSerializer, "json": FastJsonObjectSerializer}
+
+
+def test_a_binary_value_nested_too_deep_is_a_decoding_error_naming_it():
+    """orjson reads up to 1024 levels; turning WAMP's binary strings back into bytes
+    recurses, so a binary value ~1000 levels down is refused by name, not by a RecursionError."""
+    deep = b"[" * 1010 + b'"\\u0000AAAA"' + b"]" * 1010
+    with pytest.raises(ValueError, match="^a binary value is nested too deep to decode$"):
+        FastJsonObjectSerializer().unserialize(deep)
+    assert FastJsonObjectSerializer().unserialize(b'[[["\\u0000AAAA"]]]') == [[[[b"\x00\x00\x00"]]]]
