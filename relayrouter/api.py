@@ -2,7 +2,7 @@
 
 Stability: every name below, and the public names of the modules exported
 whole (``e2e``, ``e2e_keys``, ``httpinput``, ``rest``, ``runfiles``,
-``extras``), keeps its meaning and signature across minor releases; a change
+``extras``, ``sqlite_schema``), keeps its meaning and signature across minor releases; a change
 that breaks one is announced in CHANGELOG.md's upgrade notes one release
 ahead.  Everything else under ``relayrouter`` (``core``, ``transport``,
 ``auth``, ``store``, ``cluster``...) may change in any release: import it
@@ -14,7 +14,8 @@ The client kit (:mod:`relayrouter.client`): reach the router and stay there
   :class:`Credentials`, :class:`TlsClient`, :func:`check_private_file`,
   :func:`read_secret_file`, :func:`load_cryptosign_key`, :class:`ConfigError`.
 Plugins: :mod:`runfiles` (pid and log files, the state directory's lock),
-  :mod:`extras` (stop with one line when an extra is missing).
+  :mod:`extras` (stop with one line when an extra is missing),
+  :mod:`sqlite_schema` (a state file's schema version, recorded and checked).
 HTTP: :mod:`httpinput` (bodies, headers and numbers read bounded, errors as
   :class:`httpinput.BadInput`), :class:`JsonMethodsRequest` and
   :func:`method_not_allowed` (405 with ``Allow`` and a JSON body).
@@ -32,6 +33,7 @@ Token checking: :class:`JwtAuthenticator`, :class:`JwtPolicy`,
 """
 
 from . import e2e, extras, httpinput, rest, runfiles
+from .store import versioned as sqlite_schema
 from .auth.jwks import jwks_fetcher
 from .auth.jwt import FetchedKeys, JwtAuthenticator, JwtKey, JwtPolicy, StaticKeys, keys_from_jwks
 from .client import (Backoff, ConfigError, Credentials, RouterConnection, RouterSettings, TlsClient,
@@ -49,7 +51,7 @@ __all__ = [
     "Backoff", "ConfigError", "Credentials", "RouterConnection", "RouterSettings", "TlsClient",
     "check_private_file", "load_cryptosign_key", "read_secret_file",
     # plugins
-    "extras", "runfiles",
+    "extras", "runfiles", "sqlite_schema",
     # HTTP
     "JsonMethodsRequest", "httpinput", "method_not_allowed",
     # filters

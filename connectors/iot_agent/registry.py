@@ -15,6 +15,8 @@ import re
 import secrets
 import time
 
+from relayrouter.api import sqlite_schema
+
 from .normalize import VALUE_TYPES, format_timestamp
 
 DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -23,6 +25,7 @@ MAX_LABEL = 128
 ATTR_LABEL = re.compile(r'[^"\\\x00-\x1f]{1,%d}' % MAX_LABEL)
 PAGE_MAX = 256  # dojot's retriever default and maximum page size
 
+SCHEMA_VERSION = 1  # SQLite: PRAGMA user_version (relayrouter.api.sqlite_schema); 0.1.0 recorded none
 SCHEMA = {
     "sqlite": [
         """CREATE TABLE IF NOT EXISTS devices (
@@ -94,6 +97,8 @@ class Tables:
         for statement in SCHEMA[dialect]:
             self._run(statement)
         self.db.commit()
+        if dialect == "sqlite":
+            sqlite_schema.upgrade(self.db, "the IoT agent's store", SCHEMA_VERSION)
 
     def _sql(self, statement: str) -> str:
         return statement.replace("?", "%s") if self.dialect == "postgresql" else statement

@@ -169,3 +169,29 @@ def test_a_file_of_a_newer_schema_is_refused_naming_it(tmp_path):
     with pytest.raises(StoreError, match=r"denylist\.sqlite3: schema version 99 is newer than this relayrouter"):
         store.open()
     store.close()
+
+
+def test_the_iot_agents_store_written_by_the_previous_release_opens_unchanged(tmp_path, previous_tree):
+    """The IoT agent's SQLite store (iot-agent-state/iot-agent.sqlite3), made by 0.1.0's registry code."""
+    import json
+    import sys
+
+    path = tmp_path / "iot-agent.sqlite3"
+    write = ("import sys; from connectors.iot_agent.registry import Tables, connect\n"
+             "db, dialect = connect(sys.argv[1]); tables = Tables(db, dialect)\n"
+             "tables.create_device('acme', {'id': 'thermo1', 'label': 'thermometer',"
+             " 'attrs': [{'label': 'temperature', 'type': 'float'}]}); tables.commit(); db.close()\n")
+    result = subprocess.run([sys.executable, "-c", write, str(path)], cwd=previous_tree, capture_output=True,
+                            text=True, timeout=60, env={"PYTHONPATH": str(previous_tree), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    from connectors.iot_agent.registry import SCHEMA_VERSION, Tables, connect
+
+    db, dialect = connect(str(path))
+    try:
+        assert db.execute("PRAGMA user_version").fetchone() == (0,)
+        tables = Tables(db, dialect)
+        device = tables.get_device("acme", "thermo1")
+        assert device["label"] == "thermometer" and json.dumps(device["attrs"]).count("temperature") == 1
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    finally:
+        db.close()
