@@ -114,3 +114,40 @@ def test_the_feed_refuses_like_every_endpoint(world, router, connectors):  # noq
     response = yield treq.post(acme.url + "/feed", b"", headers={"Authorization": f"Bearer {token()}"})
     assert response.code == 405
     yield response.content()
+
+
+def test_a_follower_that_stops_reading_is_closed_and_resumes_from_its_last_id():
+    """Its socket full (the transport paused it), MAX_BEHIND more events and it is let go; what it got
+    ends at an id it can resume after (twisted.web's own DummyRequest stands in for the connection)."""
+    from twisted.internet.task import Clock
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from connectors.decrypt_search.feed import MAX_BEHIND, Feed, Follower
+
+    feed = Feed(None, None, Clock())
+    request = DummyRequest([b"feed"])
+    follower = Follower(feed, request, (), (), None)
+    follower.write({"id": 1, "document": {}})
+    follower.pauseProducing()
+    follower.resumeProducing()  # reading again: the count starts over
+    follower.pauseProducing()
+    for record_id in range(2, MAX_BEHIND + 3):
+        follower.write({"id": record_id, "document": {}})
+    assert request.finished and feed.overflowed == 1 and follower.closed
+    written = b"".join(request.written)
+    assert written.count(b"event: record") == MAX_BEHIND + 2 and follower.last == MAX_BEHIND + 2
+    follower.write({"id": MAX_BEHIND + 3, "document": {}})  # nothing after the close
+    assert b"".join(request.written) == written
+
+
+def test_live_conditions_compare_as_the_store_does():
+    from connectors.decrypt_search.feed import holds
+    from connectors.decrypt_search.ingest import Record
+    from connectors.decrypt_search.query import Condition
+
+    record = Record(1, "com.orders.eu", "m", "globex", "k", 100.0, 101.0, {}, {"amount": 12.5, "status": "paid"}, "")
+    assert holds(Condition("amount", "gte", 12.5), record) and not holds(Condition("amount", "gt", 12.5), record)
+    assert holds(Condition("status", "in", ("new", "paid")), record) and holds(Condition("topic", "eq", "com.orders.eu"),
+                                                                             record)
+    assert not holds(Condition("city", "eq", "Lyon"), record)  # a missing value holds no condition
+    assert holds(Condition("created", "lt", 100.5), record) and not holds(Condition("sender", "eq", "acme"), record)
