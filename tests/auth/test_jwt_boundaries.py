@@ -1,7 +1,9 @@
 """JWT keys and claims where a broken line went unnoticed: a key given as a
 certificate, a key's kid and algorithms kept, the JWKS keys that are not for
 signing skipped without hiding the others, a role claim that is not a name,
-and what an accepted session carries (provider, expiry)."""
+what an accepted session carries (provider, expiry), time claims that are not
+numbers, a token valid from its nbf on, and which key a token without a known
+kid is checked with."""
 
 import datetime
 
@@ -94,3 +96,29 @@ def test_an_accepted_session_carries_the_provider_and_the_tokens_expiry(clock):
     assert (decision.authprovider, decision.expires_at) == ("idp", float(NOW + 300))
     decision = _authenticator(clock, key, require_exp=False).check(_token(exp=None))
     assert isinstance(decision, Accept) and decision.expires_at is None
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+def test_a_time_claim_that_is_not_a_number_is_denied_naming_it(clock, claim):
+    decision = _authenticator(clock, JwtKey.hmac(LONG_SECRET)).check(_token(**{claim: "tomorrow"}))
+    assert isinstance(decision, Deny) and decision.message == f"malformed token: '{claim}' is not a number"
+
+
+def test_a_token_is_valid_from_its_nbf_on(clock):
+    """RFC 7519 4.1.5: not accepted *before* nbf; at nbf it is."""
+    authenticator = _authenticator(clock, JwtKey.hmac(LONG_SECRET))
+    assert isinstance(authenticator.check(_token(nbf=int(clock.seconds()))), Accept)
+    decision = authenticator.check(_token(nbf=int(clock.seconds()) + 1))
+    assert isinstance(decision, Deny) and decision.message == "token not yet valid"
+
+
+def test_a_token_without_kid_uses_the_only_key_even_if_that_key_has_a_kid(clock):
+    decision = _authenticator(clock, JwtKey.hmac(LONG_SECRET, kid="k1")).check(_token())
+    assert isinstance(decision, Accept)
+
+
+def test_a_token_whose_kid_is_unknown_uses_the_one_key_without_a_kid(clock):
+    keys = StaticKeys([JwtKey.hmac(bytes(64), kid="k1"), JwtKey.hmac(LONG_SECRET)])
+    authenticator = JwtAuthenticator(keys, JwtPolicy(algorithms=("HS256",), authrole="user"), clock=clock)
+    token = pyjwt.encode({"sub": "alice", "exp": NOW + 300}, LONG_SECRET, algorithm="HS256", headers={"kid": "k9"})
+    assert isinstance(authenticator.check(token), Accept)
