@@ -28,7 +28,8 @@ fi
 # for the IoT agent's tests, which start their own broker; nats-server (with
 # JetStream) for the cluster tests, which start their own server; systemd
 # (systemd-analyze verify) for the units in contrib/systemd/; graphviz (dot) for
-# the documentation's diagrams (tests/docs builds the site).
+# the documentation's diagrams (tests/docs builds the site); curl and iproute2
+# (a network namespace's loopback) for the tutorials, which tests/docs runs.
 missing=""
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
 command -v ssh >/dev/null || missing="$missing openssh-client"
@@ -38,6 +39,8 @@ command -v mosquitto_ctrl >/dev/null || missing="$missing mosquitto-clients"
 command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing="$missing nats-server"
 command -v systemd-analyze >/dev/null || missing="$missing systemd"
 command -v dot >/dev/null || missing="$missing graphviz"
+command -v curl >/dev/null || missing="$missing curl"
+command -v ip >/dev/null || missing="$missing iproute2"
 if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null

@@ -79,7 +79,11 @@ class StateStore:
         self._counts: dict[str, int] = {}
         self._load()
         self._queue: queue.Queue = queue.Queue()
-        self._start_writer()
+        # The writer thread starts with the first write, in the process that writes:
+        # twistd daemonizes (forks) after making the service, and a thread caught by
+        # the fork inside SQLite would leave SQLite's locks held in the daemon.
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
 
     def _start_writer(self) -> None:
         self._pid = os.getpid()
@@ -113,7 +117,7 @@ class StateStore:
 
     def close(self) -> None:
         """Finish queued writes, then stop the writer thread."""
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(30)
 
@@ -143,7 +147,9 @@ class StateStore:
 
     def _submit(self, work) -> defer.Deferred:
         """Run ``work(db)`` in a transaction on the writer thread."""
-        if self._pid != os.getpid():
+        if self._thread is None:
+            self._start_writer()
+        elif self._pid != os.getpid():
             self._after_fork()
         d = defer.Deferred()
         self._queue.put((work, d))
@@ -153,12 +159,9 @@ class StateStore:
         """twistd daemonizes (forks) after making the service, which may have opened
         this store: the writer thread did not survive; start another, with what
         was queued."""
-        queued = []
-        while True:
-            try:
-                queued.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
+        # The items, read without the old queue's lock: the fork may have caught the
+        # writer thread holding it (it had just started), and no thread would release it.
+        queued = list(self._queue.queue)
         self._queue = queue.Queue()
         for item in queued:
             self._queue.put(item)
