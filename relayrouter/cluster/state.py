@@ -73,7 +73,13 @@ WATCHED = (DENY, RETAINED, TENANTS)
 TICKET_BUCKET_MAX_AGE = 24 * 3600.0
 # A change JetStream did not take while connected (a bucket electing its leader) is written again after this.
 REWRITE_WAIT = 0.5
-REWRITES_BEFORE_RESYNC = 4  # then a whole resync (it makes a deleted bucket anew)
+# A watch's first values that stop coming for this long fail the resync, which starts again:
+# a watch made while its bucket elects a leader can stay silent (nats-py's ordered consumer
+# is made again only after missed heartbeats), and waiting longer only keeps /ready at 503.
+SNAPSHOT_STALL = 5.0
+# Then a whole resync (it makes a deleted bucket anew); an election after a NATS server died
+# can last that long, and a resync meanwhile would leave the node unsynced for no gain.
+REWRITES_BEFORE_RESYNC = 20
 # A ticket stored or taken while its bucket elects a leader is tried again every
 # ELECTION_RETRY for at most ELECTION_PATIENCE before the client is told to try again.
 ELECTION_RETRY = 0.25
@@ -140,7 +146,7 @@ class _LoopSide:
             watcher = await kv.watchall()
             snapshot = {}
             while True:
-                entry = await watcher.updates(timeout=30)
+                entry = await watcher.updates(timeout=SNAPSHOT_STALL)
                 if entry is None:
                     break
                 snapshot[entry.key] = (entry.revision, _value(entry))
