@@ -43,7 +43,10 @@ asyncio.run(main())
 @pytest.mark.parametrize("authcrypt", [True, False])
 def test_envelopes_interoperate_with_acapy(authcrypt):
     if not os.access(ACAPY_PYTHON, os.X_OK):
-        pytest.skip(f"ACA-Py's virtualenv not found ({ACAPY_PYTHON})")
+        message = f"ACA-Py's virtualenv not found ({ACAPY_PYTHON}; scripts/test.sh makes it)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: a missing install is an error)", pytrace=False)
+        pytest.skip(message)
     ours, theirs = envelope.new_key(), envelope.new_key()
     their_vk = envelope.verkey(theirs)
     sent = envelope.pack({"from": "relayrouter"}, [their_vk], ours if authcrypt else None)
