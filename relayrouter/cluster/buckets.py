@@ -114,12 +114,18 @@ class Buckets:
         """bucket -> why it cannot serve now, for every bucket opened; empty when all can."""
         import asyncio
 
+        from nats.js import errors as js_errors
+
         found = {}
         for name in sorted(self.names):
             try:
                 info = await asyncio.wait_for(js.stream_info(stream_of(name)), CHECK_TIMEOUT)
             except asyncio.TimeoutError:
                 found[name] = "JetStream did not answer about it"
+                continue
+            except js_errors.NotFoundError:
+                # Deleted under a live node (by an operator): made anew at this node's next
+                # write or resync, as before this check; not a quorum it lost.
                 continue
             except Exception as e:  # noqa: BLE001 - any refusal means it cannot serve; said by name
                 found[name] = getattr(e, "description", None) or str(e) or type(e).__name__
