@@ -19,32 +19,13 @@ from twisted.internet import defer
 from ..security_support import HS_SECRET, http, token
 from ..support import LeftBeforeJoining, connect_ws, within
 from .harness import NatsCluster, NatsServer, Node, ready, sleep
+from .test_cluster_state import REALMS as STATE_REALMS
 
 BEATS = "heartbeat_interval = 0.25\nheartbeat_ttl = 1.0\n"
-REALMS = """
-[revocation]
-admin_roles = ["admin"]
-close_grace = 1
-
-[[realms]]
-name = "lab"
-[realms.auth.jwt]
-algorithms = ["HS256"]
-audience = "relayrouter"
-issuer = "lab"
-as_ticket = true
-authrole_claim = "role"
-authrole = "device"
-keys = [{ secret_env = "JWT_SECRET" }]
-[realms.auth.one_time_tickets]
-lifetime = 30
-[[realms.roles]]
-name = "admin"
-rules = [{ uri = "relayrouter.", match = "prefix", allow = ["call"] }]
-[[realms.roles]]
-name = "device"
-rules = [{ uri = "com.", match = "prefix", allow = ["call", "register", "subscribe", "publish"] }]
-"""
+# test_cluster_state's realm (JWT tickets, one-time tickets, admin and device roles) without its
+# tenant templates; devices here also call and register.
+REALMS = STATE_REALMS.split("[[realm_templates]]")[0].replace(
+    'allow = ["subscribe", "publish"]', 'allow = ["call", "register", "subscribe", "publish"]')
 BUCKETS = ("reg", "deny", "tickets", "retained", "tenants", "testaments")
 CALLS_PER_SECOND = 20
 # Calls are at most once inside NATS: one in flight to a node that is moving to another server
