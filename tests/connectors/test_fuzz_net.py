@@ -327,16 +327,20 @@ def pairing_agents(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mediator_proxy(tmp_path_factory):
     from .processes import ProxyProcess
-    from .test_mediator_proxy_basics import CONFIG, TICKET
+    from .test_mediator_proxy_basics import MAILBOX_CONFIG, TICKET
 
+    # The proxy as deployed: its router has the mailbox it takes, and the net
+    # starts once it is ready (what it logs from then on is the net's doing).
     tmp = tmp_path_factory.mktemp("net-mediator")
-    router_proc = RouterProcess(tmp, CONFIG, env={"AGENTB_TICKET": TICKET})
+    router_proc = RouterProcess(tmp, MAILBOX_CONFIG, env={"AGENTB_TICKET": TICKET,
+                                                          "MAILBOX_SECRET": "mailbox-secret-0123456789"})
     router_proc.start()
     proxy = ProxyProcess(tmp, ["--router", router_proc.ws_url, "--realm", "lab", "--authid", "agentb",
                                "--agent-endpoint", f"http://127.0.0.1:{fuzz_net.unused_port()}/inbox"],
                          env={"MEDIATOR_PROXY_TICKET": TICKET})
     try:
         proxy.start()
+        proxy.wait_status(lambda s: s["status"] == "ready")
         yield Component.of(proxy, "mediator-proxy", proxy.http_port, tmp / "built-state", b"/status",
                            bearer(proxy.api_token))
     finally:
