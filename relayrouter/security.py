@@ -143,7 +143,7 @@ class Security:
     def reload_roles(self, realm, roles) -> None:
         from .core.realm import AllowAll
 
-        realm.authorizer = RoleAuthorizer(roles) if roles is not None else AllowAll()
+        realm.replace_rules(RoleAuthorizer(roles) if roles is not None else AllowAll())
 
     def reload_revocation(self, revocation) -> None:
         from dataclasses import replace

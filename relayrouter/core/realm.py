@@ -132,6 +132,18 @@ class Realm:
 
     # ----------------------------------------------------------- authorization
 
+    def replace_rules(self, authorizer) -> None:
+        """New role rules (a reload).  A feature that wrapped the rules (its
+        wrapper has the rules as ``inner``: the relay trusting its monitor)
+        keeps wrapping the new ones."""
+        outer, current = None, self.authorizer
+        while hasattr(current, "inner"):
+            outer, current = current, current.inner
+        if outer is None:
+            self.authorizer = authorizer
+        else:
+            outer.inner = authorizer
+
     def authorize(self, session, action: str, uri: str, match: str = "exact") -> str | None:
         """None when allowed, else a message saying what was refused."""
         if self.pairs is not None:

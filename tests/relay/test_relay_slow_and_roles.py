@@ -118,6 +118,12 @@ def test_relay_keeps_working_across_a_roles_reload(monkeypatch, tmp_path):
         current["data"] = dict(data, realms=[dict(data["realms"][0], roles=widened)])
         report = service.reload("test")
         assert "realm lab: roles applied" in " ".join(report["changed"]), report
+        # The monitor is still trusted past the new rules (it subscribes again
+        # after a restart of its session), and everyone else meets them.
+        realm = service.relay.realm
+        monitor = service.relay.monitor.session
+        assert realm.authorize(monitor, "subscribe", "relay.", "prefix") is None
+        assert realm.authorizer.inner.authorize(monitor, "subscribe", "relay.", "prefix") is not None
         watcher = yield connect_ws(router, realm="lab", authmethods=["ticket"],
                                    ticket=practable_token(sub="dash", scopes=("relay:stats",)))
         got = defer.Deferred()
