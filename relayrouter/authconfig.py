@@ -338,15 +338,22 @@ def _jwt(item: Any, key: str) -> JwtConfig:
         )
     except ValueError as e:
         raise ConfigError(f"{key}: {e}") from None
-    keys, urls = [], []
+    keys, urls, kidless = [], [], []
     for i, k in enumerate(_list(item, "keys")):
         source, value = _jwt_key(k, f"{key}.keys[{i}]")
         if source == "jwks_url":
             urls.append(value)
         else:
             keys.extend(value)
+            if source != "jwks_file" and value[0].kid is None:
+                kidless.append(i)
     if len(urls) > 1:
         raise ConfigError(f"{key}.keys: at most one jwks_url per realm")
+    if urls and kidless:
+        # A key without a kid matches any token whose kid it does not know: the
+        # identity provider's tokens would be checked against it, never the JWKS.
+        raise ConfigError(f"{key}.keys[{kidless[0]}]: give it a kid: beside a jwks_url, a key without one "
+                          "would be tried for every token whose kid is not its own")
     if not keys and not urls:
         raise ConfigError(f"{key}.keys: give at least one key (secret_env, secret_file, public_key_file, "
                           "jwks_file or jwks_url)")

@@ -23,6 +23,9 @@ def principal(**kw):
     (realm({"jwt": {"algorithms": ["HS256"], "authrole": "x", "keys": [{"secret_env": "SHORT"}]}}),
      "needs at least 32"),
     (realm({"one_time_tickets": {}}), "needs [realms.auth.jwt]"),
+    (realm({"jwt": {"algorithms": ["HS256", "RS256"], "authrole": "x",
+                    "keys": [{"jwks_url": "https://idp.example/jwks.json"}, {"secret_env": "LONG"}]}}),
+     "realms[0].auth.jwt.keys[1]: give it a kid: beside a jwks_url"),
     (realm(roles=[{"name": "x", "rules": [{"uri": "a.b", "allow": ["read"]}]}]),
      "realms[0].roles[0].rules[0].allow: unknown action 'read'"),
     ({"listeners": [{"type": "websocket", "endpoint": "tcp:1",
@@ -46,6 +49,7 @@ def principal(**kw):
 ])
 def test_errors_name_the_key(monkeypatch, data, message):
     monkeypatch.setenv("SHORT", "too-short")
+    monkeypatch.setenv("LONG", "long-enough-secret-0123456789abcdef")
     with pytest.raises(ConfigError) as info:
         parse(data)
     assert message in str(info.value)

@@ -209,3 +209,30 @@ def test_ready_recovers_on_its_own_when_the_jwks_server_comes_back(jwks_server, 
         assert jwks_server.jwks.requests == 1
     finally:
         yield stop(running)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_configured_key_beside_the_jwks_checks_its_own_kid_only(jwks_server, tmp_path, monkeypatch):
+    """The identity provider's tokens go to the JWKS (a new kid fetched), a
+    local service's to the configured key with its kid: neither shadows the other."""
+    secret = "local-service-secret-0123456789abcdef"
+    monkeypatch.setenv("LOCAL_JWT_SECRET", secret)
+    running = yield start({"realms": [{"name": "realm1", "auth": {"jwt": {
+        "algorithms": ["RS256", "HS256"], "authrole": "device", "refresh_interval": ALWAYS,
+        "keys": [{"kid": "local-1", "secret_env": "LOCAL_JWT_SECRET"}, {"jwks_url": jwks_server.url}]}}}],
+        "auth_limits": {"burst": 1000, "address_burst": 1000}}, tmp_path / "state")
+    try:
+        yield eventually(lambda: jwks_server.jwks.requests == 1)
+        jwks_server.jwks.kids = ["k1", "k2"]
+        client = yield join(running, "k2", sub="from-the-idp")  # unknown locally: fetched, then accepted
+        assert client.details.authid == "from-the-idp" and jwks_server.jwks.requests == 2
+        local = pyjwt.encode({"sub": "local-svc", "exp": int(reactor.seconds()) + 600}, secret,
+                             algorithm="HS256", headers={"kid": "local-1"})
+        client = yield connect_ws(running, authmethods=["jwt"], ticket=local)
+        assert client.details.authid == "local-svc"
+        forged = pyjwt.encode({"sub": "x", "exp": int(reactor.seconds()) + 600}, secret,
+                              algorithm="HS256", headers={"kid": "k1"})  # the local secret under the IdP's kid
+        with pytest.raises(LeftBeforeJoining):
+            yield connect_ws(running, authmethods=["jwt"], ticket=forged)
+    finally:
+        yield stop(running)
