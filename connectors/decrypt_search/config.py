@@ -84,7 +84,7 @@ class Config:
     org: str
     key_file: str | None
     key_env: str | None
-    peers: dict  # org -> PublicKeys
+    peers: dict  # org -> PublicKeys: the peer's current keys (sealed for, its signatures verified)
     trusted_senders: tuple
     publish_for: tuple
     topics: tuple
@@ -100,6 +100,9 @@ class Config:
     reports: tuple = ()
     catchup_page: int = 500
     max_body: int = 1 << 20
+    previous_keys: tuple = ()  # our earlier key pairs (FileKeys): what was sealed for them still opens
+    previous_peers: tuple = ()  # peers' earlier PublicKeys: their signatures still verify
+    retired_keys: frozenset = frozenset()  # key ids that take no new record (ours or peers')
 
     def field(self, name: str) -> str | None:
         """The type of an indexed (or built-in) field, None if unknown."""
@@ -136,9 +139,10 @@ MAX_GROUP_BY = 3
 
 def parse(data: dict, base: Path) -> Config:
     _known(data, TOP_KEYS, "")
-    org = _table(data, "organisation", {"name", "key_file", "key_env", "trusted_senders", "publish_for"})
+    org = _table(data, "organisation", {"name", "key_file", "key_env", "trusted_senders", "publish_for",
+                                        "previous_key_files", "retired_keys"})
     name = _str(org, "name", "organisation", required=True)
-    peers = _peers(data.get("peers", []), base)
+    peers, previous_peers = _peers(data.get("peers", []), base)
     senders = _org_list(org, "trusted_senders", peers, default=[p for p in peers if peers[p].signing])
     recipients = _org_list(org, "publish_for", peers, default=[p for p in peers if peers[p].encryption])
     index = _index(data.get("index", []))
@@ -163,7 +167,9 @@ def parse(data: dict, base: Path) -> Config:
         procedures=_str(wamp, "procedures", "wamp"), hooks=tuple(_hooks(data.get("hooks", []))),
         reports=_reports(data.get("reports", []), index),
         catchup_page=_int(catchup, "page", "catchup", 500, 1, 10000),
-        max_body=_int(http, "max_body", "http", 1 << 20, 1024, 64 << 20))
+        max_body=_int(http, "max_body", "http", 1 << 20, 1024, 64 << 20),
+        previous_keys=_previous_keys(org, name, base), previous_peers=previous_peers,
+        retired_keys=_retired(org))
 
 
 def _known(table: dict, allowed: set, where: str) -> None:
@@ -215,11 +221,12 @@ def _array(data, name: str) -> list:
     return data
 
 
-def _peers(data, base: Path) -> dict:
-    peers = {}
+def _peers(data, base: Path) -> tuple:
+    """(org -> current PublicKeys, earlier PublicKeys): an org listed again with ``previous = true``."""
+    peers, previous = {}, []
     for i, item in enumerate(_array(data, "peers")):
         where = f"peers[{i}]"
-        _known(item, {"org", "encryption_key", "signing_key", "public_file"}, where)
+        _known(item, {"org", "encryption_key", "signing_key", "public_file", "previous"}, where)
         try:
             if "public_file" in item:
                 public = e2e_keys.load_public(base / item["public_file"])
@@ -230,10 +237,59 @@ def _peers(data, base: Path) -> dict:
         org = item.get("org") or public.org
         if not org:
             raise ConfigError(f"{where}.org: required")
-        if org in peers:
-            raise ConfigError(f"{where}.org: {org!r} is listed twice")
-        peers[org] = e2e_keys.PublicKeys(org, public.encryption, public.signing)
-    return peers
+        keys = e2e_keys.PublicKeys(org, public.encryption, public.signing)
+        earlier = item.get("previous", False)
+        if not isinstance(earlier, bool):
+            raise ConfigError(f"{where}.previous: must be true or false")
+        if earlier:
+            previous.append(keys)
+        elif org in peers:
+            raise ConfigError(f"{where}.org: {org!r} is listed twice (mark its earlier keys previous = true)")
+        else:
+            peers[org] = keys
+    orphans = [p.org for p in previous if p.org not in peers]
+    if orphans:
+        raise ConfigError(f"peers: {orphans[0]!r} has previous keys but no current ones (a [[peers]] entry "
+                          "without previous = true)")
+    return peers, tuple(previous)
+
+
+def _previous_keys(org: dict, name: str, base: Path) -> tuple:
+    """Our earlier key pairs, from private key files (chmod 600) of the same organisation."""
+    keys = []
+    for j, path in enumerate(_str_list(org, "previous_key_files", "organisation")):
+        where = f"organisation.previous_key_files[{j}]"
+        try:
+            pair = e2e_keys.load_private(base / path)
+        except e2e_keys.KeyFileError as e:
+            raise ConfigError(f"{where}: {e}") from None
+        if pair.public.org and pair.public.org != name:
+            raise ConfigError(f"{where}: the key file is for organisation {pair.public.org!r}, not {name!r}")
+        keys.append(pair)
+    return tuple(keys)
+
+
+KEY_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+def _retired(org: dict) -> frozenset:
+    kids = _str_list(org, "retired_keys", "organisation")
+    bad = [k for k in kids if not KEY_ID.match(k)]
+    if bad:
+        raise ConfigError(f"organisation.retired_keys: {bad[0]!r} is not a key id (16 lower-case hex digits, as "
+                          "relayrouter keys show prints them)")
+    return frozenset(kids)
+
+
+def check_rotation(config: "Config", current) -> None:
+    """Refuse retiring the key pair we seal and sign with (records we publish would be quarantined)."""
+    own = {current.public.encryption_kid, current.public.signing_kid}
+    if own & config.retired_keys:
+        raise ConfigError(f"organisation.retired_keys: {sorted(own & config.retired_keys)[0]} is our current key "
+                          "(the key file's); make a new key pair current first, then retire this one")
+    for earlier in config.previous_keys:
+        if earlier.public.signing_kid == current.public.signing_kid:
+            raise ConfigError("organisation.previous_key_files: holds the current key pair again")
 
 
 def _org_list(table: dict, key: str, peers: dict, default: list) -> list:

@@ -5,8 +5,10 @@ event history) delivers — publication id, topic, positional arguments — and
 returns a :class:`Record` to index or a :class:`Quarantined` with the reason
 it cannot be used.  Order of the checks: the payload must be one envelope
 (``malformed``), then :func:`relayrouter.e2e.open_envelope` (``wrong_topic``,
-``not_addressed``, ``unknown_sender``, ``bad_signature``, ``undecryptable``,
-``malformed``), then the document must be an object that passes its topic's
+``not_addressed``, ``unknown_sender``, ``bad_signature``, ``retired_key``,
+``undecryptable``, ``malformed``; with every key pair of ours, current and
+previous, and the signing keys of ourselves and the trusted peers, current
+and previous), then the document must be an object that passes its topic's
 JSON Schema and whose indexed fields have their declared types
 (``schema_invalid``), then the rule's Python validators, in order, each of
 which may refuse it (``rejected``, with its message; a validator that fails
@@ -84,11 +86,13 @@ class Ingestor:
         self.config = config
         self.keys = keys
         self.clock = clock
-        own = keys.public
-        self.senders = {own.signing_kid: own}
-        for name in config.trusted_senders:
-            peer = config.peers[name]
-            self.senders[peer.signing_kid] = peer
+        self.ring = (keys,) + tuple(config.previous_keys)  # the current pair first: what we open with
+        self.senders = {k.public.signing_kid: k.public for k in self.ring}
+        trusted = set(config.trusted_senders)
+        for peer in list(config.peers.values()) + list(config.previous_peers):
+            if peer.org in trusted and peer.signing:
+                self.senders[peer.signing_kid] = peer
+        self.retired = frozenset(config.retired_keys)
 
     def process(self, publication: int, topic: str, args) -> Record | Quarantined:
         now = self.clock()
@@ -101,7 +105,7 @@ class Ingestor:
             return Quarantined(publication, topic, NO_TOPIC_RULE, f"no [[topics]] rule matches '{topic}'", now,
                                payload)
         try:
-            opened = e2e.open_envelope(payload, self.keys, self.senders, topic=topic)
+            opened = e2e.open_envelope(payload, self.ring, self.senders, topic=topic, retired=self.retired)
         except e2e.EnvelopeError as e:
             return Quarantined(publication, topic, e.reason, e.message[:MAX_MESSAGE], now, payload,
                                *_ids(payload))

@@ -409,9 +409,10 @@ class Api:
         if unknown:
             raise query.QueryError("recipients", f"unknown organisation(s): {', '.join(unknown)}")
         chosen = [self.keys.public] + [self.config.peers[n] for n in names if n != self.config.org]
-        missing = [p.org for p in chosen if not p.encryption]
+        missing = [p.org for p in chosen if not p.encryption or p.encryption_kid in self.config.retired_keys]
         if missing:
-            raise query.QueryError("recipients", f"no encryption key for {', '.join(missing)}")
+            raise query.QueryError("recipients", f"no encryption key for {', '.join(missing)} "
+                                   "(none configured, or the current one is retired)")
         return chosen
 
     @defer.inlineCallbacks
@@ -435,9 +436,21 @@ class Api:
     def status(self):
         counts = yield self.db.read("counts")
         return {"organisation": self.config.org, "encryption_kid": self.keys.public.encryption_kid,
-                "signing_kid": self.keys.public.signing_kid, "router": self.router.describe(),
+                "signing_kid": self.keys.public.signing_kid, "keys": self.describe_keys(),
+                "router": self.router.describe(),
                 "store": {"backend": self.config.store_backend, **counts}, "replication": self.replicator.describe(),
                 "hooks": self.hooks.describe(), "feed": self.feed.describe() if self.feed else None}
+
+    def describe_keys(self) -> dict:
+        """Key ids only: ours (current, previous), the peers' (current, previous), the retired ones."""
+        def ids(public):
+            return {"encryption_kid": public.encryption_kid, "signing_kid": public.signing_kid}
+
+        peers = {}
+        for public in list(self.config.peers.values()) + list(self.config.previous_peers):
+            peers.setdefault(public.org, []).append(ids(public))
+        return {"current": ids(self.keys.public), "previous": [ids(k.public) for k in self.config.previous_keys],
+                "peers": peers, "retired": sorted(self.config.retired_keys)}
 
 
 class NotConnected(Exception):

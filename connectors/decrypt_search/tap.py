@@ -52,6 +52,7 @@ class Options(ConnectorOptions, usage.Options):
             if self.config.http_auth is not None:
                 Bearer(self.config.http_auth)  # checks the keys and algorithms now, naming the key
             self.keys = load_keys(self, self.config)
+            cfg.check_rotation(self.config, self.keys)
             self.hook_functions = load_hooks(self.config.hooks)
             self.state_dir = open_state_dir(self["state-dir"])
         except e2e_keys.KeyFileError as e:

@@ -20,6 +20,7 @@ from .envelope import (
     PPT_CIPHER,
     PPT_SCHEME,
     REASONS,
+    RETIRED_KEY,
     UNDECRYPTABLE,
     UNKNOWN_SENDER,
     WRONG_TOPIC,
@@ -43,7 +44,7 @@ from .keys import (
 )
 
 __all__ = [
-    "BAD_SIGNATURE", "MALFORMED", "NOT_ADDRESSED", "PPT_CIPHER", "PPT_SCHEME", "REASONS", "UNDECRYPTABLE",
+    "BAD_SIGNATURE", "MALFORMED", "NOT_ADDRESSED", "PPT_CIPHER", "PPT_SCHEME", "REASONS", "RETIRED_KEY", "UNDECRYPTABLE",
     "UNKNOWN_SENDER", "WRONG_TOPIC", "EnvelopeError", "FileKeys", "KeyFileError", "Opened", "Parsed", "PrivateKeys",
     "PublicKeys", "key_id", "load_private", "load_private_env", "load_public", "open_envelope", "parse",
     "ppt_options", "publish_sealed", "seal",

@@ -57,7 +57,8 @@ BAD_SIGNATURE = "bad_signature"
 UNKNOWN_SENDER = "unknown_sender"
 MALFORMED = "malformed"
 WRONG_TOPIC = "wrong_topic"
-REASONS = (NOT_ADDRESSED, UNDECRYPTABLE, BAD_SIGNATURE, UNKNOWN_SENDER, MALFORMED, WRONG_TOPIC)
+RETIRED_KEY = "retired_key"
+REASONS = (NOT_ADDRESSED, UNDECRYPTABLE, BAD_SIGNATURE, UNKNOWN_SENDER, MALFORMED, WRONG_TOPIC, RETIRED_KEY)
 
 _FIXED = struct.Struct(">3sBBBQ16s8sH")  # magic .. topic_len
 
@@ -201,24 +202,39 @@ class _Reader:
         return fmt.unpack(self.take(fmt.size))
 
 
-def open_envelope(envelope: bytes, keys: PrivateKeys, senders: dict, topic: str | None = None) -> Opened:
+def open_envelope(envelope: bytes, keys, senders: dict, topic: str | None = None,
+                  retired=frozenset()) -> Opened:
     """Verify and decrypt; ``senders`` maps signing key id -> PublicKeys of the senders we trust.
 
-    ``topic``, when given, must be the topic the envelope was sealed for.
+    ``keys`` is our PrivateKeys, or several (a key ring: the current pair first, then earlier ones, so
+    what was sealed for an earlier key still opens).  ``topic``, when given, must be the topic the
+    envelope was sealed for.  ``retired`` holds key ids that take no new envelope: one signed by a
+    retired key (after its signature verified, when the key is known), or addressed to none of our
+    keys but retired ones, is refused as RETIRED_KEY.
     """
     parsed = parse(envelope)
     if topic is not None and parsed.topic != topic:
         raise EnvelopeError(WRONG_TOPIC, f"sealed for topic '{parsed.topic}', received on '{topic}'")
-    mine = keys.public.encryption_kid
-    wrapped = next((box for kid, box in parsed.recipients if kid == mine), None)
-    if wrapped is None:
-        raise EnvelopeError(NOT_ADDRESSED, f"not addressed to key {mine} "
+    ring = list(keys) if isinstance(keys, (list, tuple)) else [keys]
+    entries = dict(parsed.recipients)
+    mine = [(k, entries[k.public.encryption_kid]) for k in ring if k.public.encryption_kid in entries]
+    if not mine:
+        raise EnvelopeError(NOT_ADDRESSED, f"not addressed to key {', '.join(k.public.encryption_kid for k in ring)} "
                             f"(recipients: {', '.join(kid for kid, _ in parsed.recipients)})")
     sender = senders.get(parsed.sender_kid)
+    if sender is None and parsed.sender_kid in retired:
+        raise EnvelopeError(RETIRED_KEY, f"signed by retired key {parsed.sender_kid}")
     if sender is None:
         raise EnvelopeError(UNKNOWN_SENDER, f"signed by unknown key {parsed.sender_kid}")
     verify(parsed, sender)
-    return Opened(decrypt(parsed, keys, wrapped), sender, parsed.topic, parsed.created_ms, parsed.message_id,
+    if parsed.sender_kid in retired:
+        raise EnvelopeError(RETIRED_KEY, f"signed by {sender.org or 'a'} key {parsed.sender_kid}, which is retired")
+    usable = [(k, box) for k, box in mine if k.public.encryption_kid not in retired]
+    if not usable:
+        raise EnvelopeError(RETIRED_KEY, f"addressed only to our retired key "
+                            f"{', '.join(k.public.encryption_kid for k, _ in mine)}")
+    key, wrapped = usable[0]
+    return Opened(decrypt(parsed, key, wrapped), sender, parsed.topic, parsed.created_ms, parsed.message_id,
                   parsed.serializer)
 
 
