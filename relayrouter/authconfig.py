@@ -75,6 +75,8 @@ class TlsConfig:
 class HttpConfig:
     allowed_origins: tuple[str, ...] = ("*",)
     public_url: str | None = None  # the WebSocket URL handed out with tickets; None: from the request
+    # Networks of reverse proxies whose X-Forwarded-For names the client (proxies.py).
+    trusted_proxies: tuple = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +113,7 @@ def security(data: dict) -> SecurityConfig:
 
 def _http(item: Any, key: str) -> HttpConfig:
     _table(item, key)
-    _only(item, key, {"allowed_origins", "public_url"})
+    _only(item, key, {"allowed_origins", "public_url", "trusted_proxies"})
     origins = _strings(item, "allowed_origins", key, ["*"])
     for origin in origins:
         if origin not in ("*", "null") and "://" not in origin:
@@ -120,7 +122,10 @@ def _http(item: Any, key: str) -> HttpConfig:
     public_url = item.get("public_url")
     if public_url is not None and not (isinstance(public_url, str) and public_url.startswith(("ws://", "wss://"))):
         raise ConfigError(f"{key}.public_url: must be a ws:// or wss:// URL")
-    return HttpConfig(tuple(o.rstrip("/") for o in origins), public_url)
+    from .proxies import parse as parse_proxies
+
+    return HttpConfig(tuple(o.rstrip("/") for o in origins), public_url,
+                      parse_proxies(item.get("trusted_proxies"), f"{key}.trusted_proxies"))
 
 
 def _revocation(item: Any, key: str) -> RevocationConfig:

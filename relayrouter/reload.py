@@ -11,8 +11,8 @@ dropping a session is applied to the running router:
 * session limits, outbound limits and disclosure settings of each realm
   (live sessions' rate and counts included),
 * the deny-list settings ([revocation]: deniable claims, admins, TTL, grace),
-  [auth_limits] (the failed-login budgets), [http] (allowed origins, the
-  public URL), [console] (console roles), [http_bridge] when it was
+  [auth_limits] (the failed-login budgets), [http] (allowed origins,
+  trusted proxies, the public URL), [console] (console roles), [http_bridge] when it was
   configured at start and still is (keys, webhooks, limits),
 * event history rules, mailbox rules (patterns added or removed included),
   and pairing (who is a peer, on_conflict, the Micronets meetup and pings);
@@ -114,8 +114,8 @@ class Reloader:
         security = self.service.security
         before, after = security.config, new.security or type(security.config)()
         if before.http != after.http:
-            changed.append("http: allowed origins for the next upgrade or request, public_url for "
-                           "the next ticket and mailbox endpoint")
+            changed.append("http: allowed origins and trusted proxies for the next upgrade or request, "
+                           "public_url for the next ticket and mailbox endpoint")
             steps.append(lambda: security.reload_http(after.http))
             steps.append(lambda: self.service.durable.reload_public_url(security.config))
         if before.auth_limits != after.auth_limits:

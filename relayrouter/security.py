@@ -26,6 +26,7 @@ from .core.auth import AnonymousAuthenticator, Deny
 from .core.authorization import RoleAuthorizer
 from .core.procedures import AdminPolicy
 from .core.revocation import AUTHID, DenyList, DenyListApi, SessionGuard
+from .proxies import TrustedProxies
 from .store.denylist import SqliteDenyListStore
 from .transport.origins import OriginPolicy
 from .transport.tickets import DenyListResource, TicketResource
@@ -76,6 +77,7 @@ class Security:
         revocation = self.config.revocation
         self.limiter = FailureLimiter(reactor.seconds, self.config.auth_limits)
         self.origins = OriginPolicy(self.config.http.allowed_origins)
+        self.proxies = TrustedProxies(self.config.http.trusted_proxies)
         self.store = store if store is not None else SqliteDenyListStore.in_state_dir(config.state_dir)
         self.denylist = DenyList(self.store, revocation.claims, reactor)
         self.guard = SessionGuard(router, self.denylist, close_grace=revocation.close_grace)
@@ -155,11 +157,13 @@ class Security:
         self.admin.policy = _admin_policy(revocation)
 
     def reload_http(self, http) -> None:
-        """[http]: allowed origins for the next upgrade or request, public_url for the next ticket."""
+        """[http]: allowed origins and trusted proxies for the next upgrade or request,
+        public_url for the next ticket."""
         from dataclasses import replace
 
         self.config = replace(self.config, http=http)
         self.origins.replace(http.allowed_origins)
+        self.proxies.replace(http.trusted_proxies)
 
     def reload_auth_limits(self, limits) -> None:
         """[auth_limits]: the failed-login budgets from now on (buckets spent keep what they hold)."""

@@ -172,6 +172,7 @@ class RouterService(service.MultiService):
         if listener.kind == "websocket":
             wamp_factory = RouterWebSocketFactory(self.router, self.serializers, limits, clock=self.reactor)
             wamp_factory.origin_policy = self.security.origins
+            wamp_factory.trusted_proxies = self.security.proxies
             resources = self.security.http_resources(listener.path)
             resources.update(self.durable.http_resources())
             resources.update(self.tenancy.http_resources())
@@ -182,7 +183,7 @@ class RouterService(service.MultiService):
             if self.http_bridge is not None:
                 resources.update(self.http_bridge.resources())
             resources.update(self.console.http_resources())
-            factory = build_site(self.router, wamp_factory, listener.path, resources)
+            factory = build_site(self.router, wamp_factory, listener.path, resources, self.security.proxies)
             # twisted.web's idle timeout (12 h by default) is what closes a
             # connection that never finishes its HTTP request or upgrade.
             factory.timeOut = limits.hello_timeout

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..configcheck import ConfigError
-from . import proxies
+from .. import proxies
 from ..configcheck import (  # the shared checks, under this module's private names
     get as _get, only as _only, positive as _positive, seconds as _seconds, table as _table,
 )

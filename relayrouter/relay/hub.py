@@ -28,7 +28,8 @@ from ..core.peer import TransportInfo
 from ..core.revocation import DenyListError
 from ..core.procedures import ProcedureError
 from ..transport.tickets import HttpRefusal, _header
-from . import frames, proxies
+from . import frames
+from .. import proxies
 from .access import BidsResource, PrefixResource, StatusResource, _scopes
 from .config import RelayConfig
 from .raw import RawRelayFactory

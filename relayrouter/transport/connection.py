@@ -380,16 +380,17 @@ def _take_over_producer(transport, producer) -> None:
         transport.registerProducer(producer, True)
 
 
-def open_connection(proto, kind: str, hello_timer, **http) -> "Connection":
+def open_connection(proto, kind: str, hello_timer, peer: str | None = None, **http) -> "Connection":
     """The Connection for a WebSocket or RawSocket protocol whose opening
-    handshake just completed; ``http`` carries what only WebSocket knows."""
+    handshake just completed; ``http`` carries what only WebSocket knows, and
+    ``peer`` the client a trusted proxy named (else the TCP peer)."""
     factory = proto.factory
     serializer = wamp_serializer(proto)
     # Read now: over TLS, Autobahn's transport details predate the handshake.
     is_secure, peer_cert, channel_id = tls_facts(proto.transport)
     info = TransportInfo(
         kind=kind,
-        peer=peer_of(proto),
+        peer=peer if peer is not None else peer_of(proto),
         serializer=serializer.SERIALIZER_ID.split(".")[0],
         is_secure=is_secure,
         peer_cert=peer_cert,

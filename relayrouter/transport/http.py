@@ -32,10 +32,13 @@ import json
 from urllib.parse import parse_qs
 
 from autobahn.twisted.resource import WebSocketResource
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.logger import Logger
 from twisted.web.error import UnsupportedMethod
 from twisted.web.resource import Resource, _computeAllowedMethods
 from twisted.web.server import Request, Site
+
+from ..proxies import client_host
 
 log = Logger(namespace="relayrouter.http")
 
@@ -54,7 +57,31 @@ def _access_line(timestamp: str, request) -> str:
     return f'{client} - - [{timestamp}] "{request.method.decode("ascii", "replace")} {path}" {request.code}'
 
 
-class JsonMethodsRequest(Request):
+class ForwardedRequest(Request):
+    """``getClientAddress()`` is the client a listed reverse proxy names in
+    ``X-Forwarded-For`` (``http.trusted_proxies``), else the TCP peer: what
+    every resource, the failed-login limits and the access log see."""
+
+    def getClientAddress(self):
+        address = super().getClientAddress()
+        proxies = getattr(getattr(self.channel, "site", None), "trusted_proxies", None)
+        host = getattr(address, "host", None)
+        if proxies is None or not proxies.networks or host is None:
+            return address
+        forwarded = self.requestHeaders.getRawHeaders(b"x-forwarded-for")
+        if not forwarded:
+            return address
+        try:
+            text = ",".join(h.decode("ascii") for h in forwarded)
+        except UnicodeDecodeError:
+            return address
+        client = client_host(host, text, proxies.networks)
+        if client == host:
+            return address
+        return (IPv6Address if ":" in client else IPv4Address)("TCP", client, 0)
+
+
+class JsonMethodsRequest(ForwardedRequest):
     """A request whose resource does not serve its method gets 405 with
     ``Allow`` and a JSON body, whatever the method: twisted.web answers 501
     with an HTML page for methods other than GET, HEAD and POST, and fails
@@ -208,7 +235,7 @@ class BoundedRequest(JsonMethodsRequest):
             channel.transport.loseConnection()
 
 
-def build_site(router, ws_factory, path: str, resources: dict | None = None) -> Site:
+def build_site(router, ws_factory, path: str, resources: dict | None = None, trusted_proxies=None) -> Site:
     root = Resource()
     parts = [p.encode() for p in path.split("/") if p]
     parent = root
@@ -221,6 +248,7 @@ def build_site(router, ws_factory, path: str, resources: dict | None = None) -> 
         root.putChild(name, resource)
     site = Site(root, logFormatter=_access_line)
     site.requestFactory = BoundedRequest
+    site.trusted_proxies = trusted_proxies
     site.body_limits = {name: resource.body_limit for name, resource in (resources or {}).items()
                         if callable(getattr(resource, "body_limit", None))}
     site.noisy = False

@@ -14,7 +14,7 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny
 
 from .autobahn_overrides import (WebSocketFactoryOverrides, WebSocketProtocolOverrides, install_masker,
-                                 object_serializer, wamp_serializer)
+                                 object_serializer, peer_of, wamp_serializer)
 from .connection import Connection, WampListener, close_connection, open_connection
 from .liveness import enable_tcp_keepalive
 from ..limitsconfig import ListenerSettings
@@ -43,7 +43,11 @@ class RouterWebSocketProtocol(WebSocketProtocolOverrides, WampWebSocketServerPro
         # the few that say who is calling (about a kilobyte less per session).
         headers = self.http_headers or {}
         self.http_headers = {k: headers[k] for k in KEPT_HEADERS if k in headers}
-        self._conn = open_connection(self, "websocket", hello_timer,
+        proxies = getattr(factory, "trusted_proxies", None)
+        peer = peer_of(self)
+        if proxies is not None:
+            peer = proxies.client_peer(peer, self.http_headers.get("x-forwarded-for"))
+        self._conn = open_connection(self, "websocket", hello_timer, peer=peer,
                                      http_headers=self.http_headers,
                                      http_query=self.http_request_params or {})
         enable_tcp_keepalive(self.transport, settings.heartbeat_interval, settings.heartbeat_timeout)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from relayrouter.relay.proxies import client_host, parse
+from relayrouter.proxies import client_host, parse
 
 TRUSTED = parse(["127.0.0.1", "10.0.0.0/8", "::1"], "relay.trusted_proxies")
 

@@ -1,4 +1,5 @@
-"""``relay.trusted_proxies``: whose ``X-Forwarded-For`` names the client.
+"""``http.trusted_proxies`` (and ``relay.trusted_proxies``): whose
+``X-Forwarded-For`` names the client.
 
 Behind a reverse proxy every connection comes from the proxy's address.
 ``X-Forwarded-For`` says who the client was, but anyone can send that
@@ -10,7 +11,7 @@ listed proxies, and the first other address is the client.  No I/O here.
 import ipaddress
 from typing import Iterable
 
-from ..configcheck import ConfigError
+from .configcheck import ConfigError
 
 Networks = tuple  # of ipaddress.IPv4Network / IPv6Network
 
@@ -29,6 +30,10 @@ def parse(values, key: str) -> Networks:
             networks.append(ipaddress.ip_network(value, strict=False))
         except (TypeError, ValueError):
             raise ConfigError(f"{key}[{i}]: {value!r} is not an IP address or network") from None
+        if networks[-1].prefixlen == 0:
+            # Every address a proxy: any client could name itself in X-Forwarded-For.
+            raise ConfigError(f"{key}[{i}]: {value!r} would trust every address as a proxy; "
+                              "list your reverse proxies' addresses")
     return tuple(networks)
 
 
@@ -53,3 +58,26 @@ def _address(host: str):
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
+
+
+class TrustedProxies:
+    """The proxies in force (``http.trusted_proxies``): every listener's
+    holder shares this object, a reload swaps ``networks``."""
+
+    def __init__(self, networks: Networks = ()) -> None:
+        self.networks = tuple(networks)
+
+    def replace(self, networks: Networks) -> None:
+        self.networks = tuple(networks)
+
+    def client_peer(self, peer: str, forwarded_for: str | None) -> str:
+        """A peer string (``tcp4:HOST:PORT``) for the client: ``peer`` itself, or
+        ``tcp4:CLIENT:0`` / ``tcp6:CLIENT:0`` when a listed proxy forwarded it."""
+        if not self.networks or not forwarded_for:
+            return peer
+        kind, _, rest = peer.partition(":")
+        if kind not in ("tcp4", "tcp6"):
+            return peer
+        host = rest.rsplit(":", 1)[0]
+        client = client_host(host, forwarded_for, self.networks)
+        return peer if client == host else f"{'tcp6' if ':' in client else 'tcp4'}:{client}:0"
