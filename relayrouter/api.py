@@ -2,7 +2,7 @@
 
 Stability: every name below, and the public names of the modules exported
 whole (``e2e``, ``e2e_keys``, ``httpinput``, ``rest``, ``runfiles``,
-``extras``, ``sqlite_schema``), keeps its meaning and signature across minor releases; a change
+``extras``, ``sqlite_schema``, ``configcheck``), keeps its meaning and signature across minor releases; a change
 that breaks one is announced in CHANGELOG.md's upgrade notes one release
 ahead.  Everything else under ``relayrouter`` (``core``, ``transport``,
 ``auth``, ``store``, ``cluster``...) may change in any release: import it
@@ -13,6 +13,8 @@ The client kit (:mod:`relayrouter.client`): reach the router and stay there
   :class:`RouterConnection`, :class:`RouterSettings`, :class:`Backoff`,
   :class:`Credentials`, :class:`TlsClient`, :func:`check_private_file`,
   :func:`read_secret_file`, :func:`load_cryptosign_key`, :class:`ConfigError`.
+Configuration: :mod:`configcheck` (the checks a TOML reader shares, and the
+  notes that make the configuration reference from a connector's own checks).
 Plugins: :mod:`runfiles` (pid and log files, the state directory's lock),
   :mod:`extras` (stop with one line when an extra is missing),
   :mod:`sqlite_schema` (a state file's schema version, recorded and checked).
@@ -32,7 +34,7 @@ Token checking: :class:`JwtAuthenticator`, :class:`JwtPolicy`,
   the decisions :class:`Accept` / :class:`Deny`.
 """
 
-from . import e2e, extras, httpinput, rest, runfiles
+from . import configcheck, e2e, extras, httpinput, rest, runfiles
 from .store import versioned as sqlite_schema
 from .auth.jwks import jwks_fetcher
 from .auth.jwt import FetchedKeys, JwtAuthenticator, JwtKey, JwtPolicy, StaticKeys, keys_from_jwks
@@ -50,6 +52,8 @@ __all__ = [
     # the client kit
     "Backoff", "ConfigError", "Credentials", "RouterConnection", "RouterSettings", "TlsClient",
     "check_private_file", "load_cryptosign_key", "read_secret_file",
+    # configuration
+    "configcheck",
     # plugins
     "extras", "runfiles", "sqlite_schema",
     # HTTP

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from jsonschema import exceptions as schema_exceptions
 from jsonschema import validators
 
-from relayrouter.api import ConfigError, e2e_keys
+from relayrouter.api import ConfigError, configcheck, e2e_keys
 
 MATCHES = ("exact", "prefix", "wildcard")
 FIELD_TYPES = ("number", "date", "keyword")
@@ -147,6 +147,8 @@ def parse(data: dict, base: Path) -> Config:
     recipients = _org_list(org, "publish_for", peers, default=[p for p in peers if peers[p].encryption])
     index = _index(data.get("index", []))
     store = _table(data, "store", {"backend", "dsn", "path"})
+    _note("store", {"backend": (str, "sqlite"), "dsn": (str, None), "path": (str, "records.sqlite3")})
+    _note("organisation", {"key_file": (str, None), "key_env": (str, None)})
     backend = store.get("backend", "sqlite")
     if backend not in ("sqlite", "postgresql"):
         raise ConfigError(f"store.backend: must be sqlite or postgresql, not {backend!r}")
@@ -172,7 +174,8 @@ def parse(data: dict, base: Path) -> Config:
         retired_keys=_retired(org))
 
 
-def _known(table: dict, allowed: set, where: str) -> None:
+def _known(table: dict, allowed: set, where: str, depth: int = 2) -> None:
+    configcheck.note_table(where, allowed, table, depth=depth)  # the reference is made of these notes
     for key in table:
         if key not in allowed:
             raise ConfigError(f"{where + '.' if where else ''}{key}: unknown key")
@@ -182,11 +185,12 @@ def _table(data: dict, name: str, allowed: set) -> dict:
     table = data.get(name, {})
     if not isinstance(table, dict):
         raise ConfigError(f"{name}: must be a table")
-    _known(table, allowed, name)
+    _known(table, allowed, name, depth=3)
     return table
 
 
 def _str(table: dict, key: str, where: str, required: bool = False) -> str | None:
+    configcheck.note_key(where, key, str, None if required else configcheck.OPTIONAL)
     value = table.get(key)
     if value is None and required:
         raise ConfigError(f"{where}.{key}: required")
@@ -196,6 +200,7 @@ def _str(table: dict, key: str, where: str, required: bool = False) -> str | Non
 
 
 def _str_list(table: dict, key: str, where: str) -> list:
+    configcheck.note_key(where, key, list, [])
     value = table.get(key, [])
     if isinstance(value, str):
         value = [value]
@@ -205,6 +210,7 @@ def _str_list(table: dict, key: str, where: str) -> list:
 
 
 def _int(table: dict, key: str, where: str, default: int, low: int, high: int) -> int:
+    configcheck.note_key(where, key, int, default)
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(f"{where}.{key}: must be an integer from {low} to {high}")
@@ -227,6 +233,8 @@ def _peers(data, base: Path) -> tuple:
     for i, item in enumerate(_array(data, "peers")):
         where = f"peers[{i}]"
         _known(item, {"org", "encryption_key", "signing_key", "public_file", "previous"}, where)
+        _note(where, {"org": (str, None), "encryption_key": (str, None), "signing_key": (str, None),
+                      "public_file": (str, None), "previous": (bool, False)})
         try:
             if "public_file" in item:
                 public = e2e_keys.load_public(base / item["public_file"])
@@ -308,6 +316,7 @@ def _topics(data, base: Path) -> tuple:
         where = f"topics[{i}]"
         _known(item, {"uri", "match", "schema", "schema_file", "validators"}, where)
         uri = _str(item, "uri", where, required=True)
+        _note(where, {"match": (str, "exact"), "schema": (dict, None), "schema_file": (str, None)})
         match = item.get("match", "exact")
         if match not in MATCHES:
             raise ConfigError(f"{where}.match: must be exact, prefix or wildcard, not {match!r}")
@@ -376,6 +385,7 @@ def _index(data) -> tuple:
         if name in seen:
             raise ConfigError(f"{where}.name: {name!r} is taken (built-in fields: {', '.join(BUILTIN_FIELDS)})")
         seen.add(name)
+        _note(where, {"type": (str, "keyword")})
         kind = item.get("type", "keyword")
         if kind not in FIELD_TYPES:
             raise ConfigError(f"{where}.type: must be number, date or keyword, not {kind!r}")
@@ -396,6 +406,7 @@ def _http_auth(data, base: Path) -> HttpAuth | None:
         where = f"http.auth.keys[{i}]"
         if isinstance(item, dict) and "jwks_url" in item:
             _known(item, {"jwks_url"}, where)
+            _note(where, {"jwks_url": (str, None)})
             urls.append(_jwks_url(item["jwks_url"], f"{where}.jwks_url"))
         else:
             keys.append(_jwt_key(item, where, base))
@@ -413,6 +424,7 @@ def _http_auth(data, base: Path) -> HttpAuth | None:
 
 
 def _seconds(table: dict, key: str, default: float) -> float:
+    configcheck.note_key("http.auth", key, (int, float), default)
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ConfigError(f"http.auth.{key}: must be a number of seconds >= 0")
@@ -433,6 +445,7 @@ def _jwks_url(url, key: str) -> str:
 
 def _jwt_key(item: dict, where: str, base: Path) -> JwtKeyConfig:
     _known(item, {"kid", "secret_env", "secret_file", "public_key_file", "jwks_file"}, where)
+    _note(where, {name: (str, None) for name in ("kid", "secret_env", "secret_file", "public_key_file", "jwks_file")})
     given = [k for k in ("secret_env", "secret_file", "public_key_file", "jwks_file") if k in item]
     if len(given) != 1:
         raise ConfigError(f"{where}: give exactly one of secret_env, secret_file, public_key_file, jwks_file, "
@@ -485,11 +498,19 @@ def _reports(data, index: tuple) -> tuple:
             raise ConfigError(f"{where}.by: up to {MAX_GROUP_BY} different keyword fields "
                               f"({', '.join(f for f, k in kinds.items() if k == 'keyword')})"
                               + (f"; {wrong[0]!r} is not one" if wrong else ""))
+        _note(where, {"bucket": (str, None)})
         bucket = item.get("bucket")
         if bucket is not None and bucket not in BUCKET_NAMES:
             raise ConfigError(f"{where}.bucket: must be minute, hour or day, not {bucket!r}")
         reports.append(Report(name, number, tuple(dict.fromkeys(metrics)), tuple(by), bucket))
     return tuple(reports)
+
+
+def _note(where: str, keys: dict) -> None:
+    """Keys read without the helpers above, for the configuration reference: name -> (type, default);
+    a default of None here means none, not required."""
+    for name, (kind, default) in keys.items():
+        configcheck.note_key(where, name, kind, configcheck.OPTIONAL if default is None else default)
 
 
 def _hooks(data) -> list:

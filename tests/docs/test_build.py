@@ -27,5 +27,10 @@ def test_the_site_builds_without_a_warning(tmp_path):
     for option in ("--websocket", "--mqtt-host", "--agent-endpoint", "--local-service", "--key-file"):
         assert option in twistd, option
     assert "IOT_AGENT_MQTT_HOST" in twistd
+    # The key tables are read from the configuration checkers.
+    configuration = (html / "reference" / "configuration.html").read_text()
+    for key in ("realms[].limits.max_sessions", "cluster.tls.hostname", "http_bridge.webhooks[].token_env",
+                "http.auth.keys[].jwks_url", "reports[].bucket"):
+        assert key in configuration, key
     # The architecture diagram was drawn.
     assert list((html / "_images").glob("graphviz-*.svg"))
