@@ -40,17 +40,17 @@ class TwistdOptions(SphinxDirective):
 
     def run(self):
         options = plugin_options(self.arguments[0])
-        lines = [".. list-table::", "   :header-rows: 1", "   :widths: 30 70", "",
-                 "   * - option", "     - meaning"]
+        # The page is MyST Markdown, and so is what a directive's content is parsed as.
+        lines = ["| option | meaning |", "|---|---|"]
         for spelled, doc in rows(options):
-            lines += [f"   * - ``{spelled}``", f"     - {_escape(doc)}"]
+            lines.append(f"| `{spelled}` | {_escape(doc)} |")
         container = nodes.container()
         self.state.nested_parse(StringList(lines, source=self.arguments[0]), self.content_offset, container)
         return container.children
 
 
 def _escape(text: str) -> str:
-    for char in ("\\", "*", "`", "|", "_"):
+    for char in ("\\", "*", "`", "|", "_", "[", "<"):
         text = text.replace(char, "\\" + char)
     return text
 
