@@ -59,6 +59,12 @@ if [ ! -f "$ACAPY_VENV/.installed" ]; then
     "$ACAPY_VENV/bin/pip" install --quiet --disable-pip-version-check 'aries-cloudagent[askar]==0.12.8'
     touch "$ACAPY_VENV/.installed"
 fi
+# Indicio's Message Pickup 2.0 plugin for the external mediator (pinned to ACA-Py 0.8.2 in its metadata;
+# its imports and messages work on 0.12.8, which the tests check): without its dependencies.
+if [ ! -f "$ACAPY_VENV/.pickup-installed" ]; then
+    "$ACAPY_VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps 'acapy-plugin-pickup==0.2.0'
+    touch "$ACAPY_VENV/.pickup-installed"
+fi
 export RELAYROUTER_ACAPY="$ACAPY_VENV/bin/aca-py"
 
 exec "$PYTHON" -m pytest "$@"

@@ -145,6 +145,7 @@ def test_status_moves_init_setup_ready_and_two_acapy_agents_talk_through_mediato
     status = proxy.counters()
     assert status["delivered"] >= 201 and status["spooled"] == 0 and status["dead_letters"] == 0, status
     assert status["agent_keys"] >= 1  # B registered its keys with the proxy, which kept them
+    assert status["retrieval"] == "trust-ping"  # M does not disclose messagepickup/2.0
 
 
 def received(webhooks, count: int, seconds: float = 300) -> list:

@@ -26,6 +26,7 @@ the older ``did:sov:BzCbsNYhMrjHiqZDTUASHg;spec/``) and sent under the
 first.
 """
 
+import base64
 import json
 import struct
 import time
@@ -41,6 +42,8 @@ OLD_PREFIX = "did:sov:BzCbsNYhMrjHiqZDTUASHg;spec/"
 CONNECTIONS = "connections/1.0"
 OOB = "out-of-band/1.1"
 MEDIATION = "coordinate-mediation/1.0"
+PICKUP = "messagepickup/2.0"
+DISCOVER = "discover-features/1.0"
 SIGNATURE = "signature/1.0/ed25519Sha512_single"
 
 
@@ -268,3 +271,61 @@ def forward_target(message: dict) -> tuple[str, dict]:
         return envelope.verkey_of(to), inner
     except ValueError:
         raise ProtocolError("invalid-forward", f"'to' is not a key: {to[:80]!r}") from None
+
+
+# ----------------------------------------------------------------- pickup 2.0
+
+
+def pickup_query() -> dict:
+    """Does the mediator speak Message Pickup 2.0 (Aries RFC 0685)?  Asked with discover-features 1.0."""
+    return with_return_route(new_message(f"{DISCOVER}/query", query=PREFIX + "messagepickup/*"))
+
+
+def offers_pickup(disclose: dict) -> bool:
+    """Whether a discover-features ``disclose`` lists ``messagepickup/2.0``."""
+    if type_of(disclose) != f"{DISCOVER}/disclose" or not isinstance(disclose.get("protocols"), list):
+        raise ProtocolError("no-disclose", f"the mediator answered the feature query with {type_of(disclose)!r}")
+    pids = [p.get("pid") for p in disclose["protocols"] if isinstance(p, dict)]
+    return any(isinstance(pid, str) and type_of({"@type": pid}) == PICKUP for pid in pids)
+
+
+def status_request() -> dict:
+    return with_return_route(new_message(f"{PICKUP}/status-request"))
+
+
+def delivery_request(limit: int) -> dict:
+    return with_return_route(new_message(f"{PICKUP}/delivery-request", limit=limit))
+
+
+def messages_received(ids: list[str]) -> dict:
+    return with_return_route(new_message(f"{PICKUP}/messages-received", message_id_list=ids))
+
+
+def message_count(status: dict) -> int:
+    """``status`` -> its ``message_count``."""
+    count = status.get("message_count")
+    if type_of(status) != f"{PICKUP}/status" or not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ProtocolError("invalid-status", f"expected a pickup status, got {type_of(status)!r}")
+    return count
+
+
+def delivered(delivery: dict) -> list[tuple[str, bytes | None]]:
+    """A ``delivery``'s attachments -> ``[(id, packed message or None when unreadable)]``; ids that
+    are not strings are left out (they cannot be acknowledged)."""
+    out = []
+    for attachment in delivery.get("~attach") or []:
+        if not isinstance(attachment, dict) or not isinstance(attachment.get("@id"), str):
+            continue
+        out.append((attachment["@id"], _attachment_body(attachment.get("data"))))
+    return out
+
+
+def _attachment_body(data) -> bytes | None:
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("json"), dict):
+        return json.dumps(data["json"]).encode()
+    try:
+        return base64.b64decode(data["base64"].replace("-", "+").replace("_", "/") + "==", validate=False)
+    except (KeyError, AttributeError, ValueError):
+        return None

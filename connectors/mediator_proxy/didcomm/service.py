@@ -37,6 +37,7 @@ from .. import delivery
 from ..delivery import DELIVERED, REFUSED
 from . import envelope, messages
 from .messages import ProtocolError
+from .pickup import Retrieval
 
 DIDCOMM_TYPE = "application/didcomm-envelope-enc"
 KEYS = "didcomm.keys"
@@ -79,7 +80,7 @@ class DidcommProxy(service.MultiService):
         self.mediator_invited = defer.Deferred()
         self.http = HttpService(config.port, self._resources(), name="mediator-proxy didcomm", reactor=reactor)
         self.http.setServiceParent(self)
-        self.retriever = Retriever(self)
+        self.retriever = Retrieval(self, Retriever(self))
         self.delivered = 0
         self.refused_forwards = 0
         self._delivering = False
@@ -100,7 +101,7 @@ class DidcommProxy(service.MultiService):
         """The seed's ``{"status"}``, and what this proxy adds: counters and the spool."""
         return {"status": self.state, "delivered": self.delivered, "spooled": len(self.spool),
                 "dead_letters": len(self.dead), "refused_forwards": self.refused_forwards,
-                "mediator_socket": self.retriever.protocol is not None,
+                "mediator_socket": self.retriever.connected, "retrieval": self.retriever.mode,
                 "agent_keys": len((self.store.get(AGENT) or {}).get("keys") or [])}
 
     # ------------------------------------------------------------- lifecycle
@@ -217,6 +218,11 @@ class DidcommProxy(service.MultiService):
         if not self.mediator_invited.called:
             self.mediator_invited.callback(None)
 
+    def ask_mediator(self, message: dict):
+        """One message to the mediator's HTTP endpoint, its answer from the response (return route)."""
+        mediator = self.store.get(MEDIATOR)
+        return self._exchange(mediator["http"], message, mediator["verkey"], self.keys["mediator"])
+
     @defer.inlineCallbacks
     def _exchange(self, endpoint: str, message: dict, to: str, key):
         """POST one message (return route) and open the answer that comes back in the response."""
@@ -313,6 +319,24 @@ class DidcommProxy(service.MultiService):
         if messages.type_of(opened.message) == "routing/1.0/forward":
             yield self.spool_forward(opened.message)
 
+    @defer.inlineCallbacks
+    def take_retrieved(self, body: bytes | None, ident: str):
+        """A message picked up (Pickup 2.0): a forward for the agent is spooled, anything else kept as a
+        dead letter with the reason -- either way committed before the mediator may delete it."""
+        try:
+            if body is None:
+                raise ProtocolError("invalid-attachment", "the attachment carries no packed message")
+            opened = envelope.unpack(body, {self.verkey("mediator"): self.keys["mediator"]})
+            if messages.type_of(opened.message) != "routing/1.0/forward":
+                raise ProtocolError("not-a-forward", f"picked up a {messages.type_of(opened.message)!r} message")
+            to, inner = messages.forward_target(opened.message)
+        except (ProtocolError, envelope.EnvelopeError) as e:
+            yield self.dead.append(body or b"", {"pickup_id": ident, "status": None, "reason": str(e)})
+            self.log.error("a message picked up from the mediator became a dead letter: {reason}", reason=str(e))
+            return
+        yield self.spool.append(json.dumps(inner).encode(), {"to": to, "pickup_id": ident})
+        self.kick()
+
     def spool_full(self) -> bool:
         return len(self.spool) >= self.config.max_spooled
 
@@ -389,6 +413,10 @@ class Retriever:
         self.running = False
         self.retry = None
         self.logged = None
+
+    @property
+    def connected(self) -> bool:
+        return self.protocol is not None
 
     def url(self) -> str:
         endpoints = (self.proxy.store.get(MEDIATOR) or {}).get("endpoints") or []
