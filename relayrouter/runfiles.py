@@ -8,6 +8,9 @@ side, as the documentation does:
   with "Another twistd server is running"), its log file, when daemonized,
   to the pid file's name with ``.log`` (``<plugin>.log``, ``gw.log`` for
   ``--pidfile gw.pid``); ``--pidfile`` and ``--logfile`` still name others;
+* a configuration error stops the start with one line on standard error
+  naming the program and the key (:class:`ConfigurationRefused`), not after
+  twistd's whole ``--help`` as a usage error would;
 * each state directory defaults to a name of its own
   (``relayrouter-state``, ``iot-agent-state``, ...) and is locked while a
   process uses it, so a second process given the same one stops at start
@@ -21,6 +24,16 @@ TWISTD_PIDFILE = "twistd.pid"  # twistd's default
 LOCK_NAME = ".lock"
 
 _held: dict[str, int] = {}  # state directory -> the locked file's descriptor, for this process's life
+
+
+class ConfigurationRefused(SystemExit):
+    """A configuration the process cannot start with: ``<program>: configuration
+    error: <error>`` on standard error, exit status 1.  (A usage error would have
+    twistd print its whole ``--help`` first: over a hundred lines above the one
+    that matters.)  Unknown options are still usage errors."""
+
+    def __init__(self, program: str, error) -> None:
+        super().__init__(f"{program}: configuration error: {error}")
 
 
 def own_twistd_files(server_options, plugin: str) -> None:

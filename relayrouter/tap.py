@@ -47,7 +47,7 @@ class Options(usage.Options):
         try:
             self["parsed_config"] = build_config(self)
         except cfg.ConfigError as e:
-            raise usage.UsageError(f"configuration error: {e}") from None
+            raise runfiles.ConfigurationRefused("relayrouter", e) from None
         require_extras(self["parsed_config"])
 
     def _log_format(self) -> None:

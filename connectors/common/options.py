@@ -140,7 +140,7 @@ class ConnectorOptions:
         try:
             self.build()
         except ConfigError as e:
-            raise usage.UsageError(f"configuration error: {e}") from None
+            raise runfiles.ConfigurationRefused(self.plugin_name(), e) from None
 
     def build(self) -> None:
         """Resolve the options, then a connector's own checks (override, calling resolve first)."""

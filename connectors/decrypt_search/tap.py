@@ -87,7 +87,7 @@ def makeService(options):
     try:
         store = open_store(config, options.state_dir)
     except RuntimeError as e:
-        raise usage.UsageError(f"configuration error: {e}") from None
+        raise runfiles.ConfigurationRefused("decrypt-search", e) from None
 
     def router_factory(on_join, on_leave):
         return RouterConnection(options.settings, on_join=on_join, on_leave=on_leave, reactor=reactor)

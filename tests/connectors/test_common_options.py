@@ -1,4 +1,4 @@
-"""ConnectorOptions.postOptions: every connector's checks end in one usage error naming option and variable."""
+"""ConnectorOptions.postOptions: every connector's checks end in one line naming option and variable (no usage text)."""
 
 import pytest
 from twisted.python import usage
@@ -29,10 +29,10 @@ class Options(ConnectorOptions, usage.Options):
     (["--endpoint", "http://x", "--timeout", "-1"], "--timeout (TEST_CONNECTOR_TIMEOUT): must be above 0"),
     (["--endpoint", "http://x", "--count", "many"], "--count (TEST_CONNECTOR_COUNT): 'many' is not a valid int"),
 ])
-def test_a_bad_option_is_a_usage_error_naming_it(argv, message):
-    with pytest.raises(usage.UsageError) as raised:
+def test_a_bad_option_stops_the_start_with_one_line_naming_it(argv, message):
+    with pytest.raises(SystemExit) as raised:
         Options().parseOptions(argv)
-    assert str(raised.value) == f"configuration error: {message}"
+    assert str(raised.value) == f"test-connector: configuration error: {message}"
 
 
 def test_good_options_build():

@@ -10,6 +10,8 @@ import os
 
 from twisted.python import usage
 
+from relayrouter.api import runfiles
+
 from ...common import ConfigError, load_api_token
 from ...common.state import open_state_dir
 from .. import check_listen_port
@@ -56,7 +58,7 @@ class DidcommOptions(usage.Options):
         try:
             self["config"] = self.build(os.environ)
         except ConfigError as e:
-            raise usage.UsageError(f"configuration error: {e}") from None
+            raise runfiles.ConfigurationRefused("mediator-proxy", e) from None
 
     def value(self, env, name: str, default=None):
         given = self[name]

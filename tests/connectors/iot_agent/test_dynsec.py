@@ -6,7 +6,6 @@ devices try the accounts it made."""
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
-from twisted.python.usage import UsageError
 
 from connectors.iot_agent.mqtt import (DYNSEC_RESPONSE, DeviceAccount, DynamicSecurity, DynsecError,
                                        ReactorMqtt)
@@ -188,6 +187,6 @@ def test_broker_errors_are_raised_not_swallowed(broker, control):
 def test_an_agent_client_id_that_could_be_a_device_id_is_refused(tmp_path, monkeypatch, value):
     monkeypatch.setenv("IOT_AGENT_MQTT_PASSWORD", "x")
     options = Options()
-    with pytest.raises(UsageError, match="--mqtt-client-id.*without ':'"):
+    with pytest.raises(SystemExit, match="--mqtt-client-id.*without ':'"):
         options.parseOptions(["--state-dir", str(tmp_path), "--mqtt-username", "admin",
                               "--mqtt-client-id", value])
