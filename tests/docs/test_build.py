@@ -36,6 +36,10 @@ def test_the_site_builds_without_a_warning(tmp_path):
     for key in ("realms[].limits.max_sessions", "cluster.tls.hostname", "http_bridge.webhooks[].token_env",
                 "http.auth.keys[].jwks_url", "reports[].bucket"):
         assert key in configuration, key
+    # The WAMP reference lists what the router registers, one row per URI.
+    wamp = (html / "reference" / "wamp.html").read_text()
+    for uri in ("relayrouter.mailbox.take", "wamp.session.kill_by_authrole", "iot_agent.device.actuate"):
+        assert f'<span class="pre">{uri}</span></code></p></td>' in wamp, uri
     # The architecture diagram was drawn.
     assert list((html / "_images").glob("graphviz-*.svg"))
 
