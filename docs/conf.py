@@ -15,7 +15,8 @@ copyright = "2026, The relayrouter authors"
 release = __version__
 version = ".".join(__version__.split(".")[:2])
 
-extensions = ["myst_parser", "sphinx.ext.graphviz", "twistd_options", "config_keys", "wamp_uris"]
+extensions = ["myst_parser", "sphinx.ext.graphviz", "twistd_options", "config_keys", "wamp_uris",
+              "openapi_reference"]
 source_suffix = {".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]

@@ -11,7 +11,8 @@ from .core.procedures import AdminPolicy, ProcedureError
 from .core.tenancy import NO_SUCH_TEMPLATE, REALM_EXISTS, Tenancy
 from .store.tenants import SqliteTenantStore
 from .httpinput import string_field
-from .transport.tickets import HttpRefusal, _arg, _body, _JsonResource
+from .transport import http_doc
+from .transport.tickets import HttpRefusal, _arg, _body, _json, _JsonResource
 
 log = Logger(namespace="relayrouter")
 
@@ -94,15 +95,22 @@ class RealmsResource(_JsonResource):
 
     methods = "GET, POST, DELETE, OPTIONS"
     path_name = "realms"
+    takes_path = 1  # DELETE /realms/<name>
+    openapi = http_doc.REALMS
 
     def __init__(self, security, tenancy: Tenancy) -> None:
         super().__init__(security)
         self.tenancy = tenancy
 
     def render_GET(self, request):  # noqa: N802
+        if _below(request):
+            return _not_here(request)
         return self._serve(request, lambda r: self._admin(r, lambda: self.tenancy.list()))
 
     def render_POST(self, request):  # noqa: N802
+        if _below(request):
+            return _not_here(request)
+
         def create(r):
             body = _body(r)
             return self._admin(r, lambda: self.tenancy.create(string_field(body, "name", _arg(r, "name")),
@@ -128,3 +136,13 @@ class RealmsResource(_JsonResource):
             return operation()
         except ProcedureError as e:
             raise HttpRefusal(_STATUS.get(e.uri, 400), e.uri, e.message) from None
+
+
+def _below(request) -> bool:
+    """A path below /realms/ (only DELETE takes one: the tenant's name)."""
+    return any(request.postpath)
+
+
+def _not_here(request) -> bytes:
+    return _json(request, 404, {"error": "relayrouter.error.not_found",
+                                "message": "only DELETE takes a tenant's name in the path; GET or POST /realms"})

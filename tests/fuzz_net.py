@@ -69,6 +69,7 @@ REACH = {
     "relayrouter.relay.hub.static_pages.<locals>.Pages": ["", "/nope", "/%00"],
     "relayrouter.relay.hub.static_pages.<locals>.Page": [""],
     "relayrouter.transport.micronets._MeetupResource": [""],
+    "relayrouter.openapi.OpenApiResource": ["", "/x1"],
     # connectors
     "connectors.common.http.JsonRoot": ["", "/nope", "/%00/%ff"],
     "connectors.common.http.TokenGuard": [""],  # the tree it guards is walked through it

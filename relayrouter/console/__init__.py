@@ -201,21 +201,25 @@ class Console:
     @staticmethod
     def http_resources() -> dict:
         from twisted.web import static
-        from twisted.web.pages import notFound
+        from ..transport import http_doc
+        from ..transport.http import JsonNotFound
 
         class Pages(static.File):
+            childNotFound = JsonNotFound("no such file in the console")  # noqa: N815 - twisted.web's name
+
             def directoryListing(self):  # noqa: N802 - twisted.web's name
-                return notFound()
+                return JsonNotFound("no such file in the console")
 
             def getChild(self, path, request):  # noqa: N802
                 # twisted.web fails on a NUL (ValueError: a 500) and logs a traceback for
                 # a segment that is not UTF-8: neither names a file here.
                 if not _file_name(path):
-                    return notFound()
+                    return JsonNotFound("no such file in the console")
                 return super().getChild(path, request)
 
         pages = Pages(STATIC_DIR)
         pages.indexNames = ["index.html"]
+        pages.openapi = http_doc.CONSOLE
         return {b"console": pages}
 
 

@@ -14,10 +14,11 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.web import server
-from twisted.web.pages import notFound
 from twisted.web.resource import Resource
 
 from ..core import errors
+from ..transport import http_doc
+from ..transport.http import JsonNotFound
 from ..transport.tickets import HttpRefusal, _arg, _header, _JsonResource, _json, limited_token_check
 
 NO_CONTENT = object()  # a handler's answer for 204
@@ -56,6 +57,9 @@ class _RelayResource(_JsonResource):
 class PrefixResource(Resource):
     """``/{prefix}``: each child is a topic."""
 
+    openapi = http_doc.RELAY_TOPIC
+    openapi_segment = "{prefix}"  # configured ([relay] prefixes): a parameter in the document
+
     def __init__(self, relay, prefix: str) -> None:
         super().__init__()
         self.relay = relay
@@ -64,7 +68,7 @@ class PrefixResource(Resource):
     def getChild(self, path: bytes, request):  # noqa: N802 - twisted.web's name
         topic = path.decode("utf8", "replace")
         if not topic or request.postpath:
-            return notFound("No such topic", "use /{prefix}/{topic}")
+            return JsonNotFound("no such topic: use /{prefix}/{topic}")
         return TopicResource(self.relay, self.prefix, topic)
 
 
@@ -100,6 +104,8 @@ class BidsResource(Resource):
         super().__init__()
         self.putChild(b"deny", BidListResource(relay, deny=True))
         self.putChild(b"allow", BidListResource(relay, deny=False))
+        self.children[b"deny"].openapi = http_doc.RELAY_BIDS_DENY
+        self.children[b"allow"].openapi = http_doc.RELAY_BIDS_ALLOW
 
 
 class BidListResource(_RelayResource):
@@ -139,6 +145,7 @@ class BidListResource(_RelayResource):
 
 class StatusResource(_RelayResource):
     methods = "GET, OPTIONS"
+    openapi = http_doc.RELAY_STATUS
 
     def render_GET(self, request) -> Any:  # noqa: N802
         return self._serve(request, self._status)

@@ -27,6 +27,7 @@ from ..core.auth import Accept, Deny
 from ..core.peer import TransportInfo
 from ..core.revocation import DenyListError
 from ..core.procedures import ProcedureError
+from ..transport import http_doc
 from ..transport.tickets import HttpRefusal, _header
 from . import frames
 from .. import proxies
@@ -460,8 +461,9 @@ _TYPES = {".html": b"text/html; charset=utf-8", ".js": b"text/javascript; charse
 
 def static_pages():
     """``/relay/``: the video page, its script and JSMpeg, read once at start; nothing else."""
-    from twisted.web.pages import notFound
     from twisted.web.resource import Resource
+
+    from ..transport.http import JsonNotFound
 
     class Page(Resource):
         isLeaf = True
@@ -477,12 +479,13 @@ def static_pages():
 
     class Pages(Resource):
         def getChild(self, path: bytes, request):  # noqa: N802 - twisted.web's name
-            return self.children.get(path, notFound())
+            return self.children.get(path, JsonNotFound("no such page"))
 
         def render(self, request):
-            return notFound().render(request)
+            return JsonNotFound("no such page").render(request)
 
     pages = Pages()
+    pages.openapi = http_doc.RELAY_PAGES
     for name in sorted(os.listdir(STATIC_DIR)):
         kind = _TYPES.get(os.path.splitext(name)[1])
         if kind is not None:

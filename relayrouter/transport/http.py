@@ -1,6 +1,8 @@
 """The HTTP site on the WebSocket port: the WAMP endpoint and the resources
 other modules add (/ticket, /denylist: transport/tickets.py; /metrics, /health,
-/ready: transport/ops_http.py; /mailbox: transport/mailbox_http.py).
+/ready: transport/ops_http.py; /mailbox: transport/mailbox_http.py), and
+/openapi.json, the OpenAPI document of what is mounted (relayrouter/openapi.py,
+each resource's entry in transport/http_doc.py).
 
 Request bodies
 --------------
@@ -39,6 +41,8 @@ from twisted.web.resource import Resource, _computeAllowedMethods
 from twisted.web.server import Request, Site
 
 from ..proxies import client_host
+from ..openapi import OpenApiResource, site_paths
+from . import http_doc
 
 log = Logger(namespace="relayrouter.http")
 
@@ -150,6 +154,19 @@ def json_answer(request, code: int, error: str, message: str) -> bytes:
     return json.dumps({"error": error, "message": message}).encode()
 
 
+class JsonNotFound(Resource):
+    """404 with a JSON body, where twisted.web's own answer is an HTML page."""
+
+    isLeaf = True
+
+    def __init__(self, message: str = "no resource at this path") -> None:
+        super().__init__()
+        self.message = message
+
+    def render(self, request) -> bytes:
+        return json_answer(request, 404, JsonMethodsRequest.not_found, self.message)
+
+
 class BoundedRequest(JsonMethodsRequest):
     """A request whose body is refused while it arrives once it is larger
     than its resource's ``body_limit`` (see the module doc)."""
@@ -243,9 +260,12 @@ def build_site(router, ws_factory, path: str, resources: dict | None = None, tru
         child = Resource()
         parent.putChild(part, child)
         parent = child
-    parent.putChild(parts[-1] if parts else b"", WebSocketResource(ws_factory))
+    wamp = WebSocketResource(ws_factory)
+    wamp.openapi = http_doc.WAMP
+    parent.putChild(parts[-1] if parts else b"", wamp)
     for name, resource in (resources or {}).items():
         root.putChild(name, resource)
+    root.putChild(b"openapi.json", OpenApiResource(lambda: http_doc.router_document(site_paths(root))))
     site = Site(root, logFormatter=_access_line)
     site.requestFactory = BoundedRequest
     site.trusted_proxies = trusted_proxies

@@ -47,6 +47,7 @@ from ..core import errors
 from ..core.auth import Accept
 from ..core.peer import TransportInfo
 from ..httpinput import BadInput, json_value, read_body, string_field
+from . import http_doc
 from .tickets import HttpRefusal, _JsonResource, _arg, _client, bad_input
 
 log = Logger(namespace="relayrouter.http_bridge")
@@ -316,6 +317,8 @@ class _BridgeResource(_JsonResource):
 class PublishResource(_BridgeResource):
     """``{"topic", "args", "kwargs", "options"}`` -> ``{"id": <publication id>}``."""
 
+    openapi = http_doc.PUBLISH
+
     @defer.inlineCallbacks
     def perform(self, bridge_session, event: dict):
         topic = _string(event, "topic")
@@ -330,6 +333,8 @@ class PublishResource(_BridgeResource):
 
 class CallResource(_BridgeResource):
     """``{"procedure", "args", "kwargs", "options"}`` -> ``{"args", "kwargs"}``."""
+
+    openapi = http_doc.CALL
 
     @defer.inlineCallbacks
     def perform(self, bridge_session, event: dict):
@@ -354,6 +359,9 @@ class CallResource(_BridgeResource):
 class WebhookResource(_BridgeResource):
     """``POST /webhook/{name}`` (``POST /webhook``: the webhook without a name): any body
     becomes an event on the webhook's topic -> 202 ``{"id"}``."""
+
+    openapi = http_doc.WEBHOOK
+    takes_path = 1  # /webhook/{name} (a name has no '/')
 
     @defer.inlineCallbacks
     def _handle(self, request):

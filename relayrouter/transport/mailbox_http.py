@@ -28,12 +28,14 @@ from twisted.web.resource import Resource
 
 from ..core import mailbox as mb
 from ..core.records import StoreError
+from . import http_doc
 
 log = Logger(namespace="relayrouter.http")
 
 
 class MailboxResource(Resource):
     isLeaf = True
+    openapi = http_doc.MAILBOX
 
     def __init__(self, mailboxes_by_realm: dict) -> None:
         super().__init__()

@@ -63,6 +63,7 @@ from ..core.peer import TransportInfo
 from ..httpinput import BadInput, json_value
 from ..pairconfig import LegacySettings
 from ..limitsconfig import ListenerSettings
+from . import http_doc
 from .tls import tls_facts
 
 log = Logger(namespace="relayrouter.micronets")
@@ -495,6 +496,7 @@ class _MeetupResource(Resource):
     """Every path below the endpoint is a meetup id: hand the request to the WebSocket resource."""
 
     isLeaf = True
+    openapi = http_doc.MICRONETS
 
     def __init__(self, factory: LegacyFactory) -> None:
         super().__init__()

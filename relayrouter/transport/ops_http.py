@@ -23,6 +23,7 @@ import time
 from twisted.web.resource import Resource
 
 from .. import __version__
+from . import http_doc
 
 
 class Access:
@@ -67,6 +68,7 @@ def _json(request, code: int, body: dict) -> bytes:
 
 class MetricsResource(Resource):
     isLeaf = True
+    openapi = http_doc.METRICS
 
     def __init__(self, metrics, access: Access) -> None:
         super().__init__()
@@ -88,6 +90,7 @@ class HealthResource(Resource):
     """The process and its reactor answer; details for the privileged."""
 
     isLeaf = True
+    openapi = http_doc.HEALTH
 
     def __init__(self, service, access: Access) -> None:
         super().__init__()
@@ -108,6 +111,7 @@ class ReadyResource(Resource):
     """Every listener bound, the store writable, JWKS keys loaded, not shutting down."""
 
     isLeaf = True
+    openapi = http_doc.READY
 
     def __init__(self, service, access: Access) -> None:
         super().__init__()

@@ -27,7 +27,8 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import server
-from twisted.web.resource import Resource
+from twisted.web.error import UnsupportedMethod
+from twisted.web.resource import Resource, _computeAllowedMethods
 
 from ..auth.onetime import Grant, TooManyTickets
 from ..auth.ratelimit import Refusal, address_of, claimed_authid
@@ -35,6 +36,7 @@ from ..core import errors
 from ..core.auth import Accept
 from ..core.procedures import ProcedureError
 from ..httpinput import BadInput, arg, header, json_object, string_field
+from . import http_doc
 from .http import BODY_TOO_LARGE
 from .origins import cors_headers
 
@@ -58,10 +60,20 @@ class _JsonResource(Resource):
     isLeaf = True
     methods = "OPTIONS"
     path_name = ""  # the resource's segment, for messages
+    takes_path = 0  # how many segments below its own it reads (request.postpath); more is a 404
 
     def __init__(self, security) -> None:
         super().__init__()
         self.security = security
+
+    def render(self, request):
+        if len([s for s in request.postpath if s]) > self.takes_path:
+            where = f"/{self.path_name}" if self.path_name else "here"
+            return _json(request, 404, {"error": "relayrouter.error.not_found",
+                                        "message": f"no resource below {where}"})
+        if request.method == b"HEAD" and getattr(self, "render_GET", None) is None:
+            raise UnsupportedMethod(_computeAllowedMethods(self))  # 405 (transport/http.py), not a 500
+        return super().render(request)
 
     def body_limit(self, segments: list, query: dict) -> tuple:
         """Bodies over MAX_BODY are refused while they arrive (transport/http.py)."""
@@ -139,6 +151,7 @@ def limited_token_check(limiter, request, token: str, check, client=None):
 class TicketResource(_JsonResource):
     methods = "POST, OPTIONS"
     path_name = "ticket"
+    openapi = http_doc.TICKET
 
     def __init__(self, security, ws_path: str) -> None:
         super().__init__(security)
@@ -190,6 +203,7 @@ class TicketResource(_JsonResource):
 class DenyListResource(_JsonResource):
     methods = "GET, POST, DELETE, OPTIONS"
     path_name = "denylist"
+    openapi = http_doc.DENYLIST
 
     def render_GET(self, request) -> Any:  # noqa: N802
         return self._serve(request, lambda r: self._admin(r, lambda api, fields: api.list(fields)))

@@ -1,6 +1,7 @@
 """docs/ builds with Sphinx without a warning: -W (warnings are errors) and nitpicky, so a link to a
 page or heading that does not exist, a bad directive or an unreadable image fails the build."""
 
+import json
 import re
 import subprocess
 import sys
@@ -40,6 +41,12 @@ def test_the_site_builds_without_a_warning(tmp_path):
     wamp = (html / "reference" / "wamp.html").read_text()
     for uri in ("relayrouter.mailbox.take", "wamp.session.kill_by_authrole", "iot_agent.device.actuate"):
         assert f'<span class="pre">{uri}</span></code></p></td>' in wamp, uri
+    # The HTTP reference's operations are read from the router's OpenAPI document, written beside the pages.
+    http_page = (html / "reference" / "http.html").read_text()
+    for operation in ("POST /publish", "DELETE /realms/{name}", "GET /openapi.json"):
+        assert operation.replace(" ", '</span> <span class="pre">') in http_page, operation
+    document = json.loads((html / "openapi" / "relayrouter.json").read_text())
+    assert document["openapi"].startswith("3.1") and "/ws" in document["paths"]
     # The architecture diagram was drawn.
     assert list((html / "_images").glob("graphviz-*.svg"))
 
