@@ -1,6 +1,6 @@
 """A state directory written by the previous release opens with this one, nothing lost, schema recorded.
 
-No release has been tagged yet: the previous one is the tree of PREVIOUS
+No release has been tagged yet: the previous one is the tree of PREVIOUS (tests/previous_release.py)
 (0.1.0, the last commit before the upgrade notes and the schema versions of
 the small SQLite files existed), taken out of this repository's history with
 ``git archive``. Its router (``twistd relayrouter`` from that tree) writes
@@ -12,7 +12,6 @@ schema version recorded.
 
 import sqlite3
 import subprocess
-import tarfile
 import time
 from pathlib import Path
 
@@ -20,9 +19,8 @@ import jwt as pyjwt
 import pytest
 
 from ..connectors.processes import STARTED, RouterProcess, http_json
+from ..previous_release import previous_tree  # noqa: F401 (a fixture)
 
-ROOT = Path(__file__).resolve().parents[2]
-PREVIOUS = "b5455c3b687812333165009b84facee723d89b12"  # relayrouter 0.1.0
 SECRET = "upgrade-test-jwt-secret-0123456789abcdef-0123456789"
 
 CONFIG = """
@@ -64,22 +62,6 @@ admin_realm = "r1"
 [http_bridge]
 default_realm = "r1"
 """
-
-
-@pytest.fixture(scope="module")
-def previous_tree(tmp_path_factory) -> Path:
-    found = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{PREVIOUS}^{{commit}}"], capture_output=True)
-    if found.returncode != 0:
-        pytest.fail(f"the previous release's commit {PREVIOUS[:12]} is not in this clone's history "
-                    "(a shallow clone?): the upgrade test needs it", pytrace=False)
-    tree = tmp_path_factory.mktemp("previous")
-    archive = tree / "tree.tar"
-    with open(archive, "wb") as out:
-        subprocess.run(["git", "-C", str(ROOT), "archive", PREVIOUS], stdout=out, check=True, timeout=120)
-    with tarfile.open(archive) as tar:
-        tar.extractall(tree, filter="data")
-    archive.unlink()
-    return tree
 
 
 def _token(**claims) -> str:
