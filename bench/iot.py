@@ -8,8 +8,8 @@ Everything runs on 127.0.0.1: our own Mosquitto (free port, dynamic-security
 plugin), ``twistd relayrouter``, ``twistd iot-agent`` (SQLite in a fresh state
 directory), and worker processes: paho-mqtt publishers (QoS 1, 200-byte JSON,
 up to 100 messages in flight each), HTTP posters (keep-alive, one message per
-POST), and one Autobahn-Python subscriber of ``device-data`` that timestamps
-arrivals.  Each message carries its send time, so the latency is device ->
+POST, written on a plain socket), and one Autobahn-Python subscriber of
+``device-data`` that timestamps arrivals.  Each message carries its send time, so the latency is device ->
 subscriber through everything.  "stored" is read from the agent's counters
 and checked against the history API.  Every phase is bounded and every child
 is stopped by its PID.
@@ -93,9 +93,16 @@ def _raw_subscriber(port, username, password, topic, expected, ready, out, secon
     import paho.mqtt.client as paho
 
     got = []
+    cpu_at_first = []
+
+    def on_message(c, u, m):
+        if not got:
+            cpu_at_first.append(time.process_time())
+        got.append((time.time(), json.loads(m.payload)["sent"]))
+
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
     client.username_pw_set(username, password)
-    client.on_message = lambda c, u, m: got.append((time.time(), json.loads(m.payload)["sent"]))
+    client.on_message = on_message
     client.on_subscribe = lambda *a: ready.set()
     client.connect("127.0.0.1", port, 60)
     client.subscribe(topic, qos=1)
@@ -104,26 +111,60 @@ def _raw_subscriber(port, username, password, topic, expected, ready, out, secon
     while len(got) < expected and time.time() < deadline:
         time.sleep(0.01)
     client.loop_stop()
-    out.put(_summary(got))
+    out.put(dict(_summary(got), cpu=time.process_time() - cpu_at_first[0] if got else 0))
 
 
 def _poster(url, auth, count, start_at, out):
-    import http.client
+    """One keep-alive HTTP/1.1 connection posting one message at a time,
+    written on a plain socket: http.client spends more CPU per request than
+    the agent does, and on a shared machine the clients' CPU is taken from
+    the agent.  Each response is read whole (status line, headers, a body of
+    its Content-Length) before the next request goes."""
+    import socket
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    head = (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.hostname}:{parts.port}\r\n"
+            f"Content-Type: application/json\r\nAuthorization: {auth}\r\nContent-Length: ").encode()
     while time.time() < start_at:
         time.sleep(0.001)
-    began = time.time()
+    began, cpu = time.time(), time.process_time()
     ok = 0
+    buffered = b""
     for i in range(count):
-        body = json.dumps({"data": {"seq": i, "sent": time.time(), "pad": PAD}})
-        conn.request("POST", parts.path, body, {"Content-Type": "application/json", "Authorization": auth})
-        response = conn.getresponse()
-        response.read()
-        ok += response.status == 204
-    out.put({"sent": count, "acked": ok, "seconds": time.time() - began})
+        body = json.dumps({"data": {"seq": i, "sent": time.time(), "pad": PAD}}).encode()
+        sock.sendall(head + str(len(body)).encode() + b"\r\n\r\n" + body)
+        status, buffered = _response(sock, buffered)
+        ok += status == 204
+    sock.close()
+    out.put({"sent": count, "acked": ok, "seconds": time.time() - began, "cpu": time.process_time() - cpu})
+
+
+def _response(sock, buffered: bytes) -> tuple[int, bytes]:
+    """(status, what was read past this response) of one HTTP/1.1 response."""
+    while b"\r\n\r\n" not in buffered:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the agent closed the connection")
+        buffered += chunk
+    head, _, rest = buffered.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+        elif name.strip().lower() == b"transfer-encoding":
+            raise ValueError("the bench reads no chunked responses")
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the agent closed the connection")
+        rest += chunk
+    return status, rest[length:]
 
 
 def _summary(arrivals):
@@ -146,6 +187,7 @@ from autobahn.twisted.component import Component, run
 from twisted.internet import defer, reactor
 cfg = json.loads(sys.argv[1])
 got = []
+cpu_at_first = []
 component = Component(transports=[{"url": cfg["url"], "serializers": ["msgpack"]}], realm=cfg["realm"],
                       authentication={"ticket": {"authid": "bench", "ticket": cfg["ticket"]}})
 finished = []
@@ -154,7 +196,8 @@ def finish(session):
     if finished:
         return
     finished.append(True)
-    sys.__stdout__.write(json.dumps(got) + "\n")  # run() sends print() to its log
+    out = {"got": got, "cpu": time.process_time() - cpu_at_first[0] if got else 0}
+    sys.__stdout__.write(json.dumps(out) + "\n")  # run() sends print() to its log
     sys.__stdout__.flush()
     session.leave()
     reactor.callLater(0.2, reactor.stop)
@@ -163,6 +206,8 @@ def finish(session):
 @defer.inlineCallbacks
 def joined(session, details):
     def on_event(message):
+        if not got:
+            cpu_at_first.append(time.process_time())
         got.append((time.time(), message["attrs"]["sent"]))
         if len(got) >= cfg["expected"]:
             finish(session)
@@ -195,7 +240,8 @@ def _wamp_subscriber(router, tenant, expected, seconds):
 
 def _collect(proc):
     out, _ = proc.communicate(timeout=300)
-    return _summary([tuple(x) for x in json.loads(out.strip().splitlines()[-1])])
+    result = json.loads(out.strip().splitlines()[-1])
+    return dict(_summary([tuple(x) for x in result["got"]]), cpu=result["cpu"])
 
 
 # ------------------------------------------------------------------ phases
@@ -302,11 +348,16 @@ def _machine_ticks() -> int:
     return sum(int(x) for x in fields[:3]) + sum(int(x) for x in fields[5:8])  # busy: not idle, not iowait
 
 
-def _cpu_per_message(before: dict, after: dict, messages: int) -> str:
+def _cpu_per_message(before: dict, after: dict, received: dict) -> str:
+    """Each process's CPU over the phase per message received; the
+    subscriber's own from its first message to its last."""
+    messages = received.get("received", 0)
     if not messages:
         return "-"
     parts = [f"{name} {(after[name] - before[name]) / CLOCK_TICKS * 1e6 / messages:.0f}"
-             for name in ("agent", "router", "mosquitto", "machine")]
+             for name in ("agent", "router", "mosquitto")]
+    parts.append(f"subscriber {received['cpu'] * 1e6 / messages:.0f}")
+    parts.append(f"machine {(after['machine'] - before['machine']) / CLOCK_TICKS * 1e6 / messages:.0f}")
     return ", ".join(parts)
 
 
@@ -362,9 +413,11 @@ def main(argv=None) -> int:
         c2 = env.cpu()
         http, http_sent, http_stored, http_expected = http_phase(env, devices, args) if "http" in phases else nothing
         c3 = env.cpu()
-        cpu = {"raw": _cpu_per_message(c0, c1, raw.get("received", 0)),
-               "mqtt": _cpu_per_message(c1, c2, mqtt.get("received", 0)),
-               "http": _cpu_per_message(c2, c3, http.get("received", 0))}
+        cpu = {"raw": _cpu_per_message(c0, c1, raw),
+               "mqtt": _cpu_per_message(c1, c2, mqtt),
+               "http": _cpu_per_message(c2, c3, http)}
+        if http.get("received"):
+            cpu["http"] += f" (the HTTP clients {sum(s['cpu'] for s in http_sent) * 1e6 / http['received']:.0f})"
         dropped = env.agent.status()["mqtt"]["broker_dropped"]
         rows = [
             ("Mosquitto pass-through, 1 paho subscriber (ceiling)", raw, args.messages, None),
@@ -376,7 +429,7 @@ def main(argv=None) -> int:
         for name, r, sent, stored in rows:
             print(f"| {name} | {r.get('received', 0)} / {sent} | {stored if stored is not None else '-'} | "
                   f"{r.get('rate', 0):,.0f} | {r.get('p50_ms', 0):.1f} | {r.get('p99_ms', 0):.1f} |")
-        print("\nCPU µs per message (agent, router, mosquitto, whole machine incl. clients):")
+        print("\nCPU µs per message (agent, router, mosquitto, the subscriber, whole machine incl. clients):")
         for phase, text in cpu.items():
             print(f"  {phase}: {text}")
         print(f"\nbroker-side drops ($SYS/broker/publish/messages/dropped): {dropped}")
