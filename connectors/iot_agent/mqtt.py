@@ -8,6 +8,8 @@ the client's socket is a Twisted file descriptor, every paho callback runs on
 the reactor thread, and nothing is shared with another thread — except the
 TCP connect itself, which paho does blocking, so it runs in the reactor's
 thread pool.  Reconnection uses the connectors' shared :class:`Backoff`.
+The control connection and MQTT 5 workers use it; MQTT 3.1.1 workers use
+the leaner ``mqtt311.IngestConnection``.
 
 Sessions are MQTT 5 with ``clean_start=False`` and a session that never
 expires: what the broker accepted for us while we were away is delivered when

@@ -33,6 +33,7 @@ from .history import BadQuery, LegacyQuery, PageQuery
 from .ingest import DEVICE_DATA, Ingest
 from .kafka_ws import KafkaWsHub, Tickets, make_factory
 from .mqtt import DROPPED_TOPIC, DYNSEC_RESPONSE, DeviceAccount, DynamicSecurity, ReactorMqtt
+from .mqtt311 import IngestConnection
 from .normalize import Invalid, convert
 from .registry import RegistryError
 from .store import Store
@@ -98,13 +99,19 @@ class MqttSide:
                                    config.mqtt_username, config.mqtt_password, on_message=self._control_message,
                                    on_connected=self._control_up, name="mqtt control")
         self.dynsec = DynamicSecurity(self.control, reactor)
-        self.workers = [
-            ReactorMqtt(reactor, config.mqtt_host, config.mqtt_port, f"{config.mqtt_client_id}-{i}",
-                        config.mqtt_username, config.mqtt_password, on_message=self._device_message,
-                        on_connected=self._worker_up, receive_maximum=config.mqtt_receive_maximum,
-                        name=f"mqtt worker {i}", protocol=config.mqtt_worker_protocol)
-            for i in range(config.mqtt_workers)]
+        self.workers = [self._worker(i) for i in range(config.mqtt_workers)]
         self.provisioned = False
+
+    def _worker(self, i: int):
+        config = self.config
+        if config.mqtt_worker_protocol == "3.1.1":
+            return IngestConnection(self.reactor, config.mqtt_host, config.mqtt_port, f"{config.mqtt_client_id}-{i}",
+                                    config.mqtt_username, config.mqtt_password, on_message=self._device_message,
+                                    on_connected=self._worker_up, name=f"mqtt worker {i}")
+        return ReactorMqtt(self.reactor, config.mqtt_host, config.mqtt_port, f"{config.mqtt_client_id}-{i}",
+                           config.mqtt_username, config.mqtt_password, on_message=self._device_message,
+                           on_connected=self._worker_up, receive_maximum=config.mqtt_receive_maximum,
+                           name=f"mqtt worker {i}", protocol=config.mqtt_worker_protocol)
 
     def start(self) -> None:
         self.control.start()
