@@ -29,9 +29,21 @@ if __package__ in (None, ""):
 
 from bench.procstat import CLOCK_TICKS, cpu_ticks  # noqa: E402
 from tests.connectors.iot_agent.clients import http_sync  # noqa: E402
-from tests.connectors.iot_agent.harness import Agent, Mosquitto, start_router, token  # noqa: E402
+from tests.connectors.iot_agent.harness import JWT_SECRET, ROUTER_TOML, Agent, Mosquitto, token  # noqa: E402
+from tests.connectors.processes import RouterProcess  # noqa: E402
 
 PAD = "x" * 120  # makes the JSON about 200 bytes
+
+# The tenant realms may hold up to 200,000 events (128 MiB) for a subscriber
+# that is behind: the agent stores and publishes a backlog in batches of
+# hundreds, faster than one Python subscriber on a loaded machine reads
+# them, and the router's default (10,000 events, 4 MiB, then the oldest are
+# dropped) would lose events of a burst no real subscriber is sent.
+BENCH_OUTBOUND = """
+[realm_templates.outbound]
+max_messages = 200000
+max_bytes = 134217728
+"""
 
 
 # ----------------------------------------------------------------- workers
@@ -382,7 +394,8 @@ def main(argv=None) -> int:
     env.router = env.agent = None
     os.environ.setdefault("IOT_AGENT_MQTT_PASSWORD", "dynsec-admin-secret-for-tests")
     try:
-        env.router = start_router(tmp)
+        env.router = RouterProcess(tmp, ROUTER_TOML + BENCH_OUTBOUND, env={"IOT_TEST_JWT_SECRET": JWT_SECRET})
+        env.router.start()
         http_sync("POST", f"{env.router.http_url}/realms", {"name": "bench"}, bearer=token(role="admin"))
         env.agent = Agent(tmp, env.router, env.broker, "--mqtt-workers", args.workers,
                           "--sqlite-synchronous", args.synchronous, "--mqtt-worker-protocol", args.worker_protocol)
