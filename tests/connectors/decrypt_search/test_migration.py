@@ -2,7 +2,8 @@
 
 The fixtures were written by that connector's own store code (``fixtures/``: a SQLite file and a
 ``pg_dump --inserts`` of a PostgreSQL store, each with the six records of test_store.py and one quarantined
-entry, cursor at publication 107), so this is what an existing installation has on disk."""
+entry, cursor at publication 107), so this is what an existing installation has on disk. fixtures/make_store_v1.py
+makes the SQLite one again with the previous release's code, as test_previous_release_store.py does on every run."""
 
 import shutil
 import sqlite3
