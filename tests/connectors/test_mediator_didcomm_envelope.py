@@ -5,6 +5,7 @@ in its own virtualenv: what it packs we open, and what we pack it opens,
 Authcrypt (the sender's key recovered) and Anoncrypt.
 """
 
+import base64
 import json
 import os
 import subprocess
@@ -192,3 +193,65 @@ def test_the_spool_is_bounded_and_the_mediator_keeps_what_does_not_fit(tmp_path)
         assert http_json("GET", f"http://127.0.0.1:{port}/status")[1]["spooled"] == 3
     finally:
         child.stop()
+
+
+def _oob(handshakes) -> str:
+    invitation = {"@type": "https://didcomm.org/out-of-band/1.1/invitation", "@id": "inv-1",
+                  "handshake_protocols": handshakes,
+                  "services": [{"recipientKeys": [envelope.did_key(envelope.verkey(envelope.new_key()))],
+                                "serviceEndpoint": "http://m/"}]}
+    return "http://m/?oob=" + envelope.b64url(json.dumps(invitation).encode())
+
+
+def test_an_oob_invitation_is_taken_with_the_first_handshake_it_offers_that_the_proxy_speaks():
+    didx, conn = "https://didcomm.org/didexchange/1.0", "https://didcomm.org/connections/1.0"
+    assert messages.parse_invitation(_oob([didx]))["kind"] == "didexchange"
+    assert messages.parse_invitation(_oob([didx]))["id"] == "inv-1"
+    assert messages.parse_invitation(_oob([conn, didx]))["kind"] == "connections"
+    assert messages.parse_invitation(_oob(["https://didcomm.org/didexchange/1.1", conn]))["kind"] == "didexchange"
+    with pytest.raises(messages.ProtocolError, match="offers no handshake"):
+        messages.parse_invitation(_oob(["https://didcomm.org/connections/2.0"]))
+
+
+def test_a_did_exchange_document_is_taken_only_signed_by_the_invitation_key():
+    inviter, stranger, me = envelope.new_key(), envelope.new_key(), envelope.new_key()
+    request = messages.didexchange_request("agent", envelope.verkey(me), "http://agent/", "inv-1", me)
+    assert request["~thread"]["pthid"] == "inv-1"
+    assert messages.their_didexchange(request)["verkey"] == envelope.verkey(me)  # any signature on a request
+    response = messages.didexchange_response(request, inviter, envelope.verkey(me), "http://proxy/")
+    assert response["~thread"] == {"thid": request["@id"], "pthid": "inv-1"}
+    target = messages.their_didexchange(response, envelope.verkey(inviter))
+    assert target["endpoints"] == ["http://proxy/"]
+    with pytest.raises(messages.ProtocolError, match="not signed by the invitation key"):
+        messages.their_didexchange(response, envelope.verkey(stranger))
+    tampered = json.loads(json.dumps(response))
+    document = json.loads(base64.b64decode(tampered["did_doc~attach"]["data"]["base64"]))
+    document["service"][0]["serviceEndpoint"] = "http://evil/"
+    tampered["did_doc~attach"]["data"]["base64"] = base64.b64encode(json.dumps(document).encode()).decode()
+    with pytest.raises(messages.ProtocolError, match="not signed"):
+        messages.their_didexchange(tampered, envelope.verkey(inviter))
+    for hostile in ({}, {"data": None}, {"data": {"base64": "!!"}}, {"data": {"base64": "e30=", "jws": 5}}):
+        with pytest.raises(messages.ProtocolError):
+            messages.their_didexchange(dict(response, **{"did_doc~attach": hostile}), envelope.verkey(inviter))
+    with pytest.raises(messages.ProtocolError, match="resolvable DID"):
+        messages.their_didexchange({"did": "did:peer:4zQm"})
+
+
+def test_pickup_messages_are_read_strictly():
+    status = {"@type": "https://didcomm.org/messagepickup/2.0/status", "message_count": 3}
+    assert messages.message_count(status) == 3
+    for bad in (dict(status, message_count=-1), dict(status, message_count=True), dict(status, message_count="3"),
+                {"@type": "https://didcomm.org/trust_ping/1.0/ping"}):
+        with pytest.raises(messages.ProtocolError):
+            messages.message_count(bad)
+    packed = envelope.pack({"x": 1}, [envelope.verkey(envelope.new_key())])
+    delivery = {"~attach": [{"@id": "a", "data": {"base64": base64.b64encode(packed).decode()}},
+                            {"@id": "b", "data": {"json": json.loads(packed)}},
+                            {"@id": "c", "data": {"links": []}}, {"@id": 7, "data": {}}, "junk"]}
+    assert messages.delivered(delivery) == [("a", packed), ("b", json.dumps(json.loads(packed)).encode()),
+                                            ("c", None)]
+    disclose = {"@type": "https://didcomm.org/discover-features/1.0/disclose",
+                "protocols": [{"pid": "https://didcomm.org/messagepickup/2.0"}]}
+    assert messages.offers_pickup(disclose) and not messages.offers_pickup(dict(disclose, protocols=[]))
+    with pytest.raises(messages.ProtocolError):
+        messages.offers_pickup({"@type": "https://didcomm.org/report-problem/1.0/problem-report"})

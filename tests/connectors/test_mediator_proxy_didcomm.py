@@ -90,8 +90,9 @@ def deployment(tmp_path):
     webhooks.server.shutdown()
 
 
-def connect_agent_behind_the_proxy(proxy, webhooks, procs, tmp_path):
-    """B takes the proxy's invitation, asks it for mediation and makes it its default mediator."""
+def connect_agent_behind_the_proxy(proxy, webhooks, procs, tmp_path, handshakes=None):
+    """B takes the proxy's invitation (only ``handshakes`` of it, if given), asks it for mediation and
+    makes it its default mediator."""
     b_port = free_port()
     b = AcaPy("b", tmp_path / "home-b", f"http://127.0.0.1:{b_port}", b_port, webhooks)
     procs.append(b)
@@ -99,7 +100,11 @@ def connect_agent_behind_the_proxy(proxy, webhooks, procs, tmp_path):
     url = wait_for("agent invitation", lambda: http_json("GET", proxy.url + "/retrieve_agent_invitation")[1]
                    ["invitation_url"])
     assert url.startswith(proxy.url + "/?oob=")
-    b.call("POST", "/out-of-band/receive-invitation", invitation_of(url))
+    invitation = invitation_of(url)
+    assert invitation["handshake_protocols"] == [DIDEXCHANGE, CONNECTIONS]
+    if handshakes is not None:
+        invitation["handshake_protocols"] = handshakes
+    b.call("POST", "/out-of-band/receive-invitation", invitation)
     b_proxy = b.active_connection()
     proxy.wait_status("ready")
     record = b.call("POST", f"/mediation/request/{b_proxy}", {})
@@ -146,6 +151,9 @@ def test_status_moves_init_setup_ready_and_two_acapy_agents_talk_through_mediato
     assert status["delivered"] >= 201 and status["spooled"] == 0 and status["dead_letters"] == 0, status
     assert status["agent_keys"] >= 1  # B registered its keys with the proxy, which kept them
     assert status["retrieval"] == "trust-ping"  # M does not disclose messagepickup/2.0
+    # B took the first handshake the proxy offers, DID Exchange 1.0 (the seed's); M was invited with c_i=
+    assert [c["connection_protocol"] for c in b.call("GET", "/connections")["results"]
+            if c["their_label"] == "proxy-mediator"] == ["didexchange/1.0"]
 
 
 def received(webhooks, count: int, seconds: float = 300) -> list:
@@ -225,3 +233,36 @@ with urllib.request.urlopen(request, timeout=30) as response:
     answer = envelope.unpack(response.read(), {envelope.verkey(me): me}).message
 os.write(1, (json.dumps(answer) + "\n").encode())
 """
+
+
+def test_didexchange_only_mediator_invitation_and_an_agent_that_asks_for_connections(tmp_path):
+    """The seed takes a mediator's oob= invitation with DID Exchange (proxy_mediator/protocols/
+    oob_didexchange.py); an agent that offers only Connections 1.0 is served too."""
+    procs = []
+    webhooks = Webhooks()
+    m_port, m_ws = free_port(), free_port()
+    mediator = AcaPy("m", tmp_path / "home-m", [f"http://127.0.0.1:{m_port}", f"ws://127.0.0.1:{m_ws}"], m_port,
+                     webhooks, extra=["--inbound-transport", "ws", "127.0.0.1", str(m_ws), "--outbound-transport",
+                                      "ws", "--open-mediation", "--enable-undelivered-queue"])
+    procs.append(mediator)
+    try:
+        mediator.start()
+        invite = mediator.call("POST", "/out-of-band/create-invitation", {
+            "handshake_protocols": [DIDEXCHANGE], "use_public_did": False})["invitation_url"]
+        assert invitation_of(invite)["handshake_protocols"] == [DIDEXCHANGE]
+        proxy = DidcommProxy(tmp_path, {"MEDIATOR_INVITE": invite})
+        procs.append(proxy)
+        proxy.start()
+        b = connect_agent_behind_the_proxy(proxy, webhooks, procs, tmp_path, handshakes=[CONNECTIONS])
+        assert [c["connection_protocol"] for c in b.call("GET", "/connections")["results"]] == ["connections/1.0"]
+        at_m = wait_for("M's connection with the proxy completed", lambda: [
+            c for c in mediator.call("GET", "/connections")["results"] if c["state"] in ("completed", "active")])
+        assert [c["connection_protocol"] for c in at_m] == ["didexchange/1.0"]
+        invitation, a, a_conn = connect_outside_peer(b, webhooks, procs, tmp_path)
+        for i in range(10):
+            a.say(a_conn, f"message {i}")
+        assert sorted(received(webhooks, 10)) == [f"message {i}" for i in range(10)]
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        webhooks.server.shutdown()

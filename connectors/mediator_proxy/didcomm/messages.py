@@ -2,24 +2,27 @@
 
 Theory of operation
 -------------------
-Two connections, both made with the Connections protocol (Aries RFC 0160),
-which ACA-Py speaks and which an out-of-band invitation (RFC 0434) may name
-as its handshake:
+Two connections, each made with the Connections protocol (Aries RFC 0160)
+or DID Exchange 1.0 (RFC 0023; a legacy DID and its document attached and
+signed, as ACA-Py makes them for 1.0), whichever the out-of-band invitation
+(RFC 0434) offers first:
 
 * **to the external mediator**: we are the invitee.  From its invitation
   (``c_i=`` or ``oob=``) we learn its key and endpoint, send a connection
-  request carrying our DID document (``~transport.return_route = all``, so
-  the answers come back in the HTTP response: the proxy needs no endpoint
-  the mediator can reach), verify the signed response, then ask for
+  (or DID Exchange) request carrying our DID document
+  (``~transport.return_route = all``, so the answers come back in the HTTP
+  response: the proxy needs no endpoint the mediator can reach), verify the
+  signed response (and send DID Exchange's ``complete``), then ask for
   mediation (``mediate-request`` -> ``mediate-grant``: the mediator's
   endpoint and routing keys) and register our key (``keylist-update``).
 * **from the agent**: we are the inviter.  Our out-of-band invitation names
-  an invitation key and our ``ENDPOINT``; the agent's connection request
-  arrives on ``POST /``, we answer with a response signed by the invitation
-  key.  The agent's ``mediate-request`` is granted with the mediator's
-  endpoint and routing keys ``[our key as did:key, *mediator's keys]``; its
-  ``keylist-update``s are kept, and a forward is delivered only for a key
-  the agent registered (or its connection key).
+  an invitation key and our ``ENDPOINT`` and offers DID Exchange first,
+  then Connections; the agent's request arrives on ``POST /``, we answer
+  with a response signed by the invitation key.  The agent's
+  ``mediate-request`` is granted with the mediator's endpoint and routing
+  keys ``[our key as did:key, *mediator's keys]``; its ``keylist-update``s
+  are kept, and a forward is delivered only for a key the agent registered
+  (or its connection key).
 
 Message types are read under both prefixes (``https://didcomm.org/`` and
 the older ``did:sov:BzCbsNYhMrjHiqZDTUASHg;spec/``) and sent under the
@@ -40,6 +43,7 @@ from . import envelope
 PREFIX = "https://didcomm.org/"
 OLD_PREFIX = "did:sov:BzCbsNYhMrjHiqZDTUASHg;spec/"
 CONNECTIONS = "connections/1.0"
+DIDEXCHANGE = "didexchange/1.0"
 OOB = "out-of-band/1.1"
 MEDIATION = "coordinate-mediation/1.0"
 PICKUP = "messagepickup/2.0"
@@ -134,8 +138,9 @@ def _key_of(doc: dict, reference: str) -> str:
 
 
 def parse_invitation(url: str) -> dict:
-    """``c_i=`` (Connections) or ``oob=`` (out-of-band with the Connections handshake) ->
-    ``{"kind", "verkey", "endpoint", "routing_keys", "label"}``."""
+    """``c_i=`` (Connections) or ``oob=`` (out-of-band, Connections or DID Exchange 1.0 handshake, the
+    first the invitation offers) -> ``{"kind": "connections" | "didexchange", "verkey", "endpoint",
+    "routing_keys", "label", "id"}``."""
     query = parse_qs(urlparse(url).query)
     if "c_i" in query:
         invitation = _decode_invitation(query["c_i"][0])
@@ -145,22 +150,31 @@ def parse_invitation(url: str) -> dict:
         kind = "connections"
     elif "oob" in query:
         invitation = _decode_invitation(query["oob"][0])
-        handshakes = [type_of({"@type": h}) for h in invitation.get("handshake_protocols") or []]
-        if CONNECTIONS not in handshakes:
+        handshakes = [type_of({"@type": h}) for h in invitation.get("handshake_protocols") or []
+                      if isinstance(h, str)]
+        spoken = [h for h in handshakes if h in (CONNECTIONS, DIDEXCHANGE, "didexchange/1.1")]
+        if not spoken:
             raise ProtocolError("unsupported-handshake", "the out-of-band invitation offers no handshake this"
-                                f" proxy speaks (connections/1.0); it offers {handshakes}")
+                                f" proxy speaks (connections/1.0, didexchange/1.0); it offers {handshakes[:5]}")
         services = [s for s in invitation.get("services") or [] if isinstance(s, dict)]
         if not services:
             raise ProtocolError("invalid-invitation", "the out-of-band invitation has no inline service"
                                 " (a public DID service is not resolved by this proxy)")
         keys, endpoint = services[0].get("recipientKeys") or [], services[0].get("serviceEndpoint")
-        routing, kind = services[0].get("routingKeys") or [], "oob"
+        routing = services[0].get("routingKeys") or []
+        kind = "connections" if spoken[0] == CONNECTIONS else "didexchange"
     else:
         raise ProtocolError("invalid-invitation", "an invitation URL carries c_i= or oob=")
     if not keys or not isinstance(endpoint, str):
         raise ProtocolError("invalid-invitation", "the invitation names no recipient key or endpoint")
-    return {"kind": kind, "verkey": envelope.verkey_of(keys[0]), "endpoint": endpoint,
-            "routing_keys": [envelope.verkey_of(k) for k in routing], "label": invitation.get("label")}
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys + routing):
+        raise ProtocolError("invalid-invitation", "the invitation's keys are not strings")
+    try:
+        verkey, routing = envelope.verkey_of(keys[0]), [envelope.verkey_of(k) for k in routing]
+    except ValueError as e:
+        raise ProtocolError("invalid-invitation", str(e)) from None
+    return {"kind": kind, "verkey": verkey, "endpoint": endpoint, "routing_keys": routing,
+            "label": invitation.get("label"), "id": invitation.get("@id")}
 
 
 def _decode_invitation(value: str) -> dict:
@@ -175,8 +189,10 @@ def _decode_invitation(value: str) -> dict:
 
 
 def oob_invitation(invitation_key: str, endpoint: str, label: str = "proxy-mediator") -> tuple[dict, str]:
-    """Our invitation for the agent and its URL ``ENDPOINT?oob=...``."""
-    invitation = new_message(f"{OOB}/invitation", label=label, handshake_protocols=[PREFIX + CONNECTIONS],
+    """Our invitation for the agent and its URL ``ENDPOINT?oob=...``: DID Exchange 1.0 first (the
+    seed's handshake), Connections 1.0 for an agent that asks for it."""
+    invitation = new_message(f"{OOB}/invitation", label=label,
+                             handshake_protocols=[PREFIX + DIDEXCHANGE, PREFIX + CONNECTIONS],
                              services=[{"id": "#inline", "type": "did-communication",
                                         "recipientKeys": [envelope.did_key(invitation_key)],
                                         "serviceEndpoint": endpoint, "routingKeys": []}])
@@ -220,6 +236,86 @@ def their_connection(request_or_response: dict, invitation_key: str | None = Non
     if not isinstance(connection, dict) or not isinstance(connection.get("DIDDoc"), dict):
         raise ProtocolError("invalid-connection", "the message carries no connection with a DID document")
     return target_of(connection["DIDDoc"])
+
+
+# ------------------------------------------------------------- DID Exchange
+
+
+def signed_attachment(document: dict, signer) -> dict:
+    """``did_doc~attach``: the document as base64, signed (a JWS over it, as ACA-Py makes and checks
+    them: EdDSA, the signing key in the protected header's ``jwk`` and ``kid``)."""
+    raw = json.dumps(document).encode()
+    key = envelope.verkey(signer)
+    protected = envelope.b64url(json.dumps({"alg": "EdDSA", "jwk": {
+        "kty": "OKP", "crv": "Ed25519", "x": envelope.b64url(envelope.b58decode(key)),
+        "kid": envelope.did_key(key)}}).encode())
+    signature = envelope.sign(signer, f"{protected}.{envelope.b64url(raw)}".encode("ascii"))
+    return {"@id": str(uuid.uuid4()), "mime-type": "application/json",
+            "data": {"base64": base64.b64encode(raw).decode("ascii"),
+                     "jws": {"header": {"kid": envelope.did_key(key)}, "protected": protected,
+                             "signature": envelope.b64url(signature)}}}
+
+
+def attached_document(attachment, signer: str | None = None) -> dict:
+    """The DID document of a ``did_doc~attach``; its signature checked when it has one, and required
+    to be ``signer``'s (a verkey) when ``signer`` is given."""
+    try:
+        data = attachment["data"]
+        raw = envelope.from_b64url(data["base64"].replace("+", "-").replace("/", "_").rstrip("="))
+        jws = data.get("jws")
+        if jws is not None:
+            header = httpinput.json_value(envelope.from_b64url(jws["protected"]), field="the JWS header")
+            key = envelope.b58encode(envelope.from_b64url(header["jwk"]["x"]))
+            kid = header["jwk"].get("kid")
+            good = (kid is None or envelope.verkey_of(kid) == key) and envelope.verify(
+                key, f"{jws['protected']}.{envelope.b64url(raw)}".encode("ascii"),
+                envelope.from_b64url(jws["signature"]))
+        else:
+            key, good = None, True
+        document = httpinput.json_value(raw, field="the DID document")
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ProtocolError("invalid-did-doc", "the DID document attachment cannot be read") from None
+    if not good or (signer is not None and key != signer):
+        raise ProtocolError("invalid-signature", "the DID document is not signed by the invitation key")
+    if not isinstance(document, dict):
+        raise ProtocolError("invalid-did-doc", "the attached DID document is not a JSON object")
+    return document
+
+
+def didexchange_request(label: str, verkey: str, endpoint: str, invitation_id, signer) -> dict:
+    """Our request on an out-of-band invitation (``pthid``): a legacy DID and its signed document."""
+    did = peer_did(verkey)
+    request = new_message(f"{DIDEXCHANGE}/request", label=label, did=did,
+                          **{"did_doc~attach": signed_attachment(did_doc(f"did:sov:{did}", verkey, endpoint),
+                                                                 signer)})
+    request["~thread"] = {"thid": request["@id"], "pthid": invitation_id}
+    return with_return_route(request)
+
+
+def didexchange_response(request: dict, signer, verkey: str, endpoint: str) -> dict:
+    """Our answer to the agent's request, the document signed by the invitation key ``signer``."""
+    did = peer_did(verkey)
+    response = reply(f"{DIDEXCHANGE}/response", request, did=did,
+                     **{"did_doc~attach": signed_attachment(did_doc(f"did:sov:{did}", verkey, endpoint), signer)})
+    pthid = (request.get("~thread") or {}).get("pthid")
+    if isinstance(pthid, str):
+        response["~thread"]["pthid"] = pthid  # the requester's complete names it again, as ACA-Py requires
+    return response
+
+
+def didexchange_complete(request: dict) -> dict:
+    message = new_message(f"{DIDEXCHANGE}/complete")
+    message["~thread"] = dict(request["~thread"])
+    return message
+
+
+def their_didexchange(message: dict, invitation_key: str | None = None) -> dict:
+    """The other side's target from its DID Exchange request (any signature) or response (signed by
+    ``invitation_key``): only a DID with its attached document, as ACA-Py sends for 1.0."""
+    if "did_doc~attach" not in message:
+        raise ProtocolError("unsupported-did", "a DID Exchange message without an attached DID document"
+                            " (a resolvable DID) is not supported")
+    return target_of(attached_document(message["did_doc~attach"], invitation_key))
 
 
 # ----------------------------------------------------------------- mediation

@@ -197,9 +197,7 @@ class DidcommProxy(service.MultiService):
             raise ProtocolError("unsupported-invitation", "a mediator invitation with routing keys is not"
                                 " supported: invite from the mediator itself")
         key = self.keys["mediator"]
-        request = messages.connection_request("proxy-mediator", envelope.verkey(key), self.config.endpoint)
-        answer = yield self._exchange(invitation["endpoint"], request, invitation["verkey"], key)
-        target = messages.their_connection(answer, invitation["verkey"])
+        target = yield self._connect_to(invitation, key)
         http = [e for e in target["endpoints"] if e.startswith(("http://", "https://"))] or [invitation["endpoint"]]
         target = dict(target, http=http[0])
         grant = yield self._exchange(target["http"], messages.mediate_request(), target["verkey"], key)
@@ -222,6 +220,32 @@ class DidcommProxy(service.MultiService):
         """One message to the mediator's HTTP endpoint, its answer from the response (return route)."""
         mediator = self.store.get(MEDIATOR)
         return self._exchange(mediator["http"], message, mediator["verkey"], self.keys["mediator"])
+
+    @defer.inlineCallbacks
+    def _connect_to(self, invitation: dict, key):
+        """The mediator's target, by the handshake its invitation offers first."""
+        if invitation["kind"] == "connections":
+            request = messages.connection_request("proxy-mediator", envelope.verkey(key), self.config.endpoint)
+            answer = yield self._exchange(invitation["endpoint"], request, invitation["verkey"], key)
+            return messages.their_connection(answer, invitation["verkey"])
+        request = messages.didexchange_request("proxy-mediator", envelope.verkey(key), self.config.endpoint,
+                                               invitation["id"], key)
+        answer = yield self._exchange(invitation["endpoint"], request, invitation["verkey"], key)
+        if messages.type_of(answer) != f"{messages.DIDEXCHANGE}/response":
+            raise ProtocolError("request-not-accepted", f"the mediator answered {messages.type_of(answer)!r}"
+                                f" ({str((answer.get('description') or {}).get('en', ''))[:200]})")
+        target = messages.their_didexchange(answer, invitation["verkey"])
+        yield self._send(invitation["endpoint"], messages.didexchange_complete(request), target["verkey"], key)
+        return target
+
+    @defer.inlineCallbacks
+    def _send(self, endpoint: str, message: dict, to: str, key):
+        """POST one message that wants no answer."""
+        response = yield treq.post(endpoint, data=envelope.pack(message, [to], key),
+                                   headers={"Content-Type": DIDCOMM_TYPE}, timeout=self.config.agent_timeout)
+        yield treq.content(response)
+        if not 200 <= response.code < 300:
+            raise ProtocolError("not-accepted", f"{endpoint} answered {response.code}")
 
     @defer.inlineCallbacks
     def _exchange(self, endpoint: str, message: dict, to: str, key):
@@ -248,7 +272,8 @@ class DidcommProxy(service.MultiService):
             self.log.warn("refused a {kind} message: {code}", kind=kind or "typeless", code=e.code)
         if answer is None or opened.sender is None:
             return None
-        answering = self.keys["agent"] if kind == f"{messages.CONNECTIONS}/request" else self.keys_for(opened.recipient)
+        handshake = kind in (f"{messages.CONNECTIONS}/request", f"{messages.DIDEXCHANGE}/request")
+        answering = self.keys["agent"] if handshake else self.keys_for(opened.recipient)
         packed = envelope.pack(answer, [opened.sender], answering)
         if (message.get("~transport") or {}).get("return_route") == "all":
             return packed
@@ -262,7 +287,7 @@ class DidcommProxy(service.MultiService):
 
     @defer.inlineCallbacks
     def _dispatch(self, kind: str, message: dict, opened):
-        if kind == f"{messages.CONNECTIONS}/request":
+        if kind in (f"{messages.CONNECTIONS}/request", f"{messages.DIDEXCHANGE}/request"):
             return (yield self._agent_connects(message, opened))
         if kind == "routing/1.0/forward":
             if opened.recipient != self.verkey("mediator"):
@@ -301,9 +326,14 @@ class DidcommProxy(service.MultiService):
             raise ProtocolError("request-not-accepted", "connection requests are taken on the invitation key")
         if self.store.get(AGENT):
             raise ProtocolError("request-not-accepted", "the proxy serves one agent and is connected to it")
-        target = messages.their_connection(request)
-        answer = messages.connection_response(request, self.keys["invitation"], self.verkey("agent"),
-                                              self.config.endpoint)
+        if messages.type_of(request) == f"{messages.CONNECTIONS}/request":
+            target = messages.their_connection(request)
+            answer = messages.connection_response(request, self.keys["invitation"], self.verkey("agent"),
+                                                  self.config.endpoint)
+        else:
+            target = messages.their_didexchange(request)
+            answer = messages.didexchange_response(request, self.keys["invitation"], self.verkey("agent"),
+                                                   self.config.endpoint)
         yield self.store.put(AGENT, dict(target, keys=[]))
         self.log.info("the agent connected")
         if (self.store.get(MEDIATOR) or {}).get("keylist_updated"):
