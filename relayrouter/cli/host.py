@@ -236,6 +236,7 @@ class WebSocketSource:
             def onOpen(self):  # noqa: N802
                 source.proto = self
                 source.backoff.reset()
+                log.info("Connected to {url}", url=source.url)
 
             def onMessage(self, payload, isBinary):  # noqa: N802,N803
                 source.host.relay.send(payload, isBinary) or source._count_drop()
@@ -273,6 +274,7 @@ class DeviceSource:
             print(f"relayrouter host: --device {self.path}: {e.strerror}", file=sys.stderr)
             self.host.reactor.callLater(1.0, self.start)
             return
+        log.info("Connected to {path}", path=self.path)
         self.host.reactor.addReader(self)
 
     # IReadDescriptor

@@ -39,6 +39,7 @@ class Command:
     line: int  # in the page, for messages
     text: str
     expected: str
+    page: str = ""  # its file name, for messages
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class SaveFile:
     line: int
     name: str
     content: str
+    page: str = ""
 
 
 def steps(page: Path) -> list:
@@ -56,9 +58,9 @@ def steps(page: Path) -> list:
         info, body = match["info"].strip(), match["body"]
         first = body.split("\n", 1)[0]
         if info == "console":
-            found += _commands(body, line + 1)
+            found += [Command(c.line, c.text, c.expected, page.name) for c in _commands(body, line + 1)]
         elif FILE_COMMENT.match(first) and not info.startswith("{"):
-            found.append(SaveFile(line, FILE_COMMENT.match(first)["name"], body))
+            found.append(SaveFile(line, FILE_COMMENT.match(first)["name"], body, page.name))
     return found
 
 
@@ -173,9 +175,15 @@ def run(page: Path, base: Path, wheelhouse: Path, timeout: float = 600) -> None:
         result = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
     finally:
         stop_left_behind(workdir)
+    verify(page_steps, result, workdir)
+
+
+def verify(page_steps: list, result: subprocess.CompletedProcess, workdir: Path) -> None:
+    """AssertionError naming the first step of ``page_steps`` that did not run, failed, or printed
+    something else than its page says."""
     done = {o.index: o for o in outcomes("\n" + result.stdout)}
     for index, step in enumerate(page_steps):
-        where = f"{page.name}:{step.line}"
+        where = f"{getattr(step, 'page', '')}:{step.line}"
         outcome = done.get(index)
         if outcome is None:
             raise AssertionError(f"{where}: never ran (bash exited {result.returncode})\n{result.stdout[-3000:]}"

@@ -1,5 +1,5 @@
 """The README's relay section, read by the tests that hold it to its word:
-its configuration (the compatibility suite runs against it) and its commands."""
+its configuration (the compatibility suite runs against it)."""
 
 import re
 import tomllib
@@ -21,10 +21,3 @@ def relay_config() -> dict:
     """The relay configuration the README shows (its first TOML block), as a dict."""
     return tomllib.loads(blocks("toml")[0])
 
-
-def commands(containing: str) -> list[str]:
-    """The shell commands of the unmarked block that contains ``containing``: continuation
-    lines joined, comments dropped."""
-    (block,) = [b for b in blocks("") if containing in b]
-    joined = block.replace("\\\n", " ")
-    return [" ".join(line.split()) for line in joined.splitlines() if line.strip() and not line.startswith("#")]

@@ -5,7 +5,6 @@ import getpass
 import hashlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -284,61 +283,3 @@ def test_client_bytes_wait_until_the_server_has_spoken(router):
         host.stop()
         yield target.stopListening()
 
-
-@pytest_twisted.inlineCallbacks
-def test_the_readmes_tunnel_commands_with_its_relay_configuration(monkeypatch, tmp_path, sshd):
-    """The README's tunnel section as written, against the README's relay configuration:
-    its two `relayrouter token` lines mint the tokens (no sub), its host line connects the
-    tunnel, its ProxyCommand line and its local-port lines run ssh through it (the ports 8080,
-    22 and 2222, and ssh's key and user are this test's)."""
-    from .readme import commands, relay_config
-
-    monkeypatch.setenv("RELAYROUTER_JWT_SECRET", HS_SECRET)
-    data = relay_config()
-    data["relay"]["stats_interval"] = 0
-    router = yield start(data, tmp_path / "state")
-    lines = [c.replace("ws://127.0.0.1:8080/ws", router.ws_url) for c in commands("relayrouter tunnel host")]
-    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    host, started = None, []
-    try:
-        for line in (c for c in lines if c.startswith("relayrouter token")):
-            subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, check=True, timeout=60)
-        (host_line,) = [c for c in lines if "tunnel host" in c]
-        host = subprocess.Popen(["bash", "-c", host_line.replace("127.0.0.1:22", f"127.0.0.1:{sshd.port}")],
-                                cwd=tmp_path, env=env, start_new_session=True)
-        yield eventually(lambda: "tunnel.lab42.open" in _registered(router), seconds=30)
-        key = sshd.root / "user_key"
-        options = (f"-F /dev/null -i {key} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
-                   "-o BatchMode=yes")
-        (ssh_line,) = [c for c in lines if "ProxyCommand" in c]
-        ssh_line = ssh_line.replace("ssh -o", f"ssh {options} -o", 1).replace("pi@lab42", f"{sshd.user}@lab42")
-        proc = subprocess.Popen(["bash", "-c", ssh_line + " echo readme"],
-                                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        code, out, err = yield finished(proc)
-        assert (code, out.strip()) == (0, "readme"), err
-        # ... and through a local port (the README's 2222, a free one here)
-        port = str(free_port())
-        (client_line,) = [c for c in lines if "tunnel client" in c and "--listen" in c]
-        client = subprocess.Popen(["bash", "-c", client_line.replace("2222", port)], cwd=tmp_path, env=env,
-                                  start_new_session=True)
-        started.append(client)
-        yield eventually(lambda: _listening(int(port)), seconds=30)
-        (port_line,) = [c for c in lines if c.startswith("ssh -p 2222")]
-        port_line = port_line.replace("ssh -p 2222", f"ssh {options} -p {port}").replace("pi@", f"{sshd.user}@")
-        proc = subprocess.Popen(["bash", "-c", port_line + " echo through-a-port"], cwd=tmp_path, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        code, out, err = yield finished(proc)
-        assert (code, out.strip()) == (0, "through-a-port"), err
-    finally:
-        for process in started + ([host] if host is not None else []):
-            os.killpg(process.pid, signal.SIGTERM)  # bash and the relayrouter command it started
-            process.wait(10)
-        yield stop(router)
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), 1).close()
-        return True
-    except OSError:
-        return False

@@ -1,0 +1,65 @@
+"""The command blocks of the reference pages, run as written (tests/docs/reference.py says how):
+the relay's, against its documented configuration and the machine its commands name."""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from . import reference, tutorial
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+RELAY = DOCS / "reference" / "relay.md"
+
+pytestmark = pytest.mark.timeout(900)
+
+# The relay page's machine: the rigs beside the experiment that its `relayrouter host` lines
+# name, each answering a line with "set" in it the way its --command rig does (sed s/set/SET/),
+# and the lab machine's sshd with its "pi" account that its tunnel lines reach.
+WS_RIG = r"""
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet import reactor
+
+class Rig(WebSocketServerProtocol):
+    def onMessage(self, payload, isBinary):
+        self.sendMessage(payload.replace(b"set", b"SET"), isBinary)
+
+factory = WebSocketServerFactory()
+factory.protocol = Rig
+reactor.listenTCP(8765, factory, interface="127.0.0.1")
+reactor.run()
+"""
+
+RELAY_WORLD = reference.FRESH_DEV + reference.sshd("pi") + rf"""
+socat TCP-LISTEN:5000,bind=127.0.0.1,fork,reuseaddr EXEC:'sed -u s/set/SET/' &
+socat PTY,link=/dev/ttyACM0,raw,echo=0 EXEC:'sed -u s/set/SET/' &
+cat > "$WORLD/ws_rig.py" <<'EOF'
+{WS_RIG}
+EOF
+python3 "$WORLD/ws_rig.py" > "$WORLD/ws_rig.log" 2>&1 &
+"""
+
+
+@pytest.fixture
+def base():
+    path = Path(tempfile.mkdtemp(prefix="reference-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_relay_page_runs_as_written(base):
+    reference.run([RELAY], base, RELAY_WORLD)
+
+
+def test_the_relay_page_has_no_command_left_unrun():
+    """Every command block of the relay page is a console block the test above runs (a block
+    of commands shown only for reading would be a block no test holds to its word)."""
+    text = RELAY.read_text()
+    unmarked = [m["body"] for m in tutorial.FENCE.finditer(text) if m["info"].strip() in ("", "sh", "shell", "bash")]
+    assert unmarked == []
+    commands = [s.text for s in tutorial.steps(RELAY) if isinstance(s, tutorial.Command)]
+    for needed in ("twistd relayrouter --config relay.toml", "relayrouter token", "--command", "--tcp",
+                   "--websocket", "--device", "--ts", "--log", "--check", "tunnel host", "tunnel client",
+                   "ProxyCommand", "ffmpeg"):
+        assert any(needed in c for c in commands), needed
