@@ -20,7 +20,9 @@ Plugins: :mod:`runfiles` (pid and log files, the state directory's lock),
   :mod:`sqlite_schema` (a state file's schema version, recorded and checked).
 HTTP: :mod:`httpinput` (bodies, headers and numbers read bounded, errors as
   :class:`httpinput.BadInput`), :class:`JsonMethodsRequest` and
-  :func:`method_not_allowed` (405 with ``Allow`` and a JSON body).
+  :func:`method_not_allowed` (405 with ``Allow`` and a JSON body);
+  :mod:`openapi` (each resource's ``openapi`` path items, and ``GET
+  /openapi.json``: the OpenAPI 3.1 document of the tree a site mounts).
 Filters: :func:`compile_where`, :func:`compile_fields`, :func:`project`,
   :class:`FilterError` (the subscription filters' language).
 End-to-end envelopes: :mod:`e2e` (seal, open, parse), :mod:`e2e_keys` (key
@@ -34,7 +36,7 @@ Token checking: :class:`JwtAuthenticator`, :class:`JwtPolicy`,
   the decisions :class:`Accept` / :class:`Deny`.
 """
 
-from . import configcheck, e2e, extras, httpinput, rest, runfiles
+from . import configcheck, e2e, extras, httpinput, openapi, rest, runfiles
 from .store import versioned as sqlite_schema
 from .auth.jwks import jwks_fetcher
 from .auth.jwt import FetchedKeys, JwtAuthenticator, JwtKey, JwtPolicy, StaticKeys, keys_from_jwks
@@ -57,7 +59,7 @@ __all__ = [
     # plugins
     "extras", "runfiles", "sqlite_schema",
     # HTTP
-    "JsonMethodsRequest", "httpinput", "method_not_allowed",
+    "JsonMethodsRequest", "httpinput", "method_not_allowed", "openapi",
     # filters
     "FilterError", "compile_fields", "compile_where", "project",
     # end-to-end envelopes

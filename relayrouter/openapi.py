@@ -180,6 +180,9 @@ class OpenApiResource(Resource):
         self._build = build
         self._body: bytes | None = None
 
+    def document(self) -> dict:
+        return self._build()
+
     def render_GET(self, request) -> bytes:  # noqa: N802 - twisted.web's name
         if any(request.postpath):
             request.setResponseCode(404)
@@ -193,10 +196,13 @@ class OpenApiResource(Resource):
         return self._body
 
 
-def mount(root, title: str, version: str, description: str, security_schemes: dict | None = None,
+def mount(root, title: str, description: str, security_schemes: dict | None = None,
           schemas: dict | None = None) -> OpenApiResource:
-    """Put ``/openapi.json`` under ``root``: the document of the whole tree under it."""
-    resource = OpenApiResource(lambda: document(title, version, description, site_paths(root),
+    """Put ``/openapi.json`` under ``root``: the document of the whole tree under it (a
+    connector's, versioned as relayrouter)."""
+    from . import __version__
+
+    resource = OpenApiResource(lambda: document(title, __version__, description, site_paths(root),
                                                 security_schemes, schemas))
     root.putChild(b"openapi.json", resource)
     return resource

@@ -51,11 +51,15 @@ def json_error(request, code: int, message: str, error: str | None = None) -> by
 
 class JsonResource(resource.Resource):
     """A leaf whose ``render_<METHOD>`` return a JSON-able value, a
-    ``(code, value)`` pair or a Deferred of either; they raise HttpError to refuse."""
+    ``(code, value)`` pair or a Deferred of either; they raise HttpError to refuse.
+    A path below the resource's own is a 404 unless it reads one (``takes_path``)."""
 
     isLeaf = True
+    takes_path: int | None = 0  # how many segments below its own it reads (postpath); None: any number
 
     def render(self, request):
+        if self.takes_path is not None and len([s for s in request.postpath if s]) > self.takes_path:
+            return NotFound().render(request)
         method = request.method.decode("ascii", "replace")
         # HEAD is GET's (twisted.web's Resource.render_HEAD fails where there is no GET).
         handler = getattr(self, "render_GET" if method == "HEAD" else f"render_{method}", None)

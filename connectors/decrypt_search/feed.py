@@ -34,7 +34,7 @@ from zope.interface import implementer
 from connectors.common.http import HttpError, JsonResource
 from relayrouter.api import httpinput
 
-from . import query
+from . import http_doc, query
 
 log = Logger(namespace="decrypt_search.feed")
 
@@ -229,6 +229,8 @@ def parse_feed(params: dict, last_event_id, config) -> tuple:
 class FeedResource(JsonResource):
     """``GET /feed``: needs the ``search`` scope, like searching.  Refusals are JSON like every
     endpoint's; once following, the answer is the stream (the Deferred below never fires)."""
+
+    openapi = http_doc.FEED
 
     def __init__(self, api, bearer) -> None:
         super().__init__()

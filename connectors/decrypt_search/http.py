@@ -16,11 +16,11 @@ Bad parameters are 400 with a message naming the parameter.
 
 from twisted.internet import defer
 
-from relayrouter.api import httpinput
+from relayrouter.api import httpinput, openapi
 
 from connectors.common.http import HttpError, HttpService, JsonResource, JsonRoot, json_body
 
-from . import query
+from . import http_doc, query
 from .bearer import Bearer
 from .feed import FeedResource
 from .service import NotConnected
@@ -58,12 +58,17 @@ def _translate(failure):
 
 
 class Search(Endpoint):
+    openapi = http_doc.SEARCH
+
     @_guard
     def render_GET(self, request):
         return self.api.search(request.args)
 
 
 class Records(Endpoint):
+    openapi = http_doc.RECORDS
+    takes_path = 1  # /records/<id>
+
     @_guard
     def render_GET(self, request):
         if len(request.postpath) != 1 or not request.postpath[0]:
@@ -79,12 +84,17 @@ def _or_404(record):
 
 
 class Analytics(Endpoint):
+    openapi = http_doc.ANALYTICS
+
     @_guard
     def render_GET(self, request):
         return self.api.analytics(request.args)
 
 
 class Reports(Endpoint):
+    openapi = http_doc.REPORTS
+    takes_path = 1  # /reports/<name>
+
     @_guard
     def render_GET(self, request):
         if len(request.postpath) != 1 or self.api.config.report(request.postpath[0].decode("utf8", "replace")) is None:
@@ -95,6 +105,7 @@ class Reports(Endpoint):
 
 class Quarantine(Endpoint):
     scope = "quarantine"
+    openapi = http_doc.QUARANTINE
 
     @_guard
     def render_GET(self, request):
@@ -103,6 +114,7 @@ class Quarantine(Endpoint):
 
 class Publish(Endpoint):
     scope = "publish"
+    openapi = http_doc.PUBLISH
 
     @_guard
     def render_POST(self, request):
@@ -116,6 +128,8 @@ class Publish(Endpoint):
 
 
 class Status(Endpoint):
+    openapi = http_doc.STATUS
+
     scope = "status"
 
     @_guard
@@ -138,7 +152,14 @@ def make_root(api, bearer: Bearer) -> JsonRoot:
     root = JsonRoot()
     for name, cls in ENDPOINTS.items():
         root.putChild(name, cls(api, bearer))
+    # Open to anyone, as the endpoints' 401s already tell which paths exist: no configured value in it.
+    openapi.mount(root, http_doc.TITLE, http_doc.DESCRIPTION, http_doc.SECURITY_SCHEMES)
     return root
+
+
+def reference_document() -> dict:
+    """The OpenAPI document every decrypt-search serves (docs/reference/decrypt-search.md)."""
+    return make_root(None, None).children[b"openapi.json"].document()
 
 
 def http_services(config, api, reactor=None) -> list:

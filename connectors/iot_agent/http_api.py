@@ -91,6 +91,8 @@ def route(method: str, pattern: str):
 class ApiResource(JsonResource):
     """Every JSON route, by method and path."""
 
+    takes_path = None  # routes by the whole path
+
     def __init__(self, agent, jwt: ApiJwt) -> None:
         super().__init__()
         self.agent = agent

@@ -44,6 +44,8 @@ class EndpointPage(JsonResource):
 class OutboundPage(JsonResource):
     """``POST /outbound/<mailbox uri>``: a message for another mailbox, 202 once spooled on disk."""
 
+    takes_path = 1
+
     def __init__(self, proxy) -> None:
         super().__init__()
         self.proxy = proxy
@@ -77,6 +79,8 @@ class DeadLettersPage(JsonResource):
       outbound: back into the outbound spool (202);
     * ``DELETE /dead-letters/<inbound|outbound>/<seq>``: forget it.
     """
+
+    takes_path = 3
 
     def __init__(self, proxy) -> None:
         super().__init__()

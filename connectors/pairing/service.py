@@ -145,6 +145,8 @@ class PairingAgent(service.MultiService):
 class _Events(JsonResource):
     """``POST /events/<name>``: a notification for the other peer, with the request's body."""
 
+    takes_path = None  # the event's name, whatever it holds
+
     def __init__(self, agent: PairingAgent, max_body: int) -> None:
         super().__init__()
         self.agent = agent

@@ -1,0 +1,94 @@
+"""Each connector's OpenAPI document (``GET /openapi.json``) against its real
+process, as the fuzz net runs it (tests/connectors/test_fuzz_net.py): a valid
+OpenAPI 3.1 document naming no configured value; every path of the site's
+tree (and the fuzz net's sub-paths) with every method answers 404/405 or is a
+documented operation answering as documented, with and without the
+credential; documented operations driven with real requests, their answers
+matching the documented schemas."""
+
+import json
+import time
+
+import pytest
+
+from .. import fuzz_net, openapi_check
+from .test_fuzz_net import decrypt_search  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def document_of(component, credentials=()) -> openapi_check.Spec:
+    answer = openapi_check.request(component.port, b"GET", "/openapi.json", list(credentials))
+    assert answer.status == 200, answer
+    spec = openapi_check.Spec(answer.json())
+    spec.check("GET", "/openapi.json", answer)
+    return spec
+
+
+def swept(component, spec) -> None:
+    """The sweep with the component's credential; without it, the documented paths (each
+    answers a documented refusal)."""
+    paths = {t.path for t in component.targets} | {"/openapi.json"}
+    assert openapi_check.sweep(spec, component.port, paths, component.credentials) > 5
+    if component.credentials:
+        documented = {p for p in paths if spec.template(p) is not None}
+        openapi_check.sweep(spec, component.port, documented, [])
+    fuzz_net.still_serves(component.port, component.alive)
+    assert not component.errors(), "\n\n".join(component.errors())
+
+
+def driven(component, spec, calls) -> set:
+    """Each (method, path, headers, body, status): the answer has that status and is as documented."""
+    seen = set()
+    for method, path, headers, body, status in calls:
+        answer = openapi_check.request(component.port, method.encode(), path, list(headers), body)
+        assert answer.status == status, (method, path, answer)
+        spec.check(method, path, answer)
+        seen.add((method.lower(), spec.template(path)))
+    return seen
+
+
+def operations(spec) -> set:
+    return {(method, path) for path, item in spec.document["paths"].items() for method in item
+            if method in ("get", "post", "put", "patch", "delete")}
+
+
+def no_configured_values(spec, values) -> None:
+    text = json.dumps(spec.document)
+    for value in values:
+        assert value not in text, value
+
+
+# ------------------------------------------------------------ decrypt-search
+
+
+def test_decrypt_search(decrypt_search):  # noqa: F811
+    component = decrypt_search
+    spec = document_of(component)
+    no_configured_values(spec, ["acme", "com.orders", "com.notes", "com.acme.records", "ship.city"])
+    from connectors.decrypt_search.http import reference_document
+
+    assert spec.document == reference_document()  # what the docs render
+    swept(component, spec)
+    auth = component.credentials
+    json_type = [(b"Content-Type", b"application/json")]
+    published = openapi_check.request(component.port, b"POST", "/publish", auth + json_type,
+                                      json.dumps({"topic": "com.notes", "document": {"text": "openapi"}}).encode())
+    assert published.status == 200, published
+    spec.check("POST", "/publish", published)
+    deadline = time.monotonic() + 30
+    while not (found := openapi_check.request(component.port, b"GET", "/search?q=openapi", auth)).json()["records"]:
+        assert time.monotonic() < deadline, found
+        time.sleep(0.1)  # the record comes back from the router and is committed: poll until it is
+    record = found.json()["records"][0]["id"]
+    seen = driven(component, spec, [
+        ("GET", "/search?q=openapi&limit=5", auth, b"", 200), ("GET", "/search?limit=x", auth, b"", 400),
+        ("GET", f"/records/{record}", auth, b"", 200), ("GET", "/records/999999", auth, b"", 404),
+        ("GET", "/analytics?by=amount&bucket=day", auth, b"", 200),
+        ("GET", "/reports/nope", auth, b"", 404),
+        ("GET", "/quarantine?limit=5", auth, b"", 200), ("GET", "/status", auth, b"", 200),
+        ("GET", "/status", [], b"", 401), ("POST", "/publish", auth, b"{}", 415),
+        ("POST", "/publish", auth + json_type, b'{"topic": "com.notes"}', 400),
+        ("GET", "/feed?after=x", auth, b"", 400), ("GET", "/openapi.json", [], b"", 200),
+    ])
+    assert operations(spec) - seen <= {("get", "/feed")}, operations(spec) - seen  # the stream: the sweep's
