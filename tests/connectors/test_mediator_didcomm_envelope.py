@@ -255,3 +255,26 @@ def test_pickup_messages_are_read_strictly():
     assert messages.offers_pickup(disclose) and not messages.offers_pickup(dict(disclose, protocols=[]))
     with pytest.raises(messages.ProtocolError):
         messages.offers_pickup({"@type": "https://didcomm.org/report-problem/1.0/problem-report"})
+
+
+def test_the_seeds_store_entries_are_checked_and_its_uri_logged_without_credentials():
+    from connectors.mediator_proxy.didcomm import seedstore
+
+    assert seedstore.describe_uri("postgres://user:secret@db:5432/askar") == "postgres://db:5432/askar"
+    ours, theirs, other = envelope.new_key(), envelope.verkey(envelope.new_key()), envelope.new_key()
+    verkey = envelope.verkey(ours)
+
+    def entry(sigkey: bytes, endpoint="http://m/") -> dict:
+        return {"verkey": verkey, "sigkey": envelope.b58encode(sigkey), "diddoc": None,
+                "target": {"recipients": [theirs], "endpoint": endpoint}}
+
+    good = entry(ours.get_secret_bytes() + ours.get_public_bytes())
+    state = seedstore.convert({verkey: good}, {"mediator": verkey})
+    assert state["keys"] == {"mediator": ours.get_secret_bytes().hex()} and state["agent"] is None
+    assert state["mediator"]["verkey"] == theirs and state["mediator"]["http"] == "http://m/"
+    assert seedstore.convert({}, {}) is None  # the seed had not set up yet
+    for bad in (entry(other.get_secret_bytes()), entry(b"short"), entry(ours.get_secret_bytes(), endpoint="")):
+        with pytest.raises(ValueError):
+            seedstore.convert({verkey: bad}, {"mediator": verkey})
+    with pytest.raises(ValueError, match="no http"):
+        seedstore.convert({verkey: entry(ours.get_secret_bytes(), endpoint="ws://m/")}, {"mediator": verkey})

@@ -266,3 +266,83 @@ def test_didexchange_only_mediator_invitation_and_an_agent_that_asks_for_connect
         for proc in reversed(procs):
             proc.stop()
         webhooks.server.shutdown()
+
+
+def test_a_deployment_that_swaps_the_process_keeps_the_connections_of_the_seeds_askar_store(deployment):
+    """ENABLE_STORE/REPO_URI/REPO_KEY: the store as proxy_mediator/store.py writes it (connections named
+    by our verkey, connection.py's to_store() values, identifiers 'mediator' and 'agent'), made here from a
+    set-up proxy's state; a new process on the same PORT and ENDPOINT with an empty state directory takes
+    those connections, and A's messages reach B through the mediator as before."""
+    mediator, proxy, webhooks, procs, tmp_path = deployment
+    proxy.start()
+    b = connect_agent_behind_the_proxy(proxy, webhooks, procs, tmp_path)
+    invitation, a, a_conn = connect_outside_peer(b, webhooks, procs, tmp_path)
+    a.say(a_conn, "before the swap")
+    received(webhooks, 1)
+    proxy.stop()
+    repo = tmp_path / "seed-store.db"
+    write_seed_store(tmp_path / "didcomm-state" / "state.sqlite3", f"sqlite://{repo}", "the-repo-key")
+    (tmp_path / "swapped").mkdir()
+    swapped = DidcommProxy(tmp_path / "swapped", {"ENABLE_STORE": "true", "REPO_URI": f"sqlite://{repo}",
+                                                  "REPO_KEY": "the-repo-key"})
+    swapped.port = proxy.port
+    swapped.env.update(PORT=proxy.env["PORT"], ENDPOINT=proxy.env["ENDPOINT"])
+    procs.append(swapped)
+    swapped.start()
+    swapped.wait_status("ready")
+    assert "the-repo-key" not in swapped.output()
+    assert "took the proxy-mediator's connections" in swapped.output()
+    for i in range(5):
+        a.say(a_conn, f"after the swap {i}")
+    got = received(webhooks, 6)
+    assert sorted(set(got)) == sorted(["before the swap"] + [f"after the swap {i}" for i in range(5)])
+    # a wrong key is refused by name, without the key, and nothing is set up anew
+    (tmp_path / "wrong").mkdir()
+    wrong = DidcommProxy(tmp_path / "wrong", {"ENABLE_STORE": "1", "REPO_URI": f"sqlite://{repo}",
+                                              "REPO_KEY": "not-the-key"})
+    procs.append(wrong)
+    wrong.start()
+    wrong.wait_for("cannot open the proxy-mediator's store")
+    assert wrong.status() == "setup" and "not-the-key" not in wrong.output()
+
+
+def write_seed_store(state_db, uri: str, key: str) -> None:
+    """The seed's store (proxy_mediator/store.py, connection.py) with the connections of our state."""
+    import asyncio
+    import sqlite3
+
+    from aries_askar import Store
+
+    from connectors.mediator_proxy.didcomm import envelope, messages
+
+    with sqlite3.connect(state_db) as db:
+        kv = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM kv")}
+    secrets, mediator, agent = kv["didcomm.keys"], kv["didcomm.mediator"], kv["didcomm.agent"]
+
+    def entry(role: str, theirs: dict, diddoc) -> tuple[str, dict]:
+        ours = envelope.key_from_secret(bytes.fromhex(secrets[role]))
+        verkey = envelope.verkey(ours)
+        sigkey = ours.get_secret_bytes() + ours.get_public_bytes()  # the 64-byte signing key
+        return verkey, {"state": "complete", "multiuse": False, "invitation_key": None,
+                        "did": messages.peer_did(verkey), "verkey": verkey, "sigkey": envelope.b58encode(sigkey),
+                        "diddoc": diddoc, "target": {"recipients": [theirs["verkey"]],
+                                                     "endpoint": theirs["endpoints"][0]}}
+
+    doc = messages.did_doc("did:sov:" + messages.peer_did(mediator["verkey"]), mediator["verkey"],
+                           mediator["endpoints"][0])
+    doc["service"] += [dict(doc["service"][0], id=f"{doc['id']};ws", serviceEndpoint=e)
+                       for e in mediator["endpoints"][1:]]
+    connections = dict([entry("mediator", mediator, doc), entry("agent", agent, None)])
+
+    async def write():
+        store = await Store.provision(uri, "kdf:argon2i", key, recreate=True)
+        async with store.transaction() as txn:
+            for verkey, value in connections.items():
+                await txn.insert("connections", verkey, json.dumps(value).encode())
+            names = {value["target"]["recipients"][0]: verkey for verkey, value in connections.items()}
+            await txn.insert("identifiers", "mediator", names[mediator["verkey"]])
+            await txn.insert("identifiers", "agent", names[agent["verkey"]])
+            await txn.commit()
+        await store.close()
+
+    asyncio.run(write())

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import treq
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
 from twisted.application import service
-from twisted.internet import defer, task
+from twisted.internet import defer, task, threads
 from twisted.logger import Logger
 from twisted.web import server
 
@@ -35,7 +35,7 @@ from relayrouter.api import httpinput
 from ...common import ApiToken, Backoff, HttpError, HttpService, JsonResource, JsonRoot, StateStore, TokenGuard
 from .. import delivery
 from ..delivery import DELIVERED, REFUSED
-from . import envelope, messages
+from . import envelope, messages, seedstore
 from .messages import ProtocolError
 from .pickup import Retrieval
 
@@ -61,6 +61,7 @@ class DidcommConfig:
     reconnect_max: float = 30.0
     max_spooled: int = 100000
     api_token: ApiToken | None = field(default=None, repr=False)  # guards the admin routes when given
+    seed_store: tuple[str, str] | None = field(default=None, repr=False)  # REPO_URI, REPO_KEY with ENABLE_STORE
 
 
 class DidcommProxy(service.MultiService):
@@ -143,9 +144,29 @@ class DidcommProxy(service.MultiService):
     @defer.inlineCallbacks
     def set_up(self):
         self.state = "setup"
+        if self.config.seed_store is not None and not self.store.get(MEDIATOR):
+            yield self._import_seed_store(*self.config.seed_store)
         if not (self.store.get(MEDIATOR) or {}).get("keylist_updated"):
             yield self._mediator_from_invite()
         yield self._offer_invitation()
+
+    @defer.inlineCallbacks
+    def _import_seed_store(self, uri: str, key: str):
+        """The proxy-mediator's connections, once, into an empty state directory (argon2 and askar in a
+        thread: the reactor goes on)."""
+        imported = yield threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
+                                                   seedstore.read, uri, key)
+        where = seedstore.describe_uri(uri)
+        if imported is None:
+            self.log.info("no proxy-mediator connections at REPO_URI {uri}: setting up anew", uri=where)
+            return
+        yield self.store.put(KEYS, dict(self.store.get(KEYS) or {}, **imported["keys"]))
+        self._load_keys()
+        if imported["agent"] is not None:
+            yield self.store.put(AGENT, imported["agent"])
+        yield self.store.put(MEDIATOR, imported["mediator"])
+        self.log.info("took the proxy-mediator's connections from REPO_URI {uri}: the mediator's{agent}",
+                      uri=where, agent=" and the agent's" if imported["agent"] else " (no agent yet)")
 
     @defer.inlineCallbacks
     def _mediator_from_invite(self):
@@ -395,7 +416,8 @@ class DidcommProxy(service.MultiService):
         refusals = 0
         while not self._stopped:
             agent = self.store.get(AGENT) or {}
-            if item.meta.get("to") not in [agent.get("verkey"), *(agent.get("keys") or [])]:
+            known = [agent.get("verkey"), *(agent.get("keys") or [])]
+            if not agent.get("any_key") and item.meta.get("to") not in known:  # any_key: imported from the seed
                 status, detail = 404, f"forward for {item.meta.get('to')}, not a key the agent registered"
             else:
                 status, detail = yield self._post(agent["endpoints"][0], item.body)

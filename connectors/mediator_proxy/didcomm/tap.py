@@ -31,17 +31,17 @@ class DidcommOptions(usage.Options):
     longdesc = ("DIDComm mode, in place of Indicio's proxy-mediator: connect to an external DIDComm mediator"
                 " from its invitation, offer an invitation to the agent, retrieve what waits at the mediator"
                 " over a WebSocket and post it to the agent, spooled on disk until the agent took it.")
-    optFlags = [["enable-store", None, "Accepted as the proxy-mediator's ENABLE_STORE; this proxy always keeps"
-                                       " its connections in --state-dir (REPO_URI and REPO_KEY are then required,"
-                                       " as there)."]]
+    optFlags = [["enable-store", None, "The proxy-mediator's ENABLE_STORE: at the first start (empty --state-dir)"
+                                       " its connections are read from the Askar store at REPO_URI (REPO_KEY);"
+                                       " this proxy keeps them in --state-dir from then on."]]
     optParameters = [
         ["port", None, None, "Port for DIDComm inbound and the admin routes (PORT; required)."],
         ["endpoint", None, None, "This proxy's URL as the agent reaches it (ENDPOINT; required)."],
         ["mediator-invite", None, None, "The external mediator's invitation URL, c_i= or oob= (MEDIATOR_INVITE);"
                                         " else POST /receive_mediator_invitation."],
         ["poll-interval", None, None, "Seconds between polls of the mediator (POLL_INTERVAL; default 20)."],
-        ["repo-uri", None, None, "REPO_URI of the proxy-mediator (checked, not used)."],
-        ["repo-key", None, None, "REPO_KEY of the proxy-mediator (checked, not used, never logged)."],
+        ["repo-uri", None, None, "The proxy-mediator's Askar store, read once with ENABLE_STORE (REPO_URI)."],
+        ["repo-key", None, None, "Its key (REPO_KEY; never logged nor kept)."],
         ["log-level", None, None, "LOG_LEVEL of the proxy-mediator (accepted; twistd logs at info)."],
         ["state-dir", None, None, "Keys, connections, spool and dead letters (MEDIATOR_PROXY_STATE_DIR;"
                                   " default ./mediator-proxy-state)."],
@@ -88,7 +88,8 @@ class DidcommOptions(usage.Options):
         token_file = self.value(env, "api-token-file")
         token = load_api_token(token_file, env.get(TOKEN_ENV), TOKEN_ENV, state_dir) \
             if token_file or env.get(TOKEN_ENV) else None
-        return DidcommConfig(api_token=token, port=check_listen_port(port, self.name("port")), endpoint=endpoint,
+        seed_store = (self.value(env, "repo-uri"), self.value(env, "repo-key")) if store else None
+        return DidcommConfig(api_token=token, seed_store=seed_store, port=check_listen_port(port, self.name("port")), endpoint=endpoint,
                              state_dir=state_dir, mediator_invite=self.value(env, "mediator-invite"),
                              poll_interval=numbers["poll-interval"], max_attempts=numbers["max-attempts"],
                              agent_retry_max=numbers["agent-retry-max"], max_spooled=numbers["max-spooled"],
