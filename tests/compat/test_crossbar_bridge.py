@@ -6,11 +6,7 @@ case names the file. The router runs in this process with ``error_status = "cros
 published ``crossbarhttp3`` client."""
 
 import json
-import os
-import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -18,7 +14,6 @@ import treq
 from crossbarhttp import Client, ClientCallRuntimeError, ClientNoCalleeRegistered
 from twisted.internet import defer, threads
 
-from ..connectors.processes import ROOT, RouterProcess
 from ..integration.test_http_bridge import BRIDGE_SECRET, backend, config, post, signed_query
 from ..security_support import start, stop
 from ..support import eventually
@@ -250,39 +245,3 @@ def test_the_webhook_curl_of_crossbars_docs_runs(router):
     yield eventually(lambda: events)
     assert events[0][0][0]["body"] == "fresh webhooks!"
     yield leave(session)
-
-
-# ------------------------------------------------- the README's commands
-
-
-def readme_blocks(heading: str) -> dict:
-    """The first ``toml`` and ``sh`` code blocks after ``heading`` in docs/reference/operations.md."""
-    text = (ROOT / "docs/reference/operations.md").read_text()
-    section = text[text.index(heading):]
-    return {kind: re.search(rf"```{kind}\n(.*?)```", section, re.S).group(1) for kind in ("toml", "sh")}
-
-
-def test_the_readme_try_it_commands_run_as_written(tmp_path):
-    """README "Try it: Crossbar's clients, unchanged": its bridge.toml and commands, on a
-    free port instead of 8080 (the router started by the test, as the twistd line says)."""
-    blocks = readme_blocks("### Try it: Crossbar's clients, unchanged")
-    lines = [line for line in blocks["sh"].splitlines() if line.strip()]
-    env = dict(line[len("export "):].split("=", 1) for line in lines if line.startswith("export "))
-    assert any(line.startswith("twistd -n relayrouter --config bridge.toml") for line in lines)
-    router = RouterProcess(tmp_path, blocks["toml"].replace("tcp:8080", "tcp:{port}"), env=env)
-    router.start()
-    try:
-        outputs = []
-        for line in lines:
-            if line.startswith(("export ", "twistd ")):
-                continue
-            command = line.replace("127.0.0.1:8080", f"127.0.0.1:{router.port}")
-            path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"  # python3: the one with crossbarhttp
-            done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60,
-                                  env={**os.environ, **env, "PATH": path})
-            assert done.returncode == 0, (command, done.stderr)
-            outputs.append(done.stdout.strip())
-        webhook, count, publication = outputs
-        assert json.loads(webhook)["id"] > 0 and int(count) >= 1 and int(publication) > 0
-    finally:
-        router.stop()

@@ -11,6 +11,8 @@ from . import reference, tutorial
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 RELAY = DOCS / "reference" / "relay.md"
+OPERATIONS = DOCS / "reference" / "operations.md"
+PAIRS, PAIRING_AGENT = DOCS / "reference" / "pairs.md", DOCS / "reference" / "pairing-agent.md"
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -50,6 +52,18 @@ def base():
 
 def test_the_relay_page_runs_as_written(base):
     reference.run([RELAY], base, RELAY_WORLD)
+
+
+def test_the_pairing_agent_walkthrough_runs_as_written_after_the_pairs_page(base):
+    """The Pairs page saves pairs.toml and issues the certificates; the pairing agent's page runs
+    the router, a REST service and both agents on them, on the ports it names."""
+    reference.run([PAIRS, PAIRING_AGENT], base)
+
+
+def test_the_bridge_try_it_runs_as_written(base):
+    """Operations' "Try it: Crossbar's clients, unchanged": bridge.toml, the router, the webhook's
+    curl and crossbarhttp's call and publish."""
+    reference.run([OPERATIONS], base)
 
 
 def test_the_relay_page_has_no_command_left_unrun():
