@@ -115,6 +115,34 @@ def fts5_match(terms: tuple) -> str:
     return " AND ".join(parts)
 
 
+# Word pairs (SQLite).  A phrase of two common words is rare, but FTS5 must read the position
+# lists of both words in every record holding them to find it: 100s of ms at 1,000,000 records.
+# ``records_pairs`` holds, per record, each pair of adjacent words as one token (``blue_vase``),
+# so such a phrase is one token's list.  It is exact only where our split into words is FTS5's:
+# ASCII text, whose words are the runs of letters and digits (unicode61 folds case, and the rest
+# of ASCII separates words).  A record with any other character gets the token ``_`` alone
+# (UNSURE), and a store holding one answers phrases from the full-text index as before.
+ASCII_WORD = re.compile(r"[a-z0-9]+")
+UNSURE = "_"
+
+
+def word_pairs(text: str) -> str:
+    """The body of a record's ``records_pairs`` row: its adjacent word pairs, or UNSURE."""
+    if not text.isascii():
+        return UNSURE
+    words = ASCII_WORD.findall(text.lower())
+    return " ".join(dict.fromkeys(f"{a}_{b}" for a, b in zip(words, words[1:])))
+
+
+def pairs_match(terms: tuple) -> str | None:
+    """``records_pairs`` MATCH syntax for ``terms`` when it is exact: every term a phrase of two
+    ASCII words (not a prefix); None otherwise."""
+    if not terms or not all(len(t.words) == 2 and not t.prefix and all(ASCII_WORD.fullmatch(w) for w in t.words)
+                            for t in terms):
+        return None
+    return " AND ".join(f'"{t.words[0]}_{t.words[1]}"' for t in terms)
+
+
 def pg_tsquery(terms: tuple) -> str:
     """PostgreSQL ``to_tsquery('simple', ...)`` syntax."""
     parts = []

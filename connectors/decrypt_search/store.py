@@ -2,7 +2,8 @@
 
 Theory of operation.  One ``records`` table holds every record with a column
 per indexed field (``f_<name>``); a full-text index holds the record's text
-(SQLite: a contentless FTS5 table whose rowid is the record id; PostgreSQL:
+(SQLite: contentless FTS5 tables whose rowid is the record id, one of the
+words and one of the pairs of adjacent words; PostgreSQL:
 a ``tsvector`` column with a GIN index, ``simple`` configuration).  Input we
 could not use goes to ``quarantine`` with its reason and the payload as
 received.  ``cursors`` holds, per subscription, the last publication stored;
@@ -24,6 +25,9 @@ before versions were recorded is version 1 (order indexes over ``CASE`` /
 ``COALESCE`` expressions, which a range on the sorted field cannot bound);
 :meth:`Store.create_schema` migrates it in place, in one transaction, and
 says so; a store of a newer version than this code knows is refused.
+Version 3 (SQLite) has FTS5 prefix indexes and the word pairs (``records_pairs``,
+see query.word_pairs); a version 2 store's full-text tables are made anew from
+its documents.
 
 The methods here are blocking; ``service.py`` runs writes on one writer
 thread and reads on reader threads, each with its own connection.
@@ -39,10 +43,13 @@ import time
 from dataclasses import dataclass
 
 from .config import BUILTIN_FIELDS, Config
-from .ingest import DUPLICATE, Quarantined, Record
-from .query import BUCKETS, Analytics, ReportQuery, Search, encode_cursor, fts5_match, pg_tsquery
+from .ingest import DUPLICATE, Quarantined, Record, text_of
+from .query import (BUCKETS, UNSURE, Analytics, ReportQuery, Search, encode_cursor, fts5_match, pairs_match,
+                    pg_tsquery, word_pairs)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# the lengths of word prefix FTS5 keeps an index of (characters): `word*` with these is one token's list
+PREFIX_INDEX = (2, 3)
 # statistics for the planner and the full-text index merged into one segment whenever the
 # store has doubled since the last time (from this many records on): amortized, a constant per record
 MAINTAIN_FROM = 10_000
@@ -82,30 +89,42 @@ class Dialect:
         at most RARE, their rowids drive the query and the matches are sorted; up to the bound,
         the order index drives and each row is looked up in the set of matches, built once;
         more, and the order index drives and each candidate that passes the other conditions is
-        checked against the FTS index, which stops after a few rows (not for a prefix: it always
-        takes the set, a check of one costing milliseconds).  The bound weighs building
-        the set (about 0.4 us per match) against checking candidates (about 20 us each, and
-        limit x records / matches of them): sqrt(COMMON_FACTOR x records x limit), 10,000 matches
-        at 100,000 records, 32,000 at 1,000,000.  No plan collects 80,000 matches to return 20
-        of them, and none checks a rare phrase row by row.
+        checked against the FTS index, which stops after a few rows (not for a prefix without a
+        prefix index, 2 or 3 characters: it always takes the set, a check of one costing
+        milliseconds).  The bound weighs building the set (about 0.4 us per match) against
+        checking candidates (about 20 us each, and limit x records / matches of them):
+        sqrt(COMMON_FACTOR x records x limit), 10,000 matches at 100,000 records, 32,000 at
+        1,000,000.  No plan collects 80,000 matches to return 20 of them, and none checks a rare
+        phrase row by row.  Phrases of two words are answered from ``records_pairs`` (one token
+        each) where that is exact (see query.word_pairs), with the same plans.
         """
-        match = fts5_match(terms)
+        table, match = self._text_index(terms, cur)
         cur.execute("SELECT COALESCE(MAX(id), 0) FROM records")
         common = max(RARE, int(math.sqrt(COMMON_FACTOR * cur.fetchone()[0] * limit)))
-        prefix = any(t.prefix for t in terms)  # a prefix never takes the per-record check: no need to count far
-        cur.execute("SELECT COUNT(*) FROM (SELECT rowid FROM records_fts WHERE records_fts MATCH ? LIMIT ?)",
+        # a prefix beyond the prefix index never takes the per-record check: no need to count far
+        prefix = table == "records_fts" and any(t.prefix and len(t.words[-1]) not in PREFIX_INDEX for t in terms)
+        cur.execute(f"SELECT COUNT(*) FROM (SELECT rowid FROM {table} WHERE {table} MATCH ? LIMIT ?)",
                     (match, (RARE if prefix else common) + 1))
         matches = cur.fetchone()[0]
         if matches <= RARE:
-            cur.execute("SELECT rowid FROM records_fts WHERE records_fts MATCH ?", (match,))
+            cur.execute(f"SELECT rowid FROM {table} WHERE {table} MATCH ?", (match,))
             return "r.id IN (SELECT value FROM json_each(?))", json.dumps([row[0] for row in cur.fetchall()]), False
         if matches <= common or prefix:
             # a prefix costs milliseconds per record to check (it is expanded each time), more than
             # building the set of its matches once
             # "+" keeps SQLite from driving the query by the set: it is only looked up
-            return "+r.id IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)", match, False
-        return self.text_per_row(terms)[0], match, True
+            return f"+r.id IN (SELECT rowid FROM {table} WHERE {table} MATCH ?)", match, False
+        return f"EXISTS (SELECT 1 FROM {table} f WHERE {table} MATCH ? AND f.rowid = r.id)", match, True
 
+    def _text_index(self, terms, cur) -> tuple:
+        """(FTS5 table, MATCH expression): ``records_pairs`` for phrases of two words while it is
+        exact (no record in the store is UNSURE), else the full-text index."""
+        pairs = pairs_match(terms)
+        if pairs is not None:
+            cur.execute("SELECT 1 FROM records_pairs WHERE records_pairs MATCH ? LIMIT 1", (f'"{UNSURE}"',))
+            if cur.fetchone() is None:
+                return "records_pairs", pairs
+        return "records_fts", fts5_match(terms)
 
     def text_per_row(self, terms) -> tuple:
         """(clause, parameter): the text checked for each record of a few."""
@@ -139,6 +158,16 @@ class PostgresDialect(Dialect):
 
 def column(name: str) -> str:
     return name if name in BUILTIN_FIELDS else f"f_{name}"
+
+
+# SQLite's full-text tables, both contentless (the rowid is the record id).  Version 3 added the
+# prefix indexes and records_pairs (query.word_pairs); detail=none: a pair's presence is all it keeps.
+FTS_TABLES = [
+    "CREATE VIRTUAL TABLE IF NOT EXISTS records_fts USING fts5(body, content='', "
+    f"tokenize='unicode61 remove_diacritics 2', prefix='{' '.join(map(str, PREFIX_INDEX))}')",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS records_pairs USING fts5(body, content='', detail='none', "
+    "tokenize=\"unicode61 tokenchars '_'\")",
+]
 
 
 class StoreVersionError(ValueError):
@@ -175,6 +204,8 @@ class Store:
                 cur.execute(statement)
             self._add_fields(cur)
             done = self._migrate_from_1(cur) if version == 1 else []
+            if version is not None and (version < 3 or self._pairs_behind(cur)):
+                done += self._migrate_to_3(cur, version)
             for statement in self._indexes(cur):
                 cur.execute(statement)
             cur.execute(self.dialect.sql("DELETE FROM store_meta WHERE name = 'schema_version'"))
@@ -223,8 +254,7 @@ class Store:
             "CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
         ]
         if d.name == "sqlite":
-            statements.append("CREATE VIRTUAL TABLE IF NOT EXISTS records_fts USING fts5(body, content='', "
-                              "tokenize='unicode61 remove_diacritics 2')")
+            statements += FTS_TABLES
         else:
             statements.append("CREATE INDEX IF NOT EXISTS records_tsv ON records USING GIN (tsv)")
         return statements
@@ -247,8 +277,42 @@ class Store:
         for name in names:
             for direction in ("asc", "desc"):
                 cur.execute(f"DROP INDEX IF EXISTS records_{direction}_{name}")
-        return [f"schema 1 -> {SCHEMA_VERSION}: the order indexes of {', '.join(names) or 'no field'} are now over "
+        return [f"schema 1 -> 2: the order indexes of {', '.join(names) or 'no field'} are now over "
                 "the plain columns, with (field, created) indexes for keyword fields"]
+
+    def _pairs_behind(self, cur) -> bool:
+        """A connector of version 1 (it knew no versions) wrote records here without their word
+        pairs: the full-text tables are made anew, as from version 2."""
+        if self.dialect.name != "sqlite":
+            return False
+        cur.execute("SELECT COALESCE(MAX(id), 0) FROM records")
+        last = cur.fetchone()[0]
+        cur.execute("SELECT rowid FROM records_pairs ORDER BY rowid DESC LIMIT 1")
+        row = cur.fetchone()
+        return (row[0] if row else 0) < last
+
+    def _migrate_to_3(self, cur, version: int) -> list:
+        """Version 3 (SQLite): the full-text index with prefix indexes, and the word pairs; both are
+        made anew from the stored documents (FTS5 cannot add a prefix index to a table)."""
+        if self.dialect.name != "sqlite":
+            return []
+        cur.execute("DROP TABLE records_fts")
+        cur.execute("DROP TABLE IF EXISTS records_pairs")
+        for statement in FTS_TABLES:
+            cur.execute(statement)
+        read = cur.connection.cursor()
+        read.execute("SELECT id, document FROM records ORDER BY id")
+        count = 0
+        while rows := read.fetchmany(1000):
+            texts = [(record_id, text_of(json.loads(document), self.config.text_fields))
+                     for record_id, document in rows]
+            cur.executemany("INSERT INTO records_fts (rowid, body) VALUES (?, ?)", texts)
+            cur.executemany("INSERT INTO records_pairs (rowid, body) VALUES (?, ?)",
+                            [(record_id, word_pairs(text)) for record_id, text in texts])
+            count += len(rows)
+        step = "schema 2 -> 3" if version < 3 else "schema 3, records without their word pairs"
+        return [f"{step}: the full-text index of {count} records made anew from their documents, "
+                f"with prefix indexes ({', '.join(map(str, PREFIX_INDEX))} characters) and word pairs for phrases"]
 
     def _add_fields(self, cur) -> None:
         cur.execute("SELECT name, type FROM indexed_fields")
@@ -286,6 +350,7 @@ class Store:
         if self.dialect.name == "sqlite":
             cur.execute("ANALYZE")
             cur.execute("INSERT INTO records_fts (records_fts) VALUES ('optimize')")
+            cur.execute("INSERT INTO records_pairs (records_pairs) VALUES ('optimize')")
         else:
             cur.execute("ANALYZE records")
         cur.execute("DELETE FROM store_meta WHERE name = 'maintained_at'")
@@ -349,6 +414,7 @@ class Store:
         cur.execute(f"INSERT INTO records ({columns}{extra}) VALUES ({marks})", base + values)
         record_id = cur.lastrowid
         cur.execute("INSERT INTO records_fts (rowid, body) VALUES (?, ?)", (record_id, r.text))
+        cur.execute("INSERT INTO records_pairs (rowid, body) VALUES (?, ?)", (record_id, word_pairs(r.text)))
         return record_id
 
     def _insert_quarantine(self, cur, q: Quarantined) -> None:

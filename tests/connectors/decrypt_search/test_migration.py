@@ -1,4 +1,4 @@
-"""A store made before schema versions were kept (version 1) is migrated in place at start.
+"""A store made before schema versions were kept (version 1), or by version 2, is migrated in place at start.
 
 The fixtures were written by that connector's own store code (``fixtures/``: a SQLite file and a
 ``pg_dump --inserts`` of a PostgreSQL store, each with the six records of test_store.py and one quarantined
@@ -46,7 +46,8 @@ def check_migrated(store) -> None:
     before = indexes(store, conn)
     assert {"records_asc_amount", "records_desc_city"} <= before  # what version 1 made
     steps = store.create_schema(conn)
-    assert len(steps) == 1 and steps[0].startswith(f"schema 1 -> {SCHEMA_VERSION}")
+    assert steps[0].startswith("schema 1 -> 2")
+    assert len(steps) == (2 if store.dialect.name == "sqlite" else 1)  # PostgreSQL: nothing for version 3
     after = indexes(store, conn)
     assert not {i for i in after if i.startswith(("records_asc_", "records_desc_"))}
     assert {"records_by_amount", "records_by_placed", "records_status_created", "records_city_created"} <= after
@@ -75,6 +76,49 @@ def test_a_version_1_postgresql_store_is_migrated_in_place():
         with psycopg.connect(dsn, autocommit=True) as conn:  # pg_dump --inserts: plain statements
             conn.execute((FIXTURES / "store-v1.postgresql.sql").read_text())
         check_migrated(postgres_store(CONFIG, dsn))
+
+
+def test_a_version_2_sqlite_store_is_migrated_in_place(tmp_path):
+    """``fixtures/store-v2.sqlite3`` was written by the version 2 connector's store code (the six
+    records of test_store.py, one quarantined entry, cursor at publication 107): its full-text
+    index is made anew with prefix indexes, and its word pairs, from the stored documents."""
+    path = tmp_path / "records.sqlite3"
+    shutil.copy(FIXTURES / "store-v2.sqlite3", path)
+    store = sqlite_store(CONFIG, str(path))
+    conn = store.connect()
+    assert version(conn) == "2"
+    # what the version 2 connector answers on this store
+    searches = [(dict(q="blue"), [6, 5, 3, 1]), (dict(q="vas*"), [6, 4, 3, 1]),
+                (dict(q="bl*", order="amount"), [1, 6, 3, 5]), (dict(q='"blue vase"'), [6, 1]),
+                (dict(q='"blue vase" fra*'), [6, 1]), (dict(q="creme brulee"), [5]),
+                (dict(q='"red chair"', status="paid"), [2])]
+    steps = store.create_schema(conn)
+    assert len(steps) == 1 and steps[0].startswith("schema 2 -> 3: the full-text index of 6 records made anew")
+    assert version(conn) == str(SCHEMA_VERSION) == "3"
+    assert store.create_schema(conn) == []  # once only
+    reader = store.connect(reader=True)
+    for params, expected in searches:
+        assert orders(store, reader, **params) == expected, params
+    assert store.counts(reader) == {"records": 6, "quarantine": {"bad_signature": 1}}
+    assert store.cursors(reader) == {"prefix:com.orders.": 107}
+    sql = "SELECT rowid FROM records_pairs WHERE records_pairs MATCH ? ORDER BY rowid"
+    assert [r[0] for r in reader.execute(sql, ('"blue_vase"',))] == [1, 6]
+    assert [r[0] for r in reader.execute(sql, ('"_"',))] == [5]  # Crème brûlée: not ASCII
+    config = reader.execute("SELECT sql FROM sqlite_master WHERE name = 'records_fts'").fetchone()[0]
+    assert "prefix='2 3'" in config
+    reader.close()
+    # a connector of version 1 (it refused no version) wrote a record without its pairs
+    conn.execute("INSERT INTO records (publication, message_id, topic, sender, sender_kid, created, received, "
+                 "document) VALUES (200, 'm200', 'com.orders.eu', 'globex', 'kid', 1, 1, ?)",
+                 ('{"order": 7, "note": "blue vase again"}',))
+    conn.execute("INSERT INTO records_fts (rowid, body) VALUES (last_insert_rowid(), 'blue vase again')")
+    conn.commit()
+    steps = store.create_schema(conn)
+    assert len(steps) == 1 and steps[0].startswith("schema 3, records without their word pairs: the full-text "
+                                                   "index of 7 records made anew")
+    assert [r[0] for r in conn.execute(sql, ('"blue_vase"',))] == [1, 6, 7]
+    assert orders(store, conn, q='"blue vase"') == [6, 1, 7]  # created 1: the oldest
+    conn.close()
 
 
 def test_a_store_of_a_newer_schema_is_refused(tmp_path):

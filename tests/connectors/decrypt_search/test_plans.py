@@ -9,7 +9,9 @@ through ``EXPLAIN QUERY PLAN``.  PostgreSQL: a database of its own with
 
 The full-text plan is picked from how many records match (``Dialect.text_filter``);
 ``RARE`` is set to 50 here so that the small store's three words take the three plans
-(``gamma``: ids drive; ``beta``: a set looked up; ``alpha``: checked per row).
+(``gamma``: ids drive; ``beta``: a set looked up; ``alpha``: checked per row); the same for
+the phrases of two words, answered from the word pairs (``records_pairs``), and for the prefixes
+of two and three letters, answered from FTS5's prefix indexes.
 """
 
 import random
@@ -66,6 +68,17 @@ SHAPES = [
     ("word in some records, newest first", {"q": "beta"}, r"SCAN r USING INDEX records_by_created", r"Index"),
     ("common word, newest first", {"q": "alpha"}, r"SCAN r USING INDEX records_by_created", r"Index"),
     ("phrase and prefix, newest first", {"q": '"beta filler" alp*'}, r"SCAN r USING INDEX records_by_created",
+     r"Index"),
+    ("rare phrase of two words, newest first", {"q": '"gamma filler"'},
+     r"SEARCH r USING (INTEGER PRIMARY KEY|INDEX \w+ \(.*id=\?\))", r"Index"),
+    ("common phrase of two words, newest first", {"q": '"alpha filler"'}, r"SCAN r USING INDEX records_by_created",
+     r"Index"),
+    ("phrase of two words and a list, ordered by a field", {"q": '"beta filler"', "status.in": "new,paid",
+                                                            "order": "amount"},
+     r"SEARCH r USING INDEX records_by_amount \(f_amount>\?\)", r"Index"),
+    ("prefix of three letters, ordered by a date", {"q": "alp*", "placed.gte": "2026-03-01", "order": "placed"},
+     r"SEARCH r USING INDEX records_by_placed \(f_placed>\?\)", r"Index Cond: .*f_placed|records_tsv"),
+    ("prefix of two letters, newest first", {"q": "ga*"}, r"SEARCH r USING (INTEGER PRIMARY KEY|INDEX \w+ \(.*id=\?\))",
      r"Index"),
     ("word and keyword, newest first", {"q": "alpha", "city": "Lyon"},
      r"SEARCH r USING INDEX records_city_created \(f_city=\?\)", r"Index"),
@@ -186,6 +199,9 @@ def test_every_shape_is_served_by_an_index_on_sqlite(sqlite_path, monkeypatch, r
         for shape, params, expected, _ in SHAPES:
             found = statements(store, conn, params)
             check_sqlite([sqlite_plan(conn, sql, p) for sql, p in found], expected, shape)
+            terms = query.parse_q(params.get("q", ""))
+            if "phrase of two words" in shape:  # one token of the word pairs, not two position lists
+                assert store.dialect._text_index(terms, conn.cursor())[0] == "records_pairs", shape
         plans = [sqlite_plan(conn, sql, p) for sql, p in analytics_statements(store, conn)]
         check_sqlite(plans, r"SEARCH records USING INDEX records_by_created \(created>\? AND created<\?\)",
                      "analytics")
