@@ -197,12 +197,18 @@ class OpenApiResource(Resource):
 
 
 def mount(root, title: str, description: str, security_schemes: dict | None = None,
-          schemas: dict | None = None) -> OpenApiResource:
+          schemas: dict | None = None, guarded_by: str | None = None) -> OpenApiResource:
     """Put ``/openapi.json`` under ``root``: the document of the whole tree under it (a
-    connector's, versioned as relayrouter)."""
+    connector's, versioned as relayrouter).  ``guarded_by``: the security scheme of a guard
+    in front of ``root`` (the document is then behind it too, and says so)."""
     from . import __version__
 
     resource = OpenApiResource(lambda: document(title, __version__, description, site_paths(root),
                                                 security_schemes, schemas))
+    if guarded_by is not None:
+        get = OPENAPI_PATH[""]["get"]
+        resource.openapi = {"": {"get": {
+            **get, "description": "Behind the same credential as every other path of this site.",
+            "security": [{guarded_by: []}], "responses": {**get["responses"], **refusals(401)}}}}
     root.putChild(b"openapi.json", resource)
     return resource

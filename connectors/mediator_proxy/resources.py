@@ -9,7 +9,7 @@ from twisted.logger import Logger
 from relayrouter.api import httpinput
 
 from ..common import HttpError, JsonResource, read_body
-from . import delivery
+from . import delivery, http_doc
 
 URI = re.compile(r"^[0-9a-z_]+(\.[0-9a-z_]+)*$", re.IGNORECASE)
 
@@ -18,6 +18,8 @@ URI = re.compile(r"^[0-9a-z_]+(\.[0-9a-z_]+)*$", re.IGNORECASE)
 
 
 class StatusPage(JsonResource):
+    openapi = http_doc.STATUS
+
     def __init__(self, proxy) -> None:
         super().__init__()
         self.proxy = proxy
@@ -28,6 +30,8 @@ class StatusPage(JsonResource):
 
 class EndpointPage(JsonResource):
     """What the agent advertises as its public endpoint: the router's POST /mailbox/{name} URL."""
+
+    openapi = http_doc.ENDPOINT
 
     def __init__(self, proxy) -> None:
         super().__init__()
@@ -45,12 +49,15 @@ class OutboundPage(JsonResource):
     """``POST /outbound/<mailbox uri>``: a message for another mailbox, 202 once spooled on disk."""
 
     takes_path = 1
+    openapi = http_doc.OUTBOUND
 
     def __init__(self, proxy) -> None:
         super().__init__()
         self.proxy = proxy
 
     def render_POST(self, request):
+        if not any(request.postpath):
+            raise HttpError(404, "POST to /outbound/<mailbox uri>, e.g. /outbound/mailbox.agenta")
         if len(request.postpath) != 1 or not URI.match(request.postpath[0].decode("utf-8", "replace")):
             raise HttpError(400, "POST to /outbound/<mailbox uri>, e.g. /outbound/mailbox.agenta")
         mailbox = request.postpath[0].decode("ascii")
@@ -81,6 +88,7 @@ class DeadLettersPage(JsonResource):
     """
 
     takes_path = 3
+    openapi = http_doc.DEAD_LETTERS
 
     def __init__(self, proxy) -> None:
         super().__init__()
@@ -88,7 +96,13 @@ class DeadLettersPage(JsonResource):
 
     def _target(self, request, action: str | None):
         parts = [p.decode("ascii", "replace") for p in request.postpath if p]
+        if not parts:  # /dead-letters itself is only listed
+            raise HttpError(405, "GET /dead-letters lists them; POST .../<seq>/retry or DELETE .../<seq> one",
+                            headers={"Allow": "GET, HEAD"})
         wanted = 3 if action else 2
+        if _dead_letter_path(parts, "retry" if not action else None):  # the other operation's path
+            raise HttpError(405, "POST .../<seq>/retry, DELETE .../<seq>",
+                            headers={"Allow": "DELETE" if action else "POST"})
         if (len(parts) != wanted or parts[0] not in ("inbound", "outbound") or not parts[1].isdigit()
                 or (action and parts[2] != action)):
             shape = "/dead-letters/<inbound|outbound>/<seq>" + (f"/{action}" if action else "")
@@ -124,3 +138,10 @@ class DeadLettersPage(JsonResource):
         if with_body:
             entry["body_base64"] = base64.b64encode(item.body).decode("ascii")
         return entry
+
+
+def _dead_letter_path(parts: list, action: str | None) -> bool:
+    """``parts`` name a dead letter (``<inbound|outbound>/<seq>``, then ``action`` if given)."""
+    wanted = 3 if action else 2
+    return (len(parts) == wanted and parts[0] in ("inbound", "outbound") and parts[1].isdigit()
+            and (not action or parts[2] == action))

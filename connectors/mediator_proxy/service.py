@@ -22,7 +22,10 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from relayrouter.api import openapi
+
 from ..common import ApiToken, HttpService, JsonRoot, RouterConnection, RouterSettings, StateStore, TokenGuard
+from . import http_doc
 from .inbound import Inbound
 from .outbound import Outbound
 from .resources import DeadLettersPage, EndpointPage, OutboundPage, StatusPage
@@ -71,12 +74,7 @@ class MediatorProxy(service.MultiService):
         self.mailbox: str | None = None
 
     def _resources(self):
-        root = JsonRoot()
-        root.putChild(b"status", StatusPage(self))
-        root.putChild(b"endpoint", EndpointPage(self))
-        root.putChild(b"outbound", OutboundPage(self))
-        root.putChild(b"dead-letters", DeadLettersPage(self))
-        return TokenGuard(root, self.config.api_token, "mediator-proxy")
+        return TokenGuard(local_api(self), self.config.api_token, "mediator-proxy")
 
     def startService(self) -> None:
         if self.remembered:
@@ -156,3 +154,20 @@ class MediatorProxy(service.MultiService):
         except Exception as e:
             return {"error": describe_error(e)}
         return stats
+
+
+def local_api(proxy) -> JsonRoot:
+    """The local API's tree (behind the token: see ``_resources``)."""
+    root = JsonRoot()
+    root.putChild(b"status", StatusPage(proxy))
+    root.putChild(b"endpoint", EndpointPage(proxy))
+    root.putChild(b"outbound", OutboundPage(proxy))
+    root.putChild(b"dead-letters", DeadLettersPage(proxy))
+    # Behind the token like every path: without it, not even which paths exist is told.
+    openapi.mount(root, http_doc.TITLE, http_doc.DESCRIPTION, http_doc.SECURITY_SCHEMES, guarded_by="apiToken")
+    return root
+
+
+def reference_document() -> dict:
+    """The OpenAPI document every mediator proxy (mailbox mode) serves (its reference page)."""
+    return local_api(None).children[b"openapi.json"].document()

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from .. import fuzz_net, openapi_check
-from .test_fuzz_net import decrypt_search  # noqa: F401 (fixtures)
+from .test_fuzz_net import decrypt_search, didcomm_proxy, mediator_proxy  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -29,10 +29,10 @@ def swept(component, spec) -> None:
     """The sweep with the component's credential; without it, the documented paths (each
     answers a documented refusal)."""
     paths = {t.path for t in component.targets} | {"/openapi.json"}
-    assert openapi_check.sweep(spec, component.port, paths, component.credentials) > 5
+    assert openapi_check.sweep(spec, component.port, paths, component.credentials) >= 5
     if component.credentials:
         documented = {p for p in paths if spec.template(p) is not None}
-        openapi_check.sweep(spec, component.port, documented, [])
+        openapi_check.sweep(spec, component.port, documented, [], documented_only=True)
     fuzz_net.still_serves(component.port, component.alive)
     assert not component.errors(), "\n\n".join(component.errors())
 
@@ -92,3 +92,53 @@ def test_decrypt_search(decrypt_search):  # noqa: F811
         ("GET", "/feed?after=x", auth, b"", 400), ("GET", "/openapi.json", [], b"", 200),
     ])
     assert operations(spec) - seen <= {("get", "/feed")}, operations(spec) - seen  # the stream: the sweep's
+
+
+# ------------------------------------------------------------ mediator proxy
+
+
+def test_mediator_proxy(mediator_proxy):  # noqa: F811
+    """The mailbox mode: every path, the document included, behind the local API token."""
+    from connectors.mediator_proxy.service import reference_document
+
+    component = mediator_proxy
+    refused = openapi_check.request(component.port, b"GET", "/openapi.json")
+    assert refused.status == 401, refused
+    spec = document_of(component, component.credentials)
+    spec.check("GET", "/openapi.json", refused)
+    assert spec.document == reference_document()
+    no_configured_values(spec, ["agentb", "mailbox.agentb", "/inbox", component.credentials[0][1].decode()[7:]])
+    swept(component, spec)
+    auth = component.credentials
+    seen = driven(component, spec, [
+        ("GET", "/status", auth, b"", 200), ("GET", "/status", [], b"", 401),
+        ("GET", "/endpoint", auth, b"", 200),
+        ("POST", "/outbound/mailbox.agenta", auth + [(b"Content-Type", b"text/plain")], b"hello", 202),
+        ("POST", "/outbound/not%20a%20uri", auth, b"hello", 400),
+        ("GET", "/dead-letters?body=1", auth, b"", 200),
+        ("DELETE", "/dead-letters/inbound/99", auth, b"", 404),
+        ("POST", "/dead-letters/outbound/99/retry", auth, b"", 404),
+        ("POST", "/dead-letters/sideways/1/retry", auth, b"", 400),
+    ])
+    assert operations(spec) - seen <= {("get", "/openapi.json")}, operations(spec) - seen
+
+
+def test_mediator_proxy_didcomm(didcomm_proxy):  # noqa: F811
+    """The DIDComm mode: the seed's surface, its document open, the invitation routes behind the token."""
+    from connectors.mediator_proxy.didcomm.service import reference_document
+
+    component = didcomm_proxy
+    spec = document_of(component)
+    assert spec.document == reference_document()
+    no_configured_values(spec, [component.credentials[0][1].decode()[7:], str(component.port)])
+    swept(component, spec)
+    auth = component.credentials
+    json_type = [(b"Content-Type", b"application/json")]
+    seen = driven(component, spec, [
+        ("GET", "/status", [], b"", 200),
+        ("GET", "/retrieve_agent_invitation", auth, b"", 200), ("GET", "/retrieve_agent_invitation", [], b"", 401),
+        ("POST", "/receive_mediator_invitation", auth + json_type, b"{}", 400),
+        ("POST", "/receive_mediator_invitation", [], b"{}", 401),
+        ("POST", "/", [(b"Content-Type", b"application/didcomm-envelope-enc")], b'{"protected": "x"}', 400),
+    ])
+    assert operations(spec) - seen <= {("get", "/openapi.json")}, operations(spec) - seen

@@ -47,7 +47,8 @@ def test_the_site_builds_without_a_warning(tmp_path):
         assert operation.replace(" ", '</span> <span class="pre">') in http_page, operation
     document = json.loads((html / "openapi" / "relayrouter.json").read_text())
     assert document["openapi"].startswith("3.1") and "/ws" in document["paths"]
-    for name, path in (("decrypt-search", "/search"),):
+    for name, path in (("decrypt-search", "/search"), ("mediator-proxy", "/dead-letters"),
+                       ("mediator-proxy-didcomm", "/receive_mediator_invitation")):
         document = json.loads((html / "openapi" / f"{name}.json").read_text())
         assert path in document["paths"], name
     # The architecture diagram was drawn.

@@ -30,10 +30,10 @@ from twisted.internet import defer, task, threads
 from twisted.logger import Logger
 from twisted.web import server
 
-from relayrouter.api import httpinput
+from relayrouter.api import httpinput, openapi
 
 from ...common import ApiToken, Backoff, HttpError, HttpService, JsonResource, JsonRoot, StateStore, TokenGuard
-from .. import delivery
+from .. import delivery, http_doc
 from ..delivery import DELIVERED, REFUSED
 from . import envelope, messages, seedstore
 from .messages import ProtocolError
@@ -88,15 +88,7 @@ class DidcommProxy(service.MultiService):
         self._stopped = False
 
     def _resources(self):
-        root = Inbound(self)
-        root.putChild(b"status", _Page(lambda request: self.describe()))
-        admin = {b"retrieve_agent_invitation": _Page(
-                     lambda request: {"invitation_url": (self.store.get(INVITATION) or {}).get("url")}),
-                 b"receive_mediator_invitation": MediatorInvitation(self)}
-        for name, page in admin.items():
-            token = self.config.api_token
-            root.putChild(name, TokenGuard(page, token, "mediator-proxy") if token is not None else page)
-        return root
+        return site(self, self.config.api_token)
 
     def describe(self) -> dict:
         """The seed's ``{"status"}``, and what this proxy adds: counters and the spool."""
@@ -555,10 +547,32 @@ class _MediatorSocket(WebSocketClientProtocol):
 # ------------------------------------------------------------------- HTTP
 
 
+def site(proxy, token) -> "Inbound":
+    """The seed's surface: ``POST /``, ``GET /status``, the invitation routes (behind ``token``
+    when there is one)."""
+    root = Inbound(proxy)
+    root.putChild(b"status", _Page(lambda request: proxy.describe(), http_doc.DIDCOMM_STATUS))
+    admin = {b"retrieve_agent_invitation": _Page(
+                 lambda request: {"invitation_url": (proxy.store.get(INVITATION) or {}).get("url")},
+                 http_doc.AGENT_INVITATION),
+             b"receive_mediator_invitation": MediatorInvitation(proxy)}
+    for name, page in admin.items():
+        root.putChild(name, TokenGuard(page, token, "mediator-proxy") if token is not None else page)
+    # Open, as the seed's surface is: it says which routes need the token, not the token.
+    openapi.mount(root, http_doc.DIDCOMM_TITLE, http_doc.DIDCOMM_DESCRIPTION, http_doc.SECURITY_SCHEMES)
+    return root
+
+
+def reference_document() -> dict:
+    """The OpenAPI document every mediator proxy in DIDComm mode serves (its reference page)."""
+    return site(None, None).children[b"openapi.json"].document()
+
+
 class _Page(JsonResource):
-    def __init__(self, answer) -> None:
+    def __init__(self, answer, document: dict) -> None:
         super().__init__()
         self.answer = answer
+        self.openapi = document
 
     def render_GET(self, request):
         return self.answer(request)
@@ -566,6 +580,8 @@ class _Page(JsonResource):
 
 class MediatorInvitation(JsonResource):
     """``POST /receive_mediator_invitation {"invitation_url"}``: 200 once mediation is set up."""
+
+    openapi = http_doc.MEDIATOR_INVITATION
 
     def __init__(self, proxy: DidcommProxy) -> None:
         super().__init__()
@@ -589,6 +605,8 @@ class MediatorInvitation(JsonResource):
 
 class Inbound(JsonRoot):
     """``POST /``: a DIDComm message; 200 with the answer for a return route, else 202."""
+
+    openapi = http_doc.DIDCOMM_INBOUND
 
     def __init__(self, proxy: DidcommProxy) -> None:
         super().__init__()
