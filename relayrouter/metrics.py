@@ -251,7 +251,12 @@ def _cluster_state(cluster):
                             "tickets, retained events, tenants) is in sync with JetStream",
                             value=1 if state.synced else 0)
     yield CounterMetricFamily("relayrouter_cluster_state_resyncs", "Times this node synced its shared state "
-                              "with JetStream (once per NATS connection)", value=counters["state_resyncs"])
+                              "with JetStream (on connecting to NATS, and on reconnecting when its watches "
+                              "could not be kept)",
+                              value=counters["state_resyncs"])
+    yield CounterMetricFamily("relayrouter_cluster_state_resumes", "Times this node kept its watches of the "
+                              "shared state across a quick reconnection to NATS (no resync)",
+                              value=counters["state_resumes"])
     tickets = CounterMetricFamily("relayrouter_cluster_tickets", "One-time tickets: shared (minted here, "
                                   "stored in JetStream), taken (joined with one from JetStream), refused "
                                   "(unknown, used or expired there), unavailable (JetStream not asked: away)",

@@ -24,6 +24,15 @@ CHECK_TIMEOUT = 2.0
 # dies, this is how soon the watch moves on (nats-py's default, 5 s, leaves a
 # node deaf to denials and registrations for 10 s and more).
 WATCH_HEARTBEAT = 1.0
+# A reconnection this soon after the connection was lost keeps the watches (see
+# watch_resumes); after a longer outage every watch is made again.  A client's
+# failover to another server takes well under a second.
+RESUME_WINDOW = 5.0
+# How long a kept watch may take to show a live consumer again: nats-py makes one anew
+# (from the last revision seen) two heartbeats after the old one fell silent, and the
+# bucket may be electing a leader meanwhile (seconds after a server's death).
+RESUME_PATIENCE = 15.0
+RESUME_PROBE = 1.0  # each question to JetStream about the watch's consumer
 
 
 class CannotReplicate(Exception):
@@ -134,6 +143,32 @@ class Buckets:
             if cluster is not None and not cluster.leader:
                 found[name] = "no leader (its replicas have no quorum)"
         return found
+
+
+async def watch_resumes(watcher, patience: float = RESUME_PATIENCE) -> bool:
+    """True once the consumer behind a kept watch answers (False if not within ``patience``).
+
+    A watch is a nats-py ordered consumer: a message it missed while the
+    connection was away shows as a gap in the consumer's sequence, and a
+    consumer that died with its server shows as missed heartbeats; either way
+    nats-py makes the consumer again from the last revision the watch saw, so
+    the watch resumes without losing a change.  What it cannot do is resume on
+    a bucket JetStream no longer serves (deleted, or its stream without a
+    leader for longer than ``patience``): then the caller makes its watches anew.
+    ``watcher._sub`` is nats-py's (as ``kv._js`` below; tests/cluster/test_buckets.py
+    fails if it is gone)."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while True:
+        try:
+            await asyncio.wait_for(watcher._sub.consumer_info(), RESUME_PROBE)
+            return True
+        except Exception:  # noqa: BLE001 - gone with its server, not made again yet, or no leader
+            if loop.time() + RESUME_PROBE / 4 > deadline:
+                return False
+            await asyncio.sleep(RESUME_PROBE / 4)
 
 
 class _QuickHeartbeats:

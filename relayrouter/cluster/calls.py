@@ -59,6 +59,7 @@ from ..core.ids import global_id
 from ..core.dealer import CANCELING_FEATURE, KILL, KILLNOWAIT, PPT_FEATURE, SINGLE, PendingCall, Registration
 from . import directory, subjects
 from .bridge import NotConnected
+from .buckets import RESUME_WINDOW
 from .directory import UNCHANGED, Directory, NoJetStream, Refused, Value
 
 log = Logger(namespace="relayrouter.cluster")
@@ -173,6 +174,8 @@ class Calls:
         self._generation = 0  # of the watch; updates of an older one are ignored
         self._snapshot: dict | None = None  # a (re)started watch's first values, until complete
         self.synced = False  # the watch delivered the directory since the last (re)connection
+        self._watching = False  # the current watch delivered its snapshot (it may be kept on reconnecting)
+        self._lost_at = None  # when the connection was lost, while it is away
         self._inflight: set = set()  # (key, session_id) of REGISTERs the directory has not answered
         self._fixing: dict[str, bool] = {}  # key -> fix again when the running one ends
         self._gone: set = set()  # nodes declared gone (their callees are not routed to)
@@ -402,9 +405,18 @@ class Calls:
                 self._isolated = False
                 for name in list(self.values):
                     self._sync(name)
-            self._restart_watch()
+            lost_at, self._lost_at = self._lost_at, None
+            if (state == "reconnected" and self._watching and lost_at is not None
+                    and self.reactor.seconds() - lost_at <= RESUME_WINDOW):
+                self._resume_watch()
+            else:
+                self._restart_watch()
         elif state in ("disconnected", "unreachable", "closed"):
             self.synced = False
+            if state == "closed":
+                self._watching = False
+            elif self._lost_at is None:
+                self._lost_at = self.reactor.seconds()
             if state == "closed":
                 self._isolate()
             elif not self._isolated and self._isolating is None:
@@ -426,7 +438,41 @@ class Calls:
             self._isolating.cancel()
         self._isolating = None
 
+    def _resume_watch(self) -> None:
+        """Back on NATS soon after losing it: the directory's watch is kept if it resumes
+        (nats-py makes its consumer again from the last revision seen), else started again."""
+        generation = self._generation
+
+        def resumed(kept: bool) -> None:
+            if generation != self._generation or self.synced or not self.bridge.connected:
+                return
+            if kept:
+                self.synced = True
+                self.counters["directory_resumes"] += 1
+                self._recheck()
+            else:
+                self._restart_watch()
+
+        self.bridge.run(self.directory.resume).addCallbacks(resumed, lambda f: resumed(False))
+
+    def _recheck(self) -> None:
+        """This node's entries made what its sessions hold now: what they registered or left
+        while NATS was away (a resync's snapshot does it for a watch started again)."""
+        names = set(self.values)
+        for dealer in self.dealers.values():
+            for registration in list(dealer.registrations_by_id.values()):
+                if _local_callees(registration):
+                    names.add(self._name(dealer.realm.name, registration.uri, registration.match))
+        for name in names:
+            found = self._local(name)
+            local = {s.session_id for s in found[2]} if found is not None else set()
+            value = self.values.get(name)
+            mine = {c[1] for c in value.callees if c[0] == self.node} if value is not None else set()
+            if local != mine:
+                self._fix(name)
+
     def _restart_watch(self) -> None:
+        self._watching = False
         self._generation += 1
         generation = self._generation
         self._snapshot = {}
@@ -473,6 +519,7 @@ class Calls:
                 revision, value = snapshot.get(name, (0, None))
                 self._apply(name, revision, value, deleted=value is None)
             self.synced = True
+            self._watching = True
             for dealer in self.dealers.values():  # what this node holds that the directory lost
                 for registration in list(dealer.registrations_by_id.values()):
                     name = self._name(dealer.realm.name, registration.uri, registration.match)

@@ -104,6 +104,7 @@ class Directory:
         self._kv = None  # the bucket handle, made once per NATS client
         self._kv_of = None
         self._watcher = None
+        self._pumping = None  # the task that hands the watch's entries over
 
     async def _bucket(self, nc, js):
         if self._kv is None or self._kv_of is not nc:
@@ -161,7 +162,16 @@ class Directory:
                     pass
         watcher = await kv.watchall()
         self._watcher = watcher
-        asyncio.ensure_future(self._pump(watcher, deliver))
+        self._pumping = asyncio.ensure_future(self._pump(watcher, deliver))
+
+    async def resume(self, nc, js) -> bool:
+        """True when the running watch is kept across a reconnection (:func:`.buckets.watch_resumes`);
+        False when it is gone or cannot resume, and must be started again."""
+        from .buckets import watch_resumes
+
+        if self._watcher is None or self._pumping is None or self._pumping.done():
+            return False
+        return await watch_resumes(self._watcher)
 
     async def stop_watch(self, nc, js) -> None:
         if self._watcher is not None:

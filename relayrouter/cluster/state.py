@@ -63,6 +63,7 @@ from ..core.broker import Publication
 from ..core.revocation import DenyListError
 from . import _UNDISCLOSED, RemotePublisher, subjects
 from .bridge import NotConnected
+from .buckets import RESUME_PATIENCE, RESUME_WINDOW
 
 log = Logger(namespace="relayrouter.cluster")
 
@@ -153,6 +154,17 @@ class _LoopSide:
             snapshots[what] = snapshot
             self.watches.append((watcher, asyncio.ensure_future(_follow(what, watcher, deliver))))
         return snapshots
+
+    async def resume(self, nc, js) -> bool:
+        """True when every watch of the current generation is kept across a reconnection
+        (:func:`.buckets.watch_resumes`); False when one cannot be, and all are made anew."""
+        import asyncio
+
+        from .buckets import watch_resumes
+
+        if len(self.watches) != len(WATCHED) or any(task.done() for _, task in self.watches):
+            return False
+        return all(await asyncio.gather(*(watch_resumes(watcher) for watcher, _ in self.watches)))
 
     async def _stop_watches(self) -> None:
         import asyncio
@@ -256,7 +268,10 @@ class SharedState:
         self._side = _LoopSide(self.names, cluster.buckets)
         self.synced = False
         self.counters = cluster.counters  # denials_out/in, tickets_*, retained_*, tenants_*, resyncs
-        self._generation = 0
+        self._generation = 0  # of the watches: deliveries of an older one are ignored
+        self._attempt = 0  # of the syncs (resync or resume): the outcome of an older one is ignored
+        self._watching = False  # the current generation's watches delivered their snapshot
+        self._lost_at = None  # when the connection was lost, while it is away
         self._said_failure = False
         self._retry = None
         self._rewrites_failed = 0  # pending changes written again in a row without success
@@ -290,28 +305,98 @@ class SharedState:
                 "with JetStream yet (local routing goes on; see the log)")
 
     def _nats_state(self, state: str, text: str) -> None:
-        if state in ("connected", "reconnected"):
+        if state == "reconnected" and self._resumable():
+            self._resume()
+        elif state in ("connected", "reconnected"):
             self._resync()
-        elif state in ("disconnected", "unreachable", "closed"):
+        elif state in ("disconnected", "unreachable"):
+            self.synced = False  # writes wait in _pending; the watches are kept for a quick reconnection
+            self._attempt += 1
+            self._cancel_retry()  # a rewrite now would resync, and lose the watches
+            if self._lost_at is None:
+                self._lost_at = self.reactor.seconds()
+        elif state == "closed":
             self.synced = False
+            self._attempt += 1
             self._generation += 1  # what the old watches still deliver is ignored
+            self._watching = False
+
+    def _resumable(self) -> bool:
+        """The connection came back within RESUME_WINDOW and the watches were complete."""
+        lost_at, self._lost_at = self._lost_at, None
+        return (self._watching and lost_at is not None
+                and self.reactor.seconds() - lost_at <= RESUME_WINDOW)
+
+    def _resume(self) -> None:
+        """Back on NATS soon after losing it (a failover to another server): the watches are
+        kept, as they are on a node that stayed connected when a server dies (nats-py makes a
+        watch's consumer again from the last revision it saw, missed changes and all), and
+        the node is in sync once what changed here meanwhile is written.  Meanwhile each
+        watch is asked to show a live consumer within RESUME_PATIENCE; one that cannot (its
+        bucket deleted, or without a leader that long): a whole resync."""
+        self._attempt += 1
+        attempt = self._attempt
+        self._cancel_retry()
+        started = self.reactor.seconds()
+        d = self._flush(patient=True)
+        d.addCallback(self._kept, attempt)
+        d.addErrback(self._resume_failed, attempt)
+        probe = self.cluster.bridge.run(self._side.resume)
+        probe.addCallback(self._resumed, attempt, started)
+        probe.addErrback(self._resume_failed, attempt)
+
+    def _kept(self, _, attempt: int) -> None:
+        if attempt != self._attempt:
+            return
+        self.synced = True
+        self._said_failure = False
+        self.counters["state_resumes"] += 1
+        log.info("cluster: node {node} kept its watches of the shared state across the reconnection",
+                 node=self.node)
+
+    def _resumed(self, kept: bool, attempt: int, started: float) -> None:
+        if attempt != self._attempt:
+            return
+        if kept:
+            log.info("cluster: node {node}'s watches of the shared state resumed {seconds:.2f} s after "
+                     "the reconnection", node=self.node, seconds=self.reactor.seconds() - started)
+            return
+        log.warn("cluster: node {node}'s watches of the shared state did not resume within {patience:g} s; "
+                 "making them anew", node=self.node, patience=RESUME_PATIENCE)
+        self._resync()
+
+    def _resume_failed(self, failure, attempt: int) -> None:
+        if attempt != self._attempt:
+            return
+        if not failure.check(NotConnected):
+            log.info("cluster: node {node} could not resume its shared state ({error}); resyncing",
+                     node=self.node, error=failure.getErrorMessage() or failure.type.__name__)
+            self._resync()
 
     def _resync(self) -> None:
         self.synced = False
+        self._watching = False
+        self._lost_at = None
         self._generation += 1
+        self._attempt += 1
         generation = self._generation
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
+        attempt = self._attempt
+        self._cancel_retry()
 
         def deliver(what, key, revision, value):  # loop thread
             self.reactor.callFromThread(self._update, generation, what, key, revision, value)
 
         d = self.cluster.bridge.run(self._side.open, deliver)
-        d.addCallback(self._reconcile, generation)
-        d.addErrback(self._resync_failed, generation)
+        d.addCallback(self._reconcile, attempt)
+        d.addErrback(self._resync_failed, attempt)
 
-    def _resync_failed(self, failure, generation: int) -> None:
-        if generation != self._generation:
+    def _cancel_retry(self) -> None:
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+
+    def _resync_failed(self, failure, attempt: int) -> None:
+        if attempt != self._attempt:
             return
         if not self._said_failure:
             self._said_failure = True
@@ -321,9 +406,9 @@ class SharedState:
         if self.cluster.connected:
             self._retry = self.reactor.callLater(max(self.cluster.config.reconnect_wait, 0.5), self._resync)
 
-    def _reconcile(self, snapshots: dict, generation: int) -> defer.Deferred | None:
+    def _reconcile(self, snapshots: dict, attempt: int) -> defer.Deferred | None:
         self._tickets_open = True
-        if generation != self._generation:
+        if attempt != self._attempt:
             return None
         for what in WATCHED:
             self._revisions[what] = {key: revision for key, (revision, _) in snapshots[what].items()}
@@ -331,14 +416,15 @@ class SharedState:
         self._reconcile_deny(snapshots[DENY])
         self._reconcile_retained(snapshots[RETAINED])
         d = self._flush()
-        d.addCallback(self._synced, generation)
-        d.addErrback(self._resync_failed, generation)
+        d.addCallback(self._synced, attempt)
+        d.addErrback(self._resync_failed, attempt)
         return d
 
-    def _synced(self, _, generation: int) -> None:
-        if generation != self._generation:
+    def _synced(self, _, attempt: int) -> None:
+        if attempt != self._attempt:
             return
         self.synced = True
+        self._watching = True
         self._said_failure = False
         self.counters["state_resyncs"] += 1
         log.info("cluster: node {node} synced its shared state with JetStream ({deny} denials, {tenants} "
@@ -348,9 +434,11 @@ class SharedState:
                  retained=len(self._retained_keys))
 
     @defer.inlineCallbacks
-    def _flush(self):
-        """Write what changed here while the bucket could not take it."""
-        run = self.cluster.bridge.run
+    def _flush(self, patient: bool = False):
+        """Write what changed here while the bucket could not take it (``patient``: each
+        write tried again while its bucket elects a leader, for at most ELECTION_PATIENCE)."""
+        bridge = self.cluster.bridge
+        run = (lambda *args: bridge.run(_patiently, *args)) if patient else bridge.run
         for (what, key), (value, last) in list(self._pending.items()):
             try:
                 if value is None:
@@ -399,6 +487,8 @@ class SharedState:
         """Still connected (a timeout, a bucket electing its leader): write what is pending
         again soon rather than at the next reconnection, which may never come; a lost
         connection resyncs on reconnecting anyway."""
+        if not self.synced:
+            return  # the sync under way (resync or resume) writes what is pending when it ends
         if self.cluster.connected and not (self._retry is not None and self._retry.active()):
             self._retry = self.reactor.callLater(REWRITE_WAIT, self._rewrite)
 

@@ -89,6 +89,12 @@ loop = "{loop}"
 """ + extra + "\n" + realms
 
 
+# What a node says once its shared state is in sync with JetStream again (a resync, or a quick
+# reconnection that kept its watches), or that it cannot be (no JetStream).
+SYNCED = ("(synced its shared state with JetStream|kept its watches of the shared state|cannot sync its "
+          "shared state)")
+
+
 class Node(RouterProcess):
     def __init__(self, tmp_path: Path, name: str, nats_url: str, realms: str | None = None, env=None,
                  extra: str = "", loop: str = "thread") -> None:
@@ -120,8 +126,7 @@ class Node(RouterProcess):
     def wait_synced(self, after: int, seconds: float = 60.0) -> None:
         """Until the node says it synced its shared state (after output line ``after``), or, on a
         NATS server without JetStream, that it cannot."""
-        self.wait_output(rf"cluster: node {self.name} (synced its shared state with JetStream|cannot sync "
-                         "its shared state)", seconds, after)
+        self.wait_output(rf"cluster: node {self.name} {SYNCED}", seconds, after)
 
     @property
     def ws_port(self) -> int:

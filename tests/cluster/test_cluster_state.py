@@ -16,7 +16,7 @@ from ..security_support import HS_SECRET, http, token
 from ..support import LeftBeforeJoining, connect_ws, within
 from relayrouter.cluster.state import retained_key
 
-from .harness import LOOPS, NatsServer, Node, ready, sleep
+from .harness import LOOPS, SYNCED, NatsServer, Node, ready, sleep
 
 REALMS = """
 [revocation]
@@ -468,8 +468,7 @@ def test_after_nats_restarts_every_node_resyncs_and_catches_up(cluster):
     here.leave()
     yield threads.deferToThread(nats.start)
     for name, node in nodes.items():
-        yield threads.deferToThread(node.wait_output, f"cluster: node {name} synced its shared state", 60,
-                                    marks[name])
+        yield threads.deferToThread(node.wait_output, f"cluster: node {name} {SYNCED}", 60, marks[name])
     # The denial made during the outage reached node b: its session ended.
     details = yield within(victim.left, 10)
     assert details.reason == "wamp.close.revoked"
