@@ -89,6 +89,12 @@ loop = "{loop}"
 """ + extra + "\n" + realms
 
 
+# A machine loaded far beyond its cores (load average 14 on 2 cores, seen) stalls a node's
+# reactor for seconds: a test checking a bound (a node declared gone after heartbeat_ttl) allows
+# LOAD_SLACK more, and a wait for something that comes without a bound waits up to PATIENCE.
+LOAD_SLACK = 10.0
+PATIENCE = 60.0
+
 # What a node says once its shared state is in sync with JetStream again (a resync, or a quick
 # reconnection that kept its watches), or that it cannot be (no JetStream).
 SYNCED = ("(synced its shared state with JetStream|kept its watches of the shared state|cannot sync its "

@@ -8,7 +8,7 @@ import pytest
 import pytest_twisted
 
 from ..support import LeftBeforeJoining, connect_ws, within
-from .harness import LOOPS, NatsServer, Node, sleep
+from .harness import LOAD_SLACK, LOOPS, PATIENCE, NatsServer, Node, sleep
 
 ADMIN, DEV = "admin-ticket-0123456789", "dev-ticket-0123456789"
 REALMS = """
@@ -61,9 +61,9 @@ def test_a_denial_on_one_node_ends_the_session_on_another_and_is_lifted_everywhe
     started = time.monotonic()
     result = yield admin.call("relayrouter.denylist.add", claim="authid", value="dev", ttl=600, reason="lost laptop")
     assert result["sessions_closed"] == 0  # this node only: nobody on node a itself
-    details = yield within(dev.left, 5)
+    details = yield within(dev.left, PATIENCE)
     assert details.reason == "wamp.close.revoked"
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.0 + LOAD_SLACK  # within a second on a machine not overloaded
     # Node c learnt it too: the credential is refused there.
     with pytest.raises(LeftBeforeJoining) as refused:
         yield join(nodes["c"], "dev", DEV)

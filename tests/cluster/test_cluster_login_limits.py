@@ -11,7 +11,7 @@ import pytest
 import pytest_twisted
 
 from ..support import LeftBeforeJoining, connect_ws
-from .harness import nats_and_nodes, sleep
+from .harness import PATIENCE, nats_and_nodes, sleep
 
 DEV = "dev-ticket-0123456789"
 BURST = 6
@@ -58,7 +58,7 @@ def attempt(node, ticket):
 @pytest_twisted.inlineCallbacks
 def heard_everywhere(nodes, failing_node, elsewhere_before: dict):
     """Until every node but ``failing_node`` counted one more failure from elsewhere."""
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + PATIENCE
     others = [n for n in nodes.values() if n is not failing_node]
     while any(limiter_metric(n, "failures_elsewhere") <= elsewhere_before[n.name] for n in others):
         assert time.monotonic() < deadline, "a failure verified on one node never reached the others"

@@ -15,7 +15,7 @@ from autobahn.wamp.exception import ApplicationError
 from relayrouter import __version__
 
 from ..support import connect_ws
-from .harness import nats_and_nodes, sleep
+from .harness import PATIENCE, nats_and_nodes, sleep
 
 BEATS = "heartbeat_interval = 0.25\nheartbeat_ttl = 1.0\n"
 TICKETS = {"WATCH_TICKET": "watcher-ticket-0123456789", "DEV_TICKET": "device-ticket-0123456789"}
@@ -60,7 +60,7 @@ def gauge(text: str, name: str, **labels) -> float | None:
 
 
 @pytest_twisted.inlineCallbacks
-def listed_until(session, condition, seconds=10.0):
+def listed_until(session, condition, seconds=PATIENCE):
     deadline = time.monotonic() + seconds
     while True:
         nodes = (yield session.call("relayrouter.cluster.nodes"))["nodes"]
@@ -102,7 +102,7 @@ def test_every_node_lists_the_cluster_with_what_each_said_of_itself(cluster):
         return (gauge(text, "relayrouter_cluster_node_info", node="b", version=__version__) == 1
                 and gauge(text, "relayrouter_cluster_node_sessions", node="b") == 2 and text)
 
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + PATIENCE
     while not (text := b_in_metrics()):
         assert time.monotonic() < deadline, metrics(nodes["c"])
         yield sleep(0.05)
@@ -129,7 +129,7 @@ def test_a_node_stopped_leaves_the_view(cluster):
     ops = yield join(nodes["a"], "ops")
     yield listed_until(ops, lambda rows: len(rows) == 3)
     nodes["c"].stop()
-    rows = yield listed_until(ops, lambda rows: len(rows) == 2, seconds=5)
+    rows = yield listed_until(ops, lambda rows: len(rows) == 2)
     assert [r["name"] for r in rows] == ["a", "b"]
     assert gauge(metrics(nodes["a"]), "relayrouter_cluster_node_sessions", node="c") is None
     ops.leave()
