@@ -140,7 +140,7 @@ class Relay:
         if self.security.denylist.match(accept.authid, claims) is not None:
             raise HttpRefusal(403, errors.NOT_AUTHORIZED, "the booking id has been denied (the session was cancelled)")
         wamp_topic = self.config.wamp_topic_for(prefix, topic)
-        if _uri_problem(wamp_topic):
+        if "." in topic or _uri_problem(wamp_topic):  # one stream is one topic, never a subtree
             raise HttpRefusal(400, errors.INVALID_ARGUMENT, f"'{topic}' cannot be a topic (no '.', '#' or spaces)")
         if bid and accept.expires_at is not None:
             self.allowed_until[bid] = accept.expires_at

@@ -171,6 +171,39 @@ def test_session_with_an_invalid_token_is_401(router, why):
 
 
 @pytest_twisted.inlineCallbacks
+def test_session_for_a_topic_that_cannot_be_a_wamp_uri_component_is_400(router):
+    """access.go sessionHandler takes any session_id as the topic; ours is also the WAMP topic
+    relay.{prefix}.{topic}, so a '.' (or '#', a space) in it is refused with 400."""
+    code, body = yield post_access(router, "pend.00", practable_token(topic="pend.00"))
+    assert code == 400 and body["error"] == "wamp.error.invalid_argument"
+    assert "'pend.00' cannot be a topic" in body["message"]
+
+
+@pytest_twisted.inlineCallbacks
+def test_every_refusal_is_one_json_shape(router):
+    """models/error.go: practable's refusals are {"code": "<status>", "message"}, a bare JSON
+    string (access.go sessionHandler's 401s) or go-swagger's {"code": 602, "message"} (422);
+    ours are all {"error": <WAMP error URI>, "message"}, whatever the status."""
+    yield http("POST", bids(router, "deny", f"?bid=bk-gone&exp={future()}"), headers=admin())
+    refusals = [
+        ("POST", f"{router.http_url}/session/pend00", {}, 401),  # no token
+        ("POST", f"{router.http_url}/session/other", {"Authorization": practable_token()}, 401),
+        ("POST", f"{router.http_url}/session/pend00", {"Authorization": practable_token(lifetime=-10)}, 401),
+        ("POST", f"{router.http_url}/session/pend00", {"Authorization": practable_token(booking_id=None)}, 400),
+        ("POST", f"{router.http_url}/session/pend00", {"Authorization": practable_token(booking_id="bk-gone")}, 403),
+        ("POST", bids(router, "deny", f"?bid=x&exp={future()}"), admin(scopes=("read",)), 403),
+        ("POST", bids(router, "deny", "?bid=x"), admin(), 422),
+        ("POST", bids(router, "deny", f"?bid=x&exp={int(time.time()) - 10}"), admin(), 400),
+        ("GET", f"{router.http_url}/status", admin(), 403),
+    ]
+    for method, url, headers, status in refusals:
+        code, _, body = yield http(method, url, headers=headers)
+        assert code == status, (url, code, body)
+        assert set(body) == {"error", "message"}, (url, body)
+        assert body["error"].startswith(("wamp.error.", "relayrouter.error.")) and body["message"], (url, body)
+
+
+@pytest_twisted.inlineCallbacks
 def test_session_for_a_denied_booking_is_refused(router):
     """access.go sessionHandler: DenyStore.IsDenied -> refused (practable 400; we 403)."""
     yield http("POST", bids(router, "deny", f"?bid=bk-1&exp={future()}"), headers=admin())
@@ -276,6 +309,19 @@ def test_frames_keep_their_type(router):
     a.send_binary(b"\x00\xffbin")
     a.send_text("txt")
     assert (yield b.next()) == b"\x00\xffbin" and (yield b.next()) == "txt"
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_largest_frame_is_the_routers_limit(router):
+    """crossbar.go maxMessageSize: practable's read limit is 10 MiB; ours is the router's
+    limits.max_message_size (16 MiB by default): a 12 MiB frame is relayed, a larger one than the
+    limit closes its sender with 1009."""
+    writer, reader = (yield raw(router, ("read", "write"))), (yield raw(router, ("read", "write")))
+    writer.send_binary(b"v" * (12 * 2**20))
+    assert len((yield reader.next(timeout=60))) == 12 * 2**20
+    writer.send_binary(b"v" * (16 * 2**20 + 1))
+    code, _ = yield writer.closed(60)
+    assert code == 1009
 
 
 @pytest_twisted.inlineCallbacks
