@@ -152,11 +152,14 @@ class NotFound(resource.Resource):
 
 
 class StatusResource(JsonResource):
-    """``GET /status``: whatever ``describe()`` returns, as JSON."""
+    """``GET /status``: whatever ``describe()`` returns, as JSON (``document``: its OpenAPI
+    path item, relayrouter.api.openapi)."""
 
-    def __init__(self, describe) -> None:
+    def __init__(self, describe, document: dict | None = None) -> None:
         super().__init__()
         self._describe = describe
+        if document is not None:
+            self.openapi = document
 
     def render_GET(self, request):
         return self._describe()

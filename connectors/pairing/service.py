@@ -29,8 +29,9 @@ from twisted.logger import Logger
 
 from connectors.common import HttpError, HttpService, JsonResource, JsonRoot, RouterConnection, StatusResource
 from connectors.common.http import read_body
-from relayrouter.api import event_topic, httpinput, pair_prefix, presence_topic, rest, rest_procedure
+from relayrouter.api import event_topic, httpinput, openapi, pair_prefix, presence_topic, rest, rest_procedure
 
+from . import http_doc
 from .http_bridge import LocalService, NotConnected, PeerProxy
 
 log = Logger(namespace="pairing-agent")
@@ -54,9 +55,7 @@ class PairingAgent(service.MultiService):
                          "events_received": 0, "events_undelivered": 0}
         HttpService(listen, PeerProxy(self.call_peer, max_body), name="pairing-agent REST port",
                     reactor=reactor).setServiceParent(self)
-        root = JsonRoot()
-        root.putChild(b"status", StatusResource(self.describe))
-        root.putChild(b"events", _Events(self, max_body))
+        root = control_site(self, max_body)
         HttpService(control, root, name="pairing-agent control", reactor=reactor).setServiceParent(self)
 
     # --------------------------------------------------------------- joining
@@ -142,10 +141,25 @@ class PairingAgent(service.MultiService):
                 "peer_present": self.peer_present, "counters": dict(self.counters), "time": time.time()}
 
 
+def control_site(agent, max_body: int) -> JsonRoot:
+    """The control port: /status, /events/<name>, /openapi.json."""
+    root = JsonRoot()
+    root.putChild(b"status", StatusResource(agent.describe if agent is not None else None, http_doc.STATUS))
+    root.putChild(b"events", _Events(agent, max_body))
+    openapi.mount(root, http_doc.TITLE, http_doc.DESCRIPTION)
+    return root
+
+
+def reference_document() -> dict:
+    """The OpenAPI document of every pairing agent's control port (its reference page)."""
+    return control_site(None, 0).children[b"openapi.json"].document()
+
+
 class _Events(JsonResource):
     """``POST /events/<name>``: a notification for the other peer, with the request's body."""
 
-    takes_path = None  # the event's name, whatever it holds
+    takes_path = 1  # the event's name
+    openapi = http_doc.EVENTS
 
     def __init__(self, agent: PairingAgent, max_body: int) -> None:
         super().__init__()

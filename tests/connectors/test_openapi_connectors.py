@@ -12,7 +12,7 @@ import time
 import pytest
 
 from .. import fuzz_net, openapi_check
-from .test_fuzz_net import decrypt_search, didcomm_proxy, mediator_proxy  # noqa: F401 (fixtures)
+from .test_fuzz_net import decrypt_search, didcomm_proxy, mediator_proxy, pairing_agents  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -142,3 +142,26 @@ def test_mediator_proxy_didcomm(didcomm_proxy):  # noqa: F811
         ("POST", "/", [(b"Content-Type", b"application/didcomm-envelope-enc")], b'{"protected": "x"}', 400),
     ])
     assert operations(spec) - seen <= {("get", "/openapi.json")}, operations(spec) - seen
+
+
+# ------------------------------------------------------------ pairing agent
+
+
+def test_pairing_agent_control_port(pairing_agents):  # noqa: F811
+    """The control port's document; the REST port has none (every path there is the other peer's)."""
+    from connectors.pairing.service import reference_document
+
+    rest_port, component = pairing_agents
+    spec = document_of(component)
+    assert spec.document == reference_document()
+    no_configured_values(spec, [f":{rest_port.port}", '"gateway"', '"manager"', "/tmp"])
+    swept(component, spec)
+    seen = driven(component, spec, [
+        ("GET", "/status", [], b"", 200),
+        ("POST", "/events/DPP:Started", [(b"Content-Type", b"application/json")], b'{"a": 1}', 202),
+        ("POST", "/events/bad.name", [], b"x", 404),
+    ])
+    assert operations(spec) - seen <= {("get", "/openapi.json")}, operations(spec) - seen
+    # On the REST port, /openapi.json is the other peer's path like any other (its echo answers).
+    proxied = openapi_check.request(rest_port.port, b"GET", "/openapi.json")
+    assert proxied.status == 200 and proxied.json()["path"] == "/openapi.json", proxied

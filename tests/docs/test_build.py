@@ -48,7 +48,8 @@ def test_the_site_builds_without_a_warning(tmp_path):
     document = json.loads((html / "openapi" / "relayrouter.json").read_text())
     assert document["openapi"].startswith("3.1") and "/ws" in document["paths"]
     for name, path in (("decrypt-search", "/search"), ("mediator-proxy", "/dead-letters"),
-                       ("mediator-proxy-didcomm", "/receive_mediator_invitation")):
+                       ("mediator-proxy-didcomm", "/receive_mediator_invitation"),
+                       ("pairing-agent", "/events/{name}")):
         document = json.loads((html / "openapi" / f"{name}.json").read_text())
         assert path in document["paths"], name
     # The architecture diagram was drawn.
