@@ -66,12 +66,18 @@ def test_the_bridge_try_it_runs_as_written(base):
     reference.run([OPERATIONS], base)
 
 
-def test_the_relay_page_has_no_command_left_unrun():
-    """Every command block of the relay page is a console block the test above runs (a block
-    of commands shown only for reading would be a block no test holds to its word)."""
-    text = RELAY.read_text()
+@pytest.mark.parametrize("page", [RELAY, PAIRS, PAIRING_AGENT, OPERATIONS, DOCS / "compatibility" / "practable.md",
+                                  DOCS / "compatibility" / "micronets.md", DOCS / "compatibility" / "crossbar.md"],
+                         ids=lambda p: p.stem)
+def test_the_relay_pairing_and_bridge_pages_have_no_command_left_unrun(page):
+    """Every block of commands on these pages is a console block the tests above run (a block
+    of commands shown only for reading would be one no test holds to its word)."""
+    text = page.read_text()
     unmarked = [m["body"] for m in tutorial.FENCE.finditer(text) if m["info"].strip() in ("", "sh", "shell", "bash")]
     assert unmarked == []
+
+
+def test_the_relay_page_shows_every_tool():
     commands = [s.text for s in tutorial.steps(RELAY) if isinstance(s, tutorial.Command)]
     for needed in ("twistd relayrouter --config relay.toml", "relayrouter token", "--command", "--tcp",
                    "--websocket", "--device", "--ts", "--log", "--check", "tunnel host", "tunnel client",
