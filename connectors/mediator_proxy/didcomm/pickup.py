@@ -38,6 +38,7 @@ from .messages import ProtocolError
 
 TAKEN = "didcomm.pickup.taken"
 BATCH = 10
+MAX_BATCHES = 100  # per round: a mediator that never runs dry (or never forgets) waits for the next poll
 
 
 class Retrieval:
@@ -128,7 +129,9 @@ class PickupRetriever:
     def _drain(self):
         count = messages.message_count((yield self._ask(messages.status_request())))
         self._reached()
-        while count and self.running and not self.proxy.spool_full():
+        batches = 0
+        while count and self.running and not self.proxy.spool_full() and batches < MAX_BATCHES:
+            batches += 1
             room = self.proxy.config.max_spooled - len(self.proxy.spool)
             answer = yield self._ask(messages.delivery_request(min(BATCH, room)))
             if messages.type_of(answer) == f"{messages.PICKUP}/status":
@@ -136,6 +139,8 @@ class PickupRetriever:
             if messages.type_of(answer) != f"{messages.PICKUP}/delivery":
                 raise ProtocolError("invalid-delivery", f"expected a delivery, got {messages.type_of(answer)!r}")
             ids = yield self._take(messages.delivered(answer))
+            if not ids:  # nothing we could name back: the next round asks again
+                raise ProtocolError("empty-delivery", "the mediator's delivery carried no message with an id")
             count = messages.message_count((yield self._ask(messages.messages_received(ids))))
             yield self.proxy.store.put(TAKEN, [])
 
