@@ -29,7 +29,7 @@ if __package__ in (None, ""):
 
 from bench.procstat import CLOCK_TICKS, cpu_ticks  # noqa: E402
 from tests.connectors.iot_agent.clients import http_sync  # noqa: E402
-from tests.connectors.iot_agent.harness import JWT_SECRET, ROUTER_TOML, Agent, Mosquitto, token  # noqa: E402
+from tests.connectors.iot_agent.harness import JWT_SECRET, ROUTER_TOML, Agent, Mosquitto, free_port, token  # noqa: E402
 from tests.connectors.processes import RouterProcess  # noqa: E402
 
 PAD = "x" * 120  # makes the JSON about 200 bytes
@@ -298,6 +298,37 @@ def passthrough(broker, args):
     return received
 
 
+class StoredWatch:
+    """Polls the agent's ``stored`` counter every 50 ms in a thread: the
+    persisted rate, from the first poll that saw a message of the phase
+    stored to the first that saw them all."""
+
+    def __init__(self, agent, before: int, expected: int, seconds: float) -> None:
+        import threading
+
+        self.agent, self.before, self.expected, self.seconds = agent, before, expected, seconds
+        self.samples: list[tuple[float, int]] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        deadline = time.time() + self.seconds
+        while time.time() < deadline:
+            stored = self.agent.status()["counters"].get("stored", 0) - self.before
+            self.samples.append((time.time(), stored))
+            if stored >= self.expected:
+                return
+            time.sleep(0.05)
+
+    def rate(self) -> float:
+        self.thread.join(self.seconds)
+        started = next(((t, n) for t, n in self.samples if n > 0), None)
+        done = next((t for t, n in self.samples if n >= self.expected), None)
+        if started is None or done is None or done <= started[0]:
+            return 0.0
+        return (self.expected - started[1]) / (done - started[0])
+
+
 def mqtt_phase(env, devices, args):
     ctx = multiprocessing.get_context("spawn")
     out = ctx.Queue()
@@ -305,6 +336,7 @@ def mqtt_phase(env, devices, args):
     expected = per * len(devices)
     before = env.agent.status()["counters"].get("stored", 0)
     sub = _wamp_subscriber(env.router, "bench", expected, args.seconds)
+    watch = StoredWatch(env.agent, before, expected, args.seconds)
     start_at = time.time() + 0.5
     publisher = _c_publisher if args.publisher == "mosquitto_pub" else _publisher
     pubs = [ctx.Process(target=publisher, args=(env.broker.port, d["credentials"]["mqtt"]["username"],
@@ -317,7 +349,7 @@ def mqtt_phase(env, devices, args):
     sent = [out.get(timeout=300) for _ in pubs]
     for p in pubs:
         p.join(30)
-    received = _collect(sub)
+    received = dict(_collect(sub), stored_rate=watch.rate())
     stored = env.agent.status()["counters"].get("stored", 0) - before
     return received, sent, stored, expected
 
@@ -331,6 +363,7 @@ def http_phase(env, devices, args):
     expected = per * args.http_clients
     before = env.agent.status()["counters"].get("stored", 0)
     sub = _wamp_subscriber(env.router, "bench", expected, args.seconds)
+    watch = StoredWatch(env.agent, before, expected, args.seconds)
     start_at = time.time() + 0.5
     posters = []
     for i in range(args.http_clients):
@@ -343,7 +376,7 @@ def http_phase(env, devices, args):
     sent = [out.get(timeout=300) for _ in posters]
     for p in posters:
         p.join(30)
-    received = _collect(sub)
+    received = dict(_collect(sub), stored_rate=watch.rate())
     stored = env.agent.status()["counters"].get("stored", 0) - before
     return received, sent, stored, expected
 
@@ -386,6 +419,10 @@ def main(argv=None) -> int:
     parser.add_argument("--worker-protocol", default="3.1.1", help="the agent's --mqtt-worker-protocol (default 3.1.1)")
     parser.add_argument("--synchronous", default="full", help="the agent's --sqlite-synchronous (default full)")
     parser.add_argument("--phases", default="passthrough,mqtt,http", help="which phases (default all three)")
+    parser.add_argument("--agent-router", choices=("websocket", "rawsocket"), default="websocket",
+                        help="how the agent connects to the router (default websocket, the harness's ws://)")
+    parser.add_argument("--agent-serializer", choices=("cbor", "msgpack", "json"), default="cbor",
+                        help="the agent's WAMP serializer (default cbor, the agent's default)")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="iot-bench-"))
     env = Env()
@@ -394,11 +431,17 @@ def main(argv=None) -> int:
     env.router = env.agent = None
     os.environ.setdefault("IOT_AGENT_MQTT_PASSWORD", "dynsec-admin-secret-for-tests")
     try:
-        env.router = RouterProcess(tmp, ROUTER_TOML + BENCH_OUTBOUND, env={"IOT_TEST_JWT_SECRET": JWT_SECRET})
+        toml, agent_router = ROUTER_TOML + BENCH_OUTBOUND, []
+        if args.agent_router == "rawsocket":
+            rs_port = free_port()
+            toml += f'\n[[listeners]]\ntype = "rawsocket"\nendpoint = "tcp:{rs_port}:interface=127.0.0.1"\n'
+            agent_router = ["--router", f"rs://127.0.0.1:{rs_port}"]  # the later --router wins
+        env.router = RouterProcess(tmp, toml, env={"IOT_TEST_JWT_SECRET": JWT_SECRET})
         env.router.start()
         http_sync("POST", f"{env.router.http_url}/realms", {"name": "bench"}, bearer=token(role="admin"))
         env.agent = Agent(tmp, env.router, env.broker, "--mqtt-workers", args.workers,
-                          "--sqlite-synchronous", args.synchronous, "--mqtt-worker-protocol", args.worker_protocol)
+                          "--sqlite-synchronous", args.synchronous, "--mqtt-worker-protocol", args.worker_protocol,
+                          "--serializer", args.agent_serializer, *agent_router)
         env.agent.start()
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -414,7 +457,8 @@ def main(argv=None) -> int:
             assert code == 200, body
             devices.append(body)
         print(f"IoT agent benchmark: {args.publishers} MQTT publishers ({args.publisher}, QoS 1, ~200 B JSON), agent with "
-              f"{args.workers} MQTT {args.worker_protocol} connections, SQLite synchronous={args.synchronous}; {args.http_clients} HTTP clients; "
+              f"{args.workers} MQTT {args.worker_protocol} connections, SQLite synchronous={args.synchronous}, "
+              f"{args.agent_router} {args.agent_serializer} to the router; {args.http_clients} HTTP clients; "
               f"load average {open('/proc/loadavg').read().split()[0]} on {os.cpu_count()} cores", flush=True)
         phases = set(args.phases.split(","))
         nothing = ({}, [], None, 0)
@@ -437,11 +481,12 @@ def main(argv=None) -> int:
             ("MQTT -> agent -> stored -> WAMP subscriber", mqtt, mqtt_expected, mqtt_stored),
             ("HTTP POST -> agent -> stored -> WAMP subscriber", http, http_expected, http_stored),
         ]
-        print("\n| path | received / sent | stored | msgs/s | p50 ms | p99 ms |")
-        print("|---|---|---|---|---|---|")
+        print("\n| path | received / sent | stored | stored msgs/s | received msgs/s | p50 ms | p99 ms |")
+        print("|---|---|---|---|---|---|---|")
         for name, r, sent, stored in rows:
+            stored_rate = f"{r['stored_rate']:,.0f}" if r.get("stored_rate") else "-"
             print(f"| {name} | {r.get('received', 0)} / {sent} | {stored if stored is not None else '-'} | "
-                  f"{r.get('rate', 0):,.0f} | {r.get('p50_ms', 0):.1f} | {r.get('p99_ms', 0):.1f} |")
+                  f"{stored_rate} | {r.get('rate', 0):,.0f} | {r.get('p50_ms', 0):.1f} | {r.get('p99_ms', 0):.1f} |")
         print("\nCPU µs per message (agent, router, mosquitto, the subscriber, whole machine incl. clients):")
         for phase, text in cpu.items():
             print(f"  {phase}: {text}")
