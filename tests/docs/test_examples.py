@@ -50,8 +50,9 @@ def check_toml(example) -> None:
 def run_python(example) -> None:
     """In a process of its own (an example may run a reactor), in the sandbox, within a minute."""
     source = example.parsed
-    if _file_name(source) and ("tutorials" in Path(example.path).parts or Path(example.path).name == "README.md"):
-        return  # saved and run by the tutorial (test_tutorials.py) or, README's, by tests/packaging
+    parts = Path(example.path).parts
+    if _file_name(source) and ("tutorials" in parts or "howto" in parts or Path(example.path).name == "README.md"):
+        return  # saved and run by its tutorial or guide (test_tutorials.py, test_howtos.py); README's: tests/packaging
     sandbox: Path = example.namespace["sandbox"]
     script = sandbox / f"example_{example.line}.py"
     script.write_text(source)

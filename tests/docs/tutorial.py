@@ -155,11 +155,13 @@ def _readers_directory(base: Path, name: str) -> Path:
     return path
 
 
-def run(page: Path, base: Path, wheelhouse: Path, timeout: float = 600) -> None:
+def run(page: Path, base: Path, wheelhouse: Path, timeout: float = 600, before: Path | None = None) -> None:
     """Run ``page``'s steps in an empty directory under ``base``; AssertionError naming the first
-    step that went wrong."""
+    step that went wrong. ``before``: a page whose steps come first (the how-to guides' set-up)."""
     page_steps = steps(page)
     assert page_steps, f"{page}: no steps"
+    first = steps(before) if before is not None else []
+    page_steps = first + page_steps
     base.chmod(0o755)
     house = base / "wheelhouse"
     shutil.copytree(wheelhouse, house, copy_function=os.link)  # where the reader may read it
