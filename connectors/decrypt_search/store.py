@@ -25,6 +25,9 @@ before versions were recorded is version 1 (order indexes over ``CASE`` /
 ``COALESCE`` expressions, which a range on the sorted field cannot bound);
 :meth:`Store.create_schema` migrates it in place, in one transaction, and
 says so; a store of a newer version than this code knows is refused.
+Version 4 adds ``key_directory``: per organisation, the last key record
+accepted (ours: the last we published), so the key directory's trust and
+rollback guard outlive a restart.
 Version 3 (SQLite) has FTS5 prefix indexes and the word pairs (``records_pairs``,
 see query.word_pairs); a version 2 store's full-text tables are made anew from
 its documents.
@@ -47,7 +50,7 @@ from .ingest import DUPLICATE, Quarantined, Record, text_of
 from .query import (BUCKETS, UNSURE, Analytics, ReportQuery, Search, encode_cursor, fts5_match, pairs_match,
                     pg_tsquery, word_pairs)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # the lengths of word prefix FTS5 keeps an index of (characters): `word*` with these is one token's list
 PREFIX_INDEX = (2, 3)
 # statistics for the planner and the full-text index merged into one segment whenever the
@@ -206,6 +209,8 @@ class Store:
             done = self._migrate_from_1(cur) if version == 1 else []
             if version is not None and (version < 3 or self._pairs_behind(cur)):
                 done += self._migrate_to_3(cur, version)
+            if version is not None and version < 4:
+                done.append("schema 3 -> 4: the key directory's table (key_directory) added")
             for statement in self._indexes(cur):
                 cur.execute(statement)
             cur.execute(self.dialect.sql("DELETE FROM store_meta WHERE name = 'schema_version'"))
@@ -252,6 +257,9 @@ class Store:
             f"updated {d.real} NOT NULL)",
             "CREATE TABLE IF NOT EXISTS indexed_fields (name TEXT PRIMARY KEY, type TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS store_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            # version 4: the key directory's last accepted record per organisation (ours: the last we published)
+            f"CREATE TABLE IF NOT EXISTS key_directory (org TEXT PRIMARY KEY, seq BIGINT NOT NULL, "
+            f"event TEXT NOT NULL, accepted {d.real} NOT NULL)",
         ]
         if d.name == "sqlite":
             statements += FTS_TABLES
@@ -422,6 +430,25 @@ class Store:
             "INSERT INTO quarantine (publication, topic, reason, message, received, sender_kid, message_id, payload) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
             (q.publication, q.topic, q.reason, q.message, q.received, q.sender_kid, q.message_id, q.payload))
+
+    def save_key_record(self, conn, org: str, seq: int, event: str, now: float) -> None:
+        """Keep ``org``'s key record event (JSON) unless a later one is kept already."""
+        cur = conn.cursor()
+        try:
+            cur.execute(self.dialect.sql(
+                "INSERT INTO key_directory (org, seq, event, accepted) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (org) DO UPDATE SET seq = excluded.seq, event = excluded.event, "
+                "accepted = excluded.accepted WHERE key_directory.seq < excluded.seq"), (org, seq, event, now))
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+
+    def key_records(self, conn) -> dict:
+        """org -> the key record event (JSON) kept for it."""
+        cur = conn.cursor()
+        cur.execute("SELECT org, event FROM key_directory")
+        return dict(cur.fetchall())
 
     # ----------------------------------------------------------------- reads
 

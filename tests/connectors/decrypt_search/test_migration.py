@@ -47,7 +47,8 @@ def check_migrated(store) -> None:
     assert {"records_asc_amount", "records_desc_city"} <= before  # what version 1 made
     steps = store.create_schema(conn)
     assert steps[0].startswith("schema 1 -> 2")
-    assert len(steps) == (2 if store.dialect.name == "sqlite" else 1)  # PostgreSQL: nothing for version 3
+    assert len(steps) == (3 if store.dialect.name == "sqlite" else 2)  # PostgreSQL: nothing for version 3
+    assert steps[-1] == "schema 3 -> 4: the key directory's table (key_directory) added"
     after = indexes(store, conn)
     assert not {i for i in after if i.startswith(("records_asc_", "records_desc_"))}
     assert {"records_by_amount", "records_by_placed", "records_status_created", "records_city_created"} <= after
@@ -93,8 +94,9 @@ def test_a_version_2_sqlite_store_is_migrated_in_place(tmp_path):
                 (dict(q='"blue vase" fra*'), [6, 1]), (dict(q="creme brulee"), [5]),
                 (dict(q='"red chair"', status="paid"), [2])]
     steps = store.create_schema(conn)
-    assert len(steps) == 1 and steps[0].startswith("schema 2 -> 3: the full-text index of 6 records made anew")
-    assert version(conn) == str(SCHEMA_VERSION) == "3"
+    assert len(steps) == 2 and steps[0].startswith("schema 2 -> 3: the full-text index of 6 records made anew")
+    assert steps[1] == "schema 3 -> 4: the key directory's table (key_directory) added"
+    assert version(conn) == str(SCHEMA_VERSION) == "4"
     assert store.create_schema(conn) == []  # once only
     reader = store.connect(reader=True)
     for params, expected in searches:
@@ -118,6 +120,30 @@ def test_a_version_2_sqlite_store_is_migrated_in_place(tmp_path):
                                                    "index of 7 records made anew")
     assert [r[0] for r in conn.execute(sql, ('"blue_vase"',))] == [1, 6, 7]
     assert orders(store, conn, q='"blue vase"') == [6, 1, 7]  # created 1: the oldest
+    conn.close()
+
+
+def test_a_version_3_sqlite_store_gets_the_key_directory_table_and_keeps_everything(tmp_path):
+    """``fixtures/store-v3.sqlite3`` was written by the version 3 connector's store code (as store-v2)."""
+    path = tmp_path / "records.sqlite3"
+    shutil.copy(FIXTURES / "store-v3.sqlite3", path)
+    store = sqlite_store(CONFIG, str(path))
+    conn = store.connect()
+    assert version(conn) == "3"
+    before = indexes(store, conn)
+    assert store.create_schema(conn) == ["schema 3 -> 4: the key directory's table (key_directory) added"]
+    assert indexes(store, conn) == before and version(conn) == "4"
+    assert store.create_schema(conn) == []
+    assert store.key_records(conn) == {}
+    store.save_key_record(conn, "globex", 2, '{"x": 2}', 1.0)
+    store.save_key_record(conn, "globex", 1, '{"x": 1}', 2.0)  # never back to an older one
+    assert store.key_records(conn) == {"globex": '{"x": 2}'}
+    reader = store.connect(reader=True)
+    assert store.counts(reader) == {"records": 6, "quarantine": {"bad_signature": 1}}
+    assert store.cursors(reader) == {"prefix:com.orders.": 107}
+    assert orders(store, reader, q='"blue vase"') == [6, 1]
+    assert orders(store, reader, order="-placed") == [6, 4, 3, 2, 1, 5]
+    reader.close()
     conn.close()
 
 

@@ -34,7 +34,7 @@ def test_a_store_the_previous_release_wrote_is_migrated_and_kept(tmp_path, previ
     store = sqlite_store(CONFIG, str(path))
     conn = store.connect()
     steps = store.create_schema(conn)
-    assert [step[:13] for step in steps] == ["schema 1 -> 2", "schema 2 -> 3"], steps
+    assert [step[:13] for step in steps] == ["schema 1 -> 2", "schema 2 -> 3", "schema 3 -> 4"], steps
     assert version(conn) == str(SCHEMA_VERSION)
     reader = store.connect(reader=True)
     assert store.counts(reader) == {"records": 6, "quarantine": {"bad_signature": 1}}
