@@ -103,6 +103,12 @@ class Config:
     previous_keys: tuple = ()  # our earlier key pairs (FileKeys): what was sealed for them still opens
     previous_peers: tuple = ()  # peers' earlier PublicKeys: their signatures still verify
     retired_keys: frozenset = frozenset()  # key ids that take no new record (ours or peers')
+    trusted_senders_given: bool = False  # organisation.trusted_senders set: only those; else every peer
+    publish_for_given: bool = False
+    directory_topic: str | None = None  # [directory]: records on <topic>.<org>; None: no key directory
+    directory_publish: bool = True
+    directory_trust: str = "pinned"  # or "first-use"
+    directory_pins: dict = field(default_factory=dict)  # org -> fingerprints (SHA-256 hex of signing keys)
 
     def field(self, name: str) -> str | None:
         """The type of an indexed (or built-in) field, None if unknown."""
@@ -131,7 +137,7 @@ def load(path: str | Path, base: Path | None = None) -> Config:
 
 
 TOP_KEYS = {"organisation", "peers", "topics", "index", "text", "store", "http", "wamp", "hooks", "catchup",
-            "reports"}
+            "reports", "directory"}
 METRIC = re.compile(r"^(count|sum|avg|min|max|p([1-9][0-9]?))$")
 BUCKET_NAMES = ("minute", "hour", "day")
 MAX_GROUP_BY = 3
@@ -143,8 +149,10 @@ def parse(data: dict, base: Path) -> Config:
                                         "previous_key_files", "retired_keys"})
     name = _str(org, "name", "organisation", required=True)
     peers, previous_peers = _peers(data.get("peers", []), base)
-    senders = _org_list(org, "trusted_senders", peers, default=[p for p in peers if peers[p].signing])
-    recipients = _org_list(org, "publish_for", peers, default=[p for p in peers if peers[p].encryption])
+    directory = _directory(data.get("directory"))
+    known = {**peers, **{o: None for o in directory.get("pins", {})}}
+    senders = _org_list(org, "trusted_senders", known, default=[p for p in peers if peers[p].signing])
+    recipients = _org_list(org, "publish_for", known, default=[p for p in peers if peers[p].encryption])
     index = _index(data.get("index", []))
     store = _table(data, "store", {"backend", "dsn", "path"})
     _note("store", {"backend": (str, "sqlite"), "dsn": (str, None), "path": (str, "records.sqlite3")})
@@ -160,9 +168,16 @@ def parse(data: dict, base: Path) -> Config:
         raise ConfigError("http.auth: required when http.listen is set (every endpoint needs a bearer token)")
     wamp = _table(data, "wamp", {"procedures"})
     catchup = _table(data, "catchup", {"page"})
+    topics = _topics(data.get("topics", []), base)
+    if directory:
+        probe = f"{directory['topic']}.{name}"
+        clash = next((i for i, r in enumerate(topics) if r.matches(probe)), None)
+        if clash is not None:
+            raise ConfigError(f"directory.topic: {directory['topic']!r} is also matched by topics[{clash}] (key "
+                              "records are not envelopes: give the directory a topic of its own)")
     return Config(
         org=name, key_file=_path(org.get("key_file"), base), key_env=org.get("key_env"), peers=peers,
-        trusted_senders=tuple(senders), publish_for=tuple(recipients), topics=_topics(data.get("topics", []), base),
+        trusted_senders=tuple(senders), publish_for=tuple(recipients), topics=topics,
         index=index, text_fields=tuple(tuple(p.split(".")) for p in _str_list(text, "fields", "text")),
         store_backend=backend, store_dsn=store.get("dsn"), store_path=store.get("path", "records.sqlite3"),
         http_listen=tuple(_str_list(http, "listen", "http")), http_auth=_http_auth(http.get("auth"), base),
@@ -171,7 +186,10 @@ def parse(data: dict, base: Path) -> Config:
         catchup_page=_int(catchup, "page", "catchup", 500, 1, 10000),
         max_body=_int(http, "max_body", "http", 1 << 20, 1024, 64 << 20),
         previous_keys=_previous_keys(org, name, base), previous_peers=previous_peers,
-        retired_keys=_retired(org))
+        retired_keys=_retired(org), trusted_senders_given="trusted_senders" in org,
+        publish_for_given="publish_for" in org, directory_topic=directory.get("topic"),
+        directory_publish=directory.get("publish", True), directory_trust=directory.get("trust", "pinned"),
+        directory_pins=directory.get("pins", {}))
 
 
 def _known(table: dict, allowed: set, where: str, depth: int = 2) -> None:
@@ -289,6 +307,44 @@ def _retired(org: dict) -> frozenset:
     return frozenset(kids)
 
 
+FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+URI = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
+
+
+def _directory(data) -> dict:
+    """[directory]: the key directory's topic, whether we publish, how peers' first records are trusted."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("directory: must be a table")
+    _known(data, {"topic", "publish", "trust", "pins"}, "directory")
+    topic = _str(data, "topic", "directory", required=True)
+    if not URI.match(topic):
+        raise ConfigError(f"directory.topic: {topic!r} must be a URI prefix like com.example.keys (records go "
+                          "to <topic>.<organisation>)")
+    configcheck.note_key("directory", "publish", bool, True)
+    publish = data.get("publish", True)
+    if not isinstance(publish, bool):
+        raise ConfigError("directory.publish: must be true or false")
+    configcheck.note_key("directory", "trust", str, "pinned")
+    trust = data.get("trust", "pinned")
+    if trust not in ("pinned", "first-use"):
+        raise ConfigError(f"directory.trust: must be pinned or first-use, not {trust!r}")
+    pins: dict = {}
+    for i, item in enumerate(_array(data.get("pins", []), "directory.pins")):
+        where = f"directory.pins[{i}]"
+        _known(item, {"org", "fingerprints"}, where)
+        org = _str(item, "org", where, required=True)
+        prints = _str_list(item, "fingerprints", where)
+        bad = [p for p in prints if not FINGERPRINT.match(p)]
+        if not prints or bad:
+            raise ConfigError(f"{where}.fingerprints: SHA-256 fingerprints of signing keys (64 lower-case hex "
+                              "digits, as relayrouter keys show prints them)"
+                              + (f"; {bad[0][:70]!r} is not one" if bad else ""))
+        pins[org] = tuple(pins.get(org, ())) + tuple(prints)
+    return {"topic": topic, "publish": publish, "trust": trust, "pins": pins}
+
+
 def check_rotation(config: "Config", current) -> None:
     """Refuse retiring the key pair we seal and sign with (records we publish would be quarantined)."""
     own = {current.public.encryption_kid, current.public.signing_kid}
@@ -306,7 +362,7 @@ def _org_list(table: dict, key: str, peers: dict, default: list) -> list:
     names = _str_list(table, key, "organisation")
     for name in names:
         if name not in peers:
-            raise ConfigError(f"organisation.{key}: {name!r} is not in [[peers]]")
+            raise ConfigError(f"organisation.{key}: {name!r} is not in [[peers]] (or [[directory.pins]])")
     return names
 
 

@@ -32,6 +32,7 @@ from jsonschema.exceptions import best_match
 from relayrouter.api import e2e
 
 from .config import Config
+from .keyring import KeyBook
 
 SCHEMA_INVALID = "schema_invalid"
 NO_TOPIC_RULE = "no_topic_rule"
@@ -82,17 +83,12 @@ class Quarantined:
 
 
 class Ingestor:
-    def __init__(self, config: Config, keys, clock=time.time) -> None:
+    def __init__(self, config: Config, keys, clock=time.time, book: KeyBook | None = None) -> None:
         self.config = config
         self.keys = keys
         self.clock = clock
-        self.ring = (keys,) + tuple(config.previous_keys)  # the current pair first: what we open with
-        self.senders = {k.public.signing_kid: k.public for k in self.ring}
-        trusted = set(config.trusted_senders)
-        for peer in list(config.peers.values()) + list(config.previous_peers):
-            if peer.org in trusted and peer.signing:
-                self.senders[peer.signing_kid] = peer
-        self.retired = frozenset(config.retired_keys)
+        # every key pair of ours (current first), the signing keys vouched for, the retired key ids
+        self.book = book if book is not None else KeyBook(config, keys)
 
     def process(self, publication: int, topic: str, args) -> Record | Quarantined:
         now = self.clock()
@@ -105,7 +101,8 @@ class Ingestor:
             return Quarantined(publication, topic, NO_TOPIC_RULE, f"no [[topics]] rule matches '{topic}'", now,
                                payload)
         try:
-            opened = e2e.open_envelope(payload, self.ring, self.senders, topic=topic, retired=self.retired)
+            view = self.book.view  # one snapshot: the key directory may replace it meanwhile
+            opened = e2e.open_envelope(payload, view.ring, view.senders, topic=topic, retired=view.retired)
         except e2e.EnvelopeError as e:
             return Quarantined(publication, topic, e.reason, e.message[:MAX_MESSAGE], now, payload,
                                *_ids(payload))

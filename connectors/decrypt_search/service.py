@@ -28,10 +28,12 @@ from twisted.python.threadpool import ThreadPool
 from relayrouter.api import e2e, httpinput, publish_envelope
 
 from . import query
+from .directory import Directory
 from .feed import Feed
 from .hooks import HookContext, Hooks
 from .hooks import load as load_hooks
 from .ingest import INTERNAL_ERROR, Ingestor, Quarantined
+from .keyring import KeyBook
 from .store import PerThread, Store
 
 log = Logger(namespace="decrypt_search")
@@ -101,6 +103,10 @@ class Database:
         if result.stored:
             self.store.maintain(conn)
         return result
+
+    def call(self, method: str, *args) -> defer.Deferred:
+        """``store.method(connection, *args)`` on the writer thread."""
+        return self._on(self.writer, lambda: getattr(self.store, method)(self.writer_conns.get(), *args))
 
     def read(self, method: str, *args) -> defer.Deferred:
         run = lambda: getattr(self.store, method)(self.reader_conns.get(), *args)  # noqa: E731
@@ -363,9 +369,12 @@ def key(rule) -> str:
 class Api:
     """What the HTTP API and the WAMP procedures offer; each returns a Deferred."""
 
-    def __init__(self, config, keys, db: Database, replicator: Replicator, router, hooks: Hooks) -> None:
+    def __init__(self, config, keys, db: Database, replicator: Replicator, router, hooks: Hooks,
+                 book: KeyBook | None = None, directory=None) -> None:
         self.config = config
         self.keys = keys
+        self.book = book if book is not None else KeyBook(config, keys)
+        self.directory = directory
         self.db = db
         self.replicator = replicator
         self.router = router
@@ -401,18 +410,21 @@ class Api:
         return self.db.read("quarantine", reason, limit, before)
 
     def recipients(self, names) -> list:
+        view = self.book.view
         if names is None:
-            names = self.config.publish_for
+            names = self.config.publish_for if self.config.publish_for_given else sorted(view.recipients)
         if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
             raise query.QueryError("recipients", "must be a list of organisation names")
-        unknown = [n for n in names if n not in self.config.peers and n != self.config.org]
+        known = set(self.config.peers) | set(self.config.directory_pins) | set(view.recipients) | {self.config.org}
+        unknown = [n for n in names if n not in known]
         if unknown:
             raise query.QueryError("recipients", f"unknown organisation(s): {', '.join(unknown)}")
-        chosen = [self.keys.public] + [self.config.peers[n] for n in names if n != self.config.org]
-        missing = [p.org for p in chosen if not p.encryption or p.encryption_kid in self.config.retired_keys]
+        chosen = [self.keys.public] + [view.recipients.get(n) for n in names if n != self.config.org]
+        missing = [n for n, p in zip([self.config.org] + [n for n in names if n != self.config.org], chosen)
+                   if p is None or not p.encryption or p.encryption_kid in view.retired]
         if missing:
             raise query.QueryError("recipients", f"no encryption key for {', '.join(missing)} "
-                                   "(none configured, or the current one is retired)")
+                                   "(none configured or announced, or the current one is retired)")
         return chosen
 
     @defer.inlineCallbacks
@@ -439,18 +451,25 @@ class Api:
                 "signing_kid": self.keys.public.signing_kid, "keys": self.describe_keys(),
                 "router": self.router.describe(),
                 "store": {"backend": self.config.store_backend, **counts}, "replication": self.replicator.describe(),
-                "hooks": self.hooks.describe(), "feed": self.feed.describe() if self.feed else None}
+                "hooks": self.hooks.describe(), "feed": self.feed.describe() if self.feed else None,
+                "directory": self.directory.describe() if self.directory else None}
 
     def describe_keys(self) -> dict:
-        """Key ids only: ours (current, previous), the peers' (current, previous), the retired ones."""
+        """Key ids only: ours (current, previous), the peers' in use (current first), the retired ones."""
         def ids(public):
             return {"encryption_kid": public.encryption_kid, "signing_kid": public.signing_kid}
 
+        view = self.book.view
         peers = {}
-        for public in list(self.config.peers.values()) + list(self.config.previous_peers):
-            peers.setdefault(public.org, []).append(ids(public))
+        for public in view.senders.values():
+            if public.org != self.config.org:
+                peers.setdefault(public.org, []).append(ids(public))
+        for org, public in view.recipients.items():  # the current keys first
+            current = ids(public)
+            rest = [k for k in peers.get(org, []) if k != current]
+            peers[org] = [current] + rest
         return {"current": ids(self.keys.public), "previous": [ids(k.public) for k in self.config.previous_keys],
-                "peers": peers, "retired": sorted(self.config.retired_keys)}
+                "peers": peers, "retired": sorted(view.retired)}
 
 
 class NotConnected(Exception):
@@ -525,13 +544,15 @@ class DecryptSearch(service.MultiService):
             from twisted.internet import reactor
         self.config = config
         self.db = Database(store, reactor)
-        self.ingestor = Ingestor(config, keys)
+        self.book = KeyBook(config, keys)
+        self.ingestor = Ingestor(config, keys, book=self.book)
+        self.directory = Directory(config, keys, self.book, self.db) if config.directory_topic else None
         functions = hook_functions if hook_functions is not None else load_hooks(config.hooks)
         self.hooks = Hooks(functions, HookContext(self._hook_publish))
         self.replicator = Replicator(config, self.ingestor, self.db, self.hooks, reactor)
         self.feed = self.replicator.feed = Feed(self.db, config, reactor)
         self.router = router_factory(on_join=self._joined, on_leave=self.replicator.left)
-        self.api = Api(config, keys, self.db, self.replicator, self.router, self.hooks)
+        self.api = Api(config, keys, self.db, self.replicator, self.router, self.hooks, self.book, self.directory)
         self.api.feed = self.feed
         self.procedures = Procedures(self.api, config.procedures) if config.procedures else None
         self.ready = defer.Deferred()
@@ -544,6 +565,8 @@ class DecryptSearch(service.MultiService):
 
     @defer.inlineCallbacks
     def _joined(self, session, details):
+        if self.directory is not None:  # the peers' keys first: replication needs them
+            yield self.directory.joined(session)
         yield self.replicator.joined(session, details)
         if self.procedures is not None:
             yield self.procedures.register(session)

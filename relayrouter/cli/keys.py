@@ -78,4 +78,5 @@ def toml_snippet(public: e2e_keys.PublicKeys) -> str:
         f'org = "{public.org}"',
         f'encryption_key = "{e2e_keys.b64(public.encryption)}"  # X25519, key id {public.encryption_kid}',
         f'signing_key = "{e2e_keys.b64(public.signing)}"  # Ed25519, key id {public.signing_kid}',
+        f"# signing key fingerprint, to pin in [[directory.pins]]: {public.signing_fingerprint}",
     ])

@@ -45,6 +45,11 @@ def key_id(public_key: bytes) -> str:
     return hashlib.sha256(public_key).digest()[:8].hex()
 
 
+def fingerprint(public_key: bytes) -> str:
+    """Hex of the SHA-256 of a 32-byte public key (64 digits)."""
+    return hashlib.sha256(public_key).hexdigest()
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -74,6 +79,11 @@ class PublicKeys:
     @property
     def signing_kid(self) -> str:
         return key_id(self.signing)
+
+    @property
+    def signing_fingerprint(self) -> str:
+        """Hex of the whole SHA-256 of the signing key: what a configuration pins (a key id is 8 bytes of it)."""
+        return fingerprint(self.signing)
 
     def as_dict(self) -> dict:
         return {"org": self.org, "encryption_key": b64(self.encryption), "encryption_kid": self.encryption_kid,
