@@ -228,6 +228,11 @@ def _cluster_calls(calls):
     for kind in ("answers_out", "answers_in", "answers_late"):
         rpc.add_metric([kind], c[kind])
     yield rpc
+    turns = CounterMetricFamily("relayrouter_cluster_turns", "Roundrobin choices made here and told to the "
+                                "other nodes (out), and heard from them (in)", labels=["direction"])
+    turns.add_metric(["out"], c["turns_out"])
+    turns.add_metric(["in"], c["turns_in"])
+    yield turns
     yield GaugeMetricFamily("relayrouter_cluster_calls_pending", "Calls from this node's callers waiting on "
                             "callees on other nodes", value=len(calls.outgoing))
     yield GaugeMetricFamily("relayrouter_cluster_registrations", "Registrations in the cluster's directory, "

@@ -61,6 +61,7 @@ from . import directory, subjects
 from .bridge import NotConnected
 from .buckets import RESUME_WINDOW
 from .directory import UNCHANGED, Directory, NoJetStream, Refused, Value
+from .turns import Turns
 
 log = Logger(namespace="relayrouter.cluster")
 
@@ -199,6 +200,7 @@ class Calls:
         cluster.bridge.subscribe(self._hello_subject)
         cluster.node_listeners.append(self._node_event)
         cluster.state_listeners.append(self._state)
+        self.turns = Turns(self)  # one roundrobin rotation for the whole cluster (cluster/turns.py)
 
     def attach(self, realm) -> None:
         # Registration IDs at random, also for what registers here alone (no
@@ -215,6 +217,7 @@ class Calls:
         """A clean stop: this node's entries leave the directory (the bridge waits for it, bounded)."""
         if self._watchdog.running:
             self._watchdog.stop()
+        self.turns.stop()
         self._cancel_isolation()
         if not self.bridge.connected:
             return
@@ -555,6 +558,7 @@ class Calls:
         elif value is None and (found is None or found[1] is None) and name not in self._fixing:
             self._names.pop(name, None)  # gone everywhere: nothing to remember
             self._revisions.pop(name, None)
+            self.turns.forget(name)
 
     def _sync(self, name: str, value=None) -> bool:
         """The dealer's registration under ``name`` as the directory has it
@@ -600,6 +604,8 @@ class Calls:
                 return True
             registration = self._registration(dealer, value)
         registration.invoke = value.invoke
+        if registration.choose is None:
+            registration.choose = self.turns.rotation(name).choose
         self._set_callees(dealer, registration, order)
         return True
 

@@ -104,6 +104,11 @@ def rpc_hello_subject(prefix: str) -> str:
     return f"{prefix}.rpchello"
 
 
+def rpc_turns_subject(prefix: str) -> str:
+    """Where nodes tell the turns they took of roundrobin registrations (cluster/turns.py)."""
+    return f"{prefix}.rpcturns"
+
+
 def rpc_subject(prefix: str, node: str) -> str:
     """Where calls for ``node``'s callees, and answers for its callers, arrive."""
     return f"{prefix}.rpc.{escape(node, dots=True)}"

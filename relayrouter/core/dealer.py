@@ -52,7 +52,7 @@ INVOKE_POLICIES = (SINGLE, "roundrobin", "random", "first", "last")
 
 
 class Registration:
-    __slots__ = ("id", "uri", "match", "invoke", "callees", "created", "_next")
+    __slots__ = ("id", "uri", "match", "invoke", "callees", "created", "_next", "choose")
 
     def __init__(self, reg_id: int, uri: str, match: str, invoke: str, created: float) -> None:
         self.id = reg_id
@@ -62,6 +62,8 @@ class Registration:
         self.callees: list = []
         self.created = created
         self._next = 0  # roundrobin position
+        # A cluster's roundrobin over every node's callees (cluster/turns.py): f(callees) -> callee.
+        self.choose = None
 
     def pick(self, prefer_local: bool = False):
         """The callee the next call goes to, by the shared registration policy;
@@ -71,6 +73,8 @@ class Registration:
         if prefer_local and self.invoke in ("roundrobin", "random"):
             callees = [c for c in callees if not getattr(c, "on_other_node", False)] or callees
         if self.invoke == "roundrobin":
+            if self.choose is not None and callees is self.callees:  # not narrowed to this node's
+                return self.choose(callees)
             self._next %= len(callees)
             callee = callees[self._next]
             self._next += 1

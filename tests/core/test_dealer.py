@@ -1,5 +1,6 @@
 from autobahn.wamp import message as m
 
+from relayrouter.core.dealer import Registration
 from relayrouter.testing import join, make_router
 from tests.refusals import assert_refused
 from tests.core.outside import registrations
@@ -160,3 +161,25 @@ def test_unregister_by_non_owner_fails():
     a.receive([66, 6, reg])
     assert isinstance(a.last(), m.Unregistered)
     assert registrations(router) == []
+
+
+class _Callee:
+    def __init__(self, on_other_node: bool) -> None:
+        self.on_other_node = on_other_node
+
+
+def test_roundrobin_asks_its_chooser_over_all_callees_only():
+    """What a cluster hangs on (cluster/turns.py): ``choose`` picks a roundrobin callee from
+    the whole list; a list narrowed to this node's by prefer_local rotates as alone."""
+    here, there = _Callee(False), _Callee(True)
+    registration = Registration(1, "com.rr", "exact", "roundrobin", 0.0)
+    registration.callees[:] = [here, there]
+    asked = []
+    registration.choose = lambda callees: asked.append(list(callees)) or callees[-1]
+    assert [registration.pick() for _ in range(2)] == [there, there]
+    assert asked == [[here, there]] * 2
+    assert [registration.pick(prefer_local=True) for _ in range(2)] == [here, here]
+    assert len(asked) == 2
+    registration.invoke = "random"
+    registration.pick()
+    assert len(asked) == 2  # only roundrobin
