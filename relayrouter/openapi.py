@@ -37,7 +37,8 @@ ERROR_SCHEMA = {
 }
 REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad request",
            401: "No or a wrong credential", 403: "Not allowed", 404: "Not found",
-           405: "Method not allowed (the Allow header lists those served)", 409: "Conflict",
+           405: "Method not allowed (the Allow header lists those served)", 406: "Not acceptable",
+           409: "Conflict",
            413: "The body is too large", 415: "Unsupported media type", 422: "Missing or invalid parameter",
            426: "Upgrade required", 429: "Too many requests", 500: "Internal error", 502: "Bad gateway",
            503: "Unavailable", 504: "Gateway timeout", 507: "Storage full"}

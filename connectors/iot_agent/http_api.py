@@ -19,12 +19,12 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import resource, server
 
-from relayrouter.api import httpinput, method_not_allowed
+from relayrouter.api import httpinput, method_not_allowed, openapi
 
 from connectors.common import HttpError, JsonResource, StatusResource, json_response, read_body
 from connectors.common.http import ConnectorRequest
 
-from . import dojot_api
+from . import dojot_api, http_doc
 from .dojot_api import DojotError, body_of
 from .history import PAGE_PARAMETERS, BadQuery
 from .normalize import Invalid
@@ -403,6 +403,8 @@ def ticket(api, request):
 class _AnyTopic(resource.Resource):
     """``/kafka-ws/v1/topics/<topic>``: the WebSocket, whatever the topic (426 without an upgrade)."""
 
+    openapi = http_doc.TOPICS
+
     def __init__(self, ws_resource) -> None:
         super().__init__()
         self.ws_resource = ws_resource
@@ -417,6 +419,8 @@ class _UpgradeRequired(resource.Resource):
     isLeaf = True
 
     def render(self, request):
+        if request.method not in (b"GET", b"HEAD"):
+            return method_not_allowed(request, [b"GET"], "method_not_allowed")
         request.setResponseCode(426)
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"upgrade", b"websocket")
@@ -448,6 +452,8 @@ class AgentRequest(ConnectorRequest):
 
 
 class Root(resource.Resource):
+    openapi = http_doc.ROUTES  # every path without a child of its own goes to the API resource
+
     def __init__(self, api: ApiResource, status: StatusResource, ws_factory) -> None:
         super().__init__()
         self.api = api
@@ -458,6 +464,14 @@ class Root(resource.Resource):
         v1.putChild(b"ticket", api)
         v1.putChild(b"topics", _AnyTopic(WebSocketResource(ws_factory)))
         self.putChild(b"kafka-ws", kafka)
+        # Open: the API's 401s tell which paths exist anyway, and no configured value is in it.
+        openapi.mount(self, http_doc.TITLE, http_doc.DESCRIPTION, http_doc.SECURITY_SCHEMES)
 
     def getChild(self, path, request):  # noqa: N802
         return self.api
+
+
+def reference_document() -> dict:
+    """The OpenAPI document every IoT agent serves (its reference page)."""
+    root = Root(ApiResource(None, None), StatusResource(None, http_doc.STATUS), None)
+    return root.children[b"openapi.json"].document()

@@ -247,7 +247,7 @@ class IotAgent(service.MultiService):
         jwt = http_api.ApiJwt(config.api_jwt_key, list(config.api_jwt_algorithms), config.api_jwt_audience,
                               config.api_jwt_issuer, config.api_tenant_claim)
         self.api = http_api.ApiResource(self, jwt)
-        root = http_api.Root(self.api, StatusResource(self.describe), make_factory(self.hub))
+        root = http_api.Root(self.api, StatusResource(self.describe, http_api.http_doc.STATUS), make_factory(self.hub))
         self.http = HttpService(config.listen, root, name="iot-agent", reactor=reactor)
         self.http.site.requestFactory = http_api.AgentRequest
         self.http.setServiceParent(self)

@@ -12,7 +12,8 @@ import time
 import pytest
 
 from .. import fuzz_net, openapi_check
-from .test_fuzz_net import decrypt_search, didcomm_proxy, mediator_proxy, pairing_agents  # noqa: F401 (fixtures)
+from .test_fuzz_net import (decrypt_search, didcomm_proxy, iot_agent, mediator_proxy,  # noqa: F401 (fixtures)
+                             pairing_agents)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -165,3 +166,55 @@ def test_pairing_agent_control_port(pairing_agents):  # noqa: F811
     # On the REST port, /openapi.json is the other peer's path like any other (its echo answers).
     proxied = openapi_check.request(rest_port.port, b"GET", "/openapi.json")
     assert proxied.status == 200 and proxied.json()["path"] == "/openapi.json", proxied
+
+
+# ------------------------------------------------------------ IoT agent
+
+
+def test_iot_agent(iot_agent):  # noqa: F811
+    """dojot's APIs and the registry, each with its own error shape."""
+    import base64
+
+    from connectors.iot_agent.http_api import reference_document
+
+    component = iot_agent
+    spec = document_of(component)
+    assert spec.document == reference_document()
+    no_configured_values(spec, ['"acme"', "user-acme", "device-data"])
+    swept(component, spec)
+    auth = component.credentials
+    json_type = [(b"Content-Type", b"application/json")]
+    device = {"id": "oa1", "label": "oa1", "attrs": [{"label": "temperature", "type": "float"}]}
+    made = openapi_check.request(component.port, b"POST", "/device", auth + json_type, json.dumps(device).encode())
+    assert made.status == 200, made
+    spec.check("POST", "/device", made)
+    http_cred = made.json()["credentials"]["http"]
+    basic = [(b"Authorization", b"Basic " + base64.b64encode(
+        f"{http_cred['username']}:{http_cred['password']}".encode()))]
+    reading = json.dumps({"ts": "2021-06-16T09:32:01.683000Z", "data": {"temperature": 25.5}}).encode()
+    seen = driven(component, spec, [
+        ("POST", "/http-agent/v1/incoming-messages", basic + json_type, reading, 204),
+        ("POST", "/http-agent/v1/incoming-messages/create-many", basic + json_type, b"[" + reading + b"]", 204),
+        ("POST", "/http-agent/v1/unsecure/incoming-messages", basic + json_type, reading, 204),
+        ("POST", "/http-agent/v1/unsecure/incoming-messages/create-many", [], b"[]", 401),
+        ("POST", "/http-agent/v1/incoming-messages", json_type, reading, 400),
+        ("GET", "/device", auth, b"", 200), ("GET", "/device", [], b"", 401),
+        ("GET", "/device/oa1", auth, b"", 200), ("GET", "/device/nobody", auth, b"", 404),
+        ("POST", "/device", auth + json_type, json.dumps(device).encode(), 409),
+        ("PUT", "/device/oa1", auth + json_type, json.dumps({**device, "label": "renamed"}).encode(), 200),
+        ("POST", "/device/oa1/credentials", auth, b"", 200),
+        ("PUT", "/device/oa1/actuate", auth + json_type, b'{"attrs": {"temperature": 1.5}}', 200),
+        ("PUT", "/device/oa1/actuate", auth + json_type, b'{"nothing": 1}', 400),
+        ("GET", "/history/device/oa1/history?attr=temperature&lastN=2", auth, b"", 200),
+        ("GET", "/history/device/nobody/history?attr=temperature", auth, b"", 404),
+        ("GET", "/tss/v1/devices/oa1/data", auth, b"", 200),
+        ("GET", "/tss/v1/devices/oa1/data", auth + [(b"Accept", b"text/csv")], b"", 200),
+        ("GET", "/tss/v1/devices/oa1/attrs/temperature/data?limit=5", auth, b"", 200),
+        ("GET", "/tss/v1/devices/oa1/data?bogus=1", auth, b"", 400),
+        ("GET", "/tss/v1/devices/oa1/data", auth + [(b"Accept", b"image/png")], b"", 406),
+        ("GET", "/kafka-ws/v1/ticket", auth, b"", 200), ("GET", "/kafka-ws/v1/ticket", [], b"", 401),
+        ("GET", "/kafka-ws/v1/topics/acme.device-data", [], b"", 426),
+        ("GET", "/status", [], b"", 200),
+        ("DELETE", "/device/oa1", auth, b"", 200),
+    ])
+    assert operations(spec) - seen <= {("get", "/openapi.json")}, operations(spec) - seen

@@ -49,7 +49,7 @@ def test_the_site_builds_without_a_warning(tmp_path):
     assert document["openapi"].startswith("3.1") and "/ws" in document["paths"]
     for name, path in (("decrypt-search", "/search"), ("mediator-proxy", "/dead-letters"),
                        ("mediator-proxy-didcomm", "/receive_mediator_invitation"),
-                       ("pairing-agent", "/events/{name}")):
+                       ("pairing-agent", "/events/{name}"), ("iot-agent", "/device/{device_id}/actuate")):
         document = json.loads((html / "openapi" / f"{name}.json").read_text())
         assert path in document["paths"], name
     # The architecture diagram was drawn.
