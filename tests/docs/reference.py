@@ -79,7 +79,7 @@ def environment(home: Path) -> dict:
     return env
 
 
-def run(pages: list[Path], base: Path, world: str = "", timeout: float = 600) -> None:
+def run(pages: list[Path], base: Path, world: str = "", timeout: float = 300) -> None:
     """Run the steps of ``pages`` (one after the other) in an empty directory under ``base``,
     after ``world``; AssertionError naming the first step that went wrong."""
     page_steps = [step for page in pages for step in tutorial.steps(page)]
