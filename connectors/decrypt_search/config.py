@@ -140,6 +140,8 @@ TOP_KEYS = {"organisation", "peers", "topics", "index", "text", "store", "http",
             "reports", "directory"}
 METRIC = re.compile(r"^(count|sum|avg|min|max|p([1-9][0-9]?))$")
 BUCKET_NAMES = ("minute", "hour", "day")
+DEFAULT_METRICS = ("count", "sum", "avg", "min", "max")  # a report's, when it names none
+DEFAULT_ALGORITHMS = ("HS256",)  # [http.auth]'s, when it names none
 MAX_GROUP_BY = 3
 
 
@@ -217,9 +219,9 @@ def _str(table: dict, key: str, where: str, required: bool = False) -> str | Non
     return value
 
 
-def _str_list(table: dict, key: str, where: str) -> list:
-    configcheck.note_key(where, key, list, [])
-    value = table.get(key, [])
+def _str_list(table: dict, key: str, where: str, default: tuple = ()) -> list:
+    configcheck.note_key(where, key, list, list(default))
+    value = table.get(key, list(default))
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
@@ -456,7 +458,7 @@ def _http_auth(data, base: Path) -> HttpAuth | None:
     if not isinstance(data, dict):
         raise ConfigError("http.auth: must be a table")
     _known(data, {"algorithms", "keys", "audience", "issuer", "leeway", "refresh_interval"}, "http.auth")
-    algorithms = tuple(_str_list(data, "algorithms", "http.auth")) or ("HS256",)
+    algorithms = tuple(_str_list(data, "algorithms", "http.auth", DEFAULT_ALGORITHMS)) or DEFAULT_ALGORITHMS
     keys, urls = [], []
     for i, item in enumerate(_array(data.get("keys", []), "http.auth.keys")):
         where = f"http.auth.keys[{i}]"
@@ -544,7 +546,7 @@ def _reports(data, index: tuple) -> tuple:
         if kinds.get(number) != "number":
             numbers = [f for f, k in kinds.items() if k == "number"]
             raise ConfigError(f"{where}.field: {number!r} is not an indexed number field ({', '.join(numbers)})")
-        metrics = _str_list(item, "metrics", where) or ["count", "sum", "avg", "min", "max"]
+        metrics = _str_list(item, "metrics", where, DEFAULT_METRICS) or list(DEFAULT_METRICS)
         bad = [m for m in metrics if not METRIC.match(m)]
         if bad:
             raise ConfigError(f"{where}.metrics: {bad[0]!r} is not count, sum, avg, min, max or p1..p99")

@@ -13,10 +13,13 @@ warning, an error under ``-W``) when
 * a key the checker accepts is described in none of those tables,
 * a table names a key the checker does not accept,
 * a table's check in the code was reached by no example (a new section
-  needs an example, so that its keys are known).
+  needs an example, so that its keys are known),
+* a page's default for a key is a plain value (`` `drop-oldest` ``,
+  ``10000``, ``30 s``) other than the one the checker reads the key with.
 """
 
 import ast
+import json
 import os
 import re
 import socket
@@ -186,8 +189,8 @@ def _default(value, always: bool, optional) -> str:
     if isinstance(value, str):
         value = value.replace(socket.gethostname(), "<hostname>")
         return f'`"{value}"`'
-    if isinstance(value, list) and not value:
-        return "`[]`"
+    if isinstance(value, list):
+        return f"`{json.dumps(value, ensure_ascii=False)}`"
     if isinstance(value, float) and value.is_integer():
         return f"`{int(value)}`"
     return f"`{value!r}`"
@@ -213,6 +216,11 @@ def plain(path: str) -> str:
 
 def described(component: str) -> dict[str, tuple[str, int, str]]:
     """plain key path -> (page, line, meaning) from the reference pages' key tables."""
+    return {path: (page, line, meaning) for path, (page, line, meaning, _) in described_rows(component).items()}
+
+
+def described_rows(component: str) -> dict[str, tuple[str, int, str, str | None]]:
+    """plain key path -> (page, line, meaning, the default the page gives it or None)."""
     tops = {plain(name) for name in recorded(component).tables.get("", ())} | set(ALIASES)
     code = {plain(k.path) for k in keys_of(component)}
     found = {}
@@ -231,17 +239,62 @@ def described(component: str) -> dict[str, tuple[str, int, str]]:
                 in_table = False
                 continue
             cells = [c.strip() for c in CELL.split(line.strip().strip("|"))]
-            for name in NAME.findall(cells[0]):
+            names = NAME.findall(cells[0])
+            defaults = [None] * len(names)
+            if len(cells) >= 3:  # | key | default | meaning |: "a / b" defaults go with "a / b" keys
+                given = [d.strip() for d in cells[1].split(" / ")]
+                defaults = given if len(given) == len(names) else [cells[1]] * len(names)
+            for name, default in zip(names, defaults):
                 if table_prefix:
                     name = f"{table_prefix}.{name}"
                 elif base and (plain(f"{base}.{name}") in code or re.split(r"[.\[]", name)[0] not in tops):
                     name = f"{base}.{name}"
-                found[plain(name)] = (page, number, cells[-1])
+                found[plain(name)] = (page, number, cells[-1], default)
                 base = name.rpartition(".")[0]
     return found
 
 
 CELL = re.compile(r"(?<!\\)\|")
+
+
+SIMPLE_DEFAULT = re.compile(r"^(?:`(?P<literal>[^`]+)`|(?P<number>-?\d+(?:\.\d+)?)(?: s)?)$")
+
+
+def wrong_defaults(component: str) -> list[str]:
+    """A page's default that is a plain value (`` `drop-oldest` ``, ``10000``, ``30 s``) and not what the
+    checker reads the key with; other defaults (``16 MiB``, prose) are the page's to explain."""
+    recorder = recorded(component)
+    asked = {plain(f"{t}.{n}" if t else n): [d for _, d in a] for (t, n), a in recorder.keys.items()}
+    found = []
+    for path, (page, line, _, cell) in sorted(described_rows(component).items()):
+        match = SIMPLE_DEFAULT.match(cell or "")
+        if match is None or path not in asked or (component, path) in COMPUTED_PLAIN:
+            continue
+        if not any(_same(match, d) for d in asked[path]):
+            found.append(f"reference/{page}.md:{line}: {path}: the page's default {cell} is not the checker's "
+                         f"({' or '.join(repr(d) for d in asked[path])})")
+    return found
+
+
+# Keys whose default the code computes (COMPUTED), by their plain path.
+COMPUTED_PLAIN = {("router", "cluster.node"), ("router", "http_bridge.keys.authid")}
+
+
+def _same(match, default) -> bool:
+    if match["number"] is not None:
+        return isinstance(default, (int, float)) and not isinstance(default, bool) \
+            and float(default) == float(match["number"])
+    literal = match["literal"]
+    if isinstance(default, bool):
+        return literal == str(default).lower()
+    if isinstance(default, (int, float)):
+        try:
+            return float(literal) == float(default)
+        except ValueError:
+            return False
+    if isinstance(default, list):
+        return literal == "[]" and not default or literal == str(default).replace("'", '"')
+    return isinstance(default, str) and literal.strip('"') == default
 
 
 # ------------------------------------------------------------------ the directive
@@ -264,6 +317,7 @@ def problems(component: str) -> list[str]:
                 found.append(f"reference/{page}.md:{line}: {path}: no table {head} in the code")
         elif path not in code:
             found.append(f"reference/{page}.md:{line}: key {path} is not accepted by the code")
+    found += wrong_defaults(component)
     reached = recorded(component).sites
     for file, line in check_sites(component):
         if (file, line) not in reached:

@@ -50,3 +50,13 @@ def test_a_table_no_example_reaches_fails(monkeypatch):
     recorder = config_keys.recorded("decrypt-search")
     monkeypatch.setattr(recorder, "sites", set())
     assert any("checked for no example" in p for p in config_keys.problems("decrypt-search"))
+
+
+def test_a_page_default_that_is_not_the_checkers_fails(monkeypatch):
+    rows = config_keys.described_rows("router")
+    page, line, meaning, _ = rows["realms.outbound.policy"]
+    rows["realms.outbound.policy"] = (page, line, meaning, "`drop-newest`")
+    monkeypatch.setattr(config_keys, "described_rows", lambda component: rows)
+    assert config_keys.wrong_defaults("router") == [
+        f"reference/router.md:{line}: realms.outbound.policy: the page's default `drop-newest` is not the checker's "
+        "('drop-oldest')"]
