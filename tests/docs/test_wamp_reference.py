@@ -139,3 +139,37 @@ def namespaces() -> set[str]:
 def pair_token(peer_class: str) -> str:
     sub = f"{peer_class}:s1:b1"
     return token(secret=os.environ[wamp_uris.SECRET_ENV], sub=sub, role=peer_class)
+
+
+@pytest_twisted.inlineCallbacks
+def test_decrypt_search_registers_the_listed_procedures(tmp_path):
+    """The connector started against a router: the registrations under its prefix, listed through the
+    meta API, are the page's ``{procedures}.*``."""
+    from ..connectors.decrypt_search import support
+    from ..connectors.processes import RouterProcess
+
+    # The connectors' role may also read the registrations (the meta API is authorized like any call).
+    toml = support.ROUTER_TOML + '\n[[realms.roles.rules]]\nuri = "wamp.registration."\nmatch = "prefix"\n' \
+                                 'allow = ["call"]\n'
+    router = RouterProcess(tmp_path, toml, env={"ACME_TICKET": support.TICKETS["acme"],
+                                                "GLOBEX_TICKET": support.TICKETS["globex"]})
+    router.start()
+    connector = support.Connector(tmp_path, support.World(tmp_path), "acme", router)
+    try:
+        connector.start()
+        caller = yield support.connect_ws_url(router, authmethods=["ticket"], authid="globex-connector",
+                                              ticket=support.TICKETS["globex"])
+        ids = yield within(caller.call("wamp.registration.list"))
+        uris = []
+        for registration in [i for policy in ids.values() for i in policy]:
+            details = yield within(caller.call("wamp.registration.get", registration))
+            uris.append(details["uri"])
+        prefix = "com.acme.records."
+        registered = {"{procedures}." + u[len(prefix):] for u in uris if u.startswith(prefix)}
+        listed = {uri for row in wamp_uris.page_rows("connectors") if row.kind == "procedure" for uri in row.uris
+                  if uri.startswith("{procedures}.")}
+        assert registered == listed and len(listed) == 7
+        yield caller.leave()
+    finally:
+        connector.stop()
+        router.stop()
