@@ -9,5 +9,7 @@ backoff, acknowledged to nobody until the agent took it.
 
 * :mod:`.envelope`: DIDComm v1 pack and unpack (aries-askar), keys, did:key.
 * :mod:`.messages`: the protocol messages we send and read, free of I/O.
-* :mod:`.service`: the process: HTTP surface, set-up, retrieval, delivery.
+* :mod:`.service`: the process: HTTP surface, set-up, the trust-ping socket, delivery.
+* :mod:`.pickup`: Message Pickup 2.0 where the mediator offers it, else the trust-ping socket.
+* :mod:`.seedstore`: the proxy-mediator's Askar store, read once (``ENABLE_STORE``).
 """

@@ -7,17 +7,19 @@ exist, retrieve.  What the set-up learnt (keys, both connections, the grant,
 the agent's keys) is kept in the state directory, so a restart resumes
 ``ready`` without a new invitation.
 
-Retrieval: a WebSocket to the mediator's ``ws`` endpoint; every
-``POLL_INTERVAL`` a trust ping with ``return_route: all`` makes the
-mediator send what it queued for us (a mediator that can reach ``ENDPOINT``
-may also POST it there).  A ``forward`` is taken only when it was packed
-for our key on the mediator's connection (else the problem report
+Retrieval: Message Pickup 2.0 where the mediator discloses it
+(:mod:`.pickup`); else a WebSocket to the mediator's ``ws`` endpoint, where
+every ``POLL_INTERVAL`` a trust ping with ``return_route: all`` makes the
+mediator send what it queued for us (:class:`Retriever`; a lost socket is
+opened again with backoff).  A mediator that can reach ``ENDPOINT`` may also
+POST there.  A ``forward`` is taken only when it was packed for our key on
+the mediator's connection (else the problem report
 ``forward-from-unauthorized-connection``), and is appended to the inbound
-spool (on disk, committed) before the socket or the HTTP request is
-answered.  A lost socket is opened
-again with backoff.  Delivery posts the spool head, as packed, to the
+spool (on disk, committed) before the socket, the HTTP request or the
+pickup is answered.  Delivery posts the spool head, as packed, to the
 agent's endpoint: removed after a 2xx, retried with backoff otherwise, a
-dead letter after ``--max-attempts`` refusals.
+dead letter after ``--max-attempts`` refusals.  With ``ENABLE_STORE`` the
+first start takes the proxy-mediator's connections (:mod:`.seedstore`).
 """
 
 import json
