@@ -86,3 +86,27 @@ def test_pickup_2_0_is_chosen_and_a_kill_9_mid_retrieval_loses_nothing(pickup_de
     assert sorted(set(got)) == sorted(wanted)  # nothing lost
     assert len(got) - len(set(got)) <= 1, sorted(got)  # at most one repeat
     assert proxy.counters()["dead_letters"] == 0
+
+
+def test_a_mediator_away_at_the_proxys_start_is_asked_again_until_it_is_back(pickup_deployment):
+    """The seed exits when the mediator's socket closes; here the proxy starts while M is down, keeps
+    asking which pickup M offers (with backoff), chooses Pickup 2.0 once M is back, and A's messages
+    reach B."""
+    mediator, proxy, webhooks, procs, tmp_path = pickup_deployment
+    proxy.start()
+    b = connect_agent_behind_the_proxy(proxy, webhooks, procs, tmp_path)
+    invitation, a, a_conn = connect_outside_peer(b, webhooks, procs, tmp_path)
+    a.say(a_conn, "before")
+    received(webhooks, 1)
+    proxy.stop()
+    mediator.stop()
+    proxy.start()
+    proxy.wait_for("cannot ask the mediator which pickup it offers")
+    assert proxy.counters()["retrieval"] is None and not proxy.counters()["mediator_socket"]
+    mediator.start()
+    wait_for("Pickup 2.0 chosen once M is back", lambda: proxy.counters()["retrieval"] == "pickup-2.0", 90)
+    wait_for("a pickup round done", lambda: proxy.counters()["mediator_socket"], 30)
+    for i in range(10):
+        a.say(a_conn, f"after {i}")
+    got = received(webhooks, 11)
+    assert sorted(got) == sorted(["before"] + [f"after {i}" for i in range(10)])
