@@ -12,6 +12,7 @@ subprocess written from the test client's documented protocol.
 
 import datetime
 import json
+import os
 import re
 import signal
 import subprocess
@@ -118,10 +119,34 @@ ping_timeout = 1
 """
 
 
+# The seed's own files (lib/ of cablelabs/micronets-ws-proxy), when a copy is at
+# hand: MICRONETS_SEED_LIB=/path/to/lib runs this suite with them as they are.
+SEED_FILES = {"root": "micronets-ws-root", "proxy": "micronets-ws-proxy", "manager": "micronets-manager",
+              "test-client": "micronets-ws-test-client", "dpp-client": "micronets-ws-dpp-client"}
+
+
+def seed_pki(lib: Path, root: Path) -> dict:
+    """The seed's certificates and keys under this suite's names (a key+certificate
+    PEM made where the seed has none); read, never changed."""
+    root.mkdir(parents=True, exist_ok=True)
+    certs = {}
+    for name, seed in SEED_FILES.items():
+        cert_pem = (lib / f"{seed}.cert.pem").read_bytes()
+        certs[name] = x509.load_pem_x509_certificate(cert_pem)
+        (root / f"{name}.cert.pem").write_bytes(cert_pem)
+        if name != "root":
+            key_pem = (lib / f"{seed}.key.pem").read_bytes()
+            (root / f"{name}.key.pem").write_bytes(key_pem)
+            (root / f"{name}.key.pem").chmod(0o600)
+            (root / f"{name}.pkeycert.pem").write_bytes(cert_pem + key_pem)
+    return certs
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     base = tmp_path_factory.mktemp("micronets")
-    certs = seed_shaped_pki(base / "pki")
+    lib = os.environ.get("MICRONETS_SEED_LIB")
+    certs = seed_pki(Path(lib), base / "pki") if lib else seed_shaped_pki(base / "pki")
     router = RouterProcess(base, CONFIG.replace("PKI", str(base / "pki"))
                            .replace("DPP", fingerprint(certs["dpp-client"])))
     router.start()
