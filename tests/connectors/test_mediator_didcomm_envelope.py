@@ -278,3 +278,4 @@ def test_the_seeds_store_entries_are_checked_and_its_uri_logged_without_credenti
             seedstore.convert({verkey: bad}, {"mediator": verkey})
     with pytest.raises(ValueError, match="no http"):
         seedstore.convert({verkey: entry(ours.get_secret_bytes(), endpoint="ws://m/")}, {"mediator": verkey})
+

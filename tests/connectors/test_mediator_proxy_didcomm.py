@@ -346,3 +346,46 @@ def write_seed_store(state_db, uri: str, key: str) -> None:
         await store.close()
 
     asyncio.run(write())
+
+
+def test_a_mediator_that_answers_without_end_is_cut_off_by_name(tmp_path):
+    """The answers to the proxy's requests (set-up, pickup) are read up to 40 MiB, then the connection
+    is dropped: whatever sits at the invitation's address cannot fill the proxy's memory."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from connectors.mediator_proxy.didcomm import envelope
+
+    sent = []
+
+    class Endless(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/didcomm-envelope-enc")
+            self.end_headers()
+            chunk = b"x" * 65536
+            try:
+                for _ in range(1600):  # 100 MiB, unless the proxy hangs up first
+                    self.wfile.write(chunk)
+                    sent.append(len(chunk))
+            except OSError:
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}/"
+    invitation = {"@type": "https://didcomm.org/connections/1.0/invitation", "@id": "x", "label": "m",
+                  "recipientKeys": [envelope.verkey(envelope.new_key())], "serviceEndpoint": endpoint}
+    proxy = DidcommProxy(tmp_path, {"MEDIATOR_INVITE": endpoint + "?c_i=" + base64.urlsafe_b64encode(
+        json.dumps(invitation).encode()).decode()})
+    try:
+        proxy.start()
+        proxy.wait_for("answer-too-large: the answer is over 41943040 bytes", 120)
+        assert proxy.status() == "setup" and sum(sent) < 100 * 1024 * 1024
+    finally:
+        proxy.stop()
+        server.shutdown()

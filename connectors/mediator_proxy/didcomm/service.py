@@ -47,6 +47,7 @@ MEDIATOR = "didcomm.mediator"
 AGENT = "didcomm.agent"
 INVITATION = "didcomm.invitation"
 MAX_BODY = 10 * 1024 * 1024
+MAX_ANSWER = 4 * MAX_BODY  # a mediator's answer: a pickup delivery carries up to 10 messages
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,7 @@ class DidcommProxy(service.MultiService):
         packed = envelope.pack(message, [to], key)
         response = yield treq.post(endpoint, data=packed, headers={"Content-Type": DIDCOMM_TYPE},
                                    timeout=self.config.agent_timeout)
-        body = yield treq.content(response)
+        body = yield _bounded_body(response, MAX_ANSWER)
         if not 200 <= response.code < 300 or not body:
             raise ProtocolError("no-answer", f"{endpoint} answered {response.code} without a message")
         return envelope.unpack(body, self.our_keys()).message
@@ -438,6 +439,21 @@ class DidcommProxy(service.MultiService):
         except Exception as e:  # noqa: BLE001 - refused, reset, timeout: the agent is down
             return None, f"{type(e).__name__}: {e}"
         return response.code, f"HTTP {response.code}"
+
+
+@defer.inlineCallbacks
+def _bounded_body(response, limit: int):
+    """The response's body, the connection dropped past ``limit`` bytes (a ProtocolError)."""
+    chunks, size = [], [0]
+
+    def take(data: bytes) -> None:
+        size[0] += len(data)
+        if size[0] > limit:
+            raise ProtocolError("answer-too-large", f"the answer is over {limit} bytes")
+        chunks.append(data)
+
+    yield treq.collect(response, take)
+    return b"".join(chunks)
 
 
 class SpoolFull(Exception):
