@@ -272,33 +272,33 @@ def test_cancel_modes_and_timeout_across_nodes(cluster, logged_errors):
 
     # kill: INTERRUPT reaches the callee on b; the caller gets the callee's own ERROR
     raw.send([48, 1, {}, "com.stuck.kill", []])
-    yield within(stuck["kill"].invoked)
+    yield within(stuck["kill"].invoked, PATIENCE)
     raw.send([49, 1, {"mode": "kill"}])
-    yield within(stuck["kill"].interrupted)
+    yield within(stuck["kill"].interrupted, PATIENCE)
     error = yield raw.next()
     assert error[:3] == [8, 48, 1] and error[4] == "wamp.error.runtime_error"
 
     # skip: the caller hears at once, the callee is not interrupted
     raw.send([48, 2, {}, "com.stuck.skip", []])
-    yield within(stuck["skip"].invoked)
+    yield within(stuck["skip"].invoked, PATIENCE)
     raw.send([49, 2, {"mode": "skip"}])
     error = yield raw.next()
     assert error[:3] == [8, 48, 2] and error[4] == "wamp.error.canceled"
 
     # killnowait: the caller hears at once, the callee is interrupted
     raw.send([48, 3, {}, "com.stuck.killnowait", []])
-    yield within(stuck["killnowait"].invoked)
+    yield within(stuck["killnowait"].invoked, PATIENCE)
     raw.send([49, 3, {"mode": "killnowait"}])
     error = yield raw.next()
     assert error[:3] == [8, 48, 3] and error[4] == "wamp.error.canceled"
-    yield within(stuck["killnowait"].interrupted)
+    yield within(stuck["killnowait"].interrupted, PATIENCE)
 
     # timeout (ms): run by the caller's node, the callee across interrupted
     raw.send([48, 4, {"timeout": 200}, "com.stuck.timeout", []])
     error = yield raw.next()
     assert error[:3] == [8, 48, 4] and error[4] == "wamp.error.canceled"
     assert "timed out" in error[5][0]
-    yield within(stuck["timeout"].interrupted)
+    yield within(stuck["timeout"].interrupted, PATIENCE)
     assert not stuck["skip"].interrupted.called
     leave(callee, observer)
     raw.protocol.sendClose()
@@ -314,9 +314,9 @@ def test_a_caller_leaving_interrupts_the_callee_on_another_node(cluster, logged_
     caller = yield connect_ws(nodes["a"])
     yield callees_seen(caller, "com.stuck.left", 1)
     caller.call("com.stuck.left").addErrback(lambda f: None)
-    yield within(stuck.invoked)
+    yield within(stuck.invoked, PATIENCE)
     caller.leave()
-    yield within(stuck.interrupted)
+    yield within(stuck.interrupted, PATIENCE)
     yield pause(0.5)  # Autobahn logs the interrupted invocation's CancelledError a moment later
     callee.leave()
 
@@ -392,7 +392,7 @@ def test_a_killed_callee_node_cancels_its_calls_and_leaves_the_directory(tmp_pat
         yield callees_seen(caller, "com.doomed", 1)
         yield callees_seen(other, "com.solo", 1)
         pending = caller.call("com.doomed")
-        yield within(stuck.invoked)
+        yield within(stuck.invoked, PATIENCE)
         nodes["c"].kill9()
         killed = time.monotonic()
         with pytest.raises(ApplicationError) as canceled:
@@ -427,7 +427,7 @@ def test_a_node_restarted_under_its_name_does_not_inherit_its_old_registrations(
         yield callees_seen(asker, "com.inherit", 1)
         yield callees_seen(asker, "com.inherit.stuck", 1)
         pending = asker.call("com.inherit.stuck")
-        yield within(stuck.invoked)
+        yield within(stuck.invoked, PATIENCE)
         nodes["b"].kill9()
         nodes["b"] = Node(tmp_path, "b", nats.url, extra=beats, loop=loop)
         yield threads.deferToThread(nodes["b"].start)

@@ -9,7 +9,7 @@ import pytest_twisted
 from autobahn.wamp.types import SubscribeOptions
 
 from ..support import connect_ws, eventually
-from .harness import nats_and_nodes, sleep
+from .harness import PATIENCE, nats_and_nodes, sleep
 from .test_cluster_calls import named
 
 TOPICS = ("wamp.session.on_join", "wamp.session.on_leave", "wamp.subscription.on_create",
@@ -49,7 +49,7 @@ def listener(node):
 
 
 @pytest_twisted.inlineCallbacks
-def heard_from(node, listeners, seconds: float = 15.0):
+def heard_from(node, listeners, seconds: float = PATIENCE):
     """Sessions join and leave ``node`` until every listener heard one of them join."""
     deadline = time.monotonic() + seconds
     while True:

@@ -15,7 +15,7 @@ from autobahn.wamp.types import PublishOptions
 from twisted.internet import threads
 
 from ..support import connect_ws, eventually
-from .harness import NatsServer, Node, sleep
+from .harness import PATIENCE, NatsServer, Node, sleep
 from .link import Link
 from .test_cluster_pubsub import nats_has, subscribe
 
@@ -55,7 +55,7 @@ def connected(node) -> bool:
 
 
 @pytest_twisted.inlineCallbacks
-def until(check, seconds: float = 15.0):
+def until(check, seconds: float = PATIENCE):
     for _ in range(int(seconds / 0.05)):
         if (yield threads.deferToThread(check)):
             return

@@ -7,7 +7,7 @@ from autobahn.wamp.types import PublishOptions, SubscribeOptions
 from twisted.internet import defer, threads
 
 from ..support import connect_raw, connect_ws, eventually
-from .harness import LOOPS, NatsServer, Node, sleep
+from .harness import LOOPS, PATIENCE, NatsServer, Node, sleep
 
 
 @pytest.fixture(scope="module", params=LOOPS)
@@ -144,7 +144,7 @@ def test_order_disclosure_and_receiver_lists_across_nodes(cluster):
     yield nats_has(nats, "c", "relayrouter.ev.realm1.seq.topic")
     for i in range(300):
         publisher.publish("seq.topic", i)
-    yield from eventually(lambda: all(len(inbox.events) == 300 for inbox in inboxes.values()), seconds=30)
+    yield from eventually(lambda: all(len(inbox.events) == 300 for inbox in inboxes.values()), seconds=PATIENCE)
     for inbox in inboxes.values():
         assert [e[0][0] for e in inbox.events] == list(range(300))  # one publisher: its order, everywhere
         inbox.events.clear()
@@ -198,7 +198,7 @@ def test_nats_restart_local_traffic_goes_on_and_the_cluster_resyncs(cluster):
     yield nats_has(nats, "c", "relayrouter.ev.realm1.restart.late")
     yield publisher.publish("restart.topic", "after", options=PublishOptions(acknowledge=True))
     yield publisher.publish("restart.late", "late", options=PublishOptions(acknowledge=True))
-    yield from eventually(lambda: [e[0][0] for e in there.events][-1:] == ["after"] and late.events, seconds=20)
+    yield from eventually(lambda: [e[0][0] for e in there.events][-1:] == ["after"] and late.events, seconds=PATIENCE)
     assert [e[0][0] for e in here.events] == ["before", "alone", "after"]
     assert [e[0][0] for e in late.events] == ["late"]
     for session in (publisher, local, remote):

@@ -16,7 +16,7 @@ from ..security_support import HS_SECRET, http, token
 from ..support import LeftBeforeJoining, connect_ws, within
 from relayrouter.cluster.state import retained_key
 
-from .harness import LOOPS, SYNCED, NatsServer, Node, ready, sleep
+from .harness import LOOPS, PATIENCE, SYNCED, NatsServer, Node, ready, sleep
 
 REALMS = """
 [revocation]
@@ -108,7 +108,7 @@ def metric_lines(node) -> list[str]:
 
 
 @defer.inlineCallbacks
-def until(attempt, seconds: float = 15.0, what: str = "the condition"):
+def until(attempt, seconds: float = PATIENCE, what: str = "the condition"):
     """``attempt()`` (may return a Deferred) until it returns something true; its value."""
     deadline = time.monotonic() + seconds
     while True:

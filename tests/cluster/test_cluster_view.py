@@ -13,7 +13,7 @@ from autobahn.wamp.types import SubscribeOptions
 from twisted.internet import defer, reactor, threads
 
 from ..support import connect_ws
-from .harness import LOOPS, NatsServer, Node, sleep, stop_all
+from .harness import LOOPS, PATIENCE, NatsServer, Node, sleep, stop_all
 
 BEATS = "heartbeat_interval = 0.25\nheartbeat_ttl = 1.0\n"
 TTL = 1.0
@@ -59,7 +59,7 @@ class Inbox:
 
 
 @defer.inlineCallbacks
-def until(fn, want, seconds=15.0):
+def until(fn, want, seconds=PATIENCE):
     """Call ``fn()`` (a Deferred) until it gives ``want`` (or ``want(value)`` is true)."""
     deadline = time.monotonic() + seconds
     while True:
@@ -262,7 +262,7 @@ def test_testaments_published_at_a_normal_leave_are_not_published_again_when_the
     assert inbox.events == [(["left"], {})]
 
     nodes["c"].kill9()
-    yield threads.deferToThread(nodes["a"].wait_output, "cluster: node c is gone", 15)
+    yield threads.deferToThread(nodes["a"].wait_output, "cluster: node c is gone", PATIENCE)
     yield sleep(3 * TTL)
     assert inbox.events == [(["left"], {})]
     sa.leave()
@@ -435,7 +435,7 @@ def test_a_node_stopped_cleanly_publishes_its_sessions_testaments_itself_once(cl
     yield sc.call("wamp.session.add_testament", "com.view.will", ["bye"])
     yield sessions_everywhere(2, sa)
     yield threads.deferToThread(nodes["c"].stop)  # SIGTERM: the sessions end, then NATS is closed
-    yield threads.deferToThread(nodes["a"].wait_output, "cluster: node c is gone", 15)
+    yield threads.deferToThread(nodes["a"].wait_output, "cluster: node c is gone", PATIENCE)
     yield sleep(3 * TTL)  # the survivors found nothing left to publish
     assert inbox.events == [(["bye"], {})]
     assert not any(log_count(nodes[n], "testament\\(s\\) of session") for n in ("a", "b"))

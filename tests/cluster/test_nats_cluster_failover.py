@@ -18,7 +18,7 @@ from twisted.internet import defer
 
 from ..security_support import HS_SECRET, http, token
 from ..support import LeftBeforeJoining, connect_ws, within
-from .harness import NatsCluster, NatsServer, Node, ready, sleep
+from .harness import PATIENCE, NatsCluster, NatsServer, Node, ready, sleep
 from .test_cluster_state import REALMS as STATE_REALMS
 
 # No node dies here, only NATS servers: a TTL of a second would let a reactor that a loaded
@@ -192,7 +192,7 @@ def show_cluster_lines(nodes) -> None:
 
 
 @defer.inlineCallbacks
-def wait_until_called(caller, seconds: float = 15.0):
+def wait_until_called(caller, seconds: float = PATIENCE):
     deadline = time.monotonic() + seconds
     while True:
         try:
