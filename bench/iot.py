@@ -411,7 +411,7 @@ def main(argv=None) -> int:
     parser.add_argument("--messages", type=int, default=20000, help="MQTT messages per phase (default 20000)")
     parser.add_argument("--http-messages", type=int, default=8000, help="HTTP messages (default 8000)")
     parser.add_argument("--publishers", type=int, default=4, help="MQTT publisher processes (default 4)")
-    parser.add_argument("--workers", type=int, default=2, help="the agent's MQTT connections (default 2)")
+    parser.add_argument("--workers", type=int, default=4, help="the agent's MQTT connections (default 4, the agent's)")
     parser.add_argument("--http-clients", type=int, default=8, help="HTTP posting processes (default 8)")
     parser.add_argument("--seconds", type=float, default=120, help="most seconds a phase may take")
     parser.add_argument("--publisher", choices=("paho", "mosquitto_pub"), default="mosquitto_pub",

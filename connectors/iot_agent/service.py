@@ -63,7 +63,7 @@ class AgentConfig:
     mqtt_username: str | None = None
     mqtt_password: str | None = field(default=None, repr=False)
     mqtt_client_id: str = "iot-agent"
-    mqtt_workers: int = 2
+    mqtt_workers: int = 4
     mqtt_share_group: str = "iot-agent"
     mqtt_receive_maximum: int = 1000
     mqtt_worker_protocol: str = "3.1.1"

@@ -29,7 +29,7 @@ AGENT_DEFAULTS = {
     "mqtt-username": (None, str),
     "mqtt-password-file": (None, str),
     "mqtt-client-id": ("iot-agent", str),
-    "mqtt-workers": (2, int),
+    "mqtt-workers": (4, int),
     "mqtt-share-group": ("iot-agent", str),
     "mqtt-receive-maximum": (1000, int),
     "mqtt-worker-protocol": ("3.1.1", str),
@@ -74,7 +74,7 @@ class Options(ConnectorOptions, usage.Options):
         ["mqtt-username", None, None, "A dynamic-security admin account of Mosquitto (required with MQTT)."],
         ["mqtt-password-file", None, None, "File with its password (or IOT_AGENT_MQTT_PASSWORD)."],
         ["mqtt-client-id", None, None, "Client id prefix: <id>-control and <id>-<n> (default iot-agent)."],
-        ["mqtt-workers", None, None, "MQTT connections sharing the device subscription (default 2)."],
+        ["mqtt-workers", None, None, "MQTT connections sharing the device subscription (default 4)."],
         ["mqtt-share-group", None, None, "The shared subscription's group (default iot-agent)."],
         ["mqtt-receive-maximum", None, None, "Unacknowledged messages the broker may send each worker (default 1000)."],
         ["mqtt-worker-protocol", None, None, "3.1.1 (default) or 5 for the ingesting connections: 3.1.1 costs less"

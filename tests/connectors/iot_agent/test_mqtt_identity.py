@@ -23,7 +23,8 @@ from .test_agent import ADMIN, _wait_served, create, env, make_tenant, user  # n
 pytestmark = pytest.mark.timeout(240)
 
 ATTEMPTS = list(itertools.product(("mosquitto_sub", "paho"), ("3.1.1", "5"), (True, False)))
-AGENT_IDS = ("iot-agent-0", "iot-agent-1", "iot-agent-control")  # the harness agent's --mqtt-client-id iot-agent
+# The harness agent's client ids (--mqtt-client-id iot-agent, 4 workers by default).
+AGENT_IDS = ("iot-agent-0", "iot-agent-1", "iot-agent-2", "iot-agent-3", "iot-agent-control")
 
 
 def mosquitto_sub(port, credentials, client_id, protocol, clean) -> subprocess.CompletedProcess:
