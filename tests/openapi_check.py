@@ -10,7 +10,8 @@
 * :func:`sweep`: each path a site serves (every resource of its tree, and the
   sub-paths the fuzz net reaches below leaves that read ``postpath``) with
   each method: an answer other than 404 or 405 is a served operation, which
-  the document must list, and its answer is checked as above.
+  the document must list, and its answer is checked as above.  HEAD is
+  checked as the GET it stands for (RFC 9110: the same status, no body).
 """
 
 import json
@@ -23,7 +24,7 @@ from referencing.jsonschema import DRAFT202012
 
 from . import fuzz_net
 
-METHODS = (b"GET", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS")
+METHODS = (b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS")
 NOT_SERVED = (404, 405)
 
 
@@ -107,10 +108,12 @@ class Spec:
                 if p.split("/")[:depth] == parent and len(p.split("/")) > depth}
 
     def operation(self, method: str, path: str):
+        """(template, operation); HEAD is GET's, without the body (RFC 9110, 9.3.2)."""
         template = self.template(path)
         if template is None:
             return None, None
-        return template, self.document["paths"][template].get(method.lower())
+        item = self.document["paths"][template]
+        return template, item.get(method.lower(), item.get("get") if method.upper() == "HEAD" else None)
 
     def check(self, method: str, path: str, answer: Answer) -> None:
         """AssertionError unless ``answer`` is what the document says ``method path`` answers."""
@@ -122,6 +125,9 @@ class Spec:
         assert code in responses, (f"{what} ({template}) answered {answer!r}; the document lists "
                                    f"{sorted(responses)}")
         content = responses[code].get("content")
+        if method.upper() == "HEAD":
+            assert not answer.body, f"{what}: a body for HEAD {answer!r}"
+            return
         if answer.status == 204 or not content:
             assert answer.status != 204 or not answer.body, f"{what}: 204 with a body {answer!r}"
             return

@@ -101,12 +101,14 @@ class ApiResource(JsonResource):
     def render(self, request):
         path = request.path.decode("utf8", "replace")
         method = request.method.decode("ascii", "replace")
+        # HEAD is GET's answer without its body (twisted.web writes no body for HEAD).
+        served_as = "GET" if method == "HEAD" else method
         allowed = []
         for route_method, pattern, fn in _ROUTES:
             found = pattern.match(path)
             if found is None:
                 continue
-            if route_method == method:
+            if route_method == served_as:
                 d = defer.maybeDeferred(fn, self, request, **found.groupdict())
                 d.addCallbacks(_answer, self._refuse, (request,), None, (request,), None)
                 d.addErrback(log.failure, "answering {path}", path=path)
