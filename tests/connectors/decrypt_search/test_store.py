@@ -193,6 +193,35 @@ def test_common_text_takes_the_other_plans_with_the_same_results(filled, monkeyp
     test_cursor_paging_returns_every_record_once_in_order(filled, "-amount")
 
 
+def test_a_batch_skips_publications_stored_and_quarantines_replays_in_order(filled):
+    """One batch with all of it (PostgreSQL writes a batch in a few statements, SQLite record by
+    record: the same outcome): a publication stored already or twice in the batch is skipped, a
+    message stored already or earlier in the batch is a duplicate naming its record, the others are
+    stored with ids in batch order."""
+    store, writer, reader = filled
+    ids = {r["message_id"]: r["id"] for r in store.search(reader, query.parse_search({"limit": "10"}, CONFIG))
+           ["records"]}
+    fresh = records()  # sealed anew: new message ids
+    first = Record(**{**fresh[0].__dict__, "publication": 600})
+    again = Record(**{**fresh[0].__dict__, "publication": 601})  # first's message, in the same batch
+    stored_before = Record(**{**fresh[1].__dict__, "publication": 602, "message_id": next(iter(ids))})
+    second = Record(**{**fresh[2].__dict__, "publication": 603})
+    bad = Quarantined(604, "com.orders.eu", "bad_signature", "signature does not verify", 3.0, b"\x03")
+    batch = [fresh[3], first, again, stored_before, second, bad, Record(**{**fresh[4].__dict__, "publication": 603})]
+    result = store.write(writer, batch, {"prefix:com.orders.": 604}, now=3.0)
+    assert result.skipped == 2  # fresh[3]: publication 104 is stored; 603 twice
+    assert [r.publication for _, r in result.stored] == [600, 603]
+    (a, _), (b, _) = result.stored
+    assert max(ids.values()) < a < b
+    assert [(q.publication, q.reason) for q in result.quarantined] == [(601, "duplicate"), (602, "duplicate"),
+                                                                       (604, "bad_signature")]
+    assert f"stored already as record {a} (a replay)" in result.quarantined[0].message
+    assert f"stored already as record {ids[next(iter(ids))]} (a replay)" in result.quarantined[1].message
+    assert store.counts(reader) == {"records": 8, "quarantine": {"bad_signature": 1, "duplicate": 2}}
+    assert store.get(reader, b)["document"]["order"] == 3
+    assert store.cursors(reader)["prefix:com.orders."] == 604
+
+
 def test_a_replayed_envelope_is_quarantined_with_its_payload_as_received(store):
     """The same envelope published twice: the second is a replay, kept byte for byte."""
     writer = store.connect()
