@@ -131,7 +131,7 @@ def word_pairs(text: str) -> str:
     if not text.isascii():
         return UNSURE
     words = ASCII_WORD.findall(text.lower())
-    return " ".join(dict.fromkeys(f"{a}_{b}" for a, b in zip(words, words[1:])))
+    return " ".join(map("_".join, zip(words, words[1:])))  # a pair twice is one entry all the same
 
 
 def pairs_match(terms: tuple) -> str | None:

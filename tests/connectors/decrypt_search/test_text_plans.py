@@ -106,7 +106,7 @@ def fts5_pairs(conn, text: str) -> str:
     conn.execute("DELETE FROM t")
     conn.execute("INSERT INTO t (rowid, body) VALUES (1, ?)", (text,))
     tokens = [row[0] for row in conn.execute("SELECT term FROM v ORDER BY offset")]
-    return " ".join(dict.fromkeys(f"{a}_{b}" for a, b in zip(tokens, tokens[1:])))
+    return " ".join(f"{a}_{b}" for a, b in zip(tokens, tokens[1:]))
 
 
 def test_our_split_of_ascii_text_is_fts5s():
@@ -118,7 +118,7 @@ def test_our_split_of_ascii_text_is_fts5s():
     texts += ["".join(rng.choices(string.printable + "\x00\x01\x7f", k=80)) for _ in range(300)]
     for text in texts:
         assert query.word_pairs(text) == fts5_pairs(conn, text), repr(text)
-    assert query.word_pairs("Blue  VASE, blue vase") == "blue_vase vase_blue"
+    assert query.word_pairs("Blue  VASE, blue vase") == "blue_vase vase_blue blue_vase"
     assert query.word_pairs("crème brûlée") == query.UNSURE
     conn.close()
 
