@@ -54,10 +54,12 @@ def _previous_proxy(tmp_path, tree, router) -> ProxyProcess:
 def test_the_previous_releases_spool_dead_letters_and_options_are_kept(tmp_path, previous_tree):
     router = RouterProcess(tmp_path, CONFIG, env={"AGENTB_TICKET": TICKET})
     router.start()
-    old = _previous_proxy(tmp_path, previous_tree, router)
-    new = ProxyProcess(tmp_path, env={"MEDIATOR_PROXY_TICKET": TICKET})
-    watcher = Child("watcher", [sys.executable, "-c", WATCHER, router.ws_url])
+    started = [router]  # stopped whatever happens, last first
     try:
+        old = _previous_proxy(tmp_path, previous_tree, router)
+        new = ProxyProcess(tmp_path, env={"MEDIATOR_PROXY_TICKET": TICKET})
+        watcher = Child("watcher", [sys.executable, "-c", WATCHER, router.ws_url])
+        started += [old, new, watcher]
         old.start()
         assert "mediator-proxy: router" in old.output() and "the local API's token" not in old.output()  # 0.1.0's
         code, body, _ = old.request("POST", "/outbound/mailbox.forbidden", b"refused", {"Content-Type": CONTENT_TYPE})
@@ -92,9 +94,7 @@ def test_the_previous_releases_spool_dead_letters_and_options_are_kept(tmp_path,
         new.wait_status(lambda s: s["outbound"]["dead_letters"] == 1 and s["outbound"]["spooled"] == 0,
                         what="the retried message refused again")
     finally:
-        watcher.stop()
-        old.stop()
-        new.stop()
-        router.stop()
+        for child in reversed(started):
+            child.stop()
     with sqlite3.connect(new.state_dir / "state.sqlite3") as db:
         assert db.execute("PRAGMA user_version").fetchone() == (1,)

@@ -154,8 +154,9 @@ def test_decrypt_search_registers_the_listed_procedures(tmp_path):
     router = RouterProcess(tmp_path, toml, env={"ACME_TICKET": support.TICKETS["acme"],
                                                 "GLOBEX_TICKET": support.TICKETS["globex"]})
     router.start()
-    connector = support.Connector(tmp_path, support.World(tmp_path), "acme", router)
+    connector = None
     try:
+        connector = support.Connector(tmp_path, support.World(tmp_path), "acme", router)  # the router's port
         connector.start()
         caller = yield support.connect_ws_url(router, authmethods=["ticket"], authid="globex-connector",
                                               ticket=support.TICKETS["globex"])
@@ -171,5 +172,6 @@ def test_decrypt_search_registers_the_listed_procedures(tmp_path):
         assert registered == listed and len(listed) == 7
         yield caller.leave()
     finally:
-        connector.stop()
+        if connector is not None:
+            connector.stop()
         router.stop()
