@@ -59,12 +59,20 @@ QUARANTINE = {"": _get("What was refused, and why", response("A page of entries"
     query_param("reason", "only this reason"), query_param("limit", "entries per page"),
     query_param("before", "next_before of the previous page")], "Scope quarantine.")}
 PUBLISH = {"": {"post": operation("Seal a document and publish it on an end-to-end topic", {
-    "200": response("Published", obj({"publication": {}, "topic": {"type": "string"},
-                                      "message_id": {"type": "string"}}, ("publication", "topic", "message_id"))),
+    "200": response("Published", obj({"publication": {"type": "integer"}, "topic": {"type": "string"},
+                                      "message_id": {"type": "string"},
+                                      "recipients": {"type": "array", "items": {"type": "string"}}},
+                                     ("publication", "topic", "message_id", "recipients"))),
     **_GUARDED, **refusals(413, 415)},
     body=request_body(obj({"topic": {"type": "string"}, "document": {},
                            "recipients": {"type": "array", "items": {"type": "string"}}}, ("topic", "document"),
                           extra=False)),
     description="Scope publish.", security=_SECURITY, tags=["publish"])}}
-STATUS = {"": _get("Counters, the router connection, the store", response(
-    "The status", obj({"organisation": {"type": "string"}})), ["status"], description="Scope status.")}
+STATUS = {"": _get("Counters, the router connection, the store", response("The status", obj(
+    {"organisation": {"type": "string"}, "encryption_kid": {"type": "string"}, "signing_kid": {"type": "string"},
+     "keys": {"type": "object"}, "router": {"type": "object"}, "store": obj({"backend": {"type": "string"}},
+                                                                            ("backend",)),
+     "replication": {"type": "object"}, "hooks": {}, "feed": {"type": ["object", "null"]},
+     "directory": {"type": ["object", "null"]}},
+    ("organisation", "encryption_kid", "signing_kid", "keys", "router", "store", "replication"))),
+    ["status"], description="Scope status.")}

@@ -111,4 +111,9 @@ TOPICS = {"/{topic}": {"get": operation("Kafka-WS: a tenant's topic as a WebSock
     tags=["Kafka-WS"])}}
 
 STATUS = {"": {"get": operation("The agent's connections, tenants and counters", {
-    "200": response("The status", obj({}))}, security=[], tags=["status"])}}
+    "200": response("The status", obj(
+        {"status": {"enum": ["ready", "starting"]}, "router": {"type": "object"},
+         "mqtt": {"type": ["object", "null"]}, "store": {}, "store_stats": {}, "devices": {"type": "integer"},
+         "counters": {"type": "object", "additionalProperties": {"type": "integer"}},
+         "kafka_ws": {"type": "object"}, "kafka_ws_connections": {"type": "integer"}},
+        ("status", "router", "devices", "counters", "kafka_ws_connections")))}, security=[], tags=["status"])}}
