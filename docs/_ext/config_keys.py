@@ -80,7 +80,7 @@ class Key:
 def toml_examples(component: str) -> list[tuple[str, str]]:
     """(where, source) of every TOML block of README.md and docs/ that configures ``component``."""
     sys.path.insert(0, str(ROOT))
-    from tests.docs.sandbox import file_name
+    from tests.docs.sandbox import file_name, is_decrypt_search
     from tests.docs.tutorial import FENCE
 
     found = []
@@ -89,7 +89,7 @@ def toml_examples(component: str) -> list[tuple[str, str]]:
             if match["info"].strip() != "toml":
                 continue
             source = match["body"]
-            is_search = file_name(source) == "decrypt-search.toml"
+            is_search = is_decrypt_search(file_name(source))
             if is_search == (component == "decrypt-search"):
                 found.append((str(page.relative_to(ROOT)), source))
     return found

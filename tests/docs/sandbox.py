@@ -67,6 +67,11 @@ def file_name(source: str) -> str | None:
     return match["name"] if match else None
 
 
+def is_decrypt_search(name: str | None) -> bool:
+    """``decrypt-search.toml``, one of several organisations' (``acme-decrypt-search.toml``), or their listing."""
+    return bool(name) and (name.endswith("decrypt-search.toml") or name == "decrypt-search-organisations.toml")
+
+
 def _env_names(value) -> set[str]:
     """Every environment variable a ``*_env`` key of the TOML names."""
     if isinstance(value, dict):
@@ -87,7 +92,12 @@ def check_config(source: str, sandbox: Path) -> None:
     path.write_text(source)
     for variable in _env_names(data):
         os.environ.setdefault(variable, secrets.token_urlsafe(48))
-    if name == "decrypt-search.toml":
+    if name == "decrypt-search-organisations.toml":  # a listing of organisations' files, checked before
+        from connectors.decrypt_search import organisations
+
+        organisations.load(str(path))
+        return
+    if is_decrypt_search(name):
         from connectors.decrypt_search import config as ds_config
 
         sys.path.insert(0, str(sandbox))  # the validators' and hooks' package (mypackage)

@@ -2,7 +2,8 @@
 
 * ``toml``: parsed, then passed through the configuration checker of the
   component it configures (the router's start-time check, or
-  decrypt-search's when its first line is ``# decrypt-search.toml``), in a
+  decrypt-search's when its first line is ``# decrypt-search.toml`` or ``# <org>-decrypt-search.toml``,
+  its listing of organisations' when ``# decrypt-search-organisations.toml``), in a
   directory holding what the examples name (``relayrouter pki``'s
   certificates in ``pki/``, ``relayrouter keys``' key files in ``keys/``, a
   JWT public key ``keys/local-1.pem``; ``/etc/relayrouter/`` and
