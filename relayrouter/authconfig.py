@@ -22,6 +22,7 @@ from .auth.ticket import TicketPrincipal
 from .auth.tls import CertRule, attribute_name
 from .auth.wampcra import Salt, WampCraPrincipal
 from .configcheck import ConfigError
+from .configcheck import OPTIONAL, note_key  # what the reader asks, for the configuration reference
 from .configcheck import (  # the shared checks, under this module's private names
     array as _list, get as _get, key_name as _name,
     only as _only, positive as _positive, seconds as _seconds,
@@ -114,6 +115,8 @@ def security(data: dict) -> SecurityConfig:
 def _http(item: Any, key: str) -> HttpConfig:
     _table(item, key)
     _only(item, key, {"allowed_origins", "public_url", "trusted_proxies"})
+    note_key(key, "public_url", str, OPTIONAL)
+    note_key(key, "trusted_proxies", list, [])
     origins = _strings(item, "allowed_origins", key, ["*"])
     for origin in origins:
         if origin not in ("*", "null") and "://" not in origin:
@@ -302,6 +305,7 @@ def _tls_rules(item: Any, key: str) -> tuple[CertRule, ...] | None:
 
 def _name_matchers(rule: dict, name: str, key: str) -> tuple[tuple[str, str], ...]:
     """``subject = { o = "regex", ou = "regex" }``: one regex per name attribute."""
+    note_key(key, name, dict, OPTIONAL)
     table = rule.get(name)
     if table is None:
         return ()
@@ -370,6 +374,8 @@ def _jwt(item: Any, key: str) -> JwtConfig:
 def _jwt_key(k: Any, key: str) -> tuple[str, Any]:
     _table(k, key)
     _only(k, key, {"kid", "algorithms", "secret", *_KEY_SOURCES})
+    for noted in _KEY_SOURCES:
+        note_key(key, noted, str, OPTIONAL)
     given = [s for s in _KEY_SOURCES if s in k]
     if "secret" in k:
         _secret(k, key)  # raises the "never inline" error
@@ -453,6 +459,8 @@ def _actions(item: dict, name: str, key: str) -> list[str]:
 # ------------------------------------------------------------------- helpers
 
 def _secret(item: dict, key: str) -> str:
+    for noted in ("secret_env", "secret_file", "secret"):
+        note_key(key, noted, str, OPTIONAL)
     if "secret" in item:
         raise ConfigError(f"{key}.secret: inline secrets are not accepted; use secret_env or secret_file")
     if "secret_env" in item:
@@ -478,6 +486,7 @@ def _read(item: dict, name: str, key: str) -> bytes:
 
 
 def _strings(item: dict, name: str, key: str, default) -> list[str]:
+    note_key(key, name, list, default)
     value = item.get(name, default)
     if value is None:
         raise ConfigError(f"{_name(key, name)}: required")
@@ -487,6 +496,7 @@ def _strings(item: dict, name: str, key: str, default) -> list[str]:
 
 
 def _optional(item: dict, name: str, kind, key: str):
+    note_key(key, name, kind, OPTIONAL)
     if name not in item:
         return None
     return _get(item, name, kind, None, key)

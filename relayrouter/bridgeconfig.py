@@ -6,6 +6,7 @@ Called from :mod:`relayrouter.config`; errors name the key.
 from dataclasses import dataclass
 
 from .configcheck import ConfigError
+from .configcheck import OPTIONAL, note_key  # what the reader asks, for the configuration reference
 from .configcheck import array as _array, get as _get, only as _only, positive as _positive, table as _table
 
 TOP_LEVEL_KEYS = {"http_bridge"}
@@ -114,6 +115,8 @@ def _webhook(w, wkey: str, realm_roles: dict, error_status: str, _secret) -> Web
     event = _get(w, "event", str, "crossbar" if error_status == "crossbar" else "kwargs", wkey)
     if event not in WEBHOOK_EVENTS:
         raise ConfigError(f"{wkey}.event: must be one of {', '.join(WEBHOOK_EVENTS)}, not {event!r}")
+    for noted in ("token_env", "token_file", "github_secret_env", "github_secret_file"):
+        note_key(wkey, noted, str, OPTIONAL)
     token = _secret({"secret_" + k[len("token_"):]: v for k, v in w.items() if k.startswith("token_")}, wkey) \
         if ("token_env" in w or "token_file" in w) else None
     github = _secret({"secret_" + k[len("github_secret_"):]: v for k, v in w.items()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .configcheck import ConfigError
+from .configcheck import OPTIONAL, note_key  # what the reader asks, for the configuration reference
 from .configcheck import get as _get, key_name as _name, only as _only  # the shared checks
 from .configcheck import seconds as _seconds, table as _table
 
@@ -80,6 +81,9 @@ def cluster(data: dict) -> ClusterConfig | None:
     key = "cluster"
     _table(item, key)
     _only(item, key, _KEYS)
+    note_key(key, "nats", list, None)
+    note_key(key, "credentials_file", str, OPTIONAL)
+    note_key(key, "replicas", int, OPTIONAL)
     servers = item.get("nats")
     if servers is None:
         raise ConfigError(f"{key}.nats: required (the NATS servers, e.g. [\"nats://127.0.0.1:4222\"])")
@@ -141,6 +145,8 @@ def _default_node() -> str:
 
 def _secret(item: dict, what: str, key: str) -> str | None:
     env, file = f"{what}_env", f"{what}_file"
+    note_key(key, env, str, OPTIONAL)
+    note_key(key, file, str, OPTIONAL)
     if env in item and file in item:
         raise ConfigError(f"{_name(key, env)}: give {env} or {file}, not both")
     if env in item:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from .configcheck import ConfigError
+from .configcheck import OPTIONAL, note_key  # what the reader asks, for the configuration reference
 from .configcheck import (  # the shared checks, under this module's private names
     get as _get, key_name as _name, only as _only,
     positive as _positive, table as _table,
@@ -40,6 +41,8 @@ def storage(data: dict) -> StorageConfig:
     key = "storage"
     _table(item, key)
     _only(item, key, {"dsn", "dsn_env", "dsn_file", "synchronous", "max_batch"})
+    for noted in ("dsn", "dsn_env", "dsn_file"):
+        note_key(key, noted, str, OPTIONAL)
     sources = [name for name in ("dsn", "dsn_env", "dsn_file") if name in item]
     if len(sources) > 1:
         raise ConfigError(f"{key}: give one of dsn, dsn_env, dsn_file, not {' and '.join(sources)}")
@@ -199,6 +202,7 @@ def _filled(uri: str) -> str:
 
 
 def _token_secret(item: dict, key: str) -> bytes:
+    note_key(key, "token_secret_file", str, OPTIONAL)
     if "token_secret_env" in item:
         var = _get(item, "token_secret_env", str, None, key)
         value = os.environ.get(var, "")

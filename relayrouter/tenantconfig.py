@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .configcheck import ConfigError
+from .configcheck import OPTIONAL, note_key  # what the reader asks, for the configuration reference
 from .configcheck import (  # the shared checks, under this module's private names
     array as _list, get as _get, only as _only, table as _table,
 )
@@ -57,6 +58,7 @@ def _optional(item: dict, name: str, kind) -> Any:
 
 
 def _strings(item: dict, name: str) -> tuple[str, ...] | None:
+    note_key("tenants", name, list, OPTIONAL)
     if name not in item:
         return None
     value = item[name]

@@ -293,7 +293,10 @@ def _same(match, default) -> bool:
         except ValueError:
             return False
     if isinstance(default, list):
-        return literal == "[]" and not default or literal == str(default).replace("'", '"')
+        try:
+            return json.loads(literal) == default
+        except ValueError:
+            return False
     return isinstance(default, str) and literal.strip('"') == default
 
 

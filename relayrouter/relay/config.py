@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..configcheck import ConfigError
+from ..configcheck import OPTIONAL, note_key  # what the reader asks, for the configuration reference
 from .. import proxies
 from ..configcheck import (  # the shared checks, under this module's private names
     get as _get, only as _only, positive as _positive, seconds as _seconds, table as _table,
@@ -67,6 +68,8 @@ def parse(item: Any, data: dict, key: str = "relay") -> RelayConfig:
         wamp_topic.format(prefix="p", topic="t")
     except (KeyError, IndexError, ValueError):
         raise ConfigError(f"{key}.wamp_topic: only {{prefix}} and {{topic}} may be filled in") from None
+    note_key(key, "public_url", str, OPTIONAL)
+    note_key(key, "trusted_proxies", list, [])
     public_url = item.get("public_url")
     if public_url is not None and not (isinstance(public_url, str) and public_url.startswith(("ws://", "wss://"))):
         raise ConfigError(f"{key}.public_url: must be a ws:// or wss:// URL")
@@ -92,6 +95,7 @@ def parse(item: Any, data: dict, key: str = "relay") -> RelayConfig:
 
 
 def _prefixes(item: dict, key: str, ws_paths: set[str]):
+    note_key(key, "prefixes", list, ["session"])
     values = item.get("prefixes", ["session"])
     if not isinstance(values, list) or not values:
         raise ConfigError(f"{key}.prefixes: must be a non-empty list of path names")
