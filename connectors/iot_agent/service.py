@@ -9,6 +9,7 @@ by HTTP and WAMP (device registry, actuation, history) are methods here, so
 both sides answer the same way.
 """
 
+import gc
 import json
 import os
 import time
@@ -267,6 +268,10 @@ class IotAgent(service.MultiService):
 
     def _loaded(self, count) -> None:
         log.info("iot-agent: {count} devices in the registry", count=count)
+        # What is alive now (modules, classes, the registry) lives as long as
+        # the process: out of the cyclic collector's sight, each collection
+        # of the older generations walks only what ingestion made since.
+        gc.freeze()
         super().startService()
         if self.mqtt is not None:
             # Not before we know which tenants are served: a message taken
