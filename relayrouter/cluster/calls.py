@@ -604,7 +604,7 @@ class Calls:
                 return True
             registration = self._registration(dealer, value)
         registration.invoke = value.invoke
-        if registration.choose is None:
+        if registration.choose is None and value.invoke == "roundrobin":
             registration.choose = self.turns.rotation(name).choose
         self._set_callees(dealer, registration, order)
         return True
