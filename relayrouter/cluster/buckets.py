@@ -30,8 +30,9 @@ WATCH_HEARTBEAT = 1.0
 RESUME_WINDOW = 5.0
 # How long a kept watch may take to show a live consumer again: nats-py makes one anew
 # (from the last revision seen) two heartbeats after the old one fell silent, and the
-# bucket may be electing a leader meanwhile (seconds after a server's death).
-RESUME_PATIENCE = 15.0
+# bucket may be electing a leader meanwhile (seconds after a server's death, up to a
+# minute on a machine loaded far beyond its cores).
+RESUME_PATIENCE = 30.0
 RESUME_PROBE = 1.0  # each question to JetStream about the watch's consumer
 
 

@@ -6,12 +6,13 @@ of rebuilding all of them, so it is ready again once what it changed meanwhile i
 written.  Its figures are in docs/reference/cluster.md ("On a NATS cluster: replicas
 and the loss of a server"); run with ``-s`` to see them."""
 
+import re
 import time
 
 import pytest
 
 from ..security_support import HS_SECRET
-from .harness import NatsCluster, Node, ready
+from .harness import PATIENCE, NatsCluster, Node, ready
 from .test_nats_cluster_failover import REALMS
 
 # /ready asks JetStream about each bucket every heartbeat_ttl: the figures in the docs are with 1 s.
@@ -23,6 +24,7 @@ READY_BOUND = 120.0
 WATCH = 20.0  # a bucket whose leader died is elected anew within this on a quiet machine
 KEPT = r"cluster: node a kept its watches of the shared state across the reconnection"
 RESUMED = r"cluster: node a's watches of the shared state resumed [0-9.]+ s after the reconnection"
+NOT_RESUMED = r"cluster: node a's watches of the shared state did not resume within"
 
 
 @pytest.fixture(scope="module")
@@ -79,19 +81,24 @@ def test_a_node_whose_server_dies_is_ready_again_without_rebuilding_its_watches(
     nats, nodes = cluster
     node = nodes["a"]
     figures = []
+    resumed = 0
     for attempt in range(3):
         mark = len(node.all_output)
         server = server_of(nats, "a")
         other = [n for n in (nodes["b"], nodes["c"]) if server.connection(n.name) is None][:1]
         server.kill9()
         figures.append(not_ready([node] + other, WATCH, READY_BOUND))
-        node.wait_output(r"cluster: node a reconnected to NATS", 60, mark)
-        node.wait_output(KEPT, 60, mark)
-        node.wait_output(RESUMED, 60, mark)
+        node.wait_output(r"cluster: node a reconnected to NATS", PATIENCE, mark)
+        node.wait_output(KEPT, PATIENCE, mark)
+        # A bucket without a leader for 30 s (a machine loaded far beyond its cores) makes
+        # the node fall back to a whole resync: allowed, but not at every kill.
+        node.wait_output(f"{RESUMED}|{NOT_RESUMED}", PATIENCE, mark)
+        resumed += any(re.search(RESUMED, line) for line in node.all_output[mark:])
         server.start()
         nats.wait_jetstream()
         nats.wait_streams_current()
         not_ready(list(nodes.values()), 0, READY_BOUND)
+    assert resumed >= 1
     print("not ready after the death of node a's server (seconds in all, seconds to the last time), "
           "node a then a node on another server: " + "; ".join(
               " / ".join(f"{name} {bad:.2f}, {last:.2f}" for name, (bad, last) in f.items()) for f in figures))
