@@ -58,7 +58,7 @@ class Directory:
         for publication, topic, args in held:
             self.receive(publication, topic, args)
         if self.config.directory_publish:
-            yield self._publish_own(session)
+            yield self.publish_own(session)
 
     @defer.inlineCallbacks
     def _load(self):
@@ -184,7 +184,7 @@ class Directory:
         return keyring.parse_event([keyring.sign(data, [self.keys] + previous)], self.config.org)
 
     @defer.inlineCallbacks
-    def _publish_own(self, session):
+    def publish_own(self, session):
         record = self.own_record()
         if record is not None:
             yield self.db.call("save_key_record", self.config.org, record.seq, json.dumps(record.event()),

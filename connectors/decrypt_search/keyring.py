@@ -279,6 +279,10 @@ class KeyBook:
         self.records[record.org] = record
         self.view = self._build()
 
+    def rebuild(self) -> None:
+        """After the configuration or our keys changed (SIGHUP)."""
+        self.view = self._build()
+
     def trusted(self, org: str) -> bool:
         if org == self.config.org:
             return True

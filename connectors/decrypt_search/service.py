@@ -14,6 +14,8 @@ are committed together, so after ``kill -9`` the cursor says exactly what
 the store holds.  A failed commit is retried; nothing is dropped.
 """
 
+import dataclasses
+import signal
 import time
 from collections import OrderedDict
 
@@ -534,14 +536,22 @@ def _found(record):
     return record
 
 
+# what SIGHUP reloads: the keys and whom they trust (the rest of the file waits for a restart)
+KEY_SETTINGS = ("key_file", "key_env", "peers", "previous_peers", "previous_keys", "retired_keys",
+                "trusted_senders", "trusted_senders_given", "publish_for", "publish_for_given", "directory_pins",
+                "directory_trust")
+
+
 class DecryptSearch(service.MultiService):
     """Store, replication, router connection, HTTP API, hooks: one service."""
 
     def __init__(self, config, keys, store: Store, router_factory, http_factory=None, reactor=None,
-                 hook_functions=None) -> None:
+                 hook_functions=None, reread=None) -> None:
         super().__init__()
+        self.reread = reread  # () -> (config, keys) read again from the files: SIGHUP reloads the keys
         if reactor is None:
             from twisted.internet import reactor
+        self.reactor = reactor
         self.config = config
         self.db = Database(store, reactor)
         self.book = KeyBook(config, keys)
@@ -573,11 +583,48 @@ class DecryptSearch(service.MultiService):
 
     def startService(self) -> None:
         super().startService()
+        if self.reread is not None:
+            signal.signal(signal.SIGHUP, lambda *_: self.reactor.callFromThread(self.on_sighup))
         self.replicator.workers.start()
         self.feed.start()
         d = self.db.start()
         d.addCallback(lambda _: self.router.setServiceParent(self))
         d.addCallbacks(lambda _: self.ready.callback(None), self._store_failed)
+
+    # ------------------------------------------------------------ SIGHUP
+
+    def on_sighup(self) -> None:
+        """Read the files again and take their key settings; anything else waits for a restart."""
+        try:
+            config, keys = self.reread()
+        except Exception as e:  # ConfigError, KeyFileError: the message names the key or file
+            log.error("SIGHUP: keys not reloaded, those in use stay: {error}", error=str(e))
+            return
+        others = self.reload_keys(config, keys)
+        view = self.book.view
+        log.info("SIGHUP: keys reloaded: signing key {kid}, encryption key {enc}, {n} previous pair(s) of ours, "
+                 "{r} retired key id(s)", kid=keys.public.signing_kid, enc=keys.public.encryption_kid,
+                 n=len(config.previous_keys), r=len(view.retired))
+        if others:
+            log.warn("SIGHUP: {names} changed as well; they take effect at the next restart",
+                     names=", ".join(others))
+        session = self.router.session
+        if self.directory is not None and session is not None and session.is_attached():
+            self.directory.publish_own(session).addErrback(
+                lambda f: log.failure("cannot publish our key record", f))
+
+    def reload_keys(self, config, keys) -> list:
+        """Use ``config``'s key settings and ``keys`` from now on; the names of other settings that differ."""
+        old = self.config
+        merged = dataclasses.replace(old, **{name: getattr(config, name) for name in KEY_SETTINGS})
+        others = [f.name for f in dataclasses.fields(old)
+                  if f.name not in KEY_SETTINGS and getattr(config, f.name) != getattr(old, f.name)]
+        self.config = merged
+        for part in (self.book, self.ingestor, self.api, self.directory):
+            if part is not None:
+                part.config, part.keys = merged, keys
+        self.book.rebuild()
+        return others
 
     def _store_failed(self, failure) -> None:
         log.failure("cannot open the store", failure)

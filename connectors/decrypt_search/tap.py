@@ -158,6 +158,17 @@ def load_keys(options, config, from_options: bool = True) -> e2e_keys.FileKeys:
     return keys
 
 
+def reread(options):
+    """The configuration and keys read again, as at start (SIGHUP, one organisation per process; with a
+    listing of organisations the keys change at a restart); ConfigError / KeyFileError when unusable."""
+    config = cfg.load(options["config"])
+    if options["http"]:
+        config = dataclasses.replace(config, http_listen=config.http_listen + (options["http"],))
+    keys = load_keys(options, config)
+    cfg.check_rotation(config, keys)
+    return config, keys
+
+
 def makeService(options):
     if getattr(options, "organisations", None) is not None:
         return organisations_service(options)
@@ -175,7 +186,7 @@ def makeService(options):
 
     return DecryptSearch(config, options.keys, store, router_factory,
                          http_factory=lambda api: http_services(config, api, reactor), reactor=reactor,
-                         hook_functions=options.hook_functions)
+                         hook_functions=options.hook_functions, reread=lambda: reread(options))
 
 
 def organisations_service(options) -> service_module.MultiService:
