@@ -337,3 +337,18 @@ def test_maintenance_runs_when_the_store_has_doubled(store, monkeypatch):
     assert store.maintain(writer) is None  # 9 < 12
     assert store.maintain(writer, force=True) == 9
     writer.close()
+
+
+def test_the_key_directory_keeps_the_latest_record_per_organisation(store):
+    writer = store.connect()
+    store.create_schema(writer)
+    assert store.key_records(writer) == {}
+    store.save_key_record(writer, "globex", 2, '{"seq": 2}', 1.0)
+    store.save_key_record(writer, "globex", 1, '{"seq": 1}', 2.0)  # an older one never replaces it
+    store.save_key_record(writer, "globex", 2, '{"seq": "2 again"}', 3.0)  # nor one of the same seq
+    store.save_key_record(writer, "acme", 1, '{"seq": 1}', 4.0)
+    store.save_key_record(writer, "globex", 3, '{"seq": 3}', 5.0)
+    reader = store.connect(reader=True)
+    assert store.key_records(reader) == {"globex": '{"seq": 3}', "acme": '{"seq": 1}'}
+    reader.close()
+    writer.close()
