@@ -215,7 +215,7 @@ def open_envelope(envelope: bytes, keys, senders: dict, topic: str | None = None
     parsed = parse(envelope)
     if topic is not None and parsed.topic != topic:
         raise EnvelopeError(WRONG_TOPIC, f"sealed for topic '{parsed.topic}', received on '{topic}'")
-    ring = list(keys) if isinstance(keys, (list, tuple)) else [keys]
+    ring = keys if isinstance(keys, (list, tuple)) else (keys,)
     entries = dict(parsed.recipients)
     mine = [(k, entries[k.public.encryption_kid]) for k in ring if k.public.encryption_kid in entries]
     if not mine:

@@ -22,6 +22,7 @@ operations without ever exposing the key bytes.
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import os
@@ -72,11 +73,12 @@ class PublicKeys:
     encryption: bytes  # X25519 public key, 32 bytes
     signing: bytes  # Ed25519 public key, 32 bytes
 
-    @property
+    # computed once per object: an envelope's reader asks for them for every envelope
+    @functools.cached_property
     def encryption_kid(self) -> str:
         return key_id(self.encryption)
 
-    @property
+    @functools.cached_property
     def signing_kid(self) -> str:
         return key_id(self.signing)
 
