@@ -32,7 +32,9 @@ fit in minutes; there is no catch-up figure then.  ``--deadline`` bounds the
 whole run (default 45 minutes): past it, everything is stopped and it exits
 non-zero.
 
-Everything listens on 127.0.0.1; every process started is stopped by PID.
+Everything listens on 127.0.0.1; every process started is stopped by PID.  The
+run's directory (a temporary one) is removed after a run that finished, kept
+after one that failed or with ``--keep``.
 It reuses the process helpers of the test suite (tests/connectors).
 """
 
@@ -42,6 +44,7 @@ import itertools
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -375,6 +378,7 @@ def main(reactor, args):
         os._exit(2)
 
     watchdog = reactor.callLater(args.deadline, overdue)
+    finished = False
     try:
         router.start()
         connector = Connector(tmp, world, "acme", router, extra=extra)
@@ -412,10 +416,15 @@ def main(reactor, args):
         print("\nreplication: " + (f"catch-up {rate:,.0f} records/s" if rate else "store filled directly")
               + (f", live {live_rate:,.0f} records/s" if live_rate else ""))
         publisher.leave()
+        finished = True
     finally:
         if watchdog.active():
             watchdog.cancel()
         stop_everything()
+    if finished and not args.keep:  # a failed run keeps its logs and store for a look
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"kept {tmp}")
 
 
 if __name__ == "__main__":
@@ -427,6 +436,8 @@ if __name__ == "__main__":
     parser.add_argument("--fill", action="store_true",
                         help="fill the store directly instead of a catch-up (for 1,000,000 records)")
     parser.add_argument("--deadline", type=float, default=2700, help="seconds the whole run may take")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the run's directory (router, connector, store; 1 GB at 1,000,000 records)")
     options = parser.parse_args()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     task.react(main, [options])
