@@ -378,6 +378,11 @@ class Store:
             else:
                 for item in items:
                     self._write_one(cur, item, result)
+                # the full-text rows of the batch in two statements
+                cur.executemany("INSERT INTO records_fts (rowid, body) VALUES (?, ?)",
+                                [(record_id, r.text) for record_id, r in result.stored])
+                cur.executemany("INSERT INTO records_pairs (rowid, body) VALUES (?, ?)",
+                                [(record_id, word_pairs(r.text)) for record_id, r in result.stored])
             sql = self.dialect.sql(
                 "INSERT INTO cursors (subscription, publication, updated) VALUES (?, ?, ?) "
                 "ON CONFLICT (subscription) DO UPDATE SET publication = excluded.publication, "
@@ -480,7 +485,7 @@ class Store:
         return [ids[r.publication] for r in records]
 
     def _insert_record(self, cur, r: Record) -> int:
-        """SQLite: one record and its full-text rows; its id."""
+        """SQLite: one record (its full-text rows are written with the batch's); its id."""
         names = [f"f_{f.name}" for f in self.config.index]
         values = [r.fields.get(f.name) for f in self.config.index]
         base = [r.publication, r.message_id, r.topic, r.sender, r.sender_kid, r.created, r.received,
@@ -489,10 +494,7 @@ class Store:
         extra = "".join(f", {n}" for n in names)
         marks = ", ".join("?" for _ in range(len(base) + len(values)))
         cur.execute(f"INSERT INTO records ({columns}{extra}) VALUES ({marks})", base + values)
-        record_id = cur.lastrowid
-        cur.execute("INSERT INTO records_fts (rowid, body) VALUES (?, ?)", (record_id, r.text))
-        cur.execute("INSERT INTO records_pairs (rowid, body) VALUES (?, ?)", (record_id, word_pairs(r.text)))
-        return record_id
+        return cur.lastrowid
 
     def _insert_quarantine(self, cur, q: Quarantined) -> None:
         cur.execute(self.dialect.sql(
