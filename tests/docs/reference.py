@@ -79,11 +79,33 @@ def environment(home: Path) -> dict:
     return env
 
 
-def run(pages: list[Path], base: Path, world: str = "", timeout: float = 300) -> None:
+def section(page: Path, heading: str) -> list:
+    """The steps of ``page`` under its heading ``heading`` (a line such as ``## The router``), up to
+    the next heading of that level or above: a set-up another page builds on, as that page shows it."""
+    lines, fenced, first, last = page.read_text().split("\n"), False, None, None
+    level = len(heading.split(" ", 1)[0])
+    for number, line in enumerate(lines, 1):
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line == heading:
+            first = number
+        elif not fenced and first and last is None and 0 < len(line) - len(line.lstrip("#")) <= level \
+                and line.lstrip("#").startswith(" "):
+            last = number
+    assert first, f"{page.name}: no heading {heading!r}"
+    last = last or len(lines)
+    found = [step for step in tutorial.steps(page) if first <= step.line <= last]
+    assert found, f"{page.name}: nothing to do under {heading!r}"
+    return found
+
+
+def run(pages: list[Path], base: Path, world: str = "", timeout: float = 300, before: list = ()) -> None:
     """Run the steps of ``pages`` (one after the other) in an empty directory under ``base``,
-    after ``world``; AssertionError naming the first step that went wrong."""
-    page_steps = [step for page in pages for step in tutorial.steps(page)]
-    assert any(isinstance(s, tutorial.Command) for s in page_steps), f"{pages}: no commands"
+    after ``world`` and the steps ``before`` (a set-up of another page's, see :func:`section`);
+    AssertionError naming the first step that went wrong."""
+    own = [step for page in pages for step in tutorial.steps(page)]
+    assert any(isinstance(s, tutorial.Command) for s in own), f"{pages}: no commands"
+    page_steps = [*before, *own]
     files, workdir, home, world_dir = (base / name for name in ("files", "work", "home", "world"))
     for directory in (files, workdir, home, world_dir):
         directory.mkdir()

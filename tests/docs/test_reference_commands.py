@@ -1,5 +1,6 @@
 """The command blocks of the reference pages, run as written (tests/docs/reference.py says how):
-the relay's, against its documented configuration and the machine its commands name."""
+the relay's, against its documented configuration and the machine its commands name; a connector's,
+against the router its tutorial sets up (that section of the tutorial run first, as written)."""
 
 import shutil
 import tempfile
@@ -13,6 +14,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 RELAY = DOCS / "reference" / "relay.md"
 OPERATIONS = DOCS / "reference" / "operations.md"
 PAIRS, PAIRING_AGENT = DOCS / "reference" / "pairs.md", DOCS / "reference" / "pairing-agent.md"
+CLI, MEDIATOR_PROXY = DOCS / "reference" / "cli.md", DOCS / "reference" / "mediator-proxy.md"
+TUTORIALS = DOCS / "tutorials"
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -66,8 +69,23 @@ def test_the_bridge_try_it_runs_as_written(base):
     reference.run([OPERATIONS], base)
 
 
-@pytest.mark.parametrize("page", [RELAY, PAIRS, PAIRING_AGENT, OPERATIONS, DOCS / "compatibility" / "practable.md",
-                                  DOCS / "compatibility" / "micronets.md", DOCS / "compatibility" / "crossbar.md"],
+def test_the_cli_page_runs_as_written(base):
+    reference.run([CLI], base)
+
+
+# The state directory the mediator proxy's page names, which its user may write
+STATE_UNDER_VAR_LIB = "mount -t tmpfs -o mode=755 var-lib /var/lib\nmkdir -m 700 /var/lib/{name}\n"
+
+
+def test_the_mediator_proxy_page_runs_as_written_against_the_tutorials_router(base):
+    reference.run([MEDIATOR_PROXY], base, STATE_UNDER_VAR_LIB.format(name="mediator-proxy"),
+                  before=reference.section(TUTORIALS / "mediator-proxy.md", "## The router"))
+
+
+@pytest.mark.parametrize("page", [RELAY, PAIRS, PAIRING_AGENT, OPERATIONS, CLI, MEDIATOR_PROXY,
+                                  DOCS / "reference" / "connectors.md", DOCS / "reference" / "security.md",
+                                  DOCS / "compatibility" / "practable.md", DOCS / "compatibility" / "micronets.md",
+                                  DOCS / "compatibility" / "crossbar.md"],
                          ids=lambda p: p.stem)
 def test_the_relay_pairing_and_bridge_pages_have_no_command_left_unrun(page):
     """Every block of commands on these pages is a console block the tests above run (a block
