@@ -2,6 +2,7 @@
 the relay's, against its documented configuration and the machine its commands name; a connector's,
 against the router its tutorial sets up (that section of the tutorial run first, as written)."""
 
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -80,6 +81,19 @@ STATE_UNDER_VAR_LIB = "mount -t tmpfs -o mode=755 var-lib /var/lib\nmkdir -m 700
 def test_the_mediator_proxy_page_runs_as_written_against_the_tutorials_router(base):
     reference.run([MEDIATOR_PROXY], base, STATE_UNDER_VAR_LIB.format(name="mediator-proxy"),
                   before=reference.section(TUTORIALS / "mediator-proxy.md", "## The router"))
+
+
+def test_the_iot_agent_page_runs_as_written_against_the_tutorials_router_and_mosquitto(base):
+    iot = TUTORIALS / "iot-agent.md"
+    set_up = [step for heading in ("## Secrets", "## Mosquitto with dynamic security", "## The router")
+              for step in reference.section(iot, heading)]
+    reference.run([DOCS / "reference" / "iot-agent.md"], base, before=set_up)
+
+
+def test_the_performance_pages_micro_benchmark_runs_as_written_from_a_checkout(base):
+    """Its other commands are measurements the page says are not run (see the test below)."""
+    checkout = Path(__file__).resolve().parents[2]
+    reference.run([DOCS / "explanation" / "performance.md"], base, f"ln -s {shlex.quote(str(checkout / 'bench'))} bench\n", timeout=600)
 
 
 @pytest.mark.parametrize("page", [RELAY, PAIRS, PAIRING_AGENT, OPERATIONS, CLI, MEDIATOR_PROXY,
