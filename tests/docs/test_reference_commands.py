@@ -96,6 +96,43 @@ def test_the_performance_pages_micro_benchmark_runs_as_written_from_a_checkout(b
     reference.run([DOCS / "explanation" / "performance.md"], base, f"ln -s {shlex.quote(str(checkout / 'bench'))} bench\n", timeout=600)
 
 
+# decrypt-search's page takes a router for granted, with its realm trade, the tickets its operator
+# handed acme and globex (acme.ticket, globex.ticket) and the history of com.orders.
+DECRYPT_SEARCH_ROUTER = r"""
+cat > "$WORLD/router.toml" <<'EOF'
+[[listeners]]
+type = "websocket"
+endpoint = "tcp:8080:interface=127.0.0.1"
+
+[[realms]]
+name = "trade"
+
+[realms.auth.ticket]
+principals = [{authid = "acme-connector", role = "connector", secret_env = "ACME_TICKET"},
+              {authid = "globex-connector", role = "connector", secret_env = "GLOBEX_TICKET"}]
+
+[[realms.history]]
+uri = "com.orders."
+match = "prefix"
+limit = 100000
+
+[[realms.roles]]
+name = "connector"
+rules = [{uri = "com.orders.", match = "prefix", allow = ["subscribe"]},
+         {uri = "relayrouter.history.read", match = "exact", allow = ["call"]}]
+EOF
+export ACME_TICKET=$(head -c 24 /dev/urandom | base64) GLOBEX_TICKET=$(head -c 24 /dev/urandom | base64)
+(umask 077; printf %s "$ACME_TICKET" > acme.ticket; printf %s "$GLOBEX_TICKET" > globex.ticket)
+(cd "$WORLD" && twistd --pidfile router.pid --logfile router.log relayrouter --config router.toml)
+curl --silent --fail --retry 20 --retry-connrefused --retry-delay 1 http://127.0.0.1:8080/ready
+"""
+
+
+def test_the_decrypt_search_page_runs_as_written_one_organisation_then_two(base):
+    reference.run([DOCS / "reference" / "decrypt-search.md"], base,
+                  STATE_UNDER_VAR_LIB.format(name="decrypt-search") + DECRYPT_SEARCH_ROUTER)
+
+
 @pytest.mark.parametrize("page", [RELAY, PAIRS, PAIRING_AGENT, OPERATIONS, CLI, MEDIATOR_PROXY,
                                   DOCS / "reference" / "connectors.md", DOCS / "reference" / "security.md",
                                   DOCS / "compatibility" / "practable.md", DOCS / "compatibility" / "micronets.md",
