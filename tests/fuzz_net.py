@@ -33,8 +33,9 @@ from dataclasses import dataclass
 
 from twisted.application.service import IServiceCollection, IServiceMaker
 from twisted.plugin import getPlugins
-from twisted.web.resource import IResource
 from twisted.web.server import Site
+
+from relayrouter import openapi
 
 WEBSOCKETS = frozenset({"autobahn.twisted.resource.WebSocketResource",
                         "relayrouter.transport.micronets._MeetupResource"})
@@ -153,19 +154,9 @@ class Target:
 
 
 def resource_tree(site: Site) -> list[tuple[str, object]]:
-    """(path, resource) of every resource mounted under the site's root."""
-    found = []
-
-    def walk(resource, path):
-        found.append((path or "/", resource))
-        wrapped = getattr(resource, "root", None)  # a guard handing its requests to the tree it wraps
-        if IResource.providedBy(wrapped):
-            walk(wrapped, path)
-        for name, child in sorted(getattr(resource, "children", {}).items()):
-            walk(child, f"{path}/{name.decode('latin-1')}")
-
-    walk(site.resource, "")
-    return found
+    """(path, resource) of every resource mounted under the site's root (the
+    walk the OpenAPI documents are made with)."""
+    return openapi.mounted(site.resource)
 
 
 def class_name(resource) -> str:

@@ -7,7 +7,7 @@ network thread ("external event loop": socket callbacks and
 the client's socket is a Twisted file descriptor, every paho callback runs on
 the reactor thread, and nothing is shared with another thread — except the
 TCP connect itself, which paho does blocking, so it runs in the reactor's
-thread pool.  Reconnection uses the connectors' shared :class:`Backoff`.
+thread pool.  Reconnection (with the connectors' shared :class:`Backoff`) is :class:`mqtt311.KeptConnection`'s.
 The control connection and MQTT 5 workers use it; MQTT 3.1.1 workers use
 the leaner ``mqtt311.IngestConnection``.
 
@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from twisted.internet import defer, task, threads
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.threadable import isInIOThread
 
-from connectors.common import Backoff
+from .mqtt311 import KeptConnection
 
 log = Logger()
 
@@ -62,30 +62,19 @@ class _Socket:
         self.owner._lost()
 
 
-class ReactorMqtt:
+class ReactorMqtt(KeptConnection):
     """One MQTT connection, kept up; ``on_message(msg)`` runs on the reactor thread."""
+
+    _log = log
 
     def __init__(self, reactor, host: str, port: int, client_id: str, username: str, password: str,
                  on_message=None, on_connected=None, receive_maximum: int = 1000, name: str = "mqtt",
                  tls_context=None, protocol: str = "5") -> None:
-        self.reactor = reactor
-        self.host, self.port = host, port
-        self.client_id = client_id
-        self.name = name
-        self.on_message = on_message
-        self.on_connected = on_connected  # fn(self) -> Deferred or None, after each CONNACK success
+        super().__init__(reactor, host, port, client_id, on_message, on_connected, name, 1.0)
         self.receive_maximum = receive_maximum
-        self.backoff = Backoff(0.5, 15.0)
-        self.status = "init"
-        self.last_error = None
-        self.connected = False
-        self._running = False
         self._socket = None
-        self._retry = None
         self._published: dict[int, defer.Deferred] = {}
         self._subscribed: dict[int, defer.Deferred] = {}
-        self._misc = task.LoopingCall(self._loop_misc)
-        self._misc.clock = reactor
         self.protocol = protocol
         if protocol == "5":
             self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -108,22 +97,11 @@ class ReactorMqtt:
 
     # ---------------------------------------------------------- lifecycle
 
-    def start(self) -> None:
-        self._running = True
-        self._misc.start(1.0, now=False)
-        self._connect()
-
-    def stop(self) -> None:
-        self._running = False
-        if self._misc.running:
-            self._misc.stop()
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
+    def _disconnect(self) -> None:
         if self._socket is not None:
             self.client.disconnect()
             self._write()
         self._forget_socket()
-        self.status = "stopped"
 
     def _connect(self) -> None:
         self._retry = None
@@ -140,19 +118,6 @@ class ReactorMqtt:
         d = threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self.client.connect,
                                       self.host, self.port, 30, **kwargs)
         d.addErrback(self._connect_failed)
-
-    def _connect_failed(self, failure) -> None:
-        self._note_error(f"cannot connect to {self.host}:{self.port}: {failure.getErrorMessage()}")
-        self._schedule()
-
-    def _schedule(self) -> None:
-        if self._running and (self._retry is None or not self._retry.active()):
-            self._retry = self.reactor.callLater(self.backoff.next(), self._connect)
-
-    def _note_error(self, text: str) -> None:
-        if text != self.last_error:
-            log.warn("{name}: {text}; retrying with backoff", name=self.name, text=text)
-        self.last_error = text
 
     # ---------------------------------------------------- socket plumbing
 
@@ -200,7 +165,7 @@ class ReactorMqtt:
     def _lost(self) -> None:
         self._forget_socket()
 
-    def _loop_misc(self) -> None:
+    def _tick(self) -> None:  # paho's loop_misc: keep-alive, retries
         if self._socket is not None:
             self.client.loop_misc()
 

@@ -179,66 +179,56 @@ class _Wire(protocol.Protocol):
         self.owner._lost(self, reason)
 
 
-class IngestConnection:
-    """One MQTT 3.1.1 connection with a persistent session, kept up;
-    ``on_message(self, message)`` gets each PUBLISH, ``ack(message.mid,
-    message.qos)`` answers it.  The interface of ``mqtt.ReactorMqtt`` that the
-    workers use: ``start``, ``stop``, ``subscribe``, ``ack``, ``status``,
-    ``last_error``, ``connected``."""
+class KeptConnection:
+    """What an MQTT connection kept up shares, paho's or ours: its place, its
+    callbacks, its state for /status, a periodic ``_tick`` every
+    ``tick_interval`` seconds while it runs, and connecting again with backoff
+    (``_connect``, ``_tick`` and ``_disconnect`` are the subclass's)."""
 
-    def __init__(self, reactor, host: str, port: int, client_id: str, username: str | None,
-                 password: str | None, on_message=None, on_connected=None, name: str = "mqtt",
-                 keepalive: int = 60, timeout: float = 30.0) -> None:
+    _log = log
+
+    def __init__(self, reactor, host: str, port: int, client_id: str, on_message, on_connected,
+                 name: str, tick_interval: float) -> None:
         self.reactor = reactor
         self.host, self.port = host, port
         self.client_id = client_id
-        self.username, self.password = username, password
         self.on_message = on_message
         self.on_connected = on_connected  # fn(self) -> Deferred or None, after each accepted CONNACK
         self.name = name
-        self.keepalive = keepalive
-        self.timeout = timeout
         self.backoff = Backoff(0.5, 15.0)
         self.status = "init"
         self.last_error = None
         self.connected = False
-        self.wire: _Wire | None = None
         self._running = False
         self._retry = None
-        self._connack_timer = None
-        self._awaiting_pong = False
-        self._next_packet_id = 0
-        self._subscribed: dict[int, defer.Deferred] = {}
-        self._pinger = task.LoopingCall(self._ping)
-        self._pinger.clock = reactor
+        self.tick_interval = tick_interval
+        self._ticker = task.LoopingCall(self._tick)
+        self._ticker.clock = reactor
 
     # ---------------------------------------------------------- lifecycle
 
     def start(self) -> None:
         self._running = True
-        self._pinger.start(self.keepalive / 2, now=False)
+        self._ticker.start(self.tick_interval, now=False)
         self._connect()
 
     def stop(self) -> None:
         self._running = False
-        if self._pinger.running:
-            self._pinger.stop()
+        if self._ticker.running:
+            self._ticker.stop()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
-        wire = self.wire
-        if wire is not None and wire.transport is not None:
-            wire.transport.write(DISCONNECT_PACKET)
-            wire.transport.loseConnection()
+        self._disconnect()
         self.status = "stopped"
 
     def _connect(self) -> None:
-        self._retry = None
-        if not self._running:
-            return
-        self.status = "connecting"
-        endpoint = endpoints.HostnameEndpoint(self.reactor, self.host, self.port, timeout=self.timeout)
-        d = endpoints.connectProtocol(endpoint, _Wire(self))
-        d.addErrback(self._connect_failed)
+        raise NotImplementedError
+
+    def _tick(self) -> None:
+        raise NotImplementedError
+
+    def _disconnect(self) -> None:
+        raise NotImplementedError
 
     def _connect_failed(self, failure) -> None:
         self._note_error(f"cannot connect to {self.host}:{self.port}: {failure.getErrorMessage()}")
@@ -250,8 +240,44 @@ class IngestConnection:
 
     def _note_error(self, text: str) -> None:
         if text != self.last_error:
-            log.warn("{name}: {text}; retrying with backoff", name=self.name, text=text)
+            self._log.warn("{name}: {text}; retrying with backoff", name=self.name, text=text)
         self.last_error = text
+
+
+class IngestConnection(KeptConnection):
+    """One MQTT 3.1.1 connection with a persistent session, kept up;
+    ``on_message(self, message)`` gets each PUBLISH, ``ack(message.mid,
+    message.qos)`` answers it.  The interface of ``mqtt.ReactorMqtt`` that the
+    workers use: ``start``, ``stop``, ``subscribe``, ``ack``, ``status``,
+    ``last_error``, ``connected``."""
+
+    def __init__(self, reactor, host: str, port: int, client_id: str, username: str | None,
+                 password: str | None, on_message=None, on_connected=None, name: str = "mqtt",
+                 keepalive: int = 60, timeout: float = 30.0) -> None:
+        super().__init__(reactor, host, port, client_id, on_message, on_connected, name, keepalive / 2)
+        self.username, self.password = username, password
+        self.keepalive = keepalive
+        self.timeout = timeout
+        self.wire: _Wire | None = None
+        self._connack_timer = None
+        self._awaiting_pong = False
+        self._next_packet_id = 0
+        self._subscribed: dict[int, defer.Deferred] = {}
+
+    def _disconnect(self) -> None:
+        wire = self.wire
+        if wire is not None and wire.transport is not None:
+            wire.transport.write(DISCONNECT_PACKET)
+            wire.transport.loseConnection()
+
+    def _connect(self) -> None:
+        self._retry = None
+        if not self._running:
+            return
+        self.status = "connecting"
+        endpoint = endpoints.HostnameEndpoint(self.reactor, self.host, self.port, timeout=self.timeout)
+        d = endpoints.connectProtocol(endpoint, _Wire(self))
+        d.addErrback(self._connect_failed)
 
     def _made(self, wire: _Wire) -> None:
         if not self._running:
@@ -286,7 +312,7 @@ class IngestConnection:
                 self._note_error(f"connection lost ({reason.getErrorMessage()})")
             self._schedule()
 
-    def _ping(self) -> None:
+    def _tick(self) -> None:  # keep-alive
         wire = self.wire
         if wire is None or not self.connected:
             return

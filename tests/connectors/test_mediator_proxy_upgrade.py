@@ -12,22 +12,12 @@ import base64
 import sqlite3
 import sys
 
-from .processes import Child, ProxyProcess, RouterProcess, listener
-from .test_mediator_proxy_basics import WATCHER
+from .processes import Child, ProxyProcess, RouterProcess
+from .test_mediator_proxy_basics import CONFIG as BASIC_CONFIG, TICKET, WATCHER
 from ..previous_release import previous_tree  # noqa: F401 (a fixture)
 
-TICKET = "agentb-ticket-0123456789abcdef-secret"
-CONFIG = listener() + """
-[[realms]]
-name = "lab"
-[realms.auth.ticket]
-[[realms.auth.ticket.principals]]
-authid = "agentb"
-role = "agent"
-secret_env = "AGENTB_TICKET"
-[realms.auth.anonymous]
-role = "guest"
-
+# The basic tests' realm, with roles: the agent may publish only to mailbox.agenta.
+CONFIG = BASIC_CONFIG + """
 [[realms.roles]]
 name = "agent"
 [[realms.roles.rules]]
