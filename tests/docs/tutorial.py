@@ -212,5 +212,5 @@ def stop_left_behind(workdir: Path) -> None:
     for pidfile in workdir.rglob("*.pid"):
         try:
             os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
-        except (ValueError, ProcessLookupError, PermissionError):
+        except (ValueError, ProcessLookupError, PermissionError, FileNotFoundError):  # gone meanwhile
             pass
