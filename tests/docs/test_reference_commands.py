@@ -1,7 +1,11 @@
 """The command blocks of the reference pages, run as written (tests/docs/reference.py says how):
 the relay's, against its documented configuration and the machine its commands name; a connector's,
-against the router its tutorial sets up (that section of the tutorial run first, as written)."""
+against the router its tutorial sets up (that section of the tutorial run first, as written) or the
+router or mediator the page takes for granted; and a test that no page of the site or README.md
+shows a block of commands that no test runs, but for the two pages that say why."""
 
+import os
+import re
 import shlex
 import shutil
 import tempfile
@@ -17,6 +21,7 @@ OPERATIONS = DOCS / "reference" / "operations.md"
 PAIRS, PAIRING_AGENT = DOCS / "reference" / "pairs.md", DOCS / "reference" / "pairing-agent.md"
 CLI, MEDIATOR_PROXY = DOCS / "reference" / "cli.md", DOCS / "reference" / "mediator-proxy.md"
 TUTORIALS = DOCS / "tutorials"
+PROXY_MEDIATOR = DOCS / "compatibility" / "proxy-mediator.md"
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -93,7 +98,8 @@ def test_the_iot_agent_page_runs_as_written_against_the_tutorials_router_and_mos
 def test_the_performance_pages_micro_benchmark_runs_as_written_from_a_checkout(base):
     """Its other commands are measurements the page says are not run (see the test below)."""
     checkout = Path(__file__).resolve().parents[2]
-    reference.run([DOCS / "explanation" / "performance.md"], base, f"ln -s {shlex.quote(str(checkout / 'bench'))} bench\n", timeout=600)
+    world = f"ln -s {shlex.quote(str(checkout / 'bench'))} bench\n"
+    reference.run([DOCS / "explanation" / "performance.md"], base, world, timeout=600)
 
 
 # decrypt-search's page takes a router for granted, with its realm trade, the tickets its operator
@@ -133,17 +139,85 @@ def test_the_decrypt_search_page_runs_as_written_one_organisation_then_two(base)
                   STATE_UNDER_VAR_LIB.format(name="decrypt-search") + DECRYPT_SEARCH_ROUTER)
 
 
-@pytest.mark.parametrize("page", [RELAY, PAIRS, PAIRING_AGENT, OPERATIONS, CLI, MEDIATOR_PROXY,
-                                  DOCS / "reference" / "connectors.md", DOCS / "reference" / "security.md",
-                                  DOCS / "compatibility" / "practable.md", DOCS / "compatibility" / "micronets.md",
-                                  DOCS / "compatibility" / "crossbar.md"],
-                         ids=lambda p: p.stem)
-def test_the_relay_pairing_and_bridge_pages_have_no_command_left_unrun(page):
-    """Every block of commands on these pages is a console block the tests above run (a block
-    of commands shown only for reading would be one no test holds to its word)."""
-    text = page.read_text()
-    unmarked = [m["body"] for m in tutorial.FENCE.finditer(text) if m["info"].strip() in ("", "sh", "shell", "bash")]
-    assert unmarked == []
+ACAPY = os.environ.get("RELAYROUTER_ACAPY", os.path.expanduser("~/.cache/relayrouter/acapy-0.12.8/bin/aca-py"))
+# The DIDComm mode's page takes a mediator for granted at mediator:8000 (ACA-Py, open mediation),
+# its invitation in mediator.invite, and the proxy's host name; its state directory as above.
+MEDIATOR_WORLD = STATE_UNDER_VAR_LIB.format(name="mediator-proxy") + rf"""
+{{ cat /etc/hosts; echo "127.0.0.1 proxy mediator"; }} > "$WORLD/hosts"
+mount --bind "$WORLD/hosts" /etc/hosts
+mkdir "$WORLD/mediator"
+HOME="$WORLD/mediator" env -u PYTHONPATH {shlex.quote(ACAPY)} start --label mediator \
+  --inbound-transport http 127.0.0.1 8000 --outbound-transport http --endpoint http://mediator:8000 \
+  --open-mediation --enable-undelivered-queue --admin 127.0.0.1 8001 --admin-insecure-mode --no-ledger \
+  --wallet-type askar --wallet-name mediator --wallet-key mediator-key --auto-provision --auto-accept-invites \
+  --auto-accept-requests --auto-ping-connection > "$WORLD/mediator.log" 2>&1 &
+curl --silent --fail --retry 120 --retry-all-errors --retry-delay 1 http://127.0.0.1:8001/status/ready
+curl --silent --fail -X POST -H 'Content-Type: application/json' -d '{{}}' \
+  http://127.0.0.1:8001/connections/create-invitation \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["invitation_url"])' > mediator.invite
+"""
+
+
+def test_the_proxy_mediators_didcomm_mode_runs_as_written_with_an_acapy_mediator(base):
+    if not os.access(ACAPY, os.X_OK):
+        message = f"ACA-Py not installed at {ACAPY} (scripts/test.sh installs it; set RELAYROUTER_ACAPY)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: a missing install is an error)", pytrace=False)
+        pytest.skip(message)
+    reference.run([PROXY_MEDIATOR], base, MEDIATOR_WORLD)
+
+
+# Every page whose console blocks a test runs: the tutorials, the how-to guides, and those above.
+RUN_HERE = {RELAY, PAIRS, PAIRING_AGENT, OPERATIONS, CLI, MEDIATOR_PROXY, DOCS / "reference" / "iot-agent.md",
+            DOCS / "reference" / "decrypt-search.md", DOCS / "explanation" / "performance.md", PROXY_MEDIATOR}
+# Pages with commands shown for reading only, each saying why (docs/explanation/tested-docs.md lists them).
+NOT_RUN = {DOCS / "howto" / "systemd.md", DOCS / "explanation" / "performance.md"}
+# README's two commands, unmarked, and the file that runs each as written.
+README = DOCS.parent / "README.md"
+README_COMMANDS = {
+    "pip install . && twistd -n relayrouter": README.parent / "tests" / "packaging" / "test_user_install.py",
+    "scripts/test.sh": README.parent / ".ci" / "run",
+}
+# A line of a block that reads as a command someone would type.
+COMMAND = re.compile(r"^(?:\$ )?(?:[A-Z][A-Z0-9_]*=\S* )*(?:relayrouter|twistd|python3?|pip|curl|sudo|systemctl|"
+                     r"openssl|mosquitto\S*|nats-server|export|cd|mkdir|kill|scripts/\S+|bench/\S+)(?: |$)")
+PAGES = sorted(DOCS.rglob("*.md")) + [README]
+UNMARKED = ("", "sh", "shell", "bash")
+
+
+def _blocks(page: Path):
+    return [(m["info"].strip(), m["body"]) for m in tutorial.FENCE.finditer(page.read_text())]
+
+
+def test_every_page_runs_its_commands_or_says_why_not():
+    """A block of commands is a console block on a page a test runs (a block shown only for
+    reading would be one no test holds to its word), except on the pages that say why not."""
+    from .test_howtos import PAGES as HOWTOS
+    from .test_tutorials import PAGES as TUTORIAL_PAGES
+
+    run = RUN_HERE | set(HOWTOS) | set(TUTORIAL_PAGES) | {DOCS / "howto" / "index.md"}  # the guides' set-up
+    for page in PAGES:
+        blocks = _blocks(page)
+        unmarked = [body.strip() for info, body in blocks if info in UNMARKED]
+        assert unmarked == ([*README_COMMANDS] if page == README else []), page
+        if any(info == "console" for info, _ in blocks):
+            assert page in run, f"{page}: console blocks no test runs"
+        shown = [line for info, body in blocks if info not in ("console", "toml", "python", "json", *UNMARKED)
+                 and not info.startswith("{") for line in body.splitlines() if COMMAND.match(line)]
+        assert not shown or page in NOT_RUN, f"{page}: commands shown for reading only: {shown}"
+
+
+def test_the_pages_that_do_not_run_their_commands_say_why():
+    listed = (DOCS / "explanation" / "tested-docs.md").read_text()
+    for page in NOT_RUN:
+        assert "not run by the documentation's tests" in page.read_text(), page
+        assert f"{{doc}}`/{page.relative_to(DOCS).with_suffix('')}`" in listed, page
+
+
+def test_readmes_commands_are_run_as_written_elsewhere():
+    for command, runner in README_COMMANDS.items():
+        assert command in runner.read_text(), (command, runner)
+    assert "bash scripts/test.sh" in README_COMMANDS["scripts/test.sh"].read_text()
 
 
 def test_the_relay_page_shows_every_tool():
