@@ -180,7 +180,8 @@ README_COMMANDS = {
 }
 # A line of a block that reads as a command someone would type.
 COMMAND = re.compile(r"^(?:\$ )?(?:[A-Z][A-Z0-9_]*=\S* )*(?:relayrouter|twistd|python3?|pip|curl|sudo|systemctl|"
-                     r"openssl|mosquitto\S*|nats-server|export|cd|mkdir|kill|scripts/\S+|bench/\S+)(?: |$)")
+                     r"systemd-analyze|useradd|install|cp|ln|chmod|openssl|mosquitto\S*|nats-server|ssh|socat|"
+                     r"ffmpeg|node|npm|npx|docker|git|make|aca-py|export|cd|mkdir|kill|scripts/\S+|bench/\S+)(?: |$)")
 PAGES = sorted(DOCS.rglob("*.md")) + [README]
 UNMARKED = ("", "sh", "shell", "bash")
 
