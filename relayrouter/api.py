@@ -13,7 +13,7 @@ The client kit (:mod:`relayrouter.client`): reach the router and stay there
   :class:`RouterConnection`, :class:`RouterSettings`, :class:`Backoff`,
   :class:`Credentials`, :class:`TlsClient`, :func:`check_private_file`,
   :func:`read_secret_file`, :func:`load_cryptosign_key`, :class:`ConfigError`.
-Configuration: :mod:`configcheck` (the checks a TOML reader shares, and the
+Configuration: :mod:`configcheck` (``relayrouter.config.check``: the checks a TOML reader shares, and the
   notes that make the configuration reference from a connector's own checks).
 Plugins: :mod:`runfiles` (pid and log files, the state directory's lock),
   :mod:`extras` (stop with one line when an extra is missing),
@@ -36,7 +36,8 @@ Token checking: :class:`JwtAuthenticator`, :class:`JwtPolicy`,
   the decisions :class:`Accept` / :class:`Deny`.
 """
 
-from . import configcheck, e2e, extras, httpinput, openapi, rest, runfiles
+from . import e2e, extras, httpinput, openapi, rest, runfiles
+from .config import check as configcheck
 from .store import versioned as sqlite_schema
 from .auth.jwks import jwks_fetcher
 from .auth.jwt import FetchedKeys, JwtAuthenticator, JwtKey, JwtPolicy, StaticKeys, keys_from_jwks

@@ -11,7 +11,7 @@ listed proxies, and the first other address is the client.  No I/O here.
 import ipaddress
 from typing import Iterable
 
-from .configcheck import ConfigError
+from .config.check import ConfigError
 
 Networks = tuple  # of ipaddress.IPv4Network / IPv6Network
 

@@ -21,7 +21,7 @@ from .auth.ticket import TicketAuthenticator
 from .auth.ticketing import TicketMethods
 from .auth.tls import TlsAuthenticator
 from .auth.wampcra import WampCraAuthenticator
-from .authconfig import JwtConfig, SecurityConfig
+from .config.auth import JwtConfig, SecurityConfig
 from .core.auth import AnonymousAuthenticator, Deny
 from .core.authorization import RoleAuthorizer
 from .core.procedures import AdminPolicy

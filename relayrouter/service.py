@@ -30,7 +30,7 @@ from .transport.rawsocket import RouterRawSocketFactory  # noqa: E402
 from .transport.serializers import router_serializers  # noqa: E402
 from .transport.tls import wrap as wrap_tls  # noqa: E402
 from .metrics import Metrics  # noqa: E402
-from .opsconfig import MetricsConfig  # noqa: E402
+from .config.ops import MetricsConfig  # noqa: E402
 from .pairing import Pairing  # noqa: E402
 from .transport import ops_http  # noqa: E402
 from .console import Console, ConsoleAccess  # noqa: E402

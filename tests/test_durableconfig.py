@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from relayrouter import config as cfg
-from relayrouter.durableconfig import StorageConfig
+from relayrouter.config.durable import StorageConfig
 
 
 def test_storage_defaults_to_sqlite_with_full_sync():

@@ -1,7 +1,7 @@
 """``{config-keys} <component>``: every key of a configuration file, read from the code that checks it.
 
 The keys, their types and defaults come from the checks themselves
-(:func:`relayrouter.configcheck.recording`): every TOML example of these
+(:func:`relayrouter.config.check.recording`): every TOML example of these
 pages is passed through the component's checker (as tests/docs does), and
 what the checks were asked -- the keys each table accepts, the type and
 default each key is read with -- is the table this directive prints.
@@ -41,9 +41,9 @@ logger = logging.getLogger(__name__)
 # calls them for another), and the reference pages whose tables describe its keys.
 COMPONENTS = {
     "router": {
-        "modules": ["relayrouter/config.py", "relayrouter/authconfig.py", "relayrouter/durableconfig.py",
-                    "relayrouter/tenantconfig.py", "relayrouter/opsconfig.py", "relayrouter/bridgeconfig.py",
-                    "relayrouter/clusterconfig.py", "relayrouter/pairconfig.py", "relayrouter/relay/config.py"],
+        "modules": ["relayrouter/config/__init__.py", "relayrouter/config/auth.py", "relayrouter/config/durable.py",
+                    "relayrouter/config/tenants.py", "relayrouter/config/ops.py", "relayrouter/config/bridge.py",
+                    "relayrouter/config/cluster.py", "relayrouter/config/pairs.py", "relayrouter/relay/config.py"],
         "checks": {"_only"},
         "pages": ["router", "security", "durable-storage", "tenants", "relay", "pairs", "operations", "cluster"],
     },
@@ -102,7 +102,7 @@ def recorded(component: str):
     """What the checks were asked while every example of ``component`` was checked (once per build)."""
     if component in _RECORDED:
         return _RECORDED[component]
-    from relayrouter import configcheck
+    from relayrouter.config import check as configcheck
     from tests.docs.sandbox import check_config, make_sandbox
 
     environ, cwd, path = dict(os.environ), os.getcwd(), list(sys.path)
@@ -155,7 +155,7 @@ def check_sites(component: str) -> list[tuple[str, int]]:
 
 
 def keys_of(component: str) -> list[Key]:
-    from relayrouter.configcheck import OPTIONAL
+    from relayrouter.config.check import OPTIONAL
 
     recorder = recorded(component)
     keys = []

@@ -30,7 +30,7 @@ import nats
 from nats import errors as nats_errors
 from twisted.internet import defer
 
-from ..configcheck import ConfigError
+from ..config.check import ConfigError
 
 # Messages from NATS waiting for the reactor; beyond, new ones are dropped.
 MAX_INBOX = 100_000

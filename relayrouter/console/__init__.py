@@ -42,7 +42,7 @@ from collections import deque
 from ..core import errors
 from ..core.meta import iso8601
 from ..core.procedures import AdminPolicy, ProcedureError
-from ..opsconfig import ConsoleConfig
+from ..config.ops import ConsoleConfig
 from ..core.stats import traffic
 from ..httpinput import BadInput, path_segment
 

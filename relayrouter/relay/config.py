@@ -7,10 +7,10 @@ Checked at start like the rest of the file; errors name the key
 from dataclasses import dataclass
 from typing import Any
 
-from ..configcheck import ConfigError
-from ..configcheck import OPTIONAL, note_key  # what the reader asks, for the configuration reference
+from ..config.check import ConfigError
+from ..config.check import OPTIONAL, note_key  # what the reader asks, for the configuration reference
 from .. import proxies
-from ..configcheck import (  # the shared checks, under this module's private names
+from ..config.check import (  # the shared checks, under this module's private names
     get as _get, only as _only, positive as _positive, seconds as _seconds, table as _table,
 )
 

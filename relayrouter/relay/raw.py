@@ -35,7 +35,7 @@ from ..core import errors
 from ..core.peer import TransportInfo
 from ..core.session import State
 from ..transport.connection import _take_over_producer
-from ..limitsconfig import ListenerSettings
+from ..config.limits import ListenerSettings
 from .stats import Direction
 
 log = Logger(namespace="relayrouter.relay")

@@ -31,7 +31,7 @@ from .autobahn_overrides import attach_handler, detach_handler, object_serialize
 from .tls import tls_facts
 from ..core.session import State
 from .inbound import too_deep
-from ..limitsconfig import (DISCONNECT, DROP_NEWEST, DROP_OLDEST,  # noqa: F401 (re-exported)
+from ..config.limits import (DISCONNECT, DROP_NEWEST, DROP_OLDEST,  # noqa: F401 (re-exported)
                             ListenerSettings, OutboundLimits)
 
 # Before a session joins a realm (whose policy then applies), or in a realm without one.

@@ -18,7 +18,7 @@ limit cannot be nested deeper than it; a MessagePack or CBOR document
 shorter than the limit neither (unless CBOR value sharing is in it).
 """
 
-from ..limitsconfig import DEFAULT_MAX_DEPTH  # noqa: F401 (the limit's default, read here by httpinput)
+from ..config.limits import DEFAULT_MAX_DEPTH  # noqa: F401 (the limit's default, read here by httpinput)
 
 _CBOR_SHAREABLE = b"\xd8\x1c"  # tag 28, "mark value as shareable"
 

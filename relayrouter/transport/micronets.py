@@ -61,8 +61,8 @@ from ..core import pairs
 from ..core.auth import Accept, JoinRequest
 from ..core.peer import TransportInfo
 from ..httpinput import BadInput, json_value
-from ..pairconfig import LegacySettings
-from ..limitsconfig import ListenerSettings
+from ..config.pairs import LegacySettings
+from ..config.limits import ListenerSettings
 from . import http_doc
 from .tls import tls_facts
 

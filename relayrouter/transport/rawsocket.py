@@ -26,7 +26,7 @@ from ..core import errors
 from .autobahn_overrides import peer_of
 from .connection import Connection, WampListener, close_connection, open_connection
 from .liveness import enable_tcp_keepalive
-from ..limitsconfig import ListenerSettings
+from ..config.limits import ListenerSettings
 
 FRAME_WAMP, FRAME_PING, FRAME_PONG = 0, 1, 2
 _MAX_CONTROL_PAYLOAD = 1024  # a PING larger than this is not a heartbeat

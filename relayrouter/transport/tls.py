@@ -25,7 +25,7 @@ _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE----
 
 
 def server_options(tls) -> ssl.CertificateOptions:
-    """``tls`` is an :class:`relayrouter.authconfig.TlsConfig`."""
+    """``tls`` is an :class:`relayrouter.config.auth.TlsConfig`."""
     chain = [x509.load_pem_x509_certificate(pem) for pem in _certificates(tls.certificate)]
     if not chain:
         raise ValueError(f"no certificate in '{tls.certificate}'")

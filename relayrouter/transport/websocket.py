@@ -17,7 +17,7 @@ from .autobahn_overrides import (WebSocketFactoryOverrides, WebSocketProtocolOve
                                  object_serializer, peer_of, wamp_serializer)
 from .connection import Connection, WampListener, close_connection, open_connection
 from .liveness import enable_tcp_keepalive
-from ..limitsconfig import ListenerSettings
+from ..config.limits import ListenerSettings
 
 
 # Upgrade-request headers a session keeps in its TransportInfo (lower case).

@@ -33,7 +33,7 @@ def main(loop: str, url: str, dead_url: str) -> None:
     from twisted.internet import defer, reactor, task
 
     from relayrouter.cluster.bridge import NatsBridge, NotConnected
-    from relayrouter.clusterconfig import ClusterConfig
+    from relayrouter.config.cluster import ClusterConfig
 
     out = {"reactor": type(reactor).__name__}
 

@@ -11,8 +11,8 @@ import pytest_twisted
 from twisted.internet import reactor, task
 
 from relayrouter.cluster.bridge import NatsBridge, NotConnected
-from relayrouter.clusterconfig import ClusterConfig
-from relayrouter.configcheck import ConfigError
+from relayrouter.config.cluster import ClusterConfig
+from relayrouter.config.check import ConfigError
 
 from ..connectors.processes import ROOT, twistd
 from .harness import LOOPS, NatsServer, Node

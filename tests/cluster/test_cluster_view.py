@@ -314,7 +314,7 @@ class _Cluster:
     def __init__(self, bridge, node) -> None:
         from collections import Counter
 
-        from relayrouter.clusterconfig import ClusterConfig
+        from relayrouter.config.cluster import ClusterConfig
 
         self.bridge = bridge
         self.reactor = reactor
@@ -343,7 +343,7 @@ def test_two_survivors_claiming_at_once_never_take_the_same_testaments(tmp_path)
 
     from relayrouter.cluster.bridge import NatsBridge
     from relayrouter.cluster.view import ClusterView
-    from relayrouter.clusterconfig import ClusterConfig
+    from relayrouter.config.cluster import ClusterConfig
 
     nats = NatsServer(tmp_path)
     nats.start()

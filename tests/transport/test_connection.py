@@ -18,7 +18,7 @@ from relayrouter.testing import join
 from relayrouter.transport.connection import Connection, OutboundLimits
 from relayrouter.transport.serializers import FastJsonObjectSerializer
 from tests.core.outside import ask
-from relayrouter.limitsconfig import ListenerSettings
+from relayrouter.config.limits import ListenerSettings
 
 ROLES = {"roles": {"subscriber": {}, "publisher": {}, "caller": {}, "callee": {}}}
 

@@ -10,7 +10,7 @@ from relayrouter.core.peer import TransportInfo
 from relayrouter.core.router import Router
 from relayrouter.transport.connection import Connection
 from relayrouter.transport.rawsocket import RouterRawSocketFactory
-from relayrouter.limitsconfig import ListenerSettings
+from relayrouter.config.limits import ListenerSettings
 from relayrouter.transport.serializers import (CBORObjectSerializer, FastJsonObjectSerializer,
                                                MsgPackObjectSerializer, router_serializers)
 

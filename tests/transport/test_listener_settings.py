@@ -6,7 +6,7 @@ import pytest
 import pytest_twisted
 
 from relayrouter import config as cfg
-from relayrouter.limitsconfig import ListenerSettings
+from relayrouter.config.limits import ListenerSettings
 from tests.support import connect_rawsocket, connect_ws
 
 

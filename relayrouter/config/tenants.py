@@ -4,9 +4,9 @@ and ``[tenants]``.  See docs/reference/tenants.md."""
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .configcheck import ConfigError
-from .configcheck import OPTIONAL, note_key  # what the reader asks, for the configuration reference
-from .configcheck import (  # the shared checks, under this module's private names
+from .check import ConfigError
+from .check import OPTIONAL, note_key  # what the reader asks, for the configuration reference
+from .check import (  # the shared checks, under this module's private names
     array as _list, get as _get, only as _only, table as _table,
 )
 
@@ -23,7 +23,7 @@ class TenantsConfig:
 
 
 def tenants(data: dict, realm_names: set[str], parse_realm: Callable[[Any, str], Any]) -> TenantsConfig | None:
-    """The tenants section; ``parse_realm(item, key)`` reads a template as config.py reads a realm."""
+    """The tenants section; ``parse_realm(item, key)`` reads a template as router.py reads a realm."""
     items = _list(data, "realm_templates")
     section = data.get("tenants")
     if not items and section is None:

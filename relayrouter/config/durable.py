@@ -9,16 +9,16 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .configcheck import ConfigError
-from .configcheck import OPTIONAL, note_key  # what the reader asks, for the configuration reference
-from .configcheck import (  # the shared checks, under this module's private names
+from .check import ConfigError
+from .check import OPTIONAL, note_key  # what the reader asks, for the configuration reference
+from .check import (  # the shared checks, under this module's private names
     get as _get, key_name as _name, only as _only,
     positive as _positive, table as _table,
 )
-from .core.history import HistoryRule
-from .core.mailbox import HTTP_MODES, OVERFLOW_POLICIES, MailboxRule, rule_problem
-from .core.matching import MATCH_POLICIES
-from .core.uri import pattern_problem
+from ..core.history import HistoryRule
+from ..core.mailbox import HTTP_MODES, OVERFLOW_POLICIES, MailboxRule, rule_problem
+from ..core.matching import MATCH_POLICIES
+from ..core.uri import pattern_problem
 
 TOP_LEVEL_KEYS = {"storage"}
 REALM_KEYS = {"history", "mailboxes"}

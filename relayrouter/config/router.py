@@ -9,16 +9,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import authconfig, bridgeconfig, clusterconfig, durableconfig, opsconfig, pairconfig, tenantconfig
-from .configcheck import ConfigError  # noqa: F401 (part of this module's API)
-from .configcheck import (  # the shared checks, under this module's private names
+from . import auth as authconfig, bridge as bridgeconfig, cluster as clusterconfig, durable as durableconfig
+from . import ops as opsconfig, pairs as pairconfig, tenants as tenantconfig
+from .check import ConfigError  # noqa: F401 (part of this module's API)
+from .check import (  # the shared checks, under this module's private names
     array as _list, count as _count, get as _get,
     only as _only, positive as _positive, seconds as _seconds,
     seconds_or_off as _seconds_or_off, table as _table,
 )
-from .core.limits import SessionLimits
-from .limitsconfig import SLOW_CONSUMER_POLICIES, ListenerSettings, OutboundLimits
-from .relay import config as relay_config
+from ..core.limits import SessionLimits
+from .limits import SLOW_CONSUMER_POLICIES, ListenerSettings, OutboundLimits
+from ..relay import config as relay_config
 
 DEFAULT_WEBSOCKET = "tcp:8080:interface=127.0.0.1"
 DEFAULT_REALM = "realm1"

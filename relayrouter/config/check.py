@@ -1,5 +1,5 @@
-"""Checks on values read from the configuration file, shared by config.py and
-authconfig.py: each raises :class:`ConfigError` with a message that names the
+"""Checks on values read from a configuration file, shared by every reader
+(this package's, the relay's, decrypt-search's): each raises :class:`ConfigError` with a message that names the
 key (``realms[1].limits.rate: must be ...``).
 
 Plain data in, plain values out: no Twisted, nothing else of the router.

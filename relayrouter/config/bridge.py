@@ -5,9 +5,9 @@ Called from :mod:`relayrouter.config`; errors name the key.
 
 from dataclasses import dataclass
 
-from .configcheck import ConfigError
-from .configcheck import OPTIONAL, note_key  # what the reader asks, for the configuration reference
-from .configcheck import array as _array, get as _get, only as _only, positive as _positive, table as _table
+from .check import ConfigError
+from .check import OPTIONAL, note_key  # what the reader asks, for the configuration reference
+from .check import array as _array, get as _get, only as _only, positive as _positive, table as _table
 
 TOP_LEVEL_KEYS = {"http_bridge"}
 ERROR_STATUS = ("mapped", "crossbar")
@@ -56,7 +56,7 @@ class BridgeConfig:
 
 def http_bridge(data: dict, realm_roles: dict) -> BridgeConfig | None:
     """``realm_roles``: realm name -> its role names, or None for a realm without roles."""
-    from .authconfig import _secret
+    from .auth import _secret
 
     realm_names = set(realm_roles)
 

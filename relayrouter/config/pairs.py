@@ -6,9 +6,9 @@ name the key, like the rest of the file.
 
 from dataclasses import dataclass
 
-from .configcheck import ConfigError
-from .configcheck import get as _get, only as _only, table as _table  # the shared checks
-from .core.pairs import DEFAULT_PEER, PairPolicy
+from .check import ConfigError
+from .check import get as _get, only as _only, table as _table  # the shared checks
+from ..core.pairs import DEFAULT_PEER, PairPolicy
 
 REALM_KEYS = {"pairing"}
 DEFAULT_PATH = "micronets/v1/ws-proxy"

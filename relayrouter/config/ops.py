@@ -6,8 +6,8 @@ Called from :mod:`relayrouter.config`; errors name the key.
 
 from dataclasses import dataclass
 
-from .configcheck import ConfigError
-from .configcheck import get as _get, only as _only, table as _table  # the shared checks
+from .check import ConfigError
+from .check import get as _get, only as _only, table as _table  # the shared checks
 
 TOP_LEVEL_KEYS = {"metrics", "console"}
 
@@ -26,7 +26,7 @@ class MetricsConfig:
 
 
 def metrics(data: dict) -> MetricsConfig:
-    from .authconfig import _secret
+    from .auth import _secret
 
     item = data.get("metrics", {})
     key = "metrics"

@@ -12,10 +12,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .configcheck import ConfigError
-from .configcheck import OPTIONAL, note_key  # what the reader asks, for the configuration reference
-from .configcheck import get as _get, key_name as _name, only as _only  # the shared checks
-from .configcheck import seconds as _seconds, table as _table
+from .check import ConfigError
+from .check import OPTIONAL, note_key  # what the reader asks, for the configuration reference
+from .check import get as _get, key_name as _name, only as _only  # the shared checks
+from .check import seconds as _seconds, table as _table
 
 TOP_LEVEL_KEYS = {"cluster"}
 _KEYS = {"nats", "node", "subject_prefix", "user", "password_env", "password_file",

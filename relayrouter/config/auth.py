@@ -2,7 +2,7 @@
 roles, TLS on listeners, browser origins, revocation and failure limits.
 
 Called from :mod:`relayrouter.config` (realms, listeners and the top level),
-with the same checks (:mod:`relayrouter.configcheck`); every value is checked here and errors name the key, like the rest of the
+with the same checks (:mod:`relayrouter.config.check`); every value is checked here and errors name the key, like the rest of the
 file.  Secrets are never inline: a ``secret_env`` names an environment
 variable, a ``secret_file`` a file, and both are read now, at start, so a
 missing one stops the router with an error naming the key (never the value).
@@ -14,23 +14,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .auth.cryptosign import CryptosignPrincipal
-from .auth.jwt import JwtKey, JwtPolicy
-from .auth.onetime import DEFAULT_LIFETIME
-from .auth.ratelimit import FailureLimits
-from .auth.ticket import TicketPrincipal
-from .auth.tls import CertRule, attribute_name
-from .auth.wampcra import Salt, WampCraPrincipal
-from .configcheck import ConfigError
-from .configcheck import OPTIONAL, note_key  # what the reader asks, for the configuration reference
-from .configcheck import (  # the shared checks, under this module's private names
+from ..auth.cryptosign import CryptosignPrincipal
+from ..auth.jwt import JwtKey, JwtPolicy
+from ..auth.onetime import DEFAULT_LIFETIME
+from ..auth.ratelimit import FailureLimits
+from ..auth.ticket import TicketPrincipal
+from ..auth.tls import CertRule, attribute_name
+from ..auth.wampcra import Salt, WampCraPrincipal
+from .check import ConfigError
+from .check import OPTIONAL, note_key  # what the reader asks, for the configuration reference
+from .check import (  # the shared checks, under this module's private names
     array as _list, get as _get, key_name as _name,
     only as _only, positive as _positive, seconds as _seconds,
     table as _table,
 )
-from .core.authorization import ACTIONS, Role, Rule
-from .core.matching import MATCH_POLICIES
-from .core.uri import pattern_problem
+from ..core.authorization import ACTIONS, Role, Rule
+from ..core.matching import MATCH_POLICIES
+from ..core.uri import pattern_problem
 
 CLIENT_CERTIFICATES = ("none", "optional", "required")
 
@@ -125,7 +125,7 @@ def _http(item: Any, key: str) -> HttpConfig:
     public_url = item.get("public_url")
     if public_url is not None and not (isinstance(public_url, str) and public_url.startswith(("ws://", "wss://"))):
         raise ConfigError(f"{key}.public_url: must be a ws:// or wss:// URL")
-    from .proxies import parse as parse_proxies
+    from ..proxies import parse as parse_proxies
 
     return HttpConfig(tuple(o.rstrip("/") for o in origins), public_url,
                       parse_proxies(item.get("trusted_proxies"), f"{key}.trusted_proxies"))
@@ -390,7 +390,7 @@ def _jwt_key(k: Any, key: str) -> tuple[str, Any]:
         if source == "public_key_file":
             return source, [JwtKey.from_pem(_read(k, source, key), kid, algorithms)]
         if source == "jwks_file":
-            from .auth.jwks import read_jwks_file
+            from ..auth.jwks import read_jwks_file
             return source, list(read_jwks_file(_get(k, source, str, None, key)))
     except ValueError as e:
         if isinstance(e, ConfigError):
