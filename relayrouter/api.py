@@ -48,7 +48,7 @@ from .core.filters import FilterError, compile_fields, compile_where, project
 from .core.pairs import event_topic, pair_prefix, presence_topic, rest_procedure
 from .e2e import keys as e2e_keys
 from .e2e.wamp import enable_payload_passthru, publish_envelope
-from .security import CombinedKeys
+from .service.security import CombinedKeys
 from .transport.http import JsonMethodsRequest, method_not_allowed
 
 __all__ = [

@@ -52,7 +52,7 @@ REACH = {
     "autobahn.twisted.resource.WebSocketResource": [""],
     "relayrouter.transport.tickets.TicketResource": [""],
     "relayrouter.transport.tickets.DenyListResource": [""],
-    "relayrouter.tenancy.RealmsResource": ["", "/acme", "/%00", "/%ff"],
+    "relayrouter.service.tenancy.RealmsResource": ["", "/acme", "/%00", "/%ff"],
     "relayrouter.transport.http_bridge.PublishResource": [""],
     "relayrouter.transport.http_bridge.CallResource": [""],
     "relayrouter.transport.http_bridge.WebhookResource": ["", "/open", "/github", "/nope", "/open/more"],

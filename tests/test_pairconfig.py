@@ -3,7 +3,7 @@
 import pytest
 
 from relayrouter import config as cfg
-from relayrouter.pairing import Pairing
+from relayrouter.service.pairing import Pairing
 from relayrouter.service import build_router
 
 

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 Everything here is a plain integer or a list of integers, incremented in
 place where a message passes anyway; nothing is formatted, locked or pushed.
-A scrape (relayrouter/metrics.py) reads these at its own pace.  Refusals,
+A scrape (relayrouter/service/metrics.py) reads these at its own pace.  Refusals,
 drops and disconnects are not here: they are in ``realm.counters`` and each
 connection's ``counters`` already.
 

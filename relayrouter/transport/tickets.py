@@ -12,7 +12,7 @@ administer the deny list with an admin JWT (see docs/reference/security.md).
 
 Bodies are small JSON objects: one over :data:`MAX_BODY` bytes is refused
 with 413 while it arrives, before it is read (``body_limit``, see
-transport/http.py); /realms (relayrouter/tenancy.py) has the same bound.
+transport/http.py); /realms (relayrouter/service/tenancy.py) has the same bound.
 
 Every answer is JSON.  Refusals: 401 (no or bad token), 403 (origin not
 allowed, token revoked, not an admin, no such realm), 429 (too many failed

@@ -12,24 +12,24 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from .auth.cryptosign import CryptosignAuthenticator
-from .auth.jwks import jwks_fetcher
-from .auth.jwt import FetchedKeys, JwtAuthenticator, StaticKeys
-from .auth.onetime import OneTimeTickets
-from .auth.ratelimit import FailureLimiter, RateLimited
-from .auth.ticket import TicketAuthenticator
-from .auth.ticketing import TicketMethods
-from .auth.tls import TlsAuthenticator
-from .auth.wampcra import WampCraAuthenticator
-from .config.auth import JwtConfig, SecurityConfig
-from .core.auth import AnonymousAuthenticator, Deny
-from .core.authorization import RoleAuthorizer
-from .core.procedures import AdminPolicy
-from .core.revocation import AUTHID, DenyList, DenyListApi, SessionGuard
-from .proxies import TrustedProxies
-from .store.denylist import SqliteDenyListStore
-from .transport.origins import OriginPolicy
-from .transport.tickets import DenyListResource, TicketResource
+from ..auth.cryptosign import CryptosignAuthenticator
+from ..auth.jwks import jwks_fetcher
+from ..auth.jwt import FetchedKeys, JwtAuthenticator, StaticKeys
+from ..auth.onetime import OneTimeTickets
+from ..auth.ratelimit import FailureLimiter, RateLimited
+from ..auth.ticket import TicketAuthenticator
+from ..auth.ticketing import TicketMethods
+from ..auth.tls import TlsAuthenticator
+from ..auth.wampcra import WampCraAuthenticator
+from ..config.auth import JwtConfig, SecurityConfig
+from ..core.auth import AnonymousAuthenticator, Deny
+from ..core.authorization import RoleAuthorizer
+from ..core.procedures import AdminPolicy
+from ..core.revocation import AUTHID, DenyList, DenyListApi, SessionGuard
+from ..proxies import TrustedProxies
+from ..store.denylist import SqliteDenyListStore
+from ..transport.origins import OriginPolicy
+from ..transport.tickets import DenyListResource, TicketResource
 
 MISSING_KEYS_CHECK = 1.0  # seconds between looks for JWKS that have no key loaded
 
@@ -143,7 +143,7 @@ class Security:
             fetched.refresh()
 
     def reload_roles(self, realm, roles) -> None:
-        from .core.realm import AllowAll
+        from ..core.realm import AllowAll
 
         realm.replace_rules(RoleAuthorizer(roles) if roles is not None else AllowAll())
 
@@ -207,7 +207,7 @@ class Security:
         existing = self.jwt_by_realm.get(realm)
         keys = existing.keys if existing is not None else self._keys(jwt)
         if realm == self.relay_realm:
-            from .relay.tokens import RelayTokenChecker
+            from ..relay.tokens import RelayTokenChecker
 
             return RelayTokenChecker(keys, jwt.policy, self.reactor.seconds, authmethod=authmethod,
                                      authprovider="jwt")

@@ -1,4 +1,4 @@
-"""Realms on the router from their configuration: at start (service.py) and from a
+"""Realms on the router from their configuration: at start (node.py) and from a
 template at run time (tenancy.py), by one path: :class:`RealmBuilder`. No Twisted here.
 
 Every part of the router that puts something on a realm (authenticators and
@@ -11,8 +11,8 @@ realm made at run time has exactly what a configured one has.
 
 from dataclasses import replace
 
-from .core.realm import RealmPolicy
-from .core.router import Router
+from ..core.realm import RealmPolicy
+from ..core.router import Router
 
 
 def add_configured_realm(router: Router, realm, name: str | None = None):

@@ -2,8 +2,8 @@
 
 from dataclasses import replace
 
-from .config import ConfigError
-from .core.pairs import PairTable
+from ..config import ConfigError
+from ..core.pairs import PairTable
 
 
 class Pairing:
@@ -37,7 +37,7 @@ class Pairing:
             self.realms.append((realm, rc.pairing))
 
     def http_resources(self, clock, limits) -> dict:
-        from .transport import micronets
+        from ..transport import micronets
 
         children: dict = {}
         for realm, pairing in self.realms:

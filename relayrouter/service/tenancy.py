@@ -6,13 +6,13 @@ endpoints ``GET /realms``, ``POST /realms``, ``DELETE /realms/<name>``."""
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from .core import errors
-from .core.procedures import AdminPolicy, ProcedureError
-from .core.tenancy import NO_SUCH_TEMPLATE, REALM_EXISTS, Tenancy
-from .store.tenants import SqliteTenantStore
-from .httpinput import string_field
-from .transport import http_doc
-from .transport.tickets import HttpRefusal, _arg, _body, _json, _JsonResource
+from ..core import errors
+from ..core.procedures import AdminPolicy, ProcedureError
+from ..core.tenancy import NO_SUCH_TEMPLATE, REALM_EXISTS, Tenancy
+from ..store.tenants import SqliteTenantStore
+from ..httpinput import string_field
+from ..transport import http_doc
+from ..transport.tickets import HttpRefusal, _arg, _body, _json, _JsonResource
 
 log = Logger(namespace="relayrouter")
 

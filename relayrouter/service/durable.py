@@ -10,12 +10,12 @@ from dataclasses import replace
 from twisted.internet import task
 from twisted.logger import Logger
 
-from .core.history import FEATURE as EVENT_HISTORY, GET_EVENTS, READ, History
-from .core.mailbox import Mailboxes, MessageIds
-from .core.procedures import AdminPolicy
-from .core.records import StoreError
-from .core.router import welcome_roles
-from .store import open_store
+from ..core.history import FEATURE as EVENT_HISTORY, GET_EVENTS, READ, History
+from ..core.mailbox import Mailboxes, MessageIds
+from ..core.procedures import AdminPolicy
+from ..core.records import StoreError
+from ..core.router import welcome_roles
+from ..store import open_store
 
 log = Logger(namespace="relayrouter")
 
@@ -191,7 +191,7 @@ class Durable:
         # With a store open, mailboxes may come later (a tenant, a reload): /mailbox is there for them.
         if self.store is None:
             return {}
-        from .transport.mailbox_http import MailboxResource
+        from ..transport.mailbox_http import MailboxResource
 
         return {b"mailbox": MailboxResource(self.mailboxes_by_realm)}
 

@@ -19,26 +19,26 @@ import twisted  # noqa: E402
 from twisted.internet import defer, endpoints, task  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 
-from . import __version__  # noqa: E402
-from .config import Config, ConfigError, Listener  # noqa: E402
+from .. import __version__  # noqa: E402
+from ..config import Config, ConfigError, Listener  # noqa: E402
 from .realms import RealmBuilder, add_configured_realm  # noqa: E402
-from .core import errors  # noqa: E402
-from .core.router import Router, RouterObserver  # noqa: E402
-from .transport import autobahn_overrides  # noqa: E402
-from .transport.http import build_site  # noqa: E402
-from .transport.rawsocket import RouterRawSocketFactory  # noqa: E402
-from .transport.serializers import router_serializers  # noqa: E402
-from .transport.tls import wrap as wrap_tls  # noqa: E402
+from ..core import errors  # noqa: E402
+from ..core.router import Router, RouterObserver  # noqa: E402
+from ..transport import autobahn_overrides  # noqa: E402
+from ..transport.http import build_site  # noqa: E402
+from ..transport.rawsocket import RouterRawSocketFactory  # noqa: E402
+from ..transport.serializers import router_serializers  # noqa: E402
+from ..transport.tls import wrap as wrap_tls  # noqa: E402
 from .metrics import Metrics  # noqa: E402
-from .config.ops import MetricsConfig  # noqa: E402
+from ..config.ops import MetricsConfig  # noqa: E402
 from .pairing import Pairing  # noqa: E402
-from .transport import ops_http  # noqa: E402
-from .console import Console, ConsoleAccess  # noqa: E402
+from ..transport import ops_http  # noqa: E402
+from ..console import Console, ConsoleAccess  # noqa: E402
 from .reload import Reloader  # noqa: E402
 from .security import Security  # noqa: E402
 from .durable import Durable  # noqa: E402
 from .tenancy import TenancyWiring  # noqa: E402
-from .transport.websocket import RouterWebSocketFactory  # noqa: E402
+from ..transport.websocket import RouterWebSocketFactory  # noqa: E402
 
 log = Logger(namespace="relayrouter")
 
@@ -133,13 +133,13 @@ class RouterService(service.MultiService):
         # The remote-lab relay (raw WebSocket streams, practable's access API), if configured.
         self.relay = None
         if config.relay is not None:
-            from .relay.hub import Relay
+            from ..relay.hub import Relay
 
             self.relay = Relay(config.relay, self.router, self.security, config.limits, reactor)
         # [cluster]: this node's realms routed across the other nodes through NATS.
         self.cluster = None
         if config.cluster is not None:
-            from .cluster import Cluster
+            from ..cluster import Cluster
 
             self.cluster = Cluster(config.cluster, self.router, reactor)
             for realm in list(self.router.realms.values()):
@@ -147,7 +147,7 @@ class RouterService(service.MultiService):
             # Deny list, one-time tickets, retained events and tenants: in JetStream for every node.
             self.cluster.share_state(self.security, self.tenancy.tenancy)
             # Failed-login budgets spent by every node's failures (cluster/limits.py).
-            from .cluster.limits import SharedLimits
+            from ..cluster.limits import SharedLimits
 
             SharedLimits(self.cluster, self.security.limiter)
             # The cluster's nodes for operators (relayrouter.cluster.nodes, the console, /metrics).
@@ -159,7 +159,7 @@ class RouterService(service.MultiService):
         # POST /publish, /call, /webhook/{name} ([http_bridge]).
         self.http_bridge = None
         if config.http_bridge is not None:
-            from .transport.http_bridge import HttpBridge
+            from ..transport.http_bridge import HttpBridge
 
             self.http_bridge = HttpBridge(config.http_bridge, self.security, self.router, reactor)
         self.serializers = router_serializers()

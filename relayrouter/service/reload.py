@@ -28,10 +28,10 @@ from dataclasses import fields, replace
 
 from twisted.logger import Logger
 
-from .config.check import ConfigError
-from .core import errors
-from .core.procedures import ProcedureError
-from .config.ops import ConsoleConfig
+from ..config.check import ConfigError
+from ..core import errors
+from ..core.procedures import ProcedureError
+from ..config.ops import ConsoleConfig
 
 log = Logger(namespace="relayrouter")
 
