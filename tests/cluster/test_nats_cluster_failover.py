@@ -155,15 +155,18 @@ def test_each_server_killed_in_turn_loses_no_call_denial_or_ticket(cluster):
     caller = yield join(nodes["a"], token(sub="caller", role="device"))
     yield wait_until_called(caller)
     traffic = Traffic(caller)
+    answered_while_down = []  # calls answered from each kill to that server's return
     try:
         for i, server in enumerate(nats.servers):
             print(f"--- killing nats-server n{i} at {time.strftime('%H:%M:%S')}")
+            before = traffic.results.count("ok")
             server.kill9()
             yield sleep(1.0)
             yield denial_applies_across(nodes, i)
             yield ticket_joins_across(nodes, i)
             yield wait_until(lambda: all(ready(n)[0] == 200 for n in nodes.values()), READY_BOUND,
                              f"every node ready with server n{i} down")
+            answered_while_down.append(traffic.results.count("ok") - before)
             server.start()
             nats.wait_jetstream()
             nats.wait_streams_current()
@@ -177,7 +180,9 @@ def test_each_server_killed_in_turn_loses_no_call_denial_or_ticket(cluster):
         yield traffic.done
     print(f"denials applied after {', '.join(f'{t:.1f}' for t in DENIAL_TIMES)} s; "
           f"{len(traffic.results)} calls, failures: {traffic.failures()}")
-    assert traffic.results.count("ok") > 10 * CALLS_PER_SECOND
+    # Calls kept being answered through each server's death (however fast the
+    # machine got through the scenario), and nothing but a call in flight failed.
+    assert all(answered > 0 for answered in answered_while_down), answered_while_down
     assert "wamp.error.no_such_procedure" not in traffic.failures(), traffic.failures()
     assert set(traffic.failures()) <= {"wamp.error.canceled"}, traffic.failures()
     assert len(traffic.failures()) <= LOST_IN_FLIGHT_PER_KILL * len(nats.servers), traffic.failures()
