@@ -76,6 +76,10 @@ def environment(home: Path) -> dict:
                                 "DECRYPT_SEARCH_", "BRIDGE_"))}
     path = [str(Path(sys.executable).parent), *env.get("PATH", "/usr/bin:/bin").split(os.pathsep), "/usr/sbin"]
     env.update(PATH=os.pathsep.join(path), HOME=str(home), PYTHONUNBUFFERED="1")
+    # A page's `pip install` runs in the suite's own environment: as root in CI, that is the
+    # system's Python, where pip would add a warning (and a newer-pip notice) a reader in a
+    # virtualenv never sees.
+    env.update(PIP_ROOT_USER_ACTION="ignore", PIP_DISABLE_PIP_VERSION_CHECK="1")
     return env
 
 
