@@ -190,16 +190,7 @@ class ReactorMqtt(KeptConnection):
         was = self.connected
         self.connected = False
         self._forget_socket()
-        for waiting in (self._published, self._subscribed):
-            pending = list(waiting.values())
-            waiting.clear()
-            for d in pending:
-                d.errback(ConnectionError("the MQTT connection was lost"))
-        if self._running:
-            self.status = "connecting"
-            if was:
-                self._note_error(f"connection lost ({reason_code})")
-            self._schedule()
+        self._connection_lost((self._published, self._subscribed), was, str(reason_code))
 
     def _on_message(self, client, userdata, message) -> None:
         if self.on_message is not None:

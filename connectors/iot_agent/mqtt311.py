@@ -230,6 +230,19 @@ class KeptConnection:
     def _disconnect(self) -> None:
         raise NotImplementedError
 
+    def _connection_lost(self, waiting: tuple, was: bool, why: str) -> None:
+        """What waited for an answer fails; connect again (logged if we were connected)."""
+        for answers in waiting:
+            pending = list(answers.values())
+            answers.clear()
+            for d in pending:
+                d.errback(ConnectionError("the MQTT connection was lost"))
+        if self._running:
+            self.status = "connecting"
+            if was:
+                self._note_error(f"connection lost ({why})")
+            self._schedule()
+
     def _connect_failed(self, failure) -> None:
         self._note_error(f"cannot connect to {self.host}:{self.port}: {failure.getErrorMessage()}")
         self._schedule()
@@ -302,15 +315,7 @@ class IngestConnection(KeptConnection):
         if self._connack_timer is not None and self._connack_timer.active():
             self._connack_timer.cancel()
         self._connack_timer = None
-        pending = list(self._subscribed.values())
-        self._subscribed.clear()
-        for d in pending:
-            d.errback(ConnectionError("the MQTT connection was lost"))
-        if self._running:
-            self.status = "connecting"
-            if was:
-                self._note_error(f"connection lost ({reason.getErrorMessage()})")
-            self._schedule()
+        self._connection_lost((self._subscribed,), was, reason.getErrorMessage())
 
     def _tick(self) -> None:  # keep-alive
         wire = self.wire

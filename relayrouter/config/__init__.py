@@ -22,22 +22,6 @@ transport (tests/test_import_rules.py, tests/test_config_is_plain_data.py).
 """
 
 
-import importlib
+from ..lazy import lazy_package
 
-_PARTS = frozenset({"router", "auth", "durable", "tenants", "pairs", "cluster", "bridge", "ops", "limits", "check"})
-
-
-def __getattr__(name: str):
-    if name in _PARTS:
-        return importlib.import_module(f"{__name__}.{name}")
-    if name.startswith("__"):
-        raise AttributeError(name)
-    router = importlib.import_module(f"{__name__}.router")
-    try:
-        return getattr(router, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _PARTS | set(dir(importlib.import_module(f"{__name__}.router"))))
+__getattr__, __dir__ = lazy_package(__name__, frozenset({"router", "auth", "durable", "tenants", "pairs", "cluster", "bridge", "ops", "limits", "check"}), "router")

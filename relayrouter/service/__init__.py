@@ -18,22 +18,6 @@ own (``relayrouter.cluster``, ``relay``, ``console``, ``transport.http_bridge``)
 which :mod:`.node` wires in when configured.
 """
 
-import importlib
+from ..lazy import lazy_package
 
-_PARTS = frozenset({"node", "realms", "security", "durable", "tenancy", "pairing", "metrics", "reload"})
-
-
-def __getattr__(name: str):
-    if name in _PARTS:
-        return importlib.import_module(f"{__name__}.{name}")
-    if name.startswith("__"):
-        raise AttributeError(name)
-    node = importlib.import_module(f"{__name__}.node")
-    try:
-        return getattr(node, name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _PARTS | set(dir(importlib.import_module(f"{__name__}.node"))))
+__getattr__, __dir__ = lazy_package(__name__, frozenset({"node", "realms", "security", "durable", "tenancy", "pairing", "metrics", "reload"}), "node")
