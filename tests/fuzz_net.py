@@ -302,6 +302,9 @@ def check_answer(status: int | None, answer: bytes, what: str) -> None:
         return  # nothing asked for an answer
     assert status, f"{what}: no HTTP answer: {answer[:300]!r}"
     assert status < 500 or status in DOCUMENTED_5XX, f"{what}: {status}: {answer[:600]!r}"
+    if status == 405:  # the same answer from the router and every connector: Allow names what is served
+        head = answer.partition(b"\r\n\r\n")[0].lower()
+        assert re.search(rb"\r\nallow: [a-z]", head), f"{what}: 405 without Allow: {answer[:600]!r}"
 
 
 def new_errors(child, since: int) -> list[str]:

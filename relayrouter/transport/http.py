@@ -106,7 +106,7 @@ class _MethodsServed:
 
     def render(self, request):
         resource = self.resource
-        if isinstance(resource, WebSocketResource) and request.method != b"GET":
+        if _websocket(resource) and request.method != b"GET":
             # Autobahn would answer 405 without Allow, in HTML (HEAD too: no GET to fake it with).
             return method_not_allowed(request, [b"GET"], request.method_not_allowed)
         try:
@@ -122,6 +122,12 @@ class _MethodsServed:
 
     def __repr__(self) -> str:
         return repr(self.resource)
+
+
+def _websocket(resource) -> bool:
+    """A WebSocket URL: Autobahn's resource, or one that hands every request to it (``websocket``)."""
+    return isinstance(resource, WebSocketResource) or isinstance(getattr(resource, "websocket", None),
+                                                                 WebSocketResource)
 
 
 def _serves_no_get(resource) -> bool:

@@ -500,10 +500,10 @@ class _MeetupResource(Resource):
 
     def __init__(self, factory: LegacyFactory) -> None:
         super().__init__()
-        self.ws = WebSocketResource(factory)
+        self.websocket = WebSocketResource(factory)  # the router's requests answer other methods with 405
 
     def render(self, request):
-        return self.ws.render(request)
+        return self.websocket.render(request)
 
 
 def mount(children: dict, router, realm, settings: LegacySettings, clock, limits: ListenerSettings) -> Meetups:
