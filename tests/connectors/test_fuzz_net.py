@@ -250,6 +250,54 @@ def test_the_router_under_hypothesis(router):
     assert hypothesis_net(router) == EXAMPLES * len(router.targets)
 
 
+def relay_token(topic: str = "pend00") -> str:
+    import jwt as pyjwt
+
+    now = int(time.time())
+    return pyjwt.encode({"topic": topic, "prefix": "session", "scopes": ["read", "write"], "booking_id": "bk-net",
+                         "aud": ["https://relay.example.org/access"], "iat": now, "nbf": now, "exp": now + 600},
+                        JWT_SECRET, algorithm="HS256")
+
+
+def test_the_relays_raw_websocket_under_hostile_frames(router):
+    """The relay's raw stream (``/{prefix}/{topic}?code=``, upgraded by PrefixResource's
+    topics): each hostile frame after a real upgrade with a fresh code, on its own connection."""
+    assert "relayrouter.relay.access.PrefixResource" in {t.kind for t in router.targets}
+
+    def upgraded_path() -> bytes:
+        status, answer = fuzz_net.send(router.port, b"POST", b"/session/pend00",
+                                       [(b"Authorization", relay_token().encode())])
+        assert status == 200, answer
+        uri = answer_json(answer)["uri"]
+        return uri[uri.index("/session/"):].encode()
+
+    frames_into(router, upgraded_path)
+
+
+def answer_json(answer: bytes):
+    """The JSON body of a raw HTTP/1.1 answer, chunked or not."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" not in head.lower():
+        return json.loads(body)
+    whole = b""
+    while True:
+        size, _, body = body.partition(b"\r\n")
+        size = int(size.split(b";")[0], 16)
+        if not size:
+            return json.loads(whole)
+        whole, body = whole + body[:size], body[size + 2:]
+
+
+def frames_into(component: Component, path_for) -> None:
+    """Each hostile frame on a WebSocket of its own, upgraded at ``path_for()`` (a fresh
+    credential each time): the upgrade succeeds, then nothing but a refusal or a close."""
+    for frame in fuzz_net.WS_FRAMES:
+        answer = fuzz_net.ws_session(component.port, path_for(), None, [frame])
+        assert answer.startswith(b"HTTP/1.1 101"), (frame[1][:40], answer[:300])
+    fuzz_net.still_serves(component.port, component.alive)
+    assert not component.errors(), "\n\n".join(component.errors())
+
+
 # -------------------------------------------------------------- connectors
 
 
@@ -375,3 +423,17 @@ def test_each_connector_under_the_fixed_hostile_set_and_hypothesis(request, name
         assert component.targets and not component.unknown, (component.targets, component.unknown)
         assert run_net(component) > 100
         assert hypothesis_net(component) == EXAMPLES * len(component.targets)
+
+
+def test_the_iot_agents_kafka_ws_under_hostile_frames(iot_agent):
+    """dojot's Kafka-WS (``/kafka-ws/v1/topics/<tenant>.<subject>?ticket=``): each hostile
+    frame after a real upgrade with a fresh single-use ticket, on its own connection."""
+    assert "connectors.iot_agent.http_api._AnyTopic" in {t.kind for t in iot_agent.targets}
+
+    def upgraded_path() -> bytes:
+        status, answer = fuzz_net.send(iot_agent.port, b"GET", b"/kafka-ws/v1/ticket", iot_agent.credentials)
+        assert status == 200, answer
+        ticket = answer_json(answer)["ticket"]
+        return b"/kafka-ws/v1/topics/acme.device-data?ticket=" + ticket.encode()
+
+    frames_into(iot_agent, upgraded_path)
