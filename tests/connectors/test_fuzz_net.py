@@ -415,6 +415,27 @@ def didcomm_proxy(tmp_path_factory):
         child.stop()
 
 
+# Each twistd plugin this package ships, and each mode of one, and the fixtures that put it in the net.
+IN_THE_NET = {"relayrouter": "router", "decrypt-search": "decrypt_search", "iot-agent": "iot_agent",
+              "pairing-agent": "pairing_agents", "mediator-proxy": "mediator_proxy",
+              "mediator-proxy didcomm": "didcomm_proxy"}
+
+
+def test_every_component_we_ship_is_in_the_net():
+    """A new connector (a twistd plugin) or a new mode of one cannot escape the net: the plugins
+    are found the way twistd finds them, and each must be driven by a fixture here."""
+    import twisted.plugins
+    from twisted.application.service import IServiceMaker
+    from twisted.plugin import getPlugins
+
+    shipped = set()
+    for maker in getPlugins(IServiceMaker, twisted.plugins):
+        if getattr(maker, "module", "").split(".")[0] in ("relayrouter", "connectors"):
+            shipped.add(maker.tapname)
+            shipped.update(f"{maker.tapname} {sub[0]}" for sub in getattr(maker.options(), "subCommands", None) or [])
+    assert shipped == set(IN_THE_NET), sorted(shipped ^ set(IN_THE_NET))
+
+
 @pytest.mark.parametrize("name", ["decrypt_search", "iot_agent", "pairing_agents", "mediator_proxy",
                                   "didcomm_proxy"])
 def test_each_connector_under_the_fixed_hostile_set_and_hypothesis(request, name):
