@@ -19,6 +19,7 @@ ADDRESS_REFUSAL = "too many failed authentication attempts from your address, ac
 def router(monkeypatch, tmp_path):
     data = relay_config(monkeypatch, stats_interval=0)
     data["auth_limits"] = {"burst": 10, "per_minute": 10, "address_burst": 30, "address_per_minute": 1}
+    data["realms"][0]["auth"]["one_time_tickets"] = {"lifetime": 30}
     running = pytest_twisted.blockon(start(data, tmp_path / "state"))
     running.service.security.limiter.clock = FakeClock(reactor.seconds())  # nothing refills by itself
     yield running
@@ -56,6 +57,23 @@ def test_valid_tokens_pass_even_when_the_address_ceiling_is_spent(router):
         assert code == 200, (i, body)
     limiter = router.service.security.limiter
     assert limiter.counters["successes"] >= 60
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_stale_page_buying_one_time_tickets_does_not_lock_out_another_booking(router):
+    """POST /ticket as POST /session: the expired token's own budget is spent, no other booking's."""
+    from .support import http
+
+    url = f"{router.http_url}/ticket?realm=lab"
+    codes = []
+    for _ in range(12):
+        code, _, body = yield http("POST", url, bearer=expired(booking_id="bk-tab"))
+        codes.append(code)
+    assert codes == [401] * 10 + [429] * 2, codes
+    assert body["message"].startswith(AUTHID_REFUSAL), body
+    for booking in ("bk-other", "bk-tab"):
+        code, _, body = yield http("POST", url, bearer=practable_token(booking_id=booking))
+        assert code == 200 and body["ticket"].startswith("rrt_"), body
 
 
 @defer.inlineCallbacks
