@@ -1,5 +1,10 @@
-"""The one error a connector raises for bad configuration."""
+"""The one error a connector raises for bad configuration.
 
+It is the configuration readers' own :class:`~relayrouter.config.check.ConfigError`
+(a ``ValueError`` whose message names the key or option), so a start-up that
+catches one catches what either side raised.
+"""
 
-class ConfigError(ValueError):
-    """Bad configuration; the message names the option (``--ticket-file: ...``)."""
+from ..config.check import ConfigError
+
+__all__ = ["ConfigError"]
