@@ -35,7 +35,7 @@ class Ingest:
         self.store = store
         self.directory = directory
         self.reactor = reactor
-        self.publish = publish  # fn(tenant, topic, message) -> None; the tenant's session
+        self.publish = publish  # fn(tenant, topic, message) -> None when sent, else why not
         self.hub = hub  # KafkaWsHub
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
@@ -96,10 +96,8 @@ class Ingest:
         for message, d in batch:
             tenant = message["metadata"]["tenant"]
             if self.publish is not None:
-                if self.publish(tenant, DEVICE_DATA, message):
-                    self.counters["published"] += 1
-                else:
-                    self.counters["not_published_tenant_offline"] += 1
+                refused = self.publish(tenant, DEVICE_DATA, message)
+                self.counters["published" if refused is None else f"not_published_{refused}"] += 1
             if self.hub is not None:
                 self.hub.deliver(tenant, DEVICE_DATA, message)
         for _, d in batch:

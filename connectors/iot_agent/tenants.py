@@ -17,6 +17,7 @@ registers the agent's procedures there).
 
 from dataclasses import replace
 
+from autobahn.wamp.exception import TransportLost
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -139,15 +140,23 @@ class TenantSessions(service.MultiService):
     def served(self, tenant: str) -> bool:
         return tenant in self.connections
 
-    def publish(self, tenant: str, topic: str, *args, **kwargs) -> bool:
+    def publish(self, tenant: str, topic: str, *args, **kwargs) -> str | None:
+        """Publish on the tenant's session: ``None`` once handed to it, else
+        why not: ``"tenant_offline"`` (no session, or its transport is going)
+        or ``"failed"`` (the session refused the event, e.g. it cannot be
+        serialized; logged)."""
         session = self.sessions.get(tenant)
         if session is None:
-            return False
+            return "tenant_offline"
         try:
             session.publish(topic, *args, **kwargs)
-        except Exception:  # noqa: BLE001 - the transport is closing; the message is stored anyway
-            return False
-        return True
+        except TransportLost:
+            return "tenant_offline"
+        except Exception as e:  # noqa: BLE001 - one event refused must not stop the others; it is stored anyway
+            log.error("tenant {tenant}: publishing to {topic} failed: {error}", tenant=tenant, topic=topic,
+                      error=f"{type(e).__name__}: {e}")
+            return "failed"
+        return None
 
     def describe(self) -> dict:
         return {"management": self.management.describe() if self.management else None,

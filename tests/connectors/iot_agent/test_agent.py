@@ -571,3 +571,31 @@ def test_mqtt5_workers_ingest_too(env, tmp_path):
         device.close()
     finally:
         other.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_an_event_the_session_cannot_send_is_stored_and_counted_apart_from_an_offline_tenant(env, tmp_path):
+    """MessagePack holds no integer of 2^64 or more: such a message is stored
+    (history has it) but its WAMP event cannot be sent; that is counted as
+    ``not_published_failed`` and logged, not as a tenant that is offline."""
+    other = Agent(tmp_path, env.router, None, "--serializer", "msgpack", "--tenants", "acme")
+    try:
+        yield blocking(other.start)
+        yield blocking(wait_served, other, {"acme"}, 20.0, False)
+        status, made = yield http("POST", f"{other.url}/device", {"id": "big", "label": "big"}, bearer=user("acme"))
+        assert status == 200, made
+        url = f"{other.url}/http-agent/v1/incoming-messages"
+        for value in (2 ** 70, 7):
+            status, _ = yield http("POST", url, {"data": {"n": value}}, headers=basic(made["credentials"]))
+            assert status == 204
+        yield until(lambda: other.status()["counters"].get("stored", 0) == 2)
+        counters = other.status()["counters"]
+        assert counters.get("not_published_failed") == 1 and counters.get("published") == 1, counters
+        assert "not_published_tenant_offline" not in counters, counters
+        status, body = yield http("GET", f"{other.url}/tss/v1/devices/big/attrs/n/data?order=asc",
+                                  bearer=user("acme"))
+        assert status == 200 and [d["value"] for d in body["data"]] == [2 ** 70, 7]
+        logged = [line for line in other.all_output if "publishing to device-data failed" in line]
+        assert len(logged) == 1 and other.new_faults() == [], logged
+    finally:
+        other.stop()
