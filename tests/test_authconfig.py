@@ -23,6 +23,8 @@ def principal(**kw):
     (realm({"jwt": {"algorithms": ["HS256"], "authrole": "x", "keys": [{"secret_env": "SHORT"}]}}),
      "needs at least 32"),
     (realm({"one_time_tickets": {}}), "needs [realms.auth.jwt]"),
+    (realm({"jwt": {"algorithms": ["HS256"], "authrole": "x", "realm_claim": ["service"],
+                    "keys": [{"secret_env": "LONG"}]}}), "realms[0].auth.jwt.realm_claim: must be"),
     (realm({"jwt": {"algorithms": ["HS256", "RS256"], "authrole": "x",
                     "keys": [{"jwks_url": "https://idp.example/jwks.json"}, {"secret_env": "LONG"}]}}),
      "realms[0].auth.jwt.keys[1]: give it a kid: beside a jwks_url"),

@@ -254,6 +254,8 @@ class JwtPolicy:
     authrole_claim: str | None = None  # the role from this claim ...
     authrole: str | None = None  # ... else this fixed role
     require_exp: bool = True
+    realm_claim: str | None = None  # a token must name the realm it joins in this claim ...
+    realm: str | None = None  # ... this one (set per realm: a template's tenants get their own name)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "algorithms", tuple(self.algorithms))
@@ -318,7 +320,7 @@ class JwtAuthenticator:
         if isinstance(claims, Deny):
             return claims
         return _check_times(claims, self.clock(), self.policy) or \
-            _check_parties(claims, self.policy) or self._accept(claims)
+            _check_parties(claims, self.policy) or _check_realm(claims, self.policy) or self._accept(claims)
 
     def _accept(self, claims: dict) -> Accept | Deny:
         policy = self.policy
@@ -389,6 +391,19 @@ def _check_parties(claims: dict, policy: JwtPolicy) -> Deny | None:
             return Deny("wrong audience")
     if policy.issuer is not None and claims.get("iss") != policy.issuer:
         return Deny("wrong issuer")
+    return None
+
+
+def _check_realm(claims: dict, policy: JwtPolicy) -> Deny | None:
+    """``realm_claim``: the token names the realm it is for (a string, or a list of realms),
+    so one signing key can serve many realms (a template's tenants) without a token of one
+    joining another."""
+    if policy.realm_claim is None or policy.realm is None:
+        return None
+    named = claims.get(policy.realm_claim)
+    realms = [named] if isinstance(named, str) else named if isinstance(named, list) else []
+    if policy.realm not in realms:
+        return Deny(f"token is not for realm '{policy.realm}' (its '{policy.realm_claim}' claim does not name it)")
     return None
 
 

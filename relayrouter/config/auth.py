@@ -327,7 +327,7 @@ def _name_matchers(rule: dict, name: str, key: str) -> tuple[tuple[str, str], ..
 # ----------------------------------------------------------------------- JWT
 
 _JWT_KEYS = {"algorithms", "audience", "issuer", "leeway", "authid_claim", "authrole_claim", "authrole",
-             "as_ticket", "require_exp", "keys", "refresh_interval"}
+             "as_ticket", "require_exp", "keys", "refresh_interval", "realm_claim"}
 _KEY_SOURCES = ("secret_env", "secret_file", "public_key_file", "jwks_file", "jwks_url")
 
 
@@ -344,6 +344,7 @@ def _jwt(item: Any, key: str) -> JwtConfig:
             authrole_claim=_optional(item, "authrole_claim", str, key),
             authrole=_optional(item, "authrole", str, key),
             require_exp=_get(item, "require_exp", bool, True, key),
+            realm_claim=_optional(item, "realm_claim", str, key),
         )
     except ValueError as e:
         raise ConfigError(f"{key}: {e}") from None

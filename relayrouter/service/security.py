@@ -7,6 +7,7 @@ router-wide the deny list (SQLite in the state directory) and the session
 guard; for the HTTP site the ticket and deny-list endpoints.
 """
 
+import dataclasses
 from typing import Any
 
 from twisted.internet import defer, task
@@ -206,12 +207,13 @@ class Security:
     def _jwt(self, realm: str, jwt: JwtConfig, authmethod: str) -> JwtAuthenticator:
         existing = self.jwt_by_realm.get(realm)
         keys = existing.keys if existing is not None else self._keys(jwt)
+        policy = dataclasses.replace(jwt.policy, realm=realm)  # realm_claim names this realm
         if realm == self.relay_realm:
             from ..relay.tokens import RelayTokenChecker
 
-            return RelayTokenChecker(keys, jwt.policy, self.reactor.seconds, authmethod=authmethod,
+            return RelayTokenChecker(keys, policy, self.reactor.seconds, authmethod=authmethod,
                                      authprovider="jwt")
-        return JwtAuthenticator(keys, jwt.policy, authmethod=authmethod, clock=self.reactor.seconds)
+        return JwtAuthenticator(keys, policy, authmethod=authmethod, clock=self.reactor.seconds)
 
     def _keys(self, jwt: JwtConfig):
         static = StaticKeys(jwt.keys) if jwt.keys else None

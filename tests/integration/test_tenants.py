@@ -267,3 +267,42 @@ def test_a_purge_cut_short_is_done_at_the_next_start(monkeypatch, state):
         assert (yield stored(again, "crashed")) == ([], 0)
     finally:
         yield stop(again)
+
+
+@pytest_twisted.inlineCallbacks
+def test_with_a_realm_claim_a_token_joins_only_the_tenants_it_names(monkeypatch, tmp_path):
+    """Tenants made from one template share its signing key: without realm_claim a token of
+    one tenant joins every other (the test above joins both with one token). With it, a token
+    joins, and buys a one-time ticket for, only the realms its claim names."""
+    data = config(monkeypatch)
+    data["realm_templates"][0]["auth"] = {"jwt": dict(JWT, realm_claim="service"),
+                                          "one_time_tickets": {"lifetime": 30}}
+    running = yield start(data, tmp_path / "state")
+    try:
+        for name in ("acme", "globex"):
+            code, _, body = yield http("POST", f"{running.http_url}/realms", bearer=token(**ADMIN),
+                                       body={"name": name})
+            assert code == 200, body
+        acme_user = dict(sub="alice", service="acme")
+        session = yield join(running, "acme", **acme_user)
+        assert session.details.realm == "acme"
+        session.leave()
+        for claims in (acme_user, dict(sub="alice"), dict(sub="alice", service=["acme"]),
+                       dict(sub="alice", service={"globex": True}), dict(sub="alice", service="GLOBEX")):
+            with pytest.raises(LeftBeforeJoining) as e:
+                yield join(running, "globex", **claims)
+            assert e.value.reason == "wamp.error.authentication_failed", claims
+            assert e.value.message == "token is not for realm 'globex' (its 'service' claim does not name it)"
+            code, _, body = yield http("POST", f"{running.http_url}/ticket?realm=globex", bearer=token(**claims))
+            assert code == 401 and "not for realm 'globex'" in body["message"], (claims, body)
+        both = dict(sub="ops-service", service=["acme", "globex"])
+        for name in ("acme", "globex"):
+            session = yield join(running, name, **both)
+            assert session.details.realm == name
+            session.leave()
+        code, _, body = yield http("POST", f"{running.http_url}/ticket?realm=acme", bearer=token(**acme_user))
+        assert code == 200 and body["ticket"].startswith("rrt_"), body
+        admin = yield join(running, "management", **ADMIN)  # a realm without realm_claim: as before
+        admin.leave()
+    finally:
+        yield stop(running)
