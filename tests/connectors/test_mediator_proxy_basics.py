@@ -216,8 +216,10 @@ def test_every_local_endpoint_needs_the_api_token(tmp_path, proxies):
     assert status["outbound"]["spooled"] == 0 and status["outbound"]["sent"] == 0  # nothing went out
     code, body, _ = proxy.request("GET", "/endpoint")
     assert code == 200 and body["endpoint"].startswith(router.http_url + "/mailbox/mailbox.agentb/")
+    mailbox_token = body["endpoint"].rsplit("/", 1)[1]
+    assert len(mailbox_token) >= 32 and mailbox_token not in json.dumps(proxy.status())  # only /endpoint has it
     proxy.stop()
-    assert proxy.api_token not in proxy.output()
+    assert proxy.api_token not in proxy.output() and mailbox_token not in proxy.output()
 
 
 def test_a_non_utf8_authorization_header_is_refused_cleanly(tmp_path, router, proxies):
