@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import nacl.exceptions
 import nacl.signing
 
-from relayrouter.api import e2e_keys
+from relayrouter.api import e2e_keys, httpinput
 
 RECORD_TYPE = "relayrouter.keys"
 RECORD_VERSION = 1
@@ -144,8 +144,8 @@ def parse_event(args, topic_org: str) -> KeyRecord:
 
 def parse_record(data: bytes) -> KeyRecord:
     try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        body = httpinput.json_value(data, field="the record")  # a record is flat: deep nesting is hostile
+    except ValueError:  # httpinput.BadInput: not JSON, not UTF-8, or nested too deep to be a record
         raise KeyRecordError("the record is not JSON") from None
     if not isinstance(body, dict) or body.get("type") != RECORD_TYPE:
         raise KeyRecordError(f"not a key record (type {RECORD_TYPE!r} expected)")

@@ -125,13 +125,14 @@ def test_undecryptable_when_the_wrapped_key_is_not_for_our_key():
     assert reason(envelope) == e2e.UNDECRYPTABLE
 
 
-def test_decrypted_garbage_is_malformed():
+@pytest.mark.parametrize("garbage", [b"{not json", b"[" * 20000, b"[" * 101 + b"]" * 101])
+def test_decrypted_garbage_is_malformed(garbage):
+    """Not JSON, or nested past the reader's limit (thousands deep was a RecursionError)."""
     aad_args = dict(serializer="json", created_ms=1, message_id=bytes(16), sender_kid=ACME.public.signing_kid,
                     topic="com.t", nonce=bytes(24))
     key = bytes(range(32))
     wrapped = [(GLOBEX.public.encryption_kid,
                 nacl.public.SealedBox(nacl.public.PublicKey(GLOBEX.public.encryption)).encrypt(key))]
-    garbage = b"{not json"
     aad = env.header(wrapped=wrapped, ct_len=len(garbage) + 16, **aad_args)
     ciphertext = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(garbage, aad, bytes(24), key)
     assert reason(aad + ciphertext + ACME.sign(aad + ciphertext)) == e2e.MALFORMED

@@ -65,6 +65,7 @@ def test_a_pinned_first_record_then_a_rotation_signed_by_the_old_key():
     ("tampered", "is not signed by its own current key"),
     ("not canonical", "not in canonical form"),
     ("shape", "a key record event has exactly the keys record and signatures"),
+    ("nested deep", "the record is not JSON"),  # anyone who may publish on the topic: was a RecursionError
 ])
 def test_refused_records_say_why(case, message):
     old, new, mallory = KEYS["globex"], FileKeys.generate("globex"), FileKeys.generate("globex")
@@ -82,6 +83,7 @@ def test_refused_records_say_why(case, message):
         "tampered": lambda: check(_tampered(event("globex", 1, old)), pins=pins),
         "not canonical": lambda: check(_spaced(event("globex", 1, old)), pins=pins),
         "shape": lambda: check({"record": "", "signatures": [], "extra": 1}),
+        "nested deep": lambda: check(_signed(b"[" * keyring.MAX_EVENT, old)),
     }
     with pytest.raises(keyring.KeyRecordError, match=message.replace("(", r"\(").replace(")", r"\)")):
         cases[case]()
@@ -90,6 +92,11 @@ def test_refused_records_say_why(case, message):
 def _tampered(ev):
     data = base64.b64decode(ev["record"]).replace(b'"issued":1.0', b'"issued":2.0')
     return {**ev, "record": base64.b64encode(data).decode()}
+
+
+def _signed(data: bytes, keys) -> dict:
+    return {"record": base64.b64encode(data).decode(),
+            "signatures": [{"kid": keys.public.signing_kid, "signature": base64.b64encode(keys.sign(data)).decode()}]}
 
 
 def _spaced(ev):
