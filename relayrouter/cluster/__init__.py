@@ -94,9 +94,9 @@ class Cluster:
         self._beat = task.LoopingCall(self._heartbeat)
         self._beat.clock = reactor
         self.bridge.subscribe(self._heartbeat_subject)
-        # Cluster-wide meta API and testaments of dead nodes (cluster/view.py).
+        # Cluster-wide meta API (cluster/view.py) and testaments of dead nodes (cluster/testaments.py).
         self.view = ClusterView(self)
-        self.calls = Calls(self)  # registrations and calls across nodes (cluster/calls.py)
+        self.calls = Calls(self)  # registrations (cluster/calls.py) and calls (cluster/forwarding.py) across nodes
 
     @property
     def connected(self) -> bool:
@@ -127,7 +127,7 @@ class Cluster:
                 if entry[0] is broker:
                     del self._interest[subject]
                     self.bridge.unsubscribe(subject)
-        self.view._realms.pop(name, None)
+        self.view.realms.pop(name, None)
 
     def share_state(self, security, tenancy=None) -> None:
         """Deny list, one-time tickets, retained events and tenants shared with every node."""

@@ -29,6 +29,9 @@ import hashlib
 import msgpack
 from nats.js import errors as js_errors
 
+from ..core.dealer import SINGLE
+from ..core.ids import global_id
+
 WIRE_VERSION = 1
 PPT = 1
 CANCELING = 2
@@ -191,3 +194,78 @@ class Directory:
             except Exception:
                 continue  # not ours: another version's or someone's by hand; never routed to
             deliver((entry.key, entry.revision, value))
+
+
+# ------------------------------------------------------------------ changes
+# What a node asks of one key, as functions of the value read: they run on the NATS
+# loop thread on what they are given only, once per compare-and-set round.
+
+def joining(template: Value, entry: tuple):
+    """A session of this node joins the registration (``template``: uri, match, invoke, created)."""
+    node, session_id = entry[0], entry[1]
+
+    def change(current):
+        if current is None:
+            return Value(template.realm, template.uri, template.match, global_id(),
+                         template.invoke, template.created, [entry]), None
+        if any(c[0] == node and c[1] == session_id for c in current.callees):
+            raise Refused(f"this session has already registered '{current.uri}'")
+        if not current.callees:
+            return current.with_callees([entry]), None
+        if current.invoke == SINGLE or template.invoke == SINGLE:
+            raise Refused(f"'{current.uri}' is already registered by another callee"
+                          + ("" if current.callees[0][0] == node else f" (on node {current.callees[0][0]})"))
+        if current.invoke != template.invoke:
+            raise Refused(f"'{current.uri}' is registered with invoke policy '{current.invoke}', "
+                          f"not '{template.invoke}'")
+        return current.with_callees([*current.callees, entry]), None
+
+    return change
+
+
+def fixing(node: str, template: Value, wanted: list, keep: set):
+    """This node's entries become ``wanted`` (those in ``keep``, REGISTERs on
+    the way, stay as they are); entries of other nodes are untouched.  The
+    note is the session IDs that could not be put back (another registration
+    holds the procedure now)."""
+    wanted_ids = {e[1] for e in wanted}
+
+    def change(current):
+        if current is None:
+            if not wanted or template.id is None:
+                return UNCHANGED, set()
+            return template.with_callees(wanted), set()
+        kept = [c for c in current.callees if c[0] != node or c[1] in wanted_ids or c[1] in keep]
+        others = [c for c in kept if c[0] != node]
+        present = {c[1] for c in kept if c[0] == node}
+        missing = [e for e in wanted if e[1] not in present]
+        rejected = set()
+        if missing:
+            if current.id != template.id:
+                if kept:  # another registration of the procedure, with callees: it stays
+                    rejected = {e[1] for e in missing}
+                else:  # an empty one of an older life: ours again
+                    return template.with_callees(wanted), rejected
+            elif others and SINGLE in (current.invoke, template.invoke):
+                rejected = {e[1] for e in missing}
+            else:
+                kept.extend(missing)
+        if not kept:
+            return None, rejected
+        if tuple(tuple(c) for c in kept) == current.callees:
+            return UNCHANGED, rejected
+        return current.with_callees(kept), rejected
+
+    return change
+
+
+def without_node(node: str):
+    def change(current):
+        if current is None:
+            return UNCHANGED, None
+        callees = [c for c in current.callees if c[0] != node]
+        if len(callees) == len(current.callees):
+            return UNCHANGED, None
+        return (current.with_callees(callees) if callees else None), None
+
+    return change

@@ -20,7 +20,7 @@ A removal is a KV delete (a delete marker), so a node catching up learns of
 it.  Keys are hashes, never a ticket nor a claim value in a subject.
 
 Every NATS operation goes through ``Cluster.bridge.run`` (on the NATS loop's
-thread); everything else here runs on the reactor.  On each (re)connection
+thread: :mod:`.state_loop`); everything else here runs on the reactor.  On each (re)connection
 the node *resyncs*: it opens the buckets (creating them when missing), starts
 one watch per bucket (the current value of every key, then each change as it
 is written), reconciles its own state with the snapshot, then writes what it
@@ -64,28 +64,17 @@ from ..core.revocation import DenyListError
 from . import _UNDISCLOSED, RemotePublisher, subjects
 from .bridge import NotConnected
 from .buckets import RESUME_PATIENCE, RESUME_WINDOW
+from .state_loop import DENY, RETAINED, TENANTS, TICKETS, WATCHED, LoopSide, delete, get, lost_race, patiently
+from .state_loop import put, take
 
 log = Logger(namespace="relayrouter.cluster")
 
 WIRE_VERSION = 1
-DENY, TICKETS, RETAINED, TENANTS = "deny", "tickets", "retained", "tenants"
-WATCHED = (DENY, RETAINED, TENANTS)
-# A ticket entry the minting node could not delete (it died) goes with the bucket's age limit.
-TICKET_BUCKET_MAX_AGE = 24 * 3600.0
 # A change JetStream did not take while connected (a bucket electing its leader) is written again after this.
 REWRITE_WAIT = 0.5
-# A watch's first values that stop coming for this long fail the resync, which starts again:
-# a watch made while its bucket elects a leader can stay silent (nats-py's ordered consumer
-# is made again only after missed heartbeats), and waiting longer only keeps /ready at 503.
-SNAPSHOT_STALL = 5.0
 # Then a whole resync (it makes a deleted bucket anew); an election after a NATS server died
 # can last that long, and a resync meanwhile would leave the node unsynced for no gain.
 REWRITES_BEFORE_RESYNC = 20
-# A ticket stored or taken while its bucket elects a leader is tried again every
-# ELECTION_RETRY for at most ELECTION_PATIENCE before the client is told to try again.
-ELECTION_RETRY = 0.25
-ELECTION_PATIENCE = 10.0
-WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream's "expected last subject sequence" refusals
 
 
 class Unavailable(Exception):
@@ -124,137 +113,6 @@ def decode_event(data: bytes):
     return topic, Publication(msg, source, publisher is not None, ppt), publication_id
 
 
-# ---------------------------------------------------------------- loop thread
-
-class _LoopSide:
-    """What lives on the NATS loop's thread: the buckets and the current watches."""
-
-    def __init__(self, names: dict[str, str], buckets) -> None:
-        self.names = names
-        self.buckets = buckets  # cluster.buckets: every bucket made with the same replicas
-        self.kv: dict = {}
-        self.watches: list = []  # (watcher, follower task) of the current generation
-
-    async def open(self, nc, js, deliver):
-        """Open the buckets, (re)start the watches; the snapshot of each watched bucket."""
-        import asyncio
-
-        await self._stop_watches()
-        self.kv = {TICKETS: await self.buckets.open(nc, js, self.names[TICKETS], TICKET_BUCKET_MAX_AGE)}
-        snapshots = {}
-        for what in WATCHED:
-            kv = self.kv[what] = await self.buckets.open(nc, js, self.names[what])
-            watcher = await kv.watchall()
-            snapshot = {}
-            while True:
-                entry = await watcher.updates(timeout=SNAPSHOT_STALL)
-                if entry is None:
-                    break
-                snapshot[entry.key] = (entry.revision, _value(entry))
-            snapshots[what] = snapshot
-            self.watches.append((watcher, asyncio.ensure_future(_follow(what, watcher, deliver))))
-        return snapshots
-
-    async def resume(self, nc, js) -> bool:
-        """True when every watch of the current generation is kept across a reconnection
-        (:func:`.buckets.watch_resumes`); False when one cannot be, and all are made anew."""
-        import asyncio
-
-        from .buckets import watch_resumes
-
-        if len(self.watches) != len(WATCHED) or any(task.done() for _, task in self.watches):
-            return False
-        return all(await asyncio.gather(*(watch_resumes(watcher) for watcher, _ in self.watches)))
-
-    async def _stop_watches(self) -> None:
-        import asyncio
-
-        watches, self.watches = self.watches, []
-        for watcher, task in watches:
-            task.cancel()
-            try:
-                await asyncio.wait_for(watcher.stop(), 2)
-            except Exception:  # the old connection's subscription: gone with it
-                pass
-
-
-def _value(entry):
-    return None if entry.operation in ("DEL", "PURGE") else entry.value
-
-
-async def _follow(what: str, watcher, deliver) -> None:
-    async for entry in watcher:
-        if entry is not None:
-            deliver(what, entry.key, entry.revision, _value(entry))
-
-
-async def _put(nc, js, side, what, key, value, last=None):
-    kv = side.kv[what]
-    if last is None:
-        return await kv.put(key, value)
-    return await kv.update(key, value, last=last)
-
-
-async def _delete(nc, js, side, what, key, last=None):
-    await side.kv[what].delete(key, last=last)
-    return True
-
-
-async def _get(nc, js, side, what, key):
-    """(revision, value or None) of a key now."""
-    from nats.js import errors as js_errors
-
-    try:
-        entry = await side.kv[what].get(key)
-    except js_errors.KeyNotFoundError as e:  # deleted (with its revision) or never written
-        return (getattr(getattr(e, "entry", None), "revision", 0) or 0), None
-    return entry.revision, entry.value
-
-
-async def _take(nc, js, side, key):
-    """The ticket's value if this call is the one that deleted it; None if unknown or used."""
-    from nats.js import errors as js_errors
-
-    kv = side.kv[TICKETS]
-    try:
-        entry = await kv.get(key)
-    except js_errors.KeyNotFoundError:
-        return None
-    try:
-        await kv.delete(key, last=entry.revision)
-    except js_errors.APIError as e:
-        if e.err_code in WRONG_LAST_SEQUENCE:
-            return None  # another join deleted it first
-        raise
-    return entry.value
-
-
-async def _patiently(nc, js, fn, *args):
-    """``fn(nc, js, *args)``, again while the bucket has no leader to answer (an election
-    after a NATS server died takes seconds), for at most ELECTION_PATIENCE."""
-    import asyncio
-
-    import nats.errors
-    from nats.js import errors as js_errors
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + ELECTION_PATIENCE
-    while True:
-        try:
-            return await fn(nc, js, *args)
-        except (js_errors.NoStreamResponseError, nats.errors.NoRespondersError, nats.errors.TimeoutError):
-            if loop.time() + ELECTION_RETRY > deadline or not nc.is_connected:
-                raise
-            await asyncio.sleep(ELECTION_RETRY)
-
-
-def _lost_race(failure) -> bool:
-    from nats.js import errors as js_errors
-
-    e = failure.value
-    return isinstance(e, js_errors.APIError) and e.err_code in WRONG_LAST_SEQUENCE
-
-
 # ------------------------------------------------------------------ reactor
 
 
@@ -265,7 +123,7 @@ class SharedState:
         self.reactor = cluster.reactor
         self.node = cluster.config.node
         self.names = bucket_names(cluster.config.subject_prefix)
-        self._side = _LoopSide(self.names, cluster.buckets)
+        self._side = LoopSide(self.names, cluster.buckets)
         self.synced = False
         self.counters = cluster.counters  # denials_out/in, tickets_*, retained_*, tenants_*, resyncs
         self._generation = 0  # of the watches: deliveries of an older one are ignored
@@ -438,18 +296,18 @@ class SharedState:
         """Write what changed here while the bucket could not take it (``patient``: each
         write tried again while its bucket elects a leader, for at most ELECTION_PATIENCE)."""
         bridge = self.cluster.bridge
-        run = (lambda *args: bridge.run(_patiently, *args)) if patient else bridge.run
+        run = (lambda *args: bridge.run(patiently, *args)) if patient else bridge.run
         for (what, key), (value, last) in list(self._pending.items()):
             try:
                 if value is None:
-                    yield run(_delete, self._side, what, key, last)
+                    yield run(delete, self._side, what, key, last)
                 else:
-                    yield run(_put, self._side, what, key, value, last)
+                    yield run(put, self._side, what, key, value, last)
             except Exception as e:
-                if not _lost_race(Failure(e)):
+                if not lost_race(Failure(e)):
                     raise
                 # Changed in the bucket meanwhile: the bucket's wins, here too.
-                revision, current = yield run(_get, self._side, what, key)
+                revision, current = yield run(get, self._side, what, key)
                 del self._pending[(what, key)]
                 self._update(self._generation, what, key, revision, current)
                 continue
@@ -460,7 +318,7 @@ class SharedState:
         if not self.synced:
             self._keep(what, key, value, last)
             return
-        run = _put if value is not None else _delete
+        run = put if value is not None else delete
         args = (what, key, value, last) if value is not None else (what, key, last)
         d = self.cluster.bridge.run(run, self._side, *args)
         d.addErrback(self._write_failed, what, key, value, last)
@@ -475,7 +333,7 @@ class SharedState:
         self._pending[(what, key)] = (value, last)
 
     def _write_failed(self, failure, what, key, value, last) -> None:
-        if _lost_race(failure):
+        if lost_race(failure):
             return  # the bucket changed meanwhile; its change reaches us through the watch
         if not failure.check(NotConnected):
             log.warn("cluster: JetStream did not take a change of {what} ({error}); it is written again "
@@ -593,7 +451,7 @@ class SharedState:
                                dict(grant.claims or {}), grant.expires_at, expires_at])
         if not self._tickets_open:
             return defer.succeed(False)
-        d = self.cluster.bridge.run(_patiently, _put, self._side, TICKETS, ticket_key(digest), value)
+        d = self.cluster.bridge.run(patiently, put, self._side, TICKETS, ticket_key(digest), value)
 
         def stored(_):
             self.counters["tickets_shared"] += 1
@@ -615,7 +473,7 @@ class SharedState:
             self.counters["tickets_unavailable"] += 1
             return defer.fail(Unavailable("this node cannot reach the cluster to check the one-time ticket; "
                                           "try again shortly"))
-        d = self.cluster.bridge.run(_patiently, _take, self._side, ticket_key(digest))
+        d = self.cluster.bridge.run(patiently, take, self._side, ticket_key(digest))
 
         def taken(value):
             if value is None:

@@ -100,7 +100,7 @@ def bucket_name(prefix: str, what: str) -> str:
 
 
 def rpc_hello_subject(prefix: str) -> str:
-    """Where nodes say which process (incarnation) runs under their name (cluster/calls.py)."""
+    """Where nodes say which process (incarnation) runs under their name (cluster/forwarding.py)."""
     return f"{prefix}.rpchello"
 
 

@@ -181,7 +181,7 @@ class Turns:
             self.counters["turns_out"] += fresh
         if told:
             self.bridge.publish(self.subject, msgpack.packb(
-                [WIRE_VERSION, "turns", self.node, self.calls.incarnation, told]), during_outage=False)
+                [WIRE_VERSION, "turns", self.node, self.calls.forwarding.incarnation, told]), during_outage=False)
 
     def _received(self, data: bytes) -> None:
         node, incarnation, told = msgpack.unpackb(data, raw=False)[2:5]

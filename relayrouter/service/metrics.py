@@ -190,7 +190,7 @@ class RouterCollector:
         yield CounterMetricFamily("relayrouter_cluster_testaments_published", "Testaments this node published "
                                   "for sessions of nodes that are gone", value=counters["testaments_published_for_others"])
         yield GaugeMetricFamily("relayrouter_cluster_testaments_stored", "This node's sessions whose testaments "
-                                "are kept in NATS JetStream KV", value=cluster.view.stored_in_kv())
+                                "are kept in NATS JetStream KV", value=cluster.view.testaments.stored_in_kv())
         yield from _cluster_nodes(cluster.nodes)
         yield from _cluster_calls(cluster.calls)
         yield from _cluster_state(cluster)
@@ -234,7 +234,7 @@ def _cluster_calls(calls):
     turns.add_metric(["in"], c["turns_in"])
     yield turns
     yield GaugeMetricFamily("relayrouter_cluster_calls_pending", "Calls from this node's callers waiting on "
-                            "callees on other nodes", value=len(calls.outgoing))
+                            "callees on other nodes", value=len(calls.forwarding.outgoing))
     yield GaugeMetricFamily("relayrouter_cluster_registrations", "Registrations in the cluster's directory, "
                             "as this node's copy has them", value=len(calls.values))
     directory = CounterMetricFamily("relayrouter_cluster_directory", "Changes this node asked of the "

@@ -309,7 +309,7 @@ def test_after_nats_restarts_counts_answers_and_testaments_are_right_again(clust
 
 
 class _Cluster:
-    """What ClusterView needs of a Cluster, for driving its claims directly."""
+    """What ClusterView needs of a Cluster, for driving its testaments' claims directly."""
 
     def __init__(self, bridge, node) -> None:
         from collections import Counter
@@ -355,7 +355,7 @@ def test_two_survivors_claiming_at_once_never_take_the_same_testaments(tmp_path)
             if bridge.connected:
                 break
             yield sleep(0.05)
-        claimers = [ClusterView(_Cluster(bridge, name)) for name in ("s1", "s2", "s3")]
+        claimers = [ClusterView(_Cluster(bridge, name)).testaments for name in ("s1", "s2", "s3")]
         entries = {f"dead.{n}": msgpack.packb([1, "realm1", n, ["dead", 7], None, {}, "x", "y"])
                    for n in range(1, 41)}
         entries["alive.1"] = msgpack.packb([1, "realm1", 1, ["alive", 8], None, {}, "x", "y"])
