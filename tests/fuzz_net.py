@@ -139,7 +139,8 @@ def sites(service) -> list[Site]:
     found = []
     for candidate in (getattr(service, "site", None), getattr(service, "factory", None)):
         candidate = getattr(candidate, "wrappedFactory", candidate)  # TLS
-        if isinstance(candidate, Site):
+        candidate = getattr(candidate, "site", candidate)  # a protocol in front of the site (the IoT agent's lane)
+        if isinstance(candidate, Site) and all(candidate is not f for f in found):
             found.append(candidate)
     if IServiceCollection.providedBy(service):
         for child in service:

@@ -192,6 +192,7 @@ class HttpService(service_module.Service):
         self.site = server.Site(root)
         self.site.requestFactory = ConnectorRequest
         self.site.log = lambda request: None  # no access log: agents post often, the status says enough
+        self.factory = self.site  # what listens: the site, or a protocol in front of it
         self.name_for_log = name
         self.port = None
         self.listening = defer.Deferred()
@@ -199,7 +200,7 @@ class HttpService(service_module.Service):
     def startService(self) -> None:
         super().startService()
         endpoint = endpoints.serverFromString(self.reactor, self.description)
-        d = endpoint.listen(self.site)
+        d = endpoint.listen(self.factory)
         d.addCallbacks(self._listening, self._failed)
 
     def _listening(self, port) -> None:

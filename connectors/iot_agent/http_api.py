@@ -12,6 +12,7 @@ or ``Authorization: Bearer tenant@deviceid:<secret>``.
 
 import base64
 import re
+from collections import Counter
 
 import jwt as pyjwt
 from autobahn.twisted.resource import WebSocketResource
@@ -207,17 +208,23 @@ UNABLE_TO_AUTHENTICATE = "Unable to authenticate"
 
 def device_of(api: ApiResource, request) -> dict:
     """The posting device, by client certificate, basic auth or device token; 4xx otherwise."""
-    agent = api.agent
-    cn = _certificate_cn(request)
+    header = (request.getHeader(b"authorization") or b"").decode("latin-1")
+    cn = _certificate_cn(getattr(request.channel, "transport", None))
+    return identify(api.agent, cn, header, b"/unsecure/" in request.path,
+                    api.agent.counters)
+
+
+def identify(agent, cn: str | None, header: str, unsecure: bool, counters) -> dict:
+    """The device a certificate CN or an ``Authorization`` header names, its
+    secret checked; DojotError or HttpError otherwise, each counted in ``counters``."""
     if cn is not None:
         tenant, sep, device_id = cn.partition(":")
         device = agent.devices.get(tenant, device_id) if sep else None
-        return _known(agent, device, f"certificate CN {cn!r}")
-    header = (request.getHeader(b"authorization") or b"").decode("latin-1").strip()
-    scheme, _, value = header.partition(" ")
+        return _known(agent, device, f"certificate CN {cn!r}", counters)
+    scheme, _, value = header.strip().partition(" ")
     if scheme.lower() == "basic":
         if not value.strip():
-            agent.counters["refused_bad_credentials"] += 1
+            counters["refused_bad_credentials"] += 1
             raise DojotError(401, INVALID_BASIC, headers=_BASIC)
         try:
             username, _, secret = base64.b64decode(value.strip(), validate=True).decode("utf8").partition(":")
@@ -226,33 +233,33 @@ def device_of(api: ApiResource, request) -> dict:
     elif scheme.lower() == "bearer" and "@" in value and ":" in value:
         username, _, secret = value.strip().partition(":")
     else:
-        agent.counters["refused_no_credentials"] += 1
-        if b"/unsecure/" in request.path:
+        counters["refused_no_credentials"] += 1
+        if unsecure:
             raise DojotError(401, INVALID_BASIC, headers=_BASIC)
         raise DojotError(400, UNABLE_TO_AUTHENTICATE)
     tenant, at, device_id = username.partition("@")
     device = agent.devices.get(tenant, device_id) if at else None
     if device is None:
-        agent.counters["refused_unknown_device" if at else "refused_bad_credentials"] += 1
+        counters["refused_unknown_device" if at else "refused_bad_credentials"] += 1
         raise DojotError(401, INVALID_CREDENTIALS, headers=_BASIC)  # as a wrong secret: no device is revealed
     if agent.devices.check_secret(tenant, device_id, secret) is None:
-        agent.counters["refused_bad_credentials"] += 1
+        counters["refused_bad_credentials"] += 1
         raise DojotError(401, INVALID_CREDENTIALS, headers=_BASIC)
-    return _known(agent, device, f"device {username!r}")
+    return _known(agent, device, f"device {username!r}", counters)
 
 
 _BASIC = {"WWW-Authenticate": 'Basic realm="iot-agent"'}
 
 
-def _known(agent, device, who: str) -> dict:
+def _known(agent, device, who: str, counters) -> dict:
     if device is None or not agent.tenants.served(device["tenant"]):
-        agent.counters["refused_unknown_device"] += 1
+        counters["refused_unknown_device"] += 1
         raise HttpError(403, f"{who} is not a registered device of a served tenant")
     return device
 
 
-def _certificate_cn(request) -> str | None:
-    transport = getattr(request.channel, "transport", None)
+def _certificate_cn(transport) -> str | None:
+    """The CN of the TLS client certificate on ``transport``, if any."""
     get = getattr(transport, "getPeerCertificate", None)
     if get is None:
         return None
@@ -273,6 +280,22 @@ def incoming(api, request):
 def incoming_many(api, request):
     device = device_of(api, request)
     return _ingest(api, device, _checked(api, dojot_api.check_many, api.json_body(request)))
+
+
+def lane_take(agent, head, body: bytes, transport):
+    """The Deferred of a device post the agent accepts, queued for its commit,
+    or None: the route answers it (the lane, http_lane.py, tries this first).
+    The same checks as the routes above, counting nothing: a refusal is
+    counted when the route answers it."""
+    quiet = Counter()
+    try:
+        device = identify(agent, _certificate_cn(transport), head.authorization, head.unsecure, quiet)
+        value = httpinput.json_value(body)
+        (dojot_api.check_many if head.many else dojot_api.check_single)(value)
+        messages = agent.ingest.normalized(device, value if head.many else [value])
+    except (HttpError, httpinput.BadInput, Invalid):  # DojotError is an HttpError
+        return None
+    return agent.ingest.queue(messages)
 
 
 def _checked(api, check, body):

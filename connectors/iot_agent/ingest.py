@@ -49,6 +49,16 @@ class Ingest:
 
     def accept(self, device: dict, bodies: list, envelope_only: bool = True) -> defer.Deferred:
         """Normalize and queue; raises Invalid (nothing queued) when one body is bad."""
+        try:
+            messages = self.normalized(device, bodies, envelope_only)
+        except Invalid:
+            self.counters["refused_invalid"] += 1
+            raise
+        return self.queue(messages)
+
+    def normalized(self, device: dict, bodies: list, envelope_only: bool = True) -> list[dict]:
+        """The stored messages of ``bodies``, or Invalid; changes nothing (the
+        HTTP lane tries it before it takes a request)."""
         tenant, device_id = device["tenant"], device["id"]
         types = self.directory.types.get((tenant, device_id))
         now = self.now_ms()
@@ -58,13 +68,13 @@ class Ingest:
                 attrs, ts = envelope(body, now, envelope_only)
                 messages.append(normalize(tenant, device_id, attrs, ts, types))
             except Invalid as e:
-                self.counters["refused_invalid"] += 1
                 if len(bodies) > 1:
                     e.index = index  # create-many answers {index: reason}, as dojot does
                 raise
-        return self._queue(messages)
+        return messages
 
-    def _queue(self, messages: list[dict]) -> defer.Deferred:
+    def queue(self, messages: list[dict]) -> defer.Deferred:
+        """Queue normalized messages for the next commit; the Deferred fires once they are stored."""
         d = defer.Deferred()
         for message in messages[:-1]:
             self._pending.append((message, None))

@@ -9,6 +9,7 @@ by HTTP and WAMP (device registry, actuation, history) are methods here, so
 both sides answer the same way.
 """
 
+import functools
 import gc
 import json
 import os
@@ -27,7 +28,7 @@ from relayrouter.api import httpinput
 from connectors.common import HttpService, RouterSettings, StatusResource
 from connectors.common.state import open_state_dir
 
-from . import http_api
+from . import http_api, http_lane
 from .devices import DeviceDirectory, load_key
 from .dojot_api import DojotError
 from .history import BadQuery, LegacyQuery, PageQuery
@@ -251,11 +252,17 @@ class IotAgent(service.MultiService):
         root = http_api.Root(self.api, StatusResource(self.describe, http_api.http_doc.STATUS), make_factory(self.hub))
         self.http = HttpService(config.listen, root, name="iot-agent", reactor=reactor)
         self.http.site.requestFactory = http_api.AgentRequest
+        self.http.factory = self.lane(self.http.site)
         self.http.setServiceParent(self)
         self.device_tls = None
         if config.device_tls_listen:
-            self.device_tls = _TlsListener(config, root, reactor)
+            self.device_tls = _TlsListener(config, root, reactor, self.lane)
             self.device_tls.setServiceParent(self)
+
+    def lane(self, site) -> http_lane.LaneFactory:
+        """``site`` behind the device-post lane (http_lane.py)."""
+        return http_lane.LaneFactory(site, functools.partial(http_api.lane_take, self), http_api.MAX_BODY,
+                                     self.counters)
 
     # ------------------------------------------------------------ service
 
@@ -509,7 +516,7 @@ def _undefined(label):
 class _TlsListener(service.Service):
     """The HTTP agent on TLS with a required client certificate (dojot's CN mode)."""
 
-    def __init__(self, config: AgentConfig, root, reactor) -> None:
+    def __init__(self, config: AgentConfig, root, reactor, lane) -> None:
         from twisted.internet import ssl
         from twisted.protocols.tls import TLSMemoryBIOFactory
         from twisted.web import server
@@ -532,7 +539,7 @@ class _TlsListener(service.Service):
         site = server.Site(root)
         site.requestFactory = http_api.AgentRequest
         site.log = lambda request: None
-        self.factory = TLSMemoryBIOFactory(options, False, site)
+        self.factory = TLSMemoryBIOFactory(options, False, lane(site))
         self.reactor = reactor
         self.description = config.device_tls_listen
         self.port = None

@@ -6,6 +6,7 @@ while it runs.  Each test uses its own device ids.
 """
 
 import base64
+import json
 import time
 
 import pytest
@@ -212,8 +213,10 @@ def test_http_device_by_client_certificate(env):
     yield create(env, "acme", "tls1")
     url = f"https://127.0.0.1:{agent.tls_port}/http-agent/v1/incoming-messages"
     crt, key = certs.clients["acme:tls1"]
+    taken = agent.status()["counters"].get("http_lane_taken", 0)
     status, _ = yield http("POST", url, {"data": {"temperature": 1.5}}, context=tls_context(certs.ca_crt, crt, key))
     assert status == 204
+    assert agent.status()["counters"]["http_lane_taken"] == taken + 1  # the lane reads the certificate too
     crt, key = certs.clients["acme:nobody"]
     status, answer = yield http("POST", url, {"data": {"temperature": 1.5}},
                                 context=tls_context(certs.ca_crt, crt, key))
@@ -222,6 +225,122 @@ def test_http_device_by_client_certificate(env):
         yield http("POST", url, {"data": {}}, context=tls_context(certs.ca_crt))
     status, body = yield http("GET", f"{agent.url}/tss/v1/devices/tls1/data", bearer=user("acme"))
     assert body["paging"]["totalItems"] == 1
+
+
+def _responses(sock, count: int) -> list[tuple[int, dict, bytes]]:
+    """``count`` HTTP/1.1 responses read off ``sock``: (status, headers, body)."""
+    buffered, out = b"", []
+    while len(out) < count:
+        while b"\r\n\r\n" not in buffered:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {len(out)} responses"
+            buffered += chunk
+        head, _, buffered = buffered.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {name.lower(): value.strip() for name, _, value in (x.partition(":") for x in lines[1:])}
+        body = b""
+        if headers.get("transfer-encoding") == "chunked":  # twisted.web's answers without a Content-Length
+            while not body.endswith(b"0\r\n\r\n") or b"\r\n0\r\n\r\n" not in b"\r\n" + body:
+                if not buffered:
+                    buffered = sock.recv(65536)
+                    assert buffered, "closed in a chunked body"
+                body, buffered = body + buffered[:1], buffered[1:]
+            body = _dechunk(body)
+        else:
+            length = int(headers.get("content-length", 0))
+            while len(buffered) < length:
+                buffered += sock.recv(65536)
+            body, buffered = buffered[:length], buffered[length:]
+        out.append((int(lines[0].split()[1]), headers, body))
+    return out
+
+
+def _dechunk(data: bytes) -> bytes:
+    out = b""
+    while True:
+        size, _, data = data.partition(b"\r\n")
+        if int(size, 16) == 0:
+            return out
+        out, data = out + data[:int(size, 16)], data[int(size, 16) + 2:]
+
+
+def _post(path: str, auth: str, body: bytes, extra: str = "") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: agent\r\nAuthorization: {auth}\r\n{extra}"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def test_http_posts_on_one_keep_alive_connection_pipelined_refused_chunked_and_closed(env):
+    """The device-post lane (http_lane.py) on the real agent: what it takes and
+    what it hands to twisted.web, on raw sockets, each answer as dojot's."""
+    import socket
+
+    agent = env.agent
+    status, made = http_sync("POST", f"{agent.url}/device", {"id": "lane1", "label": "lane1", "attrs": TYPES},
+                             bearer=user("acme"))
+    assert status == 200, made
+    auth = basic(made["credentials"])["Authorization"]
+    wrong = "Basic " + base64.b64encode(b"acme@lane1:" + b"0" * 32).decode()
+    path = "/http-agent/v1/incoming-messages"
+    counters = agent.status()["counters"]
+    with socket.create_connection(("127.0.0.1", agent.port), timeout=20) as sock:
+        sock.sendall(b"".join(_post(path, auth, b'{"data": {"humidity": %d}}' % i) for i in range(3)))
+        assert [r[0] for r in _responses(sock, 3)] == [204, 204, 204]
+        sock.sendall(_post(path, auth, b'{"data": {"humidity": 3}}') + _post(path, wrong, b'{"data": {}}')
+                     + _post(path + "/create-many", auth, b'[{"ts": 1, "data": {"humidity": 4}}]'))
+        answers = _responses(sock, 3)
+        assert [r[0] for r in answers] == [204, 401, 204]
+        assert json.loads(answers[1][2]) == {"error": "Invalid credentials."}
+        assert answers[1][1]["www-authenticate"] == 'Basic realm="iot-agent"'
+    after = agent.status()["counters"]
+    assert after["http_lane_taken"] - counters.get("http_lane_taken", 0) == 4
+    # the refused post, and this GET /status
+    assert after["http_lane_handed_over"] - counters.get("http_lane_handed_over", 0) == 2
+    assert after["refused_bad_credentials"] - counters.get("refused_bad_credentials", 0) == 1  # counted once
+
+    with socket.create_connection(("127.0.0.1", agent.port), timeout=20) as sock:  # chunked: twisted.web's
+        body = b'{"data": {"humidity": 5}}'
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: agent\r\nAuthorization: {auth}\r\n"
+                     f"Transfer-Encoding: chunked\r\n\r\n{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+        assert _responses(sock, 1)[0][0] == 204
+        sock.sendall(_post(path, auth, b'{"data": {"humidity": 6}}', "Connection: close\r\n"))
+        status, headers, _ = _responses(sock, 1)[0]
+        assert status == 204 and headers["connection"] == "close" and sock.recv(100) == b""
+
+    with socket.create_connection(("127.0.0.1", agent.port), timeout=20) as sock:  # over the body limit
+        sock.sendall(_post(path, auth, b'{"data": {"s": "' + b"x" * 256_000 + b'"}}'))
+        status, _, answer = _responses(sock, 1)[0]
+        assert status == 413 and "256000 bytes" in json.loads(answer)["error"]
+
+    status, body = http_sync("GET", f"{agent.url}/tss/v1/devices/lane1/attrs/humidity/data", bearer=user("acme"))
+    assert sorted(p["value"] for p in body["data"]) == [0, 1, 2, 3, 4, 5, 6]
+
+
+def test_http_posts_from_curl_keep_alive_and_expect_100_continue(env, tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    agent = env.agent
+    status, made = http_sync("POST", f"{agent.url}/device", {"id": "lane2", "label": "lane2", "attrs": TYPES},
+                             bearer=user("acme"))
+    assert status == 200, made
+    cred = made["credentials"]["http"]
+    url = f"{agent.url}/http-agent/v1/incoming-messages"
+    (tmp_path / "a.json").write_text('{"data": {"humidity": 1}}')
+    before = agent.status()["counters"].get("http_lane_taken", 0)
+    # two posts on one connection (curl reuses it), then one with Expect: 100-continue
+    out = subprocess.run(["curl", "-sS", "-u", f"{cred['username']}:{cred['password']}",
+                          "-H", "Content-Type: application/json", "--data-binary", "@" + str(tmp_path / "a.json"),
+                          "-w", "%{http_code} %{num_connects}\n", url, url], capture_output=True, text=True, timeout=30)
+    assert out.stdout.split("\n")[:2] == ["204 1", "204 0"], out
+    out = subprocess.run(["curl", "-sS", "-u", f"{cred['username']}:{cred['password']}", "-H", "Expect: 100-continue",
+                          "--data-binary", '{"data": {"humidity": 2}}', "-w", "%{http_code}", url],
+                         capture_output=True, text=True, timeout=30)
+    assert out.stdout == "204", out
+    assert agent.status()["counters"]["http_lane_taken"] - before == 2  # Expect: twisted.web's
+    status, body = http_sync("GET", f"{agent.url}/tss/v1/devices/lane2/attrs/humidity/data", bearer=user("acme"))
+    assert sorted(p["value"] for p in body["data"]) == [1, 1, 2]
 
 
 # ------------------------------------------------------------------ MQTT
