@@ -127,3 +127,29 @@ def _match(match):
     from autobahn.wamp.types import SubscribeOptions
 
     return SubscribeOptions(match=match)
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_documented_relay_configuration_is_safe_as_written(monkeypatch, tmp_path):
+    """The finding's attack against the relay reference's configuration itself, read from
+    the page: a read-only token with a sub, joined over WAMP, neither publishes into another
+    experiment nor reaches the tunnel procedures."""
+    import tomllib
+
+    from ..documentation import page
+    from ..security_support import HS_SECRET
+
+    monkeypatch.setenv("RELAYROUTER_JWT_SECRET", HS_SECRET)
+    documented = tomllib.loads(page("reference/relay.md").split("```toml\n", 1)[1].split("```", 1)[0])
+    running = yield start(documented, tmp_path / "state")
+    try:
+        session = yield joined(running, practable_token(topic="pend00", scopes=("read",), sub="viewer"))
+        for action in (lambda: session.publish("relay.session.other", "intruder", options=_acknowledged()),
+                       lambda: session.publish("relay.session.pend00", "intruder", options=_acknowledged()),
+                       lambda: session.call("tunnel.lab42.open"),
+                       lambda: session.register(print, "tunnel.lab42.open")):
+            error = yield refused(action)
+            assert error.error == NOT_AUTHORIZED, error
+        yield session.subscribe(print, "relay.session.pend00")  # what the token does allow
+    finally:
+        yield stop(running)
