@@ -179,3 +179,35 @@ def test_a_restart_binds_accounts_of_earlier_versions_and_disables_tenants_gone_
 
 def connects(port, credentials, client_id) -> defer.Deferred:
     return blocking(try_connect, port, credentials["username"], credentials["password"], client_id)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_device_reads_and_writes_only_its_own_topics(env):
+    """Under its own client id, a device can subscribe to no other device's topics (nor
+    wildcards, shared subscriptions, $SYS or the dynamic-security API) and publish to none:
+    MQTT 5 names each refusal; what it tried to publish never reaches history."""
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    spy_account = (yield create(env, "acme", "spy1"))["credentials"]["mqtt"]
+    victim = yield connected_device(env, (yield create(env, "globex", "victim4")))
+    spy = MqttDevice(env.broker.port, spy_account["username"], spy_account["password"],
+                     client_id=spy_account["client_id"], protocol="5")
+    assert not (yield blocking(spy.connect)).is_failure
+    try:
+        for topic in ("#", "+/attrs", "+/config", "globex:victim4/config", "globex:victim4/attrs",
+                      "$share/g/+/attrs", "$SYS/#", "$CONTROL/dynamic-security/v1/response"):
+            codes = yield blocking(spy.subscribe, topic)
+            assert all(isinstance(c, ReasonCode) and c.is_failure for c in codes), (topic, codes)
+        for topic, payload in (("globex:victim4/attrs", {"humidity": 99}),
+                               ("$CONTROL/dynamic-security/v1", {"commands": [{"command": "listClients"}]}),
+                               ("acme:spy1/config", {"humidity": 99})):
+            rc = yield blocking(spy.publish, topic, payload)
+            assert rc.is_failure, (topic, rc)
+        send = Sender(victim, "globex:victim4/attrs")
+        yield send()
+        yield send()
+        assert (yield stored_values(env.agent.url, "globex", "victim4", 2)) == [0, 1]  # not the spy's 99
+        assert (yield blocking(spy.next_message, 1.0)) is None
+    finally:
+        spy.close()
+        victim.close()
