@@ -22,12 +22,14 @@ URL = re.compile(r"WebSocket at (ws://127\.0\.0\.1:(\d+)/(\S+))")
 RAW = re.compile(r"rawsocket on IPv4Address\(type='TCP', host='127\.0\.0\.1', port=(\d+)\)")
 
 
-def twistd(*args, **kwargs):
+def twistd(*args, cwd=ROOT, **kwargs):
+    """``cwd``: where a router without --state-dir keeps its state (./relayrouter-state): a test's own
+    directory, so that routers run side by side (pytest-xdist) never share one."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     return subprocess.Popen(
         [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
          "-n", "--pidfile=", "relayrouter", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT, **kwargs)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd, **kwargs)
 
 
 def _lines(proc):
@@ -119,7 +121,7 @@ def test_twistd_runs_listeners_and_realms_from_options(tmp_path):
     assert_no_fault(proc)
 
 
-def test_default_command_line_prints_the_url():
+def test_default_command_line_prints_the_url(tmp_path):
     # The default listener is port 8080; run it only if that port is free here.
     import socket
 
@@ -128,7 +130,7 @@ def test_default_command_line_prints_the_url():
             if os.environ.get("CI", "").lower() == "true":
                 pytest.fail("port 8080 is in use: CI must be able to run the default command line", pytrace=False)
             pytest.skip("port 8080 is in use on this machine")
-    proc = twistd()
+    proc = twistd(cwd=tmp_path)
     try:
         match, output = read_until(proc, URL)
         assert match.group(1) == "ws://127.0.0.1:8080/ws"
@@ -156,8 +158,8 @@ def test_help_documents_every_option():
 
 
 @pytest_twisted.inlineCallbacks
-def test_sigterm_says_goodbye_to_every_session_and_exits_0():
-    proc = twistd("--websocket", "tcp:0:interface=127.0.0.1", "--rawsocket", "tcp:0:interface=127.0.0.1")
+def test_sigterm_says_goodbye_to_every_session_and_exits_0(tmp_path):
+    proc = twistd("--websocket", "tcp:0:interface=127.0.0.1", "--rawsocket", "tcp:0:interface=127.0.0.1", cwd=tmp_path)
     try:
         match, _ = read_until(proc, URL)
         raw, _ = read_until(proc, RAW)
