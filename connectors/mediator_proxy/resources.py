@@ -100,7 +100,7 @@ class DeadLettersPage(JsonResource):
             raise HttpError(405, "GET /dead-letters lists them; POST .../<seq>/retry or DELETE .../<seq> one",
                             headers={"Allow": "GET, HEAD"})
         wanted = 3 if action else 2
-        if _dead_letter_path(parts, "retry" if not action else None):  # the other operation's path
+        if _other_operations_path(parts, action):
             raise HttpError(405, "POST .../<seq>/retry, DELETE .../<seq>",
                             headers={"Allow": "DELETE" if action else "POST"})
         if (len(parts) != wanted or parts[0] not in ("inbound", "outbound") or not parts[1].isdigit()
@@ -140,8 +140,10 @@ class DeadLettersPage(JsonResource):
         return entry
 
 
-def _dead_letter_path(parts: list, action: str | None) -> bool:
-    """``parts`` name a dead letter (``<inbound|outbound>/<seq>``, then ``action`` if given)."""
-    wanted = 3 if action else 2
-    return (len(parts) == wanted and parts[0] in ("inbound", "outbound") and parts[1].isdigit()
-            and (not action or parts[2] == action))
+def _other_operations_path(parts: list, action: str | None) -> bool:
+    """``parts`` have the shape of the other operation's path (``<direction>/<seq>`` for DELETE,
+    ``<direction>/<seq>/retry`` for POST), whatever their values: a method that path does not
+    take is a 405 there, as its document says, before the values are read."""
+    if action:
+        return len(parts) == 2
+    return len(parts) == 3 and parts[2] == "retry"
