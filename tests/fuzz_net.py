@@ -12,7 +12,8 @@ recursively.  So a new endpoint is in the net as soon as the code mounts it.
 
 Each resource found is reached through :data:`REACH`: its class's name maps to
 the paths below it worth a request (a leaf that reads ``postpath`` gets a few;
-a container nothing, its children are walked).  A resource class the table
+a container nothing, its children are walked), and through the sub-paths its
+OpenAPI declarations name (parameters filled in).  A resource class the table
 does not know fails the net with its name and path: add it to the table.
 
 Each path then gets the same hostile requests (:func:`hostile_requests`): every
@@ -180,9 +181,16 @@ def targets(service, site: int | None = None) -> tuple[list[Target], list[str]]:
                 out.extend(Target(route, name) for route in routes_of(resource) + ["/", "/nope/%ff"])
                 continue
             base = "" if path == "/" else path
-            out.extend(Target(base + sub if base + sub else "/", name) for sub in REACH[name])
+            subs = REACH[name] + documented(resource)
+            out.extend(Target(base + sub if base + sub else "/", name) for sub in subs)
     by_path = {t.path: t for t in out}  # one target per path
     return [by_path[p] for p in sorted(by_path)], unknown
+
+
+def documented(resource) -> list[str]:
+    """The sub-paths the resource's OpenAPI declarations name, parameters filled in: a
+    route a resource serves below itself (reading ``postpath``) is in the net once documented."""
+    return [re.sub(r"\{[^}/]+\}", SEGMENT, sub) for sub in openapi.declarations(resource)]
 
 
 def routes_of(resource) -> list[str]:
