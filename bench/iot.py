@@ -384,7 +384,20 @@ def http_phase(env, devices, args):
 class Env:
     def cpu(self) -> dict:
         return {"agent": cpu_ticks(self.agent.proc.pid), "router": cpu_ticks(self.router.proc.pid),
-                "mosquitto": cpu_ticks(self.broker.proc.pid), "machine": _machine_ticks()}
+                "mosquitto": cpu_ticks(self.broker.proc.pid), "machine": _machine_ticks(),
+                "store": self.agent.status()["store_stats"], "at": time.time()}
+
+
+def _commits(before: dict, after: dict, stored: int | None) -> str:
+    """The agent's store over a phase: commits, messages per commit, the
+    store thread's busy time per commit (an fsync at synchronous=full) and
+    its share of the phase's time."""
+    commits = after["store"]["commits"] - before["store"]["commits"]
+    busy = after["store"]["busy_seconds"] - before["store"]["busy_seconds"]
+    if not commits or not stored:
+        return "-"
+    return (f"{commits} commits, {stored / commits:.1f} messages each, {busy * 1000 / commits:.2f} ms per commit, "
+            f"the store thread busy {busy:.1f} s of {after['at'] - before['at']:.1f} s")
 
 
 def _machine_ticks() -> int:
@@ -490,6 +503,9 @@ def main(argv=None) -> int:
         print("\nCPU µs per message (agent, router, mosquitto, the subscriber, whole machine incl. clients):")
         for phase, text in cpu.items():
             print(f"  {phase}: {text}")
+        print("\nThe agent's store (group commits) per phase:")
+        print(f"  mqtt: {_commits(c1, c2, mqtt_stored)}")
+        print(f"  http: {_commits(c2, c3, http_stored)}")
         print(f"\nbroker-side drops ($SYS/broker/publish/messages/dropped): {dropped}")
         print(f"agent counters: {json.dumps(env.agent.status()['counters'])}")
         print(f"agent store: {json.dumps(env.agent.status()['store_stats'])}")
