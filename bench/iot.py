@@ -11,8 +11,9 @@ up to 100 messages in flight each), HTTP posters (keep-alive, one message per
 POST, written on a plain socket), and one Autobahn-Python subscriber of
 ``device-data`` that timestamps arrivals.  Each message carries its send time, so the latency is device ->
 subscriber through everything.  "stored" is read from the agent's counters
-and checked against the history API.  Every phase is bounded and every child
-is stopped by its PID.
+and checked against the history API (``/tss/v1``): the run fails when it
+holds fewer messages than the devices were told were stored.  Every phase is
+bounded and every child is stopped by its PID.
 """
 
 import argparse
@@ -381,6 +382,18 @@ def http_phase(env, devices, args):
     return received, sent, stored, expected
 
 
+def _in_history(env, devices) -> int:
+    """How many messages the history API (``/tss/v1``) holds for the bench's devices."""
+    user = token(service="bench", role="user")
+    total = 0
+    for d in devices:
+        code, body = http_sync("GET", f"{env.agent.url}/tss/v1/devices/{d['device']['id']}/data?limit=1",
+                               bearer=user)
+        assert code == 200, body
+        total += body["paging"]["totalItems"]
+    return total
+
+
 class Env:
     def cpu(self) -> dict:
         return {"agent": cpu_ticks(self.agent.proc.pid), "router": cpu_ticks(self.router.proc.pid),
@@ -506,10 +519,14 @@ def main(argv=None) -> int:
         print("\nThe agent's store (group commits) per phase:")
         print(f"  mqtt: {_commits(c1, c2, mqtt_stored)}")
         print(f"  http: {_commits(c2, c3, http_stored)}")
+        acknowledged = sum(s["acked"] for s in mqtt_sent + http_sent)
+        in_history = _in_history(env, devices)
+        print(f"\nin the history API: {in_history} messages of the bench's devices; acknowledged to the devices "
+              f"(PUBACK, 204): {acknowledged}" + ("" if in_history >= acknowledged else " - MESSAGES ARE MISSING"))
         print(f"\nbroker-side drops ($SYS/broker/publish/messages/dropped): {dropped}")
         print(f"agent counters: {json.dumps(env.agent.status()['counters'])}")
         print(f"agent store: {json.dumps(env.agent.status()['store_stats'])}")
-        return 0
+        return 0 if in_history >= acknowledged else 1
     finally:
         for part in (env.agent, env.router):
             if part is not None:
