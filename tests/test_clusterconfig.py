@@ -28,6 +28,8 @@ def test_a_minimal_section():
     assert c.user is None and c.token is None and c.tls is None
     assert c.loop == "thread" and parse(**BASE, loop="reactor").loop == "reactor"
     assert c.prefer_local_callees is False and parse(**BASE, prefer_local_callees=True).prefer_local_callees
+    assert (c.resume_window, c.resume_limit) == (5.0, 30.0)
+    assert parse(**BASE, resume_window=0.5, resume_limit=2).resume_limit == 2.0
 
 
 @pytest.mark.parametrize("cluster, message", [
@@ -52,6 +54,10 @@ def test_a_minimal_section():
                                   "not 'asyncio'"),
     ({**BASE, "loop": 1}, "cluster.loop: must be"),
     ({**BASE, "prefer_local_callees": "yes"}, "cluster.prefer_local_callees: must be"),
+    ({**BASE, "resume_window": 0}, "cluster.resume_window: must be a positive number of seconds"),
+    ({**BASE, "resume_window": "5s"}, "cluster.resume_window: must be"),
+    ({**BASE, "resume_limit": -1}, "cluster.resume_limit: must be a positive number of seconds"),
+    ({**BASE, "resume_limit": 0.5}, "cluster.resume_limit: must be at least 1 s"),
 ])
 def test_errors_name_the_key(cluster, message, monkeypatch):
     monkeypatch.setenv("CLUSTER_TEST_PW", "pw")

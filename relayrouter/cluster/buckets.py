@@ -24,16 +24,12 @@ CHECK_TIMEOUT = 2.0
 # dies, this is how soon the watch moves on (nats-py's default, 5 s, leaves a
 # node deaf to denials and registrations for 10 s and more).
 WATCH_HEARTBEAT = 1.0
-# A reconnection this soon after the connection was lost keeps the watches (see
-# watch_resumes); after a longer outage every watch is made again.  A client's
-# failover to another server takes well under a second.
-RESUME_WINDOW = 5.0
-# How long a kept watch may take to show a live consumer again: nats-py makes one anew
+# A reconnection within cluster.resume_window of losing the connection keeps the
+# watches (see watch_resumes); after a longer outage every watch is made again.  A kept
+# watch has cluster.resume_limit to show a live consumer again: nats-py makes one anew
 # (from the last revision seen) two heartbeats after the old one fell silent, and the
-# bucket may be electing a leader meanwhile (seconds after a server's death, up to a
-# minute on a machine loaded far beyond its cores).
-RESUME_PATIENCE = 30.0
-RESUME_PROBE = 1.0  # each question to JetStream about the watch's consumer
+# bucket may be electing a leader meanwhile.
+RESUME_PROBE = 1.0  # each question to JetStream about the watch's consumer (config/cluster.py: the least limit)
 
 
 class CannotReplicate(Exception):
@@ -146,7 +142,7 @@ class Buckets:
         return found
 
 
-async def watch_resumes(watcher, patience: float = RESUME_PATIENCE) -> bool:
+async def watch_resumes(watcher, patience: float) -> bool:
     """True once the consumer behind a kept watch answers (False if not within ``patience``).
 
     A watch is a nats-py ordered consumer: a message it missed while the

@@ -32,7 +32,6 @@ from ..core.dealer import CANCELING_FEATURE, PPT_FEATURE, Registration
 from ..core.ids import global_id
 from . import directory, subjects
 from .bridge import NotConnected
-from .buckets import RESUME_WINDOW
 from .directory import Directory, NoJetStream, Refused, Value, fixing, joining, without_node
 from .forwarding import Forwarding, RemoteCallee
 from .turns import Turns
@@ -301,7 +300,7 @@ class Calls:
                     self._sync(name)
             lost_at, self._lost_at = self._lost_at, None
             if (state == "reconnected" and self._watching and lost_at is not None
-                    and self.reactor.seconds() - lost_at <= RESUME_WINDOW):
+                    and self.reactor.seconds() - lost_at <= self.config.resume_window):
                 self._resume_watch()
             else:
                 self._restart_watch()
@@ -347,7 +346,7 @@ class Calls:
             else:
                 self._restart_watch()
 
-        self.bridge.run(self.directory.resume).addCallbacks(resumed, lambda f: resumed(False))
+        self.bridge.run(self.directory.resume, self.config.resume_limit).addCallbacks(resumed, lambda f: resumed(False))
 
     def _recheck(self) -> None:
         """This node's entries made what its sessions hold now: what they registered or left

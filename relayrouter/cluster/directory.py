@@ -167,14 +167,14 @@ class Directory:
         self._watcher = watcher
         self._pumping = asyncio.ensure_future(self._pump(watcher, deliver))
 
-    async def resume(self, nc, js) -> bool:
+    async def resume(self, nc, js, patience: float) -> bool:
         """True when the running watch is kept across a reconnection (:func:`.buckets.watch_resumes`);
         False when it is gone or cannot resume, and must be started again."""
         from .buckets import watch_resumes
 
         if self._watcher is None or self._pumping is None or self._pumping.done():
             return False
-        return await watch_resumes(self._watcher)
+        return await watch_resumes(self._watcher, patience)
 
     async def stop_watch(self, nc, js) -> None:
         if self._watcher is not None:

@@ -63,7 +63,6 @@ from ..core.broker import Publication
 from ..core.revocation import DenyListError
 from . import _UNDISCLOSED, RemotePublisher, subjects
 from .bridge import NotConnected
-from .buckets import RESUME_PATIENCE, RESUME_WINDOW
 from .state_loop import DENY, RETAINED, TENANTS, TICKETS, WATCHED, LoopSide, delete, get, lost_race, patiently
 from .state_loop import put, take
 
@@ -180,17 +179,17 @@ class SharedState:
             self._watching = False
 
     def _resumable(self) -> bool:
-        """The connection came back within RESUME_WINDOW and the watches were complete."""
+        """The connection came back within cluster.resume_window and the watches were complete."""
         lost_at, self._lost_at = self._lost_at, None
         return (self._watching and lost_at is not None
-                and self.reactor.seconds() - lost_at <= RESUME_WINDOW)
+                and self.reactor.seconds() - lost_at <= self.cluster.config.resume_window)
 
     def _resume(self) -> None:
         """Back on NATS soon after losing it (a failover to another server): the watches are
         kept, as they are on a node that stayed connected when a server dies (nats-py makes a
         watch's consumer again from the last revision it saw, missed changes and all), and
         the node is in sync once what changed here meanwhile is written.  Meanwhile each
-        watch is asked to show a live consumer within RESUME_PATIENCE; one that cannot (its
+        watch is asked to show a live consumer within cluster.resume_limit; one that cannot (its
         bucket deleted, or without a leader that long): a whole resync."""
         self._attempt += 1
         attempt = self._attempt
@@ -199,7 +198,7 @@ class SharedState:
         d = self._flush(patient=True)
         d.addCallback(self._kept, attempt)
         d.addErrback(self._resume_failed, attempt)
-        probe = self.cluster.bridge.run(self._side.resume)
+        probe = self.cluster.bridge.run(self._side.resume, self.cluster.config.resume_limit)
         probe.addCallback(self._resumed, attempt, started)
         probe.addErrback(self._resume_failed, attempt)
 
@@ -220,7 +219,7 @@ class SharedState:
                      "the reconnection", node=self.node, seconds=self.reactor.seconds() - started)
             return
         log.warn("cluster: node {node}'s watches of the shared state did not resume within {patience:g} s; "
-                 "making them anew", node=self.node, patience=RESUME_PATIENCE)
+                 "making them anew", node=self.node, patience=self.cluster.config.resume_limit)
         self._resync()
 
     def _resume_failed(self, failure, attempt: int) -> None:

@@ -48,16 +48,17 @@ class LoopSide:
             self.watches.append((watcher, asyncio.ensure_future(_follow(what, watcher, deliver))))
         return snapshots
 
-    async def resume(self, nc, js) -> bool:
+    async def resume(self, nc, js, patience: float) -> bool:
         """True when every watch of the current generation is kept across a reconnection
-        (:func:`.buckets.watch_resumes`); False when one cannot be, and all are made anew."""
+        (:func:`.buckets.watch_resumes`, within ``patience`` s); False when one cannot be,
+        and all are made anew."""
         import asyncio
 
         from .buckets import watch_resumes
 
         if len(self.watches) != len(WATCHED) or any(task.done() for _, task in self.watches):
             return False
-        return all(await asyncio.gather(*(watch_resumes(watcher) for watcher, _ in self.watches)))
+        return all(await asyncio.gather(*(watch_resumes(watcher, patience) for watcher, _ in self.watches)))
 
     async def _stop_watches(self) -> None:
         import asyncio

@@ -21,13 +21,16 @@ TOP_LEVEL_KEYS = {"cluster"}
 _KEYS = {"nats", "node", "subject_prefix", "user", "password_env", "password_file",
          "token_env", "token_file", "tls", "reconnect_wait", "connect_timeout", "max_pending_bytes",
          "heartbeat_interval", "heartbeat_ttl", "loop", "nkey_seed_env", "nkey_seed_file",
-         "credentials_file", "replicas", "prefer_local_callees"}
+         "credentials_file", "replicas", "prefer_local_callees", "resume_window", "resume_limit"}
 _TLS_KEYS = {"ca", "certificate", "key", "hostname"}
 # A NATS subject token we put names into unescaped: no ".", "*", ">" or spaces.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SCHEMES = ("nats://", "tls://")
 # Where nats-py runs: a loop thread of its own, or the asyncio reactor's loop (twistd --reactor=asyncio).
 LOOPS = ("thread", "reactor")
+# A kept watch is asked for its consumer once a second (cluster/buckets.py RESUME_PROBE):
+# a shorter limit could never see one answer.
+MIN_RESUME_LIMIT = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,12 @@ class ClusterConfig:
     replicas: int | None = None
     # roundrobin and random pick among the caller's node's callees when it has any.
     prefer_local_callees: bool = False
+    # Back on NATS within resume_window seconds of losing it (a failover to another
+    # server takes well under a second), the node keeps its key-value watches instead of
+    # making them anew; a kept watch has resume_limit seconds to show a live consumer
+    # (a bucket may be electing a leader after a server's death), else all are made anew.
+    resume_window: float = 5.0
+    resume_limit: float = 30.0
 
     def __repr__(self) -> str:  # never a password or token
         return (f"ClusterConfig(servers={self.servers}, node={self.node!r}, user={self.user!r}, "
@@ -123,6 +132,11 @@ def cluster(data: dict) -> ClusterConfig | None:
     if ttl < 2 * interval:
         raise ConfigError(f"{key}.heartbeat_ttl: must be at least twice heartbeat_interval ({interval:g} s)")
     replicas = _replicas(item, key)
+    resume_window = _seconds(item, "resume_window", 5.0, key)
+    resume_limit = _seconds(item, "resume_limit", 30.0, key)
+    if resume_limit < MIN_RESUME_LIMIT:
+        raise ConfigError(f"{key}.resume_limit: must be at least {MIN_RESUME_LIMIT:g} s (a kept watch's consumer is "
+                          "asked for once a second)")
     loop = _get(item, "loop", str, "thread", key)
     if loop not in LOOPS:
         raise ConfigError(f"{key}.loop: must be \"thread\" or \"reactor\" (with twistd --reactor=asyncio), not {loop!r}")
@@ -134,7 +148,7 @@ def cluster(data: dict) -> ClusterConfig | None:
         tls=_tls(item.get("tls"), f"{key}.tls", servers),
         reconnect_wait=_seconds(item, "reconnect_wait", 1.0, key),
         connect_timeout=_seconds(item, "connect_timeout", 2.0, key),
-        max_pending_bytes=max_pending,
+        max_pending_bytes=max_pending, resume_window=resume_window, resume_limit=resume_limit,
     )
 
 

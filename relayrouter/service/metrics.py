@@ -239,11 +239,13 @@ def _cluster_calls(calls):
                             "as this node's copy has them", value=len(calls.values))
     directory = CounterMetricFamily("relayrouter_cluster_directory", "Changes this node asked of the "
                                     "registration directory (compare-and-set), those that failed (NATS away "
-                                    "excepted), and registrations of this node revoked because another node "
-                                    "took the procedure while this one was cut off", labels=["kind"])
+                                    "excepted), registrations of this node revoked because another node "
+                                    "took the procedure while this one was cut off, and reconnections to NATS "
+                                    "that kept the directory's watch (resumes)", labels=["kind"])
     directory.add_metric(["changes"], c["directory_changes"])
     directory.add_metric(["failures"], c["directory_failures"])
     directory.add_metric(["revoked"], c["revoked"])
+    directory.add_metric(["resumes"], c["directory_resumes"])
     yield directory
 
 
