@@ -149,7 +149,18 @@ class Store(Protocol):
     def mailbox_reserve(self, upto: int) -> None:
         """Message IDs below ``upto`` are taken, even after a restart."""
 
-    def mailbox_put(self, message: MailboxMessage, done: Done | None) -> None: ...
+    def mailbox_read(self, realm: str, mailbox: str | None, done: Done) -> None:
+        """``done((messages, last))``: what the store holds now for one mailbox
+        of ``realm`` (every mailbox of it when ``mailbox`` is None), the
+        MailboxMessages by ID, and each mailbox's last ID where the store
+        numbers them (:attr:`shared`); it sees everything this node submitted before."""
+
+    def mailbox_put(self, message: MailboxMessage, done: Done | None) -> None:
+        """``done(None)`` once committed; where :attr:`shared` is true, the store
+        numbers the message in its mailbox at commit: ``done(its ID)``."""
+
+    # True: the nodes of a cluster share this store (core/mailbox_sync.py), set before use.
+    shared: bool
 
     def mailbox_delete(self, realm: str, mailbox: str, ids: list, done: Done | None = None) -> None: ...
 

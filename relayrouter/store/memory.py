@@ -20,6 +20,8 @@ class MemoryStore:
         self.next_id = 1
         self.counters: dict[tuple, dict] = {}
         self.held: list = []
+        self.shared = False
+        self.numbers: dict[tuple, int] = {}  # (realm, mailbox) -> its last ID, when shared
         self._seq = 0
         self.started = False
 
@@ -104,9 +106,22 @@ class MemoryStore:
     def mailbox_reserve(self, upto: int) -> None:
         self.next_id = max(self.next_id, upto)
 
+    def mailbox_read(self, realm: str, mailbox: str | None, done) -> None:
+        found = sorted((m for m in self.messages.values()
+                        if m.realm == realm and (mailbox is None or m.mailbox == mailbox)),
+                       key=lambda m: (m.mailbox, m.id))
+        numbers = {uri: last for (r, uri), last in self.numbers.items()
+                   if r == realm and (mailbox is None or uri == mailbox)}
+        self._complete(done, ([replace(m) for m in found], numbers))
+
     def mailbox_put(self, message: MailboxMessage, done) -> None:
-        self.messages[(message.realm, message.mailbox, message.id)] = replace(message)
-        self._complete(done, None)
+        number = None
+        if self.shared:  # numbered in its mailbox, as a database shared by nodes does
+            key = (message.realm, message.mailbox)
+            number = self.numbers[key] = self.numbers.get(key, self.next_id - 1) + 1
+        kept = replace(message, id=number) if number is not None else replace(message)
+        self.messages[(kept.realm, kept.mailbox, kept.id)] = kept
+        self._complete(done, number)
 
     def mailbox_delete(self, realm: str, mailbox: str, ids: list, done=None) -> None:
         for message_id in ids:

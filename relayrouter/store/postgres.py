@@ -7,7 +7,10 @@ thread; ``executemany`` sends a group's rows in one pipeline.
 
 from urllib.parse import urlsplit
 
-from .sql import Dialect, history_ddl, mailbox_counters_ddl, mailbox_ddl
+from .sql import Dialect, history_ddl, mailbox_counters_ddl, mailbox_ddl, mailbox_numbers_ddl
+
+
+_SCHEMA_LOCK = 0x72656C6179  # "relay": the advisory lock held while the schema is upgraded
 
 
 class PostgresDialect(Dialect):
@@ -31,10 +34,18 @@ class PostgresDialect(Dialect):
                            "DOUBLE PRECISION"),
             2: mailbox_ddl("BYTEA", "DOUBLE PRECISION"),
             3: mailbox_counters_ddl(),
+            4: mailbox_numbers_ddl(),
         }
 
     def describe(self) -> str:
         return f"PostgreSQL at {safe_dsn(self.dsn)}"
+
+    def lock_schema(self, cursor) -> None:
+        # Nodes of a cluster starting at once: one upgrades the schema, the others wait for it.
+        cursor.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+
+    def unlock_schema(self, cursor) -> None:
+        cursor.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
 
 
 def safe_dsn(dsn: str) -> str:

@@ -15,6 +15,14 @@ database newer than this code is refused (never downgraded).
 1. ``history``: kept publications, in storage order (``seq`` never reused).
 2. ``mailbox_messages`` and ``counters`` (the mailbox message-ID mark).
 3. ``mailbox_counters``: each mailbox's redeliveries, drops and expired.
+4. ``mailbox_numbers``: the last message ID of each mailbox, where nodes of a
+   cluster share the database (:attr:`SqlStore.shared`).
+
+Shared by the nodes of a cluster (PostgreSQL), the database numbers each
+mailbox's messages itself, in the put's transaction: the row of
+``mailbox_numbers`` stays locked until that commit, so a mailbox's message
+IDs follow one another (no gap, none reused) in the order their puts
+committed, whichever node made them (core/mailbox_sync.py relies on it).
 """
 
 from typing import Callable
@@ -26,7 +34,7 @@ from ..core.records import (COUNTERS, HistoryPage, HistoryQuery, MailboxMessage,
                             StoredEvent, StoreError, UnknownPublication, wanted)
 from .writer import Writer
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _READ_CHUNK = 512
 
 
@@ -46,6 +54,12 @@ class Dialect:
     def describe(self) -> str:
         return self.name
 
+    def lock_schema(self, cursor) -> None:
+        """Held while the schema is checked and upgraded (nodes sharing the database start together)."""
+
+    def unlock_schema(self, cursor) -> None:
+        pass
+
 
 def _encode(*parts) -> bytes:
     return cbor2.dumps(list(parts))
@@ -62,6 +76,8 @@ class SqlStore:
         self.dialect = dialect
         self.writer = Writer(dialect.name, dialect.connect, self._run, deliver, max_batch)
         self._sql: dict[str, str] = {}
+        # Nodes of a cluster share this database: it numbers each mailbox's messages at commit.
+        self.shared = False
 
     def describe(self) -> str:
         return self.dialect.describe()
@@ -82,6 +98,15 @@ class SqlStore:
 
     def _upgrade(self, connection) -> None:
         cursor = connection.cursor()
+        self.dialect.lock_schema(cursor)
+        try:
+            self._migrate(connection, cursor)
+        finally:
+            connection.rollback()  # what failed (nothing, when all went well: each step committed)
+            self.dialect.unlock_schema(cursor)
+            connection.commit()
+
+    def _migrate(self, connection, cursor) -> None:
         cursor.execute("CREATE TABLE IF NOT EXISTS relayrouter_schema (version INTEGER NOT NULL)")
         connection.commit()
         current = _version(connection)
@@ -122,6 +147,9 @@ class SqlStore:
 
     def mailbox_reserve(self, upto: int) -> None:
         self.writer.submit("mailbox_reserve", upto)
+
+    def mailbox_read(self, realm: str, mailbox: str | None, done) -> None:
+        self.writer.submit("mailbox_read", (realm, mailbox), done)
 
     def mailbox_put(self, message: MailboxMessage, done) -> None:
         self.writer.submit("mailbox_put", message, done)
@@ -235,14 +263,12 @@ class SqlStore:
         cursor = connection.cursor()
         cursor.execute("SELECT realm, mailbox, id, timestamp, attempts, size, payload "
                        "FROM mailbox_messages ORDER BY realm, mailbox, id")
-        messages = []
-        for realm, mailbox, message_id, timestamp, attempts, size, payload in cursor.fetchall():
-            args, kwargs, *sender = _decode(payload)  # rows written before senders were kept have two parts
-            messages.append(MailboxMessage(realm, mailbox, message_id, timestamp, args, kwargs,
-                                           size, attempts, sender[0] if sender else None))
+        messages = [_message(row) for row in cursor.fetchall()]
         cursor.execute("SELECT value FROM counters WHERE name = 'mailbox_next_id'")
         row = cursor.fetchone()
-        next_id = max([row[0] if row else 1] + [m.id + 1 for m in messages])
+        cursor.execute("SELECT max(last) FROM mailbox_numbers")
+        numbered = cursor.fetchone()[0]  # the last ID of a mailbox numbered while clustered
+        next_id = max([row[0] if row else 1, (numbered or 0) + 1] + [m.id + 1 for m in messages])
         cursor.execute(f"SELECT realm, mailbox, {', '.join(COUNTERS)} FROM mailbox_counters")
         counters = {(realm, mailbox): dict(zip(COUNTERS, values))
                     for realm, mailbox, *values in cursor.fetchall()}
@@ -253,13 +279,48 @@ class SqlStore:
                        (max(arguments), max(arguments)))
         return [None] * len(arguments)
 
+    def _mailbox_read(self, cursor, arguments: list) -> list:
+        results = []
+        for realm, mailbox in arguments:
+            where, params = ("realm = ? AND mailbox = ?", (realm, mailbox)) if mailbox is not None \
+                else ("realm = ?", (realm,))
+            # The last numbers first: on PostgreSQL each statement sees what was committed when it
+            # began, so every message numbered up to them is committed before the messages are read
+            # (read the other way, one committed between the two would seem gone).
+            cursor.execute(self.q(f"SELECT mailbox, last FROM mailbox_numbers WHERE {where}"), params)
+            last = dict(cursor.fetchall())
+            cursor.execute(self.q("SELECT realm, mailbox, id, timestamp, attempts, size, payload "
+                                  f"FROM mailbox_messages WHERE {where} ORDER BY mailbox, id"), params)
+            results.append(([_message(row) for row in cursor.fetchall()], last))
+        return results
+
     def _mailbox_put(self, cursor, arguments: list) -> list:
+        if self.shared:
+            return self._numbered_put(cursor, arguments)
         cursor.executemany(self.q(
             "INSERT INTO mailbox_messages (realm, mailbox, id, timestamp, attempts, size, payload) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)"),
             [(m.realm, m.mailbox, m.id, m.timestamp, m.attempts, m.size, _encode(m.args, m.kwargs, m.sender))
              for m in arguments])
         return [None] * len(arguments)
+
+    def _numbered_put(self, cursor, arguments: list) -> list:
+        """Each message numbered in its mailbox here (see the module doc); the IDs, in order.
+        Mailboxes are locked in one order (realm, URI), so two nodes' groups never deadlock."""
+        numbers: dict[int, int] = {}
+        for index in sorted(range(len(arguments)), key=lambda i: (arguments[i].realm, arguments[i].mailbox)):
+            m = arguments[index]
+            cursor.execute(self.q(
+                "INSERT INTO mailbox_numbers (realm, mailbox, last) VALUES (?, ?, "
+                "(SELECT value FROM counters WHERE name = 'mailbox_next_id')) ON CONFLICT (realm, mailbox) "
+                "DO UPDATE SET last = mailbox_numbers.last + 1 RETURNING last"), (m.realm, m.mailbox))
+            numbers[index] = cursor.fetchone()[0]
+        cursor.executemany(self.q(
+            "INSERT INTO mailbox_messages (realm, mailbox, id, timestamp, attempts, size, payload) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)"),
+            [(m.realm, m.mailbox, numbers[i], m.timestamp, m.attempts, m.size, _encode(m.args, m.kwargs, m.sender))
+             for i, m in enumerate(arguments)])
+        return [numbers[i] for i in range(len(arguments))]
 
     def _mailbox_delete(self, cursor, arguments: list) -> list:
         rows = [(realm, mailbox, message_id) for realm, mailbox, ids in arguments for message_id in ids]
@@ -300,6 +361,13 @@ def _version(connection) -> int:
     return row[0] if row else 0
 
 
+def _message(row) -> MailboxMessage:
+    realm, mailbox, message_id, timestamp, attempts, size, payload = row
+    args, kwargs, *sender = _decode(payload)  # rows written before senders were kept have two parts
+    return MailboxMessage(realm, mailbox, message_id, timestamp, args, kwargs, size, attempts,
+                          sender[0] if sender else None)
+
+
 def _event(realm: str, row) -> StoredEvent:
     seq, rule, topic, publication, timestamp, payload = row
     args, kwargs, details, audience = _decode(payload)
@@ -324,6 +392,13 @@ def mailbox_counters_ddl() -> list[str]:
         "CREATE TABLE IF NOT EXISTS mailbox_counters (realm TEXT NOT NULL, mailbox TEXT NOT NULL, "
         "redeliveries BIGINT NOT NULL, drops BIGINT NOT NULL, expired BIGINT NOT NULL, "
         "PRIMARY KEY (realm, mailbox))",
+    ]
+
+
+def mailbox_numbers_ddl() -> list[str]:
+    return [
+        "CREATE TABLE IF NOT EXISTS mailbox_numbers (realm TEXT NOT NULL, mailbox TEXT NOT NULL, "
+        "last BIGINT NOT NULL, PRIMARY KEY (realm, mailbox))",
     ]
 
 

@@ -10,7 +10,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from .sql import Dialect, history_ddl, mailbox_counters_ddl, mailbox_ddl
+from .sql import Dialect, history_ddl, mailbox_counters_ddl, mailbox_ddl, mailbox_numbers_ddl
 
 FILENAME = "relayrouter.sqlite3"
 SYNCHRONOUS = ("full", "normal")
@@ -36,6 +36,7 @@ class SqliteDialect(Dialect):
             1: history_ddl("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB", "REAL"),
             2: mailbox_ddl("BLOB", "REAL"),
             3: mailbox_counters_ddl(),
+            4: mailbox_numbers_ddl(),
         }
 
     def describe(self) -> str:

@@ -32,7 +32,7 @@ def _clean_pg(dsn: str) -> None:
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute("DROP TABLE IF EXISTS history, mailbox_messages, counters, mailbox_counters, relayrouter_schema")
+        c.execute("DROP TABLE IF EXISTS history, mailbox_messages, counters, mailbox_counters, mailbox_numbers, relayrouter_schema")
 
 
 class Backend:
