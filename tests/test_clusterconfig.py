@@ -233,3 +233,24 @@ def test_replicas_default_to_the_nats_servers_and_are_checked():
     for wrong in (0, 6, -1, 2.5, "3", True):
         with pytest.raises(cfg.ConfigError, match=r"^cluster\.replicas: must be a whole number from 1 to 5"):
             parse(**BASE, replicas=wrong)
+
+
+def _realm(**what):
+    return {"name": "realm1", **what}
+
+
+@pytest.mark.parametrize("data, names", [
+    ({"realms": [_realm(mailboxes=[{"uri": "mailbox.{authid}", "http": "off"}])]}, "realm 'realm1' (mailboxes)"),
+    ({"realms": [_realm(history=[{"uri": "news"}])]}, "realm 'realm1' (history)"),
+    ({"realm_templates": [_realm(history=[{"uri": "news"}], mailboxes=[{"uri": "mb.{authid}", "http": "off"}])]},
+     "realm 'realm1' (mailboxes and history)"),
+])
+def test_a_clustered_node_with_mailboxes_or_history_needs_the_shared_database(data, names):
+    with pytest.raises(cfg.ConfigError) as refused:
+        cfg.parse({"cluster": BASE, **data})
+    assert str(refused.value).startswith("storage.dsn: a clustered node ([cluster]) keeps mailboxes and event "
+                                         "history in the PostgreSQL database every node shares")
+    assert names in str(refused.value)
+    shared = cfg.parse({"cluster": BASE, "storage": {"dsn": "postgresql://router@db.example/relay"}, **data})
+    assert shared.storage.dsn and shared.cluster is not None
+    assert cfg.parse(data).cluster is None  # alone, SQLite in the state directory stays the default

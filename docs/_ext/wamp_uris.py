@@ -88,15 +88,23 @@ def router_procedures() -> dict[str, list[str]]:
     from relayrouter.service import RouterService
 
     found: dict[str, list[str]] = {}
-    with tempfile.TemporaryDirectory() as state:
-        config = cfg.parse(every_feature(state)).with_defaults()
-        service = RouterService(config, reactor, reload_config=lambda: config)
-        try:
-            for name, realm in service.router.realms.items():
-                for uri in realm.procedures.uris():
-                    found.setdefault(uri, []).append(name)
-        finally:
-            service.durable.stop()
+    # Two routers: every feature alone, and clustered without history and mailboxes (a clustered
+    # node keeps them in PostgreSQL, which building the page must not need).
+    for clustered in (False, True):
+        with tempfile.TemporaryDirectory() as state:
+            data = every_feature(state, cluster=clustered)
+            if clustered:
+                for realm in data["realms"]:
+                    realm.pop("history"), realm.pop("mailboxes")
+            config = cfg.parse(data).with_defaults()
+            service = RouterService(config, reactor, reload_config=lambda: config)
+            try:
+                for name, realm in service.router.realms.items():
+                    for uri in realm.procedures.uris():
+                        if name not in found.setdefault(uri, []):
+                            found[uri].append(name)
+            finally:
+                service.durable.stop()
     return found
 
 

@@ -101,7 +101,7 @@ def parse(data: dict) -> Config:
           | durableconfig.TOP_LEVEL_KEYS | tenantconfig.TOP_LEVEL_KEYS | opsconfig.TOP_LEVEL_KEYS
           | bridgeconfig.TOP_LEVEL_KEYS | clusterconfig.TOP_LEVEL_KEYS)
     realms = _realms(_list(data, "realms"))
-    return Config(
+    return _durable_across_nodes(Config(
         security=authconfig.security(data),
         storage=durableconfig.storage(data),
         tenants=tenantconfig.tenants(data, {r.name for r in realms}, _realm),
@@ -116,7 +116,24 @@ def parse(data: dict) -> Config:
         http_bridge=bridgeconfig.http_bridge(data, {r.name: None if r.roles is None else {role.name for role in r.roles}
                                                     for r in realms}),
         cluster=clusterconfig.cluster(data),
-    )
+    ))
+
+
+def _durable_across_nodes(config: Config) -> Config:
+    """A clustered node keeps mailboxes and history in the store every node
+    shares (PostgreSQL): on a file of its own, an owner that reconnects to
+    another node would not find its mailbox there, nor a reader every node's
+    events (docs/reference/cluster.md, "Mailboxes and event history")."""
+    if config.cluster is None or (config.storage is not None and config.storage.dsn):
+        return config
+    templates = config.tenants.templates if config.tenants is not None else ()
+    users = [f"realm '{r.name}' ({' and '.join(w for w in ('mailboxes', 'history') if getattr(r, w))})"
+             for r in (*config.realms, *templates) if r.history or r.mailboxes]
+    if users:
+        raise ConfigError("storage.dsn: a clustered node ([cluster]) keeps mailboxes and event history in the "
+                          "PostgreSQL database every node shares; set [storage] dsn (or dsn_env, dsn_file) "
+                          f"on every node, or move {', '.join(users)} out of the cluster")
+    return config
 
 
 def _relay(data: dict):

@@ -208,6 +208,8 @@ class Mailbox:
         if message is not None:
             setattr(self, counter, getattr(self, counter) + 1)
             self.owner.store.mailbox_delete(self.owner.realm.name, self.uri, [message_id])
+            if self.owner.sync is not None:
+                self.owner.sync.gone(self.uri, [message_id])
             self.record_counters()
 
     def record_counters(self) -> None:
@@ -356,6 +358,8 @@ class Mailboxes:
         # Mailboxes whose pattern a reload removed, with what they hold (also
         # still in the store): adopted again if a later reload names them.
         self.retired: dict[str, Mailbox] = {}
+        # The other nodes sharing the store (core/mailbox_sync.SharedMailboxes), or None: alone.
+        self.sync = None
         self.attached = False
         self.attach()
 
@@ -488,8 +492,9 @@ class Mailboxes:
         refusal = mailbox.room_for(size, sender)
         if refusal is not None:
             return refusal
-        message = MailboxMessage(self.realm.name, uri, self.ids.allocate(), self.realm.now(),
-                                 args, kwargs, size, sender=sender)
+        # Shared by the nodes of a cluster, the store numbers the message at commit (ids is None).
+        message = MailboxMessage(self.realm.name, uri, self.ids.allocate() if self.ids is not None else 0,
+                                 self.realm.now(), args, kwargs, size, sender=sender)
         mailbox.pending += 1
         mailbox.pending_bytes += size
         mailbox.count_sender(sender, size)
@@ -502,7 +507,11 @@ class Mailboxes:
                 self._store_failed(outcome)
                 done(outcome)
                 return
-            mailbox.committed(message)
+            if self.sync is not None:
+                message.id = outcome
+                self.sync.stored(mailbox, message)  # held in ID order, told to the other nodes
+            else:
+                mailbox.committed(message)
             done(message.id)
 
         self.store.mailbox_put(message, stored)
@@ -584,7 +593,10 @@ class Mailboxes:
         taker = Taker(call, mailbox, max_inflight)
         mailbox.taker = taker
         call.on_cancel(lambda reason: mailbox.release(taker))
-        mailbox.pump()
+        if self.sync is not None:
+            self.sync.taking(mailbox)  # pumps once the mailbox is read back from the shared store
+        else:
+            mailbox.pump()
         return PENDING
 
     def ack(self, call):
@@ -597,6 +609,8 @@ class Mailboxes:
         ids = mailbox.ack([single] if upto is None else mailbox.delivered_upto(upto))
         if not ids:
             return 0
+        if self.sync is not None:
+            self.sync.gone(mailbox.uri, ids)
 
         def deleted(outcome) -> None:
             if isinstance(outcome, StoreError):

@@ -44,6 +44,8 @@ class Durable:
         self.mailboxes_by_realm: dict[str, Mailboxes] = {}
         self._sweep = None
         self._ids = None
+        # The other nodes of a cluster (cluster/mailboxes.MailboxPeers), once share_with is called.
+        self.peers = None
         # Kept messages by realm, until that realm's mailboxes exist (tenants come later).
         self._kept: dict[str, list] = {}
         self._kept_counters: dict[str, dict] = {}  # realm -> mailbox URI -> counters
@@ -75,6 +77,22 @@ class Durable:
     def forget_realm(self, realm) -> None:
         self.histories = [h for h in self.histories if h.realm is not realm]
         self.mailboxes_by_realm.pop(realm.name, None)
+        if self.peers is not None:
+            self.peers.forget(realm.name)
+
+    def share_with(self, peers) -> None:
+        """Clustered: the store is the PostgreSQL database every node shares
+        (the configuration refuses a cluster without one).  It numbers each
+        mailbox's messages at commit, and every realm's mailboxes, now and
+        later, are kept in step with the other nodes' (core/mailbox_sync.py)."""
+        self.peers = peers
+        if self.store is None:
+            return
+        self.store.shared = True
+        self._ids = None
+        for mailboxes in self.mailboxes_by_realm.values():
+            mailboxes.ids = None
+            peers.share(mailboxes)
 
     def purge_realm(self, name: str, done) -> bool:
         """Drop everything stored for realm ``name`` (a deleted tenant's): its
@@ -114,6 +132,8 @@ class Durable:
             "Mailboxes of realm {realm}: the store failed: {error}", realm=realm, error=str(error))
         self.mailboxes_by_realm[realm.name] = mailboxes
         self._load_kept(mailboxes)
+        if self.peers is not None:
+            self.peers.share(mailboxes)
 
     def reload_public_url(self, security_config) -> None:
         """[http] public_url: the base of the mailbox endpoint URLs handed out from now on."""

@@ -150,6 +150,10 @@ class RouterService(service.MultiService):
             from ..cluster.limits import SharedLimits
 
             SharedLimits(self.cluster, self.security.limiter)
+            # Mailboxes in the PostgreSQL database every node shares, kept in step by notices (cluster/mailboxes.py).
+            from ..cluster.mailboxes import MailboxPeers
+
+            self.durable.share_with(MailboxPeers(self.cluster))
             # The cluster's nodes for operators (relayrouter.cluster.nodes, the console, /metrics).
             self.cluster.nodes.addresses = self._addresses
             self.console.install_cluster(self.cluster)
