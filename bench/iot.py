@@ -13,13 +13,15 @@ POST, written on a plain socket), and one Autobahn-Python subscriber of
 subscriber through everything.  "stored" is read from the agent's counters
 and checked against the history API (``/tss/v1``): the run fails when it
 holds fewer messages than the devices were told were stored.  Every phase is
-bounded and every child is stopped by its PID.
+bounded and every child is stopped by its PID; the run's directory is removed
+after a run that finished, kept after one that failed or with ``--keep``.
 """
 
 import argparse
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -447,10 +449,13 @@ def main(argv=None) -> int:
     parser.add_argument("--phases", default="passthrough,mqtt,http", help="which phases (default all three)")
     parser.add_argument("--agent-router", choices=("websocket", "rawsocket"), default="websocket",
                         help="how the agent connects to the router (default websocket, the harness's ws://)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the run's directory (Mosquitto, router, agent and its store; a failed run keeps it)")
     parser.add_argument("--agent-serializer", choices=("cbor", "msgpack", "json"), default="cbor",
                         help="the agent's WAMP serializer (default cbor, the agent's default)")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="iot-bench-"))
+    finished = False
     env = Env()
     env.broker = Mosquitto(tmp / "mosquitto")
     env.broker.start()
@@ -526,12 +531,15 @@ def main(argv=None) -> int:
         print(f"\nbroker-side drops ($SYS/broker/publish/messages/dropped): {dropped}")
         print(f"agent counters: {json.dumps(env.agent.status()['counters'])}")
         print(f"agent store: {json.dumps(env.agent.status()['store_stats'])}")
-        return 0 if in_history >= acknowledged else 1
+        finished = in_history >= acknowledged
+        return 0 if finished else 1
     finally:
         for part in (env.agent, env.router):
             if part is not None:
                 part.stop()
         env.broker.stop()
+        if finished and not args.keep:  # a failed run keeps its logs and store for a look
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
