@@ -172,3 +172,40 @@ def test_a_history_query_on_any_node_answers_with_every_nodes_publishers_events_
     assert answers[0] == answers[1]
     on_a.leave()
     on_b.leave()
+
+
+@pytest_twisted.inlineCallbacks
+def test_what_was_put_and_acked_during_a_nats_outage_is_caught_up_on_reconnecting(cluster):
+    nats, nodes, dsn = cluster
+    a, b = nodes["a"], nodes["b"]
+    sender = yield as_user(a, "sender")
+    owner = yield as_user(b, "agentb")
+    taker = Taker(owner)
+    first = yield put(sender, 2, "before")
+    yield taker.until(2, PATIENCE)
+    marks = {name: len(node.all_output) for name, node in nodes.items()}
+    yield threads.deferToThread(nats.stop)
+    for name, node in nodes.items():
+        yield threads.deferToThread(node.wait_output, f"cluster: node {name} lost NATS", 30, marks[name])
+    # Both nodes go on with the database: puts on a are acknowledged, acks on b committed.
+    during = yield put(sender, 3, "during")
+    assert (yield owner.call("relayrouter.mailbox.ack", "mailbox.agentb", upto=first[1])) == 2
+    yield threads.deferToThread(nats.start)
+    for name, node in nodes.items():
+        yield threads.deferToThread(node.wait_output, f"cluster: node {name} reconnected to NATS", 60, marks[name])
+    # b read its mailboxes back: the running take gets what a put meanwhile, in order, once.
+    yield taker.until(5, PATIENCE)
+    assert delivered(taker) == [(i, 1) for i in first + during]
+    # a read them back too: it no longer holds what b acknowledged while the notice could not go.
+    admin_view = yield as_user(a, "agentb")
+    yield eventually(lambda: len(taker.received) == 5, PATIENCE)
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        stats = yield admin_view.call("relayrouter.mailbox.stats", "mailbox.agentb")
+        if stats["depth"] == 3:
+            break
+        assert time.monotonic() < deadline, f"node a still holds {stats}"
+        yield sleep(0.1)
+    assert (yield threads.deferToThread(rows, dsn, "mailbox_messages")) == 3
+    for session in (sender, owner, admin_view):
+        session.leave()
