@@ -65,3 +65,12 @@ def test_a_wildcard_rule_does_not_cover_a_prefix_request_of_the_same_text():
     authorizer = _authorizer(Rule("com.app.", "wildcard", {"subscribe"}))
     assert _allowed(authorizer, "subscribe", "com.app.", "wildcard")
     assert not _allowed(authorizer, "subscribe", "com.app.", "prefix")
+
+
+def test_a_rule_whose_placeholder_the_session_cannot_fill_leaves_the_rules_after_it_in_force():
+    authorizer = _authorizer(Rule("org.{org}.", "prefix", {"subscribe"}), Rule("org.public.news", allow={"subscribe"}))
+    assert _allowed(authorizer, "subscribe", "org.public.news")  # no 'org' claim: the first rule does not apply
+    assert not _allowed(authorizer, "subscribe", "org.acme.x", "prefix")
+    session = _Session(permissions={"org": "acme"})
+    assert _allowed(authorizer, "subscribe", "org.acme.x", "prefix", session=session)
+    assert _allowed(authorizer, "subscribe", "org.public.news", session=session)
