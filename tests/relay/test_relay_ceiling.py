@@ -139,3 +139,10 @@ def test_a_sessions_ceiling_is_dropped_when_it_leaves():
     scope.forget(session)
     scope.forget(session)  # a second time, or for a session never seen: nothing to drop
     assert scope.ceilings_by_session == {}
+
+
+def test_a_stream_whose_wamp_topic_is_no_valid_uri_is_not_granted():
+    config = RelayConfig("lab", wamp_topic="relay..{topic}")  # an empty component: a pattern, not a URI
+    session = Session(**stream())
+    assert RelayScope(config, ADMIN).authorize(session, "subscribe", "relay..pend00") is not None
+    assert RelayScope(config, ADMIN).authorize(session, "publish", "relay..pend00") is not None
