@@ -2,12 +2,16 @@
 reaches the store (a restart does not bring the entry back), values and
 claims refused naming why, entries listed in order and gone the second they
 expire, list-valued claims, a credential expiring within the second, the
-revoked session's GOODBYE text, the counters, and what listeners are told."""
+revoked session's GOODBYE text, the counters, what listeners are told, and
+which of its procedures a read-only console user may call."""
+
+from types import SimpleNamespace
 
 import pytest
 from autobahn.wamp import message as m
 
-from relayrouter.core.revocation import DenyList, DenyListError, claim_values
+from relayrouter.core.procedures import AdminPolicy, ProcedureError, ProcedureRegistry
+from relayrouter.core.revocation import DenyList, DenyListApi, DenyListError, claim_values
 from relayrouter.store.denylist import MemoryDenyListStore
 from relayrouter.testing import FakeClock
 from tests.core.test_revocation import join, world  # noqa: F401 (the fixture)
@@ -103,3 +107,34 @@ def test_listeners_are_told_the_entry_added_and_the_claim_and_value_removed(worl
     assert added == [entry] and (entry.claim, entry.value, entry.reason) == ("jti", "t1", "leaked")
     assert guard.unrevoke("jti", "t1") is True
     assert removed == [("jti", "t1")]
+
+
+def test_a_read_only_console_user_may_list_the_deny_list_through_its_procedures_but_not_change_it(world):  # noqa: F811
+    clock, router, guard, realm = world
+    api = DenyListApi(guard, AdminPolicy(frozenset({"admin"})), 3600)
+    api.also = SimpleNamespace(admits_deny_list=lambda session, write: not write)
+    registry = ProcedureRegistry()
+    api.add_procedures(registry)
+    viewer = SimpleNamespace(authid="v", authrole="viewer", permissions={})
+    call = lambda uri, **kwargs: registry.get(uri)(SimpleNamespace(session=viewer, args=(), kwargs=kwargs))  # noqa: E731
+    assert call("relayrouter.denylist.list") == {"entries": []}
+    for uri in ("relayrouter.denylist.add", "relayrouter.denylist.remove"):
+        with pytest.raises(ProcedureError) as refused:
+            call(uri, claim="bid", value="b1")
+        assert refused.value.uri == "wamp.error.not_authorized", uri
+    assert guard.denylist.entries() == []
+
+
+def test_a_ttl_under_a_second_is_a_ttl(world):  # noqa: F811
+    clock, router, guard, realm = world
+    api = DenyListApi(guard, AdminPolicy(frozenset({"admin"})), 3600)
+    assert api.add({"claim": "bid", "value": "b1", "ttl": 0.5})["entry"]["expires_at"] == clock.now + 0.5
+
+
+def test_expired_sessions_are_counted_from_zero(world):  # noqa: F811
+    clock, router, guard, realm = world
+    assert guard.counters == {"revoked_sessions": 0, "expired_sessions": 0, "refused_denied": 0}
+    for _ in range(2):
+        join(realm, router, expires_at=clock.now + 5).take()
+    clock.advance(5)
+    assert guard.counters == {"revoked_sessions": 0, "expired_sessions": 2, "refused_denied": 0}
