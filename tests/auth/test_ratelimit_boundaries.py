@@ -2,22 +2,28 @@
 another cluster node verified, the success of an unguessable login
 remembered for its own address and authid (to the second), IPv6 peers, the
 longest token read, claims that are not strings, a token that is not valid
-UTF-8, and the JWT method's token picking the budget at HELLO."""
+UTF-8, the JWT method's token picking the budget at HELLO, decisions that
+come later, WAMP-CRA refused at HELLO, and which entries make room first."""
 
 import base64
 import json
 
 import pytest
+from twisted.internet.defer import Deferred
 
 from relayrouter.auth.ratelimit import (_MAX_TOKEN, BY_ADDRESS, BY_AUTHID, FailureLimiter, FailureLimits,
                                         RateLimited, address_of, claimed_authid)
-from relayrouter.core.auth import Accept, Deny, JoinRequest
+from relayrouter.core.auth import Accept, Challenge, Deny, JoinRequest
 from relayrouter.core.peer import TransportInfo
 from relayrouter.testing import FakeClock
 
 from .test_ratelimit import jwt_like, token_hash
 
 A, B = "tcp4:10.0.0.1", "tcp4:10.0.0.2"
+
+
+def _request(authid, method="ticket"):
+    return JoinRequest("realm1", (method,), authid, None, {}, TransportInfo(peer=f"{A}:1"))
 
 
 def test_a_failure_another_node_verified_spends_the_same_budgets_and_is_counted_apart():
@@ -115,3 +121,71 @@ def test_the_jwt_methods_token_picks_the_budget_at_hello():
     assert limiter.peek(A, "device-1").by == BY_AUTHID  # device-1's budget, not the shared ""
     assert limiter.peek(A, "") is None
     assert isinstance(hello("device-2", ".ok"), Accept)
+
+
+def test_a_failure_verified_here_is_handed_to_the_cluster_with_its_address_and_authid():
+    limiter = FailureLimiter(FakeClock(0.0))
+    shared = []
+    limiter.share = lambda address, authid: shared.append((address, authid))
+    limiter.failed(A, "u")
+    assert shared == [(A, "u")]
+
+
+def test_a_decision_that_comes_later_is_settled_when_it_comes():
+    limiter = FailureLimiter(FakeClock(0.0), FailureLimits(burst=1))
+    pending = []
+
+    class Later:  # a JWT key refresh, or a one-time ticket asked of the cluster
+        authmethod = "ticket"
+
+        def hello(self, request):
+            pending.append(Deferred())
+            return pending[-1]
+
+    limited = RateLimited(Later(), limiter)
+    results = []
+    limited.hello(_request("u")).addCallback(results.append)
+    pending[-1].callback(Deny("bad ticket"))
+    assert results[-1].message == "bad ticket" and limiter.counters["failures"] == 1
+    limited.hello(_request("u")).addCallback(results.append)
+    pending[-1].callback(Deny("bad ticket"))  # over the budget now: the limit answers
+    assert results[-1].message.startswith("too many failed authentication attempts for this authid")
+    limited.hello(_request("v")).addCallback(results.append)
+    pending[-1].callback(Accept("v", "device", "ticket"))
+    assert isinstance(results[-1], Accept) and limiter.counters["successes"] == 1
+
+
+def test_wampcra_over_its_budget_is_refused_at_hello_with_the_limits_message():
+    limiter = FailureLimiter(FakeClock(0.0), FailureLimits(burst=1))
+
+    class Cra:
+        authmethod = "wampcra"
+
+        def hello(self, request):
+            return Challenge("wampcra", {"challenge": "{}"})
+
+    limited = RateLimited(Cra(), limiter)
+    assert isinstance(limited.hello(_request("u")), Challenge)
+    limiter.failed(A, "u")
+    refused = limited.hello(_request("u"))
+    assert isinstance(refused, Deny)
+    assert refused.message.startswith("too many failed authentication attempts for this authid")
+    assert limiter.counters["refused_authid"] == 1
+
+
+def test_the_least_recent_login_is_forgotten_first_and_a_new_login_makes_it_recent():
+    limiter = FailureLimiter(FakeClock(0.0), FailureLimits(address_burst=1, address_per_minute=0.0001,
+                                                           max_entries=2))
+    for authid in ("u1", "u2", "u1", "u3"):
+        limiter.succeeded(A, authid)
+    limiter.failed(A, "x")
+    assert limiter.peek(A, "u1") is None and limiter.peek(A, "u3") is None
+    assert limiter.peek(A, "u2").by == BY_ADDRESS
+
+
+def test_the_least_recently_spent_budget_is_forgotten_first():
+    limiter = FailureLimiter(FakeClock(0.0), FailureLimits(burst=1, per_minute=0.0001, max_entries=2))
+    for authid in ("u1", "u2", "u1", "u3"):
+        limiter.failed(A, authid)
+    assert limiter.peek(A, "u1").by == BY_AUTHID and limiter.peek(A, "u3").by == BY_AUTHID
+    assert limiter.peek(A, "u2") is None  # forgotten to make room: the least recently spent
