@@ -1,3 +1,4 @@
+import pytest
 from autobahn.wamp import message as m
 
 from relayrouter.auth.ticket import TicketAuthenticator, TicketPrincipal
@@ -31,8 +32,14 @@ def test_unknown_authid_gets_the_same_denial_as_a_wrong_secret():
     assert wrong_secret == unknown
 
 
-def test_no_authid_is_denied():
-    assert isinstance(auth().hello(request(None)), Deny)
+def test_no_authid_is_denied_saying_one_is_needed():
+    assert auth().hello(request(None)) == Deny("ticket authentication needs an authid in HELLO")
+
+
+def test_an_empty_secret_is_refused_naming_the_role():
+    with pytest.raises(ValueError) as refused:
+        TicketPrincipal("", "operator")
+    assert str(refused.value) == "empty ticket secret for role 'operator'"
 
 
 def test_non_string_ticket_is_denied():
