@@ -4,6 +4,7 @@ import jwt as pyjwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from treq.testing import StubTreq
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.web.pages import errorPage
 from twisted.web.resource import Resource
 
@@ -96,3 +97,64 @@ def test_fetcher_refuses_other_schemes():
 def test_oct_jwk_becomes_an_hmac_key():
     key = JwtKey.from_jwk(jwks()["keys"][1])
     assert key.family == "oct" and key.algorithms == ("HS256", "HS384", "HS512")
+
+
+class Negotiating(Resource):
+    """A JWKS endpoint that serves JSON only to a client asking for it (406 otherwise)."""
+
+    isLeaf = True
+
+    def render_GET(self, request):  # noqa: N802 - twisted.web's name
+        if request.getHeader(b"accept") != b"application/json":
+            request.setResponseCode(406)
+            return b""
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps(jwks()).encode()
+
+
+class Timed:
+    """treq's get as the fetcher calls it, with the timeout each request was given."""
+
+    def __init__(self, http) -> None:
+        self.http, self.timeouts = http, []
+
+    def get(self, url, timeout=None, **kwargs):
+        self.timeouts.append(timeout)
+        return self.http.get(url, timeout=timeout, **kwargs)
+
+    def json_content(self, response):
+        return self.http.json_content(response)
+
+
+@pytest.mark.parametrize("url", ["https://idp.example/jwks.json", "http://idp.internal/jwks.json"])
+def test_the_fetcher_asks_for_json_within_its_timeout(url):
+    root = Resource()
+    root.putChild(b"jwks.json", Negotiating())
+    http = Timed(StubTreq(root))
+    keys = FetchedKeys(jwks_fetcher(url, http=http), clock=lambda: NOW)
+    JwtAuthenticator(keys, POLICY, clock=lambda: NOW).check(token())
+    http.http.flush()
+    assert keys.key_for("k1") is not None and keys.refresh_failures == 0
+    jwks_fetcher(url, http=http, timeout=2.5)()
+    assert http.timeouts == [10.0, 2.5]
+
+
+def test_a_failed_fetch_is_logged_naming_the_url_and_the_error():
+    http = StubTreq(site(b"", code=404))
+    with capturedLogs() as events:
+        failures = []
+        jwks_fetcher("https://idp.example/jwks.json", http=http)().addErrback(failures.append)
+        http.flush()
+    [failure] = failures
+    assert str(failure.value) == "JWKS URL https://idp.example/jwks.json answered HTTP 404"
+    [warning] = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.warn]
+    assert warning == ("could not fetch the JWKS from https://idp.example/jwks.json: "
+                       "JWKS URL https://idp.example/jwks.json answered HTTP 404")
+
+
+def test_a_jwks_file_without_a_usable_signing_key_is_refused_naming_it(tmp_path):
+    path = tmp_path / "enc-only.json"
+    path.write_text(json.dumps({"keys": [jwks()["keys"][2]]}))
+    with pytest.raises(ValueError) as refused:
+        read_jwks_file(path)
+    assert str(refused.value) == f"JWKS file '{path}' holds no usable signing key"
