@@ -1,4 +1,6 @@
-from relayrouter.auth.onetime import Grant, OneTimeTickets
+import pytest
+
+from relayrouter.auth.onetime import Grant, OneTimeTickets, TooManyTickets
 from relayrouter.auth.ratelimit import FailureLimiter, FailureLimits, RateLimited, address_of
 from relayrouter.auth.ticketing import TicketMethods
 from relayrouter.core.auth import Accept, Challenge, Deny
@@ -126,3 +128,77 @@ def test_ticket_methods_deny_with_the_clusters_reason_when_it_cannot_be_asked(cl
     methods = TicketMethods("realm1", one_time=vault)
     decision = methods.authenticate(request(), None, "rrt_" + "x" * 43, {})
     assert decision.result == Deny("this node cannot reach the cluster to check the one-time ticket")
+
+
+def test_a_ticket_joins_as_the_token_that_minted_it(clock):
+    claims = {"sub": "alice", "topic": "pend00"}
+    minted = grant(claims=claims, expires_at=clock.now + 600)
+    assert minted.accept() == Accept("alice", "user", "ticket", authprovider="one-time-ticket",
+                                     permissions=claims, expires_at=clock.now + 600)
+
+
+def test_a_ticket_carries_256_random_bits():
+    tickets = {OneTimeTickets(lambda: 0.0).mint(grant()) for _ in range(20)}
+    assert len(tickets) == 20 and {len(t) for t in tickets} == {len("rrt_") + 43}
+
+
+def test_what_is_not_a_ticket_is_none_of_the_vaults_business(clock):
+    vault = OneTimeTickets(clock)
+    for value in (7, None, ["rrt_x"], b"rrt_x", "not-a-ticket"):
+        assert vault.consume(value, "realm1") is None
+        assert vault.take(value, "realm1") is None
+
+
+def test_pending_tickets_are_capped_and_an_expired_one_makes_room(clock):
+    vault = OneTimeTickets(clock, lifetime=30, max_pending=2)
+    vault.mint(grant())
+    vault.mint(grant())
+    with pytest.raises(TooManyTickets) as refused:
+        vault.mint(grant())
+    assert str(refused.value) == "too many unused tickets are pending"
+    clock.now += 30  # both expire this very second: they make room
+    assert vault.consume(vault.mint(grant(authid="bob")), "realm1").authid == "bob"
+
+
+def test_a_vault_alone_keeps_its_tickets_and_tells_the_cluster_each_tickets_expiry(clock):
+    assert OneTimeTickets(clock).share("rrt_" + "x" * 43) == "node"
+    shared = SharedTickets()
+    vault = OneTimeTickets(clock, lifetime=30)
+    vault.shared = shared
+    vault.share(vault.mint(grant()))
+    [(held, expires_at)] = shared.held.values()
+    assert held == grant() and expires_at == clock.now + 30
+
+
+def test_a_ticket_the_cluster_failed_to_store_is_dropped_here_too(clock):
+    from twisted.internet import defer
+
+    class Failing(SharedTickets):
+        def put_ticket(self, digest, grant, expires_at):
+            return defer.fail(ConnectionError("the cluster went away mid-store"))
+
+    vault = OneTimeTickets(clock)
+    vault.shared = Failing()
+    ticket = vault.mint(grant())
+    failures = []
+    vault.share(ticket).addErrback(failures.append)
+    assert [f.type for f in failures] == [ConnectionError]
+    assert vault.pending_by_digest == {}  # maybe stored there: never handed out, so never usable here
+
+
+def test_a_ticket_voided_while_the_cluster_stores_it_is_still_the_clusters(clock):
+    from twisted.internet import defer
+
+    later = defer.Deferred()
+
+    class Slow(SharedTickets):
+        def put_ticket(self, digest, grant, expires_at):
+            return later
+
+    vault = OneTimeTickets(clock)
+    vault.shared = Slow()
+    answers = []
+    vault.share(vault.mint(grant())).addCallback(answers.append)
+    assert vault.void(lambda g: True) == 1
+    later.callback(True)
+    assert answers == ["cluster"]
