@@ -60,6 +60,9 @@ match = "prefix"
 uri = "com.example.inbox.{{authid}}"
 token_secret_env = "{SECRET_ENV}"
 [realms.pairing]
+[[realms.roles]]                # the relay's realm: anonymous sessions only with rules of their own
+name = "anonymous"
+rules = [{{ uri = "", match = "prefix", allow = ["call", "register", "publish", "subscribe"] }}]
 
 [relay]
 realm = "realm1"

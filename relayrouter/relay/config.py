@@ -60,6 +60,13 @@ def parse(item: Any, data: dict, key: str = "relay") -> RelayConfig:
         raise ConfigError(f"{key}.realm: no realm named '{realm}' is configured")
     if not isinstance(rc.get("auth"), dict) or "jwt" not in rc["auth"]:
         raise ConfigError(f"{key}.realm: realm '{realm}' has no [realms.auth.jwt] to check relay tokens with")
+    if "anonymous" in rc["auth"] and not rc.get("roles"):
+        # Relay tokens are confined whatever the roles say (relay/scope.py); anonymous sessions are
+        # not: in a realm without roles they could write into every stream and take every tunnel.
+        at = next(i for i, r in enumerate(data["realms"]) if r is rc)
+        raise ConfigError(f"realms[{at}].auth.anonymous: realm '{realm}' is the relay's and has no "
+                          "[[realms.roles]], so anonymous sessions could publish into every stream and register "
+                          "every tunnel's procedures; give the anonymous role its rules, or take anonymous out")
     prefixes = tuple(_prefixes(item, key, ws_paths))
     wamp_topic = _get(item, "wamp_topic", str, DEFAULT_WAMP_TOPIC, key)
     if "{topic}" not in wamp_topic:

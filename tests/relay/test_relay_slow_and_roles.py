@@ -141,3 +141,18 @@ def test_relay_keeps_working_across_a_roles_reload(monkeypatch, tmp_path):
         for session in list(service.router.sessions()):
             session.peer.close()
         yield service.stopService()
+
+
+def test_a_relay_realm_open_to_anonymous_sessions_needs_roles(monkeypatch):
+    """Relay tokens are confined whatever the roles say; anonymous sessions are not: in the
+    relay's realm without roles they could write into every stream and take every tunnel."""
+    data = relay_config(monkeypatch)
+    data["realms"].insert(0, {"name": "other"})
+    data["realms"][1]["auth"]["anonymous"] = {"role": "viewer"}
+    with pytest.raises(cfg.ConfigError) as e:
+        cfg.parse(data)
+    assert str(e.value).startswith("realms[1].auth.anonymous: realm 'lab' is the relay's and has no "
+                                   "[[realms.roles]]")
+    data["realms"][1]["roles"] = [{"name": "viewer", "rules": [{"uri": "relay.", "match": "prefix",
+                                                                 "allow": ["subscribe"]}]}]
+    assert cfg.parse(data).relay.realm == "lab"
