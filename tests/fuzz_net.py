@@ -285,6 +285,15 @@ HOSTILE_HEADERS = [
     [(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade"), (b"Sec-WebSocket-Version", b"13"),
      (b"Sec-WebSocket-Key", b"\xff")],
 ]
+HOSTILE_FRAMING = [  # (headers, body) sent as they are, with no Content-Length of the net's own
+    ([(b"Content-Length", b"-1")], b"{}"),
+    ([(b"Content-Length", b"1e3")], b"{}"),
+    ([(b"Content-Length", b"0x2")], b"{}"),
+    ([(b"Content-Length", b"2"), (b"Content-Length", b"2")], b"{}"),
+    ([(b"Transfer-Encoding", b"chunked")], b"zz\r\n{}\r\n0\r\n\r\n"),
+    ([(b"Transfer-Encoding", b"chunked"), (b"Content-Length", b"2")], b"2\r\n{}\r\n0\r\n\r\n"),
+    ([(b"Transfer-Encoding", b"gzip")], b"{}"),
+]
 METHODS = [b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS", b"TRACE", b"PROPFIND", b"BREW"]
 
 
@@ -303,6 +312,8 @@ def hostile_requests(path: str, credentials: list) -> list[tuple]:
     for headers in HOSTILE_HEADERS:
         out.append((b"GET", target, headers, b"", None))
         out.append((b"POST", target, headers + [(b"Content-Type", b"application/json")], b"{}", None))
+    for framing, body in HOSTILE_FRAMING:  # the body's length said wrongly: each answered at once, never waited on
+        out.append((b"POST", target, credentials + [(b"Content-Type", b"application/json")] + framing, body, False))
     return out
 
 
