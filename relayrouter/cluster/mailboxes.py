@@ -38,6 +38,7 @@ class MailboxPeers:
         self.node = cluster.config.node
         self.subject = mailbox_subject(cluster.config.subject_prefix)
         self.realms: dict[str, SharedMailboxes] = {}
+        self.sent = 0
         self.unsent = 0  # notices not sent: NATS was not connected
         cluster.handlers[self.subject] = self._heard
         cluster.bridge.subscribe(self.subject)
@@ -75,6 +76,7 @@ class MailboxPeers:
         if not self.cluster.connected:
             self.unsent += 1
             return
+        self.sent += 1
         self.cluster.bridge.publish(self.subject, data, during_outage=False)
 
     # --------------------------------------------------- from the other nodes

@@ -194,6 +194,7 @@ class RouterCollector:
         yield from _cluster_nodes(cluster.nodes)
         yield from _cluster_calls(cluster.calls)
         yield from _cluster_state(cluster)
+        yield from _cluster_mailboxes(getattr(self.service.durable, "peers", None))
 
 
 def _cluster_nodes(nodes):
@@ -213,6 +214,24 @@ def _cluster_nodes(nodes):
                 figures[name].add_metric([node], value)
     yield info
     yield from figures.values()
+
+
+def _cluster_mailboxes(peers):
+    """Mailboxes kept in step with the other nodes (cluster/mailboxes.py, core/mailbox_sync.py)."""
+    if peers is None:
+        return
+    notices = CounterMetricFamily("relayrouter_cluster_mailbox_notices", "Mailbox notices (a message committed, "
+                                  "messages gone, a take started): out (sent to the other nodes), unsent (NATS "
+                                  "was not connected; the nodes read their mailboxes back on reconnecting), in "
+                                  "(heard from the other nodes)", labels=["direction"])
+    shared = list(peers.realms.values())
+    notices.add_metric(["out"], peers.sent)
+    notices.add_metric(["unsent"], peers.unsent)
+    notices.add_metric(["in"], sum(s.notices_in for s in shared))
+    yield notices
+    yield CounterMetricFamily("relayrouter_cluster_mailbox_reads", "Mailboxes read back from the database the "
+                              "nodes share: at each take, on (re)connecting to NATS, and when a message came "
+                              "ahead of one missing", value=sum(s.resyncs for s in shared))
 
 
 def _cluster_calls(calls):

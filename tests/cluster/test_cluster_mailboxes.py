@@ -14,6 +14,7 @@ from twisted.internet import defer, threads
 from ..integration.test_mailboxes import SECRETS, Taker, as_user
 from ..support import eventually
 from .harness import PATIENCE, NatsServer, Node, sleep
+from .test_cluster_resume import metric
 
 PG_SERVER = os.environ.get("RELAYROUTER_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 
@@ -207,5 +208,11 @@ def test_what_was_put_and_acked_during_a_nats_outage_is_caught_up_on_reconnectin
         assert time.monotonic() < deadline, f"node a still holds {stats}"
         yield sleep(0.1)
     assert (yield threads.deferToThread(rows, dsn, "mailbox_messages")) == 3
+    # Counted: the notices that could not go (three puts on a, one ack on b), and what was heard.
+    assert metric(a, "relayrouter_cluster_mailbox_notices_total", direction="unsent") == 3
+    assert metric(b, "relayrouter_cluster_mailbox_notices_total", direction="unsent") == 1
+    assert metric(b, "relayrouter_cluster_mailbox_notices_total", direction="in") >= 2
+    assert metric(a, "relayrouter_cluster_mailbox_notices_total", direction="out") >= 2
+    assert metric(b, "relayrouter_cluster_mailbox_reads_total") >= 2  # the take, the reconnection
     for session in (sender, owner, admin_view):
         session.leave()
