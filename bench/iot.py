@@ -32,7 +32,7 @@ if __package__ in (None, ""):
 
 from bench.procstat import CLOCK_TICKS, cpu_ticks  # noqa: E402
 from tests.connectors.iot_agent.clients import http_sync  # noqa: E402
-from tests.connectors.iot_agent.harness import JWT_SECRET, ROUTER_TOML, Agent, Mosquitto, free_port, token  # noqa: E402
+from tests.connectors.iot_agent.harness import ROUTER_ENV, ROUTER_TOML, Agent, Mosquitto, free_port, token  # noqa: E402
 from tests.connectors.processes import RouterProcess  # noqa: E402
 
 PAD = "x" * 120  # makes the JSON about 200 bytes
@@ -467,7 +467,7 @@ def main(argv=None) -> int:
             rs_port = free_port()
             toml += f'\n[[listeners]]\ntype = "rawsocket"\nendpoint = "tcp:{rs_port}:interface=127.0.0.1"\n'
             agent_router = ["--router", f"rs://127.0.0.1:{rs_port}"]  # the later --router wins
-        env.router = RouterProcess(tmp, toml, env={"IOT_TEST_JWT_SECRET": JWT_SECRET})
+        env.router = RouterProcess(tmp, toml, env=ROUTER_ENV)
         env.router.start()
         http_sync("POST", f"{env.router.http_url}/realms", {"name": "bench"}, bearer=token(role="admin"))
         env.agent = Agent(tmp, env.router, env.broker, "--mqtt-workers", args.workers,

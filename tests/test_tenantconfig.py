@@ -5,8 +5,17 @@ import pytest
 from relayrouter import config as cfg
 
 
+JWT = {"algorithms": ["HS256"], "authrole": "user", "keys": [{"secret_env": "TENANT_TEST_JWT_SECRET"}]}
+
+
 def parse(**top):
     return cfg.parse({"realms": [{"name": "mgmt"}], **top})
+
+
+def test_a_templates_jwt_names_the_claim_that_names_the_tenant(monkeypatch):
+    monkeypatch.setenv("TENANT_TEST_JWT_SECRET", "x" * 40)
+    c = parse(realm_templates=[{"name": "a", "auth": {"jwt": dict(JWT, realm_claim="service")}}])
+    assert c.tenants.templates[0].auth.jwt.policy.realm_claim == "service"
 
 
 def test_templates_and_defaults():
@@ -33,8 +42,16 @@ def test_templates_and_defaults():
     ({"realm_templates": [{"name": "a"}], "tenants": {"admin_roles": "admin"}},
      "tenants.admin_roles: must be a list of non-empty strings"),
     ({"realm_templates": [{"name": "a"}], "tenants": {"admin": 1}}, "tenants.admin: unknown key"),
+    # A template's tenants share its JWT keys: a token must name its tenant.
+    ({"realm_templates": [{"name": "a"}, {"name": "b", "auth": {"jwt": JWT}}]},
+     "realm_templates[1].auth.jwt.realm_claim: required in a template"),
+    ({"realm_templates": [{"name": "a", "auth": {"jwt": dict(JWT, realm_claim="")}}]},
+     "realm_templates[0].auth.jwt.realm_claim: must name a claim"),
+    ({"realms": [{"name": "mgmt", "auth": {"jwt": dict(JWT, realm_claim="")}}]},
+     "realms[0].auth.jwt.realm_claim: must name a claim"),
 ])
-def test_errors_name_the_key(top, words):
+def test_errors_name_the_key(top, words, monkeypatch):
+    monkeypatch.setenv("TENANT_TEST_JWT_SECRET", "x" * 40)
     with pytest.raises(cfg.ConfigError) as caught:
         parse(**top)
     assert words in str(caught.value)

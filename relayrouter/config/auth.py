@@ -348,6 +348,8 @@ def _jwt(item: Any, key: str) -> JwtConfig:
         )
     except ValueError as e:
         raise ConfigError(f"{key}: {e}") from None
+    if policy.realm_claim == "":
+        raise ConfigError(f"{key}.realm_claim: must name a claim (e.g. \"service\")")
     keys, urls, kidless = [], [], []
     for i, k in enumerate(_list(item, "keys")):
         source, value = _jwt_key(k, f"{key}.keys[{i}]")

@@ -29,6 +29,14 @@ def tenants(data: dict, realm_names: set[str], parse_realm: Callable[[Any, str],
     if not items and section is None:
         return None
     templates = tuple(parse_realm(item, f"realm_templates[{i}]") for i, item in enumerate(items))
+    for i, template in enumerate(templates):
+        jwt = getattr(template.auth, "jwt", None)
+        if jwt is not None and not jwt.policy.realm_claim:
+            raise ConfigError(
+                f"realm_templates[{i}].auth.jwt.realm_claim: required in a template: its keys verify tokens for"
+                " every tenant made from it, so a token must name its tenant in a claim (dojot's: \"service\");"
+                " a service that serves every tenant joins with a credential of its own (a ticket or cryptosign"
+                " principal)")
     names = [t.name for t in templates]
     for i, name in enumerate(names):
         if name in names[:i]:

@@ -77,6 +77,7 @@ name = "tenant"
 algorithms = ["HS256"]
 as_ticket = true
 authrole = "user"
+realm_claim = "service"
 keys = [{secret_env = "NET_JWT_SECRET"}]
 
 [relay]

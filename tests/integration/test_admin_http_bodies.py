@@ -22,7 +22,7 @@ def router(monkeypatch, tmp_path):
     monkeypatch.setenv("JWT_SECRET", HS_SECRET)
     data = {
         "realms": [{"name": "management", "auth": {"jwt": JWT, "one_time_tickets": {"lifetime": 30}}}],
-        "realm_templates": [{"name": "tenant", "auth": {"jwt": JWT}}],
+        "realm_templates": [{"name": "tenant", "auth": {"jwt": dict(JWT, realm_claim="service")}}],
         "tenants": {"admin_roles": ["admin"]},
         "revocation": {"admin_roles": ["admin"], "admin_realm": "management"},
     }

@@ -33,7 +33,7 @@ def config(monkeypatch) -> dict:
                     "roles": [{"name": name, "rules": [{"uri": "com.example.", "match": "prefix",
                                                           "allow": ["publish", "call", "subscribe"]}]}
                               for name in ("admin", "webhook")]}],
-        "realm_templates": [{"name": "tenant", "auth": {"jwt": JWT}}],
+        "realm_templates": [{"name": "tenant", "auth": {"jwt": dict(JWT, realm_claim="service")}}],
         "tenants": {"admin_roles": ["admin"]},
         "revocation": {"admin_roles": ["admin"], "admin_realm": "management"},
         "metrics": {"loopback_open": False},

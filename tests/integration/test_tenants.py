@@ -12,6 +12,8 @@ from ..support import LeftBeforeJoining, connect_ws, eventually, within
 
 JWT = {"algorithms": ["HS256"], "audience": "relayrouter", "issuer": ISSUER, "as_ticket": True,
        "authrole_claim": "role", "authrole": "user", "keys": [{"secret_env": "JWT_SECRET"}]}
+# A template's JWT must say which claim names a token's tenant (its tenants share its keys).
+TEMPLATE_JWT = dict(JWT, realm_claim="service")
 
 
 def config(monkeypatch):
@@ -26,7 +28,7 @@ def config(monkeypatch):
         }],
         "realm_templates": [{
             "name": "tenant",
-            "auth": {"jwt": JWT},
+            "auth": {"jwt": TEMPLATE_JWT},
             "roles": [{"name": "user", "rules": [
                 {"uri": "app.", "match": "prefix", "allow": ["publish", "subscribe", "call", "register"]},
                 {"uri": "relayrouter.history.read", "allow": ["call"]}]}],
@@ -53,6 +55,8 @@ def router(monkeypatch, state):
 
 
 def join(router, realm, **claims):
+    """Join ``realm`` with a token whose ``service`` claim names it, unless the claims say otherwise."""
+    claims.setdefault("service", realm)
     return connect_ws(router, realm=realm, authmethods=["ticket"], authid="x", ticket=token(**claims))
 
 
@@ -271,11 +275,10 @@ def test_a_purge_cut_short_is_done_at_the_next_start(monkeypatch, state):
 
 @pytest_twisted.inlineCallbacks
 def test_with_a_realm_claim_a_token_joins_only_the_tenants_it_names(monkeypatch, tmp_path):
-    """Tenants made from one template share its signing key: without realm_claim a token of
-    one tenant joins every other (the test above joins both with one token). With it, a token
-    joins, and buys a one-time ticket for, only the realms its claim names."""
+    """Tenants made from one template share its signing key, so a template's JWT needs its
+    realm_claim: a token joins, and buys a one-time ticket for, only the realms its claim names."""
     data = config(monkeypatch)
-    data["realm_templates"][0]["auth"] = {"jwt": dict(JWT, realm_claim="service"),
+    data["realm_templates"][0]["auth"] = {"jwt": TEMPLATE_JWT,
                                           "one_time_tickets": {"lifetime": 30}}
     running = yield start(data, tmp_path / "state")
     try:
@@ -290,7 +293,7 @@ def test_with_a_realm_claim_a_token_joins_only_the_tenants_it_names(monkeypatch,
         for claims in (acme_user, dict(sub="alice"), dict(sub="alice", service=["acme"]),
                        dict(sub="alice", service={"globex": True}), dict(sub="alice", service="GLOBEX")):
             with pytest.raises(LeftBeforeJoining) as e:
-                yield join(running, "globex", **claims)
+                yield connect_ws(running, realm="globex", authmethods=["ticket"], authid="x", ticket=token(**claims))
             assert e.value.reason == "wamp.error.authentication_failed", claims
             assert e.value.message == "token is not for realm 'globex' (its 'service' claim does not name it)"
             code, _, body = yield http("POST", f"{running.http_url}/ticket?realm=globex", bearer=token(**claims))

@@ -28,6 +28,7 @@ DYNSEC_PLUGIN_PATHS = ("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
                        "/usr/lib/mosquitto_dynamic_security.so")
 JWT_SECRET = "iot-test-hmac-secret-0123456789abcdef-0123456789"
 ADMIN_PASSWORD = "dynsec-admin-secret-for-tests"
+AGENT_TICKET = "iot-agent-ticket-for-tests-0123456789"  # the router's principal iot-agent, in every realm
 AGENT_LINE = r"iot-agent listening: http://127\.0\.0\.1:(\d+)/"
 TLS_LINE = r"iot-agent device TLS listening: https://127\.0\.0\.1:(\d+)/"
 
@@ -125,6 +126,10 @@ algorithms = ["HS256"]
 as_ticket = true
 authrole_claim = "role"
 keys = [{secret_env = "IOT_TEST_JWT_SECRET"}]
+[[realms.auth.ticket.principals]]
+authid = "iot-agent"
+role = "agent"
+secret_env = "IOT_TEST_AGENT_TICKET"
 [[realms.roles]]
 name = "admin"
 rules = [{uri = "relayrouter.realm.", match = "prefix", allow = ["call", "subscribe"]}]
@@ -138,7 +143,12 @@ name = "tenant"
 algorithms = ["HS256"]
 as_ticket = true
 authrole_claim = "role"
+realm_claim = "service"
 keys = [{secret_env = "IOT_TEST_JWT_SECRET"}]
+[[realm_templates.auth.ticket.principals]]
+authid = "iot-agent"
+role = "agent"
+secret_env = "IOT_TEST_AGENT_TICKET"
 [[realm_templates.roles]]
 name = "agent"
 rules = [{uri = "", match = "prefix", allow = ["call", "register", "publish", "subscribe"]}]
@@ -160,8 +170,12 @@ def token(lifetime: float = 3600, **claims) -> str:
     return pyjwt.encode(body, JWT_SECRET, algorithm="HS256")
 
 
+# The secrets ROUTER_TOML names.
+ROUTER_ENV = {"IOT_TEST_JWT_SECRET": JWT_SECRET, "IOT_TEST_AGENT_TICKET": AGENT_TICKET}
+
+
 def start_router(tmp_path: Path) -> RouterProcess:
-    router = RouterProcess(tmp_path, ROUTER_TOML, env={"IOT_TEST_JWT_SECRET": JWT_SECRET})
+    router = RouterProcess(tmp_path, ROUTER_TOML, env=ROUTER_ENV)
     router.start()
     return router
 
@@ -173,8 +187,7 @@ class Agent(Child):
         self.router = router
         self.broker = broker
         self.extra = [str(e) for e in extra]
-        agent_jwt = token(lifetime=24 * 3600, sub="iot-agent", role="agent")
-        env = {"IOT_AGENT_TICKET": agent_jwt, "IOT_AGENT_API_JWT_SECRET": JWT_SECRET,
+        env = {"IOT_AGENT_TICKET": AGENT_TICKET, "IOT_AGENT_API_JWT_SECRET": JWT_SECRET,
                "IOT_AGENT_MQTT_PASSWORD": ADMIN_PASSWORD, **(env or {})}
         super().__init__("iot-agent", [], env=env)
         self.port = None
