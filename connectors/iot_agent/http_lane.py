@@ -41,8 +41,10 @@ timer).
 import json
 from dataclasses import dataclass
 
+from twisted.internet.interfaces import IProtocolNegotiationFactory, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from zope.interface import implementer
 from twisted.python.failure import Failure
 from twisted.web import http
 
@@ -101,9 +103,11 @@ def parse_head(block: bytes, max_body: int) -> Head | None:
                 connection == b"close")
 
 
+@implementer(IProtocolNegotiationFactory)
 class LaneFactory(Factory):
     """Wraps a twisted.web ``site``: ``take(head, body, transport)`` returns
-    the Deferred of a request the agent accepts, or None."""
+    the Deferred of a request the agent accepts, or None.  Under TLS it
+    offers the site's ALPN protocols, so the handshake is the site's own."""
 
     def __init__(self, site, take, max_body: int, counters) -> None:
         self.site = site
@@ -114,6 +118,9 @@ class LaneFactory(Factory):
 
     def buildProtocol(self, addr):  # noqa: N802
         return Lane(self, addr)
+
+    def acceptableProtocols(self) -> list[bytes]:  # noqa: N802
+        return self.site.acceptableProtocols()
 
     def startFactory(self) -> None:  # noqa: N802
         self.site.doStart()
@@ -153,9 +160,8 @@ class Lane(Protocol):
         self.timer = None
 
     def connectionMade(self) -> None:  # noqa: N802
-        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
-        if set_no_delay is not None:
-            set_no_delay(True)  # as twisted.web does
+        if ITCPTransport.providedBy(self.transport):
+            self.transport.setTcpNoDelay(True)  # as twisted.web does: on plain TCP only (not under TLS)
         self._arm()
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
