@@ -1,5 +1,8 @@
-"""The sdist and wheel built from a clean copy of the tree, once per test run (tests/packaging, tests/docs)."""
+"""The sdist and wheel built from a clean copy of the tree, once per test run (tests/packaging, tests/docs),
+and shared by the run's pytest-xdist workers: the first to need them builds them, the others wait for it."""
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -34,12 +37,36 @@ NOT_IN_A_CLONE = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "
                                         ".hypothesis", "*dropin.cache*", "_build")
 
 
+@contextlib.contextmanager
+def made_once(tmp_path_factory, name: str):
+    """A directory for ``name``, and whether it is still to be made (then the caller makes it).
+
+    Under pytest-xdist it lies in the run's directory, which every worker's own
+    temporary directory is in: the first worker makes it while holding a lock, the
+    others wait on the lock and find it made.  In a serial run it is the run's own."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield tmp_path_factory.mktemp(name), True
+        return
+    path = tmp_path_factory.getbasetemp().parent / name
+    done = path / ".made"
+    with open(path.with_name(f"{name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            yield path, False
+            return
+        shutil.rmtree(path, ignore_errors=True)  # a worker that failed half-way
+        path.mkdir()
+        yield path, True
+        done.touch()
+
+
 @pytest.fixture(scope="session")
 def dists(tmp_path_factory) -> dict:
-    clone = tmp_path_factory.mktemp("clone") / "relayrouter"
-    shutil.copytree(ROOT, clone, ignore=NOT_IN_A_CLONE)
-    out = tmp_path_factory.mktemp("dist")
-    _run([sys.executable, "-m", "build", "--outdir", str(out), str(clone)], env=_clean_env())
+    with made_once(tmp_path_factory, "dist") as (out, to_make):
+        if to_make:
+            clone = out / "clone" / "relayrouter"
+            shutil.copytree(ROOT, clone, ignore=NOT_IN_A_CLONE)
+            _run([sys.executable, "-m", "build", "--outdir", str(out), str(clone)], env=_clean_env())
     (wheel,) = out.glob("*.whl")
     (sdist,) = out.glob("*.tar.gz")
     return {"wheel": wheel, "sdist": sdist}
@@ -49,8 +76,9 @@ def dists(tmp_path_factory) -> dict:
 def wheelhouse(dists, tmp_path_factory) -> Path:
     """The wheel and a wheel of every package it and its extras need: what
     ``pip install --no-index --find-links`` installs from, without a network."""
-    house = tmp_path_factory.mktemp("wheelhouse")
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--wheel-dir", str(house),
-          f"relayrouter[all] @ {dists['wheel'].as_uri()}"], env=_clean_env(), timeout=900)
+    with made_once(tmp_path_factory, "wheelhouse") as (house, to_make):
+        if to_make:
+            _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--wheel-dir",
+                  str(house), f"relayrouter[all] @ {dists['wheel'].as_uri()}"], env=_clean_env(), timeout=900)
     return house
 

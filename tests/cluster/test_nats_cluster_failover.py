@@ -148,6 +148,7 @@ class Traffic:
 
 @pytest.mark.timeout(1200)  # three kills, each waiting for the NATS cluster to heal
 @pytest_twisted.inlineCallbacks
+@pytest.mark.scenario  # three kills, each healed
 def test_each_server_killed_in_turn_loses_no_call_denial_or_ticket(cluster):
     nats, nodes = cluster
     callee = yield join(nodes["b"], token(sub="worker", role="device"))

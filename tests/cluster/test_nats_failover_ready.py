@@ -77,6 +77,7 @@ def not_ready(nodes, watch: float, seconds: float) -> dict[str, tuple[float, flo
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.scenario  # a NATS server killed and the cluster healed: about a minute
 def test_a_node_whose_server_dies_is_ready_again_without_rebuilding_its_watches(cluster):
     nats, nodes = cluster
     node = nodes["a"]

@@ -227,6 +227,7 @@ def test_the_router_under_the_fixed_hostile_set(router):
     assert run_net(router) > 1000
 
 
+@pytest.mark.scenario  # thousands of hostile frames
 def test_the_routers_websockets_under_hostile_frames(router):
     """Each WebSocket resource of the router's tree (WAMP, the Micronets endpoint) gets
     each hostile frame after a HELLO, on a connection of its own: the connection is

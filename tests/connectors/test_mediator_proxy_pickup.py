@@ -50,6 +50,7 @@ def queued_at_the_mediator(mediator: Child, count: int) -> None:
              lambda: len(NOT_REQUEUED.findall(mediator.output())) >= count, 120)
 
 
+@pytest.mark.scenario  # ACA-Py agents, a kill -9 and a restart
 def test_pickup_2_0_is_chosen_and_a_kill_9_mid_retrieval_loses_nothing(pickup_deployment):
     mediator, proxy, webhooks, procs, tmp_path = pickup_deployment
     proxy.start()

@@ -31,6 +31,7 @@ def test_every_guide_with_commands_runs_or_says_why():
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+@pytest.mark.scenario  # a whole guide, from pip install on
 def test_guide_runs_as_written(page, wheelhouse):
     base = Path(tempfile.mkdtemp(prefix="howto-"))  # under /tmp: a normal user can reach it
     try:

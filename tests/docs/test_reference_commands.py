@@ -95,6 +95,7 @@ def test_the_iot_agent_page_runs_as_written_against_the_tutorials_router_and_mos
     reference.run([DOCS / "reference" / "iot-agent.md"], base, before=set_up)
 
 
+@pytest.mark.scenario  # bench/micro.py as the page runs it
 def test_the_performance_pages_micro_benchmark_runs_as_written_from_a_checkout(base):
     """Its other commands are measurements the page says are not run (see the test below)."""
     checkout = Path(__file__).resolve().parents[2]

@@ -23,6 +23,7 @@ def test_every_tutorial_is_listed():
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+@pytest.mark.scenario  # a whole tutorial, from pip install on
 def test_tutorial_runs_as_written(page, wheelhouse):
     base = Path(tempfile.mkdtemp(prefix="tutorial-"))  # under /tmp: a normal user can reach it
     try:

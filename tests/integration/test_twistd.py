@@ -121,6 +121,7 @@ def test_twistd_runs_listeners_and_realms_from_options(tmp_path):
     assert_no_fault(proc)
 
 
+@pytest.mark.xdist_group("port-8080")  # one user of the default port at a time (tests/parallel.py)
 def test_default_command_line_prints_the_url(tmp_path):
     # The default listener is port 8080; run it only if that port is free here.
     import socket

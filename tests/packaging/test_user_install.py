@@ -66,6 +66,7 @@ def test_version_command(venv):
     assert result.stdout.strip() == f"relayrouter {__version__}"
 
 
+@pytest.mark.xdist_group("port-8080")  # one user of the default port at a time (tests/parallel.py)
 def test_readme_first_command_runs_a_router_a_client_can_use(venv, tmp_path):
     # The test runs what README says; if README changes, so must this test.
     readme = (ROOT / "README.md").read_text()
