@@ -213,9 +213,13 @@ class Mailbox:
             self.record_counters()
 
     def record_counters(self) -> None:
-        """Counters are kept across restarts: the store gets them at each change."""
-        self.owner.store.mailbox_counters(self.owner.realm.name, self.uri,
-                                          {name: getattr(self, name) for name in COUNTERS})
+        """Counters are kept across restarts: the store gets them at each change
+        (a store the nodes share, this node's increments: core/mailbox_sync.py)."""
+        counters = {name: getattr(self, name) for name in COUNTERS}
+        if self.owner.sync is not None:
+            self.owner.sync.record_counters(self, counters)
+        else:
+            self.owner.store.mailbox_counters(self.owner.realm.name, self.uri, counters)
 
     def forget(self, message_id: int) -> MailboxMessage | None:
         message = self.messages.pop(message_id, None)

@@ -40,7 +40,7 @@ below an ID it finished).
 
 from collections import OrderedDict
 
-from .records import MailboxMessage, StoreError
+from .records import COUNTERS, MailboxMessage, StoreError
 
 TAKEN_OVER = "relayrouter.error.mailbox_taken_over"
 RECENT = 100_000  # (mailbox, id) of messages gone, remembered to ignore late notices of them
@@ -57,10 +57,14 @@ class SharedMailboxes:
         self.realm = mailboxes.realm.name
         self.recent: OrderedDict = OrderedDict()  # (mailbox URI, id) -> None, oldest first
         self.high: dict[str, int] = {}  # mailbox URI -> every message up to this ID held (or gone)
+        self.first: int | None = None  # the first ID of a mailbox the store has not numbered yet
         self.waiting: dict[str, dict] = {}  # mailbox URI -> {id: (message, sender counted)}
         self.reading: set = set()  # mailbox URIs read back for a gap now
         self.resyncs = 0
         self.notices_in = 0
+        # mailbox URI -> its counters as the store has them with this node's increments (the others' come
+        # in when the mailbox is read back); what changed since is what the next record adds.
+        self.recorded: dict[str, dict] = {uri: _counters(mailbox) for uri, mailbox in mailboxes.mailboxes.items()}
         mailboxes.sync = self
 
     # ------------------------------------------------------ this node's changes
@@ -73,6 +77,13 @@ class SharedMailboxes:
     def gone(self, uri: str, ids: list) -> None:
         self._remember(uri, ids)
         self.peers.gone(self.realm, uri, ids)
+
+    def record_counters(self, mailbox, counters: dict) -> None:
+        """This node's increments since the last record, which the shared store adds up."""
+        before = self.recorded.get(mailbox.uri, {})
+        self.recorded[mailbox.uri] = counters
+        self.mailboxes.store.mailbox_counters(self.realm, mailbox.uri,
+                                              {name: counters[name] - before.get(name, 0) for name in COUNTERS})
 
     def taking(self, mailbox) -> None:
         """A take started here: the other nodes' takes of it end; it delivers once read back."""
@@ -114,7 +125,7 @@ class SharedMailboxes:
         uri, message_id = mailbox.uri, message.id
         if message_id in mailbox.messages or (uri, message_id) in self.recent:
             return
-        high = self.high.get(uri)
+        high = self._high(uri)
         if high is not None and message_id <= high:
             self._discard(mailbox, message, counted)  # the mailbox was read back since: gone meanwhile
         elif high is not None and message_id == high + 1:
@@ -126,6 +137,14 @@ class SharedMailboxes:
             if uri not in self.reading:
                 self.reading.add(uri)
                 self.resync(uri)
+
+    def _high(self, uri: str) -> int | None:
+        """The last ID up to which ``uri``'s messages are all held or gone; None: not known yet.
+        A mailbox this node never read back starts where the store numbers new mailboxes."""
+        high = self.high.get(uri)
+        if high is None and self.first is not None:
+            high = self.high[uri] = self.first - 1
+        return high
 
     def _hold(self, mailbox, message: MailboxMessage, counted: bool) -> None:
         if not counted:
@@ -139,7 +158,7 @@ class SharedMailboxes:
     def _drain(self, mailbox) -> None:
         waiting = self.waiting.get(mailbox.uri)
         while waiting:
-            entry = waiting.pop(self.high[mailbox.uri] + 1, None)
+            entry = waiting.pop(self._high(mailbox.uri) + 1, None)
             if entry is None:
                 break
             self.high[mailbox.uri] += 1
@@ -154,6 +173,7 @@ class SharedMailboxes:
         store and holds what it holds, in ID order; then ``then()``."""
         scope = [uri] if uri is not None else list(self.mailboxes.mailboxes)
         held = {u: set(self.mailboxes.mailboxes[u].messages) for u in scope if u in self.mailboxes.mailboxes}
+        counted = {u: _counters(self.mailboxes.mailboxes[u]) for u in held}
         self.resyncs += 1
 
         def read(outcome) -> None:
@@ -162,7 +182,10 @@ class SharedMailboxes:
             if isinstance(outcome, StoreError):
                 self.mailboxes._store_failed(outcome)
             else:
-                self._apply(held, *outcome)
+                if outcome.first is not None:
+                    self.first = outcome.first
+                self._apply(held, outcome.messages, outcome.last)
+                self._count(counted, outcome.counters)
             if then is not None:
                 then()
 
@@ -195,7 +218,7 @@ class SharedMailboxes:
                 self._hold(mailbox, message, entry is not None and entry[1])
             else:
                 waiting.pop(message.id, None)
-        top = max([self.high.get(uri) or 0, last or 0] + [message.id for message in messages])
+        top = max([self._high(uri) or 0, last or 0] + [message.id for message in messages])
         if top:
             self.high[uri] = top
             for message_id in [i for i in waiting if i <= top]:  # committed, then gone before the read
@@ -205,9 +228,26 @@ class SharedMailboxes:
             self.reading.add(uri)
             self.resync(uri)
 
+    def _count(self, counted: dict, stored: dict) -> None:
+        """Every node's increments, as stored, plus this node's since the read was asked for."""
+        for uri, values in stored.items():
+            mailbox = self.mailboxes.mailboxes.get(uri)
+            if mailbox is None:
+                continue
+            before = counted.get(uri, self.recorded.get(uri, {}))
+            total = {name: int(values.get(name, 0)) + getattr(mailbox, name) - before.get(name, 0)
+                     for name in COUNTERS}
+            for name, value in total.items():
+                setattr(mailbox, name, value)
+            self.recorded[uri] = total
+
     def _remember(self, uri: str, ids: list) -> None:
         recent = self.recent
         for message_id in ids:
             recent[(uri, message_id)] = None
         while len(recent) > RECENT:
             recent.popitem(last=False)
+
+
+def _counters(mailbox) -> dict:
+    return {name: getattr(mailbox, name) for name in COUNTERS}

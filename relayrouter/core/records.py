@@ -110,6 +110,16 @@ class MailboxMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class MailboxRead:
+    """Mailboxes read back from a store (``mailbox_read``)."""
+
+    messages: list  # MailboxMessage, by mailbox and ID
+    last: dict  # mailbox URI -> its last message ID, where the store numbers them (shared)
+    counters: dict  # mailbox URI -> {"redeliveries", "drops", "expired"}
+    first: int | None = None  # the ID a mailbox not numbered yet gets first (shared), else None
+
+
+@dataclass(frozen=True, slots=True)
 class MailboxState:
     """What the store holds for mailboxes at start."""
 
@@ -150,10 +160,9 @@ class Store(Protocol):
         """Message IDs below ``upto`` are taken, even after a restart."""
 
     def mailbox_read(self, realm: str, mailbox: str | None, done: Done) -> None:
-        """``done((messages, last))``: what the store holds now for one mailbox
-        of ``realm`` (every mailbox of it when ``mailbox`` is None), the
-        MailboxMessages by ID, and each mailbox's last ID where the store
-        numbers them (:attr:`shared`); it sees everything this node submitted before."""
+        """``done(MailboxRead)``: what the store holds now for one mailbox of
+        ``realm`` (every mailbox of it when ``mailbox`` is None); it sees
+        everything this node submitted before."""
 
     def mailbox_put(self, message: MailboxMessage, done: Done | None) -> None:
         """``done(None)`` once committed; where :attr:`shared` is true, the store
@@ -169,7 +178,8 @@ class Store(Protocol):
 
     def mailbox_counters(self, realm: str, mailbox: str, counters: dict) -> None:
         """Records a mailbox's counters as they are now (``COUNTERS``, kept
-        across restarts); fire-and-forget, the last one submitted wins."""
+        across restarts); fire-and-forget, the last one submitted wins.  Where
+        :attr:`shared`, ``counters`` are one node's increments, added up."""
 
     # realms
     def realm_purge(self, realm: str, done: Done | None = None) -> None:

@@ -8,7 +8,7 @@ between submitting work and its being durable.
 from dataclasses import replace
 
 from ..core.matching import EXACT
-from ..core.records import (HistoryPage, HistoryQuery, MailboxMessage, MailboxState, StoredEvent,
+from ..core.records import (HistoryPage, HistoryQuery, MailboxMessage, MailboxRead, MailboxState, StoredEvent,
                             UnknownPublication, wanted)
 
 
@@ -112,7 +112,9 @@ class MemoryStore:
                        key=lambda m: (m.mailbox, m.id))
         numbers = {uri: last for (r, uri), last in self.numbers.items()
                    if r == realm and (mailbox is None or uri == mailbox)}
-        self._complete(done, ([replace(m) for m in found], numbers))
+        counters = {uri: dict(values) for (r, uri), values in self.counters.items()
+                    if r == realm and (mailbox is None or uri == mailbox)}
+        self._complete(done, MailboxRead([replace(m) for m in found], numbers, counters, self.next_id))
 
     def mailbox_put(self, message: MailboxMessage, done) -> None:
         number = None
@@ -135,6 +137,9 @@ class MemoryStore:
                 message.attempts = count
 
     def mailbox_counters(self, realm: str, mailbox: str, counters: dict) -> None:
+        if self.shared:  # each node's increments, added up
+            before = self.counters.get((realm, mailbox), {})
+            counters = {name: before.get(name, 0) + value for name, value in counters.items()}
         self.counters[(realm, mailbox)] = dict(counters)
 
     # ---------------------------------------------------------------- realms

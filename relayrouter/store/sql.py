@@ -30,7 +30,7 @@ from typing import Callable
 import cbor2
 
 from ..core.matching import EXACT
-from ..core.records import (COUNTERS, HistoryPage, HistoryQuery, MailboxMessage, MailboxState,
+from ..core.records import (COUNTERS, HistoryPage, HistoryQuery, MailboxMessage, MailboxRead, MailboxState,
                             StoredEvent, StoreError, UnknownPublication, wanted)
 from .writer import Writer
 
@@ -289,9 +289,15 @@ class SqlStore:
             # (read the other way, one committed between the two would seem gone).
             cursor.execute(self.q(f"SELECT mailbox, last FROM mailbox_numbers WHERE {where}"), params)
             last = dict(cursor.fetchall())
+            cursor.execute(self.q(f"SELECT mailbox, {', '.join(COUNTERS)} FROM mailbox_counters WHERE {where}"),
+                           params)
+            counters = {mailbox: dict(zip(COUNTERS, values)) for mailbox, *values in cursor.fetchall()}
             cursor.execute(self.q("SELECT realm, mailbox, id, timestamp, attempts, size, payload "
                                   f"FROM mailbox_messages WHERE {where} ORDER BY mailbox, id"), params)
-            results.append(([_message(row) for row in cursor.fetchall()], last))
+            messages = [_message(row) for row in cursor.fetchall()]
+            cursor.execute("SELECT value FROM counters WHERE name = 'mailbox_next_id'")
+            row = cursor.fetchone()
+            results.append(MailboxRead(messages, last, counters, row[0] if row else None))
         return results
 
     def _mailbox_put(self, cursor, arguments: list) -> list:
@@ -337,12 +343,19 @@ class SqlStore:
 
 
     def _mailbox_counters(self, cursor, arguments: list) -> list:
-        latest = {(realm, mailbox): values for realm, mailbox, values in arguments}  # the last wins
+        if self.shared:  # each node's increments, added up
+            latest: dict = {}
+            for realm, mailbox, values in arguments:
+                before = latest.get((realm, mailbox), (0,) * len(COUNTERS))
+                latest[(realm, mailbox)] = tuple(a + b for a, b in zip(before, values))
+            update = ", ".join(f"{c} = mailbox_counters.{c} + excluded.{c}" for c in COUNTERS)
+        else:
+            latest = {(realm, mailbox): values for realm, mailbox, values in arguments}  # the last wins
+            update = ", ".join(f"{c} = excluded.{c}" for c in COUNTERS)
         columns = ", ".join(COUNTERS)
         cursor.executemany(self.q(
             f"INSERT INTO mailbox_counters (realm, mailbox, {columns}) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (realm, mailbox) DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in COUNTERS)),
+            "ON CONFLICT (realm, mailbox) DO UPDATE SET " + update),
             [(realm, mailbox, *values) for (realm, mailbox), values in latest.items()])
         return [None] * len(arguments)
 

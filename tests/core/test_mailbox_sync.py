@@ -71,6 +71,9 @@ def cluster(names="ab", **rule):
         realm.broker.mailboxes = mailboxes
         bus.nodes[name] = SharedMailboxes(mailboxes, bus.node(name))
         nodes[name] = (router, mailboxes)
+    for shared in bus.nodes.values():  # as each node does on connecting to NATS
+        shared.resync()
+    store.flush()
     return store, bus, nodes
 
 
@@ -195,3 +198,21 @@ def test_a_senders_share_counts_what_it_put_on_other_nodes():
     put(sender_b, "mailbox.agentb", 2)
     refused = [x for x in sender_b.take() if isinstance(x, m.Error)]
     assert [e.error for e in refused] == ["relayrouter.error.mailbox_sender_quota"]
+
+
+def test_the_counters_add_up_every_nodes_and_each_node_reads_the_total_back():
+    store, bus, nodes = cluster(max_messages=1, overflow="drop-oldest", max_messages_per_sender=1)
+    for name, count in (("a", 3), ("b", 2)):  # each put drops the one before it (drop-oldest)
+        sender = join_as(nodes[name][0], f"sender-{name}")
+        for i in range(count):
+            put(sender, "mailbox.agentb", i)
+            store.flush()
+            bus.deliver()
+    own = {name: nodes[name][1].mailbox("mailbox.agentb").drops for name in "ab"}
+    assert own["a"] == 2 and own["b"] >= 1
+    assert store.counters[("realm1", "mailbox.agentb")]["drops"] == own["a"] + own["b"]  # added up
+    owner = join_as(nodes["a"][0], "agentb")
+    take(owner)  # reads the mailbox back, its counters with it
+    store.flush()
+    stats = nodes["a"][1].mailbox("mailbox.agentb").stats()
+    assert stats["drops"] == own["a"] + own["b"] and stats["depth"] == 1

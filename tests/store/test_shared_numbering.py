@@ -15,7 +15,8 @@ def put(backend, store, mailbox, realm="r1"):
 
 
 def read(backend, store, realm="r1", mailbox=None):
-    return backend.result(store, lambda done: store.mailbox_read(realm, mailbox, done))
+    found = backend.result(store, lambda done: store.mailbox_read(realm, mailbox, done))
+    return found.messages, found.last, found.counters
 
 
 def test_each_mailbox_is_numbered_on_from_the_stores_mark_and_read_back(backend):
@@ -27,12 +28,14 @@ def test_each_mailbox_is_numbered_on_from_the_stores_mark_and_read_back(backend)
     assert put(backend, store, "mb.b") == 50  # numbered per mailbox
     assert put(backend, store, "mb.a", realm="r2") == 50
     backend.result(store, lambda done: store.mailbox_delete("r1", "mb.a", [51, 52], done))
-    messages, last = read(backend, store)
+    messages, last, counters = read(backend, store)
     assert [(m.mailbox, m.id) for m in messages] == [("mb.a", 50), ("mb.b", 50)]
     assert last == {"mb.a": 52, "mb.b": 50}  # what was acked is never numbered again
-    messages, last = read(backend, store, mailbox="mb.a")
-    assert [m.id for m in messages] == [50] and last == {"mb.a": 52}
+    messages, last, counters = read(backend, store, mailbox="mb.a")
+    assert [m.id for m in messages] == [50] and last == {"mb.a": 52} and counters == {}
     assert put(backend, store, "mb.a") == 53
+    first = backend.result(store, lambda done: store.mailbox_read("r1", "mb.new", done)).first
+    assert first == 50 and put(backend, store, "mb.new") == first  # where a new mailbox starts
 
 
 def test_a_node_back_on_its_own_numbers_above_what_the_cluster_handed_out(sql_backend):
@@ -80,10 +83,21 @@ def test_two_nodes_putting_at_once_get_every_number_once_and_none_skipped(reques
     numbers = sorted(got[0] + got[1])
     assert numbers == list(range(numbers[0], numbers[0] + 400))
     store = backend.open()
-    messages, last = read(backend, store)
+    messages, last, _ = read(backend, store)
     by_id = {m.id: m.args for m in messages}
     assert last == {"mb.hot": numbers[-1]} and len(by_id) == 400
     # the ID order is each node's put order
     for index in (0, 1):
         assert [by_id[i][1] for i in sorted(by_id) if by_id[i][0] == index] == list(range(200))
     backend.close(store)
+
+
+def test_shared_counters_are_each_nodes_increments_added_up(backend):
+    store = backend.open()
+    store.shared = True
+    store.mailbox_counters("r1", "mb.a", {"redeliveries": 1, "drops": 0, "expired": 0})
+    store.mailbox_counters("r1", "mb.a", {"redeliveries": 2, "drops": 1, "expired": 0})
+    backend.sync(store)
+    store.mailbox_counters("r1", "mb.a", {"redeliveries": 0, "drops": 0, "expired": 5})
+    _, _, counters = read(backend, store)
+    assert counters == {"mb.a": {"redeliveries": 3, "drops": 1, "expired": 5}}
