@@ -60,8 +60,14 @@ def test_tls_unique_binding_mismatch_is_denied():
         Deny("cryptosign signature is not over this session's challenge")
 
 
-def test_tls_unique_without_tls_is_denied():
-    assert isinstance(hello(auth(), channel_binding="tls-unique"), Deny)
+@pytest.mark.parametrize("transport", [
+    TransportInfo(), TransportInfo(kind="websocket", is_secure=False, channel_id={"tls-unique": os.urandom(32)}),
+    TransportInfo(kind="websocket", is_secure=True, channel_id={"tls-unique": os.urandom(12)}),
+    TransportInfo(kind="websocket", is_secure=True, channel_id={}),
+], ids=["no TLS", "a channel id without TLS", "a channel id of the wrong length", "no channel id"])
+def test_tls_unique_without_a_tls_channel_is_denied(transport):
+    assert hello(auth(), transport=transport, channel_binding="tls-unique") == \
+        Deny("channel_binding 'tls-unique' needs a TLS connection")
 
 
 def test_required_binding_refuses_an_unbound_client():
@@ -81,22 +87,49 @@ def test_wrong_key_signing_is_denied():
 
 
 def test_unregistered_public_key_is_denied():
-    assert isinstance(hello(auth(), key=MALLORY), Deny)
+    assert hello(auth(), key=MALLORY) == Deny("this public key is not registered for the authid")
 
 
 def test_authid_not_owning_the_key_is_denied():
     a = auth()
-    assert isinstance(a.hello(request("bob", {"pubkey": ALICE.public_key()})), Deny)
+    assert a.hello(request("bob", {"pubkey": ALICE.public_key()})) == \
+        Deny("this public key is not registered for the authid")
 
 
 def test_missing_pubkey_is_denied():
-    assert "authextra.pubkey" in auth().hello(request("alice")).message
+    assert auth().hello(request("alice")) == Deny("cryptosign needs the client's public key (hex) in authextra.pubkey")
 
 
 @pytest.mark.parametrize("signature", ["", "zz", "00" * 95, None])
 def test_malformed_signature_is_denied(signature):
     a = auth()
-    assert isinstance(a.authenticate(request(), hello(a).state, signature, {}), Deny)
+    assert a.authenticate(request(), hello(a).state, signature, {}) == \
+        Deny("cryptosign signature must be 96 bytes in hex (signature and challenge)")
+
+
+def test_the_challenge_says_which_binding_it_is_over():
+    assert set(hello(auth()).extra) == {"challenge", "channel_binding"}
+    assert hello(auth()).extra["channel_binding"] is None
+    assert hello(auth(), transport=TLS, channel_binding="tls-unique").extra["channel_binding"] == "tls-unique"
+
+
+@pytest.mark.parametrize("options, provider", [({}, "static"), ({"authprovider": "dynamic"}, "dynamic")])
+def test_an_accepted_session_carries_its_provider_and_its_public_key_in_lower_case(options, provider):
+    a = auth(**options)
+    ch = a.hello(request(None, {"pubkey": ALICE.public_key().upper()}))
+    decision = a.authenticate(request(), ch.state, sign(ALICE, ch.extra), {})
+    assert decision == Accept("alice", "device", "cryptosign", authprovider=provider,
+                              authextra={"pubkey": ALICE.public_key().lower()})
+
+
+def test_a_public_key_listed_twice_or_none_is_refused_naming_why():
+    with pytest.raises(ValueError) as refused:
+        CryptosignAuthenticator({"alice": CryptosignPrincipal((ALICE.public_key(),), "device"),
+                                 "bob": CryptosignPrincipal((ALICE.public_key(),), "device")})
+    assert str(refused.value) == f"public key {ALICE.public_key()} is listed for both 'alice' and 'bob'"
+    with pytest.raises(ValueError) as refused:
+        CryptosignPrincipal((), "device")
+    assert str(refused.value) == "cryptosign principal with role 'device' has no public key"
 
 
 def test_bad_public_key_config_names_the_value():
