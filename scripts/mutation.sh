@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Mutation testing of the boundary code, on demand (not part of CI).
+#   scripts/mutation.sh --max-children 1 'relayrouter.core.pairs.*'   one module's mutants, on one core
 #   scripts/mutation.sh                         every module listed under [tool.mutmut] in pyproject.toml
-#   scripts/mutation.sh 'relayrouter.core.pairs*'   one module's mutants (mutmut's name globs)
 # mutmut breaks one line at a time (a comparison, a constant, a boolean
-# operator...) in the authorization, revocation, pairs, JWT, failed-login
-# limiter and relay access/scope modules, runs the tests that reach that line,
-# and reports each mutant no test noticed.  Results stay in mutants/ (ignored
-# by git): a second run only redoes what changed.  `mutmut show NAME` prints a
-# survivor's diff; `mutmut browse` walks them.
+# operator...) in the authentication methods, the failed-login limiter,
+# authorization, revocation and the pairs' fence, runs the tests that reach
+# that line, and reports each mutant no test noticed.  Results stay in
+# mutants/ (ignored by git): a second run only redoes what changed.
+# `mutmut show NAME` prints a survivor's diff; `mutmut browse` walks them.
+# The relay's access and scope checks and the IoT agent's provisioning are
+# broken by hand instead: scripts/handmade_mutants.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
