@@ -1,0 +1,61 @@
+"""The pairs' table where a broken line went unnoticed: a peer's leaving keeps
+its pair's other peer, a replaced peer is told why and counted, what the peer
+lookup answers (and refuses), identities with white space inside, the event
+topic, and a listing of a pair with one peer."""
+
+from autobahn.wamp import message as m
+
+from relayrouter.core.pairs import CLOSE_REPLACED, PairPolicy, PeerIdentity, event_topic
+
+from tests.core.test_pairs import GW, MGR, call, hello, make, peer
+
+
+def test_a_peer_leaving_keeps_the_other_peer_of_its_pair():
+    router, realm = make()
+    gw, mgr = peer(router, GW), peer(router, MGR)
+    mgr.receive([6, {}, "wamp.close.normal"])
+    assert realm.pairs.listing() == [{"subscriber": "8675309", "box": "00224dd149bb", "manager": None,
+                                      "gateway": {"session": gw.session.session_id, "authid": GW,
+                                                  "since": 5_000.0}}]
+    answer = call(gw, 1, "relayrouter.pairs.peer")[-1]
+    assert answer.args[0] == {"subscriber": "8675309", "box": "00224dd149bb", "peer_class": "manager",
+                              "present": False}
+
+
+def test_a_replaced_peer_is_told_why_and_each_replacement_counted():
+    router, realm = make("replace")
+    first = peer(router, GW)
+    second = peer(router, GW)
+    goodbye = first.take()[-1]
+    assert isinstance(goodbye, m.Goodbye) and goodbye.reason == CLOSE_REPLACED
+    assert goodbye.message == "another gateway of pair 8675309/00224dd149bb joined with the same identity"
+    peer(router, GW)
+    assert realm.counters["pair.replaced"] == 2
+    assert realm.pairs.identity_of(first.session) is None and realm.pairs.identity_of(second.session) is None
+
+
+def test_the_peer_lookup_refuses_a_session_that_is_no_peer_naming_it():
+    router, _ = make()
+    outsider = peer(router, "service-a")
+    (error,) = call(outsider, 1, "relayrouter.pairs.peer")
+    assert isinstance(error, m.Error) and error.error == "wamp.error.not_authorized"
+    assert error.args[0] == "this session is not a peer of any pair (authid 'service-a')"
+
+
+def test_an_identity_with_white_space_inside_is_refused_naming_the_part():
+    assert PeerIdentity("86 75", "box1", "gateway").problem() == "subscriber id '86 75' cannot be part of a URI"
+    assert PeerIdentity("8675309", "b x", "gateway").problem() == "box id 'b x' cannot be part of a URI"
+    policy = PairPolicy(peer=r"(?P<class>[a-z]+):(?P<subscriber>[^:]+):(?P<box>.+)")
+    assert policy.identify("gateway:86 75:box1") is not None  # the regex lets it through; problem() does not
+
+
+def test_a_pairs_event_topic():
+    assert event_topic("8675309", "00224dd149bb", "door") == "relayrouter.pair.8675309.00224dd149bb.event.door"
+
+
+def test_a_refused_join_leaves_no_trace():
+    router, realm = make()
+    peer(router, GW)
+    _, reply = hello(router, GW)
+    assert isinstance(reply, m.Abort)
+    assert realm.counters.get("pair.replaced", 0) == 0
