@@ -59,3 +59,32 @@ def test_a_refused_join_leaves_no_trace():
     _, reply = hello(router, GW)
     assert isinstance(reply, m.Abort)
     assert realm.counters.get("pair.replaced", 0) == 0
+
+
+def test_the_listing_is_for_admins_by_scope_and_for_its_readers_but_kicking_for_admins_only():
+    from types import SimpleNamespace
+
+    from relayrouter.core.pairs import KICK, LIST
+    from relayrouter.core.procedures import AdminPolicy, ProcedureError, ProcedureRegistry
+
+    router, realm = make()
+    gw = peer(router, GW)
+    registry = ProcedureRegistry()
+    realm.pairs.add_procedures(registry, AdminPolicy(frozenset({"admin"}), "pairs:admin"),
+                               readers=AdminPolicy(frozenset({"viewer"})))
+
+    def run(uri, authrole, scopes=(), **kwargs):
+        session = SimpleNamespace(authid="someone", authrole=authrole, permissions={"scopes": list(scopes)})
+        return registry.get(uri)(SimpleNamespace(session=session, args=(), kwargs=kwargs))
+
+    listing = [{"subscriber": "8675309", "box": "00224dd149bb", "manager": None,
+                "gateway": {"session": gw.session.session_id, "authid": GW, "since": 5_000.0}}]
+    assert run(LIST, "operator", scopes=["pairs:admin"]) == listing
+    assert run(LIST, "viewer") == listing
+    for uri, authrole in ((LIST, "operator"), (KICK, "viewer")):
+        try:
+            run(uri, authrole, subscriber="8675309", box="00224dd149bb", peer_class="gateway")
+        except ProcedureError as e:
+            assert e.uri == "wamp.error.not_authorized", uri
+        else:
+            raise AssertionError(f"{authrole} was let {uri}")
