@@ -122,3 +122,37 @@ def test_a_token_whose_kid_is_unknown_uses_the_one_key_without_a_kid(clock):
     authenticator = JwtAuthenticator(keys, JwtPolicy(algorithms=("HS256",), authrole="user"), clock=clock)
     token = pyjwt.encode({"sub": "alice", "exp": NOW + 300}, LONG_SECRET, algorithm="HS256", headers={"kid": "k9"})
     assert isinstance(authenticator.check(token), Accept)
+
+
+@pytest.mark.parametrize("named, admitted", [
+    ("acme", True), (["globex", "acme"], True), ("globex", False), (["globex"], False),
+    (None, False), (7, False), ({"acme": True}, False), ("", False),
+])
+def test_a_realm_claim_admits_a_token_only_into_a_realm_it_names(clock, named, admitted):
+    from dataclasses import replace
+
+    from .test_jwt import POLICY, check, token
+
+    policy = replace(POLICY, realm_claim="service", realm="acme")
+    decision = check(clock, token(service=named), policy=policy)
+    if admitted:
+        assert isinstance(decision, Accept), decision
+    else:
+        assert decision == Deny("token is not for realm 'acme' (its 'service' claim does not name it)")
+
+
+def test_without_a_realm_or_a_realm_claim_the_claim_is_not_asked_for(clock):
+    from dataclasses import replace
+
+    from .test_jwt import POLICY, check, token
+
+    for policy in (replace(POLICY, realm_claim="service"), replace(POLICY, realm="acme")):
+        assert isinstance(check(clock, token(service="globex"), policy=policy), Accept)
+
+
+def test_a_keys_repr_hides_an_hmac_secret_and_names_a_public_keys_type():
+    secret = "s" * 64
+    shown = repr(JwtKey.hmac(secret, kid="k1"))
+    assert secret not in shown and shown.startswith("JwtKey(<hidden>, family='oct', kid='k1'")
+    public = repr(JwtKey(RSA_KEY.public_key(), "RSA", "r1"))
+    assert public.startswith("JwtKey(RSAPublicKey, family='RSA', kid='r1'"), public
