@@ -158,3 +158,17 @@ def test_a_jwks_file_without_a_usable_signing_key_is_refused_naming_it(tmp_path)
     with pytest.raises(ValueError) as refused:
         read_jwks_file(path)
     assert str(refused.value) == f"JWKS file '{path}' holds no usable signing key"
+
+
+def test_every_failed_refresh_is_counted_and_the_last_error_kept():
+    now = [NOW]
+    http = StubTreq(site(b"", code=503))
+    keys = FetchedKeys(jwks_fetcher("https://idp.example/jwks.json", http=http), clock=lambda: now[0],
+                       min_interval=1)
+    assert keys.last_error is None
+    for _ in range(2):
+        keys.refresh()
+        http.flush()
+        now[0] += 61
+    assert keys.refresh_failures == 2
+    assert keys.last_error == "JWKS URL https://idp.example/jwks.json answered HTTP 503"
