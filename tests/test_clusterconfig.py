@@ -1,6 +1,7 @@
 """[cluster]: checks naming the key, secrets from env/file, and no NATS client
 without the section."""
 
+import itertools
 import os
 import subprocess
 import sys
@@ -225,6 +226,16 @@ def test_every_topic_a_pattern_matches_reaches_its_subject(uri, match):
     for topic in topics:
         if pattern_matches(uri, match, topic):
             assert _nats_matches(subjects.interest_subject("R", uri, match), subjects.event_subject("R", topic))
+
+
+def test_an_event_subject_is_its_topic_escaped_component_by_component():
+    """event_subject's shortcut for a topic with nothing to escape gives what escaping each
+    component gives, for every topic of up to three characters over the awkward ones."""
+    alphabet = ["a", ".", "%", "*", ">", " ", "\x00", "\x7f", "~", "!", "-", "/", "=", "?", "é"]
+    for n in range(4):
+        for topic in map("".join, itertools.product(alphabet, repeat=n)):
+            expected = "R." + ".".join(subjects.escape(c) for c in topic.split("."))
+            assert subjects.event_subject("R", topic) == expected, repr(topic)
 
 
 def test_replicas_default_to_the_nats_servers_and_are_checked():

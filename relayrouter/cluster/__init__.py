@@ -54,6 +54,29 @@ class RemotePublisher:
 
 
 _UNDISCLOSED = RemotePublisher()
+
+
+class _RemotePublish:
+    """A PUBLISH another node routed, as the broker reads it to make EVENTs here: what
+    Autobahn's Publish would hold, without its checks of every field once per event (the
+    publisher's node made them).  Never kept, retained nor forwarded; one with receiver
+    options (eligible*, exclude*) is a Publish, which checks them."""
+
+    __slots__ = ("topic", "args", "kwargs", "payload", "enc_algo", "enc_key", "enc_serializer")
+    exclude_me = None
+    retain = False
+    eligible = eligible_authid = eligible_authrole = None
+    exclude = exclude_authid = exclude_authrole = None
+
+    def __init__(self, topic, args, kwargs, payload, enc) -> None:
+        if type(topic) is not str or (args is not None and type(args) is not list) or (
+                kwargs is not None and type(kwargs) is not dict):
+            raise ValueError("not an event of the cluster's wire format")
+        self.topic = topic
+        self.args = args
+        self.kwargs = kwargs
+        self.payload = payload
+        self.enc_algo, self.enc_key, self.enc_serializer = enc if enc is not None else (None, None, None)
 _WHERE = {"thread": "a loop thread", "reactor": "the reactor's asyncio loop"}
 
 
@@ -334,10 +357,12 @@ class Cluster:
             self.counters["events_unmatched"] += 1
             return
         self.counters["events_in"] += 1
-        enc_algo, enc_key, enc_serializer = enc if enc is not None else (None, None, None)
-        msg = m.Publish(0, topic, args=args, kwargs=kwargs, payload=payload,
-                        enc_algo=enc_algo, enc_key=enc_key, enc_serializer=enc_serializer,
-                        **(receivers or {}))
+        if receivers:
+            enc_algo, enc_key, enc_serializer = enc if enc is not None else (None, None, None)
+            msg = m.Publish(0, topic, args=args, kwargs=kwargs, payload=payload,
+                            enc_algo=enc_algo, enc_key=enc_key, enc_serializer=enc_serializer, **receivers)
+        else:
+            msg = _RemotePublish(topic, args, kwargs, payload, enc)
         source = RemotePublisher(*publisher) if publisher is not None else _UNDISCLOSED
         broker.dispatch_remote(Publication(msg, source, publisher is not None, ppt), publication_id, matches)
 

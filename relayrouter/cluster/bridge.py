@@ -4,10 +4,13 @@ when twistd runs Twisted's asyncio reactor (``cluster.loop = "reactor"``,
 ``twistd --reactor=asyncio``).  The API is the same either way.
 
 Thread: work crosses in batches, one ``call_soon_threadsafe`` per batch of
-outgoing commands (what the reactor queued in one turn) and one
-``reactor.callFromThread`` per batch of incoming messages (whatever arrived
-while the reactor was busy), not one per message; NATS socket reads, parsing and buffering never run on the
-reactor thread, and the router keeps twistd's default reactor (epoll), what
+outgoing commands (what the reactor queued in one turn, and whatever it
+queued while the loop was still applying the last batch) and one
+``reactor.callFromThread`` per batch of incoming messages (what one turn of
+the loop delivered, and whatever arrived while the reactor was busy), not one
+per message: a wake is a write to the other side's pipe and its poll reading
+it, which cost a crossing event more than the rest of its hand-over.  NATS
+socket reads, parsing and buffering never run on the reactor thread, and the router keeps twistd's default reactor (epoll), what
 bench/ measures.  Reactor: no thread and no hand-over, every message is
 dispatched as nats-py delivers it, but all the node's local traffic runs on
 the asyncio reactor (README, "Scale-out", has the figures of both).
@@ -207,15 +210,22 @@ class NatsBridge:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                with self._lock:
-                    batch, self._commands = self._commands, []
-                    self._woken = False
-                for command in batch:
-                    if command[0] == "stop":
-                        if self._running:  # what a clean stop asked of NATS last (directory clean-up)
-                            await asyncio.wait(list(self._running), timeout=STOP_GRACE)
-                        return
-                    await self._apply(command)
+                while True:
+                    # Until no command waits, the loop counts as woken: what the reactor
+                    # pushes meanwhile is taken here without waking it again (a wake is a
+                    # write to the loop's self-pipe, and the loop's poll reading it).
+                    with self._lock:
+                        batch, self._commands = self._commands, []
+                        if not batch:
+                            self._woken = False
+                            break
+                    for command in batch:
+                        if command[0] == "stop":
+                            if self._running:  # what a clean stop asked of NATS last (directory clean-up)
+                                await asyncio.wait(list(self._running), timeout=STOP_GRACE)
+                            return
+                        await self._apply(command)
+                    await asyncio.sleep(0)  # the client's flusher and reader run between batches
         finally:
             connecting.cancel()
             if self._nc is not None and not self._nc.is_closed:
@@ -293,6 +303,11 @@ class NatsBridge:
             if self._inbox_scheduled:
                 return
             self._inbox_scheduled = True
+        # Handed over once the messages of this turn of the loop are in (one read from NATS
+        # holds many): one wake of the reactor per batch, not per message.
+        self._loop.call_soon(self._hand_over)
+
+    def _hand_over(self) -> None:
         self.reactor.callFromThread(self._drain)
 
     def _deliver_here(self, subject: str, data: bytes) -> None:

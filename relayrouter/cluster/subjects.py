@@ -23,9 +23,14 @@ What a node subscribes to, per WAMP match policy:
 Plain functions, no I/O.
 """
 
+import re
+
 from ..core.matching import EXACT, PREFIX, WILDCARD
 
 EVENTS = "ev"
+# A topic whose components are all printable ASCII but % * > (what escape() keeps) and
+# none empty is its own subject tail: checked once per publication, not per character.
+_PLAIN_TOPIC = re.compile(r"[!-$&-)+\-/-=?-~]+(?:\.[!-$&-)+\-/-=?-~]+)*").fullmatch
 
 
 def escape(component: str, dots: bool = False) -> str:
@@ -64,6 +69,8 @@ def realm_base(prefix: str, realm: str) -> str:
 
 def event_subject(base: str, topic: str) -> str:
     """The one subject an event on ``topic`` is published on."""
+    if _PLAIN_TOPIC(topic) is not None:
+        return base + "." + topic
     return base + "." + ".".join(escape(c) for c in topic.split("."))
 
 
