@@ -156,3 +156,19 @@ def test_a_keys_repr_hides_an_hmac_secret_and_names_a_public_keys_type():
     assert secret not in shown and shown.startswith("JwtKey(<hidden>, family='oct', kid='k1'")
     public = repr(JwtKey(RSA_KEY.public_key(), "RSA", "r1"))
     assert public.startswith("JwtKey(RSAPublicKey, family='RSA', kid='r1'"), public
+
+
+def test_a_policy_that_cannot_work_is_refused_saying_what_to_give():
+    from relayrouter.auth.jwt import ALL_ALGORITHMS
+
+    cases = [
+        (dict(algorithms=(), authrole="user"), "no JWT algorithm accepted: list at least one, e.g. ['RS256']"),
+        (dict(algorithms=("HS1",), authrole="user"),
+         f"JWT algorithm 'HS1' is not supported (have {', '.join(sorted(ALL_ALGORITHMS))}; 'none' never)"),
+        (dict(algorithms=("HS256",)), "give a fixed authrole or an authrole_claim"),
+        (dict(algorithms=("HS256",), authrole="user", leeway=-1), "leeway must not be negative, not -1"),
+    ]
+    for fields, message in cases:
+        with pytest.raises(ValueError) as refused:
+            JwtPolicy(**fields)
+        assert str(refused.value) == message
