@@ -172,3 +172,13 @@ def test_a_policy_that_cannot_work_is_refused_saying_what_to_give():
         with pytest.raises(ValueError) as refused:
             JwtPolicy(**fields)
         assert str(refused.value) == message
+
+
+def test_a_public_key_of_another_kind_is_refused_naming_its_kid_and_type():
+    from cryptography.hazmat.primitives.asymmetric import dsa
+
+    public = dsa.generate_private_key(key_size=2048).public_key()
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(ValueError) as refused:
+        JwtKey.from_pem(pem, kid="k9")
+    assert str(refused.value) == "the key for kid 'k9' is a DSAPublicKey; use RSA, EC or Ed25519"
