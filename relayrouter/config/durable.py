@@ -16,7 +16,7 @@ from .check import (  # the shared checks, under this module's private names
     positive as _positive, table as _table,
 )
 from ..core.history import HistoryRule
-from ..core.mailbox import HTTP_MODES, OVERFLOW_POLICIES, MailboxRule, rule_problem
+from ..core.mailbox_rules import HTTP_MODES, OVERFLOW_POLICIES, MailboxRule, rule_problem
 from ..core.matching import MATCH_POLICIES
 from ..core.uri import pattern_problem
 
