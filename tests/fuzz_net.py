@@ -382,22 +382,26 @@ def ws_frame(opcode: int, payload: bytes) -> bytes:
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-def ws_session(port: int, path: bytes, protocol: bytes | None, frames: list, quiet: float = 1.0) -> bytes:
-    """Upgrade, send ``frames`` (each on its own, in order), read until the server closes or
-    says nothing for ``quiet`` seconds; what came."""
+def ws_session(port: int, path: bytes, protocol: bytes | None, frames: list, quiet: float = 1.0,
+               answer_within: float = 15.0) -> bytes:
+    """Upgrade, send ``frames`` (each on its own, in order), read until the server closes or,
+    once it has answered the upgrade (within ``answer_within`` seconds: a loaded machine can
+    take more than ``quiet`` to answer at all), says nothing for ``quiet`` seconds; what came."""
     key = b"dGhlIHNhbXBsZSBub25jZQ=="
     head = [b"GET " + path + b" HTTP/1.1", b"Host: 127.0.0.1", b"Upgrade: websocket", b"Connection: Upgrade",
             b"Sec-WebSocket-Key: " + key, b"Sec-WebSocket-Version: 13"]
     if protocol:
         head.append(b"Sec-WebSocket-Protocol: " + protocol)
     received = b""
-    with socket.create_connection(("127.0.0.1", port), timeout=quiet) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=answer_within) as sock:
         sock.sendall(b"\r\n".join(head) + b"\r\n\r\n")
         try:
             for opcode, payload in frames:
                 sock.sendall(ws_frame(opcode, payload))
             while chunk := sock.recv(65536):
                 received += chunk
+                if b"\r\n\r\n" in received:
+                    sock.settimeout(quiet)
         except (ConnectionResetError, BrokenPipeError, TimeoutError):
             pass
     return received
