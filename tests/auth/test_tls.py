@@ -166,3 +166,29 @@ def test_through_the_session_binds_the_realm():
 def test_through_the_session_without_cert_aborts():
     wire = Wire({"tls": TlsAuthenticator([TENANT_RULE])}, TransportInfo())
     assert_abort(wire.hello(["tls"]), "needs a TLS connection")
+
+
+def test_an_expired_certificate_is_denied_saying_so():
+    expired = {**cert("device-7"), "expired": True}
+    assert TlsAuthenticator([TENANT_RULE, CertRule(subject_cn=r".*", authrole="user")]).hello(
+        request(transport=tls(expired))) == Deny("the TLS client certificate has expired")
+
+
+def test_tls_takes_no_challenge():
+    assert TlsAuthenticator([TENANT_RULE]).authenticate(request(), None, "x", {}) == \
+        Deny("TLS client-certificate authentication takes no challenge")
+
+
+@pytest.mark.parametrize("options, provider", [({}, "tls"), ({"authprovider": "pki"}, "pki")])
+def test_an_accepted_session_carries_its_provider_and_its_certificates_fingerprint(options, provider):
+    details = cert("tenant:device-7")
+    decision = TlsAuthenticator([TENANT_RULE], **options).hello(request(transport=tls(details)))
+    fingerprint = details["sha256"].replace(":", "").strip().upper()
+    assert decision == Accept("device-7", "device", "tls", authprovider=provider,
+                              authextra={"sha256": fingerprint}, realm="tenant")
+
+
+def test_a_realm_template_fills_the_realm_from_the_certificate():
+    rule = CertRule(subject_cn=r"(?P<site>[a-z]+)-(?P<authid>.+)", authrole="device", realm="site-{site}")
+    decision = TlsAuthenticator([rule]).hello(request(transport=tls(cert("lyon-device-7"))))
+    assert (decision.authid, decision.realm) == ("device-7", "site-lyon")
