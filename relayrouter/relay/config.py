@@ -10,6 +10,7 @@ from typing import Any
 from ..config.check import ConfigError
 from ..config.check import OPTIONAL, note_key  # what the reader asks, for the configuration reference
 from .. import proxies
+from ..core.uri import uri_problem
 from ..config.check import (  # the shared checks, under this module's private names
     get as _get, only as _only, positive as _positive, seconds as _seconds, table as _table,
 )
@@ -75,6 +76,11 @@ def parse(item: Any, data: dict, key: str = "relay") -> RelayConfig:
         wamp_topic.format(prefix="p", topic="t")
     except (KeyError, IndexError, ValueError):
         raise ConfigError(f"{key}.wamp_topic: only {{prefix}} and {{topic}} may be filled in") from None
+    for prefix in prefixes:  # a topic is one URI component, so the template must make a URI of every one
+        problem = uri_problem(wamp_topic.format(prefix=prefix, topic="t"))
+        if problem is not None:
+            raise ConfigError(f"{key}.wamp_topic: {wamp_topic!r} makes no WAMP topic for the prefix '{prefix}'"
+                              f" ({problem}; e.g. {DEFAULT_WAMP_TOPIC})")
     note_key(key, "public_url", str, OPTIONAL)
     note_key(key, "trusted_proxies", list, [])
     public_url = item.get("public_url")
