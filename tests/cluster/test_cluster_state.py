@@ -336,13 +336,20 @@ def kv_keys(nats, bucket: str) -> list[str]:
         try:
             kv = await nc.jetstream().key_value(bucket)
             try:
-                return await kv.keys()
+                # nats-py's keys() watches the bucket until its initial values end, and can wait
+                # for ever where many keys were deleted: ask again rather than hang the run.
+                return await asyncio.wait_for(kv.keys(), 5)
             except js_errors.NoKeysError:
                 return []
         finally:
             await nc.close()
 
-    return asyncio.run(ask())
+    for _ in range(6):
+        try:
+            return asyncio.run(ask())
+        except (asyncio.TimeoutError, TimeoutError):
+            continue
+    raise AssertionError(f"bucket {bucket}: its keys could not be listed in 6 tries of 5 s")
 
 
 # ------------------------------------------------------------------ tenants
