@@ -167,6 +167,11 @@ def test_each_server_killed_in_turn_loses_no_call_denial_or_ticket(cluster):
             yield ticket_joins_across(nodes, i)
             yield wait_until(lambda: all(ready(n)[0] == 200 for n in nodes.values()), READY_BOUND,
                              f"every node ready with server n{i} down")
+            # The caller calls one at a time: a call lost with the server waits out its timeout
+            # before the next is made, so a quick scenario can end before that. The server stays
+            # down until a call is answered (or the timeout and then some have passed).
+            yield wait_until(lambda: traffic.results.count("ok") > before, CALL_TIMEOUT_MS / 1000 + 10,
+                             f"a call answered with server n{i} down")
             answered_while_down.append(traffic.results.count("ok") - before)
             server.start()
             nats.wait_jetstream()
