@@ -6,8 +6,9 @@ ID it finished)."""
 
 import pytest
 
-from ..connectors.processes import AgentProcess, listener
+from ..connectors.processes import listener
 from ..connectors.test_mediator_proxy_e2e import CONFIG, MAILBOX_SECRET, TICKETS, endpoint, first_seen, put, start_proxy
+from ..connectors.test_mediator_proxy_e2e import agent, started  # noqa: F401 (fixtures)
 from .harness import PATIENCE, NatsServer, Node
 from .test_cluster_mailboxes import pg_dsn  # noqa: F401 (a fixture)
 
@@ -32,23 +33,7 @@ def cluster(tmp_path, pg_dsn):  # noqa: F811
         nats.stop()
 
 
-@pytest.fixture
-def agent():
-    proc = AgentProcess()
-    proc.start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-def started():
-    procs = []
-    yield procs
-    for proc in procs:
-        proc.stop()
-
-
-def test_the_agent_gets_every_message_in_order_through_either_node_and_a_kill_9(tmp_path, cluster, agent, started):
+def test_the_agent_gets_every_message_in_order_through_either_node_and_a_kill_9(tmp_path, cluster, agent, started):  # noqa: F811
     a, b = cluster["a"], cluster["b"]
     proxy = start_proxy(tmp_path, b, agent, started)
     on_b = endpoint(proxy)
