@@ -356,7 +356,6 @@ class Cluster:
         if not matches:
             self.counters["events_unmatched"] += 1
             return
-        self.counters["events_in"] += 1
         if receivers:
             enc_algo, enc_key, enc_serializer = enc if enc is not None else (None, None, None)
             msg = m.Publish(0, topic, args=args, kwargs=kwargs, payload=payload,
@@ -364,6 +363,7 @@ class Cluster:
         else:
             msg = _RemotePublish(topic, args, kwargs, payload, enc)
         source = RemotePublisher(*publisher) if publisher is not None else _UNDISCLOSED
+        self.counters["events_in"] += 1  # counted once read: a malformed event is events_invalid only
         broker.dispatch_remote(Publication(msg, source, publisher is not None, ppt), publication_id, matches)
 
     def _state(self, state: str, text: str) -> None:
