@@ -228,16 +228,19 @@ class FetchedKeys:
             self.keys = keys_from_jwks(result)
         except ValueError as e:
             self.refresh_failures += 1
-            self.last_error = _describe(result) if not isinstance(result, dict) else str(e)
+            self.last_error = _describe(result, e)
         waiters, self._waiters = self._waiters, None
         for waiter in waiters:
             waiter.fire(None)
         return None  # the failure is counted (and logged by the fetcher), not passed on
 
 
-def _describe(failure: Any) -> str:
-    message = getattr(failure, "getErrorMessage", None)
-    return message() if message is not None else str(failure)
+def _describe(result: Any, error: ValueError) -> str:
+    """What went wrong: the failed fetch's own message, or why the document it gave is no JWKS."""
+    message = getattr(result, "getErrorMessage", None)  # a Twisted Failure
+    if message is not None:
+        return message()
+    return str(result) if isinstance(result, BaseException) else str(error)
 
 
 # -------------------------------------------------------------------- policy

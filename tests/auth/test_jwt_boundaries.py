@@ -2,8 +2,12 @@
 certificate, a key's kid and algorithms kept, the JWKS keys that are not for
 signing skipped without hiding the others, a role claim that is not a name,
 what an accepted session carries (provider, expiry), time claims that are not
-numbers, a token valid from its nbf on, and which key a token without a known
-kid is checked with."""
+numbers, a token valid from its nbf on, which key a token without a known
+kid is checked with; a key refusing an algorithm of another family, a short
+HMAC key from a JWKS meeting the same length rule as a configured secret, the
+provider an authenticator names by default, and a JWKS URL's keys: how often
+they are fetched again by default and the error kept when a fetch gives no
+usable JWKS."""
 
 import datetime
 
@@ -13,7 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from relayrouter.auth.jwt import JwtAuthenticator, JwtKey, JwtPolicy, StaticKeys, keys_from_jwks
+from relayrouter.auth._pending import Pending
+from relayrouter.auth.jwt import FetchedKeys, JwtAuthenticator, JwtKey, JwtPolicy, StaticKeys, keys_from_jwks
 from relayrouter.core.auth import Accept, Deny
 
 from tests.auth.test_jwt_edges import LONG_SECRET, NOW, RSA_KEY, _b64, _token
@@ -182,3 +187,88 @@ def test_a_public_key_of_another_kind_is_refused_naming_its_kid_and_type():
     with pytest.raises(ValueError) as refused:
         JwtKey.from_pem(pem, kid="k9")
     assert str(refused.value) == "the key for kid 'k9' is a DSAPublicKey; use RSA, EC or Ed25519"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: JwtKey(RSA_KEY.public_key(), "RSA", "r1", ("RS256", "HS256")),
+     "algorithm HS256 cannot be used with a key of type RSA"),
+    (lambda: JwtKey.from_pem(_certificate_pem(), kid="r2", algorithms=["ES256"]),
+     "algorithm ES256 cannot be used with a key of type RSA"),
+    (lambda: JwtKey(LONG_SECRET, "oct", "s1", ("RS256",)), "algorithm RS256 cannot be used with a key of type oct"),
+])
+def test_a_key_refuses_an_algorithm_of_another_family(make, message):
+    """Else an RSA public key could be offered to HS256 as an HMAC secret (the key-confusion attack)."""
+    with pytest.raises(ValueError) as refused:
+        make()
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize("secret, alg, message", [
+    (bytes(16), None, "the HMAC secret for kid 'short-1' is 16 bytes; HS256 needs at least 32"),
+    (bytes(32), "HS512", "the HMAC secret for kid 'short-1' is 32 bytes; HS512 needs at least 64"),
+    (b"-----BEGIN PUBLIC KEY-----" + bytes(40), None,
+     "the HMAC secret for kid 'short-1' looks like a PEM key; configure it as a public key"),
+])
+def test_an_oct_jwk_meets_the_same_rules_as_a_configured_hmac_secret(secret, alg, message):
+    """RFC 7518 3.2: an HMAC key at least as long as the hash; a JWKS is no way around it."""
+    jwk = {"kty": "oct", "k": _b64(secret), "kid": "short-1", **({"alg": alg} if alg else {})}
+    with pytest.raises(ValueError) as refused:
+        JwtKey.from_jwk(jwk)
+    assert str(refused.value) == message
+    assert keys_from_jwks({"keys": [jwk, _rsa_jwk(kid="r1")]}) == (JwtKey.from_jwk(_rsa_jwk(kid="r1")),)
+    # The length that suffices is taken, and only the algorithms it suffices for.
+    key = JwtKey.from_jwk({"kty": "oct", "k": _b64(bytes(48)), "kid": "ok-1"})
+    assert (key.family, key.algorithms) == ("oct", ("HS256", "HS384"))
+
+
+def test_an_authenticator_names_its_provider_jwt_by_default(clock):
+    policy = JwtPolicy(algorithms=("HS256",), authrole="user")
+    decision = JwtAuthenticator(StaticKeys([JwtKey.hmac(LONG_SECRET)]), policy, clock=clock).check(_token())
+    assert isinstance(decision, Accept) and (decision.authmethod, decision.authprovider) == ("jwt", "jwt")
+    ticket = JwtAuthenticator(StaticKeys([JwtKey.hmac(LONG_SECRET)]), policy, authmethod="ticket", clock=clock)
+    assert ticket.check(_token()).authprovider == "jwt"
+
+
+class _Fetch:
+    """A JWKS fetch answered by the test: each call a Pending, fired with what the URL gave."""
+
+    def __init__(self):
+        self.calls: list[Pending] = []
+
+    def __call__(self):
+        self.calls.append(Pending())
+        return self.calls[-1]
+
+
+def test_a_jwks_url_is_fetched_again_at_most_once_a_minute_by_default(clock):
+    fetch = _Fetch()
+    keys = FetchedKeys(fetch, clock=clock, keys=[JwtKey.from_jwk(_rsa_jwk(kid="r1"))])
+    keys.refresh()
+    fetch.calls[0].fire({"keys": [_rsa_jwk(kid="r1")]})
+    clock.now += 59.5
+    assert keys.refresh() is None and len(fetch.calls) == 1
+    clock.now += 0.5
+    assert keys.refresh() is not None and len(fetch.calls) == 2
+
+
+@pytest.mark.parametrize("document", [{"key": []}, {"keys": "r1"}, [], "keys"])
+def test_a_fetch_that_gives_no_jwks_keeps_the_keys_and_says_why(clock, document):
+    fetch = _Fetch()
+    kept = JwtKey.from_jwk(_rsa_jwk(kid="r1"))
+    keys = FetchedKeys(fetch, clock=clock, keys=[kept])
+    keys.refresh()
+    fetch.calls[0].fire(document)
+    assert keys.keys == (kept,) and keys.refresh_failures == 1
+    assert keys.last_error == "a JWKS must be a JSON object with a 'keys' list"
+
+
+def test_a_fetch_that_cannot_start_is_counted_with_its_own_error(clock):
+    def fetch():
+        raise RuntimeError("no route to the identity provider")
+
+    keys = FetchedKeys(fetch, clock=clock)
+    waiter = keys.refresh()
+    fired = []
+    waiter.addBoth(fired.append)
+    assert fired == [None] and keys.refresh_failures == 1
+    assert keys.last_error == "no route to the identity provider"
