@@ -1,6 +1,7 @@
 """The pairs' administrative procedures in memory: only the admin policy may
-use them, kick checks its arguments and says whether anyone was there, and a
-kicked peer hears why."""
+use them, kick checks its arguments and says whether anyone was there, a
+kicked peer hears why, and the listing admits by role or by scope through
+either the admin policy or its readers'."""
 
 import pytest
 from autobahn.wamp import message as m
@@ -79,3 +80,39 @@ def test_peers_may_neither_kick_nor_list():
         error, message = _error(call(gw, request, procedure, "8675309", "00224dd149bb", "manager"))
         assert error == "wamp.error.not_authorized"
         assert message == f"session '{GW}' with role 'peer' may not administer pairs"
+
+
+def test_an_admin_by_role_lists_the_pairs_through_the_wire():
+    router, _ = _world()
+    gw, ops = peer(router, GW), peer(router, "ops")
+    assert _result(call(ops, 1, "relayrouter.pairs.list")) == [
+        {"subscriber": "8675309", "box": "00224dd149bb", "manager": None,
+         "gateway": {"session": gw.session.session_id, "authid": GW, "since": 5_000.0}}]
+
+
+@pytest.mark.parametrize("authrole, scopes, lists", [
+    ("admin", (), True),  # the admin policy, by role
+    ("operator", ("pairs:admin",), True),  # the admin policy, by scope
+    ("viewer", (), True),  # the readers, by role
+    ("operator", ("pairs:read",), True),  # the readers, by scope
+    ("operator", ("pairs:other",), False),
+    ("peer", (), False),
+])
+def test_the_listing_admits_by_role_or_scope_through_either_policy(authrole, scopes, lists):
+    from types import SimpleNamespace
+
+    from relayrouter.core.pairs import LIST
+    from relayrouter.core.procedures import AdminPolicy, ProcedureError, ProcedureRegistry
+
+    router, realm = _world()
+    registry = ProcedureRegistry()
+    realm.pairs.add_procedures(registry, AdminPolicy(frozenset({"admin"}), "pairs:admin"),
+                               readers=AdminPolicy(frozenset({"viewer"}), "pairs:read"))
+    session = SimpleNamespace(authid="someone", authrole=authrole, permissions={"scopes": list(scopes)})
+    listing = registry.get(LIST)
+    if lists:
+        assert listing(SimpleNamespace(session=session, args=(), kwargs={})) == []
+    else:
+        with pytest.raises(ProcedureError) as refused:
+            listing(SimpleNamespace(session=session, args=(), kwargs={}))
+        assert refused.value.uri == "wamp.error.not_authorized"

@@ -1,7 +1,8 @@
 """The pairs' table where a broken line went unnoticed: a peer's leaving keeps
 its pair's other peer, a replaced peer is told why and counted, what the peer
 lookup answers (and refuses), identities with white space inside, the event
-topic, and a listing of a pair with one peer."""
+topic, a listing of a pair with one peer, and the presence topic a pattern
+subscriber is told."""
 
 from autobahn.wamp import message as m
 
@@ -88,3 +89,19 @@ def test_the_listing_is_for_admins_by_scope_and_for_its_readers_but_kicking_for_
             assert e.uri == "wamp.error.not_authorized", uri
         else:
             raise AssertionError(f"{authrole} was let {uri}")
+
+
+def test_a_pattern_subscriber_is_told_the_presence_events_topic():
+    """WAMP: an event to a pattern-based subscription carries the topic it was published on."""
+    from tests.core.test_pairs import PRESENCE
+
+    router, _ = make()
+    gw = peer(router, GW)
+    gw.receive([32, 1, {"match": "prefix"}, "relayrouter.pair.8675309.00224dd149bb."])
+    gw.receive([32, 2, {"match": "wildcard"}, "relayrouter.pair.8675309.00224dd149bb."])
+    gw.receive([32, 3, {}, PRESENCE])
+    assert [type(r) for r in gw.take()] == [m.Subscribed] * 3
+    mgr = peer(router, MGR)
+    events = gw.take()
+    assert len(events) == 3 and all(e.args[0]["session"] == mgr.session.session_id for e in events)
+    assert sorted(str(e.topic) for e in events) == ["None", PRESENCE, PRESENCE]  # the exact one names none
