@@ -188,6 +188,27 @@ def test_an_idle_connection_is_closed_after_the_sites_timeout_and_not_while_a_po
     assert lane.transport.disconnecting and lane.output() == b""  # idle: closed without an answer
 
 
+def test_one_timer_per_connection_follows_its_requests():
+    """The deadline moves with every request; the connection's one timer is
+    rescheduled when it fires early, not cancelled and made anew per request."""
+    lane = Lane()
+    timeout = lane.factory.site.timeOut
+    scheduled = []
+    call_later = lane.clock.callLater
+    lane.clock.callLater = lambda *a, **kw: scheduled.append(a[0]) or call_later(*a, **kw)
+    for i in range(50):
+        lane.send(post())
+        lane.taken[-1].callback(None)
+        lane.clock.advance(timeout / 10)
+        assert len(lane.clock.getDelayedCalls()) == 1
+    assert len(scheduled) <= 6  # 50 requests over 5 timeouts: once at the start, then once per timeout
+    assert lane.output().count(b"HTTP/1.1 204 ") == 50 and not lane.transport.disconnecting
+    lane.clock.advance(timeout - timeout / 10 - 0.5)  # idle since the last answer: timeOut - 0.5 s
+    assert not lane.transport.disconnecting
+    lane.clock.advance(0.5)
+    assert lane.transport.disconnecting
+
+
 def test_a_connection_lost_while_stored_gets_no_answer():
     lane = Lane()
     lane.send(post())
