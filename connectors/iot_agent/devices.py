@@ -45,6 +45,7 @@ class DeviceDirectory:
         self.devices: dict[tuple[str, str], dict] = {}  # (tenant, id) -> device
         self.types: dict[tuple[str, str], dict] = {}  # (tenant, id) -> {label: type}
         self.listeners: list = []  # fn(kind, device) after each committed change: create|update|remove
+        self._secrets: dict[tuple[str, str], tuple[dict, int, str]] = {}  # (tenant, id) -> (record, generation, secret)
 
     @defer.inlineCallbacks
     def load(self):
@@ -62,8 +63,18 @@ class DeviceDirectory:
         return sorted((d for (t, _), d in self.devices.items() if t == tenant), key=lambda d: d["id"])
 
     def secret(self, device: dict) -> str:
+        """The device's credential secret, an HMAC of its name and generation;
+        kept per device record (a change makes a new record, so a rotated
+        credential is never answered from the cache)."""
+        key = (device["tenant"], device["id"])
+        cached = self._secrets.get(key)
+        if cached is not None and cached[0] is device and cached[1] == device["generation"]:
+            return cached[2]
         text = f"{device['tenant']}:{device['id']}:{device['generation']}".encode()
-        return hmac.new(self._key, text, hashlib.sha256).hexdigest()[:32]
+        secret = hmac.new(self._key, text, hashlib.sha256).hexdigest()[:32]
+        if self.devices.get(key) is device:  # only the current record's: the cache holds one per device
+            self._secrets[key] = (device, device["generation"], secret)
+        return secret
 
     def check_secret(self, tenant: str, device_id: str, given: str) -> dict | None:
         device = self.get(tenant, device_id)
@@ -107,6 +118,7 @@ class DeviceDirectory:
         device = yield self.store.run(Tables.delete_device, tenant, device_id)
         self.devices.pop((tenant, device_id), None)
         self.types.pop((tenant, device_id), None)
+        self._secrets.pop((tenant, device_id), None)
         self._tell("remove", device)
         return device
 

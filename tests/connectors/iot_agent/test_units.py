@@ -163,3 +163,31 @@ def test_the_compat_setting_is_checked_at_start(tmp_path, monkeypatch, value, ok
     else:
         with pytest.raises(SystemExit, match="--compat.*relayrouter or dojot"):
             options.parseOptions(argv)
+
+
+def test_a_device_secret_is_kept_per_record_and_a_changed_record_gets_its_own():
+    """The directory keeps each device's HMAC secret with the record it was
+    made from: a rotation (a new record, a new generation) is never answered
+    with the old secret, and a deleted device's is forgotten."""
+    from connectors.iot_agent.devices import DeviceDirectory
+
+    directory = DeviceDirectory(store=None, key=b"k" * 32)
+    device = {"tenant": "acme", "id": "d1", "generation": 1, "attrs": []}
+    directory._keep(device)
+    first = directory.secret(device)
+    assert len(first) == 32 and directory.secret(device) == first
+    assert directory.check_secret("acme", "d1", first) is device
+    rotated = dict(device, generation=2)
+    directory._keep(rotated)
+    second = directory.secret(rotated)
+    assert second != first
+    assert directory.check_secret("acme", "d1", first) is None
+    assert directory.check_secret("acme", "d1", second) is rotated
+    rotated["generation"] = 3  # even a record changed in place is not answered from the cache
+    assert directory.secret(rotated) not in (first, second)
+    directory.devices.pop(("acme", "d1"))
+    directory._secrets.pop(("acme", "d1"))
+    assert directory.check_secret("acme", "d1", second) is None
+    stale = {"tenant": "acme", "id": "d2", "generation": 1, "attrs": []}
+    directory.secret(stale)  # not the directory's record: computed, not kept
+    assert ("acme", "d2") not in directory._secrets
