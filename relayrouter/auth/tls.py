@@ -163,9 +163,11 @@ class TlsAuthenticator:
 
     def _accept(self, rule: CertRule, fields: dict, request: JoinRequest, cert: _Cert) -> Accept | Deny:
         authid, authrole, realm = rule.identity(fields, request.realm)
-        if not authid or not authrole or not realm:
-            return Deny(f"the identity rule gave an empty authid, authrole or realm for the client certificate "
-                        f"(subject '{cert.describe()}'): a certificate without a CN needs a rule that sets authid")
+        empty = [name for name, value in (("authid", authid), ("authrole", authrole), ("realm", realm)) if not value]
+        if empty:
+            hint = ": a certificate without a CN needs a rule that sets authid" if not authid else ""
+            return Deny(f"the identity rule gave an empty {' and '.join(empty)} for the client certificate "
+                        f"(subject '{cert.describe()}'){hint}")
         return Accept(authid, authrole, "tls", authprovider=self.authprovider,
                       authextra={"sha256": cert.sha256}, realm=realm)
 

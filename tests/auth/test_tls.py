@@ -121,8 +121,8 @@ def test_issuer_attribute_matches():
 def test_a_certificate_without_cn_and_a_rule_without_authid_is_denied_saying_why():
     rule = CertRule(subject=(("o", "Micronets Manager Cert"),), authrole="manager")
     decision = TlsAuthenticator([rule]).hello(request(transport=tls(cert(None, subject=MICRONETS_MANAGER))))
-    assert isinstance(decision, Deny) and "a certificate without a CN needs a rule that sets authid" in decision.message
-    assert "O=Micronets Manager Cert" in decision.message
+    assert decision == Deny("the identity rule gave an empty authid for the client certificate (subject "
+                            "'O=Micronets Manager Cert'): a certificate without a CN needs a rule that sets authid")
 
 
 def test_an_unknown_attribute_name_is_a_config_error():
@@ -192,3 +192,33 @@ def test_a_realm_template_fills_the_realm_from_the_certificate():
     rule = CertRule(subject_cn=r"(?P<site>[a-z]+)-(?P<authid>.+)", authrole="device", realm="site-{site}")
     decision = TlsAuthenticator([rule]).hello(request(transport=tls(cert("lyon-device-7"))))
     assert (decision.authid, decision.realm) == ("device-7", "site-lyon")
+
+
+def test_the_certificates_fingerprint_fills_a_template():
+    details = cert("device-7")
+    fingerprint = details["sha256"].replace(":", "").upper()
+    rule = CertRule(subject_cn=r"device-.*", authid="cert-{sha256}", authrole="device")
+    decision = TlsAuthenticator([rule]).hello(request(transport=tls(details)))
+    assert isinstance(decision, Accept) and decision.authid == f"cert-{fingerprint}"
+    pinned = CertRule(sha256=fingerprint, authid="{cn}", authrole="pinned", realm="r-{sha256}")
+    decision = TlsAuthenticator([pinned]).hello(request(transport=tls(details)))
+    assert (decision.authid, decision.authrole, decision.realm) == ("device-7", "pinned", f"r-{fingerprint}")
+
+
+def test_an_optional_group_that_did_not_match_fills_a_template_with_nothing():
+    rule = CertRule(subject_cn=r"(?P<name>[a-z]+)(?:-(?P<tag>[0-9]+))?", authid="{name}{tag}",
+                    authrole="device")
+    tagged = TlsAuthenticator([rule]).hello(request(transport=tls(cert("probe-12"))))
+    assert tagged.authid == "probe12"
+    untagged = TlsAuthenticator([rule]).hello(request(transport=tls(cert("probe"))))
+    assert isinstance(untagged, Accept) and untagged.authid == "probe"  # not "probeNone"
+
+
+def test_a_rule_giving_a_role_but_an_empty_realm_is_denied_saying_why():
+    rule = CertRule(subject_cn=r"(?:(?P<site>[a-z]+):)?(?P<authid>.+)", authrole="device", realm="{site}")
+    assert TlsAuthenticator([rule]).hello(request(transport=tls(cert("lyon:device-7")))).realm == "lyon"
+    decision = TlsAuthenticator([rule]).hello(request(transport=tls(cert("device-7"))))
+    assert decision == Deny("the identity rule gave an empty realm for the client certificate (subject 'CN=device-7')")
+    both = CertRule(subject_cn=r"(?:(?P<role>[a-z]+)/)?(?P<authid>.+)", authrole="{role}", realm="{role}")
+    assert TlsAuthenticator([both]).hello(request(transport=tls(cert("device-7")))) == Deny(
+        "the identity rule gave an empty authrole and realm for the client certificate (subject 'CN=device-7')")
