@@ -67,4 +67,9 @@ if [ ! -f "$ACAPY_VENV/.pickup-installed" ]; then
 fi
 export RELAYROUTER_ACAPY="$ACAPY_VENV/bin/aca-py"
 
+# The suite starts hundreds of Python processes (routers, connectors, tutorials' commands) from
+# this checkout: they keep the modules they compile (a machine may set PYTHONDONTWRITEBYTECODE),
+# instead of each compiling the package again (about a quarter of a router's start).
+unset PYTHONDONTWRITEBYTECODE
+
 exec "$PYTHON" -m pytest "$@"

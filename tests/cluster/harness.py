@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ..connectors.processes import Child, RouterProcess, listener
+from ..connectors.processes import Child, RouterProcess, listener, stop_together
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 LOOPS = ("thread", "reactor")
@@ -167,9 +167,8 @@ def ready(node) -> tuple[int, dict]:
 
 
 def stop_all(nats, nodes: dict) -> None:
-    """Every node, then the NATS server."""
-    for node in nodes.values():
-        node.stop()
+    """Every node (side by side), then the NATS server (or cluster)."""
+    stop_together(list(nodes.values()))
     nats.stop()
 
 
@@ -252,8 +251,7 @@ class NatsCluster:
         return [s.url for s in self.servers]
 
     def stop(self) -> None:
-        for server in self.servers:
-            server.stop()
+        stop_together(self.servers)
 
 
 def nats_and_nodes(tmp_path: Path, names: str = "abc", servers: int = 1, **node_options):

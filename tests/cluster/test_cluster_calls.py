@@ -12,7 +12,7 @@ from autobahn.wamp.types import CallDetails, CallOptions, RegisterOptions
 from twisted.internet import defer, reactor, task, threads
 
 from ..support import connect_raw, connect_ws, within
-from .harness import LOAD_SLACK, LOOPS, PATIENCE, NatsServer, Node
+from .harness import LOAD_SLACK, LOOPS, PATIENCE, NatsServer, Node, stop_all
 
 BEATS = "heartbeat_interval = 0.25\nheartbeat_ttl = 1.0\n"
 PPT = {"ppt_scheme": "x_custom", "ppt_serializer": "native"}
@@ -35,9 +35,7 @@ def start_cluster(tmp, names=("a", "b", "c"), loop="thread", beats=BEATS):
 
 
 def stop_cluster(nats, nodes) -> None:
-    for node in nodes.values():
-        node.stop()
-    nats.stop()
+    stop_all(nats, nodes)
 
 
 @pytest.fixture(scope="module", params=LOOPS)

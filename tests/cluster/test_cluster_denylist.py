@@ -8,7 +8,7 @@ import pytest
 import pytest_twisted
 
 from ..support import LeftBeforeJoining, connect_ws, within
-from .harness import LOAD_SLACK, LOOPS, PATIENCE, NatsServer, Node, sleep
+from .harness import LOAD_SLACK, LOOPS, PATIENCE, NatsServer, Node, sleep, stop_all
 
 ADMIN, DEV = "admin-ticket-0123456789", "dev-ticket-0123456789"
 REALMS = """
@@ -44,9 +44,7 @@ def cluster(tmp_path_factory, request):
             nodes[name].start()
         yield nats, nodes
     finally:
-        for node in nodes.values():
-            node.stop()
-        nats.stop()
+        stop_all(nats, nodes)
 
 
 def join(node, authid, ticket):

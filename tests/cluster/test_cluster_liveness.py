@@ -9,7 +9,7 @@ import pytest_twisted
 from twisted.internet import reactor, task, threads
 
 from ..support import connect_ws
-from .harness import LOAD_SLACK, PATIENCE, NatsServer, Node, ready
+from .harness import LOAD_SLACK, PATIENCE, NatsServer, Node, ready, stop_all
 
 BEATS = "heartbeat_interval = 0.25\nheartbeat_ttl = 1.0\n"
 
@@ -25,9 +25,7 @@ def cluster(tmp_path):
             nodes[name].start()
         yield nats, nodes
     finally:
-        for node in nodes.values():
-            node.stop()
-        nats.stop()
+        stop_all(nats, nodes)
 
 
 

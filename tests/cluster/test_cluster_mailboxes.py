@@ -13,7 +13,7 @@ from twisted.internet import defer, threads
 
 from ..integration.test_mailboxes import SECRETS, Taker, as_user
 from ..support import eventually
-from .harness import PATIENCE, NatsServer, Node, sleep
+from .harness import PATIENCE, NatsServer, Node, sleep, stop_all
 from .test_cluster_resume import metric
 
 PG_SERVER = os.environ.get("RELAYROUTER_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -65,9 +65,7 @@ def cluster(tmp_path, pg_dsn):
             nodes[name].start()
         yield nats, nodes, pg_dsn
     finally:
-        for node in nodes.values():
-            node.stop()
-        nats.stop()
+        stop_all(nats, nodes)
 
 
 def rows(dsn: str, table: str) -> int:

@@ -9,7 +9,7 @@ import pytest
 from ..connectors.processes import listener
 from ..connectors.test_mediator_proxy_e2e import CONFIG, MAILBOX_SECRET, TICKETS, endpoint, first_seen, put, start_proxy
 from ..connectors.test_mediator_proxy_e2e import agent, started  # noqa: F401 (fixtures)
-from .harness import PATIENCE, NatsServer, Node
+from .harness import PATIENCE, NatsServer, Node, stop_all
 from .test_cluster_mailboxes import pg_dsn  # noqa: F401 (a fixture)
 
 REALM = CONFIG[len(listener()):]
@@ -28,9 +28,7 @@ def cluster(tmp_path, pg_dsn):  # noqa: F811
             nodes[name].start()
         yield nodes
     finally:
-        for node in nodes.values():
-            node.stop()
-        nats.stop()
+        stop_all(nats, nodes)
 
 
 def test_the_agent_gets_every_message_in_order_through_either_node_and_a_kill_9(tmp_path, cluster, agent, started):  # noqa: F811

@@ -7,7 +7,7 @@ from autobahn.wamp.types import PublishOptions, SubscribeOptions
 from twisted.internet import defer, threads
 
 from ..support import connect_raw, connect_ws, eventually
-from .harness import LOOPS, PATIENCE, NatsServer, Node, sleep
+from .harness import LOOPS, PATIENCE, NatsServer, Node, sleep, stop_all
 
 
 @pytest.fixture(scope="module", params=LOOPS)
@@ -23,9 +23,7 @@ def cluster(tmp_path_factory, request):
             nodes[name].start()
         yield nats, nodes
     finally:
-        for node in nodes.values():
-            node.stop()
-        nats.stop()
+        stop_all(nats, nodes)
 
 
 class Inbox:

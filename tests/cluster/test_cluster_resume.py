@@ -17,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from .harness import PATIENCE, NatsServer, Node
+from .harness import PATIENCE, NatsServer, Node, stop_all
 
 OUTAGE = 6.5  # seconds without NATS: more than the default resume_window
 
@@ -93,6 +93,4 @@ def test_the_resume_window_and_limit_decide_whether_watches_are_kept(tmp_path):
         assert time.monotonic() - started < 25, "the hasty node took too long to give up to compare"
         assert not said(keeper, "did not resume", marks["keeper"])
     finally:
-        for node in nodes.values():
-            node.stop()
-        nats.stop()
+        stop_all(nats, nodes)

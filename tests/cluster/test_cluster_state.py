@@ -16,7 +16,7 @@ from ..security_support import HS_SECRET, http, token
 from ..support import LeftBeforeJoining, connect_ws, within
 from relayrouter.cluster.state import retained_key
 
-from .harness import LOOPS, PATIENCE, SYNCED, NatsServer, Node, ready, sleep
+from .harness import LOOPS, PATIENCE, SYNCED, NatsServer, Node, ready, sleep, stop_all
 
 REALMS = """
 [revocation]
@@ -74,9 +74,7 @@ def cluster(tmp_path_factory, request):
             nodes[name] = start_node(tmp, name, nats, request.param)
         yield nats, nodes
     finally:
-        for node in nodes.values():
-            node.stop()
-        nats.stop()
+        stop_all(nats, nodes)
 
 
 def join(node, bearer_or_ticket, realm="lab", **extra):

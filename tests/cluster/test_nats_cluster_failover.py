@@ -18,7 +18,7 @@ from twisted.internet import defer
 
 from ..security_support import HS_SECRET, http, token
 from ..support import LeftBeforeJoining, connect_ws, within
-from .harness import PATIENCE, NatsCluster, NatsServer, Node, ready, sleep
+from .harness import PATIENCE, NatsCluster, NatsServer, Node, ready, sleep, stop_all
 from .test_cluster_state import REALMS as STATE_REALMS
 
 # No node dies here, only NATS servers: a TTL of a second would let a reactor that a loaded
@@ -87,9 +87,7 @@ def cluster(tmp_path_factory):
             nodes[name] = start_node(tmp, name, nats.servers[i].url)
         yield nats, nodes
     finally:
-        for node in nodes.values():
-            node.stop()
-        nats.stop()
+        stop_all(nats, nodes)
 
 
 def join(node, jwt_or_ticket):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from ..security_support import HS_SECRET
-from .harness import PATIENCE, NatsCluster, Node, ready
+from .harness import PATIENCE, NatsCluster, Node, ready, stop_all
 from .test_nats_cluster_failover import REALMS
 
 # /ready asks JetStream about each bucket every heartbeat_ttl: the figures in the docs are with 1 s.
@@ -39,9 +39,7 @@ def cluster(tmp_path_factory):
             nodes[name].start()
         yield nats, nodes
     finally:
-        for node in nodes.values():
-            node.stop()
-        nats.stop()
+        stop_all(nats, nodes)
 
 
 def server_of(nats, name: str):

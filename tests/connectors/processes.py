@@ -108,12 +108,47 @@ class Child:
         """SIGTERM, SIGKILL after ``seconds``; the exit code."""
         if self.running:
             self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(seconds)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(seconds)
-        return self.proc.returncode if self.proc else None
+        return self.wait_stopped(seconds)
+
+    def wait_stopped(self, seconds: float = 15.0) -> int | None:
+        """The exit code once it exited, SIGKILL after ``seconds``.  The test's reactor runs
+        meanwhile (see ``_waiting_with_the_reactor``): a router stopping says GOODBYE to every
+        session and waits for each to close, the test's client sessions included."""
+        if self.proc is None:
+            return None
+        try:
+            _waiting_with_the_reactor(self.proc.wait, seconds)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(seconds)
+        return self.proc.returncode
+
+
+def stop_together(children, seconds: float = 15.0) -> None:
+    """Stop several children at once: SIGTERM to each, then wait for each (SIGKILL after ``seconds``)."""
+    for child in children:
+        if child.running:
+            child.proc.send_signal(signal.SIGTERM)
+    for child in children:
+        child.wait_stopped(seconds)
+
+
+def _waiting_with_the_reactor(wait, seconds: float):
+    """``wait(seconds)``, with this process's reactor running meanwhile when a test runs it
+    (pytest-twisted's greenlet) and this is the test's own greenlet: the test's client sessions
+    then answer a stopping router's GOODBYE, as a client does, instead of keeping it waiting its
+    whole shutdown timeout for them. Elsewhere (a thread, the reactor's greenlet, no reactor) a
+    plain wait."""
+    pytest_twisted = sys.modules.get("pytest_twisted")
+    reactor_greenlet = getattr(getattr(pytest_twisted, "_instances", None), "gr_twisted", None)
+    if reactor_greenlet is None or reactor_greenlet.dead or threading.current_thread() is not threading.main_thread():
+        return wait(seconds)
+    import greenlet
+    from twisted.internet import reactor, threads
+
+    if greenlet.getcurrent() is reactor_greenlet or not reactor.running:
+        return wait(seconds)
+    return pytest_twisted.blockon(threads.deferToThread(wait, seconds))
 
 
 class RouterProcess(Child):
