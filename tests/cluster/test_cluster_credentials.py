@@ -91,8 +91,8 @@ def crosses(nodes):
             break
         yield sleep(0.05)
     assert sorted(listed) == sorted([sa.details.session, sb.details.session])
-    sa.leave()
-    sb.leave()
+    yield sa.leave()  # until closed: a node stopped later need not wait its shutdown timeout for them
+    yield sb.leave()
 
 
 def refused(tmp_path, nats, extra: str, secret: str, env=None) -> None:
