@@ -112,12 +112,12 @@ class Child:
 
     def wait_stopped(self, seconds: float = 15.0) -> int | None:
         """The exit code once it exited, SIGKILL after ``seconds``.  The test's reactor runs
-        meanwhile (see ``_waiting_with_the_reactor``): a router stopping says GOODBYE to every
+        meanwhile (see ``waiting_with_the_reactor``): a router stopping says GOODBYE to every
         session and waits for each to close, the test's client sessions included."""
         if self.proc is None:
             return None
         try:
-            _waiting_with_the_reactor(self.proc.wait, seconds)
+            waiting_with_the_reactor(self.proc.wait, seconds)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(seconds)
@@ -133,7 +133,7 @@ def stop_together(children, seconds: float = 15.0) -> None:
         child.wait_stopped(seconds)
 
 
-def _waiting_with_the_reactor(wait, seconds: float):
+def waiting_with_the_reactor(wait, seconds: float):
     """``wait(seconds)``, with this process's reactor running meanwhile when a test runs it
     (pytest-twisted's greenlet) and this is the test's own greenlet: the test's client sessions
     then answer a stopping router's GOODBYE, as a client does, instead of keeping it waiting its

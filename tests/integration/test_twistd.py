@@ -15,6 +15,7 @@ import pytest_twisted
 
 from twisted.internet import threads
 
+from ..connectors.processes import waiting_with_the_reactor
 from ..support import connect_rawsocket, connect_ws, within
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,10 +93,12 @@ def assert_no_fault(proc) -> None:
 
 
 def stop(proc, seconds=15):
+    """SIGTERM; SIGKILL after ``seconds``. The test's reactor runs meanwhile where it can, so its
+    sessions answer the router's GOODBYE (see ``waiting_with_the_reactor``)."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(seconds)
+            waiting_with_the_reactor(proc.wait, seconds)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

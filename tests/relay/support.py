@@ -6,6 +6,7 @@ import jwt as pyjwt
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer, endpoints, reactor
 
+from ..connectors.processes import waiting_with_the_reactor
 from ..security_support import HS_SECRET, http, start, stop  # noqa: F401 (re-exported)
 
 AUDIENCE = "https://relay.example.org/access"
@@ -165,7 +166,7 @@ class Tool:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(10)
+                waiting_with_the_reactor(self.proc.wait, 10)  # the test's sessions answer a GOODBYE
             except Exception:
                 self.proc.kill()
                 self.proc.wait(5)
