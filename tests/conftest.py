@@ -18,6 +18,16 @@ def logged_errors():
         pytest.fail("\n\n".join(problems), pytrace=False)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def module_garbage():
+    """After a module's tests and its module-scoped fixtures: the garbage that the tests'
+    own collections no longer look at (log_guard.finish_module)."""
+    yield
+    problems = log_guard.finish_module()
+    if problems:
+        pytest.fail("after this module's tests:\n\n" + "\n\n".join(problems), pytrace=False)
+
+
 @pytest.fixture
 def running():
     running = pytest_twisted.blockon(start_router())

@@ -21,6 +21,22 @@ def test_an_unhandled_deferred_failure_is_caught(logged_errors):
     assert any("ZeroDivisionError: nobody handles me" in p for p in problems), problems
 
 
+def test_a_failure_kept_alive_past_a_tests_end_is_found_once_its_module_is_done(logged_errors):
+    """What a test's guard froze (alive at its end) and what became garbage later in a cycle,
+    which only the collector frees, is found by the module's collection."""
+    logged_errors.expect(r"Unhandled error in Deferred")
+    logged_errors.expect(r"KeyError")
+    cycle = {"deferred": defer.fail(KeyError("kept past its test"))}
+    cycle["itself"] = cycle
+    guard = log_guard.watch()
+    assert log_guard.finish(guard) == []  # alive: frozen
+    guard = log_guard.watch()
+    del cycle  # garbage now, but frozen: a test's collection does not look at it
+    assert log_guard.finish(guard) == []
+    problems = log_guard.finish_module()
+    assert any("KeyError: 'kept past its test'" in p for p in problems), problems
+
+
 def test_an_error_and_a_traceback_are_caught_a_warning_is_not(logged_errors):
     logged_errors.expect(r"an error")
     logged_errors.expect(r"with a traceback")
