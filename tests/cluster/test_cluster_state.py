@@ -222,12 +222,18 @@ def test_max_retained_events_holds_across_nodes_and_in_the_bucket(cluster):
         yield publisher.publish(f"t.{i}", i, options=PublishOptions(retain=True, acknowledge=True))
     keys = {i: retained_key("few_retained", f"t.{i}") for i in range(1, 6)}
 
+    seen = []
+
     def bucket_holds():
         held = set(kv_keys(nats, "relayrouter_retained"))
-        return {i for i, key in keys.items() if key in held}
+        seen.append({i for i, key in keys.items() if key in held})
+        return seen[-1]
 
-    yield until(lambda: threads.deferToThread(bucket_holds).addCallback(lambda held: held == {3, 4, 5}),
-                what="the bucket keeping the latest three")
+    try:
+        yield until(lambda: threads.deferToThread(bucket_holds).addCallback(lambda held: held == {3, 4, 5}),
+                    what="the bucket keeping the latest three")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; it held the events {sorted(seen[-1]) if seen else '?'}") from None
     reader = yield _anonymous(nodes["b"], "few_retained")
     got = []
     yield reader.subscribe(lambda *a: got.append(a), "t.", options=SubscribeOptions(match="prefix",
