@@ -141,6 +141,9 @@ class SharedState:
         self._retained: dict[str, dict[str, tuple[str, bytes]]] = {}
         self._retained_keys: dict[str, tuple[str, str]] = {}
         self._evicted_seen: dict[str, int] = {}  # realm -> its retained_events_evicted last looked at
+        # Retained events this node took out of the bucket, until the watch brings the removal:
+        # key -> publication ID; the echo of their own put, if it comes after, is not applied.
+        self._taken_back: dict[str, int] = {}
         self._applying = False
         self._tickets_open = False  # the tickets bucket was opened once (the handle outlives reconnections)
         self.guard = security.guard
@@ -524,8 +527,9 @@ class SharedState:
             return
         kept = realm.broker.retained
         topics = self._retained.get(realm.name, {})
-        for topic, (key, _) in list(topics.items()):  # the oldest first, as the broker evicts
+        for topic, (key, data) in list(topics.items()):  # the oldest first, as the broker evicts
             if topic not in kept:
+                self._taken_back[key] = decode_event(data)[2]
                 self._mirror(realm.name, topic, key, None)
                 self._write(RETAINED, key, None)
                 more -= 1
@@ -542,6 +546,15 @@ class SharedState:
                 self._apply_retained(key, value)
 
     def _apply_retained(self, key: str, value) -> None:
+        taken_back = self._taken_back.pop(key, None)
+        if value is not None and taken_back is not None:
+            data = msgpack.unpackb(value, raw=False)[4]
+            if decode_event(data)[2] == taken_back:
+                # The echo of our own put, after we took it back (evicted here, removed from the
+                # bucket): applied, it would be retained here again and push out a newer topic,
+                # which the bucket keeps and no removal would then follow. Its removal's echo comes next.
+                self._taken_back[key] = taken_back
+                return
         if value is None:
             known = self._retained_keys.get(key)
             if known is not None:
