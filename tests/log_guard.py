@@ -97,10 +97,7 @@ def finish_module() -> list[str]:
     what is wrong in the garbage found."""
     observer = watch()
     gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-    globalLogPublisher.removeObserver(observer)
-    return observer.problems()
+    return finish(observer)
 
 
 def freeze_the_old() -> None:

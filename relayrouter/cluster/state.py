@@ -112,6 +112,11 @@ def decode_event(data: bytes):
     return topic, Publication(msg, source, publisher is not None, ppt), publication_id
 
 
+def publication_id_of(data: bytes) -> int:
+    """The publication ID of an event in the wire format, without building its message."""
+    return msgpack.unpackb(data, raw=False)[1]
+
+
 # ------------------------------------------------------------------ reactor
 
 
@@ -529,7 +534,7 @@ class SharedState:
         topics = self._retained.get(realm.name, {})
         for topic, (key, data) in list(topics.items()):  # the oldest first, as the broker evicts
             if topic not in kept:
-                self._taken_back[key] = decode_event(data)[2]
+                self._taken_back[key] = publication_id_of(data)
                 self._mirror(realm.name, topic, key, None)
                 self._write(RETAINED, key, None)
                 more -= 1
@@ -538,6 +543,8 @@ class SharedState:
 
     def _reconcile_retained(self, snapshot: dict) -> None:
         ours = {key for (what, key) in self._pending if what == RETAINED}
+        # A removal the bucket holds already brings no echo in a new watch: forget it was ours.
+        self._taken_back = {key: taken for key, taken in self._taken_back.items() if key in snapshot}
         for key in list(self._retained_keys):
             if key not in snapshot and key not in ours:
                 self._apply_retained(key, None)
@@ -548,8 +555,7 @@ class SharedState:
     def _apply_retained(self, key: str, value) -> None:
         taken_back = self._taken_back.pop(key, None)
         if value is not None and taken_back is not None:
-            data = msgpack.unpackb(value, raw=False)[4]
-            if decode_event(data)[2] == taken_back:
+            if publication_id_of(msgpack.unpackb(value, raw=False)[4]) == taken_back:
                 # The echo of our own put, after we took it back (evicted here, removed from the
                 # bucket): applied, it would be retained here again and push out a newer topic,
                 # which the bucket keeps and no removal would then follow. Its removal's echo comes next.

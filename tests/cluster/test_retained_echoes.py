@@ -70,3 +70,17 @@ def test_an_echo_of_a_put_taken_back_since_is_not_applied_again(node):
     assert sorted(broker.retained) == ["t.3", "t.4", "t.5"]
     removed = [k for what, k, value in writes if value is None]
     assert removed == [key[1], key[2]]  # never t.3, which the bucket must keep
+
+
+def test_a_removal_the_bucket_already_holds_at_a_resync_is_not_remembered(node):
+    """A new watch's snapshot brings no echo of a removal the bucket holds: the node forgets it
+    took that event back, instead of keeping it for ever."""
+    router, state, publisher, writes = node
+    for i in range(1, 5):
+        _publish(publisher, i, f"t.{i}", i)
+    key = {i: retained_key("realm1", f"t.{i}") for i in range(1, 5)}
+    puts = {k: value for what, k, value in writes if value is not None}
+    assert key[1] in state._taken_back
+    state._reconcile_retained({key[i]: (i, puts[key[i]]) for i in (2, 3, 4)})
+    assert state._taken_back == {}
+    assert sorted(router.realms["realm1"].broker.retained) == ["t.2", "t.3", "t.4"]
