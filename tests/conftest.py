@@ -1,7 +1,8 @@
 import pytest
 import pytest_twisted
 
-from . import log_guard, parallel
+from . import log_guard
+from .parallel import pytest_collection_modifyitems, pytest_xdist_make_scheduler  # noqa: F401  (hooks)
 from .dists import dists, wheelhouse  # noqa: F401  (built once for the whole run)
 from .support import start_router
 
@@ -42,13 +43,3 @@ def pytest_collection_finish(session):
     # built stays alive for the whole run, so take it out of those collections.
     log_guard.freeze_the_old()
 
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    # Before pytest-xdist reads the groups (--dist loadgroup): see tests/parallel.py.
-    parallel.arrange(config, items)
-
-
-@pytest.hookimpl(optionalhook=True, tryfirst=True)
-def pytest_xdist_make_scheduler(config, log):
-    return parallel.make_scheduler(config, log) if config.getvalue("dist") == "loadgroup" else None

@@ -38,6 +38,8 @@ from twisted.web.server import Site
 
 from relayrouter import openapi
 
+from .ports import free_port
+
 WEBSOCKETS = frozenset({"autobahn.twisted.resource.WebSocketResource",
                         "relayrouter.transport.micronets._MeetupResource"})
 DOCUMENTED_5XX = frozenset({502, 503, 504, 507})  # a gateway's, an unavailable dependency's, a full store's
@@ -333,10 +335,8 @@ def new_errors(child, since: int) -> list[str]:
 
 
 def unused_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nothing listens on (tests/ports.py)."""
+    return free_port()
 
 
 def still_serves(port: int, path: bytes, seconds: float = 15.0) -> int:

@@ -21,16 +21,34 @@ waiting for it alone.
 Without ``-n`` nothing here changes what, how or in which order tests run.
 
 pytest-xdist's own ``loadgroup`` reads a group from the test's node id, which it
-rewrites on the worker; pytest 9.2 no longer lets a plugin rewrite a node id,
-so the groups would be ignored. Here each worker writes the groups it marked
-(node id -> group) into the run's directory, and ``GroupScheduling``, the
-controller's scheduler for ``--dist loadgroup``, sends each group as one unit.
+rewrites on the worker (``<node id>@<group>``); pytest 9.2 no longer lets a plugin
+rewrite a node id, so there the groups would be ignored. Here each worker also writes
+the groups it marked (node id -> group) into the run's directory, and
+``GroupScheduling``, the controller's scheduler for ``--dist loadgroup``, sends
+each group as one unit: the group written for a node id, or, where pytest let
+xdist rewrite it, the group its suffix names (the written node ids have none).
+tests/test_parallel.py runs a small suite on workers to show that both hold.
+
+The hooks below are tests/conftest.py's (imported there by name).
 """
 
 import json
 import os
 
+import pytest
+
 SHARED_SCOPES = ("package", "module", "class")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    # Before pytest-xdist reads the groups (--dist loadgroup) and rewrites the node ids.
+    arrange(config, items)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    return make_scheduler(config, log) if config.getvalue("dist") == "loadgroup" else None
 
 
 def fixture_group(item) -> str | None:
@@ -94,7 +112,11 @@ def make_scheduler(config, log):
             super().schedule()
 
         def _split_scope(self, nodeid: str) -> str:
-            return self.groups.get(nodeid, nodeid)
+            if nodeid in self.groups:
+                return self.groups[nodeid]
+            if nodeid.rfind("@") > nodeid.rfind("]"):  # rewritten by pytest-xdist: <node id>@<group>
+                return nodeid.rsplit("@", 1)[1]
+            return nodeid
 
     return GroupScheduling(config, log)
 
@@ -113,8 +135,6 @@ def scenarios_first(items) -> None:
 
 def assign_groups(items) -> None:
     """Mark every test that shares a fixture or a resource with its group (see the module's docstring)."""
-    import pytest
-
     groups = {item: fixture_group(item) for item in items}
     renamed = {}
     for item in items:

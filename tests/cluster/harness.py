@@ -11,22 +11,16 @@ once it has synced its shared state with JetStream (or said it cannot); with
 
 import json
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from ..connectors.processes import Child, RouterProcess, listener, stop_together
+from ..ports import free_port
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 LOOPS = ("thread", "reactor")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class NatsServer(Child):

@@ -14,13 +14,13 @@ installs it). Without it the test is skipped, and fails under CI=true.
 
 import json
 import os
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from ..ports import free_port
 from .processes import Child, ProxyProcess, RouterProcess, http_json
 from .test_mediator_proxy_e2e import CONFIG, MAILBOX_SECRET, TICKETS
 
@@ -37,12 +37,6 @@ def acapy_installed():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message + " (CI=true: a missing install is an error)", pytrace=False)
         pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Webhooks:

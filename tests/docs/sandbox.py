@@ -82,14 +82,21 @@ def _env_names(value) -> set[str]:
     return set()
 
 
-def check_config(source: str, sandbox: Path) -> None:
-    """A TOML example through the checker of what it configures, in ``sandbox`` (ConfigError if invalid)."""
+def save(source: str, sandbox: Path) -> tuple[str, Path]:
+    """A TOML example written in ``sandbox`` under the name its first line gives (router.toml
+    if none), its absolute paths made the sandbox's own: (the text written, its path)."""
     for directory in ("/etc/relayrouter/", "/run/secrets/"):
         source = source.replace(directory, f"{sandbox}{directory}")
-    data = tomllib.loads(source)
-    name = file_name(source) or "router.toml"
-    path = sandbox / name
+    path = sandbox / (file_name(source) or "router.toml")
     path.write_text(source)
+    return source, path
+
+
+def check_config(source: str, sandbox: Path) -> None:
+    """A TOML example through the checker of what it configures, in ``sandbox`` (ConfigError if invalid)."""
+    source, path = save(source, sandbox)
+    data = tomllib.loads(source)
+    name = path.name
     for variable in _env_names(data):
         os.environ.setdefault(variable, secrets.token_urlsafe(48))
     if name == "decrypt-search-organisations.toml":  # a listing of organisations' files, checked before

@@ -9,7 +9,8 @@
   JWT public key ``keys/local-1.pem``; ``/etc/relayrouter/`` and
   ``/run/secrets/`` are that directory's own), with every environment variable a
   ``*_env`` key names set, and decrypt-search's example validators and
-  hooks importable (``mypackage``). A router fragment is checked as part of a whole
+  hooks importable (``mypackage``), and the files the page's earlier examples name
+  (``# acme-decrypt-search.toml``), so that each example also passes alone. A router fragment is checked as part of a whole
   file: tables of one realm without the realm (``[[realms.mailboxes]]``
   alone) as the realm ``realm1``'s, a listener's tables without the
   listener (``[listeners.tls]``) as a WebSocket listener's, and a fragment naming no realm with
@@ -33,7 +34,7 @@ from sybil.parsers.markdown import CodeBlockParser
 
 from relayrouter import config as router_config
 
-from .sandbox import check_config, file_name as _file_name, make_sandbox
+from .sandbox import check_config, file_name as _file_name, make_sandbox, save
 from .tutorial import FILE_COMMENT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +77,13 @@ def _examples() -> list:
             for page in PAGES for example in SYBIL.parse(page).examples()]
 
 
+def files_before(example) -> list[str]:
+    """The TOML examples of ``example``'s page above it that name their file (an example may name
+    them: decrypt-search's listing of organisations names each organisation's file)."""
+    return [str(other.parsed) for other in example.document.examples()
+            if other.line < example.line and other.region.evaluator is check_toml and _file_name(str(other.parsed))]
+
+
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory) -> Path:
     return make_sandbox(tmp_path_factory.mktemp("examples"))
@@ -88,6 +96,8 @@ def test_example(example, sandbox, monkeypatch):
         monkeypatch.delenv(name)
     monkeypatch.setattr(os, "environ", os.environ.copy())  # what an example sets stays in it
     example.namespace["sandbox"] = sandbox
+    for source in files_before(example):  # as the reader has them, whichever example ran before
+        save(source, sandbox)
     example.evaluate()
 
 

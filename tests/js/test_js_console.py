@@ -12,6 +12,8 @@ import pytest
 
 from conftest import JS_DIR, REPO_ROOT, STARTUP_TIMEOUT, WS_LINE, ChildProcess
 
+from tests.ports import free_port
+
 ADMIN_TICKET = "console-admin-ticket-0123456789"
 DEVICE_TICKET = "sensor-seven-ticket-0123456789"
 
@@ -194,12 +196,6 @@ def console_cluster(tmp_path):
     """A NATS server and two clustered routers (a, b) with the console configuration."""
     import os
     import shutil
-    import socket
-
-    def free_port() -> int:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
 
     children = []
     try:

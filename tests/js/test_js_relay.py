@@ -17,6 +17,8 @@ import pytest
 
 from conftest import REPO_ROOT, STARTUP_TIMEOUT, WS_LINE, missing_tool
 
+from tests.ports import free_port
+
 SECRET = "relay-js-test-secret-0123456789abcdef-0123456789"
 AUDIENCE = "https://relay.example.org/access"
 CONFIG = """
@@ -159,15 +161,12 @@ class Camera(threading.Thread):
 
 def test_live_video_plays_in_chromium_and_latency_is_measured(relay_router, spawn, node_script,
                                                              chromium_bin, record_property):
-    import socket
     import subprocess
 
     ffmpeg_bin = shutil.which("ffmpeg")
     if ffmpeg_bin is None:
         missing_tool("ffmpeg is not installed (Debian: apt-get install -y ffmpeg)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        ts_port = s.getsockname()[1]
+    ts_port = free_port()
     video_host = host(spawn, relay_router, "video0", "--ts", f"tcp:{ts_port}:interface=127.0.0.1")
     video_host.wait_for(lambda l: "Video ingest listening" in l, STARTUP_TIMEOUT, "the ingest listener")
     relay_router.wait_for_connections("video0", 1)

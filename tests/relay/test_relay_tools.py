@@ -9,6 +9,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, endpoints, protocol, reactor
 
+from ..ports import free_port
 from ..support import eventually
 from .support import Tool, connect_topic, practable_token, relay_config, start, stop
 
@@ -258,11 +259,7 @@ def test_file_binary_mode_writes_frames_as_they_came(router, tmp_path):
 
 @pytest_twisted.inlineCallbacks
 def test_host_reconnects_after_the_router_restarts(monkeypatch, tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     config = relay_config(monkeypatch, stats_interval=0)
     config["listeners"] = [{"type": "websocket", "endpoint": f"tcp:{port}:interface=127.0.0.1"}]
     first = yield start(config, tmp_path / "state")

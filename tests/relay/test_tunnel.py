@@ -14,6 +14,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, endpoints, protocol, reactor
 
+from ..ports import free_port
 from ..security_support import HS_SECRET, start, stop, token
 from ..support import eventually
 from .support import Tool
@@ -50,12 +51,6 @@ def router(monkeypatch, tmp_path):
     running = pytest_twisted.blockon(start(tunnel_config(monkeypatch), tmp_path / "state"))
     yield running
     pytest_twisted.blockon(stop(running))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Sshd:

@@ -21,6 +21,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from relayrouter.cli import pki
 
+from ...ports import free_port
 from ..processes import STARTED, Child, RouterProcess, twistd
 
 DYNSEC_PLUGIN_PATHS = ("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
@@ -31,12 +32,6 @@ ADMIN_PASSWORD = "dynsec-admin-secret-for-tests"
 AGENT_TICKET = "iot-agent-ticket-for-tests-0123456789"  # the router's principal iot-agent, in every realm
 AGENT_LINE = r"iot-agent listening: http://127\.0\.0\.1:(\d+)/"
 TLS_LINE = r"iot-agent device TLS listening: https://127\.0\.0\.1:(\d+)/"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dynsec_plugin() -> str:
