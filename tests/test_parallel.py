@@ -107,7 +107,8 @@ def test_groups_run_whole_on_one_worker_in_order(tmp_path, node_ids):
     (suite / "test_named_with_fixture.py").write_text(NAMED_WITH_FIXTURE)
     (suite / "test_free.py").write_text(FREE)
     record = tmp_path / "record.jsonl"
-    env = dict(os.environ, RECORD=str(record), PYTHONPATH=f"{ROOT}{os.pathsep}{suite}")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}  # not this run's worker
+    env.update(RECORD=str(record), PYTHONPATH=f"{ROOT}{os.pathsep}{suite}")
     keep = ["-p", "keep_node_ids"] if node_ids == "kept" else []
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *keep, "-n", "3",
                              "--dist", "loadgroup", "-rA", str(suite)],

@@ -144,6 +144,11 @@ class _ConnectorSession(Session):
                   authid=credentials.authid, authextra=credentials.authextra)
 
     def onChallenge(self, challenge):
+        if not _can_send(self._transport):
+            # The CHALLENGE crossed our close (the service stopped while we were connecting):
+            # an answer cannot be sent, and Autobahn's failure to send it would be nobody's
+            # (an unhandled error). Left unanswered: the connection is going away.
+            return defer.Deferred()
         return self.config.extra["credentials"].answer(challenge)
 
     # Autobahn's Component session (the "shim") leaves calls, publishes and the
@@ -155,6 +160,13 @@ class _ConnectorSession(Session):
     def onDisconnect(self):
         self._errback_outstanding_requests(TransportLost())
         return super().onDisconnect()
+
+
+def _can_send(transport) -> bool:
+    """Whether a WAMP message can still go out on ``transport`` (a WebSocket that began to
+    close cannot send; a RawSocket writes until it is gone)."""
+    state = getattr(transport, "state", None)
+    return transport is not None and (state is None or state == transport.STATE_OPEN)
 
 
 class _QuietLog:

@@ -185,3 +185,35 @@ def test_calls_in_flight_fail_when_the_router_goes_away(router):
         assert outcome[0].check(ApplicationError) and outcome[0].value.error == "wamp.close.transport_lost"
     finally:
         yield conn.stopService()
+
+
+def test_a_challenge_that_crosses_our_close_is_left_unanswered(logged_errors):
+    """stopService while connecting closes the WebSocket; the router's CHALLENGE, already on
+    its way, then finds it closing. Answering would raise Disconnected in Autobahn's callback,
+    an unhandled error (seen in CI at a later test's teardown); it is left unanswered."""
+    import gc
+
+    from autobahn.twisted.websocket import WampWebSocketClientProtocol
+    from autobahn.wamp import message
+    from autobahn.wamp.types import ComponentConfig
+
+    from relayrouter.client.router import _Attempt, _ConnectorSession
+
+    attempt = _Attempt()
+    config = ComponentConfig("lab", extra={"attempt": attempt, "credentials": Credentials("ticket", "svc", TICKET)})
+    session = _ConnectorSession(config)
+    transport = WampWebSocketClientProtocol()
+    transport._session = session
+    session._transport = transport
+    transport.state = transport.STATE_CLOSING
+    attempt.abandoned = True
+    session.onMessage(message.Challenge("ticket"))
+    gc.collect()  # an unhandled failure is logged when its Deferred goes
+    assert not logged_errors.texts()  # nor does the log guard see one at teardown
+
+    transport.state = transport.STATE_OPEN  # and while open, the answer goes out
+    sent = []
+    transport.sendMessage = lambda payload, binary=False: sent.append(payload)
+    transport._serializer = type("Json", (), {"serialize": lambda self, m: (m, False)})()
+    session.onMessage(message.Challenge("ticket"))
+    assert len(sent) == 1 and isinstance(sent[0], message.Authenticate) and sent[0].signature == TICKET
