@@ -3,6 +3,8 @@ import pytest_twisted
 
 from . import log_guard
 from .parallel import pytest_collection_modifyitems, pytest_xdist_make_scheduler  # noqa: F401  (hooks)
+from .cpu_report import (pytest_addoption, pytest_runtest_protocol, pytest_sessionstart,  # noqa: F401  (hooks)
+                         pytest_terminal_summary)
 from .dists import dists, wheelhouse  # noqa: F401  (built once for the whole run)
 from .support import start_router
 

@@ -167,3 +167,17 @@ def test_ports_are_below_the_systems_range_and_each_workers_own(monkeypatch):
         taken = held.getsockname()[1]
         monkeypatch.setattr(ports, "_ports", (mine, iter([taken, taken + 1])))
         assert ports.free_port() == taken + 1
+
+
+def test_the_cpu_report_sums_by_module_and_ranks_by_processor_time():
+    from tests.cpu_report import summary
+
+    lines = [{"test": "tests/a.py::t1", "wall": 2.0, "own": 0.5, "children": 3.0},
+             {"test": "tests/a.py::t2", "wall": 1.0, "own": 0.5, "children": 0.0},
+             {"test": "tests/b.py::t[x]", "wall": 9.0, "own": 0.1, "children": 0.1},
+             {"test": "tests/c.py::t", "wall": 0.5, "own": 2.0, "children": 0.0}]
+    out = summary(lines, wall=10.0, cores=2, top=2)
+    assert out[0] == ("6 s of processor time in 4 tests (3 s in pytest, 3 s in the processes they started), "
+                      "against 2 cores x 10 s = 20 s")
+    assert [row.split()[-1] for row in out[2:]] == ["tests/a.py", "tests/c.py"]
+    assert out[2].split()[:3] == ["4.0", "2", "3.0"]
