@@ -2,8 +2,9 @@
 and connectors (``twistd -n <name>``), each on loopback, read line by line by a
 thread so that every wait has a deadline, stopped by their own PID.
 
-The router starts on port 0 the first time and keeps the port it got across
-restarts, so a connector's configured URL stays right after ``kill -9``.
+The router starts on a port of tests/ports.py (below the range the system gives
+out, so no connection's source port takes it while the router is down) and keeps
+it across restarts, so a connector's configured URL stays right after ``kill -9``.
 """
 
 import json
@@ -17,6 +18,8 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+
+from ..ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 WS_LINE = re.compile(r"relayrouter listening: WebSocket at wss?://127\.0\.0\.1:(\d+)/")
@@ -160,7 +163,7 @@ class RouterProcess(Child):
         self.dir = tmp_path / "router"
         self.dir.mkdir(exist_ok=True)
         self.toml = toml
-        self.port = 0
+        self.port = free_port()
         self.twistd_options: list[str] = []  # before the subcommand, e.g. --reactor=asyncio
 
     def start(self) -> None:
@@ -227,7 +230,7 @@ class AgentProcess(JsonLines):
 
     def __init__(self) -> None:
         super().__init__("agent", [])
-        self.port = 0
+        self.port = free_port()
 
     def start(self) -> None:
         self.argv = [sys.executable, str(Path(__file__).with_name("agent.py")), str(self.port)]
