@@ -10,7 +10,6 @@ an empty directory with a real client.
 
 import re
 import signal
-import socket
 import subprocess
 import tarfile
 import zipfile
@@ -20,6 +19,7 @@ import pytest
 from relayrouter import __version__
 
 from ..integration.test_twistd import read_until
+from ..ports import is_free
 from .conftest import PACKAGE_DIRS, ROOT, _clean_env, _run
 
 LISTENING = re.compile(r"WebSocket at (ws://127\.0\.0\.1:\d+/ws)")
@@ -75,7 +75,7 @@ def test_readme_first_command_runs_a_router_a_client_can_use(venv, tmp_path):
     workdir = tmp_path / "empty"
     workdir.mkdir()
     argv = [str(venv / "bin" / "twistd"), "-n", "relayrouter"]
-    if not _port_free(8080):
+    if not is_free(8080):
         # Another program has the default port: the same router, on a port of ours.
         argv += ["--websocket", "tcp:0:interface=127.0.0.1"]
     proc = subprocess.Popen(argv, cwd=workdir, env=_clean_env(), text=True,
@@ -108,11 +108,3 @@ def readme_client() -> str:
     text = (ROOT / "README.md").read_text()
     return re.search(r"```python\n(# client\.py\n.*?)```", text, re.S).group(1)
 
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
