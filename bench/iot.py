@@ -409,9 +409,11 @@ def _commits(before: dict, after: dict, stored: int | None) -> str:
     its share of the phase's time."""
     commits = after["store"]["commits"] - before["store"]["commits"]
     busy = after["store"]["busy_seconds"] - before["store"]["busy_seconds"]
+    cpu = after["store"].get("cpu_seconds", 0) - before["store"].get("cpu_seconds", 0)
     if not commits or not stored:
         return "-"
-    return (f"{commits} commits, {stored / commits:.1f} messages each, {busy * 1000 / commits:.2f} ms per commit, "
+    return (f"{commits} commits, {stored / commits:.1f} messages each, {busy * 1000 / commits:.2f} ms per commit "
+            f"({cpu * 1000 / commits:.2f} ms of the store thread's CPU), "
             f"the store thread busy {busy:.1f} s of {after['at'] - before['at']:.1f} s")
 
 

@@ -35,7 +35,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from .normalize import Invalid, envelope, normalize
-from .registry import Tables
+from .registry import Tables, data_rows
 
 log = Logger()
 
@@ -113,11 +113,11 @@ class Ingest:
         if not self._pending or self.in_flight >= self.max_in_flight:
             return
         batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
-        messages = [message for message, _ in batch]
+        rows = data_rows([message for message, _ in batch])
         self._pending_callers -= _callers(batch)
         self.in_flight += 1
         self._flushed_at = self.reactor.seconds()
-        stored = self.store.run(Tables.insert_data, messages)
+        stored = self.store.run(Tables.insert_rows, rows)
         stored.addCallbacks(self._stored, self._not_stored, (batch,), None, (batch,), None)
         stored.addBoth(self._landed, batch)
 

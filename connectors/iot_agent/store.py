@@ -44,10 +44,12 @@ class Store:
         self.commits = 0
         self.operations = 0
         self.busy_seconds = 0.0  # time the thread spent running and committing batches
+        self.cpu_seconds = 0.0  # the thread's CPU time in them (the rest: waiting for the disk, or for the GIL)
 
     def stats(self) -> dict:
         return {"commits": self.commits, "operations": self.operations,
-                "busy_seconds": round(self.busy_seconds, 3), "queued": self._queue.qsize()}
+                "busy_seconds": round(self.busy_seconds, 3),
+                "cpu_seconds": round(self.cpu_seconds, 3), "queued": self._queue.qsize()}
 
     def describe(self) -> str:
         if self.dialect == "sqlite":
@@ -107,7 +109,7 @@ class Store:
             tables.close()
 
     def _commit(self, tables: Tables, batch: list) -> None:
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.thread_time()
         outcomes = []
         savepoints = len(batch) > 1
         tables.begin()
@@ -138,6 +140,7 @@ class Store:
             outcomes = [(d, failure) for d, _ in outcomes]
         self.operations += len(batch)
         self.busy_seconds += time.perf_counter() - began
+        self.cpu_seconds += time.thread_time() - cpu
         self.reactor.callFromThread(_deliver, outcomes)
 
 

@@ -2,6 +2,8 @@
 store whose commits the test lands, on a fake clock.  The real store and
 agent are tested with real processes in test_agent.py."""
 
+import json
+
 from twisted.internet import defer, task
 
 from connectors.iot_agent.ingest import Ingest
@@ -13,31 +15,36 @@ class Store:
     def __init__(self) -> None:
         self.batches: list[tuple[list, defer.Deferred]] = []
 
-    def run(self, fn, messages):
-        self.batches.append((messages, defer.Deferred()))
+    def run(self, fn, rows):
+        self.batches.append((rows, defer.Deferred()))
         return self.batches[-1][1]
 
     def land(self, clock, seconds: float) -> None:
         """The oldest batch in flight commits ``seconds`` after it was handed over."""
         clock.advance(seconds)
-        messages, d = next((m, d) for m, d in self.batches if not d.called)
+        rows, d = next((r, d) for r, d in self.batches if not d.called)
         d.callback(None)
 
 
 def make():
     clock, store = task.Clock(), Store()
     published = []
-    ingest = Ingest(store, None, clock, publish=lambda tenant, topic, m: published.append(m["n"]))
+    ingest = Ingest(store, None, clock, publish=lambda tenant, topic, m: published.append(m["attrs"]["n"]))
     return clock, store, ingest, published
 
 
+def message(n: int) -> dict:
+    return {"metadata": {"tenant": "acme", "deviceid": "d", "timestamp": n}, "attrs": {"n": n}}
+
+
 def post(ingest, n: int, answered: list):
-    d = ingest.queue([{"n": n, "metadata": {"tenant": "acme"}}])
+    d = ingest.queue([message(n)])
     d.addCallback(lambda _: answered.append(n))
 
 
 def numbers(batch) -> list[int]:
-    return [m["n"] for m in batch[0]]
+    """The messages of a batch handed to the store, by the rows it stores."""
+    return [json.loads(attrs)["n"] for _tenant, _device, _ts, attrs in batch[0]]
 
 
 def test_a_message_that_finds_the_store_idle_is_committed_at_once():
@@ -105,7 +112,7 @@ def test_a_failed_commit_fails_its_callers_and_the_next_batch_still_goes(logged_
     logged_errors.expect(r"disk full")
     clock, store, ingest, published = make()
     failed = []
-    d = ingest.queue([{"n": 1, "metadata": {"tenant": "acme"}}])
+    d = ingest.queue([message(1)])
     d.addErrback(lambda f: failed.append(f.getErrorMessage()))
     clock.advance(0)
     answered = []

@@ -1,5 +1,7 @@
 """The device registry and data store, on SQLite and on PostgreSQL."""
 
+import json
+
 import pytest
 
 from connectors.iot_agent.registry import RegistryError, Tables, connect, definitions
@@ -77,6 +79,22 @@ def test_bad_specs(tables, tenant, spec, words):
 
 def _msg(device, ts, **attrs):
     return {"metadata": {"tenant": "admin", "deviceid": device, "timestamp": ts}, "attrs": attrs}
+
+
+def test_a_batch_is_stored_row_by_row_in_its_order_with_its_attributes_as_compact_json(tables):
+    """SQLite inserts a batch as one statement over one JSON document: each
+    row must hold what a row of its own would (the same text, escapes,
+    integers beyond 64 bits, NaN), in the batch's order."""
+    odd = [{"q": 'a "quote", a \\ backslash\n\u00e9 \U0001F600 \u0000'}, {"big": 2 ** 70, "neg": -2 ** 65},
+           {"f": 1e308, "tiny": 1.5e-300, "g": 0.1, "z": -0.0}, {"nan": float("nan"), "inf": float("-inf")},
+           {"nested": {"x": [1, {"y": None}], "t": True}}, {}, {"k\u00e9y": "v"}]
+    messages = [{"metadata": {"tenant": "admin", "deviceid": f'd"{i % 2}', "timestamp": 7}, "attrs": attrs}
+                for i, attrs in enumerate(odd)]
+    tables.insert_data(messages)
+    tables.commit()
+    rows = tables._run("SELECT tenant, device, ts, attrs FROM device_data ORDER BY seq").fetchall()
+    assert [tuple(row) for row in rows] == [
+        ("admin", m["metadata"]["deviceid"], 7, json.dumps(m["attrs"], separators=(",", ":"))) for m in messages]
 
 
 def test_data_queries(tables):
