@@ -15,6 +15,6 @@ __all__ = ["PACKAGE_DIRS", "ROOT", "_clean_env", "_run"]
 def venv(dists, tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("venv")
     _run([sys.executable, "-m", "venv", str(home)])
-    _run([str(home / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-          str(dists["wheel"])], env=_clean_env())
+    _run([str(home / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+          str(dists["wheel"])], env=_clean_env())  # compiled when imported (see tests/docs/tutorial.py)
     return home
