@@ -103,6 +103,12 @@ OVERRIDES: tuple[Override, ...] = (
              "setProtocolOptions resets allowNullOrigin unless passed; our origin policy decides"),
     Override("autobahn.websocket.protocol:WebSocketServerProtocol", ("CONFIG_ATTRS",), "read",
              "the options Autobahn copies onto every connection, made class attributes instead"),
+    Override("autobahn.websocket.protocol:WebSocketProtocol", ("onCloseHandshakeTimeout", "STATE_CLOSED"),
+             "overridden", "a peer that does not answer our Close in time is hung up with a FIN, not a "
+             "reset that would throw away the ABORT or GOODBYE it has not read yet"),
+    Override("autobahn.websocket.protocol:WebSocketProtocol",
+             ("closeHandshakeTimeout", "closeHandshakeTimeoutCall", "wasClean", "wasNotCleanReason",
+              "wasCloseHandshakeTimeout"), "read", "what Autobahn's own timeout handler sets", on_instances=True),
     Override("autobahn.websocket.protocol:WebSocketProtocol", ("sendCloseFrame",), "read",
              "the relay's raw streams close with any status code (sendClose refuses 1001 and 1008)"),
     Override("twisted.web.http:_GenericHTTPChannelProtocol", ("_channel",), "read",
@@ -304,6 +310,28 @@ class WebSocketProtocolOverrides:
             self.transport.write(header + data)
         else:
             self.transport.writeSequence((header, data))
+
+    def onCloseHandshakeTimeout(self) -> None:
+        """We closed (after an ABORT or a GOODBYE) and the peer did not answer our Close in
+        time. Autobahn then resets the TCP connection, and a reset makes the peer's system
+        throw away what it received and had not read yet: a slow peer (a loaded device, a
+        busy client) never reads the ABORT or GOODBYE that says why it was closed. Hung up
+        with a FIN instead, everything sent stays readable; a peer that reads nothing at all
+        is reset after as long again."""
+        self.closeHandshakeTimeoutCall = None
+        if self.state == WebSocketProtocol.STATE_CLOSED:
+            return
+        self.wasClean = False
+        self.wasNotCleanReason = "WebSocket closing handshake timeout (peer did not finish the closing handshake in time)"
+        self.wasCloseHandshakeTimeout = True
+        self.dropConnection(abort=False)
+        transport = self.transport
+        self.factory.reactor.callLater(self.closeHandshakeTimeout, _reset_if_still_open, transport)
+
+
+def _reset_if_still_open(transport) -> None:
+    if getattr(transport, "connected", False) and hasattr(transport, "abortConnection"):
+        transport.abortConnection()
 
 
 # ------------------------------------------------- 5. the WebSocket factory
