@@ -182,6 +182,8 @@ class Cluster:
             self._check_buckets.stop()
         self.view.stop()
         self.calls.stop()
+        if self.state is not None:
+            self.state.stop()
         return self.bridge.stop()
 
     # ---------------------------------------------------------- buckets

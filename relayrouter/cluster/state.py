@@ -161,6 +161,16 @@ class SharedState:
             tenancy.check = self._tenant_check
         cluster.state_listeners.append(self._nats_state)
 
+    def stop(self) -> None:
+        """The node is stopping: what the watches still deliver (already on its way to the
+        reactor while NATS closes) is not applied, nor written again; the deny list's, the
+        tenants' and the retained events' stores close right after this."""
+        self.synced = False
+        self._attempt += 1
+        self._generation += 1
+        self._watching = False
+        self._cancel_retry()
+
     # ------------------------------------------------------------ sync
 
     def problem(self) -> str | None:

@@ -84,3 +84,22 @@ def test_a_removal_the_bucket_already_holds_at_a_resync_is_not_remembered(node):
     state._reconcile_retained({key[i]: (i, puts[key[i]]) for i in (2, 3, 4)})
     assert state._taken_back == {}
     assert sorted(router.realms["realm1"].broker.retained) == ["t.2", "t.3", "t.4"]
+
+
+def test_what_the_watch_delivers_after_the_node_stopped_is_not_applied(node):
+    """Stopping, the node closes its stores right after NATS; a change its watch had already
+    handed to the reactor then arrived at a closed store (CI: a traceback from a node's deny
+    list at its stop). It is ignored, and nothing is written."""
+    router, state, publisher, writes = node
+    broker = router.realms["realm1"].broker
+    _publish(publisher, 1, "t.1", 1)
+    put_of_1 = next(value for what, k, value in writes if value is not None)
+    watching = state._generation
+    state.cluster.bridge.stop = lambda: None  # its loop thread never started (no NATS here)
+    state.cluster.stop()
+    written = len(writes)
+    state._update(watching, RETAINED, retained_key("realm1", "t.2"), 7, put_of_1)
+    state._update(watching, RETAINED, retained_key("realm1", "t.1"), 8, None)
+    assert sorted(broker.retained) == ["t.1"] and not state.synced
+    _publish(publisher, 2, "t.3", 3)  # a change made now waits for a sync that never comes
+    assert len(writes) == written
