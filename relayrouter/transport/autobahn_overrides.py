@@ -325,8 +325,7 @@ class WebSocketProtocolOverrides:
         self.wasNotCleanReason = "WebSocket closing handshake timeout (peer did not finish the closing handshake in time)"
         self.wasCloseHandshakeTimeout = True
         self.dropConnection(abort=False)
-        transport = self.transport
-        self.factory.reactor.callLater(self.closeHandshakeTimeout, _reset_if_still_open, transport)
+        self.factory.clock.callLater(self.closeHandshakeTimeout, _reset_if_still_open, self.transport)
 
 
 def _reset_if_still_open(transport) -> None:

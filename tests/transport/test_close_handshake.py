@@ -67,3 +67,33 @@ def test_a_peer_that_reads_late_still_reads_the_abort_and_the_close(router):
     assert abort[0] == 3 and abort[2] == "wamp.error.no_such_realm", abort
     assert int.from_bytes(sent[1][1][:2], "big") == 1000  # the Close the router sent after it
 
+
+
+def test_a_peer_that_still_has_not_gone_after_as_long_again_is_reset():
+    """In memory, on the listener's clock: the FIN first (loseConnection), the reset only once
+    the closing handshake's timeout has passed a second time with the connection still up."""
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from relayrouter.config.limits import ListenerSettings
+    from relayrouter.core.router import Router
+    from relayrouter.transport.serializers import router_serializers
+    from relayrouter.transport.websocket import RouterWebSocketFactory
+
+    clock = Clock()
+    router = Router(clock)
+    factory = RouterWebSocketFactory(router, router_serializers(), ListenerSettings(), clock=clock,
+                                     url="ws://127.0.0.1:8080/ws")
+    for still_up in (True, False):
+        proto = factory.buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        transport.registerProducer(proto, True)  # as the WAMP connection's is, once open
+        proto.state = proto.STATE_CLOSING  # our Close went out; no answer came
+        proto.onCloseHandshakeTimeout()
+        assert transport.disconnecting and not transport.disconnected  # a FIN, nothing thrown away
+        transport.connected = still_up  # a peer reading nothing keeps our buffer full, and the connection up
+        clock.advance(proto.closeHandshakeTimeout - 0.01)
+        assert not transport.disconnected
+        clock.advance(0.02)
+        assert transport.disconnected is still_up
